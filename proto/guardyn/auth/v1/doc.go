@@ -1,0 +1,4 @@
+// Package authv1 is the generated Go code (messages and gRPC stubs) of the guardyn.auth.v1 API
+// defined in auth.proto; docs/api.md describes its conventions. Regenerate with
+// go run ./tools/protogen; do not edit the *.pb.go files.
+package authv1
