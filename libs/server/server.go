@@ -1,0 +1,286 @@
+// Package server runs a Guardyn gRPC service the one way every binary does:
+// gRPC with health checking, an admin HTTP port (/healthz, /readyz, /metrics),
+// one interceptor pipeline and a bounded graceful shutdown.
+//
+// See docs/operations.md and the gRPC health checking protocol,
+// https://github.com/grpc/grpc/blob/master/doc/health-checking.md.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+)
+
+// Defaults applied by [New] to zero fields of [Config].
+const (
+	DefaultMaxMessageBytes = 4 << 20
+	DefaultDrainTimeout    = 10 * time.Second
+	DefaultUnaryTimeout    = 30 * time.Second
+	DefaultMaxStreams      = 1024
+)
+
+// Config describes one server. Only Register is required; zero values get
+// the defaults above, ":0" addresses bind ephemeral ports.
+type Config struct {
+	// GRPCAddr and AdminAddr are listen addresses, e.g. ":8443" or
+	// "127.0.0.1:0". Empty means "127.0.0.1:0".
+	GRPCAddr  string
+	AdminAddr string
+
+	// Register adds the service implementations to the gRPC server.
+	Register func(grpc.ServiceRegistrar)
+
+	// Auth authenticates every call before validation; nil disables it
+	// (tests and purely public services only).
+	Auth Authenticator
+	// Validate checks every request message; nil disables it.
+	Validate Validator
+	// Ready reports whether dependencies (stores, bus) are usable; /readyz
+	// calls it with a short deadline. Nil means ready once serving.
+	Ready func(context.Context) error
+
+	// Reflection registers gRPC server reflection; development only.
+	Reflection bool
+	// TLS, when set, serves gRPC over TLS; nil serves plaintext h2c, for a
+	// TLS-terminating proxy in front or for loopback use.
+	TLS *tls.Config
+
+	Logger  *slog.Logger         // nil: JSON to stderr at info level
+	Metrics *prometheus.Registry // nil: a fresh registry with Go and process collectors
+
+	MaxMessageBytes int           // per message, both directions
+	MaxStreams      uint32        // concurrent streams per connection
+	DrainTimeout    time.Duration // how long GracefulStop may wait for calls to end
+	// UnaryTimeout bounds unary calls whose client sent no deadline;
+	// negative disables it.
+	UnaryTimeout time.Duration
+
+	// GRPCOptions are appended last, e.g. for a stats handler.
+	GRPCOptions []grpc.ServerOption
+}
+
+// Server is a listening, not yet serving, gRPC + admin HTTP server.
+type Server struct {
+	log       *slog.Logger
+	grpc      *grpc.Server
+	health    *health.Server
+	admin     *http.Server
+	grpcLis   net.Listener
+	adminLis  net.Listener
+	ready     func(context.Context) error
+	drain     time.Duration
+	serving   atomic.Bool
+	startedAt atomic.Bool
+}
+
+// New validates cfg, binds both listeners and registers the services. Call
+// [Server.Run] to serve, or [Server.Close] to release the listeners.
+func New(cfg Config) (*Server, error) {
+	if cfg.Register == nil {
+		return nil, errors.New("server config: Register is required")
+	}
+	cfg = withDefaults(cfg)
+
+	metrics, err := newRPCMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("register rpc metrics: %w", err)
+	}
+	ch := &chain{
+		log:            cfg.Logger,
+		metrics:        metrics,
+		auth:           cfg.Auth,
+		validate:       cfg.Validate,
+		defaultTimeout: cfg.UnaryTimeout,
+	}
+	opts := []grpc.ServerOption{
+		grpc.UnaryInterceptor(ch.unary),
+		grpc.StreamInterceptor(ch.stream),
+		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.MaxSendMsgSize(cfg.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(cfg.MaxStreams),
+		grpc.ConnectionTimeout(20 * time.Second),
+		// Mobile clients hold Receive streams open for hours behind NATs
+		// that drop idle flows: ping them, and let them ping us.
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: 15 * time.Minute,
+			Time:              time.Minute,
+			Timeout:           20 * time.Second,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             15 * time.Second,
+			PermitWithoutStream: true,
+		}),
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	opts = append(opts, cfg.GRPCOptions...)
+
+	s := &Server{
+		log:    cfg.Logger,
+		grpc:   grpc.NewServer(opts...),
+		health: health.NewServer(),
+		ready:  cfg.Ready,
+		drain:  cfg.DrainTimeout,
+	}
+	// Not serving until Run has both listeners accepting.
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	if cfg.Reflection {
+		reflection.Register(s.grpc)
+	}
+	cfg.Register(s.grpc)
+	metrics.index(s.grpc)
+
+	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("listen grpc on %q: %w", cfg.GRPCAddr, err)
+	}
+	if s.adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		s.grpcLis.Close()
+		return nil, fmt.Errorf("listen admin on %q: %w", cfg.AdminAddr, err)
+	}
+	s.admin = &http.Server{
+		Handler:           s.adminHandler(cfg.Metrics),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       time.Minute,
+	}
+	return s, nil
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.GRPCAddr == "" {
+		cfg.GRPCAddr = "127.0.0.1:0"
+	}
+	if cfg.AdminAddr == "" {
+		cfg.AdminAddr = "127.0.0.1:0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+		cfg.Metrics.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		)
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.MaxStreams == 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.UnaryTimeout == 0 {
+		cfg.UnaryTimeout = DefaultUnaryTimeout
+	}
+	return cfg
+}
+
+// GRPCAddr is the bound gRPC address (the real port when configured ":0").
+func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
+
+// AdminAddr is the bound admin HTTP address.
+func (s *Server) AdminAddr() net.Addr { return s.adminLis.Addr() }
+
+// Health is the gRPC health server, for services that report per-service
+// status. The overall ("") status is managed by Run.
+func (s *Server) Health() *health.Server { return s.health }
+
+// Close releases the listeners of a server that will not Run.
+func (s *Server) Close() error {
+	return errors.Join(s.grpcLis.Close(), s.adminLis.Close())
+}
+
+// Run serves until ctx is done or a listener fails, then shuts down:
+// health turns NOT_SERVING and /readyz fails first so balancers stop sending
+// new calls, then GracefulStop lets running calls finish for at most the
+// drain timeout before remaining calls and streams are cut. Run may be called
+// once; it returns nil after a shutdown caused by ctx.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.startedAt.CompareAndSwap(false, true) {
+		return errors.New("server: Run called twice")
+	}
+	errc := make(chan error, 2)
+	go func() {
+		if err := s.grpc.Serve(s.grpcLis); err != nil {
+			errc <- fmt.Errorf("serve grpc: %w", err)
+		}
+	}()
+	go func() {
+		if err := s.admin.Serve(s.adminLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve admin: %w", err)
+		}
+	}()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.serving.Store(true)
+	s.log.Info("serving", slog.String("grpc", s.GRPCAddr().String()), slog.String("admin", s.AdminAddr().String()))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.shutdown()
+	return serveErr
+}
+
+func (s *Server) shutdown() {
+	s.serving.Store(false)
+	s.health.Shutdown()
+	s.log.Info("draining", slog.Duration("timeout", s.drain))
+
+	stopped := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	timer := time.NewTimer(s.drain)
+	defer timer.Stop()
+	select {
+	case <-stopped:
+	case <-timer.C:
+		s.log.Warn("drain timeout: closing remaining calls")
+		s.grpc.Stop()
+		<-stopped
+	}
+
+	// The admin port outlives gRPC so probes and scrapes see the drain.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.admin.Shutdown(ctx); err != nil {
+		s.admin.Close()
+	}
+	s.log.Info("stopped")
+}
+
+// Run is New followed by Server.Run, for binaries that do not need the bound
+// addresses before serving.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
