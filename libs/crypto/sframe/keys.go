@@ -87,14 +87,12 @@ const (
 )
 
 // formNonce writes salt XOR CTR (CTR big-endian, right-aligned in Nn bytes)
-// into the key's scratch and returns it.
+// into the key's scratch and returns it. Only the last 8 bytes can differ
+// from the salt.
 func (k *frameKey) formNonce(ctr uint64) []byte {
 	k.nonce = k.salt
-	var c [8]byte
-	binary.BigEndian.PutUint64(c[:], ctr)
-	for i, b := range c {
-		k.nonce[nonceSize-8+i] ^= b
-	}
+	tail := k.nonce[nonceSize-8:]
+	binary.BigEndian.PutUint64(tail, binary.BigEndian.Uint64(tail)^ctr)
 	return k.nonce[:]
 }
 

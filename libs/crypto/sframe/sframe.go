@@ -104,10 +104,11 @@ func (s *Sender) Protect(dst, metadata, plaintext []byte) ([]byte, error) {
 // refuses replays with a sliding window per KID. It is not safe for
 // concurrent use.
 type Receiver struct {
-	suite  CipherSuite
-	window int
-	keys   map[uint64]*receiveKey
-	_      [0]func()
+	suite   CipherSuite
+	tagSize int
+	window  int
+	keys    map[uint64]*receiveKey
+	_       [0]func()
 }
 
 type receiveKey struct {
@@ -132,7 +133,7 @@ func NewReceiver(suite CipherSuite, replayWindow int) (*Receiver, error) {
 	if _, err := replay.New(replayWindow); err != nil {
 		return nil, fmt.Errorf("sframe: %w", err)
 	}
-	return &Receiver{suite: suite, window: replayWindow, keys: make(map[uint64]*receiveKey)}, nil
+	return &Receiver{suite: suite, tagSize: suite.TagSize(), window: replayWindow, keys: make(map[uint64]*receiveKey)}, nil
 }
 
 // Suite returns the receiver's cipher suite.
@@ -192,8 +193,8 @@ func (r *Receiver) Unprotect(dst, metadata, frame []byte) ([]byte, error) {
 		return nil, fmt.Errorf("sframe: key id %d: %w", h.KeyID, ErrUnknownKeyID)
 	}
 	body := frame[n:]
-	if len(body) < r.suite.TagSize() {
-		return nil, fmt.Errorf("sframe: frame body of %d bytes is shorter than the %d-byte tag: %w", len(body), r.suite.TagSize(), ErrTruncated)
+	if len(body) < r.tagSize {
+		return nil, fmt.Errorf("sframe: frame body of %d bytes is shorter than the %d-byte tag: %w", len(body), r.tagSize, ErrTruncated)
 	}
 	if err := key.window.Check(h.Counter); err != nil {
 		return nil, fmt.Errorf("sframe: key id %d: %w", h.KeyID, err)
