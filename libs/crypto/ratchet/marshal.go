@@ -1,0 +1,164 @@
+package ratchet
+
+import (
+	"crypto/ecdh"
+	"encoding/binary"
+	"fmt"
+)
+
+// State encoding, version 1 (integers big-endian; absent keys are written as zeros):
+//
+//	version (1) = 0x01 | flags (1) | MaxSkip (4) | MaxSkippedKeys (4) | DHs private scalar (32) |
+//	DHr (65) | RK (32) | CKs (32) | CKr (32) | Ns (4) | Nr (4) | PN (4) |
+//	HKs (32) | HKr (32) | NHKs (32) | NHKr (32) | previous chain (65) |
+//	skipped-key count (4) | count × [chain (65) | N (4) | message key (32)], oldest first
+const stateVersion = 0x01
+
+// State flags: which optional keys are present.
+const (
+	flagHeaderEncryption = 1 << iota
+	flagHasDHr
+	flagHasCKs
+	flagHasCKr
+	flagHasHKs
+	flagHasHKr
+	flagHasPrev
+	knownFlags = flagHasPrev<<1 - 1
+)
+
+const (
+	stateFixedLen   = 1 + 1 + 4 + 4 + 32 + pubKeyLen + 3*keyLen + 3*4 + 4*keyLen + pubKeyLen + 4
+	skippedEntryLen = pubKeyLen + 4 + keyLen
+	// maxStateLen bounds the decoder before it allocates anything.
+	maxStateLen = stateFixedLen + MaxConfigLimit*skippedEntryLen
+)
+
+// MarshalBinary encodes the whole State, secrets included: store the result encrypted.
+func (s *State) MarshalBinary() ([]byte, error) {
+	c := &s.c
+	b := make([]byte, 0, stateFixedLen+len(s.skipped.keys)*skippedEntryLen)
+	var flags byte
+	for _, f := range []struct {
+		set  bool
+		flag byte
+	}{
+		{s.cfg.HeaderEncryption, flagHeaderEncryption}, {c.hasDHr, flagHasDHr}, {c.hasCKs, flagHasCKs},
+		{c.hasCKr, flagHasCKr}, {c.hasHKs, flagHasHKs}, {c.hasHKr, flagHasHKr}, {c.hasPrev, flagHasPrev},
+	} {
+		if f.set {
+			flags |= f.flag
+		}
+	}
+	b = append(b, stateVersion, flags)
+	b = binary.BigEndian.AppendUint32(b, uint32(s.cfg.MaxSkip))
+	b = binary.BigEndian.AppendUint32(b, uint32(s.cfg.MaxSkippedKeys))
+	b = append(b, c.dhs.Bytes()...)
+	b = append(b, c.dhr[:]...)
+	b = append(b, c.rk[:]...)
+	b = append(b, c.cks[:]...)
+	b = append(b, c.ckr[:]...)
+	b = binary.BigEndian.AppendUint32(b, c.ns)
+	b = binary.BigEndian.AppendUint32(b, c.nr)
+	b = binary.BigEndian.AppendUint32(b, c.pn)
+	b = append(b, c.hks[:]...)
+	b = append(b, c.hkr[:]...)
+	b = append(b, c.nhks[:]...)
+	b = append(b, c.nhkr[:]...)
+	b = append(b, c.prev[:]...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s.skipped.keys)))
+	for i := range s.skipped.keys {
+		k := &s.skipped.keys[i]
+		b = append(b, k.chain[:]...)
+		b = binary.BigEndian.AppendUint32(b, k.n)
+		b = append(b, k.mk[:]...)
+	}
+	return b, nil
+}
+
+// stateReader consumes an encoding whose total length was checked up front.
+type stateReader struct{ b []byte }
+
+func (r *stateReader) next(n int) []byte {
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *stateReader) uint32() uint32 { return binary.BigEndian.Uint32(r.next(4)) }
+
+func (r *stateReader) key(dst *[keyLen]byte) { copy(dst[:], r.next(keyLen)) }
+
+// Unmarshal decodes a State written by MarshalBinary. It checks lengths before allocating and
+// validates every key, so any input yields a usable State or an error wrapping ErrMalformed or
+// ErrUnsupportedVersion.
+func Unmarshal(data []byte) (*State, error) {
+	if len(data) < stateFixedLen {
+		return nil, fmt.Errorf("state of %d bytes, want at least %d: %w", len(data), stateFixedLen, ErrMalformed)
+	}
+	if data[0] != stateVersion {
+		return nil, fmt.Errorf("state version %#x: %w", data[0], ErrUnsupportedVersion)
+	}
+	if len(data) > maxStateLen {
+		return nil, fmt.Errorf("state of %d bytes, want at most %d: %w", len(data), maxStateLen, ErrMalformed)
+	}
+	r := stateReader{b: data[1:]}
+	flags := r.next(1)[0]
+	if flags&^knownFlags != 0 {
+		return nil, fmt.Errorf("state flags %#x: %w", flags, ErrMalformed)
+	}
+	he := flags&flagHeaderEncryption != 0
+	if !he && flags&(flagHasHKs|flagHasHKr) != 0 {
+		return nil, fmt.Errorf("header keys in a state without header encryption: %w", ErrMalformed)
+	}
+	maxSkip, maxSkipped := r.uint32(), r.uint32()
+	if maxSkip == 0 || maxSkipped == 0 || maxSkip > MaxConfigLimit || maxSkipped > MaxConfigLimit {
+		return nil, fmt.Errorf("state limits %d, %d: %w", maxSkip, maxSkipped, ErrMalformed)
+	}
+	cfg, err := Config{HeaderEncryption: he, MaxSkip: int(maxSkip), MaxSkippedKeys: int(maxSkipped)}.resolve()
+	if err != nil {
+		return nil, fmt.Errorf("state limits: %w", ErrMalformed)
+	}
+	s := &State{cfg: cfg}
+	c := &s.c
+	if c.dhs, err = ecdh.P256().NewPrivateKey(r.next(32)); err != nil {
+		return nil, fmt.Errorf("state ratchet key: %w", ErrMalformed)
+	}
+	copy(c.dhsPub[:], c.dhs.PublicKey().Bytes())
+	copy(c.dhr[:], r.next(pubKeyLen))
+	c.hasDHr = flags&flagHasDHr != 0
+	if c.hasDHr {
+		if _, err := ecdh.P256().NewPublicKey(c.dhr[:]); err != nil {
+			return nil, fmt.Errorf("state remote ratchet key: %w", ErrMalformed)
+		}
+	}
+	r.key(&c.rk)
+	r.key(&c.cks)
+	r.key(&c.ckr)
+	c.hasCKs = flags&flagHasCKs != 0
+	c.hasCKr = flags&flagHasCKr != 0
+	c.ns, c.nr, c.pn = r.uint32(), r.uint32(), r.uint32()
+	r.key(&c.hks)
+	r.key(&c.hkr)
+	r.key(&c.nhks)
+	r.key(&c.nhkr)
+	c.hasHKs = flags&flagHasHKs != 0
+	c.hasHKr = flags&flagHasHKr != 0
+	copy(c.prev[:], r.next(pubKeyLen))
+	c.hasPrev = flags&flagHasPrev != 0
+
+	count := r.uint32()
+	if count > maxSkipped {
+		return nil, fmt.Errorf("state holds %d skipped keys, limit %d: %w", count, maxSkipped, ErrMalformed)
+	}
+	if want := int(count) * skippedEntryLen; len(r.b) != want {
+		return nil, fmt.Errorf("state skipped keys take %d bytes, want %d: %w", len(r.b), want, ErrMalformed)
+	}
+	s.skipped.keys = make([]skippedKey, count)
+	for i := range s.skipped.keys {
+		k := &s.skipped.keys[i]
+		copy(k.chain[:], r.next(pubKeyLen))
+		k.n = r.uint32()
+		r.key(&k.mk)
+	}
+	return s, nil
+}
