@@ -93,7 +93,7 @@ type RegisterRequest struct {
 	IdentityKey []byte `protobuf:"bytes,2,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
 	// Human-readable device name shown in device lists; visible to the server. Max: 64 characters.
 	DeviceName string `protobuf:"bytes,3,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
-	// Proof of possession: signature by identity_key under context "guardyn-register-v1" (see
+	// Proof of possession: signature by identity_key under context "registration" (see
 	// AuthService.Register). Max: 72 bytes.
 	Signature     []byte `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -332,7 +332,7 @@ type LoginRequest struct {
 	DeviceId uint32 `protobuf:"varint,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// Nonce from GetLoginChallenge. Exactly: 32 bytes.
 	Nonce []byte `protobuf:"bytes,3,opt,name=nonce,proto3" json:"nonce,omitempty"`
-	// Signature under context "guardyn-login-v1" (see AuthService.Login). Max: 72 bytes.
+	// Signature under context "login-challenge" (see AuthService.Login). Max: 72 bytes.
 	Signature     []byte `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -781,7 +781,7 @@ type StartDeviceLinkRequest struct {
 	IdentityKey []byte `protobuf:"bytes,2,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
 	// Human-readable name of the new device. Max: 64 characters.
 	DeviceName string `protobuf:"bytes,3,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
-	// Proof of possession under context "guardyn-device-link-v1" (see
+	// Proof of possession under context "device-link" (see
 	// AuthService.StartDeviceLink). Max: 72 bytes.
 	Signature     []byte `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1246,7 +1246,7 @@ type GetDeviceLinkStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id returned by StartDeviceLink. Max: 64 characters.
 	LinkId string `protobuf:"bytes,1,opt,name=link_id,json=linkId,proto3" json:"link_id,omitempty"`
-	// Signature under context "guardyn-device-link-status-v1" by the identity key given to
+	// Signature under context "device-link-status" by the identity key given to
 	// StartDeviceLink (see AuthService.GetDeviceLinkStatus). Max: 72 bytes.
 	Signature     []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1900,7 +1900,7 @@ type SignedEcPreKey struct {
 	Id uint32 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// P-256 public key, SEC1 uncompressed. Exactly: 65 bytes.
 	PublicKey []byte `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
-	// Signature by the device identity key under context "guardyn-signed-prekey-v1" over
+	// Signature by the device identity key under context "signed-prekey" over
 	// u32be(id) || public_key. Max: 72 bytes.
 	Signature     []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1965,8 +1965,9 @@ type SignedKemPreKey struct {
 	Id uint32 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// ML-KEM-768 encapsulation key (FIPS 203). Exactly: 1184 bytes.
 	PublicKey []byte `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
-	// Signature by the device identity key under context "guardyn-kem-prekey-v1" over
-	// u32be(id) || public_key. Max: 72 bytes.
+	// Signature by the device identity key under context "kem-prekey" over
+	// u32be(id) || u8(last_resort ? 1 : 0) || u8(1 = ML-KEM-768) || public_key, so a one-time key
+	// cannot pass as a last-resort key or the reverse. Max: 72 bytes.
 	Signature     []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

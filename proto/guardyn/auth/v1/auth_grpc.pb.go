@@ -55,12 +55,13 @@ const (
 // devices need to start end-to-end encrypted sessions. It never sees a private key.
 //
 // Signed statements: every signature in this API is an ECDSA P-256/SHA-256 signature (ASN.1 DER,
-// at most 72 bytes) by the device identity key over a domain-separated statement built by
-// libs/crypto/keys from a context string and a message; the contexts and message layouts are
-// listed in docs/api.md ("Signed statements"). u8(x) is one byte, u32be(x) four big-endian bytes.
+// at most 72 bytes) by a device identity key, made with libs/crypto/keys Identity.Sign(context,
+// message), which signs "Guardyn signature v1" || 0x00 || u8(len(context)) || context || message.
+// Each RPC names its context and message; docs/api.md lists them all. u8(x) is one byte, u32be(x)
+// four big-endian bytes, || concatenation.
 type AuthServiceClient interface {
 	// Register creates an account with its first device (device id 1). The request proves
-	// possession of the identity key with a signature under context "guardyn-register-v1" over
+	// possession of the identity key with a signature under context "registration" over
 	// u8(len(username)) || username || identity_key. The new device then logs in with Login.
 	//
 	// Errors:
@@ -83,7 +84,7 @@ type AuthServiceClient interface {
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many challenges for this account or peer.
 	GetLoginChallenge(ctx context.Context, in *GetLoginChallengeRequest, opts ...grpc.CallOption) (*GetLoginChallengeResponse, error)
 	// Login exchanges a signed challenge for a short-lived access token and a refresh token. The
-	// signature is under context "guardyn-login-v1" over
+	// signature is under context "login-challenge" over
 	// u8(len(username)) || username || u32be(device_id) || nonce. A nonce is consumed by its
 	// first Login attempt, successful or not.
 	//
@@ -117,7 +118,7 @@ type AuthServiceClient interface {
 	ListDevices(ctx context.Context, in *ListDevicesRequest, opts ...grpc.CallOption) (*ListDevicesResponse, error)
 	// StartDeviceLink is called by a new, not yet registered device of an existing account. It
 	// records a pending link that an existing device approves or rejects. The proof is a signature
-	// under context "guardyn-device-link-v1" over u8(len(username)) || username || identity_key ||
+	// under context "device-link" over u8(len(username)) || username || identity_key ||
 	// u8(len(device_name)) || device_name. The approving device must compare the identity key out
 	// of band (QR code or safety number) before approving.
 	//
@@ -162,7 +163,7 @@ type AuthServiceClient interface {
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	RejectDeviceLink(ctx context.Context, in *RejectDeviceLinkRequest, opts ...grpc.CallOption) (*RejectDeviceLinkResponse, error)
 	// GetDeviceLinkStatus lets the new device poll its link. The request proves it is the device
-	// that started the link with a signature under context "guardyn-device-link-status-v1" over
+	// that started the link with a signature under context "device-link-status" over
 	// u8(len(link_id)) || link_id.
 	//
 	// Errors:
@@ -537,12 +538,13 @@ func (c *authServiceClient) GetTrustRoot(ctx context.Context, in *GetTrustRootRe
 // devices need to start end-to-end encrypted sessions. It never sees a private key.
 //
 // Signed statements: every signature in this API is an ECDSA P-256/SHA-256 signature (ASN.1 DER,
-// at most 72 bytes) by the device identity key over a domain-separated statement built by
-// libs/crypto/keys from a context string and a message; the contexts and message layouts are
-// listed in docs/api.md ("Signed statements"). u8(x) is one byte, u32be(x) four big-endian bytes.
+// at most 72 bytes) by a device identity key, made with libs/crypto/keys Identity.Sign(context,
+// message), which signs "Guardyn signature v1" || 0x00 || u8(len(context)) || context || message.
+// Each RPC names its context and message; docs/api.md lists them all. u8(x) is one byte, u32be(x)
+// four big-endian bytes, || concatenation.
 type AuthServiceServer interface {
 	// Register creates an account with its first device (device id 1). The request proves
-	// possession of the identity key with a signature under context "guardyn-register-v1" over
+	// possession of the identity key with a signature under context "registration" over
 	// u8(len(username)) || username || identity_key. The new device then logs in with Login.
 	//
 	// Errors:
@@ -565,7 +567,7 @@ type AuthServiceServer interface {
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many challenges for this account or peer.
 	GetLoginChallenge(context.Context, *GetLoginChallengeRequest) (*GetLoginChallengeResponse, error)
 	// Login exchanges a signed challenge for a short-lived access token and a refresh token. The
-	// signature is under context "guardyn-login-v1" over
+	// signature is under context "login-challenge" over
 	// u8(len(username)) || username || u32be(device_id) || nonce. A nonce is consumed by its
 	// first Login attempt, successful or not.
 	//
@@ -599,7 +601,7 @@ type AuthServiceServer interface {
 	ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error)
 	// StartDeviceLink is called by a new, not yet registered device of an existing account. It
 	// records a pending link that an existing device approves or rejects. The proof is a signature
-	// under context "guardyn-device-link-v1" over u8(len(username)) || username || identity_key ||
+	// under context "device-link" over u8(len(username)) || username || identity_key ||
 	// u8(len(device_name)) || device_name. The approving device must compare the identity key out
 	// of band (QR code or safety number) before approving.
 	//
@@ -644,7 +646,7 @@ type AuthServiceServer interface {
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	RejectDeviceLink(context.Context, *RejectDeviceLinkRequest) (*RejectDeviceLinkResponse, error)
 	// GetDeviceLinkStatus lets the new device poll its link. The request proves it is the device
-	// that started the link with a signature under context "guardyn-device-link-status-v1" over
+	// that started the link with a signature under context "device-link-status" over
 	// u8(len(link_id)) || link_id.
 	//
 	// Errors:

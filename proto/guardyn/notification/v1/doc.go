@@ -1,0 +1,4 @@
+// Package notificationv1 is the generated Go code (messages and gRPC stubs) of the guardyn.notification.v1 API
+// defined in notification.proto; docs/api.md describes its conventions. Regenerate with
+// go run ./tools/protogen; do not edit the *.pb.go files.
+package notificationv1
