@@ -120,6 +120,10 @@ func encrypt(senderKey *ecdh.PrivateKey, recipient Recipient, ephemeral *ecdh.Pr
 // Open authenticates and decrypts an envelope sealed to the device deviceID holding identity,
 // verifies the sender certificate against root at now, and checks that the certificate's
 // identity key is the one that sealed the envelope.
+//
+// Pass as now the time the server accepted the envelope (its server timestamp), as Signal does:
+// a device that was offline longer than a certificate's lifetime still opens its backlog, while
+// a sender cannot use an expired certificate for new messages.
 func Open(identity *ecdh.PrivateKey, deviceID uint32, root TrustRoot, now time.Time, envelope []byte) (*Opened, error) {
 	if len(envelope) > MaxSize {
 		return nil, fmt.Errorf("%w: envelope has %d bytes, max %d", ErrTooLarge, len(envelope), MaxSize)
