@@ -34,6 +34,9 @@ var (
 	// ErrCounterExhausted means a sender used every counter value of its key;
 	// encrypting again would reuse a nonce.
 	ErrCounterExhausted = errors.New("counter exhausted")
+	// ErrCounterRewind means SetNextCounter was asked to move the counter
+	// backwards, which would reuse nonces.
+	ErrCounterRewind = errors.New("counter moved backwards")
 	// ErrBadReplayWindow means a replay window size is out of range.
 	ErrBadReplayWindow = replay.ErrBadSize
 )

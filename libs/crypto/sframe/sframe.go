@@ -29,7 +29,7 @@ import (
 )
 
 // Overhead returns how many bytes SFrame adds to a frame with this header:
-// the header and the tag. Size output buffers with it.
+// the header and the tag. It is at most MaxHeaderSize + TagSize.
 func (s CipherSuite) Overhead(h Header) int {
 	return h.Len() + s.TagSize()
 }
@@ -70,8 +70,11 @@ func (s *Sender) NextCounter() uint64 { return s.next }
 // SetNextCounter resumes a persisted sender at ctr. It refuses to move the
 // counter backwards, which would reuse nonces.
 func (s *Sender) SetNextCounter(ctr uint64) error {
-	if ctr < s.next || s.exhausted {
-		return fmt.Errorf("sframe: counter %d is behind the next counter %d", ctr, s.next)
+	if s.exhausted {
+		return fmt.Errorf("sframe: key id %d: %w", s.kid, ErrCounterExhausted)
+	}
+	if ctr < s.next {
+		return fmt.Errorf("sframe: counter %d is behind the next counter %d: %w", ctr, s.next, ErrCounterRewind)
 	}
 	s.next = ctr
 	return nil
@@ -79,8 +82,9 @@ func (s *Sender) SetNextCounter(ctr uint64) error {
 
 // Protect encrypts plaintext as the next frame, with metadata as associated
 // data, appends the SFrame ciphertext (header, encrypted frame, tag) to dst
-// and returns the extended slice. Nothing is allocated when dst has room for
-// Overhead + len(plaintext) more bytes. dst must not overlap plaintext.
+// and returns the extended slice. Nothing is allocated (GCM suites) when dst
+// has room for MaxHeaderSize + TagSize + len(plaintext) more bytes. dst must
+// not overlap plaintext.
 //
 // Once the counter has taken every 64-bit value, Protect fails with
 // ErrCounterExhausted: the KID needs a new base key.
@@ -175,8 +179,8 @@ func (r *Receiver) HasKey(kid uint64) bool {
 
 // Unprotect authenticates and decrypts one SFrame ciphertext, with metadata
 // as associated data, appends the plaintext to dst and returns the extended
-// slice. Nothing is allocated when dst has room for the plaintext. dst must
-// not overlap frame.
+// slice. Nothing is allocated (GCM suites) when dst has room for the
+// plaintext. dst must not overlap frame.
 //
 // Errors, each testable with errors.Is: ErrTruncated and ErrNonMinimalHeader
 // for a malformed frame, ErrUnknownKeyID for a KID not installed,

@@ -67,6 +67,10 @@ var (
 	// ErrBadLayout means the KID fields do not fit in 64 bits, or a value
 	// does not fit its field.
 	ErrBadLayout = errors.New("key id layout does not fit")
+	// ErrBadGrace means a negative grace period.
+	ErrBadGrace = errors.New("negative grace period")
+	// ErrBadExport means the exporter returned a base key of the wrong size.
+	ErrBadExport = errors.New("exporter output of the wrong size")
 	// ErrTooManyKeys means an epoch already holds MaxKeysPerEpoch receiving
 	// keys.
 	ErrTooManyKeys = errors.New("too many key ids in one epoch")
@@ -145,7 +149,7 @@ func NewKeyring(suite sframe.CipherSuite, epochBits int, grace time.Duration, re
 		return nil, fmt.Errorf("mlskeys: %d epoch bits, want 1..32: %w", epochBits, ErrBadLayout)
 	}
 	if grace < 0 {
-		return nil, fmt.Errorf("mlskeys: negative grace period %v", grace)
+		return nil, fmt.Errorf("mlskeys: grace %v: %w", grace, ErrBadGrace)
 	}
 	receiver, err := sframe.NewReceiver(suite, replayWindow)
 	if err != nil {
@@ -197,7 +201,7 @@ func (k *Keyring) SetEpoch(g Group) error {
 	}
 	if len(baseKey) != k.suite.KeySize() {
 		clear(baseKey)
-		return fmt.Errorf("mlskeys: exporter returned %d bytes, want %d", len(baseKey), k.suite.KeySize())
+		return fmt.Errorf("mlskeys: exporter returned %d bytes, want %d: %w", len(baseKey), k.suite.KeySize(), ErrBadExport)
 	}
 	sender, err := sframe.NewSender(k.suite, kid, baseKey)
 	if err != nil {

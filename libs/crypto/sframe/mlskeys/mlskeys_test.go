@@ -400,8 +400,8 @@ func TestNewKeyringRejectsBadInput(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	if _, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, 4, -time.Second, 64, nil); err == nil {
-		t.Error("negative grace accepted")
+	if _, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, 4, -time.Second, 64, nil); !errors.Is(err, ErrBadGrace) {
+		t.Errorf("negative grace: %v, want ErrBadGrace", err)
 	}
 }
 
@@ -428,8 +428,8 @@ func TestSetEpochRejectsBadGroup(t *testing.T) {
 	if err := k.SetEpoch(brokenGroup{good, nil, exportErr}); !errors.Is(err, exportErr) {
 		t.Errorf("exporter error: %v, want it wrapped", err)
 	}
-	if err := k.SetEpoch(brokenGroup{good, make([]byte, 3), nil}); err == nil {
-		t.Error("short exporter output accepted")
+	if err := k.SetEpoch(brokenGroup{good, make([]byte, 3), nil}); !errors.Is(err, ErrBadExport) {
+		t.Errorf("short exporter output: %v, want ErrBadExport", err)
 	}
 	if _, ok := k.Epoch(); ok {
 		t.Error("failed SetEpoch installed an epoch")
