@@ -1,0 +1,563 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/guardyn/guardyn/libs/crypto/envelope"
+	"github.com/guardyn/guardyn/libs/crypto/keys"
+	"github.com/guardyn/guardyn/libs/kv"
+	"github.com/guardyn/guardyn/libs/server"
+	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+)
+
+// errAbort carries a status error out of a transaction function unchanged.
+type errAbort struct{ err error }
+
+func (e errAbort) Error() string { return e.err.Error() }
+
+// abort wraps a client-facing status error so update/view return it as is.
+func abort(err error) error { return errAbort{err} }
+
+// update runs fn in a read-write transaction, mapping store failures to Internal and
+// passing aborted status errors through.
+func (s *Server) update(ctx context.Context, op string, fn func(kv.Tx) error) error {
+	return s.mapTxErr(ctx, op, s.store.Update(ctx, fn))
+}
+
+func (s *Server) view(ctx context.Context, op string, fn func(kv.Tx) error) error {
+	return s.mapTxErr(ctx, op, s.store.View(ctx, fn))
+}
+
+func (s *Server) mapTxErr(ctx context.Context, op string, err error) error {
+	var a errAbort
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &a):
+		return a.err
+	default:
+		return s.internal(ctx, op, err)
+	}
+}
+
+func parseIdentityKey(b []byte) (*keys.IdentityKey, error) {
+	k, err := keys.ParseIdentityKey(b)
+	if err != nil {
+		return nil, server.Error(codes.InvalidArgument, reasonInvalidIdentityKey, "identity key: %v", err)
+	}
+	return k, nil
+}
+
+// Register creates an account with its first device.
+func (s *Server) Register(ctx context.Context, req *authv1.RegisterRequest) (*authv1.RegisterResponse, error) {
+	if err := s.allow("register", peerKey(ctx)); err != nil {
+		return nil, err
+	}
+	if err := checkUsername(req.GetUsername()); err != nil {
+		return nil, err
+	}
+	if err := checkDeviceName(req.GetDeviceName()); err != nil {
+		return nil, err
+	}
+	ik, err := parseIdentityKey(req.GetIdentityKey())
+	if err != nil {
+		return nil, err
+	}
+	if err := ik.Verify(keys.ContextRegistration, RegistrationStatement(req.GetUsername(), req.GetIdentityKey()), req.GetSignature()); err != nil {
+		return nil, server.Error(codes.InvalidArgument, reasonBadSignature, "registration proof does not verify under the identity key")
+	}
+	now := s.now()
+	account := accountRecord{UserID: newID(16), Username: req.GetUsername(), CreatedAt: now, NextDeviceID: 2}
+	device := deviceRecord{ID: 1, Name: req.GetDeviceName(), IdentityKey: ik.Bytes(), CreatedAt: now}
+	err = s.update(ctx, "register", func(tx kv.Tx) error {
+		if _, err := tx.Get(usernameKey(account.Username)); err == nil {
+			return abort(server.Error(codes.AlreadyExists, reasonUsernameTaken, "username %q is taken", account.Username))
+		} else if !isNotFound(err) {
+			return err
+		}
+		if err := tx.Put(usernameKey(account.Username), []byte(account.UserID)); err != nil {
+			return err
+		}
+		if err := putJSON(tx, accountKey(account.UserID), account); err != nil {
+			return err
+		}
+		return putJSON(tx, deviceKey(account.UserID, device.ID), device)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &authv1.RegisterResponse{UserId: account.UserID, DeviceId: device.ID}, nil
+}
+
+// GetLoginChallenge issues a single-use nonce, also for unknown accounts so that the
+// answer does not reveal which usernames exist.
+func (s *Server) GetLoginChallenge(ctx context.Context, req *authv1.GetLoginChallengeRequest) (*authv1.GetLoginChallengeResponse, error) {
+	if err := checkUsername(req.GetUsername()); err != nil {
+		return nil, err
+	}
+	if req.GetDeviceId() == 0 {
+		return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "device id must not be 0")
+	}
+	if err := s.allow("challenge", req.GetUsername()); err != nil {
+		return nil, err
+	}
+	if err := s.allow("challenge-peer", peerKey(ctx)); err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, 32)
+	rand.Read(nonce)
+	rec := challengeRecord{Username: req.GetUsername(), DeviceID: req.GetDeviceId(), ExpiresAt: s.now().Add(s.cfg.ChallengeTTL)}
+	if err := s.update(ctx, "challenge", func(tx kv.Tx) error {
+		return putJSON(tx, challengeKey(nonce), rec)
+	}); err != nil {
+		return nil, err
+	}
+	return &authv1.GetLoginChallengeResponse{Nonce: nonce, ExpiresAt: ts(rec.ExpiresAt)}, nil
+}
+
+// Login verifies a signed challenge and issues tokens.
+func (s *Server) Login(ctx context.Context, req *authv1.LoginRequest) (*authv1.LoginResponse, error) {
+	if req.GetUsername() == "" || len(req.GetNonce()) != 32 || len(req.GetSignature()) == 0 || req.GetDeviceId() == 0 {
+		return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "username, device id, 32-byte nonce and signature are required")
+	}
+	if err := s.allow("login", req.GetUsername()); err != nil {
+		return nil, err
+	}
+	failed := server.Error(codes.Unauthenticated, reasonLoginFailed, "login failed")
+	now := s.now()
+	var userID string
+	err := s.store.Update(ctx, func(tx kv.Tx) error {
+		var ch challengeRecord
+		if err := getJSON(tx, challengeKey(req.GetNonce()), &ch); isNotFound(err) {
+			return abort(server.Error(codes.Unauthenticated, reasonChallengeExpired, "login challenge unknown, used or expired"))
+		} else if err != nil {
+			return err
+		}
+		// A nonce is consumed by its first attempt, successful or not.
+		if err := tx.Delete(challengeKey(req.GetNonce())); err != nil {
+			return err
+		}
+		if now.After(ch.ExpiresAt) || ch.Username != req.GetUsername() || ch.DeviceID != req.GetDeviceId() {
+			return errChallengeRejected
+		}
+		account, err := lookupAccount(tx, req.GetUsername())
+		if isNotFound(err) {
+			return errLoginFailed
+		} else if err != nil {
+			return err
+		}
+		dev, err := loadDevice(tx, account.UserID, req.GetDeviceId())
+		if isNotFound(err) {
+			return errLoginFailed
+		} else if err != nil {
+			return err
+		}
+		ik, err := keys.ParseIdentityKey(dev.IdentityKey)
+		if err != nil {
+			return err
+		}
+		if ik.Verify(keys.ContextLoginChallenge, LoginStatement(req.GetUsername(), req.GetDeviceId(), req.GetNonce()), req.GetSignature()) != nil {
+			return errLoginFailed
+		}
+		userID = account.UserID
+		return nil
+	})
+	// The nonce must stay consumed even when the login fails, so failures after the
+	// delete are reported by sentinel values and the transaction is committed by
+	// returning nil from a second, tiny update.
+	switch {
+	case errors.Is(err, errChallengeRejected):
+		s.consumeNonce(ctx, req.GetNonce())
+		return nil, server.Error(codes.Unauthenticated, reasonChallengeExpired, "login challenge unknown, used or expired")
+	case errors.Is(err, errLoginFailed):
+		s.consumeNonce(ctx, req.GetNonce())
+		return nil, failed
+	case err != nil:
+		return nil, s.mapTxErr(ctx, "login", err)
+	}
+	var family [16]byte
+	rand.Read(family[:])
+	pair, err := s.issueTokens(ctx, userID, req.GetDeviceId(), family)
+	if err != nil {
+		return nil, err
+	}
+	return &authv1.LoginResponse{UserId: userID, Tokens: pair}, nil
+}
+
+var (
+	errChallengeRejected = errors.New("challenge rejected")
+	errLoginFailed       = errors.New("login failed")
+)
+
+func (s *Server) consumeNonce(ctx context.Context, nonce []byte) {
+	if err := s.store.Update(ctx, func(tx kv.Tx) error { return tx.Delete(challengeKey(nonce)) }); err != nil {
+		s.log.WarnContext(ctx, "auth: consuming login nonce failed", "err", err)
+	}
+}
+
+// issueTokens stores a new refresh token of family and signs an access token.
+func (s *Server) issueTokens(ctx context.Context, userID string, deviceID uint32, family [16]byte) (*authv1.TokenPair, error) {
+	access, claims, err := s.tokens.Issue(userID, deviceID, family)
+	if err != nil {
+		return nil, s.internal(ctx, "issue token", err)
+	}
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	refresh := base64.RawURLEncoding.EncodeToString(raw)
+	hash := sha256.Sum256([]byte(refresh))
+	rec := refreshRecord{UserID: userID, DeviceID: deviceID, FamilyID: family[:], ExpiresAt: s.now().Add(s.cfg.RefreshTokenTTL)}
+	if err := s.update(ctx, "store refresh token", func(tx kv.Tx) error {
+		if err := tx.Put(refreshIndexKey(userID, hash[:]), nil); err != nil {
+			return err
+		}
+		return putJSON(tx, refreshKey(hash[:]), rec)
+	}); err != nil {
+		return nil, err
+	}
+	return &authv1.TokenPair{
+		AccessToken:           access,
+		AccessTokenExpiresAt:  ts(claims.ExpiresAt),
+		RefreshToken:          refresh,
+		RefreshTokenExpiresAt: ts(rec.ExpiresAt),
+	}, nil
+}
+
+// RefreshToken rotates a refresh token; a reused one revokes its whole family.
+func (s *Server) RefreshToken(ctx context.Context, req *authv1.RefreshTokenRequest) (*authv1.RefreshTokenResponse, error) {
+	if err := s.allow("refresh", peerKey(ctx)); err != nil {
+		return nil, err
+	}
+	hash := sha256.Sum256([]byte(req.GetRefreshToken()))
+	now := s.now()
+	var rec refreshRecord
+	reused := false
+	err := s.update(ctx, "refresh", func(tx kv.Tx) error {
+		reused = false
+		if err := getJSON(tx, refreshKey(hash[:]), &rec); isNotFound(err) {
+			return abort(server.Error(codes.Unauthenticated, reasonRefreshTokenInvalid, "refresh token invalid or revoked"))
+		} else if err != nil {
+			return err
+		}
+		if _, err := tx.Get(familyKey(rec.FamilyID)); err == nil {
+			return abort(server.Error(codes.Unauthenticated, reasonRefreshTokenInvalid, "refresh token revoked"))
+		} else if !isNotFound(err) {
+			return err
+		}
+		if rec.Used {
+			reused = true
+			return tx.Put(familyKey(rec.FamilyID), nil)
+		}
+		if now.After(rec.ExpiresAt) {
+			return abort(server.Error(codes.Unauthenticated, reasonRefreshTokenExpired, "refresh token expired; log in again"))
+		}
+		if _, err := tx.Get(deviceKey(rec.UserID, rec.DeviceID)); isNotFound(err) {
+			return abort(server.Error(codes.Unauthenticated, reasonDeviceRemoved, "device has been removed"))
+		} else if err != nil {
+			return err
+		}
+		rec.Used = true
+		return putJSON(tx, refreshKey(hash[:]), rec)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if reused {
+		return nil, server.Error(codes.Unauthenticated, reasonRefreshTokenReused, "refresh token was already used; its session is revoked, log in again")
+	}
+	var family [16]byte
+	copy(family[:], rec.FamilyID)
+	pair, err := s.issueTokens(ctx, rec.UserID, rec.DeviceID, family)
+	if err != nil {
+		return nil, err
+	}
+	return &authv1.RefreshTokenResponse{Tokens: pair}, nil
+}
+
+// ListDevices lists the caller's devices.
+func (s *Server) ListDevices(ctx context.Context, _ *authv1.ListDevicesRequest) (*authv1.ListDevicesResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var devs []deviceRecord
+	if err := s.view(ctx, "list devices", func(tx kv.Tx) error {
+		devs, err = loadDevices(tx, p.UserID)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	resp := &authv1.ListDevicesResponse{}
+	for _, d := range devs {
+		resp.Devices = append(resp.Devices, deviceProto(d))
+	}
+	return resp, nil
+}
+
+func deviceProto(d deviceRecord) *authv1.Device {
+	return &authv1.Device{DeviceId: d.ID, Name: d.Name, IdentityKey: d.IdentityKey, CreatedAt: ts(d.CreatedAt)}
+}
+
+// RemoveDevice removes one device of the caller's account with everything it owns.
+func (s *Server) RemoveDevice(ctx context.Context, req *authv1.RemoveDeviceRequest) (*authv1.RemoveDeviceResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = s.update(ctx, "remove device", func(tx kv.Tx) error {
+		devs, err := loadDevices(tx, p.UserID)
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, d := range devs {
+			found = found || d.ID == req.GetDeviceId()
+		}
+		if !found {
+			return abort(server.Error(codes.NotFound, reasonDeviceNotFound, "account has no device %d", req.GetDeviceId()))
+		}
+		if len(devs) == 1 {
+			return abort(server.Error(codes.FailedPrecondition, reasonLastDevice, "device %d is the account's only device; delete the account instead", req.GetDeviceId()))
+		}
+		if err := tx.Delete(deviceKey(p.UserID, req.GetDeviceId())); err != nil {
+			return err
+		}
+		return deleteDeviceKeys(tx, p.UserID, req.GetDeviceId())
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.publish(ctx, "device removed", func(e Events) error { return e.DeviceRemoved(ctx, p.UserID, req.GetDeviceId()) })
+	s.publish(ctx, "devices changed", func(e Events) error { return e.DevicesChanged(ctx, p.UserID) })
+	return &authv1.RemoveDeviceResponse{}, nil
+}
+
+// DeleteAccount erases the caller's account, devices, keys and tokens.
+func (s *Server) DeleteAccount(ctx context.Context, req *authv1.DeleteAccountRequest) (*authv1.DeleteAccountResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var deviceIDs []uint32
+	err = s.update(ctx, "delete account", func(tx kv.Tx) error {
+		deviceIDs = deviceIDs[:0]
+		account, err := loadAccount(tx, p.UserID)
+		if err != nil {
+			return err
+		}
+		if req.GetConfirmUsername() != account.Username {
+			return abort(server.Error(codes.InvalidArgument, reasonConfirmationMismatch, "confirm_username does not match the account's username"))
+		}
+		devs, err := loadDevices(tx, p.UserID)
+		if err != nil {
+			return err
+		}
+		for _, d := range devs {
+			deviceIDs = append(deviceIDs, d.ID)
+			if err := deleteDeviceKeys(tx, p.UserID, d.ID); err != nil {
+				return err
+			}
+		}
+		if err := deletePrefix(tx, devicePrefix(p.UserID)); err != nil {
+			return err
+		}
+		refreshes, err := kv.ScanPrefix(tx, refreshIndexPrefix(p.UserID), 0)
+		if err != nil {
+			return err
+		}
+		for _, r := range refreshes {
+			hash := bytes.TrimPrefix(r.Key, refreshIndexPrefix(p.UserID))
+			if err := tx.Delete(refreshKey(hash)); err != nil {
+				return err
+			}
+			if err := tx.Delete(r.Key); err != nil {
+				return err
+			}
+		}
+		links, err := kv.ScanPrefix(tx, linkIndexPrefix(p.UserID), 0)
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			if err := tx.Delete(linkKey(string(bytes.TrimPrefix(l.Key, linkIndexPrefix(p.UserID))))); err != nil {
+				return err
+			}
+			if err := tx.Delete(l.Key); err != nil {
+				return err
+			}
+		}
+		if err := tx.Delete(usernameKey(account.Username)); err != nil {
+			return err
+		}
+		return tx.Delete(accountKey(p.UserID))
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.publish(ctx, "account deleted", func(e Events) error { return e.AccountDeleted(ctx, p.UserID, deviceIDs) })
+	s.publish(ctx, "devices changed", func(e Events) error { return e.DevicesChanged(ctx, p.UserID) })
+	return &authv1.DeleteAccountResponse{}, nil
+}
+
+// ExportAccountData returns everything stored about the caller's account.
+func (s *Server) ExportAccountData(ctx context.Context, _ *authv1.ExportAccountDataRequest) (*authv1.ExportAccountDataResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.allow("export", p.UserID); err != nil {
+		return nil, err
+	}
+	resp := &authv1.ExportAccountDataResponse{ExportedAt: ts(s.now())}
+	err = s.view(ctx, "export", func(tx kv.Tx) error {
+		resp.Devices, resp.KeyCounts = nil, nil
+		account, err := loadAccount(tx, p.UserID)
+		if err != nil {
+			return err
+		}
+		resp.Account = &authv1.Account{UserId: account.UserID, Username: account.Username, CreatedAt: ts(account.CreatedAt)}
+		devs, err := loadDevices(tx, p.UserID)
+		if err != nil {
+			return err
+		}
+		for _, d := range devs {
+			resp.Devices = append(resp.Devices, deviceProto(d))
+			counts, err := preKeyCounts(tx, p.UserID, d.ID)
+			if err != nil {
+				return err
+			}
+			kps, err := countPrefix(tx, perDevicePool("kp", p.UserID, d.ID))
+			if err != nil {
+				return err
+			}
+			resp.KeyCounts = append(resp.KeyCounts, &authv1.DeviceKeyCounts{DeviceId: d.ID, Prekeys: counts, KeyPackages: uint32(kps)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// LookupIdentity resolves an account to its devices' identity keys.
+func (s *Server) LookupIdentity(ctx context.Context, req *authv1.LookupIdentityRequest) (*authv1.LookupIdentityResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetUsername() == "" && req.GetUserId() == "" {
+		return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "set username or user_id")
+	}
+	if err := s.allow("lookup", p.UserID); err != nil {
+		return nil, err
+	}
+	resp := &authv1.LookupIdentityResponse{}
+	err = s.view(ctx, "lookup identity", func(tx kv.Tx) error {
+		resp.Devices = nil
+		var account *accountRecord
+		var err error
+		if req.GetUsername() != "" {
+			account, err = lookupAccount(tx, req.GetUsername())
+		} else {
+			account, err = loadAccount(tx, req.GetUserId())
+		}
+		if isNotFound(err) {
+			return abort(server.Error(codes.NotFound, reasonUserNotFound, "no such account"))
+		} else if err != nil {
+			return err
+		}
+		resp.UserId, resp.Username = account.UserID, account.Username
+		devs, err := loadDevices(tx, account.UserID)
+		for _, d := range devs {
+			resp.Devices = append(resp.Devices, &authv1.DeviceIdentity{DeviceId: d.ID, IdentityKey: d.IdentityKey})
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// GetSenderCertificate issues a sender certificate for the calling device.
+func (s *Server) GetSenderCertificate(ctx context.Context, _ *authv1.GetSenderCertificateRequest) (*authv1.GetSenderCertificateResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.allow("certificate", p.UserID); err != nil {
+		return nil, err
+	}
+	var dev *deviceRecord
+	if err := s.view(ctx, "sender certificate", func(tx kv.Tx) error {
+		dev, err = loadDevice(tx, p.UserID, p.DeviceID)
+		if isNotFound(err) {
+			return abort(server.Error(codes.Unauthenticated, reasonDeviceRemoved, "device has been removed"))
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	ik, err := keys.ParseIdentityKey(dev.IdentityKey)
+	if err != nil {
+		return nil, s.internal(ctx, "sender certificate", err)
+	}
+	cert, err := s.certs.Issue(p.UserID, p.DeviceID, ik.ECDH())
+	if err != nil {
+		return nil, s.internal(ctx, "sender certificate", err)
+	}
+	parsed, err := envelope.ParseSenderCertificate(cert)
+	if err != nil {
+		return nil, s.internal(ctx, "sender certificate", err)
+	}
+	return &authv1.GetSenderCertificateResponse{Certificate: cert, ExpiresAt: ts(parsed.Expires())}, nil
+}
+
+// GetTrustRoot returns the server's public keys.
+func (s *Server) GetTrustRoot(context.Context, *authv1.GetTrustRootRequest) (*authv1.GetTrustRootResponse, error) {
+	return s.trust, nil
+}
+
+// Sweep deletes expired login challenges and undecided device links. The binary runs it
+// periodically; it keeps the store from growing with abandoned requests.
+func (s *Server) Sweep(ctx context.Context) error {
+	now := s.now()
+	return s.store.Update(ctx, func(tx kv.Tx) error {
+		challenges, err := kv.ScanPrefix(tx, []byte(prefix+"challenge/"), 0)
+		if err != nil {
+			return err
+		}
+		for _, c := range challenges {
+			var rec challengeRecord
+			if decodeErr := decodeJSON(c.Value, &rec); decodeErr != nil || now.After(rec.ExpiresAt) {
+				if err := tx.Delete(c.Key); err != nil {
+					return err
+				}
+			}
+		}
+		links, err := kv.ScanPrefix(tx, []byte(prefix+"link/"), 0)
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			var rec linkRecord
+			if decodeErr := decodeJSON(l.Value, &rec); decodeErr != nil || now.After(rec.ExpiresAt.Add(time.Hour)) {
+				if err := tx.Delete(l.Key); err != nil {
+					return err
+				}
+				if err := tx.Delete(linkIndexKey(rec.UserID, rec.ID)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
