@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -13,7 +14,7 @@ import (
 // Sender certificate limits and layout (version 1):
 //
 //	version          1 byte   = 1
-//	issuer key id    4 bytes  big endian
+//	issuer key id    4 bytes  big endian, KeyID of the signing key
 //	expiry           8 bytes  big endian unix seconds
 //	sender device id 4 bytes  big endian
 //	identity key     65 bytes SEC 1 uncompressed P-256 point
@@ -32,17 +33,27 @@ const (
 	certificateVersion   = 1
 	identityKeySize      = 65
 	certificateFixedSize = 1 + 4 + 8 + 4 + identityKeySize + 1
+
+	// Offsets of the fixed fields.
+	certKeyIDAt       = 1
+	certExpiryAt      = certKeyIDAt + 4
+	certDeviceIDAt    = certExpiryAt + 8
+	certIdentityKeyAt = certDeviceIDAt + 4
+	certUserIDLenAt   = certIdentityKeyAt + identityKeySize
+	certUserIDAt      = certUserIDLenAt + 1
 )
 
 // certificateSignatureContext separates certificate signatures from anything else the auth
 // service key might sign.
 const certificateSignatureContext = "guardyn sender certificate v1\x00"
 
-// TrustRoot is the auth service's certificate signing key, fetched once from GetTrustRoot and
-// pinned by clients.
-type TrustRoot struct {
-	KeyID     uint32
-	PublicKey ed25519.PublicKey
+// KeyID returns the issuer key id carried by certificates that trustRoot, the auth service's
+// Ed25519 certificate key, signs: the first four bytes of SHA-256(trustRoot), big endian. Deriving
+// it from the key keeps issuer and clients in agreement without configuration, and lets a client
+// that pinned several roots during a rotation pick the right one.
+func KeyID(trustRoot ed25519.PublicKey) uint32 {
+	sum := sha256.Sum256(trustRoot)
+	return binary.BigEndian.Uint32(sum[:4])
 }
 
 // SenderCertificate is a parsed sender certificate. It is immutable: its accessors read the
@@ -68,7 +79,7 @@ func (c *SenderCertificate) IdentityKey() *ecdh.PublicKey { return c.identityKey
 // Expires is the first instant at which the certificate is no longer valid.
 func (c *SenderCertificate) Expires() time.Time { return c.expires }
 
-// IssuerKeyID names the trust root key that signed the certificate.
+// IssuerKeyID is the KeyID of the trust root that signed the certificate.
 func (c *SenderCertificate) IssuerKeyID() uint32 { return c.issuerKeyID }
 
 // ParseSenderCertificate decodes a certificate without verifying it; call Verify before trusting
@@ -86,31 +97,31 @@ func ParseSenderCertificate(b []byte) (*SenderCertificate, error) {
 	if len(b) < certificateFixedSize {
 		return nil, fmt.Errorf("%w: certificate truncated at %d bytes", ErrMalformed, len(b))
 	}
-	userIDLen := int(b[certificateFixedSize-1])
+	userIDLen := int(b[certUserIDLenAt])
 	if userIDLen == 0 || userIDLen > MaxUserIDLen {
 		return nil, fmt.Errorf("%w: certificate user id length %d", ErrMalformed, userIDLen)
 	}
 	if want := certificateFixedSize + userIDLen + ed25519.SignatureSize; len(b) != want {
 		return nil, fmt.Errorf("%w: certificate has %d bytes, want %d", ErrMalformed, len(b), want)
 	}
-	userID := b[certificateFixedSize : certificateFixedSize+userIDLen]
+	userID := b[certUserIDAt : certUserIDAt+userIDLen]
 	if !utf8.Valid(userID) {
 		return nil, fmt.Errorf("%w: certificate user id is not UTF-8", ErrMalformed)
 	}
-	key, err := ecdh.P256().NewPublicKey(b[17 : 17+identityKeySize])
+	key, err := ecdh.P256().NewPublicKey(b[certIdentityKeyAt:certUserIDLenAt])
 	if err != nil {
 		return nil, fmt.Errorf("%w: certificate identity key: %v", ErrMalformed, err)
 	}
-	expiry := binary.BigEndian.Uint64(b[5:13])
+	expiry := binary.BigEndian.Uint64(b[certExpiryAt:])
 	if expiry > maxUnixSeconds {
 		return nil, fmt.Errorf("%w: certificate expiry %d out of range", ErrMalformed, expiry)
 	}
 	return &SenderCertificate{
 		userID:      string(userID),
-		deviceID:    binary.BigEndian.Uint32(b[13:17]),
+		deviceID:    binary.BigEndian.Uint32(b[certDeviceIDAt:]),
 		identityKey: key,
 		expires:     time.Unix(int64(expiry), 0).UTC(),
-		issuerKeyID: binary.BigEndian.Uint32(b[1:5]),
+		issuerKeyID: binary.BigEndian.Uint32(b[certKeyIDAt:]),
 		encoded:     bytes.Clone(b),
 	}, nil
 }
@@ -122,20 +133,20 @@ const maxUnixSeconds = 1 << 40
 // Bytes returns the signed encoding the certificate was parsed from.
 func (c *SenderCertificate) Bytes() []byte { return bytes.Clone(c.encoded) }
 
-// Verify checks that root signed the certificate and that it has not expired at now. A
+// Verify checks that trustRoot signed the certificate and that it has not expired at now. A
 // certificate is valid while now is before Expires.
-func (c *SenderCertificate) Verify(root TrustRoot, now time.Time) error {
-	if len(root.PublicKey) != ed25519.PublicKeySize {
-		return fmt.Errorf("%w: trust root key has %d bytes, want %d", ErrInvalidKey, len(root.PublicKey), ed25519.PublicKeySize)
+func (c *SenderCertificate) Verify(trustRoot ed25519.PublicKey, now time.Time) error {
+	if len(trustRoot) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: trust root has %d bytes, want %d", ErrInvalidKey, len(trustRoot), ed25519.PublicKeySize)
 	}
-	if c.issuerKeyID != root.KeyID {
-		return fmt.Errorf("%w: issued under key id %d, trust root is key id %d", ErrUnknownIssuer, c.issuerKeyID, root.KeyID)
+	if rootID := KeyID(trustRoot); c.issuerKeyID != rootID {
+		return fmt.Errorf("%w: issued under key id %08x, trust root is key id %08x", ErrUnknownIssuer, c.issuerKeyID, rootID)
 	}
 	if len(c.encoded) < ed25519.SignatureSize {
 		return fmt.Errorf("%w: certificate was not parsed from bytes", ErrMalformed)
 	}
 	body, sig := c.encoded[:len(c.encoded)-ed25519.SignatureSize], c.encoded[len(c.encoded)-ed25519.SignatureSize:]
-	if !ed25519.Verify(root.PublicKey, signedMessage(body), sig) {
+	if !ed25519.Verify(trustRoot, signedMessage(body), sig) {
 		return ErrCertificateSignature
 	}
 	if !now.Before(c.expires) {
@@ -152,14 +163,13 @@ func signedMessage(body []byte) []byte {
 type Issuer struct {
 	_        [0]func() // holds a private key: == would not be constant time
 	key      ed25519.PrivateKey
-	keyID    uint32
 	lifetime time.Duration
 	now      func() time.Time
 }
 
-// NewIssuer returns an Issuer that signs with key, labels certificates with keyID and makes them
-// expire lifetime after now() (at most MaxCertificateLifetime, whole seconds).
-func NewIssuer(key ed25519.PrivateKey, keyID uint32, lifetime time.Duration, now func() time.Time) (*Issuer, error) {
+// NewIssuer returns an Issuer that signs with key and makes certificates expire lifetime after
+// now() (at most MaxCertificateLifetime, whole seconds).
+func NewIssuer(key ed25519.PrivateKey, lifetime time.Duration, now func() time.Time) (*Issuer, error) {
 	if len(key) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: issuer key has %d bytes, want %d", ErrInvalidKey, len(key), ed25519.PrivateKeySize)
 	}
@@ -169,12 +179,13 @@ func NewIssuer(key ed25519.PrivateKey, keyID uint32, lifetime time.Duration, now
 	if now == nil {
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidCertificate)
 	}
-	return &Issuer{key: key, keyID: keyID, lifetime: lifetime, now: now}, nil
+	return &Issuer{key: key, lifetime: lifetime, now: now}, nil
 }
 
-// TrustRoot returns the public trust root clients pin to verify this Issuer's certificates.
-func (i *Issuer) TrustRoot() TrustRoot {
-	return TrustRoot{KeyID: i.keyID, PublicKey: i.key.Public().(ed25519.PublicKey)}
+// TrustRoot returns the public key clients pin (GetTrustRoot's sender_certificate_key) to verify
+// this Issuer's certificates.
+func (i *Issuer) TrustRoot() ed25519.PublicKey {
+	return i.key.Public().(ed25519.PublicKey)
 }
 
 // Issue returns an encoded certificate vouching that identityKey belongs to device deviceID of
@@ -192,7 +203,7 @@ func (i *Issuer) Issue(userID string, deviceID uint32, identityKey *ecdh.PublicK
 	}
 	b := make([]byte, 0, certificateFixedSize+len(userID)+ed25519.SignatureSize)
 	b = append(b, certificateVersion)
-	b = binary.BigEndian.AppendUint32(b, i.keyID)
+	b = binary.BigEndian.AppendUint32(b, KeyID(i.TrustRoot()))
 	b = binary.BigEndian.AppendUint64(b, uint64(expires))
 	b = binary.BigEndian.AppendUint32(b, deviceID)
 	b = append(b, identityKey.Bytes()...)

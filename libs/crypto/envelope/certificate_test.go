@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ func TestIssueParseVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cert.UserID() != "alice@example.org" || cert.DeviceID() != 7 || cert.IssuerKeyID() != 42 {
+	if cert.UserID() != "alice@example.org" || cert.DeviceID() != 7 || cert.IssuerKeyID() != KeyID(f.root) {
 		t.Errorf("fields = %q, device %d, issuer %d", cert.UserID(), cert.DeviceID(), cert.IssuerKeyID())
 	}
 	if !cert.IdentityKey().Equal(f.alice.PublicKey()) {
@@ -36,13 +37,23 @@ func TestIssueParseVerify(t *testing.T) {
 	}
 }
 
-func TestVerifyZeroCertificate(t *testing.T) {
+func TestVerifyUnparsedCertificate(t *testing.T) {
 	f := newFixture(t)
 	var zero SenderCertificate
-	root := f.root
-	root.KeyID = 0
-	if err := zero.Verify(root, testNow); !errors.Is(err, ErrMalformed) {
-		t.Errorf("zero certificate: err = %v, want ErrMalformed", err)
+	if err := zero.Verify(f.root, testNow); !errors.Is(err, ErrUnknownIssuer) {
+		t.Errorf("zero certificate: err = %v, want ErrUnknownIssuer", err)
+	}
+	unparsed := SenderCertificate{issuerKeyID: KeyID(f.root), expires: testNow.Add(time.Hour)}
+	if err := unparsed.Verify(f.root, testNow); !errors.Is(err, ErrMalformed) {
+		t.Errorf("certificate without encoding: err = %v, want ErrMalformed", err)
+	}
+}
+
+func TestKeyID(t *testing.T) {
+	root := ed25519FromSeed("issuer").Public().(ed25519.PublicKey)
+	sum := sha256.Sum256(root)
+	if got, want := KeyID(root), uint32(sum[0])<<24|uint32(sum[1])<<16|uint32(sum[2])<<8|uint32(sum[3]); got != want {
+		t.Errorf("KeyID = %08x, want %08x", got, want)
 	}
 }
 
@@ -64,8 +75,7 @@ func TestVerifyRejectsEveryFlippedByte(t *testing.T) {
 func TestParseSenderCertificateRejects(t *testing.T) {
 	f := newFixture(t)
 	good := f.aliceCert
-	uidLenAt := certificateFixedSize - 1
-	keyAt := 17
+	uidLenAt, keyAt := certUserIDLenAt, certIdentityKeyAt
 	mutate := func(fn func(b []byte) []byte) []byte { return fn(bytes.Clone(good)) }
 	cases := []struct {
 		name string
@@ -79,7 +89,7 @@ func TestParseSenderCertificateRejects(t *testing.T) {
 		{"over max size", make([]byte, MaxCertificateSize+1), ErrMalformed},
 		{"user id length 0", mutate(func(b []byte) []byte { b[uidLenAt] = 0; return b }), ErrMalformed},
 		{"user id length 65", mutate(func(b []byte) []byte { b[uidLenAt] = MaxUserIDLen + 1; return b }), ErrMalformed},
-		{"user id not UTF-8", mutate(func(b []byte) []byte { b[certificateFixedSize] = 0xff; return b }), ErrMalformed},
+		{"user id not UTF-8", mutate(func(b []byte) []byte { b[certUserIDAt] = 0xff; return b }), ErrMalformed},
 		{"compressed key", mutate(func(b []byte) []byte { b[keyAt] = 0x02; return b }), ErrMalformed},
 		{"off-curve key", mutate(func(b []byte) []byte { b[keyAt+64] ^= 1; return b }), ErrMalformed},
 		{"key is infinity", mutate(func(b []byte) []byte { clear(b[keyAt : keyAt+65]); return b }), ErrMalformed},
@@ -114,12 +124,12 @@ func TestIssuerRejectsBadInput(t *testing.T) {
 		{"lifetime over max", key, MaxCertificateLifetime + time.Second, clock, ErrInvalidCertificate},
 		{"nil clock", key, time.Hour, nil, ErrInvalidCertificate},
 	} {
-		if _, err := NewIssuer(tc.key, 1, tc.lifetime, tc.clock); !errors.Is(err, tc.want) {
+		if _, err := NewIssuer(tc.key, tc.lifetime, tc.clock); !errors.Is(err, tc.want) {
 			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
 		}
 	}
 
-	issuer, err := NewIssuer(key, 1, time.Hour, clock)
+	issuer, err := NewIssuer(key, time.Hour, clock)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,13 +89,14 @@ func TestConstructionMatchesDoc(t *testing.T) {
 	}
 
 	// Certificate layout: version, issuer key id, expiry, device id, identity key, user id.
-	if cert[0] != 1 || binary.BigEndian.Uint32(cert[1:5]) != v.IssuerKeyID ||
+	root := ed25519.NewKeyFromSeed(unhex(t, v.IssuerSeed)).Public().(ed25519.PublicKey)
+	rootID := sha256.Sum256(root)
+	if cert[0] != 1 || binary.BigEndian.Uint32(cert[1:5]) != binary.BigEndian.Uint32(rootID[:4]) ||
 		int64(binary.BigEndian.Uint64(cert[5:13])) != v.IssuedAt+v.LifetimeSeconds ||
 		binary.BigEndian.Uint32(cert[13:17]) != v.SenderDeviceID || !bytes.Equal(cert[17:82], senderKeyBytes) ||
 		string(cert[83:83+int(cert[82])]) != v.SenderUserID {
 		t.Errorf("certificate fields do not follow the documented layout: %x", cert)
 	}
-	root := ed25519.NewKeyFromSeed(unhex(t, v.IssuerSeed)).Public().(ed25519.PublicKey)
 	body, sig := cert[:len(cert)-64], cert[len(cert)-64:]
 	if !ed25519.Verify(root, concat([]byte("guardyn sender certificate v1\x00"), body), sig) {
 		t.Error("certificate signature does not verify as documented")

@@ -3,7 +3,8 @@
 //
 // The sender's identity travels inside the ciphertext, vouched for by a short-lived
 // [SenderCertificate] that the auth service issues with an [Issuer] and that clients check against
-// the pinned [TrustRoot]. Start with [Seal] on the sending device and [Open] on the receiving one.
+// the auth service's pinned Ed25519 key, the trust root. Start with [Seal] on the sending device
+// and [Open] on the receiving one.
 //
 // Construction, in short (all curves P-256, KDF HKDF-SHA-256, AEAD AES-256-GCM):
 //

@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdh"
+	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
@@ -118,13 +119,13 @@ func encrypt(senderKey *ecdh.PrivateKey, recipient Recipient, ephemeral *ecdh.Pr
 }
 
 // Open authenticates and decrypts an envelope sealed to the device deviceID holding identity,
-// verifies the sender certificate against root at now, and checks that the certificate's
+// verifies the sender certificate against trustRoot at now, and checks that the certificate's
 // identity key is the one that sealed the envelope.
 //
 // Pass as now the time the server accepted the envelope (its server timestamp), as Signal does:
 // a device that was offline longer than a certificate's lifetime still opens its backlog, while
 // a sender cannot use an expired certificate for new messages.
-func Open(identity *ecdh.PrivateKey, deviceID uint32, root TrustRoot, now time.Time, envelope []byte) (*Opened, error) {
+func Open(identity *ecdh.PrivateKey, deviceID uint32, trustRoot ed25519.PublicKey, now time.Time, envelope []byte) (*Opened, error) {
 	if len(envelope) > MaxSize {
 		return nil, fmt.Errorf("%w: envelope has %d bytes, max %d", ErrTooLarge, len(envelope), MaxSize)
 	}
@@ -179,7 +180,7 @@ func Open(identity *ecdh.PrivateKey, deviceID uint32, root TrustRoot, now time.T
 	if err != nil {
 		return nil, fmt.Errorf("sender certificate: %w", err)
 	}
-	if err := cert.Verify(root, now); err != nil {
+	if err := cert.Verify(trustRoot, now); err != nil {
 		return nil, fmt.Errorf("sender certificate: %w", err)
 	}
 	if !cert.identityKey.Equal(senderKey) {

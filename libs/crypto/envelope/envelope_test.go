@@ -3,6 +3,8 @@ package envelope
 import (
 	"bytes"
 	"crypto/ecdh"
+	"crypto/ed25519"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
@@ -94,8 +96,8 @@ func TestOpenCertificateExpiry(t *testing.T) {
 
 func TestOpenForgedCertificate(t *testing.T) {
 	f := newFixture(t)
-	t.Run("other key, same key id", func(t *testing.T) {
-		forger, err := NewIssuer(ed25519FromSeed("mallory"), f.root.KeyID, time.Hour, func() time.Time { return testNow })
+	t.Run("other issuer", func(t *testing.T) {
+		forger, err := NewIssuer(ed25519FromSeed("mallory"), time.Hour, func() time.Time { return testNow })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,13 +109,22 @@ func TestOpenForgedCertificate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if _, err := f.open(env); !errors.Is(err, ErrUnknownIssuer) {
+			t.Errorf("err = %v, want ErrUnknownIssuer", err)
+		}
+		// Relabelled with the genuine root's key id, the signature no longer matches.
+		binary.BigEndian.PutUint32(cert[certKeyIDAt:], KeyID(f.root))
+		env, err = Seal(Sender{Certificate: cert, IdentityKey: f.alice}, f.recipient(), ContentSessionMessage, []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, err := f.open(env); !errors.Is(err, ErrCertificateSignature) {
-			t.Errorf("err = %v, want ErrCertificateSignature", err)
+			t.Errorf("relabelled: err = %v, want ErrCertificateSignature", err)
 		}
 	})
 	t.Run("edited user id", func(t *testing.T) {
 		cert := bytes.Clone(f.aliceCert)
-		copy(cert[certificateFixedSize:], "eve")
+		copy(cert[certUserIDAt:], "eve")
 		env, err := Seal(Sender{Certificate: cert, IdentityKey: f.alice}, f.recipient(), ContentSessionMessage, []byte("x"))
 		if err != nil {
 			t.Fatal(err)
@@ -122,11 +133,9 @@ func TestOpenForgedCertificate(t *testing.T) {
 			t.Errorf("err = %v, want ErrCertificateSignature", err)
 		}
 	})
-	t.Run("unknown key id", func(t *testing.T) {
-		root := f.root
-		root.KeyID++
+	t.Run("rotated trust root", func(t *testing.T) {
 		env := f.seal(t, ContentSessionMessage, []byte("x"))
-		if _, err := Open(f.bob, f.bobDevice, root, testNow, env); !errors.Is(err, ErrUnknownIssuer) {
+		if _, err := Open(f.bob, f.bobDevice, ed25519FromSeed("next root").Public().(ed25519.PublicKey), testNow, env); !errors.Is(err, ErrUnknownIssuer) {
 			t.Errorf("err = %v, want ErrUnknownIssuer", err)
 		}
 	})
@@ -240,7 +249,7 @@ func TestOpenRejectsBadRecipientKeyAndRoot(t *testing.T) {
 	if _, err := Open(nil, f.bobDevice, f.root, testNow, env); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("nil identity: err = %v, want ErrInvalidKey", err)
 	}
-	if _, err := Open(f.bob, f.bobDevice, TrustRoot{KeyID: f.root.KeyID}, testNow, env); !errors.Is(err, ErrInvalidKey) {
+	if _, err := Open(f.bob, f.bobDevice, f.root[:31], testNow, env); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("empty trust root: err = %v, want ErrInvalidKey", err)
 	}
 }

@@ -21,7 +21,7 @@ var (
 	ErrInvalidCertificate = errors.New("envelope: invalid certificate fields")
 	// ErrUnsupportedContentType reports a content type this code does not know.
 	ErrUnsupportedContentType = errors.New("envelope: unsupported content type")
-	// ErrUnknownIssuer reports a certificate signed under a key id other than the trust root's;
+	// ErrUnknownIssuer reports a certificate whose issuer key id is not the trust root's KeyID;
 	// a client may refetch the trust root.
 	ErrUnknownIssuer = errors.New("envelope: certificate from unknown issuer")
 	// ErrCertificateSignature reports a certificate whose signature does not verify.

@@ -34,7 +34,7 @@ func ed25519FromSeed(seed string) ed25519.PrivateKey {
 // fixture is Alice's device 7 sending to Bob's device 3 under one issuer.
 type fixture struct {
 	issuer    *Issuer
-	root      TrustRoot
+	root      ed25519.PublicKey
 	alice     *ecdh.PrivateKey
 	aliceCert []byte
 	bob       *ecdh.PrivateKey
@@ -43,7 +43,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) fixture {
 	t.Helper()
-	issuer, err := NewIssuer(ed25519FromSeed("issuer"), 42, 24*time.Hour, func() time.Time { return testNow })
+	issuer, err := NewIssuer(ed25519FromSeed("issuer"), 24*time.Hour, func() time.Time { return testNow })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,6 @@ var update = flag.Bool("update", false, "rewrite testdata/vectors.json from the 
 type vector struct {
 	Name              string `json:"name"`
 	IssuerSeed        string `json:"issuer_ed25519_seed"`
-	IssuerKeyID       uint32 `json:"issuer_key_id"`
 	IssuedAt          int64  `json:"issued_at_unix"`
 	LifetimeSeconds   int64  `json:"lifetime_seconds"`
 	SenderUserID      string `json:"sender_user_id"`
@@ -48,7 +47,7 @@ func TestVectors(t *testing.T) {
 		t.Run(v.Name, func(t *testing.T) {
 			issuerSeed := unhex(t, v.IssuerSeed)
 			issuedAt := time.Unix(v.IssuedAt, 0)
-			issuer, err := NewIssuer(ed25519.NewKeyFromSeed(issuerSeed), v.IssuerKeyID, time.Duration(v.LifetimeSeconds)*time.Second, func() time.Time { return issuedAt })
+			issuer, err := NewIssuer(ed25519.NewKeyFromSeed(issuerSeed), time.Duration(v.LifetimeSeconds)*time.Second, func() time.Time { return issuedAt })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -117,7 +116,6 @@ func freshVectors(t *testing.T) []vector {
 	scalar := func(seed string) string { return hex.EncodeToString(p256FromSeed(t, seed).Bytes()) }
 	base := vector{
 		IssuerSeed:        hex.EncodeToString(ed25519FromSeed("guardyn test issuer").Seed()),
-		IssuerKeyID:       1,
 		IssuedAt:          time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix(),
 		LifetimeSeconds:   86400,
 		SenderUserID:      "alice",
@@ -134,7 +132,7 @@ func freshVectors(t *testing.T) []vector {
 	message.Content = hex.EncodeToString([]byte("hello, sealed world"))
 	large := base
 	large.Name, large.ContentType, large.SenderUserID, large.SenderDeviceID = "MLS message, 1 KiB bucket, long user id", uint8(ContentMLS), strings.Repeat("u", MaxUserIDLen), 0xfffffffe
-	large.RecipientDeviceID, large.IssuerKeyID = 0xffffffff, 0xdeadbeef
+	large.RecipientDeviceID = 0xffffffff
 	large.Content = hex.EncodeToString(bytes.Repeat([]byte{0x5a}, 400))
 	return []vector{typing, message, large}
 }
