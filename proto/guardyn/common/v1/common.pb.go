@@ -82,6 +82,268 @@ func (PushPlatform) EnumDescriptor() ([]byte, []int) {
 	return file_guardyn_common_v1_common_proto_rawDescGZIP(), []int{0}
 }
 
+// ErrorReason lists the stable reasons of Guardyn errors. A failed RPC returns a gRPC status
+// with a google.rpc.ErrorInfo detail whose domain is "guardyn.dev" and whose reason is a value
+// name below without the ERROR_REASON_ prefix (ERROR_REASON_USERNAME_TAKEN is sent as
+// "USERNAME_TAKEN"). Each value's comment starts with the one gRPC code it is used with. Reasons
+// are never renamed or reused; new ones may be added, so clients must handle unknown reasons by
+// their status code.
+type ErrorReason int32
+
+const (
+	// No reason given; never sent.
+	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
+	// INVALID_ARGUMENT: a field exceeds the maximum its proto comment documents.
+	ErrorReason_ERROR_REASON_LIMIT_EXCEEDED ErrorReason = 1
+	// INVALID_ARGUMENT: a required field is missing or a field is malformed in a way no more
+	// specific reason covers; the status message names the field.
+	ErrorReason_ERROR_REASON_MALFORMED_REQUEST ErrorReason = 2
+	// RESOURCE_EXHAUSTED: the caller exceeded a rate limit; a google.rpc.RetryInfo detail may say
+	// when to retry.
+	ErrorReason_ERROR_REASON_RATE_LIMITED ErrorReason = 3
+	// UNAUTHENTICATED: an RPC that needs an access token was called without one.
+	ErrorReason_ERROR_REASON_TOKEN_MISSING ErrorReason = 10
+	// UNAUTHENTICATED: the access token is malformed, forged or signed by an unknown key.
+	ErrorReason_ERROR_REASON_TOKEN_INVALID ErrorReason = 11
+	// UNAUTHENTICATED: the access token has expired; refresh it with RefreshToken.
+	ErrorReason_ERROR_REASON_TOKEN_EXPIRED ErrorReason = 12
+	// UNAUTHENTICATED: the token's device has been removed from its account.
+	ErrorReason_ERROR_REASON_DEVICE_REMOVED ErrorReason = 13
+	// UNAUTHENTICATED: the refresh token is malformed, forged or revoked.
+	ErrorReason_ERROR_REASON_REFRESH_TOKEN_INVALID ErrorReason = 14
+	// UNAUTHENTICATED: the refresh token has expired; log in again.
+	ErrorReason_ERROR_REASON_REFRESH_TOKEN_EXPIRED ErrorReason = 15
+	// UNAUTHENTICATED: the refresh token was already rotated, so its family is now revoked.
+	ErrorReason_ERROR_REASON_REFRESH_TOKEN_REUSED ErrorReason = 16
+	// UNAUTHENTICATED: login failed: unknown username or device, or a bad signature.
+	ErrorReason_ERROR_REASON_LOGIN_FAILED ErrorReason = 17
+	// UNAUTHENTICATED: the login nonce is unknown, expired or already used.
+	ErrorReason_ERROR_REASON_CHALLENGE_EXPIRED ErrorReason = 18
+	// INVALID_ARGUMENT: the username is not 3-32 characters of [a-z0-9_.].
+	ErrorReason_ERROR_REASON_INVALID_USERNAME ErrorReason = 20
+	// INVALID_ARGUMENT: an identity key is not a valid P-256 SEC1 uncompressed point.
+	ErrorReason_ERROR_REASON_INVALID_IDENTITY_KEY ErrorReason = 21
+	// INVALID_ARGUMENT: a proof-of-possession signature does not verify.
+	ErrorReason_ERROR_REASON_BAD_SIGNATURE ErrorReason = 22
+	// ALREADY_EXISTS: another account uses the username.
+	ErrorReason_ERROR_REASON_USERNAME_TAKEN ErrorReason = 23
+	// NOT_FOUND: no account with the given user id or username.
+	ErrorReason_ERROR_REASON_USER_NOT_FOUND ErrorReason = 24
+	// NOT_FOUND: the account has no device with the given id.
+	ErrorReason_ERROR_REASON_DEVICE_NOT_FOUND ErrorReason = 25
+	// FAILED_PRECONDITION: the account already has its maximum number of devices.
+	ErrorReason_ERROR_REASON_DEVICE_LIMIT_REACHED ErrorReason = 26
+	// FAILED_PRECONDITION: the device is the account's last one; delete the account instead.
+	ErrorReason_ERROR_REASON_LAST_DEVICE ErrorReason = 27
+	// INVALID_ARGUMENT: the confirmation does not match the account.
+	ErrorReason_ERROR_REASON_CONFIRMATION_MISMATCH ErrorReason = 28
+	// NOT_FOUND: no pending device link with the given id (or it expired).
+	ErrorReason_ERROR_REASON_LINK_NOT_FOUND ErrorReason = 29
+	// FAILED_PRECONDITION: the device link was already approved or rejected.
+	ErrorReason_ERROR_REASON_LINK_ALREADY_DECIDED ErrorReason = 30
+	// INVALID_ARGUMENT: a prekey is not a valid P-256 point or ML-KEM-768 encapsulation key.
+	ErrorReason_ERROR_REASON_INVALID_PREKEY ErrorReason = 40
+	// INVALID_ARGUMENT: a prekey signature does not verify under the device identity key.
+	ErrorReason_ERROR_REASON_BAD_PREKEY_SIGNATURE ErrorReason = 41
+	// INVALID_ARGUMENT: a prekey id repeats or collides with a stored prekey.
+	ErrorReason_ERROR_REASON_DUPLICATE_PREKEY_ID ErrorReason = 42
+	// FAILED_PRECONDITION: the device has not stored its signed EC prekey or last-resort ML-KEM
+	// prekey yet.
+	ErrorReason_ERROR_REASON_NO_SIGNED_PREKEY ErrorReason = 43
+	// RESOURCE_EXHAUSTED: the device stores its maximum number of one-time prekeys.
+	ErrorReason_ERROR_REASON_PREKEY_LIMIT_REACHED ErrorReason = 44
+	// RESOURCE_EXHAUSTED: the device stores its maximum number of MLS key packages.
+	ErrorReason_ERROR_REASON_KEY_PACKAGE_LIMIT_REACHED ErrorReason = 45
+	// FAILED_PRECONDITION: a send does not address exactly the recipient's current devices; a
+	// guardyn.messaging.v1.DeviceListMismatch detail says which devices to add and drop.
+	ErrorReason_ERROR_REASON_STALE_DEVICE_LIST ErrorReason = 50
+	// RESOURCE_EXHAUSTED: a recipient device's inbox holds its maximum of undelivered messages.
+	ErrorReason_ERROR_REASON_INBOX_FULL ErrorReason = 51
+	// ABORTED: a newer Receive stream of the same device replaced this one.
+	ErrorReason_ERROR_REASON_STREAM_SUPERSEDED ErrorReason = 52
+	// ALREADY_EXISTS: a group with the given id exists.
+	ErrorReason_ERROR_REASON_GROUP_EXISTS ErrorReason = 53
+	// NOT_FOUND: no group with the given id (or the caller may not know of it).
+	ErrorReason_ERROR_REASON_GROUP_NOT_FOUND ErrorReason = 54
+	// PERMISSION_DENIED: the calling device is not a member of the group.
+	ErrorReason_ERROR_REASON_NOT_GROUP_MEMBER ErrorReason = 55
+	// ABORTED: another commit already ended the epoch; a guardyn.messaging.v1.EpochConflict detail
+	// names the current epoch.
+	ErrorReason_ERROR_REASON_EPOCH_CONFLICT ErrorReason = 56
+	// FAILED_PRECONDITION: a group message's epoch is neither the current nor the previous one; a
+	// guardyn.messaging.v1.EpochConflict detail names the current epoch.
+	ErrorReason_ERROR_REASON_EPOCH_MISMATCH ErrorReason = 57
+	// NOT_FOUND: no Welcome is stored for the device and group.
+	ErrorReason_ERROR_REASON_WELCOME_NOT_FOUND ErrorReason = 58
+	// INVALID_ARGUMENT: an upload is empty, exceeds the maximum blob size, or a chunk goes past
+	// the declared size.
+	ErrorReason_ERROR_REASON_UPLOAD_TOO_LARGE ErrorReason = 60
+	// RESOURCE_EXHAUSTED: the account's storage quota or unfinished-upload limit is reached.
+	ErrorReason_ERROR_REASON_QUOTA_EXCEEDED ErrorReason = 61
+	// NOT_FOUND: no unfinished upload with the given id for the caller.
+	ErrorReason_ERROR_REASON_UPLOAD_NOT_FOUND ErrorReason = 62
+	// FAILED_PRECONDITION: a chunk does not start at the upload's committed offset.
+	ErrorReason_ERROR_REASON_OFFSET_MISMATCH ErrorReason = 63
+	// FAILED_PRECONDITION: the upload is completed before all its bytes are committed.
+	ErrorReason_ERROR_REASON_UPLOAD_INCOMPLETE ErrorReason = 64
+	// INVALID_ARGUMENT: the uploaded ciphertext does not hash to the declared SHA-256.
+	ErrorReason_ERROR_REASON_HASH_MISMATCH ErrorReason = 65
+	// NOT_FOUND: no blob with the given id that the caller may read or owns.
+	ErrorReason_ERROR_REASON_BLOB_NOT_FOUND ErrorReason = 66
+	// OUT_OF_RANGE: a download starts past the end of the blob.
+	ErrorReason_ERROR_REASON_RANGE_INVALID ErrorReason = 67
+	// PERMISSION_DENIED: the capability token is malformed, forged, or for another blob or
+	// audience.
+	ErrorReason_ERROR_REASON_CAPABILITY_INVALID ErrorReason = 68
+	// PERMISSION_DENIED: the capability token has expired.
+	ErrorReason_ERROR_REASON_CAPABILITY_EXPIRED ErrorReason = 69
+	// RESOURCE_EXHAUSTED: the account has its maximum number of open presence watches.
+	ErrorReason_ERROR_REASON_WATCH_LIMIT_REACHED ErrorReason = 70
+	// INVALID_ARGUMENT: the push target is incomplete or malformed.
+	ErrorReason_ERROR_REASON_INVALID_PUSH_TARGET ErrorReason = 80
+	// NOT_FOUND: the device has no push target.
+	ErrorReason_ERROR_REASON_PUSH_TARGET_NOT_FOUND ErrorReason = 81
+)
+
+// Enum value maps for ErrorReason.
+var (
+	ErrorReason_name = map[int32]string{
+		0:  "ERROR_REASON_UNSPECIFIED",
+		1:  "ERROR_REASON_LIMIT_EXCEEDED",
+		2:  "ERROR_REASON_MALFORMED_REQUEST",
+		3:  "ERROR_REASON_RATE_LIMITED",
+		10: "ERROR_REASON_TOKEN_MISSING",
+		11: "ERROR_REASON_TOKEN_INVALID",
+		12: "ERROR_REASON_TOKEN_EXPIRED",
+		13: "ERROR_REASON_DEVICE_REMOVED",
+		14: "ERROR_REASON_REFRESH_TOKEN_INVALID",
+		15: "ERROR_REASON_REFRESH_TOKEN_EXPIRED",
+		16: "ERROR_REASON_REFRESH_TOKEN_REUSED",
+		17: "ERROR_REASON_LOGIN_FAILED",
+		18: "ERROR_REASON_CHALLENGE_EXPIRED",
+		20: "ERROR_REASON_INVALID_USERNAME",
+		21: "ERROR_REASON_INVALID_IDENTITY_KEY",
+		22: "ERROR_REASON_BAD_SIGNATURE",
+		23: "ERROR_REASON_USERNAME_TAKEN",
+		24: "ERROR_REASON_USER_NOT_FOUND",
+		25: "ERROR_REASON_DEVICE_NOT_FOUND",
+		26: "ERROR_REASON_DEVICE_LIMIT_REACHED",
+		27: "ERROR_REASON_LAST_DEVICE",
+		28: "ERROR_REASON_CONFIRMATION_MISMATCH",
+		29: "ERROR_REASON_LINK_NOT_FOUND",
+		30: "ERROR_REASON_LINK_ALREADY_DECIDED",
+		40: "ERROR_REASON_INVALID_PREKEY",
+		41: "ERROR_REASON_BAD_PREKEY_SIGNATURE",
+		42: "ERROR_REASON_DUPLICATE_PREKEY_ID",
+		43: "ERROR_REASON_NO_SIGNED_PREKEY",
+		44: "ERROR_REASON_PREKEY_LIMIT_REACHED",
+		45: "ERROR_REASON_KEY_PACKAGE_LIMIT_REACHED",
+		50: "ERROR_REASON_STALE_DEVICE_LIST",
+		51: "ERROR_REASON_INBOX_FULL",
+		52: "ERROR_REASON_STREAM_SUPERSEDED",
+		53: "ERROR_REASON_GROUP_EXISTS",
+		54: "ERROR_REASON_GROUP_NOT_FOUND",
+		55: "ERROR_REASON_NOT_GROUP_MEMBER",
+		56: "ERROR_REASON_EPOCH_CONFLICT",
+		57: "ERROR_REASON_EPOCH_MISMATCH",
+		58: "ERROR_REASON_WELCOME_NOT_FOUND",
+		60: "ERROR_REASON_UPLOAD_TOO_LARGE",
+		61: "ERROR_REASON_QUOTA_EXCEEDED",
+		62: "ERROR_REASON_UPLOAD_NOT_FOUND",
+		63: "ERROR_REASON_OFFSET_MISMATCH",
+		64: "ERROR_REASON_UPLOAD_INCOMPLETE",
+		65: "ERROR_REASON_HASH_MISMATCH",
+		66: "ERROR_REASON_BLOB_NOT_FOUND",
+		67: "ERROR_REASON_RANGE_INVALID",
+		68: "ERROR_REASON_CAPABILITY_INVALID",
+		69: "ERROR_REASON_CAPABILITY_EXPIRED",
+		70: "ERROR_REASON_WATCH_LIMIT_REACHED",
+		80: "ERROR_REASON_INVALID_PUSH_TARGET",
+		81: "ERROR_REASON_PUSH_TARGET_NOT_FOUND",
+	}
+	ErrorReason_value = map[string]int32{
+		"ERROR_REASON_UNSPECIFIED":               0,
+		"ERROR_REASON_LIMIT_EXCEEDED":            1,
+		"ERROR_REASON_MALFORMED_REQUEST":         2,
+		"ERROR_REASON_RATE_LIMITED":              3,
+		"ERROR_REASON_TOKEN_MISSING":             10,
+		"ERROR_REASON_TOKEN_INVALID":             11,
+		"ERROR_REASON_TOKEN_EXPIRED":             12,
+		"ERROR_REASON_DEVICE_REMOVED":            13,
+		"ERROR_REASON_REFRESH_TOKEN_INVALID":     14,
+		"ERROR_REASON_REFRESH_TOKEN_EXPIRED":     15,
+		"ERROR_REASON_REFRESH_TOKEN_REUSED":      16,
+		"ERROR_REASON_LOGIN_FAILED":              17,
+		"ERROR_REASON_CHALLENGE_EXPIRED":         18,
+		"ERROR_REASON_INVALID_USERNAME":          20,
+		"ERROR_REASON_INVALID_IDENTITY_KEY":      21,
+		"ERROR_REASON_BAD_SIGNATURE":             22,
+		"ERROR_REASON_USERNAME_TAKEN":            23,
+		"ERROR_REASON_USER_NOT_FOUND":            24,
+		"ERROR_REASON_DEVICE_NOT_FOUND":          25,
+		"ERROR_REASON_DEVICE_LIMIT_REACHED":      26,
+		"ERROR_REASON_LAST_DEVICE":               27,
+		"ERROR_REASON_CONFIRMATION_MISMATCH":     28,
+		"ERROR_REASON_LINK_NOT_FOUND":            29,
+		"ERROR_REASON_LINK_ALREADY_DECIDED":      30,
+		"ERROR_REASON_INVALID_PREKEY":            40,
+		"ERROR_REASON_BAD_PREKEY_SIGNATURE":      41,
+		"ERROR_REASON_DUPLICATE_PREKEY_ID":       42,
+		"ERROR_REASON_NO_SIGNED_PREKEY":          43,
+		"ERROR_REASON_PREKEY_LIMIT_REACHED":      44,
+		"ERROR_REASON_KEY_PACKAGE_LIMIT_REACHED": 45,
+		"ERROR_REASON_STALE_DEVICE_LIST":         50,
+		"ERROR_REASON_INBOX_FULL":                51,
+		"ERROR_REASON_STREAM_SUPERSEDED":         52,
+		"ERROR_REASON_GROUP_EXISTS":              53,
+		"ERROR_REASON_GROUP_NOT_FOUND":           54,
+		"ERROR_REASON_NOT_GROUP_MEMBER":          55,
+		"ERROR_REASON_EPOCH_CONFLICT":            56,
+		"ERROR_REASON_EPOCH_MISMATCH":            57,
+		"ERROR_REASON_WELCOME_NOT_FOUND":         58,
+		"ERROR_REASON_UPLOAD_TOO_LARGE":          60,
+		"ERROR_REASON_QUOTA_EXCEEDED":            61,
+		"ERROR_REASON_UPLOAD_NOT_FOUND":          62,
+		"ERROR_REASON_OFFSET_MISMATCH":           63,
+		"ERROR_REASON_UPLOAD_INCOMPLETE":         64,
+		"ERROR_REASON_HASH_MISMATCH":             65,
+		"ERROR_REASON_BLOB_NOT_FOUND":            66,
+		"ERROR_REASON_RANGE_INVALID":             67,
+		"ERROR_REASON_CAPABILITY_INVALID":        68,
+		"ERROR_REASON_CAPABILITY_EXPIRED":        69,
+		"ERROR_REASON_WATCH_LIMIT_REACHED":       70,
+		"ERROR_REASON_INVALID_PUSH_TARGET":       80,
+		"ERROR_REASON_PUSH_TARGET_NOT_FOUND":     81,
+	}
+)
+
+func (x ErrorReason) Enum() *ErrorReason {
+	p := new(ErrorReason)
+	*p = x
+	return p
+}
+
+func (x ErrorReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_guardyn_common_v1_common_proto_enumTypes[1].Descriptor()
+}
+
+func (ErrorReason) Type() protoreflect.EnumType {
+	return &file_guardyn_common_v1_common_proto_enumTypes[1]
+}
+
+func (x ErrorReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorReason.Descriptor instead.
+func (ErrorReason) EnumDescriptor() ([]byte, []int) {
+	return file_guardyn_common_v1_common_proto_rawDescGZIP(), []int{1}
+}
+
 // DeviceAddress names one device of one account: the unit every message is delivered to.
 type DeviceAddress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -171,7 +433,61 @@ const file_guardyn_common_v1_common_proto_rawDesc = "" +
 	"\x19PUSH_PLATFORM_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PUSH_PLATFORM_APNS\x10\x01\x12\x15\n" +
 	"\x11PUSH_PLATFORM_FCM\x10\x02\x12\x1a\n" +
-	"\x16PUSH_PLATFORM_WEB_PUSH\x10\x03:8\n" +
+	"\x16PUSH_PLATFORM_WEB_PUSH\x10\x03*\xad\x0e\n" +
+	"\vErrorReason\x12\x1c\n" +
+	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bERROR_REASON_LIMIT_EXCEEDED\x10\x01\x12\"\n" +
+	"\x1eERROR_REASON_MALFORMED_REQUEST\x10\x02\x12\x1d\n" +
+	"\x19ERROR_REASON_RATE_LIMITED\x10\x03\x12\x1e\n" +
+	"\x1aERROR_REASON_TOKEN_MISSING\x10\n" +
+	"\x12\x1e\n" +
+	"\x1aERROR_REASON_TOKEN_INVALID\x10\v\x12\x1e\n" +
+	"\x1aERROR_REASON_TOKEN_EXPIRED\x10\f\x12\x1f\n" +
+	"\x1bERROR_REASON_DEVICE_REMOVED\x10\r\x12&\n" +
+	"\"ERROR_REASON_REFRESH_TOKEN_INVALID\x10\x0e\x12&\n" +
+	"\"ERROR_REASON_REFRESH_TOKEN_EXPIRED\x10\x0f\x12%\n" +
+	"!ERROR_REASON_REFRESH_TOKEN_REUSED\x10\x10\x12\x1d\n" +
+	"\x19ERROR_REASON_LOGIN_FAILED\x10\x11\x12\"\n" +
+	"\x1eERROR_REASON_CHALLENGE_EXPIRED\x10\x12\x12!\n" +
+	"\x1dERROR_REASON_INVALID_USERNAME\x10\x14\x12%\n" +
+	"!ERROR_REASON_INVALID_IDENTITY_KEY\x10\x15\x12\x1e\n" +
+	"\x1aERROR_REASON_BAD_SIGNATURE\x10\x16\x12\x1f\n" +
+	"\x1bERROR_REASON_USERNAME_TAKEN\x10\x17\x12\x1f\n" +
+	"\x1bERROR_REASON_USER_NOT_FOUND\x10\x18\x12!\n" +
+	"\x1dERROR_REASON_DEVICE_NOT_FOUND\x10\x19\x12%\n" +
+	"!ERROR_REASON_DEVICE_LIMIT_REACHED\x10\x1a\x12\x1c\n" +
+	"\x18ERROR_REASON_LAST_DEVICE\x10\x1b\x12&\n" +
+	"\"ERROR_REASON_CONFIRMATION_MISMATCH\x10\x1c\x12\x1f\n" +
+	"\x1bERROR_REASON_LINK_NOT_FOUND\x10\x1d\x12%\n" +
+	"!ERROR_REASON_LINK_ALREADY_DECIDED\x10\x1e\x12\x1f\n" +
+	"\x1bERROR_REASON_INVALID_PREKEY\x10(\x12%\n" +
+	"!ERROR_REASON_BAD_PREKEY_SIGNATURE\x10)\x12$\n" +
+	" ERROR_REASON_DUPLICATE_PREKEY_ID\x10*\x12!\n" +
+	"\x1dERROR_REASON_NO_SIGNED_PREKEY\x10+\x12%\n" +
+	"!ERROR_REASON_PREKEY_LIMIT_REACHED\x10,\x12*\n" +
+	"&ERROR_REASON_KEY_PACKAGE_LIMIT_REACHED\x10-\x12\"\n" +
+	"\x1eERROR_REASON_STALE_DEVICE_LIST\x102\x12\x1b\n" +
+	"\x17ERROR_REASON_INBOX_FULL\x103\x12\"\n" +
+	"\x1eERROR_REASON_STREAM_SUPERSEDED\x104\x12\x1d\n" +
+	"\x19ERROR_REASON_GROUP_EXISTS\x105\x12 \n" +
+	"\x1cERROR_REASON_GROUP_NOT_FOUND\x106\x12!\n" +
+	"\x1dERROR_REASON_NOT_GROUP_MEMBER\x107\x12\x1f\n" +
+	"\x1bERROR_REASON_EPOCH_CONFLICT\x108\x12\x1f\n" +
+	"\x1bERROR_REASON_EPOCH_MISMATCH\x109\x12\"\n" +
+	"\x1eERROR_REASON_WELCOME_NOT_FOUND\x10:\x12!\n" +
+	"\x1dERROR_REASON_UPLOAD_TOO_LARGE\x10<\x12\x1f\n" +
+	"\x1bERROR_REASON_QUOTA_EXCEEDED\x10=\x12!\n" +
+	"\x1dERROR_REASON_UPLOAD_NOT_FOUND\x10>\x12 \n" +
+	"\x1cERROR_REASON_OFFSET_MISMATCH\x10?\x12\"\n" +
+	"\x1eERROR_REASON_UPLOAD_INCOMPLETE\x10@\x12\x1e\n" +
+	"\x1aERROR_REASON_HASH_MISMATCH\x10A\x12\x1f\n" +
+	"\x1bERROR_REASON_BLOB_NOT_FOUND\x10B\x12\x1e\n" +
+	"\x1aERROR_REASON_RANGE_INVALID\x10C\x12#\n" +
+	"\x1fERROR_REASON_CAPABILITY_INVALID\x10D\x12#\n" +
+	"\x1fERROR_REASON_CAPABILITY_EXPIRED\x10E\x12$\n" +
+	" ERROR_REASON_WATCH_LIMIT_REACHED\x10F\x12$\n" +
+	" ERROR_REASON_INVALID_PUSH_TARGET\x10P\x12&\n" +
+	"\"ERROR_REASON_PUSH_TARGET_NOT_FOUND\x10Q:8\n" +
 	"\x06public\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\bR\x06publicB=Z;github.com/guardyn/guardyn/proto/guardyn/common/v1;commonv1b\x06proto3"
 
 var (
@@ -186,15 +502,16 @@ func file_guardyn_common_v1_common_proto_rawDescGZIP() []byte {
 	return file_guardyn_common_v1_common_proto_rawDescData
 }
 
-var file_guardyn_common_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_guardyn_common_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_guardyn_common_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_guardyn_common_v1_common_proto_goTypes = []any{
 	(PushPlatform)(0),                  // 0: guardyn.common.v1.PushPlatform
-	(*DeviceAddress)(nil),              // 1: guardyn.common.v1.DeviceAddress
-	(*descriptorpb.MethodOptions)(nil), // 2: google.protobuf.MethodOptions
+	(ErrorReason)(0),                   // 1: guardyn.common.v1.ErrorReason
+	(*DeviceAddress)(nil),              // 2: guardyn.common.v1.DeviceAddress
+	(*descriptorpb.MethodOptions)(nil), // 3: google.protobuf.MethodOptions
 }
 var file_guardyn_common_v1_common_proto_depIdxs = []int32{
-	2, // 0: guardyn.common.v1.public:extendee -> google.protobuf.MethodOptions
+	3, // 0: guardyn.common.v1.public:extendee -> google.protobuf.MethodOptions
 	1, // [1:1] is the sub-list for method output_type
 	1, // [1:1] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
@@ -212,7 +529,7 @@ func file_guardyn_common_v1_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_guardyn_common_v1_common_proto_rawDesc), len(file_guardyn_common_v1_common_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   1,
 			NumExtensions: 1,
 			NumServices:   0,

@@ -61,7 +61,7 @@ type MediaServiceClient interface {
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: an empty chunk, a chunk larger than the upload's
 	//     chunk size, or different upload ids on one stream.
-	//   - OUT_OF_RANGE/UPLOAD_TOO_LARGE: the chunk would go past the declared total size.
+	//   - INVALID_ARGUMENT/UPLOAD_TOO_LARGE: the chunk would go past the declared total size.
 	//   - FAILED_PRECONDITION/OFFSET_MISMATCH: the chunk does not start at the committed offset.
 	//   - NOT_FOUND/UPLOAD_NOT_FOUND: no unfinished upload with this id for the caller (it may
 	//     have expired).
@@ -248,7 +248,7 @@ type MediaServiceServer interface {
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: an empty chunk, a chunk larger than the upload's
 	//     chunk size, or different upload ids on one stream.
-	//   - OUT_OF_RANGE/UPLOAD_TOO_LARGE: the chunk would go past the declared total size.
+	//   - INVALID_ARGUMENT/UPLOAD_TOO_LARGE: the chunk would go past the declared total size.
 	//   - FAILED_PRECONDITION/OFFSET_MISMATCH: the chunk does not start at the committed offset.
 	//   - NOT_FOUND/UPLOAD_NOT_FOUND: no unfinished upload with this id for the caller (it may
 	//     have expired).
