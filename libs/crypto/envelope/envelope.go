@@ -29,7 +29,7 @@ const (
 	ephemeralKeyStart = 1
 	sealedSenderStart = ephemeralKeyStart + identityKeySize
 	sealedInnerStart  = sealedSenderStart + identityKeySize + gcmTagSize
-	// Overhead is the envelope bytes that are not padded inner plaintext.
+	// envelopeOverhead is the envelope bytes that are not padded inner plaintext.
 	envelopeOverhead = sealedInnerStart + gcmTagSize
 )
 
@@ -124,7 +124,8 @@ func encrypt(senderKey *ecdh.PrivateKey, recipient Recipient, ephemeral *ecdh.Pr
 //
 // Pass as now the time the server accepted the envelope (its server timestamp), as Signal does:
 // a device that was offline longer than a certificate's lifetime still opens its backlog, while
-// a sender cannot use an expired certificate for new messages.
+// an honest server accepts no new messages under an expired certificate. (A malicious server can
+// lie about the time; see docs/crypto/envelope.md.)
 func Open(identity *ecdh.PrivateKey, deviceID uint32, trustRoot ed25519.PublicKey, now time.Time, envelope []byte) (*Opened, error) {
 	if len(envelope) > MaxSize {
 		return nil, fmt.Errorf("%w: envelope has %d bytes, max %d", ErrTooLarge, len(envelope), MaxSize)
