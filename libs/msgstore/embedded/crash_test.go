@@ -1,0 +1,198 @@
+package embedded_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/guardyn/guardyn/libs/msgstore"
+	"github.com/guardyn/guardyn/libs/msgstore/embedded"
+)
+
+// The crash test re-executes the test binary as a child that appends until it is killed.
+const (
+	crashDirEnv   = "GUARDYN_MSGSTORE_CRASH_DIR"
+	crashRoundEnv = "GUARDYN_MSGSTORE_CRASH_ROUND"
+)
+
+var crashInboxes = []msgstore.Inbox{
+	{UserID: "u1", DeviceID: "d1"}, {UserID: "u1", DeviceID: "d2"}, {UserID: "u2", DeviceID: "d1"},
+}
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(crashDirEnv); dir != "" {
+		round, _ := strconv.Atoi(os.Getenv(crashRoundEnv))
+		crashChild(dir, round)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// crashBody derives a body of varying length from the id, so the parent can check
+// every byte without being told the body.
+func crashBody(id msgstore.ID) []byte {
+	sum := sha256.Sum256(id[:])
+	n := 100 + int(binary.BigEndian.Uint16(sum[:]))%3000
+	return bytes.Repeat(sum[:], n/32+1)[:n]
+}
+
+func crashID(round, worker, i int) msgstore.ID {
+	var id msgstore.ID
+	id[0], id[1] = byte(round), byte(worker)
+	binary.BigEndian.PutUint64(id[8:], uint64(i))
+	return id
+}
+
+// crashChild appends from 16 goroutines forever, printing "ack <inbox> <id>" once an
+// Append returned nil and "del <inbox> <id>" once a Delete did. Each line is one write
+// to the pipe, so it arrives whole or not at all.
+func crashChild(dir string, round int) {
+	s, err := embedded.Open(dir, embedded.Options{SegmentSize: 256 << 10})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	var mu sync.Mutex
+	say := func(verb string, in int, id msgstore.ID) {
+		line := fmt.Sprintf("%s %d %s\n", verb, in, hex.EncodeToString(id[:]))
+		mu.Lock()
+		os.Stdout.WriteString(line)
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				id := crashID(round, w, i)
+				in := (w + i) % len(crashInboxes)
+				m := msgstore.Message{Inbox: crashInboxes[in], ID: id, Body: crashBody(id), Timestamp: time.Now()}
+				if err := s.Append(context.Background(), []msgstore.Message{m}); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(3)
+				}
+				say("ack", in, id)
+				if i%3 == 0 {
+					if err := s.Delete(context.Background(), m.Inbox, []msgstore.ID{id}); err != nil {
+						fmt.Fprintln(os.Stderr, err)
+						os.Exit(3)
+					}
+					say("del", in, id)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestKill9 kills a child mid-burst several times over the same directory and checks
+// after each kill that every message whose Append returned nil is there, intact.
+func TestKill9(t *testing.T) {
+	dir := t.TempDir()
+	type key struct {
+		in int
+		id msgstore.ID
+	}
+	acked := map[key]bool{}
+	for round := range 3 {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashRoundEnv+"="+strconv.Itoa(round))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := bufio.NewScanner(out)
+		acks := 0
+		killAt := 1500 + 700*round
+		killed := false
+		timer := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
+		for lines.Scan() {
+			f := strings.Fields(lines.Text())
+			if len(f) != 3 {
+				t.Fatalf("child printed %q", lines.Text())
+			}
+			in, err1 := strconv.Atoi(f[1])
+			raw, err2 := hex.DecodeString(f[2])
+			if err1 != nil || err2 != nil || len(raw) != 16 || in < 0 || in >= len(crashInboxes) {
+				t.Fatalf("child printed %q", lines.Text())
+			}
+			k := key{in: in}
+			copy(k.id[:], raw)
+			switch f[0] {
+			case "ack":
+				acked[k] = true
+				acks++
+			case "del":
+				// A delete may or may not survive: the message may come back.
+				delete(acked, k)
+			}
+			if acks >= killAt && !killed {
+				// SIGKILL: no deferred code, no flush, exactly like a crash.
+				if err := cmd.Process.Kill(); err != nil {
+					t.Fatal(err)
+				}
+				killed = true
+			}
+		}
+		timer.Stop()
+		cmd.Wait()
+		if !killed {
+			t.Fatalf("round %d: child ended after %d acks: %s", round, acks, stderr.String())
+		}
+
+		torn := 0
+		s, err := embedded.Open(dir, embedded.Options{OnError: func(error) { torn++ }})
+		if err != nil {
+			t.Fatalf("round %d: reopen after kill: %v", round, err)
+		}
+		found := map[key]bool{}
+		for in, inbox := range crashInboxes {
+			var cursor msgstore.Cursor
+			for {
+				page, err := s.Read(context.Background(), inbox, cursor, 500)
+				if err != nil {
+					t.Fatalf("round %d: read: %v", round, err)
+				}
+				for _, m := range page {
+					if !bytes.Equal(m.Body, crashBody(m.ID)) {
+						t.Fatalf("round %d: message %x has a damaged body", round, m.ID)
+					}
+					found[key{in, m.ID}] = true
+				}
+				if len(page) < 500 {
+					break
+				}
+				cursor = page[len(page)-1].Cursor
+			}
+		}
+		missing := 0
+		for k := range acked {
+			if !found[k] {
+				missing++
+			}
+		}
+		if missing > 0 {
+			t.Fatalf("round %d: %d of %d acknowledged messages lost after kill -9", round, missing, len(acked))
+		}
+		t.Logf("round %d: %d acks read, all %d acknowledged and undeleted messages present, %d torn tails cut",
+			round, acks, len(acked), torn)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,559 @@
+// Package embedded is the single-node [msgstore.Store]: an append-only segmented log in
+// the data dir with group commit and an in-memory index per inbox; see docs/storage.md.
+//
+// All writes go through one committer goroutine. Appends queued while a commit is
+// syncing form the next commit: one write and one fsync for all of them, so throughput
+// grows with the number of concurrent appenders while an idle store commits at once.
+// Acknowledgement deletes update the index at once and ride along in the next write
+// without waiting for an fsync. Open replays the log to rebuild the index, cutting a
+// torn tail off the last segment. Segments are compacted oldest first by copying their
+// live records forward.
+package embedded
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/guardyn/guardyn/libs/msgstore"
+	"github.com/guardyn/guardyn/libs/msgstore/embedded/internal/record"
+)
+
+// DirName is the conventional directory of the message log inside the data dir.
+const DirName = "msgstore"
+
+const (
+	defaultSegmentSize     = 64 << 20
+	defaultReclaimInterval = time.Minute
+	// maxBatchRequests and maxBatchBytes bound how many calls share one commit; a
+	// single Append may exceed maxBatchBytes alone.
+	maxBatchRequests = 1024
+	maxBatchBytes    = 16 << 20
+)
+
+// Options tune a Store. The zero value is ready to use.
+type Options struct {
+	// SegmentSize is the size at which the active segment is closed and a new one
+	// started (default 64 MiB).
+	SegmentSize int64
+	// ReclaimInterval is how often expired messages are dropped from the index and
+	// so from Count (default one minute).
+	ReclaimInterval time.Duration
+	// Now is the clock for expiry (default time.Now).
+	Now func() time.Time
+	// OnError receives errors of background work that has no caller to report to:
+	// writing deletes, compaction, and torn tails cut off on Open. Nil drops them.
+	OnError func(error)
+}
+
+// Store is a msgstore.Store in one directory.
+type Store struct {
+	dir         string
+	segmentSize int64
+	now         func() time.Time
+	onError     func(error)
+	lock        *os.File
+
+	// sendMu guards closed and sending on reqs, so Close never races a send.
+	sendMu  sync.RWMutex
+	closed  bool
+	reqs    chan *request
+	stopped chan struct{}
+	tick    *time.Ticker
+
+	// mu guards the index: inboxes, the live and size fields of segments, the segment
+	// list and the files readers use.
+	mu       sync.RWMutex
+	inboxes  map[msgstore.Inbox]*inbox
+	segments []*segment
+
+	// Owned by the committer goroutine.
+	nextSeq  uint64
+	failed   error
+	unsynced bool
+	buf      []byte
+	ops      []op
+}
+
+var _ msgstore.Store = (*Store)(nil)
+
+// request is one call waiting for the committer; exactly one of the payload fields is
+// set. done is nil for lazily durable deletes.
+type request struct {
+	msgs        []msgstore.Message
+	deleteInbox *msgstore.Inbox
+	deleted     *tombstone
+	done        chan error
+	size        int // body bytes, for bounding a batch
+}
+
+type tombstone struct {
+	inbox msgstore.Inbox
+	seqs  []uint64
+}
+
+// entry locates one message of an inbox in the log.
+type entry struct {
+	seq    uint64
+	id     msgstore.ID
+	seg    *segment
+	off    int64
+	n      int64
+	expiry int64 // Unix nanoseconds; 0 is never
+	dead   bool
+}
+
+func (e *entry) expired(now int64) bool { return e.expiry != 0 && e.expiry <= now }
+
+// inbox is the index of one device's messages: entries in sequence order, with dead
+// ones removed in bulk once they are half of the slice.
+type inbox struct {
+	entries []entry
+	byID    map[msgstore.ID]uint64
+	dead    int
+}
+
+func (ib *inbox) find(seq uint64) (int, bool) {
+	return slices.BinarySearchFunc(ib.entries, seq, func(e entry, seq uint64) int { return cmp.Compare(e.seq, seq) })
+}
+
+// kill marks entry i dead; the caller holds mu.
+func (ib *inbox) kill(i int) {
+	e := &ib.entries[i]
+	e.dead = true
+	e.seg.live -= e.n
+	delete(ib.byID, e.id)
+	ib.dead++
+}
+
+func (ib *inbox) sweep() {
+	if ib.dead < 32 || 2*ib.dead < len(ib.entries) {
+		return
+	}
+	ib.entries = slices.DeleteFunc(ib.entries, func(e entry) bool { return e.dead })
+	ib.dead = 0
+}
+
+// Open opens or creates the store in dir, replaying its log. The directory is locked
+// against a second Open, from this or another process, until Close.
+func Open(dir string, opts Options) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open msgstore: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open msgstore lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("open msgstore %s: in use by another store: %w", dir, err)
+	}
+	s := &Store{
+		dir:         dir,
+		segmentSize: cmp.Or(opts.SegmentSize, defaultSegmentSize),
+		now:         opts.Now,
+		onError:     opts.OnError,
+		lock:        lock,
+		reqs:        make(chan *request, maxBatchRequests),
+		stopped:     make(chan struct{}),
+		inboxes:     map[msgstore.Inbox]*inbox{},
+		nextSeq:     1,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if err := s.load(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	s.tick = time.NewTicker(cmp.Or(opts.ReclaimInterval, defaultReclaimInterval))
+	go s.commitLoop()
+	return s, nil
+}
+
+// replayed is a message found while replaying the log.
+type replayed struct {
+	inbox msgstore.Inbox
+	e     entry
+}
+
+// load replays every segment in order to rebuild the index.
+func (s *Store) load() error {
+	ids, err := listSegments(s.dir)
+	if err != nil {
+		return err
+	}
+	now := s.now().UnixNano()
+	bySeq := map[uint64]*replayed{}
+	byID := map[msgstore.Inbox]map[msgstore.ID]uint64{}
+	apply := func(seg *segment, r *record.Record, off, n int) {
+		switch r.Type {
+		case record.TypeMessage:
+			s.nextSeq = max(s.nextSeq, r.Seq+1)
+			ids := byID[r.Inbox]
+			if seq, ok := ids[r.Message.ID]; ok {
+				// A second copy of a message is a compaction copy and supersedes the
+				// first; a different sequence number is a re-append, which is a no-op.
+				if p := bySeq[seq]; seq == r.Seq && p != nil {
+					p.e.seg.live -= p.e.n
+					p.e.seg, p.e.off = seg, int64(off)
+					seg.live += p.e.n
+				}
+				return
+			}
+			e := entry{seq: r.Seq, id: r.Message.ID, seg: seg, off: int64(off), n: int64(n)}
+			if !r.Message.Expiry.IsZero() {
+				e.expiry = r.Message.Expiry.UnixNano()
+			}
+			if e.expired(now) {
+				return
+			}
+			if ids == nil {
+				ids = map[msgstore.ID]uint64{}
+				byID[r.Inbox] = ids
+			}
+			ids[e.id] = e.seq
+			bySeq[e.seq] = &replayed{inbox: r.Inbox, e: e}
+			seg.live += e.n
+		case record.TypeDelete:
+			for _, seq := range r.Seqs {
+				if p := bySeq[seq]; p != nil && p.inbox == r.Inbox {
+					p.e.seg.live -= p.e.n
+					delete(byID[r.Inbox], p.e.id)
+					delete(bySeq, seq)
+				}
+			}
+		case record.TypeDeleteInbox:
+			for _, seq := range byID[r.Inbox] {
+				p := bySeq[seq]
+				p.e.seg.live -= p.e.n
+				delete(bySeq, seq)
+			}
+			delete(byID, r.Inbox)
+		}
+	}
+	for i, id := range ids {
+		path := filepath.Join(s.dir, segmentName(id))
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("open segment: %w", err)
+		}
+		seg := &segment{id: id, f: f}
+		s.segments = append(s.segments, seg)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("read segment: %w", err)
+		}
+		seg.size = int64(len(data))
+		firstSeq, err := scanSegment(data, func(r *record.Record, off, n int) { apply(seg, r, off, n) })
+		s.nextSeq = max(s.nextSeq, firstSeq)
+		var torn *errTornTail
+		switch {
+		case errors.As(err, &torn) && i == len(ids)-1:
+			if err := s.cutTail(seg, torn.validLen); err != nil {
+				return err
+			}
+			s.report(fmt.Errorf("msgstore: dropped %d unacknowledged bytes at the end of %s: %w",
+				len(data)-torn.validLen, path, err))
+		case errors.As(err, &torn):
+			return fmt.Errorf("%w: segment %s: %v", msgstore.ErrCorrupt, path, err)
+		case err != nil:
+			return fmt.Errorf("segment %s: %w", path, err)
+		}
+	}
+	if len(s.segments) == 0 {
+		seg, err := createSegment(s.dir, 1, s.nextSeq)
+		if err != nil {
+			return err
+		}
+		s.segments = append(s.segments, seg)
+	}
+	for _, p := range bySeq {
+		ib := s.inboxes[p.inbox]
+		if ib == nil {
+			ib = &inbox{byID: map[msgstore.ID]uint64{}}
+			s.inboxes[p.inbox] = ib
+		}
+		ib.entries = append(ib.entries, p.e)
+		ib.byID[p.e.id] = p.e.seq
+	}
+	for _, ib := range s.inboxes {
+		slices.SortFunc(ib.entries, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
+	}
+	return nil
+}
+
+// cutTail drops everything after the first validLen bytes of the last segment, where a
+// crash left a partly written commit that was never acknowledged.
+func (s *Store) cutTail(seg *segment, validLen int) error {
+	if validLen < segmentHeaderSize {
+		// The crash hit while the segment was created: write its header again.
+		header := binary.BigEndian.AppendUint64([]byte(segmentMagic), s.nextSeq)
+		if _, err := seg.f.WriteAt(header, 0); err != nil {
+			return fmt.Errorf("rewrite segment header: %w", err)
+		}
+		validLen = len(header)
+	}
+	if err := seg.f.Truncate(int64(validLen)); err != nil {
+		return fmt.Errorf("cut torn tail: %w", err)
+	}
+	if err := seg.f.Sync(); err != nil {
+		return fmt.Errorf("sync after cutting torn tail: %w", err)
+	}
+	seg.size = int64(validLen)
+	return nil
+}
+
+func (s *Store) report(err error) {
+	if s.onError != nil {
+		s.onError(err)
+	}
+}
+
+// Append implements msgstore.Store.
+func (s *Store) Append(ctx context.Context, msgs []msgstore.Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := msgstore.CheckMessages(msgs); err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	// The committer reads msgs until it answers, so the call waits for the answer even
+	// if ctx is canceled meanwhile; a commit takes about one fsync.
+	size := 0
+	for i := range msgs {
+		size += len(msgs[i].Body)
+	}
+	return s.call(&request{msgs: msgs, done: make(chan error, 1), size: size})
+}
+
+// DeleteInbox implements msgstore.Store.
+func (s *Store) DeleteInbox(ctx context.Context, in msgstore.Inbox) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := in.Validate(); err != nil {
+		return err
+	}
+	return s.call(&request{deleteInbox: &in, done: make(chan error, 1)})
+}
+
+func (s *Store) call(req *request) error {
+	s.sendMu.RLock()
+	if s.closed {
+		s.sendMu.RUnlock()
+		return msgstore.ErrClosed
+	}
+	s.reqs <- req
+	s.sendMu.RUnlock()
+	return <-req.done
+}
+
+// Delete implements msgstore.Store. The messages leave the index at once; the record of
+// the delete is written with the next commit and made durable by the next fsync.
+func (s *Store) Delete(ctx context.Context, in msgstore.Inbox, ids []msgstore.ID) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := in.Validate(); err != nil {
+		return err
+	}
+	if err := msgstore.CheckIDs(ids); err != nil {
+		return err
+	}
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	if s.closed {
+		return msgstore.ErrClosed
+	}
+	var seqs []uint64
+	s.mu.Lock()
+	if ib := s.inboxes[in]; ib != nil {
+		for _, id := range ids {
+			seq, ok := ib.byID[id]
+			if !ok {
+				continue
+			}
+			if i, ok := ib.find(seq); ok {
+				ib.kill(i)
+				seqs = append(seqs, seq)
+			}
+		}
+		s.dropIfEmpty(in, ib)
+	}
+	s.mu.Unlock()
+	if len(seqs) > 0 {
+		s.reqs <- &request{deleted: &tombstone{inbox: in, seqs: seqs}}
+	}
+	return nil
+}
+
+// dropIfEmpty forgets an inbox without live messages; the caller holds mu.
+func (s *Store) dropIfEmpty(in msgstore.Inbox, ib *inbox) {
+	if len(ib.byID) == 0 {
+		delete(s.inboxes, in)
+		return
+	}
+	ib.sweep()
+}
+
+// Read implements msgstore.Store.
+func (s *Store) Read(ctx context.Context, in msgstore.Inbox, after msgstore.Cursor, limit int) ([]msgstore.Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	if err := msgstore.CheckLimit(limit); err != nil {
+		return nil, err
+	}
+	var afterSeq uint64
+	switch len(after) {
+	case 0:
+	case 8:
+		afterSeq = binary.BigEndian.Uint64(after)
+	default:
+		return nil, fmt.Errorf("%w: cursor of %d bytes", msgstore.ErrInvalid, len(after))
+	}
+	if s.isClosed() {
+		return nil, msgstore.ErrClosed
+	}
+	now := s.now().UnixNano()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ib := s.inboxes[in]
+	if ib == nil {
+		return nil, nil
+	}
+	i, _ := ib.find(afterSeq + 1)
+	var picked []*entry
+	total := 0
+	for ; i < len(ib.entries) && len(picked) < limit; i++ {
+		e := &ib.entries[i]
+		if e.dead || e.expired(now) {
+			continue
+		}
+		picked = append(picked, e)
+		total += int(e.n)
+	}
+	// One buffer for all records; the returned bodies alias it.
+	buf := make([]byte, total)
+	out := make([]msgstore.Message, 0, len(picked))
+	for _, e := range picked {
+		b := buf[:e.n:e.n]
+		buf = buf[e.n:]
+		if _, err := e.seg.f.ReadAt(b, e.off); err != nil {
+			return nil, fmt.Errorf("read message from segment %d at %d: %w", e.seg.id, e.off, err)
+		}
+		r, _, err := record.Decode(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: segment %d at %d: %v", msgstore.ErrCorrupt, e.seg.id, e.off, err)
+		}
+		if r.Type != record.TypeMessage || r.Seq != e.seq || r.Message.ID != e.id {
+			return nil, fmt.Errorf("%w: segment %d at %d holds another record", msgstore.ErrCorrupt, e.seg.id, e.off)
+		}
+		m := r.Message
+		m.Cursor = binary.BigEndian.AppendUint64(nil, e.seq)
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// Count implements msgstore.Store.
+func (s *Store) Count(ctx context.Context, in msgstore.Inbox) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := in.Validate(); err != nil {
+		return 0, err
+	}
+	if s.isClosed() {
+		return 0, msgstore.ErrClosed
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if ib := s.inboxes[in]; ib != nil {
+		return len(ib.byID), nil
+	}
+	return 0, nil
+}
+
+// Reclaim drops expired messages from the index now instead of at the next
+// ReclaimInterval, so Count stops counting them. Their space is freed by compaction.
+func (s *Store) Reclaim(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.isClosed() {
+		return msgstore.ErrClosed
+	}
+	s.reclaim()
+	return nil
+}
+
+func (s *Store) reclaim() {
+	now := s.now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for in, ib := range s.inboxes {
+		for i := range ib.entries {
+			if e := &ib.entries[i]; !e.dead && e.expired(now) {
+				ib.kill(i)
+			}
+		}
+		s.dropIfEmpty(in, ib)
+	}
+}
+
+func (s *Store) isClosed() bool {
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	return s.closed
+}
+
+// Close implements msgstore.Store: it commits everything queued, syncs and releases the
+// directory.
+func (s *Store) Close() error {
+	s.sendMu.Lock()
+	if s.closed {
+		s.sendMu.Unlock()
+		return msgstore.ErrClosed
+	}
+	s.closed = true
+	close(s.reqs)
+	s.sendMu.Unlock()
+	<-s.stopped
+	err := s.failed
+	if s.unsynced && err == nil {
+		if err = s.active().f.Sync(); err != nil {
+			err = fmt.Errorf("sync msgstore on close: %w", err)
+		}
+	}
+	return errors.Join(err, s.closeFiles())
+}
+
+func (s *Store) closeFiles() error {
+	var errs []error
+	for _, seg := range s.segments {
+		errs = append(errs, seg.f.Close())
+	}
+	errs = append(errs, s.lock.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close msgstore: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) active() *segment { return s.segments[len(s.segments)-1] }

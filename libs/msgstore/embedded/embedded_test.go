@@ -1,0 +1,321 @@
+package embedded_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/guardyn/guardyn/libs/msgstore"
+	"github.com/guardyn/guardyn/libs/msgstore/embedded"
+	"github.com/guardyn/guardyn/libs/msgstore/msgstoretest"
+)
+
+func openWith(opts embedded.Options) msgstoretest.Opener {
+	return func(tb testing.TB, dir string, clock func() time.Time) msgstore.Store {
+		tb.Helper()
+		o := opts
+		o.Now = clock
+		s, err := embedded.Open(dir, o)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return s
+	}
+}
+
+func TestConformance(t *testing.T) {
+	msgstoretest.Run(t, openWith(embedded.Options{}))
+}
+
+// TestConformanceSmallSegments runs the suite with tiny segments, so rolling and
+// compaction happen all the time.
+func TestConformanceSmallSegments(t *testing.T) {
+	msgstoretest.Run(t, openWith(embedded.Options{SegmentSize: 2 << 10}))
+}
+
+func body(n int) []byte {
+	b := make([]byte, 200)
+	for i := range b {
+		b[i] = byte(n + i)
+	}
+	return b
+}
+
+func message(in msgstore.Inbox, n int) msgstore.Message {
+	var id msgstore.ID
+	id[0], id[1], id[2] = byte(n>>16), byte(n>>8), byte(n)
+	return msgstore.Message{Inbox: in, ID: id, Body: body(n), Timestamp: time.Unix(1_750_000_000, 0)}
+}
+
+func segmentFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(files)
+	return files
+}
+
+// TestCompactionBoundsDisk appends and acknowledges far more than the disk bound while a
+// few messages stay unacknowledged, then checks that old segments went away and the
+// survivors are intact after reopening.
+func TestCompactionBoundsDisk(t *testing.T) {
+	dir := t.TempDir()
+	const segSize = 8 << 10
+	opts := embedded.Options{SegmentSize: segSize, OnError: func(err error) { t.Errorf("background error: %v", err) }}
+	s, err := embedded.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	busy := msgstore.Inbox{UserID: "busy", DeviceID: "d"}
+	offline := msgstore.Inbox{UserID: "offline", DeviceID: "d"}
+	var kept []msgstore.Message
+	for i := range 2000 {
+		m := message(busy, i)
+		if err := s.Append(ctx, []msgstore.Message{m}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(ctx, busy, []msgstore.ID{m.ID}); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 0 {
+			o := message(offline, i)
+			kept = append(kept, o)
+			if err := s.Append(ctx, []msgstore.Message{o}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, f := range segmentFiles(t, dir) {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += fi.Size()
+	}
+	// Live data is about 20 records of ~270 bytes; the bound is twice that plus two
+	// segments, plus the active segment that may overshoot by one batch.
+	if limit := int64(5 * segSize); total > limit {
+		t.Fatalf("log holds %d bytes after compaction, want at most %d", total, limit)
+	}
+	s, err = embedded.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.Read(ctx, offline, nil, msgstore.MaxBatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(kept) {
+		t.Fatalf("offline inbox holds %d messages after compaction, want %d", len(got), len(kept))
+	}
+	for i := range got {
+		if got[i].ID != kept[i].ID || string(got[i].Body) != string(kept[i].Body) {
+			t.Fatalf("message %d changed by compaction", i)
+		}
+	}
+	if n, err := s.Count(ctx, busy); err != nil || n != 0 {
+		t.Fatalf("busy inbox count = %d, %v; want 0", n, err)
+	}
+}
+
+func TestSecondOpenFails(t *testing.T) {
+	dir := t.TempDir()
+	s, err := embedded.Open(dir, embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s2, err := embedded.Open(dir, embedded.Options{}); err == nil {
+		s2.Close()
+		t.Fatal("second Open of a locked dir succeeded")
+	}
+}
+
+// writeMessages fills a fresh store with n messages of one inbox and closes it.
+func writeMessages(t *testing.T, dir string, opts embedded.Options, n int) msgstore.Inbox {
+	t.Helper()
+	in := msgstore.Inbox{UserID: "u", DeviceID: "d"}
+	s, err := embedded.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := s.Append(context.Background(), []msgstore.Message{message(in, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// TestTornTail cuts the last segment at every length inside its last record and checks
+// that Open drops exactly that record and keeps every earlier one.
+func TestTornTail(t *testing.T) {
+	dir := t.TempDir()
+	in := writeMessages(t, dir, embedded.Options{}, 5)
+	files := segmentFiles(t, dir)
+	path := files[len(files)-1]
+	whole, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recordSize := (len(whole) - 16) / 5
+	for cut := len(whole) - recordSize + 1; cut < len(whole); cut += 17 {
+		if err := os.WriteFile(path, whole[:cut], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var reported []error
+		s, err := embedded.Open(dir, embedded.Options{OnError: func(err error) { reported = append(reported, err) }})
+		if err != nil {
+			t.Fatalf("open with tail cut at %d: %v", cut, err)
+		}
+		got, err := s.Read(context.Background(), in, nil, 10)
+		if err != nil || len(got) != 4 {
+			t.Fatalf("tail cut at %d: read %d messages, %v; want 4", cut, len(got), err)
+		}
+		if len(reported) != 1 {
+			t.Fatalf("tail cut at %d: %d errors reported, want 1", cut, len(reported))
+		}
+		// The store appends after the cut, and the result survives another reopen.
+		if err := s.Append(context.Background(), []msgstore.Message{message(in, 4)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s, err = embedded.Open(dir, embedded.Options{OnError: func(err error) { t.Errorf("second open: %v", err) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err = s.Read(context.Background(), in, nil, 10)
+		if err != nil || len(got) != 5 || string(got[4].Body) != string(body(4)) {
+			t.Fatalf("tail cut at %d: after re-append read %d messages, %v", cut, len(got), err)
+		}
+		s.Close()
+	}
+}
+
+// TestGarbageTail appends zeros and random-looking bytes, as a crash during a write can
+// leave, and checks they are dropped.
+func TestGarbageTail(t *testing.T) {
+	for name, tail := range map[string][]byte{
+		"zeros":       make([]byte, 4096),
+		"huge length": {0xde, 0xad, 0xbe, 0xef, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3},
+		"bad crc":     {0, 0, 0, 1, 0, 0, 0, 3, 1, 1, 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			in := writeMessages(t, dir, embedded.Options{}, 3)
+			files := segmentFiles(t, dir)
+			f, err := os.OpenFile(files[len(files)-1], os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Write(tail)
+			f.Close()
+			s, err := embedded.Open(dir, embedded.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if got, err := s.Read(context.Background(), in, nil, 10); err != nil || len(got) != 3 {
+				t.Fatalf("read %d messages, %v; want 3", len(got), err)
+			}
+		})
+	}
+}
+
+// TestCorruptOldSegment flips a byte inside a segment that is not the last one, where
+// damage cannot be a torn write, and expects Open to refuse with ErrCorrupt.
+func TestCorruptOldSegment(t *testing.T) {
+	dir := t.TempDir()
+	writeMessages(t, dir, embedded.Options{SegmentSize: 1 << 10}, 20)
+	files := segmentFiles(t, dir)
+	if len(files) < 2 {
+		t.Fatalf("only %d segments", len(files))
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x40
+	if err := os.WriteFile(files[0], data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := embedded.Open(dir, embedded.Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("open of a corrupt segment succeeded")
+	}
+	if !errors.Is(err, msgstore.ErrCorrupt) {
+		t.Fatalf("open = %v, want msgstore.ErrCorrupt", err)
+	}
+}
+
+func TestBadSegmentHeader(t *testing.T) {
+	for name, header := range map[string][]byte{
+		"foreign file":   []byte("PK\x03\x04 this is a zip file, not a log at all"),
+		"future version": []byte("GDYNMSG\x09\x00\x00\x00\x00\x00\x00\x00\x01"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "0000000000000001.log"), header, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := embedded.Open(dir, embedded.Options{})
+			if err == nil {
+				s.Close()
+				t.Fatal("open succeeded")
+			}
+			if !errors.Is(err, msgstore.ErrCorrupt) {
+				t.Fatalf("open = %v, want msgstore.ErrCorrupt", err)
+			}
+		})
+	}
+}
+
+// TestReclaimInBackground checks that the periodic reclaim drops expired messages from
+// Count without any call.
+func TestReclaimInBackground(t *testing.T) {
+	clock := msgstoretest.NewClock()
+	s, err := embedded.Open(t.TempDir(), embedded.Options{Now: clock.Now, ReclaimInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in := msgstore.Inbox{UserID: "u", DeviceID: "d"}
+	m := message(in, 1)
+	m.Expiry = clock.Now().Add(time.Minute)
+	if err := s.Append(context.Background(), []msgstore.Message{m, message(in, 2)}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Hour)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := s.Count(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("count still %d after 5s", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,165 @@
+// Package msgstore defines the per-device inboxes that hold end-to-end encrypted envelopes
+// from the moment the server accepts them until the recipient device acknowledges them;
+// see docs/storage.md.
+//
+// The store never interprets bodies: they are opaque ciphertext. Every message belongs to
+// one [Inbox] (a user's device) and is identified there by its 16-byte [ID], which makes
+// appends idempotent. Delivery is at least once: clients drop duplicates by ID.
+//
+// The embedded backend (msgstore/embedded) keeps a log in the data dir; a cluster backend
+// (ScyllaDB, partitioned by device and time bucket with a TTL per row) plugs in behind the
+// same interface, and every backend passes the suite in msgstore/msgstoretest.
+package msgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Limits every backend enforces.
+const (
+	// MaxBodySize is the largest message body, in bytes.
+	MaxBodySize = 256 << 10
+	// MaxNameSize is the largest user or device id, in bytes.
+	MaxNameSize = 255
+	// MaxBatch is the most messages or ids one call accepts.
+	MaxBatch = 4096
+	// MaxBatchBytes bounds the total body size of one Append.
+	MaxBatchBytes = 64 << 20
+)
+
+// Errors returned by every backend; test for them with errors.Is.
+var (
+	// ErrInvalid means a message, inbox or argument is malformed; the error wrapping it
+	// names the field.
+	ErrInvalid = errors.New("msgstore: invalid argument")
+	// ErrClosed means the store was closed.
+	ErrClosed = errors.New("msgstore: store closed")
+	// ErrCorrupt means stored data failed its integrity check.
+	ErrCorrupt = errors.New("msgstore: corrupt data")
+)
+
+// Inbox names the queue of one recipient device.
+type Inbox struct {
+	UserID   string
+	DeviceID string
+}
+
+// Validate reports whether both ids are non-empty and at most MaxNameSize bytes.
+func (in Inbox) Validate() error {
+	switch {
+	case in.UserID == "" || len(in.UserID) > MaxNameSize:
+		return fmt.Errorf("%w: user id must be 1 to %d bytes, got %d", ErrInvalid, MaxNameSize, len(in.UserID))
+	case in.DeviceID == "" || len(in.DeviceID) > MaxNameSize:
+		return fmt.Errorf("%w: device id must be 1 to %d bytes, got %d", ErrInvalid, MaxNameSize, len(in.DeviceID))
+	}
+	return nil
+}
+
+func (in Inbox) String() string { return in.UserID + "/" + in.DeviceID }
+
+// ID identifies a message; senders pick it at random, so it is unique per inbox.
+type ID [16]byte
+
+// Kind tells the recipient what a message carries (for example a 1:1 envelope, an MLS
+// handshake or a receipt). The store only keeps it.
+type Kind byte
+
+// Message is one envelope in an inbox.
+type Message struct {
+	Inbox Inbox
+	ID    ID
+	Kind  Kind
+	// Body is the opaque ciphertext, at most MaxBodySize bytes.
+	Body []byte
+	// Timestamp is when the server accepted the message.
+	Timestamp time.Time
+	// Expiry is when the message stops being delivered and is reclaimed; the zero time
+	// means never.
+	Expiry time.Time
+	// Cursor is set by Read: passing it back reads the messages after this one.
+	Cursor Cursor
+}
+
+// Validate checks the inbox and body size.
+func (m *Message) Validate() error {
+	if err := m.Inbox.Validate(); err != nil {
+		return err
+	}
+	if len(m.Body) > MaxBodySize {
+		return fmt.Errorf("%w: body of %d bytes exceeds %d", ErrInvalid, len(m.Body), MaxBodySize)
+	}
+	return nil
+}
+
+// Cursor is an opaque position in an inbox, taken from Message.Cursor. The zero Cursor
+// is the start of the inbox. Cursors are only meaningful for the inbox and backend that
+// produced them.
+type Cursor []byte
+
+// Store holds the inboxes. It is safe for concurrent use.
+type Store interface {
+	// Append adds messages to their inboxes. When it returns nil every message is
+	// durable: it survives a crash of the process or the machine. Appending an ID that
+	// is already in its inbox is a no-op, so retries are safe. A message that expired
+	// is accepted and never returned.
+	Append(ctx context.Context, msgs []Message) error
+
+	// Read returns up to limit unexpired messages of inbox that come after the cursor,
+	// in append order. limit must be 1 to MaxBatch.
+	Read(ctx context.Context, inbox Inbox, after Cursor, limit int) ([]Message, error)
+
+	// Delete removes the messages with the given ids from inbox, as the device
+	// acknowledges them; unknown ids are ignored. Later Reads no longer return them, but
+	// a Delete may become durable only with a later write: a crash can bring deleted
+	// messages back, to be delivered again and dropped by the client as duplicates.
+	Delete(ctx context.Context, inbox Inbox, ids []ID) error
+
+	// Count returns how many messages inbox holds, for enforcing an inbox size cap. It
+	// may still count expired messages that have not been reclaimed yet.
+	Count(ctx context.Context, inbox Inbox) (int, error)
+
+	// DeleteInbox removes every message of inbox, when a device or account is deleted.
+	// It is durable when it returns.
+	DeleteInbox(ctx context.Context, inbox Inbox) error
+
+	// Close flushes pending deletes and releases the store. Later calls fail with
+	// ErrClosed.
+	Close() error
+}
+
+// CheckIDs validates the argument of Delete.
+func CheckIDs(ids []ID) error {
+	if len(ids) > MaxBatch {
+		return fmt.Errorf("%w: %d ids exceed %d", ErrInvalid, len(ids), MaxBatch)
+	}
+	return nil
+}
+
+// CheckLimit validates the limit of Read.
+func CheckLimit(limit int) error {
+	if limit < 1 || limit > MaxBatch {
+		return fmt.Errorf("%w: limit %d outside 1 to %d", ErrInvalid, limit, MaxBatch)
+	}
+	return nil
+}
+
+// CheckMessages validates the argument of Append.
+func CheckMessages(msgs []Message) error {
+	if len(msgs) > MaxBatch {
+		return fmt.Errorf("%w: %d messages exceed %d", ErrInvalid, len(msgs), MaxBatch)
+	}
+	total := 0
+	for i := range msgs {
+		if err := msgs[i].Validate(); err != nil {
+			return fmt.Errorf("message %d: %w", i, err)
+		}
+		total += len(msgs[i].Body)
+	}
+	if total > MaxBatchBytes {
+		return fmt.Errorf("%w: %d body bytes exceed %d", ErrInvalid, total, MaxBatchBytes)
+	}
+	return nil
+}
