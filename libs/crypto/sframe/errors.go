@@ -9,7 +9,8 @@ import (
 // Errors returned (wrapped with context) by this package. Test for them with
 // errors.Is.
 var (
-	// ErrUnsupportedSuite means the cipher suite is not one of RFC 9605's.
+	// ErrUnsupportedSuite means the cipher suite is not one this package
+	// implements: RFC 9605's five and the three draft AES-256-CTR suites.
 	ErrUnsupportedSuite = errors.New("unsupported cipher suite")
 	// ErrBadBaseKey means a base key is shorter than MinBaseKeySize.
 	ErrBadBaseKey = errors.New("base key too short")

@@ -13,6 +13,9 @@ var allSuites = []CipherSuite{
 	AES_128_CTR_HMAC_SHA256_32,
 	AES_128_GCM_SHA256_128,
 	AES_256_GCM_SHA512_128,
+	AES_256_CTR_HMAC_SHA512_80,
+	AES_256_CTR_HMAC_SHA512_64,
+	AES_256_CTR_HMAC_SHA512_32,
 }
 
 func testBaseKey(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
@@ -199,7 +202,7 @@ func TestSetNextCounterRefusesRewind(t *testing.T) {
 }
 
 func TestConstructorsRejectBadInput(t *testing.T) {
-	for _, suite := range []CipherSuite{0, 6, 0xf000} {
+	for _, suite := range []CipherSuite{0, 9, 0xf000} {
 		if _, err := NewSender(suite, 1, testBaseKey(1)); !errors.Is(err, ErrUnsupportedSuite) {
 			t.Errorf("NewSender(%v) = %v, want ErrUnsupportedSuite", suite, err)
 		}

@@ -27,6 +27,17 @@ const (
 	AES_256_GCM_SHA512_128     CipherSuite = 0x0005
 )
 
+// The 256-bit AES-CTR plus HMAC suites of [draft-barnes-sframe-iana-256],
+// not in RFC 9605. The draft may still change; prefer AES_256_GCM_SHA512_128
+// for 256-bit keys.
+//
+// [draft-barnes-sframe-iana-256]: https://datatracker.ietf.org/doc/draft-barnes-sframe-iana-256/
+const (
+	AES_256_CTR_HMAC_SHA512_80 CipherSuite = 0x0006
+	AES_256_CTR_HMAC_SHA512_64 CipherSuite = 0x0007
+	AES_256_CTR_HMAC_SHA512_32 CipherSuite = 0x0008
+)
+
 // suiteParams are the constants of the table in RFC 9605, Section 4.5.
 type suiteParams struct {
 	name string
@@ -51,6 +62,12 @@ func (s CipherSuite) params() (suiteParams, bool) {
 		return suiteParams{"AES_128_GCM_SHA256_128", crypto.SHA256, 16, 16, 16}, true
 	case AES_256_GCM_SHA512_128:
 		return suiteParams{"AES_256_GCM_SHA512_128", crypto.SHA512, 32, 32, 16}, true
+	case AES_256_CTR_HMAC_SHA512_80:
+		return suiteParams{"AES_256_CTR_HMAC_SHA512_80", crypto.SHA512, 96, 32, 10}, true
+	case AES_256_CTR_HMAC_SHA512_64:
+		return suiteParams{"AES_256_CTR_HMAC_SHA512_64", crypto.SHA512, 96, 32, 8}, true
+	case AES_256_CTR_HMAC_SHA512_32:
+		return suiteParams{"AES_256_CTR_HMAC_SHA512_32", crypto.SHA512, 96, 32, 4}, true
 	}
 	return suiteParams{}, false
 }

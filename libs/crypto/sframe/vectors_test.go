@@ -21,52 +21,81 @@ func (h *hexBytes) UnmarshalJSON(b []byte) error {
 	return err
 }
 
+type headerVector struct {
+	KID     uint64   `json:"kid"`
+	CTR     uint64   `json:"ctr"`
+	Encoded hexBytes `json:"encoded"`
+}
+
+type aeadVector struct {
+	CipherSuite CipherSuite `json:"cipher_suite"`
+	Key         hexBytes    `json:"key"`
+	EncKey      hexBytes    `json:"enc_key"`
+	AuthKey     hexBytes    `json:"auth_key"`
+	Nonce       hexBytes    `json:"nonce"`
+	AAD         hexBytes    `json:"aad"`
+	PT          hexBytes    `json:"pt"`
+	CT          hexBytes    `json:"ct"`
+}
+
+type sframeVector struct {
+	CipherSuite     CipherSuite `json:"cipher_suite"`
+	KID             uint64      `json:"kid"`
+	CTR             uint64      `json:"ctr"`
+	BaseKey         hexBytes    `json:"base_key"`
+	SFrameKeyLabel  hexBytes    `json:"sframe_key_label"`
+	SFrameSaltLabel hexBytes    `json:"sframe_salt_label"`
+	SFrameSecret    hexBytes    `json:"sframe_secret"`
+	SFrameKey       hexBytes    `json:"sframe_key"`
+	SFrameSalt      hexBytes    `json:"sframe_salt"`
+	Metadata        hexBytes    `json:"metadata"`
+	Nonce           hexBytes    `json:"nonce"`
+	AAD             hexBytes    `json:"aad"`
+	PT              hexBytes    `json:"pt"`
+	CT              hexBytes    `json:"ct"`
+}
+
 type rfcVectors struct {
-	Header []struct {
-		KID     uint64   `json:"kid"`
-		CTR     uint64   `json:"ctr"`
-		Encoded hexBytes `json:"encoded"`
-	} `json:"header"`
-	AESCTRHMAC []struct {
-		CipherSuite CipherSuite `json:"cipher_suite"`
-		Key         hexBytes    `json:"key"`
-		EncKey      hexBytes    `json:"enc_key"`
-		AuthKey     hexBytes    `json:"auth_key"`
-		Nonce       hexBytes    `json:"nonce"`
-		AAD         hexBytes    `json:"aad"`
-		PT          hexBytes    `json:"pt"`
-		CT          hexBytes    `json:"ct"`
-	} `json:"aes_ctr_hmac"`
-	SFrame []struct {
-		CipherSuite     CipherSuite `json:"cipher_suite"`
-		KID             uint64      `json:"kid"`
-		CTR             uint64      `json:"ctr"`
-		BaseKey         hexBytes    `json:"base_key"`
-		SFrameKeyLabel  hexBytes    `json:"sframe_key_label"`
-		SFrameSaltLabel hexBytes    `json:"sframe_salt_label"`
-		SFrameSecret    hexBytes    `json:"sframe_secret"`
-		SFrameKey       hexBytes    `json:"sframe_key"`
-		SFrameSalt      hexBytes    `json:"sframe_salt"`
-		Metadata        hexBytes    `json:"metadata"`
-		Nonce           hexBytes    `json:"nonce"`
-		AAD             hexBytes    `json:"aad"`
-		PT              hexBytes    `json:"pt"`
-		CT              hexBytes    `json:"ct"`
-	} `json:"sframe"`
+	Header     []headerVector `json:"header"`
+	AESCTRHMAC []aeadVector   `json:"aes_ctr_hmac"`
+	SFrame     []sframeVector `json:"sframe"`
+}
+
+// draftVectors are the sframe-wg vectors for the AES-256-CTR suites of
+// draft-barnes-sframe-iana-256, from two files.
+type draftVectors struct {
+	AES256CTRHMAC       []aeadVector   `json:"aes_256_ctr_hmac"`
+	SFrameAES256CTRHMAC []sframeVector `json:"sframe_aes_256_ctr_hmac"`
+}
+
+func readJSON(t testing.TB, path string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func loadRFCVectors(t testing.TB) rfcVectors {
 	t.Helper()
-	raw, err := os.ReadFile("testdata/rfc9605-test-vectors.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var v rfcVectors
-	if err := json.Unmarshal(raw, &v); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, "testdata/rfc9605-test-vectors.json", &v)
 	if len(v.Header) != 289 || len(v.AESCTRHMAC) != 3 || len(v.SFrame) != 5 {
 		t.Fatalf("vector file has %d/%d/%d cases, want 289/3/5", len(v.Header), len(v.AESCTRHMAC), len(v.SFrame))
+	}
+	return v
+}
+
+func loadDraftVectors(t testing.TB) draftVectors {
+	t.Helper()
+	var v draftVectors
+	readJSON(t, "testdata/sframe-wg-main-test-vectors.json", &v)
+	readJSON(t, "testdata/sframe-wg-main-test-vectors-aes256.json", &v)
+	if len(v.AES256CTRHMAC) != 3 || len(v.SFrameAES256CTRHMAC) != 3 {
+		t.Fatalf("draft vectors have %d/%d cases, want 3/3", len(v.AES256CTRHMAC), len(v.SFrameAES256CTRHMAC))
 	}
 	return v
 }
@@ -88,7 +117,15 @@ func TestRFCHeaderVectors(t *testing.T) {
 }
 
 func TestRFCAESCTRHMACVectors(t *testing.T) {
-	for _, tc := range loadRFCVectors(t).AESCTRHMAC {
+	checkAEADVectors(t, loadRFCVectors(t).AESCTRHMAC)
+}
+
+func TestDraftAES256CTRHMACVectors(t *testing.T) {
+	checkAEADVectors(t, loadDraftVectors(t).AES256CTRHMAC)
+}
+
+func checkAEADVectors(t *testing.T, vectors []aeadVector) {
+	for _, tc := range vectors {
 		t.Run(tc.CipherSuite.String(), func(t *testing.T) {
 			p, err := tc.CipherSuite.check()
 			if err != nil {
@@ -118,7 +155,15 @@ func TestRFCAESCTRHMACVectors(t *testing.T) {
 }
 
 func TestRFCSFrameVectors(t *testing.T) {
-	for _, tc := range loadRFCVectors(t).SFrame {
+	checkSFrameVectors(t, loadRFCVectors(t).SFrame)
+}
+
+func TestDraftAES256CTRHMACSFrameVectors(t *testing.T) {
+	checkSFrameVectors(t, loadDraftVectors(t).SFrameAES256CTRHMAC)
+}
+
+func checkSFrameVectors(t *testing.T, vectors []sframeVector) {
+	for _, tc := range vectors {
 		t.Run(tc.CipherSuite.String(), func(t *testing.T) {
 			p, err := tc.CipherSuite.check()
 			if err != nil {
