@@ -1,6 +1,7 @@
 package ratchet
 
 import (
+	"crypto/cipher"
 	"crypto/ecdh"
 	"fmt"
 )
@@ -61,7 +62,7 @@ func (s *State) decryptEncryptedHeader(dst, prefix, body, ad []byte) ([]byte, er
 	if c.hasHKr {
 		id := headerKeyChain(&c.hkr)
 		current = &id
-		if h, ok := s.openHeader(&c.hkr, prefix); ok {
+		if h, ok := s.openHeader(&c.hkr, &s.recvHeader, prefix); ok {
 			return s.decryptInChain(dst, h, current, prefix, body, ad)
 		}
 	}
@@ -72,19 +73,26 @@ func (s *State) decryptEncryptedHeader(dst, prefix, body, ad []byte) ([]byte, er
 	}
 	for i := range chains {
 		hk := (*[keyLen]byte)(chains[i][:keyLen])
-		if h, ok := s.openHeader(hk, prefix); ok {
+		if h, ok := s.openHeader(hk, nil, prefix); ok {
 			return s.decryptSkipped(dst, &chains[i], h.n, prefix, body, ad)
 		}
 	}
-	if h, ok := s.openHeader(&c.nhkr, prefix); ok {
+	if h, ok := s.openHeader(&c.nhkr, nil, prefix); ok {
 		return s.decryptNewChain(dst, h, prefix, body, ad)
 	}
 	return nil, fmt.Errorf("no header key opens the header: %w", ErrDecrypt)
 }
 
-// openHeader is HDECRYPT: it reports whether hk opens the encrypted header in prefix.
-func (s *State) openHeader(hk *[keyLen]byte, prefix []byte) (header, bool) {
-	aead, err := newAESGCM(hk[:])
+// openHeader is HDECRYPT: it reports whether hk opens the encrypted header in prefix. cache, if
+// not nil, keeps hk's AEAD for the next message.
+func (s *State) openHeader(hk *[keyLen]byte, cache *headerAEAD, prefix []byte) (header, bool) {
+	var aead cipher.AEAD
+	var err error
+	if cache != nil {
+		aead, err = cache.get(hk)
+	} else {
+		aead, err = newAESGCM(hk[:])
+	}
 	if err != nil {
 		return header{}, false
 	}

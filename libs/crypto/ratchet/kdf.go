@@ -2,7 +2,7 @@ package ratchet
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
+	"encoding"
 )
 
 // Info strings of every HKDF in this package. Changing one changes every derived key: a new
@@ -28,47 +28,123 @@ const keyLen = 32
 // crypto/sha256, spelled out because crypto/hmac.New allocates on every new key and the ratchet
 // changes keys with every message; TestHMACMatchesStdlib checks it against crypto/hmac.
 func hmacSHA256(out, key *[keyLen]byte, m1, m2, m3 []byte) {
+	var k hmacKey
+	k.init(key)
+	k.sum(out, m1, m2, m3)
+	k.wipe()
+}
+
+// digestStateCap holds a marshaled SHA-256 state (108 bytes in Go 1.26).
+const digestStateCap = 128
+
+// hmacKey is an HMAC-SHA256 key whose two RFC 2104 key blocks (key⊕ipad, key⊕opad) have been
+// hashed once and their SHA-256 states saved, as crypto/hmac caches them, so that several MACs
+// under one key (KDF_CK's two, HKDF-Expand's blocks) hash each key block once. The states are
+// saved through the digest's BinaryAppender; should that ever fail, sum hashes the key blocks
+// again from key.
+type hmacKey struct {
+	key                [keyLen]byte
+	inner, outer       [digestStateCap]byte
+	innerLen, outerLen int // 0: no saved state
+}
+
+func (k *hmacKey) init(key *[keyLen]byte) {
+	k.key = *key
 	var pad [sha256.BlockSize]byte
+	k.pad(&pad, 0x36)
+	k.innerLen = saveState(&k.inner, &pad)
+	k.pad(&pad, 0x5c)
+	k.outerLen = saveState(&k.outer, &pad)
+	clear(pad[:])
+}
+
+func (k *hmacKey) pad(pad *[sha256.BlockSize]byte, fill byte) {
 	for i := range pad {
-		pad[i] = 0x36
+		pad[i] = fill
 	}
-	for i, b := range key {
+	for i, b := range k.key {
 		pad[i] ^= b
 	}
+}
+
+// saveState hashes block and stores the resulting SHA-256 state in state, returning its length,
+// or 0 if the digest cannot save it in place.
+func saveState(state *[digestStateCap]byte, block *[sha256.BlockSize]byte) int {
+	h := sha256.New()
+	h.Write(block[:])
+	a, ok := h.(encoding.BinaryAppender)
+	if !ok {
+		return 0
+	}
+	b, err := a.AppendBinary(state[:0])
+	if err != nil || len(b) == 0 || len(b) > len(state) || &b[0] != &state[0] {
+		return 0
+	}
+	return len(b)
+}
+
+// sum sets out to HMAC-SHA256(k, m1 || m2 || m3). The digest stays in this function (passing it
+// on would move it to the heap).
+func (k *hmacKey) sum(out *[keyLen]byte, m1, m2, m3 []byte) {
 	var inner [sha256.Size]byte
 	h := sha256.New()
-	h.Write(pad[:])
+	u, ok := h.(encoding.BinaryUnmarshaler)
+	if !ok || k.innerLen == 0 || u.UnmarshalBinary(k.inner[:k.innerLen]) != nil {
+		var pad [sha256.BlockSize]byte
+		k.pad(&pad, 0x36)
+		h.Reset()
+		h.Write(pad[:])
+		clear(pad[:])
+	}
 	h.Write(m1)
 	h.Write(m2)
 	h.Write(m3)
 	h.Sum(inner[:0])
-	for i := range pad {
-		pad[i] ^= 0x36 ^ 0x5c
+	if !ok || k.outerLen == 0 || u.UnmarshalBinary(k.outer[:k.outerLen]) != nil {
+		var pad [sha256.BlockSize]byte
+		k.pad(&pad, 0x5c)
+		h.Reset()
+		h.Write(pad[:])
+		clear(pad[:])
 	}
-	h.Reset()
-	h.Write(pad[:])
 	h.Write(inner[:])
 	h.Sum(out[:0])
-	clear(pad[:])
 	clear(inner[:])
+}
+
+func (k *hmacKey) wipe() {
+	clear(k.key[:])
+	clear(k.inner[:])
+	clear(k.outer[:])
 }
 
 // hkdfSHA256 fills out (at most 255*32 bytes; here never more than 96) with RFC 5869
 // HKDF-SHA256(salt, ikm, info). TestHKDFMatchesStdlib checks it against crypto/hkdf.
 func hkdfSHA256(out []byte, salt *[keyLen]byte, ikm []byte, info string) {
+	var extract hmacKey
+	extract.init(salt)
+	hkdfWithSalt(out, &extract, ikm, info)
+	extract.wipe()
+}
+
+// hkdfWithSalt is hkdfSHA256 with the salt's HMAC key already prepared.
+func hkdfWithSalt(out []byte, salt *hmacKey, ikm []byte, info string) {
 	var prk, t [keyLen]byte
-	hmacSHA256(&prk, salt, ikm, nil, nil)
+	salt.sum(&prk, ikm, nil, nil)
+	var expand hmacKey
+	expand.init(&prk)
 	var infoBuf [32]byte // every info string above fits
 	infoBytes := infoBuf[:copy(infoBuf[:], info)]
 	var counter [1]byte
 	var prev []byte
 	for len(out) > 0 {
 		counter[0]++
-		hmacSHA256(&t, &prk, prev, infoBytes, counter[:])
+		expand.sum(&t, prev, infoBytes, counter[:])
 		n := copy(out, t[:])
 		out = out[n:]
 		prev = t[:]
 	}
+	expand.wipe()
 	clear(prk[:])
 	clear(t[:])
 }
@@ -93,8 +169,11 @@ func kdfRK(rk *[keyLen]byte, dhOut []byte) rootKeys {
 
 // kdfCK is KDF_CK(ck): the message key is HMAC(ck, 0x01), the next chain key HMAC(ck, 0x02).
 func kdfCK(ck *[keyLen]byte) (next, mk [keyLen]byte) {
-	hmacSHA256(&mk, ck, []byte{ckMessageInput}, nil, nil)
-	hmacSHA256(&next, ck, []byte{ckChainInput}, nil, nil)
+	var k hmacKey
+	k.init(ck)
+	k.sum(&mk, []byte{ckMessageInput}, nil, nil)
+	k.sum(&next, []byte{ckChainInput}, nil, nil)
+	k.wipe()
 	return next, mk
 }
 
@@ -122,14 +201,12 @@ const (
 // messageAEADKeys derives the AES-256-GCM key and nonce of one message key with HKDF-SHA256
 // (zero salt, as Signal's ENCRYPT does). The nonce is deterministic yet never repeats under a
 // key: every message key, hence every AES key, encrypts exactly one message.
-func messageAEADKeys(mk *[keyLen]byte) (key [aeadKeyLen]byte, nonce [aeadNonceLen]byte) {
-	var zero [keyLen]byte
+// zeroSalt is the HMAC key of the all-zero salt, prepared once per State.
+func messageAEADKeys(zeroSalt *hmacKey, mk *[keyLen]byte) (key [aeadKeyLen]byte, nonce [aeadNonceLen]byte) {
 	var buf [aeadKeyLen + aeadNonceLen]byte
-	hkdfSHA256(buf[:], &zero, mk[:], infoMessage)
+	hkdfWithSalt(buf[:], zeroSalt, mk[:], infoMessage)
 	copy(key[:], buf[:aeadKeyLen])
 	copy(nonce[:], buf[aeadKeyLen:])
 	clear(buf[:])
 	return key, nonce
 }
-
-func putUint32(b []byte, v uint32) { binary.BigEndian.PutUint32(b, v) }

@@ -20,8 +20,17 @@ func TestHMACMatchesStdlib(t *testing.T) {
 		hmacSHA256(&got, &key, msg[:a], msg[a:b], msg[b:])
 		m := hmac.New(sha256.New, key[:])
 		m.Write(msg)
-		if want := m.Sum(nil); !bytes.Equal(got[:], want) {
+		want := m.Sum(nil)
+		if !bytes.Equal(got[:], want) {
 			t.Fatalf("hmac of %d bytes = %x, want %x", size, got, want)
+		}
+		// Without saved states, hmacKey hashes the key blocks again: same MAC.
+		var k hmacKey
+		k.init(&key)
+		k.innerLen, k.outerLen = 0, 0
+		k.sum(&got, msg, nil, nil)
+		if !bytes.Equal(got[:], want) {
+			t.Fatalf("hmac without saved states of %d bytes = %x, want %x", size, got, want)
 		}
 	}
 }

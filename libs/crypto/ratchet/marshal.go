@@ -118,7 +118,7 @@ func Unmarshal(data []byte) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state limits: %w", ErrMalformed)
 	}
-	s := &State{cfg: cfg}
+	s := newStateWithConfig(cfg, nil)
 	c := &s.c
 	if c.dhs, err = ecdh.P256().NewPrivateKey(r.next(32)); err != nil {
 		return nil, fmt.Errorf("state ratchet key: %w", ErrMalformed)

@@ -118,6 +118,10 @@ type State struct {
 	// headerBuf is scratch for a plaintext header on its way into or out of header encryption.
 	headerBuf [headerLen]byte
 	nonceBuf  [aeadNonceLen]byte
+	// zeroSalt is the HMAC key of HKDF's all-zero salt for message keys; derived, not persisted.
+	zeroSalt hmacKey
+	// sendHeader and recvHeader cache the AEADs of HKs and HKr; derived, not persisted.
+	sendHeader, recvHeader headerAEAD
 }
 
 // NewInitiator starts the session of the party that ran PQXDH as initiator (Alice). sharedKey is
@@ -192,7 +196,14 @@ func newState(sharedKey []byte, cfg Config, r io.Reader) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &State{cfg: cfg, rand: r}, nil
+	return newStateWithConfig(cfg, r), nil
+}
+
+func newStateWithConfig(cfg Config, r io.Reader) *State {
+	s := &State{cfg: cfg, rand: r}
+	var zero [keyLen]byte
+	s.zeroSalt.init(&zero)
+	return s
 }
 
 // generateKey is GENERATE_DH. With a test stream it draws 32-byte candidate scalars until one is
@@ -265,7 +276,7 @@ func (s *State) Encrypt(dst, plaintext, ad []byte) ([]byte, error) {
 			return nil, err
 		}
 		h.put(s.headerBuf[:])
-		aead, err := newAESGCM(c.hks[:])
+		aead, err := s.sendHeader.get(&c.hks)
 		if err != nil {
 			return nil, err
 		}

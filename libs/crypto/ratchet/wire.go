@@ -3,6 +3,7 @@ package ratchet
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
 )
@@ -94,11 +95,31 @@ func newAESGCM(key []byte) (cipher.AEAD, error) {
 	return aead, nil
 }
 
+// headerAEAD caches the AES-256-GCM of one header key. A header key serves a whole chain, so
+// keying it once per chain instead of once per message saves a key schedule and two allocations
+// on every message.
+type headerAEAD struct {
+	key  [keyLen]byte
+	aead cipher.AEAD
+}
+
+func (c *headerAEAD) get(key *[keyLen]byte) (cipher.AEAD, error) {
+	if c.aead != nil && subtle.ConstantTimeCompare(c.key[:], key[:]) == 1 {
+		return c.aead, nil
+	}
+	aead, err := newAESGCM(key[:])
+	if err != nil {
+		return nil, err
+	}
+	c.key, c.aead = *key, aead
+	return aead, nil
+}
+
 // sealBody appends the body ciphertext of message key mk to dst. The nonce lives in the State:
 // a local would escape through the cipher.AEAD interface and cost an allocation.
 func (s *State) sealBody(dst []byte, mk *[keyLen]byte, plaintext, ad []byte) ([]byte, error) {
 	var key [aeadKeyLen]byte
-	key, s.nonceBuf = messageAEADKeys(mk)
+	key, s.nonceBuf = messageAEADKeys(&s.zeroSalt, mk)
 	defer clear(key[:])
 	aead, err := newAESGCM(key[:])
 	if err != nil {
@@ -110,7 +131,7 @@ func (s *State) sealBody(dst []byte, mk *[keyLen]byte, plaintext, ad []byte) ([]
 // openBody appends the plaintext of body under message key mk to dst.
 func (s *State) openBody(dst []byte, mk *[keyLen]byte, body, ad []byte) ([]byte, error) {
 	var key [aeadKeyLen]byte
-	key, s.nonceBuf = messageAEADKeys(mk)
+	key, s.nonceBuf = messageAEADKeys(&s.zeroSalt, mk)
 	defer clear(key[:])
 	aead, err := newAESGCM(key[:])
 	if err != nil {
