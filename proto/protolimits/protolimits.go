@@ -171,6 +171,16 @@ func (e *LimitError) Error() string {
 	return fmt.Sprintf("%s.%s is %d %s, want %s %d", e.Message, e.Path, e.Actual, e.Limit.Unit, want, e.Limit.Size)
 }
 
+// Metadata returns the google.rpc.ErrorInfo metadata that docs/api.md specifies for
+// LIMIT_EXCEEDED: the field path, the limit annotation and the measured size.
+func (e *LimitError) Metadata() map[string]string {
+	return map[string]string{
+		"field":  e.Path,
+		"limit":  e.Limit.String(),
+		"actual": strconv.Itoa(e.Actual),
+	}
+}
+
 // Unwrap makes errors.Is(err, ErrLimitExceeded) hold.
 func (e *LimitError) Unwrap() error { return ErrLimitExceeded }
 

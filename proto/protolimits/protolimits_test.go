@@ -314,6 +314,10 @@ func TestCheckRejectsEachOversizeField(t *testing.T) {
 				if !strings.Contains(err.Error(), b.path) || !strings.Contains(err.Error(), fmt.Sprint(b.actual)) {
 					t.Errorf("error %q does not name the field and its size", err)
 				}
+				md := le.Metadata()
+				if md["field"] != b.path || md["limit"] != limit.String() || md["actual"] != fmt.Sprint(b.actual) {
+					t.Errorf("Metadata() = %v", md)
+				}
 			}
 		})
 	}

@@ -91,7 +91,7 @@ type RegisterRequest struct {
 	Username string `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
 	// Identity public key of the first device: P-256, SEC1 uncompressed. Exactly: 65 bytes.
 	IdentityKey []byte `protobuf:"bytes,2,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
-	// Human-readable device name shown in device lists; visible to the server. Max: 64 characters.
+	// Human-readable device name shown in device lists; visible to the server. Max: 60 characters.
 	DeviceName string `protobuf:"bytes,3,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
 	// Proof of possession: signature by identity_key under context "registration" (see
 	// AuthService.Register). Max: 72 bytes.
@@ -779,7 +779,7 @@ type StartDeviceLinkRequest struct {
 	Username string `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
 	// Identity public key of the new device: P-256, SEC1 uncompressed. Exactly: 65 bytes.
 	IdentityKey []byte `protobuf:"bytes,2,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
-	// Human-readable name of the new device. Max: 64 characters.
+	// Human-readable name of the new device. Max: 60 characters.
 	DeviceName string `protobuf:"bytes,3,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
 	// Proof of possession under context "device-link" (see
 	// AuthService.StartDeviceLink). Max: 72 bytes.

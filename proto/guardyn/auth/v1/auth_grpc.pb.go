@@ -147,8 +147,8 @@ type AuthServiceClient interface {
 	//   - NOT_FOUND/LINK_NOT_FOUND: no pending link with this id for the caller's account (it may
 	//     have expired).
 	//   - FAILED_PRECONDITION/LINK_ALREADY_DECIDED: the link was already approved or rejected.
-	//   - FAILED_PRECONDITION/DEVICE_LIMIT_REACHED: the account already has the maximum number
-	//     of devices.
+	//   - FAILED_PRECONDITION/DEVICE_LIMIT_REACHED: the account already has 16 devices, the
+	//     maximum (a send addresses at most 16 envelopes).
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	ApproveDeviceLink(ctx context.Context, in *ApproveDeviceLinkRequest, opts ...grpc.CallOption) (*ApproveDeviceLinkResponse, error)
 	// RejectDeviceLink refuses a pending device link; the new device sees the rejection through
@@ -630,8 +630,8 @@ type AuthServiceServer interface {
 	//   - NOT_FOUND/LINK_NOT_FOUND: no pending link with this id for the caller's account (it may
 	//     have expired).
 	//   - FAILED_PRECONDITION/LINK_ALREADY_DECIDED: the link was already approved or rejected.
-	//   - FAILED_PRECONDITION/DEVICE_LIMIT_REACHED: the account already has the maximum number
-	//     of devices.
+	//   - FAILED_PRECONDITION/DEVICE_LIMIT_REACHED: the account already has 16 devices, the
+	//     maximum (a send addresses at most 16 envelopes).
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	ApproveDeviceLink(context.Context, *ApproveDeviceLinkRequest) (*ApproveDeviceLinkResponse, error)
 	// RejectDeviceLink refuses a pending device link; the new device sees the rejection through
