@@ -4,6 +4,7 @@ import (
 	"crypto/cipher"
 	"crypto/ecdh"
 	"fmt"
+	"math"
 )
 
 // pending is the outcome of a Decrypt before it authenticates: the next core and the keys to add
@@ -144,6 +145,9 @@ func (s *State) decryptSkipped(dst []byte, id *chainID, n uint32, prefix, body, 
 func (s *State) receive(dst []byte, p *pending, n uint32, prefix, body, ad []byte) ([]byte, error) {
 	if !p.c.hasCKr {
 		return nil, fmt.Errorf("message %d without a receiving chain: %w", n, ErrDecrypt)
+	}
+	if n == math.MaxUint32 { // Encrypt never numbers a message so; accepting it would wrap Nr
+		return nil, fmt.Errorf("message number %d: %w", n, ErrCounterExhausted)
 	}
 	if err := s.skipTo(p, n); err != nil {
 		return nil, err

@@ -55,7 +55,7 @@ func FuzzDecrypt(f *testing.F) {
 		if out != nil {
 			t.Fatalf("output %x alongside error %v", out, err)
 		}
-		if !isAny(err, []error{ErrMalformed, ErrUnsupportedVersion, ErrDecrypt, ErrDuplicate, ErrTooManySkipped}) {
+		if !isAny(err, []error{ErrMalformed, ErrUnsupportedVersion, ErrDecrypt, ErrDuplicate, ErrTooManySkipped, ErrCounterExhausted}) {
 			t.Fatalf("undocumented error %v", err)
 		}
 		if !bytes.Equal(mustMarshal(t, s), enc) {

@@ -72,7 +72,8 @@ var (
 	ErrTooManySkipped = errors.New("ratchet: too many skipped messages")
 	// ErrNoSendingChain: the responder cannot encrypt before it has decrypted a first message.
 	ErrNoSendingChain = errors.New("ratchet: no sending chain yet")
-	// ErrCounterExhausted: a chain reached 2^32-1 messages; a new session is needed.
+	// ErrCounterExhausted: a chain reached 2^32-1 messages (Encrypt), or a message claims that
+	// number (Decrypt); a new session is needed.
 	ErrCounterExhausted = errors.New("ratchet: message counter exhausted")
 	// ErrInvalidConfig: a Config limit outside its documented range.
 	ErrInvalidConfig = errors.New("ratchet: invalid config")

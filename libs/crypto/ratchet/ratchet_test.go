@@ -318,3 +318,14 @@ func TestCounterExhausted(t *testing.T) {
 		t.Fatal("failed Encrypt changed the state")
 	}
 }
+
+// TestReceiveCounterExhausted: a header numbering a message 2^32-1 (which Encrypt never does) is
+// refused before anything else rather than allowed to wrap the receiving counter.
+func TestReceiveCounterExhausted(t *testing.T) {
+	alice, bob := newTestPair(t, Config{}, 26)
+	mustDecrypt(t, bob, mustEncrypt(t, alice, []byte("a"), nil), nil, []byte("a"))
+	msg := mustEncrypt(t, alice, []byte("b"), nil)
+	copy(msg[1+pubKeyLen+4:], []byte{0xff, 0xff, 0xff, 0xff}) // N
+	bob.c.nr = 1<<32 - 3
+	mustReject(t, bob, msg, nil, ErrCounterExhausted)
+}
