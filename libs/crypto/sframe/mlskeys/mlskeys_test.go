@@ -447,3 +447,35 @@ func mustHex(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+// TestKeyringNoAllocations: once a sender's key is derived, the keyring adds
+// no allocation to the frame path (GCM suites).
+func TestKeyringNoAllocations(t *testing.T) {
+	c := newCall(t, 2, 4, time.Hour)
+	pt := make([]byte, 1200)
+	frames := make([][]byte, 102)
+	for i := range frames {
+		frames[i] = c.send(0, string(pt))
+	}
+	c.mustRead(1, frames[0], string(pt))
+	out := make([]byte, 0, len(pt))
+	buf := make([]byte, 0, len(pt)+sframe.MaxHeaderSize+16)
+	md := []byte("md")
+	i := 1
+	var readErr error
+	unprotect := testing.AllocsPerRun(100, func() {
+		if _, err := c.members[1].Unprotect(out[:0], md, frames[i]); err != nil {
+			readErr = err
+		}
+		i++
+	})
+	if readErr != nil {
+		t.Fatal(readErr)
+	}
+	protect := testing.AllocsPerRun(100, func() {
+		buf, _ = c.members[0].Protect(buf[:0], md, pt)
+	})
+	if unprotect != 0 || protect != 0 {
+		t.Errorf("allocations per frame: protect %v, unprotect %v; want 0", protect, unprotect)
+	}
+}
