@@ -80,3 +80,28 @@ func FuzzParseIdentity(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParsePreKeyPublic covers the per-field parsers the server uses on uploaded prekeys.
+func FuzzParsePreKeyPublic(f *testing.F) {
+	dev := keystest.NewDevice("fuzz")
+	f.Add(uint32(1), dev.Bundle.SignedPreKey.Key.Bytes(), dev.Bundle.SignedPreKey.Signature, false)
+	f.Add(uint32(2), dev.LastResortBundle.KEMPreKey.Key.Bytes(), dev.LastResortBundle.KEMPreKey.Signature, true)
+	f.Add(uint32(0), []byte{4}, []byte{}, false)
+	f.Fuzz(func(t *testing.T, id uint32, key, sig []byte, lastResort bool) {
+		if p, err := keys.ParseSignedPreKeyPublic(id, key, sig); err == nil {
+			if !bytes.Equal(p.Key.Bytes(), key) {
+				t.Fatal("signed prekey does not re-encode")
+			}
+			_ = p.Verify(dev.Identity.Public())
+		}
+		if p, err := keys.ParseOneTimePreKeyPublic(id, key); err == nil && !bytes.Equal(p.Key.Bytes(), key) {
+			t.Fatal("one-time prekey does not re-encode")
+		}
+		if p, err := keys.ParseKEMPreKeyPublic(id, key, lastResort, sig); err == nil {
+			if !bytes.Equal(p.Key.Bytes(), key) {
+				t.Fatal("kem prekey does not re-encode")
+			}
+			_ = p.Verify(dev.Identity.Public())
+		}
+	})
+}

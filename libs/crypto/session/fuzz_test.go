@@ -9,7 +9,10 @@ import (
 )
 
 // FuzzAccept feeds arbitrary bytes to Accept: it must fail cleanly or start a session, and never
-// consume a prekey unless it succeeded.
+// consume a prekey unless it succeeded. Each input costs a handshake, so minimizing an interesting
+// input takes long; fuzz it with a short minimization budget:
+//
+//	go test ./libs/crypto/session -run '^$' -fuzz '^FuzzAccept$' -fuzztime=20s -fuzzminimizetime=2s
 func FuzzAccept(f *testing.F) {
 	for _, cfg := range configs {
 		bob := keystest.NewDevice("bob")
