@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -74,6 +75,8 @@ type Store struct {
 	mu       sync.RWMutex
 	inboxes  map[msgstore.Inbox]*inbox
 	segments []*segment
+	// filesClosed is set by Close, for readers that passed the closed check before it.
+	filesClosed bool
 
 	// Owned by the committer goroutine.
 	nextSeq  uint64
@@ -433,8 +436,14 @@ func (s *Store) Read(ctx context.Context, in msgstore.Inbox, after msgstore.Curs
 	now := s.now().UnixNano()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.filesClosed {
+		return nil, msgstore.ErrClosed
+	}
 	ib := s.inboxes[in]
 	if ib == nil {
+		return nil, nil
+	}
+	if afterSeq == math.MaxUint64 {
 		return nil, nil
 	}
 	i, _ := ib.find(afterSeq + 1)
@@ -541,6 +550,10 @@ func (s *Store) Close() error {
 			err = fmt.Errorf("sync msgstore on close: %w", err)
 		}
 	}
+	// Readers that got past the closed check hold mu while they use the files.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.filesClosed = true
 	return errors.Join(err, s.closeFiles())
 }
 
