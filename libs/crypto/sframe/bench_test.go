@@ -68,7 +68,9 @@ func BenchmarkFrame(b *testing.B) {
 // SFrame time. On a shared, loaded machine the separate benchmarks of
 // BenchmarkFrame run seconds apart under different load; batches tens of
 // microseconds apart see the same load, and the median discards the rounds a
-// preemption hit.
+// preemption hit. Its allocation figures count the harness (the unprotect
+// side reinstalls its key every round), not the frame path: see
+// BenchmarkFrame and TestNoAllocations for that.
 func BenchmarkRatio(b *testing.B) {
 	for _, size := range benchSizes {
 		pt := make([]byte, size)
