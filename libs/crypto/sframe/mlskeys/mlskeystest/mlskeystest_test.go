@@ -19,7 +19,7 @@ var mlsSuiteHash = map[int]crypto.Hash{
 // TestExporterMatchesMLSVectors checks Export against the exporter values of
 // the MLS working group's key-schedule vectors, every suite and epoch.
 func TestExporterMatchesMLSVectors(t *testing.T) {
-	raw, err := os.ReadFile("../testdata/key-schedule.json")
+	raw, err := os.ReadFile("testdata/key-schedule.json")
 	if err != nil {
 		t.Fatal(err)
 	}
