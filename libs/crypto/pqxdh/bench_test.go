@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/keys/keystest"
@@ -130,4 +131,68 @@ func BenchmarkPrimitiveHKDF(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkHandshakeVsPrimitives interleaves, in every iteration, one full handshake and the same
+// primitive operations done back to back, and reports their time ratio ("handshake/primitives").
+// Interleaving keeps the ratio meaningful on a loaded machine where separate benchmarks run under
+// different contention.
+func BenchmarkHandshakeVsPrimitives(b *testing.B) {
+	alice := keystest.Identity("alice")
+	bob := keystest.NewDevice("bob")
+	dhPriv := keystest.ECDHKey("a")
+	dhPub := keystest.ECDHKey("b").PublicKey()
+	dk := keystest.KEMKey("a")
+	ek := dk.EncapsulationKey()
+	_, ct := ek.Encapsulate()
+	signer, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), keystest.Scalar("a"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("statement"))
+	sig, err := ecdsa.SignASN1(rand.Reader, signer, digest[:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	ikm := make([]byte, fSize+4*dhSize+mlkem.SharedKeySize)
+	salt := make([]byte, sha256.Size)
+
+	var handshake, primitives time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		init, err := Initiate(alice, bob.Bundle)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Respond(bob.Identity, bob.Store, init.Header); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := ecdh.P256().GenerateKey(rand.Reader); err != nil {
+			b.Fatal(err)
+		}
+		for range 8 {
+			if _, err := dhPriv.ECDH(dhPub); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ek.Encapsulate()
+		if _, err := dk.Decapsulate(ct); err != nil {
+			b.Fatal(err)
+		}
+		for range 2 {
+			if !ecdsa.VerifyASN1(&signer.PublicKey, digest[:], sig) {
+				b.Fatal("verify failed")
+			}
+			if _, err := hkdf.Key(sha256.New, ikm, salt, Info, SharedKeySize); err != nil {
+				b.Fatal(err)
+			}
+		}
+		t2 := time.Now()
+		handshake += t1.Sub(t0)
+		primitives += t2.Sub(t1)
+	}
+	b.ReportMetric(float64(handshake)/float64(primitives), "handshake/primitives")
+	b.ReportMetric(float64(handshake.Nanoseconds())/float64(b.N), "handshake-ns/op")
+	b.ReportMetric(float64(primitives.Nanoseconds())/float64(b.N), "primitives-ns/op")
 }
