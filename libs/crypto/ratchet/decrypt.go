@@ -24,7 +24,7 @@ func (c *core) recvChain(headerEncryption bool) chainID {
 
 // Decrypt authenticates and decrypts a wire message made by the peer's Encrypt with the same ad
 // and appends the plaintext to dst (Signal's RatchetDecrypt and RatchetDecryptHE). On any error
-// the State is unchanged.
+// the State is unchanged. message must not overlap dst's spare capacity.
 func (s *State) Decrypt(dst, message, ad []byte) ([]byte, error) {
 	he := s.cfg.HeaderEncryption
 	if err := checkVersion(message, he); err != nil {

@@ -3,6 +3,7 @@ package ratchet
 import (
 	"crypto/sha256"
 	"encoding"
+	"encoding/binary"
 )
 
 // Info strings of every HKDF in this package. Changing one changes every derived key: a new
@@ -24,24 +25,15 @@ const (
 
 const keyLen = 32
 
-// hmacSHA256 sets out to HMAC-SHA256(key, m1 || m2 || m3) for a 32-byte key. It is RFC 2104 over
-// crypto/sha256, spelled out because crypto/hmac.New allocates on every new key and the ratchet
-// changes keys with every message; TestHMACMatchesStdlib checks it against crypto/hmac.
-func hmacSHA256(out, key *[keyLen]byte, m1, m2, m3 []byte) {
-	var k hmacKey
-	k.init(key)
-	k.sum(out, m1, m2, m3)
-	k.wipe()
-}
-
 // digestStateCap holds a marshaled SHA-256 state (108 bytes in Go 1.26).
 const digestStateCap = 128
 
-// hmacKey is an HMAC-SHA256 key whose two RFC 2104 key blocks (key⊕ipad, key⊕opad) have been
-// hashed once and their SHA-256 states saved, as crypto/hmac caches them, so that several MACs
-// under one key (KDF_CK's two, HKDF-Expand's blocks) hash each key block once. The states are
-// saved through the digest's BinaryAppender; should that ever fail, sum hashes the key blocks
-// again from key.
+// hmacKey is RFC 2104 HMAC-SHA256 with a 32-byte key, spelled out over crypto/sha256 because
+// crypto/hmac.New allocates on every new key and the ratchet changes keys with every message
+// (TestHMACMatchesStdlib checks it against crypto/hmac). Like crypto/hmac, it hashes the two key
+// blocks (key⊕ipad, key⊕opad) once and saves the SHA-256 states, so several MACs under one key
+// (KDF_CK's two, HKDF-Expand's blocks) do not hash them again. The states are saved through the
+// digest's BinaryAppender; should that ever fail, sum hashes the key blocks again from key.
 type hmacKey struct {
 	key                [keyLen]byte
 	inner, outer       [digestStateCap]byte
@@ -58,12 +50,15 @@ func (k *hmacKey) init(key *[keyLen]byte) {
 	clear(pad[:])
 }
 
+// pad sets pad to the key block key⊕fill (fill is 0x36 for ipad, 0x5c for opad), eight bytes
+// at a time.
 func (k *hmacKey) pad(pad *[sha256.BlockSize]byte, fill byte) {
-	for i := range pad {
-		pad[i] = fill
+	f := uint64(fill) * 0x0101010101010101
+	for i := 0; i < keyLen; i += 8 {
+		binary.LittleEndian.PutUint64(pad[i:], binary.LittleEndian.Uint64(k.key[i:])^f)
 	}
-	for i, b := range k.key {
-		pad[i] ^= b
+	for i := keyLen; i < len(pad); i += 8 {
+		binary.LittleEndian.PutUint64(pad[i:], f)
 	}
 }
 

@@ -253,9 +253,11 @@ func (s *State) Overhead() int {
 }
 
 // Encrypt appends to dst the wire message carrying plaintext, authenticated together with ad
-// (Signal's RatchetEncrypt). The state advances only on success.
+// (Signal's RatchetEncrypt). The state advances only on success. ad may alias dst; plaintext
+// must not overlap dst's spare capacity.
 func (s *State) Encrypt(dst, plaintext, ad []byte) ([]byte, error) {
 	c := &s.c
+	s.adBuf = append(s.adBuf[:0], ad...) // before dst is written, in case ad aliases it
 	if !c.hasCKs {
 		return nil, ErrNoSendingChain
 	}
@@ -285,7 +287,8 @@ func (s *State) Encrypt(dst, plaintext, ad []byte) ([]byte, error) {
 	} else {
 		h.put(prefix[1:])
 	}
-	out, err := s.sealBody(dst, &mk, plaintext, s.associatedData(ad, prefix))
+	s.adBuf = append(s.adBuf, prefix...)
+	out, err := s.sealBody(dst, &mk, plaintext, s.adBuf)
 	if err != nil {
 		return nil, err
 	}

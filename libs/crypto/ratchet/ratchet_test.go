@@ -329,3 +329,16 @@ func TestReceiveCounterExhausted(t *testing.T) {
 	bob.c.nr = 1<<32 - 3
 	mustReject(t, bob, msg, nil, ErrCounterExhausted)
 }
+
+// TestEncryptADAliasesDst: the session layer authenticates its own prefix, already written to
+// dst, as ad.
+func TestEncryptADAliasesDst(t *testing.T) {
+	alice, bob := newTestPair(t, Config{}, 27)
+	buf := make([]byte, 0, 256)
+	buf = append(buf, "session prefix"...)
+	msg, err := alice.Encrypt(buf, []byte("body"), buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustDecrypt(t, bob, msg[len("session prefix"):], []byte("session prefix"), []byte("body"))
+}
