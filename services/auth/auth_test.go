@@ -469,7 +469,7 @@ func TestKeyPackagesAndIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cert.Verify(envelope.TrustRoot{KeyID: cert.IssuerKeyID(), PublicKey: root.GetSenderCertificateKey()}, time.Now()); err != nil {
+	if err := cert.Verify(root.GetSenderCertificateKey(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if cert.UserID() != alice.userID || cert.DeviceID() != 1 || !bytes.Equal(cert.IdentityKey().Bytes(), alice.identity.Public().Bytes()) {

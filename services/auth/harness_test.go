@@ -95,7 +95,7 @@ func newEnv(t *testing.T, limits auth.Limiter) *env {
 	clk := &clock{t: time.Now()}
 	events := &recordedEvents{}
 	svc, err := auth.New(auth.Config{
-		Store: store, TokenKey: tokenKey, CertificateKey: certKey, CertificateKeyID: 1,
+		Store: store, TokenKey: tokenKey, CertificateKey: certKey,
 		Events: events, Limits: limits, Now: clk.Now, Logger: quiet,
 	})
 	if err != nil {

@@ -72,8 +72,7 @@ type Config struct {
 	// TokenKey signs access tokens; every service verifies them with its public half.
 	TokenKey ed25519.PrivateKey
 	// CertificateKey signs sender certificates; clients pin its public half.
-	CertificateKey   ed25519.PrivateKey
-	CertificateKeyID uint32
+	CertificateKey ed25519.PrivateKey
 
 	Events Events  // optional
 	Limits Limiter // optional: nil disables rate limiting
@@ -123,11 +122,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: token issuer: %w", err)
 	}
-	certs, err := envelope.NewIssuer(cfg.CertificateKey, cfg.CertificateKeyID, cfg.CertificateTTL, cfg.Now)
+	certs, err := envelope.NewIssuer(cfg.CertificateKey, cfg.CertificateTTL, cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("auth: certificate issuer: %w", err)
 	}
-	root := certs.TrustRoot()
 	kid := authn.KeyIDOf(tokens.PublicKey())
 	return &Server{
 		store:   cfg.Store,
@@ -140,9 +138,9 @@ func New(cfg Config) (*Server, error) {
 		cfg:     cfg,
 		tokenPK: tokens.PublicKey(),
 		trust: &authv1.GetTrustRootResponse{
-			SenderCertificateKey: root.PublicKey,
+			SenderCertificateKey: certs.TrustRoot(),
 			TokenKey:             tokens.PublicKey(),
-			KeyId:                fmt.Sprintf("%d/%s", root.KeyID, hex.EncodeToString(kid[:])),
+			KeyId:                hex.EncodeToString(kid[:]),
 		},
 	}, nil
 }

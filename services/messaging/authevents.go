@@ -1,0 +1,72 @@
+package messaging
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/guardyn/guardyn/libs/bus"
+	eventsv1 "github.com/guardyn/guardyn/proto/guardyn/events/v1"
+)
+
+// ConsumeAuthEvents deletes the inboxes of removed devices and deleted accounts, and ends
+// their Receive streams, from the auth service's durable event stream. The durable
+// consumer resumes where it stopped, so a messaging restart misses nothing. Call Stop on
+// the returned ConsumeContext to stop consuming.
+func (s *Server) ConsumeAuthEvents(ctx context.Context, stream jetstream.Stream) (jetstream.ConsumeContext, error) {
+	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:        "messaging",
+		FilterSubjects: []string{bus.SubjectDeviceRemoved, bus.SubjectAccountDeleted},
+		AckPolicy:      jetstream.AckExplicitPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("messaging: auth event consumer: %w", err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if err := s.handleAuthEvent(ctx, m.Subject(), m.Data()); err != nil {
+			s.log.Warn("messaging: auth event failed; will be redelivered", "subject", m.Subject(), "err", err)
+			_ = m.Nak()
+			return
+		}
+		_ = m.Ack()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("messaging: consume auth events: %w", err)
+	}
+	return cc, nil
+}
+
+// handleAuthEvent applies one event; malformed events are dropped (acked) since a retry
+// cannot fix them.
+func (s *Server) handleAuthEvent(ctx context.Context, subject string, data []byte) error {
+	var devices []uint32
+	var user string
+	switch subject {
+	case bus.SubjectDeviceRemoved:
+		var ev eventsv1.DeviceRemoved
+		if proto.Unmarshal(data, &ev) != nil {
+			return nil
+		}
+		user, devices = ev.GetUserId(), []uint32{ev.GetDeviceId()}
+	case bus.SubjectAccountDeleted:
+		var ev eventsv1.AccountDeleted
+		if proto.Unmarshal(data, &ev) != nil {
+			return nil
+		}
+		user, devices = ev.GetUserId(), ev.GetDeviceIds()
+	default:
+		return nil
+	}
+	if dir, ok := s.dir.(interface{ Forget(string) }); ok {
+		dir.Forget(user)
+	}
+	for _, d := range devices {
+		if err := s.inboxes.DeleteInbox(ctx, inboxOf(user, d)); err != nil {
+			return err
+		}
+		s.publish(ctx, user, d, &eventsv1.LiveEvent{Event: &eventsv1.LiveEvent_Removed{Removed: &eventsv1.DeviceRemoved{UserId: user, DeviceId: d}}})
+	}
+	return nil
+}

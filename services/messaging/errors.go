@@ -1,0 +1,19 @@
+package messaging
+
+// Stable ErrorInfo reasons returned by the messaging service, as documented in
+// proto/guardyn/messaging/v1/messaging.proto.
+const (
+	reasonMalformedRequest = "MALFORMED_REQUEST"
+	reasonUserNotFound     = "USER_NOT_FOUND"
+	reasonStaleDeviceList  = "STALE_DEVICE_LIST"
+	reasonInboxFull        = "INBOX_FULL"
+	reasonRateLimited      = "RATE_LIMITED"
+	reasonSuperseded       = "STREAM_SUPERSEDED"
+	reasonDeviceRemoved    = "DEVICE_REMOVED"
+	reasonGroupExists      = "GROUP_EXISTS"
+	reasonGroupNotFound    = "GROUP_NOT_FOUND"
+	reasonNotGroupMember   = "NOT_GROUP_MEMBER"
+	reasonEpochConflict    = "EPOCH_CONFLICT"
+	reasonEpochMismatch    = "EPOCH_MISMATCH"
+	reasonWelcomeNotFound  = "WELCOME_NOT_FOUND"
+)

@@ -1,0 +1,424 @@
+// Package messaging is Guardyn's store-and-forward service for end-to-end encrypted
+// messages: per-device inboxes of sealed envelopes, live delivery streams with
+// acknowledgements, ephemeral signals that are never stored, and the MLS delivery service
+// that orders group handshakes. It never sees plaintext. The API is
+// proto/guardyn/messaging/v1.
+package messaging
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/guardyn/guardyn/libs/authn"
+	"github.com/guardyn/guardyn/libs/bus"
+	"github.com/guardyn/guardyn/libs/kv"
+	"github.com/guardyn/guardyn/libs/msgstore"
+	"github.com/guardyn/guardyn/libs/server"
+	eventsv1 "github.com/guardyn/guardyn/proto/guardyn/events/v1"
+	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMessageTTL = 30 * 24 * time.Hour
+	// DefaultInboxLimit bounds the undelivered messages of one device.
+	DefaultInboxLimit = 10000
+	// DefaultWindow bounds the deliveries a Receive stream has sent but not seen acked.
+	DefaultWindow = 1024
+)
+
+// Directory tells which devices an account has right now (the auth service owns that).
+type Directory interface {
+	// Devices returns the current device ids of a user in ascending order, and false when
+	// no such account exists.
+	Devices(ctx context.Context, userID string) ([]uint32, bool, error)
+}
+
+// Limiter rate-limits by key; Allow reports whether one more event may happen now.
+type Limiter interface {
+	Allow(key string) bool
+}
+
+// Config holds the dependencies of a Server.
+type Config struct {
+	// Inboxes holds every device's undelivered messages.
+	Inboxes msgstore.Store
+	// Groups holds the MLS delivery-service registry (epochs, members, Welcomes).
+	Groups    kv.Store
+	Directory Directory
+	// Conn carries live events between messaging instances (NATS).
+	Conn *nats.Conn
+
+	Limits Limiter // optional
+	Now    func() time.Time
+	Logger *slog.Logger
+
+	MessageTTL time.Duration
+	InboxLimit int
+	Window     int
+}
+
+// Server implements messagingv1.MessagingServiceServer.
+type Server struct {
+	messagingv1.UnimplementedMessagingServiceServer
+
+	inboxes msgstore.Store
+	groups  kv.Store
+	dir     Directory
+	conn    *nats.Conn
+	limits  Limiter
+	now     func() time.Time
+	log     *slog.Logger
+	ttl     time.Duration
+	cap     int
+	window  int
+	hub     *hub
+	sub     *nats.Subscription
+}
+
+// New returns a Server and subscribes it to live events; Close unsubscribes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Inboxes == nil || cfg.Groups == nil || cfg.Directory == nil || cfg.Conn == nil {
+		return nil, errors.New("messaging: config needs Inboxes, Groups, Directory and Conn")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{
+		inboxes: cfg.Inboxes, groups: cfg.Groups, dir: cfg.Directory, conn: cfg.Conn,
+		limits: cfg.Limits, now: cfg.Now, log: cfg.Logger,
+		ttl: cfg.MessageTTL, cap: cfg.InboxLimit, window: cfg.Window,
+		hub: newHub(),
+	}
+	if s.ttl == 0 {
+		s.ttl = DefaultMessageTTL
+	}
+	if s.cap == 0 {
+		s.cap = DefaultInboxLimit
+	}
+	if s.window == 0 {
+		s.window = DefaultWindow
+	}
+	sub, err := cfg.Conn.Subscribe(bus.SubjectDeliverAll, s.onLiveEvent)
+	if err != nil {
+		return nil, fmt.Errorf("messaging: subscribe to live events: %w", err)
+	}
+	// Live events are wake-ups backed by the inbox, so a slow consumer may drop them;
+	// the pending limits only bound memory.
+	if err := sub.SetPendingLimits(1<<20, 256<<20); err != nil {
+		return nil, fmt.Errorf("messaging: live event limits: %w", err)
+	}
+	s.sub = sub
+	return s, nil
+}
+
+// Close stops receiving live events. Streams end when the gRPC server stops.
+func (s *Server) Close() error { return s.sub.Unsubscribe() }
+
+func caller(ctx context.Context) (authn.Principal, error) {
+	p, ok := authn.FromContext(ctx)
+	if !ok {
+		return p, server.Error(codes.Unauthenticated, "TOKEN_MISSING", "missing access token")
+	}
+	return p, nil
+}
+
+func (s *Server) allow(action, key string) error {
+	if s.limits == nil || s.limits.Allow(action+"|"+key) {
+		return nil
+	}
+	return server.Error(codes.ResourceExhausted, reasonRateLimited, "too many %s requests; retry later", action)
+}
+
+func (s *Server) internal(ctx context.Context, op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.FromContextError(err).Err()
+	}
+	s.log.ErrorContext(ctx, "messaging: failure", "op", op, "err", err)
+	return server.Error(codes.Internal, server.ReasonInternal, "%s failed", op)
+}
+
+func inboxOf(userID string, deviceID uint32) msgstore.Inbox {
+	return msgstore.Inbox{UserID: userID, DeviceID: strconv.FormatUint(uint64(deviceID), 10)}
+}
+
+// messageID derives the inbox id of one envelope from who sent it, the sender's
+// idempotency key and the recipient device, so a retried send maps to the same ids and
+// the store's idempotent Append makes it a no-op.
+func messageID(sender authn.Principal, clientMessageID []byte, recipient string, device uint32) msgstore.ID {
+	h := sha256.New()
+	h.Write([]byte("guardyn message id v1\x00"))
+	for _, part := range [][]byte{[]byte(sender.UserID), clientMessageID, []byte(recipient)} {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(part)))
+		h.Write(n[:])
+		h.Write(part)
+	}
+	var devs [8]byte
+	binary.BigEndian.PutUint32(devs[:4], sender.DeviceID)
+	binary.BigEndian.PutUint32(devs[4:], device)
+	h.Write(devs[:])
+	var id msgstore.ID
+	copy(id[:], h.Sum(nil))
+	return id
+}
+
+// SendMessage stores one envelope per recipient device and wakes the online ones.
+func (s *Server) SendMessage(ctx context.Context, req *messagingv1.SendMessageRequest) (*messagingv1.SendMessageResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.allow("send", p.UserID); err != nil {
+		return nil, err
+	}
+	return s.send(ctx, p, req)
+}
+
+// send is SendMessage after authentication; SendStream shares it.
+func (s *Server) send(ctx context.Context, p authn.Principal, req *messagingv1.SendMessageRequest) (*messagingv1.SendMessageResponse, error) {
+	if len(req.GetClientMessageId()) != 16 {
+		return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "client_message_id must be 16 bytes")
+	}
+	if err := s.checkDeviceList(ctx, p, req.GetRecipientUserId(), req.GetEnvelopes()); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	msgs := make([]msgstore.Message, len(req.GetEnvelopes()))
+	resp := &messagingv1.SendMessageResponse{Stored: make([]*messagingv1.StoredEnvelope, len(msgs)), ServerTime: timestamppb.New(now)}
+	for i, env := range req.GetEnvelopes() {
+		inbox := inboxOf(req.GetRecipientUserId(), env.GetDeviceId())
+		n, err := s.inboxes.Count(ctx, inbox)
+		if err != nil {
+			return nil, s.internal(ctx, "count inbox", err)
+		}
+		if n >= s.cap {
+			return nil, server.Error(codes.ResourceExhausted, reasonInboxFull, "device %d's inbox holds its maximum of %d undelivered messages", env.GetDeviceId(), s.cap)
+		}
+		id := messageID(p, req.GetClientMessageId(), req.GetRecipientUserId(), env.GetDeviceId())
+		msgs[i] = msgstore.Message{
+			Inbox: inbox, ID: id, Kind: msgstore.Kind(messagingv1.DeliveryKind_DELIVERY_KIND_MESSAGE),
+			Body: env.GetSealedEnvelope(), Timestamp: now, Expiry: now.Add(s.ttl),
+		}
+		resp.Stored[i] = &messagingv1.StoredEnvelope{DeviceId: env.GetDeviceId(), MessageId: id[:]}
+	}
+	if err := s.inboxes.Append(ctx, msgs); err != nil {
+		return nil, s.internal(ctx, "store messages", err)
+	}
+	for i := range msgs {
+		s.wake(ctx, req.GetRecipientUserId(), req.GetEnvelopes()[i].GetDeviceId(), &messagingv1.Delivery{
+			MessageId: resp.Stored[i].GetMessageId(), Kind: messagingv1.DeliveryKind_DELIVERY_KIND_MESSAGE,
+			Payload: msgs[i].Body, ServerTime: resp.ServerTime,
+		})
+	}
+	return resp, nil
+}
+
+// checkDeviceList verifies that envs address exactly the recipient's current devices
+// (without the sending device when writing to one's own account).
+func (s *Server) checkDeviceList(ctx context.Context, p authn.Principal, recipient string, envs []*messagingv1.DeviceEnvelope) error {
+	if recipient == "" {
+		return server.Error(codes.InvalidArgument, reasonMalformedRequest, "recipient_user_id is empty")
+	}
+	if len(envs) == 0 {
+		return server.Error(codes.InvalidArgument, reasonMalformedRequest, "no envelopes")
+	}
+	addressed := make([]uint32, 0, len(envs))
+	for _, e := range envs {
+		if len(e.GetSealedEnvelope()) == 0 {
+			return server.Error(codes.InvalidArgument, reasonMalformedRequest, "envelope for device %d is empty", e.GetDeviceId())
+		}
+		if recipient == p.UserID && e.GetDeviceId() == p.DeviceID {
+			return server.Error(codes.InvalidArgument, reasonMalformedRequest, "an envelope is addressed to the sending device")
+		}
+		addressed = append(addressed, e.GetDeviceId())
+	}
+	slices.Sort(addressed)
+	for i := 1; i < len(addressed); i++ {
+		if addressed[i] == addressed[i-1] {
+			return server.Error(codes.InvalidArgument, reasonMalformedRequest, "device %d is addressed twice", addressed[i])
+		}
+	}
+	current, found, err := s.dir.Devices(ctx, recipient)
+	if err != nil {
+		return s.internal(ctx, "device directory", err)
+	}
+	if !found {
+		return server.Error(codes.NotFound, reasonUserNotFound, "no account %q", recipient)
+	}
+	if recipient == p.UserID {
+		current = slices.DeleteFunc(slices.Clone(current), func(d uint32) bool { return d == p.DeviceID })
+	}
+	if slices.Equal(current, addressed) {
+		return nil
+	}
+	mismatch := &messagingv1.DeviceListMismatch{CurrentDeviceIds: current}
+	for _, d := range current {
+		if _, ok := slices.BinarySearch(addressed, d); !ok {
+			mismatch.MissingDeviceIds = append(mismatch.MissingDeviceIds, d)
+		}
+	}
+	for _, d := range addressed {
+		if _, ok := slices.BinarySearch(current, d); !ok {
+			mismatch.ExtraDeviceIds = append(mismatch.ExtraDeviceIds, d)
+		}
+	}
+	return staleDeviceList(mismatch)
+}
+
+func staleDeviceList(m *messagingv1.DeviceListMismatch) error {
+	st, _ := status.FromError(server.Error(codes.FailedPrecondition, reasonStaleDeviceList,
+		"the recipient's devices changed: missing %v, extra %v", m.GetMissingDeviceIds(), m.GetExtraDeviceIds()))
+	withDetail, err := st.WithDetails(m)
+	if err != nil {
+		return st.Err()
+	}
+	return withDetail.Err()
+}
+
+// SendStream runs many sends over one authenticated stream.
+func (s *Server) SendStream(stream messagingv1.MessagingService_SendStreamServer) error {
+	ctx := stream.Context()
+	p, err := caller(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			if err.Error() == "EOF" {
+				return nil
+			}
+			return err
+		}
+		resp := &messagingv1.SendStreamResponse{RequestId: req.GetRequestId()}
+		if err := s.allow("send", p.UserID); err != nil {
+			return err
+		}
+		sent, err := s.send(ctx, p, req.GetMessage())
+		if err != nil {
+			resp.Result = &messagingv1.SendStreamResponse_Error{Error: sendError(err)}
+		} else {
+			resp.Result = &messagingv1.SendStreamResponse_Sent{Sent: sent}
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// sendError turns a send's status error into its stream form.
+func sendError(err error) *messagingv1.SendError {
+	st := status.Convert(err)
+	out := &messagingv1.SendError{Code: uint32(st.Code()), Reason: server.Reason(err), Message: st.Message()}
+	for _, d := range st.Details() {
+		if m, ok := d.(*messagingv1.DeviceListMismatch); ok {
+			out.DeviceListMismatch = m
+		}
+	}
+	return out
+}
+
+// SendEphemeral forwards a signal to the recipient's online devices without storing it.
+func (s *Server) SendEphemeral(ctx context.Context, req *messagingv1.SendEphemeralRequest) (*messagingv1.SendEphemeralResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.allow("ephemeral", p.UserID); err != nil {
+		return nil, err
+	}
+	if err := s.checkDeviceList(ctx, p, req.GetRecipientUserId(), req.GetEnvelopes()); err != nil {
+		return nil, err
+	}
+	now := timestamppb.New(s.now())
+	for _, env := range req.GetEnvelopes() {
+		s.wake(ctx, req.GetRecipientUserId(), env.GetDeviceId(), &messagingv1.Delivery{
+			Kind: messagingv1.DeliveryKind_DELIVERY_KIND_EPHEMERAL, Payload: env.GetSealedEnvelope(), ServerTime: now,
+		})
+	}
+	return &messagingv1.SendEphemeralResponse{ServerTime: now}, nil
+}
+
+// AckMessages deletes acknowledged messages and frees the stream's window.
+func (s *Server) AckMessages(ctx context.Context, req *messagingv1.AckMessagesRequest) (*messagingv1.AckMessagesResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]msgstore.ID, 0, len(req.GetMessageIds()))
+	for _, b := range req.GetMessageIds() {
+		if len(b) != 16 {
+			return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "message ids are 16 bytes, got %d", len(b))
+		}
+		ids = append(ids, msgstore.ID(b))
+	}
+	if len(ids) == 0 {
+		return &messagingv1.AckMessagesResponse{}, nil
+	}
+	if err := s.inboxes.Delete(ctx, inboxOf(p.UserID, p.DeviceID), ids); err != nil {
+		return nil, s.internal(ctx, "delete acknowledged messages", err)
+	}
+	s.publish(ctx, p.UserID, p.DeviceID, &eventsv1.LiveEvent{Event: &eventsv1.LiveEvent_Acked{Acked: &eventsv1.Acked{MessageIds: req.GetMessageIds()}}})
+	return &messagingv1.AckMessagesResponse{}, nil
+}
+
+// wake publishes a delivery to the device's live stream, wherever it is connected.
+func (s *Server) wake(ctx context.Context, userID string, deviceID uint32, d *messagingv1.Delivery) {
+	s.publish(ctx, userID, deviceID, &eventsv1.LiveEvent{Event: &eventsv1.LiveEvent_Delivery{Delivery: d}})
+}
+
+// publish sends a live event. A lost event delays nothing that matters: stored messages
+// are in the inbox and the stream reads it again when its window frees up.
+func (s *Server) publish(ctx context.Context, userID string, deviceID uint32, ev *eventsv1.LiveEvent) {
+	subject, err := bus.DeliverSubject(userID, deviceID)
+	if err != nil {
+		s.log.WarnContext(ctx, "messaging: live event not published", "err", err)
+		return
+	}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		s.log.ErrorContext(ctx, "messaging: encode live event", "err", err)
+		return
+	}
+	if err := s.conn.Publish(subject, data); err != nil {
+		s.log.WarnContext(ctx, "messaging: publish live event", "err", err)
+	}
+}
+
+// onLiveEvent dispatches a live event from NATS to the local stream of its device.
+func (s *Server) onLiveEvent(m *nats.Msg) {
+	key, ok := parseDeliverSubject(m.Subject)
+	if !ok {
+		return
+	}
+	st := s.hub.get(key)
+	if st == nil {
+		return
+	}
+	var ev eventsv1.LiveEvent
+	if err := proto.Unmarshal(m.Data, &ev); err != nil {
+		s.log.Warn("messaging: malformed live event dropped", "subject", m.Subject, "err", err)
+		return
+	}
+	st.offer(&ev)
+}

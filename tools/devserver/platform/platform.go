@@ -1,0 +1,252 @@
+// Package platform assembles every Guardyn service into one process on the embedded
+// default: one gRPC server, the embedded kv store and message store, and an embedded NATS
+// JetStream server, all under one data directory. The all-in-one binary (tools/devserver),
+// the end-to-end tests and the load generator start the platform through Start.
+package platform
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/guardyn/guardyn/libs/authn"
+	"github.com/guardyn/guardyn/libs/bus"
+	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
+	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
+	"github.com/guardyn/guardyn/libs/server"
+	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	"github.com/guardyn/guardyn/proto/protolimits"
+	"github.com/guardyn/guardyn/services/auth"
+	"github.com/guardyn/guardyn/services/messaging"
+)
+
+// Config chooses where the platform keeps its data and listens.
+type Config struct {
+	// DataDir holds every durable byte: kv.db, msgstore/, nats/ and keys/.
+	DataDir string
+	// GRPCAddr and AdminAddr are listen addresses; ":0" picks a free port.
+	GRPCAddr, AdminAddr string
+	// NATSListen exposes the embedded NATS server on loopback for separate service
+	// processes; off, only this process can reach it.
+	NATSListen bool
+	// Limits rate-limits per caller; nil disables rate limiting (load tests).
+	AuthLimits      auth.Limiter
+	MessagingLimits messaging.Limiter
+	Logger          *slog.Logger
+	// Reflection enables gRPC server reflection (development only).
+	Reflection bool
+	// GRPCOptions are passed to the gRPC server.
+	GRPCOptions []grpc.ServerOption
+}
+
+// Platform is a running all-in-one server.
+type Platform struct {
+	srv  *server.Server
+	stop []func()
+	log  *slog.Logger
+}
+
+// Start opens the stores and the bus under cfg.DataDir and binds the listeners. Call Run to
+// serve; Run closes everything when its context ends.
+func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("platform: data dir is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("platform: data dir: %w", err)
+	}
+	p := &Platform{log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+
+	tokenKey, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "keys", "token.key"))
+	if err != nil {
+		return nil, err
+	}
+	certKey, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "keys", "sender-certificate.key"))
+	if err != nil {
+		return nil, err
+	}
+
+	kvStore, err := kvembedded.Open(filepath.Join(cfg.DataDir, kvembedded.FileName), kvembedded.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("platform: kv store: %w", err)
+	}
+	p.stop = append(p.stop, func() { kvStore.Close() })
+
+	inboxes, err := msgembedded.Open(filepath.Join(cfg.DataDir, msgembedded.DirName), msgembedded.Options{
+		OnError: func(err error) { cfg.Logger.Warn("message store", "err", err) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("platform: message store: %w", err)
+	}
+	p.stop = append(p.stop, func() { inboxes.Close() })
+
+	b, err := bus.StartEmbedded(ctx, filepath.Join(cfg.DataDir, "nats"), bus.EmbeddedOptions{
+		Listen: cfg.NATSListen,
+		// The NATS server is chatty at info level; its warnings and errors are enough.
+		Logger: slog.New(levelFilter{cfg.Logger.Handler(), slog.LevelWarn}),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("platform: nats: %w", err)
+	}
+	p.stop = append(p.stop, func() { b.Close() })
+
+	events, err := auth.NewBusEvents(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	authSvc, err := auth.New(auth.Config{
+		Store: kvStore, TokenKey: tokenKey, CertificateKey: certKey,
+		Events: events, Limits: cfg.AuthLimits, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	dirSub, err := authSvc.ServeDirectory(b.Conn())
+	if err != nil {
+		return nil, err
+	}
+	p.stop = append(p.stop, func() { dirSub.Unsubscribe() })
+
+	directory, err := messaging.NewBusDirectory(b.Conn(), 0)
+	if err != nil {
+		return nil, err
+	}
+	p.stop = append(p.stop, func() { directory.Close() })
+	msgSvc, err := messaging.New(messaging.Config{
+		Inboxes: inboxes, Groups: kvStore, Directory: directory, Conn: b.Conn(),
+		Limits: cfg.MessagingLimits, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.stop = append(p.stop, func() { msgSvc.Close() })
+	stream, err := auth.EnsureEventStream(ctx, b.JetStream())
+	if err != nil {
+		return nil, err
+	}
+	consumer, err := msgSvc.ConsumeAuthEvents(context.WithoutCancel(ctx), stream)
+	if err != nil {
+		return nil, err
+	}
+	p.stop = append(p.stop, consumer.Stop)
+
+	// Messaging checks revocation through its cached directory (one lookup per cached
+	// user), auth through its own store; both see a removed device at once.
+	verifier, err := authn.NewVerifier(authn.VerifierConfig{
+		Keys: []ed25519.PublicKey{authSvc.TokenPublicKey()}, Revocations: directory, Now: time.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	limits, err := protolimits.FromAPI()
+	if err != nil {
+		return nil, err
+	}
+	p.srv, err = server.New(server.Config{
+		GRPCAddr: cfg.GRPCAddr, AdminAddr: cfg.AdminAddr,
+		Register: func(r grpc.ServiceRegistrar) {
+			authv1.RegisterAuthServiceServer(r, authSvc)
+			messagingv1.RegisterMessagingServiceServer(r, msgSvc)
+		},
+		Auth:        authn.NewInterceptor(verifier, auth.PublicMethods()...),
+		Validate:    LimitsValidator(limits),
+		Ready:       b.Ready,
+		Reflection:  cfg.Reflection,
+		Logger:      cfg.Logger,
+		GRPCOptions: cfg.GRPCOptions,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// LimitsValidator rejects requests whose fields exceed their documented limits with
+// INVALID_ARGUMENT/LIMIT_EXCEEDED.
+func LimitsValidator(l *protolimits.Limits) server.Validator {
+	return func(msg any) error {
+		m, ok := msg.(proto.Message)
+		if !ok {
+			return nil
+		}
+		if err := l.Check(m); err != nil {
+			return server.Error(codes.InvalidArgument, "LIMIT_EXCEEDED", "%v", err)
+		}
+		return nil
+	}
+}
+
+// GRPCAddr is the bound gRPC address.
+func (p *Platform) GRPCAddr() net.Addr { return p.srv.GRPCAddr() }
+
+// AdminAddr is the bound admin HTTP address (/healthz, /readyz, /metrics).
+func (p *Platform) AdminAddr() net.Addr { return p.srv.AdminAddr() }
+
+// Run serves until ctx ends, drains calls, then closes the stores and the bus.
+func (p *Platform) Run(ctx context.Context) error {
+	defer p.close()
+	return p.srv.Run(ctx)
+}
+
+func (p *Platform) close() {
+	for i := len(p.stop) - 1; i >= 0; i-- {
+		p.stop[i]()
+	}
+	p.stop = nil
+}
+
+// loadOrCreateKey reads an Ed25519 seed from path, creating it on first start. The keys
+// must survive restarts: clients pin the certificate key and tokens stay valid.
+func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
+	seed, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		seed = make([]byte, ed25519.SeedSize)
+		rand.Read(seed)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("platform: key dir: %w", err)
+		}
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, seed, 0o600); err != nil {
+			return nil, fmt.Errorf("platform: write key: %w", err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return nil, fmt.Errorf("platform: write key: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("platform: read key: %w", err)
+	}
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("platform: key %s has %d bytes, want %d", path, len(seed), ed25519.SeedSize)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// levelFilter drops records below min.
+type levelFilter struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.Handler.Enabled(ctx, l)
+}
