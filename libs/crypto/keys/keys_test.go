@@ -222,6 +222,11 @@ func TestPreKeyStoreLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, k := range opks {
+		if k.ID == spk.ID {
+			t.Fatalf("one-time and signed EC prekeys share id %d", k.ID)
+		}
+	}
 	kems, err := s.GenerateKEMPreKeys(id, 2)
 	if err != nil {
 		t.Fatal(err)

@@ -16,9 +16,10 @@ import (
 const MaxStoredPreKeys = 1 << 16
 
 // PreKeyStore holds a device's private prekeys, finds them by id for the responder side of PQXDH,
-// and forgets one-time prekeys once consumed. Ids of each kind come from a counter that only moves
-// forward, so the store can tell an id it never issued ([ErrUnknownPreKey]) from a one-time id it
-// already consumed ([ErrPreKeyUsed]) without remembering every consumed id.
+// and forgets one-time prekeys once consumed. Ids come from two counters that only move forward,
+// one for EC prekeys (signed and one-time share it, so an id names one EC key per device) and one
+// for KEM prekeys. The store can thus tell an id it never issued ([ErrUnknownPreKey]) from a
+// one-time id it already consumed ([ErrPreKeyUsed]) without remembering every consumed id.
 //
 // A PreKeyStore is not safe for concurrent use. Persist it (MarshalBinary) after every change:
 // a one-time prekey must stay consumed across restarts.
@@ -27,20 +28,18 @@ type PreKeyStore struct {
 	signed      map[uint32]*SignedPreKey
 	oneTime     map[uint32]*OneTimePreKey
 	kem         map[uint32]*KEMPreKey
-	nextSigned  uint32
-	nextOneTime uint32
-	nextKEM     uint32
+	nextEC  uint32 // next id for signed and one-time EC prekeys
+	nextKEM uint32
 }
 
 // NewPreKeyStore returns an empty store. Ids start at 1 so that 0 never names a real key.
 func NewPreKeyStore() *PreKeyStore {
 	return &PreKeyStore{
-		signed:      map[uint32]*SignedPreKey{},
-		oneTime:     map[uint32]*OneTimePreKey{},
-		kem:         map[uint32]*KEMPreKey{},
-		nextSigned:  1,
-		nextOneTime: 1,
-		nextKEM:     1,
+		signed:  map[uint32]*SignedPreKey{},
+		oneTime: map[uint32]*OneTimePreKey{},
+		kem:     map[uint32]*KEMPreKey{},
+		nextEC:  1,
+		nextKEM: 1,
 	}
 }
 
@@ -61,7 +60,7 @@ func takeIDs(next *uint32, n, held int, kind string) (uint32, error) {
 // Older signed prekeys stay until [PreKeyStore.RemoveSignedPreKey], so sessions started against
 // them while the new one propagates still work.
 func (s *PreKeyStore) GenerateSignedPreKey(owner *Identity) (*SignedPreKeyPublic, error) {
-	id, err := takeIDs(&s.nextSigned, 1, len(s.signed), "signed")
+	id, err := takeIDs(&s.nextEC, 1, len(s.signed), "signed")
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +74,7 @@ func (s *PreKeyStore) GenerateSignedPreKey(owner *Identity) (*SignedPreKeyPublic
 
 // GenerateOneTimePreKeys generates and stores n one-time EC prekeys and returns their public forms.
 func (s *PreKeyStore) GenerateOneTimePreKeys(n int) ([]*OneTimePreKeyPublic, error) {
-	first, err := takeIDs(&s.nextOneTime, n, len(s.oneTime), "one-time")
+	first, err := takeIDs(&s.nextEC, n, len(s.oneTime), "one-time")
 	if err != nil {
 		return nil, err
 	}
@@ -142,19 +141,19 @@ func admit[K any](held map[uint32]K, next *uint32, id uint32, kind string) error
 }
 
 // AddSignedPreKey stores a signed prekey made elsewhere (for example from a seed in tests). Its id
-// must be above every id the store has issued for signed prekeys.
+// must be above every EC prekey id the store has issued.
 func (s *PreKeyStore) AddSignedPreKey(k *SignedPreKey) error {
-	if err := admit(s.signed, &s.nextSigned, k.id, "signed"); err != nil {
+	if err := admit(s.signed, &s.nextEC, k.id, "signed"); err != nil {
 		return err
 	}
 	s.signed[k.id] = k
 	return nil
 }
 
-// AddOneTimePreKey stores a one-time prekey made elsewhere. Its id must be above every one-time id
+// AddOneTimePreKey stores a one-time prekey made elsewhere. Its id must be above every EC prekey id
 // the store has issued, so a consumed key can never come back.
 func (s *PreKeyStore) AddOneTimePreKey(k *OneTimePreKey) error {
-	if err := admit(s.oneTime, &s.nextOneTime, k.id, "one-time"); err != nil {
+	if err := admit(s.oneTime, &s.nextEC, k.id, "one-time"); err != nil {
 		return err
 	}
 	s.oneTime[k.id] = k
@@ -183,13 +182,13 @@ func lookup[K any](held map[uint32]*K, next, id uint32, kind string, gone error)
 
 // SignedPreKey returns signed prekey id, or [ErrUnknownPreKey].
 func (s *PreKeyStore) SignedPreKey(id uint32) (*SignedPreKey, error) {
-	return lookup(s.signed, s.nextSigned, id, "signed", ErrUnknownPreKey)
+	return lookup(s.signed, s.nextEC, id, "signed", ErrUnknownPreKey)
 }
 
 // OneTimePreKey returns one-time prekey id without consuming it, [ErrPreKeyUsed] if it was
 // consumed, or [ErrUnknownPreKey] if it was never issued.
 func (s *PreKeyStore) OneTimePreKey(id uint32) (*OneTimePreKey, error) {
-	return lookup(s.oneTime, s.nextOneTime, id, "one-time", ErrPreKeyUsed)
+	return lookup(s.oneTime, s.nextEC, id, "one-time", ErrPreKeyUsed)
 }
 
 // KEMPreKey returns KEM prekey id without consuming it, [ErrPreKeyUsed] if it was a consumed
@@ -265,14 +264,13 @@ const (
 
 // MarshalBinary encodes the store for local storage (version 1). The result holds secrets.
 //
-//	u8 version | u32 next signed id | u32 next one-time id | u32 next kem id
+//	u8 version | u32 next ec id | u32 next kem id
 //	| u32 n | n × (u32 id | scalar (32) | u8 sig len | sig)                     signed prekeys
 //	| u32 n | n × (u32 id | scalar (32))                                         one-time prekeys
 //	| u32 n | n × (u32 id | u8 last resort | seed (64) | u8 sig len | sig)       kem prekeys
 func (s *PreKeyStore) MarshalBinary() ([]byte, error) {
 	out := []byte{encodingVersion}
-	out = binary.BigEndian.AppendUint32(out, s.nextSigned)
-	out = binary.BigEndian.AppendUint32(out, s.nextOneTime)
+	out = binary.BigEndian.AppendUint32(out, s.nextEC)
 	out = binary.BigEndian.AppendUint32(out, s.nextKEM)
 	out = binary.BigEndian.AppendUint32(out, uint32(len(s.signed)))
 	for _, id := range sortedIDs(s.signed) {
@@ -332,8 +330,7 @@ func ParsePreKeyStore(data []byte) (*PreKeyStore, error) {
 	}
 	r := &reader{b: data[1:]}
 	s := NewPreKeyStore()
-	s.nextSigned = r.u32("next signed id")
-	s.nextOneTime = r.u32("next one-time id")
+	s.nextEC = r.u32("next ec id")
 	s.nextKEM = r.u32("next kem id")
 
 	n := r.count(minSignedEntry, "signed prekey")
@@ -344,7 +341,7 @@ func ParsePreKeyStore(data []byte) (*PreKeyStore, error) {
 		if r.err != nil {
 			break
 		}
-		if err := checkID(s.signed, s.nextSigned, id, "signed prekey"); err != nil {
+		if err := checkID(s.signed, s.nextEC, id, "signed prekey"); err != nil {
 			return nil, err
 		}
 		priv, err := ecdh.P256().NewPrivateKey(scalar)
@@ -361,8 +358,11 @@ func ParsePreKeyStore(data []byte) (*PreKeyStore, error) {
 		if r.err != nil {
 			break
 		}
-		if err := checkID(s.oneTime, s.nextOneTime, id, "one-time prekey"); err != nil {
+		if err := checkID(s.oneTime, s.nextEC, id, "one-time prekey"); err != nil {
 			return nil, err
+		}
+		if _, clash := s.signed[id]; clash {
+			return nil, fmt.Errorf("one-time prekey id %d is also a signed prekey id: %w", id, ErrMalformed)
 		}
 		priv, err := ecdh.P256().NewPrivateKey(scalar)
 		if err != nil {

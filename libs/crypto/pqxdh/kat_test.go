@@ -126,8 +126,14 @@ func TestKeyScheduleByHand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spk, _ := bob.Store.SignedPreKey(1)
-	opk, _ := bob.Store.OneTimePreKey(1)
+	spk, err := bob.Store.SignedPreKey(bob.Bundle.SignedPreKey.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opk, err := bob.Store.OneTimePreKey(bob.Bundle.OneTimePreKey.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dh := func(priv *ecdh.PrivateKey, pub *ecdh.PublicKey) []byte {
 		out, err := priv.ECDH(pub)
 		if err != nil {

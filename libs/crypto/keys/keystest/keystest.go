@@ -64,7 +64,7 @@ func Identity(label string) *keys.Identity {
 }
 
 // Device is a complete repeatable device: its identity, a store holding signed prekey 1, one-time
-// prekey 1, one-time KEM prekey 1 and last-resort KEM prekey 2, and the bundle the server would
+// EC prekey 2, one-time KEM prekey 1 and last-resort KEM prekey 2, and the bundle the server would
 // return for it with the one-time keys.
 type Device struct {
 	Identity *keys.Identity
@@ -86,7 +86,7 @@ func NewDevice(label string) *Device {
 	}
 	spk, err := keys.NewSignedPreKey(id, 1, ECDHKey(label+"/spk/1"))
 	must(err)
-	opk, err := keys.NewOneTimePreKey(1, ECDHKey(label+"/opk/1"))
+	opk, err := keys.NewOneTimePreKey(2, ECDHKey(label+"/opk/2"))
 	must(err)
 	kem, err := keys.NewKEMPreKey(id, 1, KEMKey(label+"/kem/1"), false)
 	must(err)
