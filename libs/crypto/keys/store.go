@@ -24,10 +24,10 @@ const MaxStoredPreKeys = 1 << 16
 // A PreKeyStore is not safe for concurrent use. Persist it (MarshalBinary) after every change:
 // a one-time prekey must stay consumed across restarts.
 type PreKeyStore struct {
-	_           [0]func()
-	signed      map[uint32]*SignedPreKey
-	oneTime     map[uint32]*OneTimePreKey
-	kem         map[uint32]*KEMPreKey
+	_       [0]func()
+	signed  map[uint32]*SignedPreKey
+	oneTime map[uint32]*OneTimePreKey
+	kem     map[uint32]*KEMPreKey
 	nextEC  uint32 // next id for signed and one-time EC prekeys
 	nextKEM uint32
 }
