@@ -27,6 +27,8 @@ const (
 	ContextLoginChallenge Context = "login-challenge"
 	// ContextDeviceLink signs the statement that links a new device to an account.
 	ContextDeviceLink Context = "device-link"
+	// ContextDeviceLinkStatus signs a new device's request for the status of its link.
+	ContextDeviceLinkStatus Context = "device-link-status"
 )
 
 // signaturePrefix starts every signed statement. With the length-prefixed context that follows it,
