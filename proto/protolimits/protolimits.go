@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
@@ -21,10 +23,40 @@ import (
 	"github.com/guardyn/guardyn/proto/apidesc"
 )
 
-// Limits holds the parsed limits of every message of a descriptor set. It is immutable and safe
-// for concurrent use.
+// Limits holds the parsed limits of every message of a descriptor set. It is safe for
+// concurrent use.
 type Limits struct {
 	plans map[protoreflect.FullName][]fieldPlan
+	// resolved caches, per message descriptor that Check has seen (one per message type), the
+	// plan bound to that descriptor's own fields, so a check does no name lookups.
+	resolved sync.Map // protoreflect.MessageDescriptor → []boundField
+}
+
+// boundField is a fieldPlan bound to the field descriptor of a concrete message type.
+type boundField struct {
+	fd      protoreflect.FieldDescriptor
+	name    protoreflect.Name // fd.Name(), which descriptors compute on every call
+	limit   *Limit
+	descend bool
+}
+
+// bind returns the plan of md bound to md's field descriptors. Fields that do not match the
+// parsed schema (another version of the message) are skipped.
+func (l *Limits) bind(md protoreflect.MessageDescriptor) []boundField {
+	if v, ok := l.resolved.Load(md); ok {
+		return v.([]boundField)
+	}
+	plan := l.plans[md.FullName()]
+	bound := make([]boundField, 0, len(plan))
+	for _, p := range plan {
+		fd := md.Fields().ByNumber(p.number)
+		if fd == nil || fd.Name() != p.name {
+			continue
+		}
+		bound = append(bound, boundField{fd: fd, name: p.name, limit: p.limit, descend: p.descend && holdsMessages(fd)})
+	}
+	l.resolved.Store(md, bound)
+	return bound
 }
 
 // fieldPlan is what Check does with one field of a message: measure it against limit (when
@@ -93,25 +125,20 @@ func (l *Limits) addMessages(msgs protoreflect.MessageDescriptors) error {
 	return nil
 }
 
+// holdsMessages reports whether Check descends into a field. Map fields are not walked: the
+// limits grammar has no form for them, so New rejects a limit on a map and the API uses
+// repeated messages instead.
 func holdsMessages(fd protoreflect.FieldDescriptor) bool {
-	if fd.IsMap() {
-		return isMessage(fd.MapValue())
-	}
-	return isMessage(fd)
-}
-
-func isMessage(fd protoreflect.FieldDescriptor) bool {
-	return fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind
+	return !fd.IsMap() && (fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind)
 }
 
 // fits reports whether a limit makes sense for a field.
 func fits(fd protoreflect.FieldDescriptor, l Limit) error {
-	repeated := fd.IsList() || fd.IsMap()
+	repeated := fd.IsList()
 	kind := fd.Kind()
-	if fd.IsMap() {
-		kind = fd.MapValue().Kind()
-	}
 	switch {
+	case fd.IsMap():
+		return errors.New("map fields cannot carry limits; use a repeated message")
 	case repeated && l.Items == 0:
 		return errors.New("a repeated field needs an item count (Max: N items.)")
 	case !repeated && l.Items > 0:
@@ -121,8 +148,6 @@ func fits(fd protoreflect.FieldDescriptor, l Limit) error {
 			return errors.New("repeated strings or bytes need a size for each item")
 		}
 		return nil
-	case fd.IsMap():
-		return errors.New("a size on a map field")
 	case kind == protoreflect.StringKind && l.Unit != Characters:
 		return errors.New("a string is measured in characters")
 	case kind == protoreflect.BytesKind && l.Unit != Bytes:
@@ -198,63 +223,66 @@ func (l *Limits) Check(m proto.Message) error {
 	if !r.IsValid() {
 		return nil
 	}
-	// One buffer serves every field path; it is only copied into an error.
-	path := make([]byte, 0, 64)
-	return l.check(r, r.Descriptor().FullName(), path)
+	// Four steps are deep enough for every Guardyn request, so the path is allocated once.
+	c := checker{limits: l, root: r.Descriptor().FullName(), path: make([]step, 0, 4)}
+	return c.message(r)
 }
 
-func (l *Limits) check(m protoreflect.Message, root protoreflect.FullName, path []byte) error {
-	fields := m.Descriptor().Fields()
-	for _, p := range l.plans[m.Descriptor().FullName()] {
-		fd := fields.ByNumber(p.number)
-		if fd == nil || fd.Name() != p.name {
-			continue // the message comes from a different version of the schema
-		}
-		if fd.HasPresence() && !m.Has(fd) {
+// checker walks one message. It keeps the path to the current field as steps and renders it
+// only into an error, so valid messages cost no formatting.
+type checker struct {
+	limits *Limits
+	root   protoreflect.FullName
+	path   []step
+}
+
+// step is one field on the path, with the element index when inside a list.
+type step struct {
+	name  protoreflect.Name
+	index int
+	elem  bool
+}
+
+func (c *checker) message(m protoreflect.Message) error {
+	for _, p := range c.limits.bind(m.Descriptor()) {
+		if p.fd.HasPresence() && !m.Has(p.fd) {
 			continue
 		}
-		fieldPath := append(appendDot(path), p.name...)
-		switch {
-		case fd.IsList():
-			list := m.Get(fd).List()
-			if p.limit != nil && list.Len() > p.limit.Items {
-				return &LimitError{Message: root, Path: string(fieldPath), Limit: *p.limit, Items: true, Actual: list.Len()}
-			}
-			for i := range list.Len() {
-				elemPath := append(strconv.AppendInt(append(fieldPath, '['), int64(i), 10), ']')
-				if err := l.checkValue(fd, p, list.Get(i), root, elemPath); err != nil {
-					return err
-				}
-			}
-		case fd.IsMap():
-			mp := m.Get(fd).Map()
-			if p.limit != nil && mp.Len() > p.limit.Items {
-				return &LimitError{Message: root, Path: string(fieldPath), Limit: *p.limit, Items: true, Actual: mp.Len()}
-			}
-			if p.descend {
-				var err error
-				mp.Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
-					elemPath := append(append(append(fieldPath, '['), k.String()...), ']')
-					err = l.check(v.Message(), root, elemPath)
-					return err == nil
-				})
-				if err != nil {
-					return err
-				}
-			}
-		default:
-			if err := l.checkValue(fd, p, m.Get(fd), root, fieldPath); err != nil {
-				return err
-			}
+		c.path = append(c.path, step{name: p.name})
+		if err := c.field(m, p); err != nil {
+			return err
+		}
+		c.path = c.path[:len(c.path)-1]
+	}
+	return nil
+}
+
+func (c *checker) field(m protoreflect.Message, p boundField) error {
+	fd := p.fd
+	if !fd.IsList() {
+		return c.value(fd, p, m.Get(fd))
+	}
+	list := m.Get(fd).List()
+	if p.limit != nil && list.Len() > p.limit.Items {
+		return c.fail(*p.limit, true, list.Len())
+	}
+	if !p.descend && (p.limit == nil || p.limit.Size == 0) {
+		return nil // numbers: only the count is limited
+	}
+	top := len(c.path) - 1
+	for i := range list.Len() {
+		c.path[top].elem, c.path[top].index = true, i
+		if err := c.value(fd, p, list.Get(i)); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// checkValue checks one singular value or list element.
-func (l *Limits) checkValue(fd protoreflect.FieldDescriptor, p fieldPlan, v protoreflect.Value, root protoreflect.FullName, path []byte) error {
+// value checks one singular value or list element.
+func (c *checker) value(fd protoreflect.FieldDescriptor, p boundField, v protoreflect.Value) error {
 	if p.descend {
-		return l.check(v.Message(), root, path)
+		return c.message(v.Message())
 	}
 	if p.limit == nil || p.limit.Size == 0 {
 		return nil
@@ -274,14 +302,24 @@ func (l *Limits) checkValue(fd protoreflect.FieldDescriptor, p fieldPlan, v prot
 		return nil
 	}
 	if n > p.limit.Size || (p.limit.Exact && n != p.limit.Size) {
-		return &LimitError{Message: root, Path: string(path), Limit: *p.limit, Actual: n}
+		return c.fail(*p.limit, false, n)
 	}
 	return nil
 }
 
-func appendDot(path []byte) []byte {
-	if len(path) == 0 {
-		return path
+func (c *checker) fail(limit Limit, items bool, actual int) error {
+	var b strings.Builder
+	for i, s := range c.path {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(string(s.name))
+		// The count of a list is the field itself, not one of its elements.
+		if s.elem && !(items && i == len(c.path)-1) {
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(s.index))
+			b.WriteByte(']')
+		}
 	}
-	return append(path, '.')
+	return &LimitError{Message: c.root, Path: b.String(), Limit: limit, Items: items, Actual: actual}
 }

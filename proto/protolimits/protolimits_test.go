@@ -373,3 +373,32 @@ func TestCheckExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckConcurrently runs Check from several goroutines on a fresh Limits, whose per-type
+// cache fills while they run (go test -race finds unsynchronised access).
+func TestCheckConcurrently(t *testing.T) {
+	limits := newLimits(t)
+	good := &messagingv1.SendMessageRequest{ClientMessageId: make([]byte, 16), Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1}}}
+	bad := &messagingv1.SendMessageRequest{ClientMessageId: make([]byte, 3)}
+	errs := make(chan error, 8)
+	for i := range cap(errs) {
+		go func() {
+			var err error
+			for range 200 {
+				if err = limits.Check(good); err != nil {
+					break
+				}
+				if limits.Check(bad) == nil {
+					err = fmt.Errorf("goroutine %d: bad message accepted", i)
+					break
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
