@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/keys/keystest"
 	"github.com/guardyn/guardyn/libs/crypto/session"
 )
@@ -151,6 +152,14 @@ func runConversation(t *testing.T, cfg session.Config, seed uint64, messages int
 		default:
 			if c.bob != nil {
 				c.bob = restart(t, c.bob)
+			}
+			// Bob's prekey store is persisted and restored too: consumed keys stay consumed.
+			enc, err := c.bobDev.Store.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.bobDev.Store, err = keys.ParsePreKeyStore(enc); err != nil {
+				t.Fatal(err)
 			}
 		}
 		// Keep a bounded window of old messages for duplicate delivery.
