@@ -45,6 +45,8 @@ type Config struct {
 	AuthLimits      auth.Limiter
 	MessagingLimits messaging.Limiter
 	Logger          *slog.Logger
+	// InboxLimit caps each device's undelivered messages (0: the messaging default).
+	InboxLimit int
 	// Reflection enables gRPC server reflection (development only).
 	Reflection bool
 	// GRPCOptions are passed to the gRPC server.
@@ -134,7 +136,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	p.stop = append(p.stop, func() { directory.Close() })
 	msgSvc, err := messaging.New(messaging.Config{
 		Inboxes: inboxes, Groups: kvStore, Directory: directory, Conn: b.Conn(),
-		Limits: cfg.MessagingLimits, Logger: cfg.Logger,
+		Limits: cfg.MessagingLimits, Logger: cfg.Logger, InboxLimit: cfg.InboxLimit,
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,268 @@
+package platform_test
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/guardyn/guardyn/libs/server"
+	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
+	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+)
+
+func wantErr(t *testing.T, err error, code codes.Code, reason string) {
+	t.Helper()
+	if status.Code(err) != code || server.Reason(err) != reason {
+		t.Fatalf("got %v (reason %q), want %v/%s", err, server.Reason(err), code, reason)
+	}
+}
+
+func TestBacklogThenLiveThenAck(t *testing.T) {
+	e := start(t)
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	for i := range 3 {
+		if _, err := e.send(t, alice, bob, fmt.Appendf(nil, "offline %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.receive(t, bob)
+	var ids [][]byte
+	for i := range 3 {
+		d := r.next(t)
+		if want := fmt.Sprintf("offline %d", i); string(d.GetPayload()) != want || d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_MESSAGE {
+			t.Fatalf("backlog %d = %q (%v), want %q in order", i, d.GetPayload(), d.GetKind(), want)
+		}
+		ids = append(ids, d.GetMessageId())
+	}
+	select {
+	case <-r.backlog:
+	case <-time.After(5 * time.Second):
+		t.Fatal("backlog_complete never came")
+	}
+	if _, err := e.send(t, alice, bob, []byte("live")); err != nil {
+		t.Fatal(err)
+	}
+	live := r.next(t)
+	if string(live.GetPayload()) != "live" {
+		t.Fatalf("live delivery = %q", live.GetPayload())
+	}
+	ids = append(ids, live.GetMessageId())
+	if _, err := e.msg.AckMessages(bob.ctx(t), &messagingv1.AckMessagesRequest{MessageIds: ids}); err != nil {
+		t.Fatal(err)
+	}
+	r.cancel()
+	// Acknowledged messages are gone from the server: a new stream has an empty backlog.
+	r2 := e.receive(t, bob)
+	select {
+	case <-r2.backlog:
+	case d := <-r2.deliveries:
+		t.Fatalf("acknowledged message delivered again: %q", d.GetPayload())
+	case <-time.After(5 * time.Second):
+		t.Fatal("backlog_complete never came")
+	}
+}
+
+func TestUnackedMessagesComeBackAndSendsAreIdempotent(t *testing.T) {
+	e := start(t)
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	req := &messagingv1.SendMessageRequest{RecipientUserId: bob.userID, ClientMessageId: clientID(),
+		Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1, SealedEnvelope: []byte("once")}}}
+	first := must(e.msg.SendMessage(alice.ctx(t), req))
+	again := must(e.msg.SendMessage(alice.ctx(t), req))
+	if !bytes.Equal(first.GetStored()[0].GetMessageId(), again.GetStored()[0].GetMessageId()) {
+		t.Fatal("a retried send got a different message id")
+	}
+	r := e.receive(t, bob)
+	d := r.next(t)
+	<-r.backlog
+	r.none(t, 300*time.Millisecond)
+	r.cancel()
+	// Not acked: it comes back on the next stream.
+	r2 := e.receive(t, bob)
+	if d2 := r2.next(t); !bytes.Equal(d2.GetMessageId(), d.GetMessageId()) {
+		t.Fatalf("redelivered %x, want %x", d2.GetMessageId(), d.GetMessageId())
+	}
+}
+
+func TestStaleDeviceList(t *testing.T) {
+	e := start(t)
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	bob2 := e.link(t, bob)
+	_, err := e.send(t, alice, bob, []byte("x"), 1)
+	wantErr(t, err, codes.FailedPrecondition, "STALE_DEVICE_LIST")
+	var mismatch *messagingv1.DeviceListMismatch
+	for _, d := range status.Convert(err).Details() {
+		if m, ok := d.(*messagingv1.DeviceListMismatch); ok {
+			mismatch = m
+		}
+	}
+	if mismatch == nil || fmt.Sprint(mismatch.GetMissingDeviceIds()) != "[2]" || fmt.Sprint(mismatch.GetCurrentDeviceIds()) != "[1 2]" {
+		t.Fatalf("mismatch detail = %v", mismatch)
+	}
+	_, err = e.send(t, alice, bob, []byte("x"), 1, 2, 3)
+	wantErr(t, err, codes.FailedPrecondition, "STALE_DEVICE_LIST")
+	if _, err := e.send(t, alice, bob, []byte("to both"), 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.receive(t, bob2).next(t); string(d.GetPayload()) != "to both" {
+		t.Fatalf("second device got %q", d.GetPayload())
+	}
+	// Writing to one's own account addresses every device but the sender.
+	if _, err := e.send(t, bob, bob, []byte("sync"), 2); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.send(t, bob, bob, []byte("sync"), 1, 2)
+	wantErr(t, err, codes.InvalidArgument, "MALFORMED_REQUEST")
+
+	// After bob removes his second device, senders that still address it are told.
+	must(e.auth.RemoveDevice(bob.ctx(t), &authv1.RemoveDeviceRequest{DeviceId: 2}))
+	_, err = e.send(t, alice, bob, []byte("x"), 1, 2)
+	wantErr(t, err, codes.FailedPrecondition, "STALE_DEVICE_LIST")
+}
+
+func TestEphemeralIsNeverStored(t *testing.T) {
+	e := start(t)
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	typing := &messagingv1.SendEphemeralRequest{RecipientUserId: bob.userID, Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1, SealedEnvelope: []byte("typing")}}}
+	// Offline: dropped.
+	must(e.msg.SendEphemeral(alice.ctx(t), typing))
+	r := e.receive(t, bob)
+	<-r.backlog
+	r.none(t, 200*time.Millisecond)
+	// Online: delivered, without a message id.
+	must(e.msg.SendEphemeral(alice.ctx(t), typing))
+	d := r.next(t)
+	if d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_EPHEMERAL || len(d.GetMessageId()) != 0 || string(d.GetPayload()) != "typing" {
+		t.Fatalf("ephemeral delivery = %v", d)
+	}
+	r.cancel()
+	r2 := e.receive(t, bob)
+	<-r2.backlog
+	r2.none(t, 200*time.Millisecond)
+}
+
+func TestOneStreamPerDevice(t *testing.T) {
+	e := start(t)
+	bob := e.register(t, "bob")
+	first := e.receive(t, bob)
+	<-first.backlog
+	second := e.receive(t, bob)
+	<-second.backlog
+	select {
+	case err := <-first.errs:
+		wantErr(t, err, codes.Aborted, "STREAM_SUPERSEDED")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first stream was not superseded")
+	}
+}
+
+func TestRemovedDeviceLosesStreamAndInbox(t *testing.T) {
+	e := start(t)
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	bob2 := e.link(t, bob)
+	r := e.receive(t, bob2)
+	<-r.backlog
+	must(e.send(t, alice, bob, []byte("queued"), 1, 2))
+	r.next(t)
+	must(e.auth.RemoveDevice(bob.ctx(t), &authv1.RemoveDeviceRequest{DeviceId: 2}))
+	select {
+	case err := <-r.errs:
+		wantErr(t, err, codes.Unauthenticated, "DEVICE_REMOVED")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the removed device's stream did not end")
+	}
+	// Its token no longer works anywhere.
+	_, err := e.msg.AckMessages(bob2.ctx(t), &messagingv1.AckMessagesRequest{})
+	wantErr(t, err, codes.Unauthenticated, "DEVICE_REMOVED")
+}
+
+func TestUnackedWindowIsBounded(t *testing.T) {
+	e := start(t)
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	r := e.receive(t, bob)
+	<-r.backlog
+	const n = 1100 // beyond the default window of 1024
+	for i := range n {
+		must(e.send(t, alice, bob, fmt.Appendf(nil, "m%d", i)))
+	}
+	var got [][]byte
+	for len(got) < 1024 {
+		got = append(got, r.next(t).GetMessageId())
+	}
+	r.none(t, 300*time.Millisecond)
+	must(e.msg.AckMessages(bob.ctx(t), &messagingv1.AckMessagesRequest{MessageIds: got[:500]}))
+	for range n - 1024 {
+		r.next(t)
+	}
+}
+
+func TestInboxCap(t *testing.T) {
+	dir := t.TempDir()
+	e := startWith(t, dir, 5)
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	for range 5 {
+		must(e.send(t, alice, bob, []byte("x")))
+	}
+	_, err := e.send(t, alice, bob, []byte("x"))
+	wantErr(t, err, codes.ResourceExhausted, "INBOX_FULL")
+}
+
+func TestGroupDeliveryService(t *testing.T) {
+	e := start(t)
+	alice, bob, carol := e.register(t, "alice"), e.register(t, "bob"), e.register(t, "carol")
+	gid := clientID()
+	addr := func(d *device) *commonv1.DeviceAddress { return &commonv1.DeviceAddress{UserId: d.userID, DeviceId: d.id} }
+	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{addr(alice), addr(bob)}, GroupInfo: []byte("gi0")}))
+	_, err := e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{addr(alice)}})
+	wantErr(t, err, codes.AlreadyExists, "GROUP_EXISTS")
+
+	bobStream := e.receive(t, bob)
+	<-bobStream.backlog
+	commit := &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 0, Commit: []byte("commit-a"), GroupInfo: []byte("gi1"),
+		Welcome: []byte("welcome"), WelcomeRecipients: []*commonv1.DeviceAddress{addr(carol)}, Added: []*commonv1.DeviceAddress{addr(carol)}}
+	if resp := must(e.msg.SubmitCommit(alice.ctx(t), commit)); resp.GetEpoch() != 1 {
+		t.Fatalf("epoch after commit = %d", resp.GetEpoch())
+	}
+	// The losing commit of the same epoch is refused, naming the current epoch.
+	_, err = e.msg.SubmitCommit(bob.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 0, Commit: []byte("commit-b"), GroupInfo: []byte("gi1b")})
+	wantErr(t, err, codes.Aborted, "EPOCH_CONFLICT")
+	if c, ok := status.Convert(err).Details()[1].(*messagingv1.EpochConflict); !ok || c.GetCurrentEpoch() != 1 {
+		t.Fatalf("conflict detail = %v", status.Convert(err).Details())
+	}
+	if d := bobStream.next(t); d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT || string(d.GetPayload()) != "commit-a" || !bytes.Equal(d.GetGroupId(), gid) {
+		t.Fatalf("bob got %v", d)
+	}
+	carolStream := e.receive(t, carol)
+	if d := carolStream.next(t); d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME || string(d.GetPayload()) != "welcome" || d.GetEpoch() != 1 {
+		t.Fatalf("carol got %v", d)
+	}
+	if w := must(e.msg.FetchWelcome(carol.ctx(t), &messagingv1.FetchWelcomeRequest{GroupId: gid})); string(w.GetWelcome()) != "welcome" {
+		t.Fatalf("fetched welcome %q", w.GetWelcome())
+	}
+	// Application messages: current and previous epoch accepted, others refused.
+	for _, epoch := range []uint64{1, 0} {
+		must(e.msg.SendGroupMessage(alice.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, Epoch: epoch, PrivateMessage: []byte("hi"), ClientMessageId: clientID()}))
+	}
+	_, err = e.msg.SendGroupMessage(alice.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, Epoch: 5, PrivateMessage: []byte("hi"), ClientMessageId: clientID()})
+	wantErr(t, err, codes.FailedPrecondition, "EPOCH_MISMATCH")
+	for range 2 {
+		if d := carolStream.next(t); d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_MESSAGE {
+			t.Fatalf("carol got %v", d)
+		}
+	}
+	info := must(e.msg.GetGroupInfo(carol.ctx(t), &messagingv1.GetGroupInfoRequest{GroupId: gid}))
+	if info.GetEpoch() != 1 || string(info.GetGroupInfo()) != "gi1" || len(info.GetMembers()) != 3 {
+		t.Fatalf("group info = %v", info)
+	}
+	// Non-members can neither write nor read.
+	dave := e.register(t, "dave")
+	_, err = e.msg.SendGroupMessage(dave.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, Epoch: 1, PrivateMessage: []byte("x"), ClientMessageId: clientID()})
+	wantErr(t, err, codes.PermissionDenied, "NOT_GROUP_MEMBER")
+	_, err = e.msg.GetGroupInfo(dave.ctx(t), &messagingv1.GetGroupInfoRequest{GroupId: gid})
+	wantErr(t, err, codes.NotFound, "GROUP_NOT_FOUND")
+}
