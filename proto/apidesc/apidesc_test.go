@@ -4,10 +4,20 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/guardyn/guardyn/proto/apidesc"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	_ "github.com/guardyn/guardyn/proto/guardyn/common/v1"
+	_ "github.com/guardyn/guardyn/proto/guardyn/events/v1"
+	_ "github.com/guardyn/guardyn/proto/guardyn/media/v1"
+	_ "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	_ "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
+	_ "github.com/guardyn/guardyn/proto/guardyn/presence/v1"
 )
 
 func TestFilesCarryComments(t *testing.T) {
@@ -44,5 +54,35 @@ func TestFileDescriptorSetIsACopy(t *testing.T) {
 	}
 	if len(b.GetFile()) == 0 {
 		t.Fatal("second FileDescriptorSet call saw the first caller's mutation")
+	}
+}
+
+// TestDescriptorSetMatchesGeneratedCode compares every Guardyn file of the embedded set with the
+// descriptor compiled into its generated Go package, so a stale descriptor.binpb is caught even
+// where protoc is not installed.
+func TestDescriptorSetMatchesGeneratedCode(t *testing.T) {
+	set, err := apidesc.FileDescriptorSet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, embedded := range set.GetFile() {
+		if !strings.HasPrefix(embedded.GetName(), "guardyn/") {
+			continue
+		}
+		generated, err := protoregistry.GlobalFiles.FindFileByPath(embedded.GetName())
+		if err != nil {
+			t.Errorf("%s is in the descriptor set but its Go package is not linked into this test: %v", embedded.GetName(), err)
+			continue
+		}
+		stripped := proto.Clone(embedded).(*descriptorpb.FileDescriptorProto)
+		stripped.SourceCodeInfo = nil
+		if !proto.Equal(stripped, protodesc.ToFileDescriptorProto(generated)) {
+			t.Errorf("%s differs between descriptor.binpb and the generated code: run go run ./tools/protogen", embedded.GetName())
+		}
+		checked++
+	}
+	if checked < 7 {
+		t.Fatalf("checked %d files, want every Guardyn proto file", checked)
 	}
 }
