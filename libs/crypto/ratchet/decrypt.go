@@ -130,7 +130,7 @@ func (s *State) decryptNewChain(dst []byte, h header, prefix, body, ad []byte) (
 func (s *State) decryptSkipped(dst []byte, id *chainID, n uint32, prefix, body, ad []byte) ([]byte, error) {
 	i := s.skipped.find(id, n)
 	if i < 0 {
-		return nil, fmt.Errorf("message %d of an earlier chain: %w", n, ErrDuplicate)
+		return nil, fmt.Errorf("message %d: %w", n, ErrDuplicate)
 	}
 	out, err := s.openBody(dst, &s.skipped.keys[i].mk, body, s.associatedData(ad, prefix))
 	if err != nil {

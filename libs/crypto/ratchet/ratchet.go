@@ -99,8 +99,8 @@ type core struct {
 	hks, hkr, nhks, nhkr [keyLen]byte // header encryption only
 	hasHKs, hasHKr       bool
 
-	// prev is the receiving chain before the current one: a message of it that is not in the
-	// skipped store is a replay (ErrDuplicate), not a forgery.
+	// prev is the receiving chain before the current one. Leaving it stored or used every key up
+	// to PN, so a message of it whose key is not in the store is reported as ErrDuplicate.
 	prev    chainID
 	hasPrev bool
 }
