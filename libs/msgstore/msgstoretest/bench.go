@@ -28,12 +28,12 @@ func benchMessage(n int, body []byte) msgstore.Message {
 }
 
 // Benchmark measures the store open returns and reports msg/s: durable single-message
-// Appends from 1, 16 and 64 concurrent appenders with 200 B and 1 KiB bodies, Append
+// Appends from 1, 16, 64 and 256 concurrent appenders with 200 B and 1 KiB bodies, Append
 // followed by its acknowledgement Delete (the store's share of the send path), paged
 // Reads and Deletes.
 func Benchmark(b *testing.B, open Opener) {
 	for _, size := range []int{200, 1024} {
-		for _, appenders := range []int{1, 16, 64} {
+		for _, appenders := range []int{1, 16, 64, 256} {
 			b.Run(fmt.Sprintf("Append/body=%d/appenders=%d", size, appenders), func(b *testing.B) {
 				s := openForBench(b, open)
 				body := make([]byte, size)
