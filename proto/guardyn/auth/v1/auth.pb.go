@@ -3175,7 +3175,7 @@ type GetTrustRootResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Ed25519 public key that signs sender certificates; 32 bytes.
 	SenderCertificateKey []byte `protobuf:"bytes,1,opt,name=sender_certificate_key,json=senderCertificateKey,proto3" json:"sender_certificate_key,omitempty"`
-	// Public key that signs access tokens, as encoded by libs/authn.
+	// Ed25519 public key that signs access tokens (libs/authn); 32 bytes.
 	TokenKey []byte `protobuf:"bytes,2,opt,name=token_key,json=tokenKey,proto3" json:"token_key,omitempty"`
 	// Stable identifier of this key set; changes whenever a key rotates.
 	KeyId         string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
