@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys/keystest"
+	"github.com/guardyn/guardyn/libs/crypto/ratchet"
 	"github.com/guardyn/guardyn/libs/crypto/session"
 )
 
@@ -61,6 +62,50 @@ func BenchmarkEncryptDecrypt1KiB(b *testing.B) {
 					b.Fatal(err)
 				}
 				if _, err := p.bob.Decrypt(out[:0], m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRatchetEncryptDecrypt1KiB is the same exchange on bare ratchet states, so the
+// difference to BenchmarkEncryptDecrypt1KiB is what the session layer adds.
+func BenchmarkRatchetEncryptDecrypt1KiB(b *testing.B) {
+	for name, cfg := range configs {
+		b.Run(name, func(b *testing.B) {
+			rcfg := ratchet.Config{HeaderEncryption: cfg.HeaderEncryption}
+			sk := make([]byte, 32)
+			bobKey := keystest.ECDHKey("bob ratchet")
+			alice, err := ratchet.NewInitiator(sk, bobKey.PublicKey(), rcfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			bob, err := ratchet.NewResponder(sk, bobKey, rcfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ad := make([]byte, 130)
+			for _, step := range []struct{ from, to *ratchet.State }{{alice, bob}, {bob, alice}} {
+				m, err := step.from.Encrypt(nil, []byte("warm up"), ad)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := step.to.Decrypt(nil, m, ad); err != nil {
+					b.Fatal(err)
+				}
+			}
+			plaintext := make([]byte, 1024)
+			msg := make([]byte, 0, len(plaintext)+alice.Overhead())
+			out := make([]byte, 0, len(plaintext))
+			b.SetBytes(int64(len(plaintext)))
+			b.ReportAllocs()
+			for b.Loop() {
+				m, err := alice.Encrypt(msg[:0], plaintext, ad)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := bob.Decrypt(out[:0], m, ad); err != nil {
 					b.Fatal(err)
 				}
 			}
