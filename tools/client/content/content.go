@@ -1,0 +1,197 @@
+// Package content encodes the plaintext a Guardyn client puts inside an end-to-end
+// encrypted message: a small versioned JSON object naming the kind (text, receipt,
+// typing), a client message id, the body, the send time and the sender's username. The
+// format is described in docs/cli.md ("Message content").
+package content
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Version is the only content version this code writes and reads.
+const Version = 1
+
+// Limits enforced by Decode before and after parsing.
+const (
+	// MaxEncodedSize bounds an encoded message; Decode rejects longer input before parsing.
+	MaxEncodedSize = 64 << 10
+	// MaxBodySize bounds a text body in bytes.
+	MaxBodySize = 32 << 10
+	// MaxUsernameSize bounds the sender and conversation usernames (the server allows 32).
+	MaxUsernameSize = 32
+)
+
+// Kind says what a message is.
+type Kind string
+
+// Message kinds.
+const (
+	// KindText is a chat message typed by a person.
+	KindText Kind = "text"
+	// KindReceipt acknowledges that a device received the message named by Ref.
+	KindReceipt Kind = "receipt"
+	// KindTyping says the sender is typing; it is sent ephemerally and never stored.
+	KindTyping Kind = "typing"
+)
+
+// ID is a client-chosen random message id, also the idempotency key of the send.
+type ID [16]byte
+
+// NewID returns a random id.
+func NewID() ID {
+	var id ID
+	rand.Read(id[:])
+	return id
+}
+
+// String returns the id in hex.
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// ParseID decodes the hex form of an id.
+func ParseID(s string) (ID, error) {
+	var id ID
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(id) {
+		return id, fmt.Errorf("%w: message id %q is not 32 hex digits", ErrMalformed, s)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+// Errors callers can test with errors.Is.
+var (
+	// ErrMalformed reports content that does not decode or breaks a field rule.
+	ErrMalformed = errors.New("content: malformed message")
+	// ErrUnsupportedVersion reports content of a version this code does not know.
+	ErrUnsupportedVersion = errors.New("content: unsupported version")
+	// ErrTooLarge reports content or a body above its limit.
+	ErrTooLarge = errors.New("content: too large")
+)
+
+// Message is one decoded message.
+type Message struct {
+	ID   ID
+	Kind Kind
+	// Body is the text of a KindText message; empty otherwise.
+	Body string
+	// Sent is when the sender's clock says it sent the message (millisecond precision).
+	Sent time.Time
+	// From is the sender's username. Receivers check it against the sender certificate's
+	// account before showing it.
+	From string
+	// To names the conversation on copies a sender sends to its own other devices: the
+	// username the message was written to. Empty on messages to the recipient itself.
+	To string
+	// Ref is the message a receipt acknowledges.
+	Ref ID
+}
+
+// wire is the JSON form. Ids travel in hex so a person can read a dump.
+type wire struct {
+	V    int    `json:"v"`
+	ID   string `json:"id"`
+	Kind Kind   `json:"kind"`
+	Body string `json:"body,omitempty"`
+	Sent int64  `json:"sent"`
+	From string `json:"from"`
+	To   string `json:"to,omitempty"`
+	Ref  string `json:"ref,omitempty"`
+}
+
+// Encode checks m against the field rules and encodes it.
+func Encode(m Message) ([]byte, error) {
+	w := wire{V: Version, ID: m.ID.String(), Kind: m.Kind, Body: m.Body, Sent: m.Sent.UnixMilli(), From: m.From, To: m.To}
+	if m.Kind == KindReceipt {
+		w.Ref = m.Ref.String()
+	}
+	if err := w.check(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		return nil, fmt.Errorf("content: encode: %w", err)
+	}
+	return b, nil
+}
+
+// Decode parses and checks an encoded message. It rejects input above MaxEncodedSize before
+// parsing, unknown versions with ErrUnsupportedVersion and every rule violation with
+// ErrMalformed or ErrTooLarge.
+func Decode(b []byte) (Message, error) {
+	if len(b) > MaxEncodedSize {
+		return Message{}, fmt.Errorf("%w: %d bytes exceeds %d", ErrTooLarge, len(b), MaxEncodedSize)
+	}
+	var w wire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return Message{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if w.V != Version {
+		return Message{}, fmt.Errorf("%w: %d", ErrUnsupportedVersion, w.V)
+	}
+	if err := w.check(); err != nil {
+		return Message{}, err
+	}
+	m := Message{Kind: w.Kind, Body: w.Body, Sent: time.UnixMilli(w.Sent).UTC(), From: w.From, To: w.To}
+	var err error
+	if m.ID, err = ParseID(w.ID); err != nil {
+		return Message{}, err
+	}
+	if w.Kind == KindReceipt {
+		if m.Ref, err = ParseID(w.Ref); err != nil {
+			return Message{}, err
+		}
+	}
+	return m, nil
+}
+
+func (w wire) check() error {
+	switch w.Kind {
+	case KindText:
+		if w.Ref != "" {
+			return fmt.Errorf("%w: text message with a ref", ErrMalformed)
+		}
+	case KindReceipt, KindTyping:
+		if w.Body != "" {
+			return fmt.Errorf("%w: %s message with a body", ErrMalformed, w.Kind)
+		}
+		if w.Kind == KindTyping && w.Ref != "" {
+			return fmt.Errorf("%w: typing message with a ref", ErrMalformed)
+		}
+	default:
+		return fmt.Errorf("%w: unknown kind %q", ErrMalformed, w.Kind)
+	}
+	if len(w.Body) > MaxBodySize {
+		return fmt.Errorf("%w: body of %d bytes exceeds %d", ErrTooLarge, len(w.Body), MaxBodySize)
+	}
+	if !utf8.ValidString(w.Body) {
+		return fmt.Errorf("%w: body is not UTF-8", ErrMalformed)
+	}
+	if !validUsername(w.From) {
+		return fmt.Errorf("%w: sender username %q", ErrMalformed, w.From)
+	}
+	if w.To != "" && !validUsername(w.To) {
+		return fmt.Errorf("%w: conversation username %q", ErrMalformed, w.To)
+	}
+	// Sent must round-trip through time.UnixMilli without overflow; clients never send
+	// times before 1970 or past year 9999.
+	if w.Sent < 0 || w.Sent > 253402300799999 {
+		return fmt.Errorf("%w: send time %d out of range", ErrMalformed, w.Sent)
+	}
+	return nil
+}
+
+// validUsername applies the server's username rule (3-32 characters of [a-z0-9_.]), so a
+// decoded name is always safe to print.
+func validUsername(s string) bool {
+	if len(s) < 3 || len(s) > MaxUsernameSize {
+		return false
+	}
+	return strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789_.") == ""
+}
