@@ -10,12 +10,14 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/guardyn/guardyn/libs/crypto/envelope"
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/kv"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
 	"github.com/guardyn/guardyn/services/auth"
 )
 
@@ -474,5 +476,24 @@ func TestKeyPackagesAndIdentity(t *testing.T) {
 	}
 	if cert.UserID() != alice.userID || cert.DeviceID() != 1 || !bytes.Equal(cert.IdentityKey().Bytes(), alice.identity.Public().Bytes()) {
 		t.Fatalf("certificate names %s/%d", cert.UserID(), cert.DeviceID())
+	}
+}
+
+// TestPublicMethodsMatchTheAPI keeps PublicMethods in step with the methods the proto
+// marks (guardyn.common.v1.public).
+func TestPublicMethodsMatchTheAPI(t *testing.T) {
+	var marked []string
+	methods := authv1.File_guardyn_auth_v1_auth_proto.Services().ByName("AuthService").Methods()
+	for i := range methods.Len() {
+		m := methods.Get(i)
+		if proto.GetExtension(m.Options(), commonv1.E_Public).(bool) {
+			marked = append(marked, "/guardyn.auth.v1.AuthService/"+string(m.Name()))
+		}
+	}
+	got := auth.PublicMethods()
+	slices.Sort(marked)
+	slices.Sort(got)
+	if !slices.Equal(marked, got) {
+		t.Fatalf("PublicMethods() = %v, the API marks %v", got, marked)
 	}
 }

@@ -216,7 +216,9 @@ func TestGroupDeliveryService(t *testing.T) {
 	e := start(t)
 	alice, bob, carol := e.register(t, "alice"), e.register(t, "bob"), e.register(t, "carol")
 	gid := clientID()
-	addr := func(d *device) *commonv1.DeviceAddress { return &commonv1.DeviceAddress{UserId: d.userID, DeviceId: d.id} }
+	addr := func(d *device) *commonv1.DeviceAddress {
+		return &commonv1.DeviceAddress{UserId: d.userID, DeviceId: d.id}
+	}
 	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{addr(alice), addr(bob)}, GroupInfo: []byte("gi0")}))
 	_, err := e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{addr(alice)}})
 	wantErr(t, err, codes.AlreadyExists, "GROUP_EXISTS")

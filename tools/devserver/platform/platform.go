@@ -176,6 +176,9 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		Reflection:  cfg.Reflection,
 		Logger:      cfg.Logger,
 		GRPCOptions: cfg.GRPCOptions,
+		// The largest request the API limits allow is a SendMessage of 16 envelopes of
+		// 256 KiB each, just over 4 MiB.
+		MaxMessageBytes: 5 << 20,
 	})
 	if err != nil {
 		return nil, err
