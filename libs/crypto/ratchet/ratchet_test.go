@@ -342,3 +342,30 @@ func TestEncryptADAliasesDst(t *testing.T) {
 	}
 	mustDecrypt(t, bob, msg[len("session prefix"):], []byte("session prefix"), []byte("body"))
 }
+
+// TestSteadyStateAllocations pins the allocation budget of an in-order 1 KiB message: only the
+// two objects of keying AES-256-GCM per message key, on each side (docs/crypto/ratchet.md).
+func TestSteadyStateAllocations(t *testing.T) {
+	bothModes(t, func(t *testing.T, cfg Config) {
+		alice, bob := newTestPair(t, cfg, 28)
+		pt, ad := make([]byte, 1024), make([]byte, 64)
+		msg := make([]byte, 0, len(pt)+alice.Overhead())
+		out := make([]byte, 0, len(pt))
+		var err error
+		allocs := testing.AllocsPerRun(200, func() {
+			if msg, err = alice.Encrypt(msg[:0], pt, ad); err != nil {
+				t.Fatal(err)
+			}
+			if out, err = bob.Decrypt(out[:0], msg, ad); err != nil {
+				t.Fatal(err)
+			}
+		})
+		budget := 4.0
+		if raceEnabled {
+			budget = 16 // see race_on_test.go
+		}
+		if allocs > budget {
+			t.Fatalf("%v allocations per message, want at most %v (two AES-GCM keyings)", allocs, budget)
+		}
+	})
+}
