@@ -1,0 +1,129 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// EnsureStream creates the stream or updates it to cfg; call it at start-up
+// from every process that publishes to or consumes from it.
+func (b *Bus) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+	}
+	return nil
+}
+
+// EnsureAuthEvents creates StreamAuthEvents: file-backed, auth events kept
+// for a day, duplicates within two minutes dropped by message id.
+func (b *Bus) EnsureAuthEvents(ctx context.Context) error {
+	return b.EnsureStream(ctx, jetstream.StreamConfig{
+		Name:       StreamAuthEvents,
+		Subjects:   []string{SubjectAuthEvents},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		MaxAge:     24 * time.Hour,
+		Duplicates: 2 * time.Minute,
+	})
+}
+
+// Publish stores data on a JetStream subject and returns once the stream
+// has acknowledged it.
+func (b *Bus) Publish(ctx context.Context, subject string, data []byte) error {
+	if _, err := b.js.Publish(ctx, subject, data); err != nil {
+		return fmt.Errorf("publish to %s: %w", subject, err)
+	}
+	return nil
+}
+
+// ConsumerConfig describes a durable pull consumer.
+type ConsumerConfig struct {
+	Stream  string
+	Durable string // consumer name; the position survives restarts
+	// FilterSubject narrows the stream to one subject (wildcards allowed).
+	FilterSubject string
+	// MaxDeliver bounds redeliveries of a message the handler keeps
+	// refusing; 0 means 10.
+	MaxDeliver int
+	// AckWait is how long a message may be processed before redelivery;
+	// 0 means 30s.
+	AckWait time.Duration
+	// RetryDelay is how long a refused message waits before redelivery;
+	// 0 means 1s.
+	RetryDelay time.Duration
+}
+
+// Consumer is a running durable consumer.
+type Consumer struct {
+	cc jetstream.ConsumeContext
+}
+
+// Stop stops fetching; a message being handled finishes first.
+func (c *Consumer) Stop() {
+	c.cc.Stop()
+	<-c.cc.Closed()
+}
+
+// Consume runs a durable pull consumer that decodes each message with
+// decode and hands it to handle, one message at a time. handle returns true
+// to acknowledge (done, or failed for good) and false to have the message
+// redelivered after RetryDelay. A message decode rejects is malformed and
+// would fail forever: it is logged and terminated, never redelivered.
+func Consume[T any](ctx context.Context, b *Bus, cfg ConsumerConfig,
+	decode func([]byte) (T, error), handle func(context.Context, T) bool,
+) (*Consumer, error) {
+	if cfg.Stream == "" || cfg.Durable == "" {
+		return nil, errors.New("consumer: Stream and Durable are required")
+	}
+	if cfg.MaxDeliver == 0 {
+		cfg.MaxDeliver = 10
+	}
+	if cfg.AckWait == 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.RetryDelay == 0 {
+		cfg.RetryDelay = time.Second
+	}
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       cfg.Durable,
+		FilterSubject: cfg.FilterSubject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxDeliver:    cfg.MaxDeliver,
+		AckWait:       cfg.AckWait,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
+	}
+	log := b.log.With(slog.String("stream", cfg.Stream), slog.String("consumer", cfg.Durable))
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		v, err := decode(msg.Data())
+		if err != nil {
+			log.Error("malformed message dropped", slog.String("subject", msg.Subject()), slog.Any("error", err))
+			if err := msg.TermWithReason("malformed"); err != nil {
+				log.Warn("term failed", slog.Any("error", err))
+			}
+			return
+		}
+		if handle(ctx, v) {
+			if err := msg.Ack(); err != nil {
+				log.Warn("ack failed; message will be redelivered", slog.Any("error", err))
+			}
+			return
+		}
+		if err := msg.NakWithDelay(cfg.RetryDelay); err != nil {
+			log.Warn("nak failed; message will be redelivered after ack wait", slog.Any("error", err))
+		}
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		log.Warn("consume", slog.Any("error", err))
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("consume %s on %s: %w", cfg.Durable, cfg.Stream, err)
+	}
+	return &Consumer{cc: cc}, nil
+}
