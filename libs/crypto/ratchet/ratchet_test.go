@@ -369,3 +369,35 @@ func TestSteadyStateAllocations(t *testing.T) {
 		}
 	})
 }
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("entropy source failed") }
+
+// TestEntropyFailure: when key generation or a header nonce cannot get random bytes, the call
+// fails and the state stays as it was.
+func TestEntropyFailure(t *testing.T) {
+	bothModes(t, func(t *testing.T, cfg Config) {
+		alice, bob := newTestPair(t, cfg, 29)
+		msg := mustEncrypt(t, alice, []byte("hi"), nil)
+		bob.rand = failingReader{}
+		mustReject(t, bob, msg, nil, nil) // the DH ratchet step cannot generate its key
+		bob.rand = testStream(30)
+		mustDecrypt(t, bob, msg, nil, []byte("hi"))
+
+		if cfg.HeaderEncryption {
+			alice.rand = failingReader{}
+			before := mustMarshal(t, alice)
+			if _, err := alice.Encrypt(nil, []byte("x"), nil); err == nil {
+				t.Fatal("Encrypt succeeded without a header nonce")
+			}
+			if !bytes.Equal(before, mustMarshal(t, alice)) {
+				t.Fatal("failed Encrypt changed the state")
+			}
+		}
+	})
+	key := testKey(t, testStream(31))
+	if _, err := newInitiator(make([]byte, 32), key.PublicKey(), Config{}, failingReader{}); err == nil {
+		t.Fatal("newInitiator succeeded without entropy")
+	}
+}
