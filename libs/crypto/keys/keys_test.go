@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"errors"
+	"runtime"
 	"testing"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
@@ -343,5 +344,32 @@ func TestNonP256KeysRejected(t *testing.T) {
 	}
 	if _, err := keys.NewSignedPreKey(keystest.Identity("a"), 1, x); !errors.Is(err, keys.ErrInvalidKey) {
 		t.Errorf("X25519 signed prekey: %v", err)
+	}
+}
+
+// allocatedBytes reports the bytes f allocates, averaged over a few runs.
+func allocatedBytes(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const runs = 10
+	for range runs {
+		f()
+	}
+	runtime.ReadMemStats(&after)
+	return (after.TotalAlloc - before.TotalAlloc) / runs
+}
+
+// TestDecodersBoundAllocation feeds forged counts and lengths: decoding must fail without
+// allocating in proportion to what the input claims.
+func TestDecodersBoundAllocation(t *testing.T) {
+	// Claims 65536 one-time prekeys (2.2 MB) in a 21-byte input.
+	forged := []byte{1, 0, 0, 0, 9, 0, 0, 0, 9, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0}
+	if n := allocatedBytes(func() { _, _ = keys.ParsePreKeyStore(forged) }); n > 4096 {
+		t.Errorf("ParsePreKeyStore allocated %d bytes for a forged count", n)
+	}
+	huge := make([]byte, 1<<20)
+	huge[0] = 1
+	if n := allocatedBytes(func() { _, _ = keys.ParseBundle(huge) }); n > 4096 {
+		t.Errorf("ParseBundle allocated %d bytes for an oversized input", n)
 	}
 }
