@@ -140,7 +140,7 @@ func newInitiator(sharedKey []byte, remote *ecdh.PublicKey, cfg Config, r io.Rea
 		return nil, err
 	}
 	rk, hka, nhkb := initialKeys(sharedKey)
-	defer clear(rk[:])
+	defer wipeKeys(&rk, &hka, &nhkb)
 	c := &s.c
 	if c.dhs, err = s.generateKey(); err != nil {
 		return nil, err
@@ -178,6 +178,7 @@ func newResponder(sharedKey []byte, ratchetKey *ecdh.PrivateKey, cfg Config, r i
 		return nil, err
 	}
 	rk, hka, nhkb := initialKeys(sharedKey)
+	defer wipeKeys(&rk, &hka, &nhkb)
 	c := &s.c
 	c.dhs = ratchetKey
 	copy(c.dhsPub[:], ratchetKey.PublicKey().Bytes())
@@ -187,6 +188,13 @@ func newResponder(sharedKey []byte, ratchetKey *ecdh.PrivateKey, cfg Config, r i
 		c.nhkr = hka
 	}
 	return s, nil
+}
+
+// wipeKeys zeroes local copies of keys once they are stored where they belong.
+func wipeKeys(keys ...*[keyLen]byte) {
+	for _, k := range keys {
+		clear(k[:])
+	}
 }
 
 func newState(sharedKey []byte, cfg Config, r io.Reader) (*State, error) {
