@@ -1,0 +1,128 @@
+// Package ratelimit limits actions per key (a caller, a username) with token
+// buckets from golang.org/x/time/rate, in bounded memory.
+//
+// See https://pkg.go.dev/golang.org/x/time/rate and
+// https://en.wikipedia.org/wiki/Token_bucket.
+package ratelimit
+
+import (
+	"errors"
+	"hash/maphash"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// shardCount spreads keys over independently locked maps so concurrent
+// callers rarely contend.
+const shardCount = 16
+
+// Config describes a Limiter.
+type Config struct {
+	// Rate is the sustained number of actions per second per key and Burst
+	// how many may happen at once; e.g. 5 bundle fetches a second, bursts of 20.
+	Rate  float64
+	Burst int
+	// MaxKeys bounds how many keys are tracked (memory). Keys whose bucket
+	// has refilled are forgotten first, which loses nothing: a new bucket
+	// starts full. When every tracked key is still draining, a new key is
+	// refused, so a flood of distinct keys cannot reset anyone's bucket.
+	MaxKeys int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Limiter is a set of token buckets, one per key, safe for concurrent use.
+type Limiter struct {
+	limit   rate.Limit
+	burst   int
+	perShrd int
+	refill  time.Duration // time for an empty bucket to become full
+	now     func() time.Time
+	seed    maphash.Seed
+	shards  [shardCount]shard
+}
+
+type shard struct {
+	mu        sync.Mutex
+	buckets   map[string]*rate.Limiter
+	lastSweep time.Time
+}
+
+// New returns a Limiter for cfg.
+func New(cfg Config) (*Limiter, error) {
+	if !(cfg.Rate > 0) || math.IsInf(cfg.Rate, 0) || cfg.Burst < 1 {
+		return nil, errors.New("ratelimit: Rate must be positive and finite, Burst at least 1")
+	}
+	if cfg.MaxKeys < shardCount {
+		return nil, errors.New("ratelimit: MaxKeys must be at least 16")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	l := &Limiter{
+		limit:   rate.Limit(cfg.Rate),
+		burst:   cfg.Burst,
+		perShrd: cfg.MaxKeys / shardCount,
+		refill:  time.Duration(float64(cfg.Burst) / cfg.Rate * float64(time.Second)),
+		now:     cfg.Now,
+		seed:    maphash.MakeSeed(),
+	}
+	for i := range l.shards {
+		l.shards[i].buckets = make(map[string]*rate.Limiter)
+	}
+	return l, nil
+}
+
+// Allow takes one token from key's bucket. When it refuses, retryAfter is
+// how long until a token will be available (for a RetryInfo detail).
+func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
+	now := l.now()
+	s := &l.shards[maphash.String(l.seed, key)%shardCount]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, known := s.buckets[key]
+	if !known {
+		if len(s.buckets) >= l.perShrd && !l.sweepLocked(s, now) {
+			return false, l.refill
+		}
+		b = rate.NewLimiter(l.limit, l.burst)
+		s.buckets[key] = b
+	}
+	if b.AllowN(now, 1) {
+		return true, 0
+	}
+	missing := 1 - b.TokensAt(now)
+	return false, time.Duration(missing / float64(l.limit) * float64(time.Second))
+}
+
+// sweepLocked forgets keys whose bucket is full again and reports whether
+// there is room now. A fruitless sweep is not repeated until buckets had
+// time to refill, so a key flood costs O(1) per refused key, not O(MaxKeys).
+func (l *Limiter) sweepLocked(s *shard, now time.Time) bool {
+	if now.Sub(s.lastSweep) < l.refill/time.Duration(l.burst) {
+		return false
+	}
+	s.lastSweep = now
+	full := float64(l.burst)
+	for k, b := range s.buckets {
+		if b.TokensAt(now) >= full {
+			delete(s.buckets, k)
+		}
+	}
+	return len(s.buckets) < l.perShrd
+}
+
+// Len is the number of keys currently tracked.
+func (l *Limiter) Len() int {
+	n := 0
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		n += len(s.buckets)
+		s.mu.Unlock()
+	}
+	return n
+}

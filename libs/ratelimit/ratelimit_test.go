@@ -1,0 +1,159 @@
+package ratelimit
+
+import (
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func newLimiter(t testing.TB, cfg Config) (*Limiter, *clock) {
+	t.Helper()
+	c := &clock{t: time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)}
+	cfg.Now = c.Now
+	l, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, c
+}
+
+func TestBurstThenRate(t *testing.T) {
+	l, c := newLimiter(t, Config{Rate: 2, Burst: 3, MaxKeys: 1000})
+	for i := range 3 {
+		if ok, _ := l.Allow("alice"); !ok {
+			t.Fatalf("call %d within burst refused", i)
+		}
+	}
+	ok, retry := l.Allow("alice")
+	if ok {
+		t.Fatal("call beyond burst allowed")
+	}
+	if retry != 500*time.Millisecond {
+		t.Errorf("retryAfter = %v, want 500ms at 2/s", retry)
+	}
+	if ok, _ := l.Allow("bob"); !ok {
+		t.Error("another key was limited by alice's calls")
+	}
+	c.Advance(499 * time.Millisecond)
+	if ok, _ := l.Allow("alice"); ok {
+		t.Error("allowed before a token refilled")
+	}
+	c.Advance(time.Millisecond)
+	if ok, _ := l.Allow("alice"); !ok {
+		t.Error("refused after a token refilled")
+	}
+	if ok, _ := l.Allow("alice"); ok {
+		t.Error("second call on one refilled token allowed")
+	}
+}
+
+func TestMemoryIsBounded(t *testing.T) {
+	l, c := newLimiter(t, Config{Rate: 10, Burst: 1, MaxKeys: 160})
+	for i := range 10000 {
+		if ok, _ := l.Allow("caller-" + strconv.Itoa(i)); !ok {
+			t.Fatalf("key %d refused although every earlier bucket had refilled", i)
+		}
+		c.Advance(100 * time.Millisecond)
+		if n := l.Len(); n > 160 {
+			t.Fatalf("tracking %d keys, limit 160", n)
+		}
+	}
+}
+
+func TestKeyFloodCannotResetABucket(t *testing.T) {
+	l, _ := newLimiter(t, Config{Rate: 1, Burst: 2, MaxKeys: 16})
+	l.Allow("victim")
+	l.Allow("victim")
+	if ok, _ := l.Allow("victim"); ok {
+		t.Fatal("victim not drained")
+	}
+	// At the same instant, an attacker tries many fresh keys.
+	refused := 0
+	for i := range 1000 {
+		if ok, _ := l.Allow("attacker-" + strconv.Itoa(i)); !ok {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Error("a limiter full of draining buckets kept admitting new keys")
+	}
+	if ok, _ := l.Allow("victim"); ok {
+		t.Error("the key flood reset the victim's bucket")
+	}
+	if n := l.Len(); n > 16 {
+		t.Errorf("tracking %d keys, limit 16", n)
+	}
+}
+
+func TestConfigRejected(t *testing.T) {
+	for _, cfg := range []Config{
+		{Rate: 0, Burst: 1, MaxKeys: 100},
+		{Rate: -1, Burst: 1, MaxKeys: 100},
+		{Rate: 1, Burst: 0, MaxKeys: 100},
+		{Rate: 1, Burst: 1, MaxKeys: 3},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) succeeded", cfg)
+		}
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	l, _ := newLimiter(t, Config{Rate: 1, Burst: 100, MaxKeys: 1000})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	allowed := 0
+	for g := range 8 {
+		wg.Go(func() {
+			for range 50 {
+				if ok, _ := l.Allow("shared"); ok {
+					mu.Lock()
+					allowed++
+					mu.Unlock()
+				}
+				l.Allow("own-" + strconv.Itoa(g))
+			}
+		})
+	}
+	wg.Wait()
+	if allowed != 100 {
+		t.Errorf("%d calls allowed on a frozen clock with burst 100", allowed)
+	}
+}
+
+func BenchmarkAllow(b *testing.B) {
+	l, err := New(Config{Rate: 1e9, Burst: 1 << 30, MaxKeys: 1 << 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = "user-" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			l.Allow(keys[i%len(keys)])
+			i++
+		}
+	})
+}
