@@ -140,6 +140,11 @@ func (e ecdsaSigner) digest(msg []byte) []byte {
 }
 
 func (e ecdsaSigner) key(priv []byte) (*ecdsa.PrivateKey, error) {
+	// Some implementations serialize the scalar without leading zero bytes;
+	// the standard library wants the full field width.
+	if size := (e.curve.Params().BitSize + 7) / 8; len(priv) < size {
+		priv = append(make([]byte, size-len(priv)), priv...)
+	}
 	k, err := ecdsa.ParseRawPrivateKey(e.curve, priv)
 	if err != nil {
 		return nil, fmt.Errorf("%w: ecdsa private key: %v", ErrBadKey, err)
