@@ -97,6 +97,9 @@ type receiver struct {
 	cursor   msgstore.Cursor
 	inflight map[msgstore.ID]struct{} // sent, not yet acknowledged
 	lagging  bool                     // the inbox may hold messages not sent yet
+	// backlogDone is set once the stored backlog has been sent entirely and the client
+	// was told so with backlog_complete.
+	backlogDone bool
 }
 
 // Receive streams the calling device's backlog, then its live deliveries.
@@ -116,7 +119,7 @@ func (s *Server) Receive(_ *messagingv1.ReceiveRequest, rs grpc.ServerStreamingS
 	defer s.hub.detach(key, st)
 
 	r := &receiver{s: s, rs: rs, inbox: inboxOf(p.UserID, p.DeviceID), inflight: make(map[msgstore.ID]struct{})}
-	if err := r.drain(ctx, true); err != nil {
+	if err := r.drain(ctx); err != nil {
 		return err
 	}
 	batch := make([]*messagingv1.Delivery, 0, 16)
@@ -153,7 +156,7 @@ func (s *Server) Receive(_ *messagingv1.ReceiveRequest, rs grpc.ServerStreamingS
 				}
 			}
 			if r.lagging && len(r.inflight) < r.s.window {
-				if err := r.drain(ctx, false); err != nil {
+				if err := r.drain(ctx); err != nil {
 					return err
 				}
 			}
@@ -193,15 +196,13 @@ func (r *receiver) handle(ctx context.Context, ev *eventsv1.LiveEvent, batch []*
 }
 
 // drain sends stored messages after the cursor until the inbox is exhausted or the window
-// is full. The first drain of a stream ends with backlog_complete.
-func (r *receiver) drain(ctx context.Context, first bool) error {
+// is full. The response that exhausts the inbox for the first time carries
+// backlog_complete; a backlog larger than the window completes as the client acks.
+func (r *receiver) drain(ctx context.Context) error {
 	for {
 		room := r.s.window - len(r.inflight)
 		if room <= 0 {
 			r.lagging = true
-			if first {
-				return r.rs.Send(&messagingv1.ReceiveResponse{BacklogComplete: true})
-			}
 			return nil
 		}
 		// Messages already sent live come back until they are acked; read past them.
@@ -212,8 +213,11 @@ func (r *receiver) drain(ctx context.Context, first bool) error {
 		}
 		var out []*messagingv1.Delivery
 		for _, m := range msgs {
+			if len(r.inflight) >= r.s.window {
+				break
+			}
 			r.cursor = m.Cursor
-			if _, sent := r.inflight[m.ID]; sent || len(r.inflight) >= r.s.window {
+			if _, sent := r.inflight[m.ID]; sent {
 				continue
 			}
 			d, err := storedDelivery(m)
@@ -224,22 +228,22 @@ func (r *receiver) drain(ctx context.Context, first bool) error {
 			r.inflight[m.ID] = struct{}{}
 			out = append(out, d)
 		}
-		done := len(msgs) < limit
+		exhausted := len(msgs) < limit && len(r.inflight) < r.s.window
 		for len(out) > 0 {
 			n := min(len(out), maxBatch)
 			resp := &messagingv1.ReceiveResponse{Deliveries: out[:n]}
 			out = out[n:]
-			if len(out) == 0 && done && first {
-				resp.BacklogComplete = true
-				first = false
+			if len(out) == 0 && exhausted && !r.backlogDone {
+				resp.BacklogComplete, r.backlogDone = true, true
 			}
 			if err := r.rs.Send(resp); err != nil {
 				return err
 			}
 		}
-		if done {
+		if exhausted {
 			r.lagging = false
-			if first {
+			if !r.backlogDone {
+				r.backlogDone = true
 				return r.rs.Send(&messagingv1.ReceiveResponse{BacklogComplete: true})
 			}
 			return nil
@@ -269,7 +273,7 @@ func (r *receiver) resync(ctx context.Context) error {
 	}
 	r.inflight = present
 	r.cursor = nil
-	return r.drain(ctx, false)
+	return r.drain(ctx)
 }
 
 // storedDelivery turns an inbox entry back into the Delivery the client sees. One-to-one

@@ -49,20 +49,20 @@ func TestAuthorizationTable(t *testing.T) {
 	alice, mallory := e.register(t, "alice"), e.register(t, "mallory")
 	alice2 := e.link(t, alice)
 	removed := e.link(t, alice)
-	must(e.auth.RemoveDevice(alice.ctx(t), &authv1.RemoveDeviceRequest{DeviceId: removed.id}))
+	must(e.auth.RemoveDevice(alice.ctx(t), &authv1.RemoveDeviceRequest{DeviceId: removed.ID}))
 
 	// An expired but correctly signed token for alice, from the platform's own key.
 	seed := must(os.ReadFile(filepath.Join(e.dir, "keys", "token.key")))
 	past := func() time.Time { return time.Now().Add(-time.Hour) }
 	issuer := must(authn.NewIssuer(ed25519.NewKeyFromSeed(seed), 15*time.Minute, past))
-	expired, _, err := issuer.Issue(alice.userID, alice.id, [16]byte{1})
+	expired, _, err := issuer.Issue(alice.UserID, alice.ID, [16]byte{1})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	gid := clientID()
 	addr := func(d *device) *commonv1.DeviceAddress {
-		return &commonv1.DeviceAddress{UserId: d.userID, DeviceId: d.id}
+		return &commonv1.DeviceAddress{UserId: d.UserID, DeviceId: d.ID}
 	}
 	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{addr(alice), addr(alice2)}, GroupInfo: []byte("gi")}))
 	a, m := e.auth, e.msg
@@ -128,7 +128,7 @@ func TestAuthorizationTable(t *testing.T) {
 			return err
 		}},
 		{authv1.AuthService_GetKeyBundles_FullMethodName, false, func(ctx context.Context) error {
-			_, err := a.GetKeyBundles(ctx, &authv1.GetKeyBundlesRequest{UserId: alice.userID})
+			_, err := a.GetKeyBundles(ctx, &authv1.GetKeyBundlesRequest{UserId: alice.UserID})
 			return err
 		}},
 		{authv1.AuthService_UploadKeyPackages_FullMethodName, false, func(ctx context.Context) error {
@@ -136,7 +136,7 @@ func TestAuthorizationTable(t *testing.T) {
 			return err
 		}},
 		{authv1.AuthService_ClaimKeyPackages_FullMethodName, false, func(ctx context.Context) error {
-			_, err := a.ClaimKeyPackages(ctx, &authv1.ClaimKeyPackagesRequest{UserId: alice.userID})
+			_, err := a.ClaimKeyPackages(ctx, &authv1.ClaimKeyPackagesRequest{UserId: alice.UserID})
 			return err
 		}},
 		{authv1.AuthService_CountKeyPackages_FullMethodName, false, func(ctx context.Context) error {
@@ -156,8 +156,8 @@ func TestAuthorizationTable(t *testing.T) {
 			return err
 		}},
 		{messagingv1.MessagingService_SendMessage_FullMethodName, false, func(ctx context.Context) error {
-			_, err := m.SendMessage(ctx, &messagingv1.SendMessageRequest{RecipientUserId: alice.userID, ClientMessageId: clientID(),
-				Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1, SealedEnvelope: []byte("x")}, {DeviceId: alice2.id, SealedEnvelope: []byte("x")}}})
+			_, err := m.SendMessage(ctx, &messagingv1.SendMessageRequest{RecipientUserId: alice.UserID, ClientMessageId: clientID(),
+				Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1, SealedEnvelope: []byte("x")}, {DeviceId: alice2.ID, SealedEnvelope: []byte("x")}}})
 			return err
 		}},
 		{messagingv1.MessagingService_SendStream_FullMethodName, false, func(ctx context.Context) error {
@@ -169,8 +169,8 @@ func TestAuthorizationTable(t *testing.T) {
 			return firstErr(s.Recv)
 		}},
 		{messagingv1.MessagingService_SendEphemeral_FullMethodName, false, func(ctx context.Context) error {
-			_, err := m.SendEphemeral(ctx, &messagingv1.SendEphemeralRequest{RecipientUserId: alice.userID,
-				Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1, SealedEnvelope: []byte("x")}, {DeviceId: alice2.id, SealedEnvelope: []byte("x")}}})
+			_, err := m.SendEphemeral(ctx, &messagingv1.SendEphemeralRequest{RecipientUserId: alice.UserID,
+				Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1, SealedEnvelope: []byte("x")}, {DeviceId: alice2.ID, SealedEnvelope: []byte("x")}}})
 			return err
 		}},
 		{messagingv1.MessagingService_Receive_FullMethodName, false, func(ctx context.Context) error {
@@ -247,7 +247,7 @@ func TestAuthorizationTable(t *testing.T) {
 		{"no token", func() context.Context { return context.Background() }, authn.ReasonTokenMissing},
 		{"expired token", func() context.Context { return bearer(expired) }, authn.ReasonTokenExpired},
 		{"forged token", func() context.Context { return bearer(expired[:len(expired)-4] + "AAAA") }, authn.ReasonTokenInvalid},
-		{"removed device", func() context.Context { return bearer(removed.tokens.GetAccessToken()) }, "DEVICE_REMOVED"},
+		{"removed device", func() context.Context { return bearer(removed.Tokens.GetAccessToken()) }, "DEVICE_REMOVED"},
 	}
 	for _, r := range rpcs {
 		for _, b := range bad {
@@ -284,11 +284,11 @@ func methodNames(unary []grpc.MethodDesc, streams []grpc.StreamDesc) []string {
 func otherUser(t *testing.T, e *env, alice, alice2, mallory *device, gid []byte) {
 	// alice has a pending link and a queued message.
 	aliceLink := startLink(t, e, alice)
-	msg := must(e.send(t, mallory, alice, []byte("for alice"), alice.id, alice2.id))
+	msg := must(e.send(t, mallory, alice, []byte("for alice"), alice.ID, alice2.ID))
 
 	devs := must(e.auth.ListDevices(mallory.ctx(t), &authv1.ListDevicesRequest{}))
 	for _, d := range devs.GetDevices() {
-		if bytes.Equal(d.GetIdentityKey(), alice.identity.Public().Bytes()) {
+		if bytes.Equal(d.GetIdentityKey(), alice.Identity.Public().Bytes()) {
 			t.Fatal("mallory's ListDevices shows alice's device")
 		}
 	}
@@ -300,12 +300,12 @@ func otherUser(t *testing.T, e *env, alice, alice2, mallory *device, gid []byte)
 	wantErr(t, err, codes.NotFound, "LINK_NOT_FOUND")
 	_, err = e.auth.RejectDeviceLink(mallory.ctx(t), &authv1.RejectDeviceLinkRequest{LinkId: aliceLink})
 	wantErr(t, err, codes.NotFound, "LINK_NOT_FOUND")
-	_, err = e.auth.RemoveDevice(mallory.ctx(t), &authv1.RemoveDeviceRequest{DeviceId: alice2.id + 10})
+	_, err = e.auth.RemoveDevice(mallory.ctx(t), &authv1.RemoveDeviceRequest{DeviceId: alice2.ID + 10})
 	wantErr(t, err, codes.NotFound, "DEVICE_NOT_FOUND")
 	_, err = e.auth.DeleteAccount(mallory.ctx(t), &authv1.DeleteAccountRequest{ConfirmUsername: "alice"})
 	wantErr(t, err, codes.InvalidArgument, "CONFIRMATION_MISMATCH")
 	export := must(e.auth.ExportAccountData(mallory.ctx(t), &authv1.ExportAccountDataRequest{}))
-	if export.GetAccount().GetUserId() != mallory.userID {
+	if export.GetAccount().GetUserId() != mallory.UserID {
 		t.Fatalf("mallory exported %v", export.GetAccount())
 	}
 	// Acking alice's message id from mallory's device deletes nothing of alice's.
@@ -328,10 +328,10 @@ func otherUser(t *testing.T, e *env, alice, alice2, mallory *device, gid []byte)
 	wantErr(t, err, codes.NotFound, "WELCOME_NOT_FOUND")
 	_, err = e.msg.GetGroupInfo(mallory.ctx(t), &messagingv1.GetGroupInfoRequest{GroupId: gid})
 	wantErr(t, err, codes.NotFound, "GROUP_NOT_FOUND")
-	_, err = e.msg.CreateGroup(mallory.ctx(t), &messagingv1.CreateGroupRequest{GroupId: clientID(), Members: []*commonv1.DeviceAddress{{UserId: alice.userID, DeviceId: 1}}})
+	_, err = e.msg.CreateGroup(mallory.ctx(t), &messagingv1.CreateGroupRequest{GroupId: clientID(), Members: []*commonv1.DeviceAddress{{UserId: alice.UserID, DeviceId: 1}}})
 	wantErr(t, err, codes.InvalidArgument, "MALFORMED_REQUEST")
 	cert := must(e.auth.GetSenderCertificate(mallory.ctx(t), &authv1.GetSenderCertificateRequest{}))
-	if bytes.Contains(cert.GetCertificate(), []byte(alice.userID)) {
+	if bytes.Contains(cert.GetCertificate(), []byte(alice.UserID)) {
 		t.Fatal("mallory's sender certificate names alice")
 	}
 }
@@ -341,8 +341,8 @@ func startLink(t *testing.T, e *env, d *device) string {
 	nd := must(keys.GenerateIdentity())
 	ik := nd.Public().Bytes()
 	resp := must(e.auth.StartDeviceLink(context.Background(), &authv1.StartDeviceLinkRequest{
-		Username: d.username, IdentityKey: ik, DeviceName: "pending",
-		Signature: must(nd.Sign(keys.ContextDeviceLink, auth.DeviceLinkStatement(d.username, ik, "pending"))),
+		Username: d.Username, IdentityKey: ik, DeviceName: "pending",
+		Signature: must(nd.Sign(keys.ContextDeviceLink, auth.DeviceLinkStatement(d.Username, ik, "pending"))),
 	}))
 	return resp.GetLinkId()
 }

@@ -2,20 +2,17 @@ package platform_test
 
 import (
 	"context"
-	"crypto/rand"
 	"log/slog"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
-	"github.com/guardyn/guardyn/libs/crypto/keys"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
-	"github.com/guardyn/guardyn/services/auth"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
+	"github.com/guardyn/guardyn/tools/internal/rawdevice"
 )
 
 // env is a whole platform in this process, reached over real gRPC on loopback.
@@ -54,18 +51,13 @@ func startWith(t *testing.T, dir string, inboxLimit int) *env {
 	return &env{dir: dir, conn: conn, auth: authv1.NewAuthServiceClient(conn), msg: messagingv1.NewMessagingServiceClient(conn)}
 }
 
-type device struct {
-	username string
-	userID   string
-	id       uint32
-	identity *keys.Identity
-	tokens   *authv1.TokenPair
-}
+// device is a logged-in device driven over the raw API.
+type device struct{ *rawdevice.Device }
 
 func (d *device) ctx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+d.tokens.GetAccessToken())
+	return d.Context(ctx)
 }
 
 // must returns v, panicking on err: setup steps that cannot fail in a healthy platform.
@@ -79,57 +71,24 @@ func must[T any](v T, err error) T {
 
 func (e *env) register(t *testing.T, username string) *device {
 	t.Helper()
-	id := must(keys.GenerateIdentity())
-	ik := id.Public().Bytes()
-	resp := must(e.auth.Register(context.Background(), &authv1.RegisterRequest{
-		Username: username, IdentityKey: ik, DeviceName: "test",
-		Signature: must(id.Sign(keys.ContextRegistration, auth.RegistrationStatement(username, ik))),
-	}))
-	d := &device{username: username, userID: resp.GetUserId(), id: resp.GetDeviceId(), identity: id}
-	e.login(t, d)
-	return d
-}
-
-func (e *env) login(t *testing.T, d *device) {
-	t.Helper()
-	ch := must(e.auth.GetLoginChallenge(context.Background(), &authv1.GetLoginChallengeRequest{Username: d.username, DeviceId: d.id}))
-	sig := must(d.identity.Sign(keys.ContextLoginChallenge, auth.LoginStatement(d.username, d.id, ch.GetNonce())))
-	resp := must(e.auth.Login(context.Background(), &authv1.LoginRequest{Username: d.username, DeviceId: d.id, Nonce: ch.GetNonce(), Signature: sig}))
-	d.tokens = resp.GetTokens()
+	return &device{must(rawdevice.Register(context.Background(), e.auth, username))}
 }
 
 // link adds a second device to d's account, approved by d.
 func (e *env) link(t *testing.T, d *device) *device {
 	t.Helper()
-	id := must(keys.GenerateIdentity())
-	ik := id.Public().Bytes()
-	start := must(e.auth.StartDeviceLink(context.Background(), &authv1.StartDeviceLinkRequest{
-		Username: d.username, IdentityKey: ik, DeviceName: "second",
-		Signature: must(id.Sign(keys.ContextDeviceLink, auth.DeviceLinkStatement(d.username, ik, "second"))),
-	}))
-	approved := must(e.auth.ApproveDeviceLink(d.ctx(t), &authv1.ApproveDeviceLinkRequest{LinkId: start.GetLinkId()}))
-	nd := &device{username: d.username, userID: d.userID, id: approved.GetDeviceId(), identity: id}
-	e.login(t, nd)
-	return nd
+	return &device{must(rawdevice.Link(context.Background(), e.auth, d.Device, "second"))}
 }
 
-func clientID() []byte {
-	b := make([]byte, 16)
-	rand.Read(b)
-	return b
-}
+func clientID() []byte { return rawdevice.NewMessageID() }
 
 // send stores one opaque envelope per listed device of to.
 func (e *env) send(t *testing.T, from *device, to *device, body []byte, devices ...uint32) (*messagingv1.SendMessageResponse, error) {
 	t.Helper()
 	if len(devices) == 0 {
-		devices = []uint32{to.id}
+		devices = []uint32{to.ID}
 	}
-	req := &messagingv1.SendMessageRequest{RecipientUserId: to.userID, ClientMessageId: clientID()}
-	for _, d := range devices {
-		req.Envelopes = append(req.Envelopes, &messagingv1.DeviceEnvelope{DeviceId: d, SealedEnvelope: body})
-	}
-	return e.msg.SendMessage(from.ctx(t), req)
+	return e.msg.SendMessage(from.ctx(t), rawdevice.SendRequest(to.UserID, body, devices...))
 }
 
 // receiver reads a device's Receive stream in the background.

@@ -70,7 +70,7 @@ func TestBacklogThenLiveThenAck(t *testing.T) {
 func TestUnackedMessagesComeBackAndSendsAreIdempotent(t *testing.T) {
 	e := start(t)
 	alice, bob := e.register(t, "alice"), e.register(t, "bob")
-	req := &messagingv1.SendMessageRequest{RecipientUserId: bob.userID, ClientMessageId: clientID(),
+	req := &messagingv1.SendMessageRequest{RecipientUserId: bob.UserID, ClientMessageId: clientID(),
 		Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1, SealedEnvelope: []byte("once")}}}
 	first := must(e.msg.SendMessage(alice.ctx(t), req))
 	again := must(e.msg.SendMessage(alice.ctx(t), req))
@@ -128,7 +128,7 @@ func TestStaleDeviceList(t *testing.T) {
 func TestEphemeralIsNeverStored(t *testing.T) {
 	e := start(t)
 	alice, bob := e.register(t, "alice"), e.register(t, "bob")
-	typing := &messagingv1.SendEphemeralRequest{RecipientUserId: bob.userID, Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1, SealedEnvelope: []byte("typing")}}}
+	typing := &messagingv1.SendEphemeralRequest{RecipientUserId: bob.UserID, Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1, SealedEnvelope: []byte("typing")}}}
 	// Offline: dropped.
 	must(e.msg.SendEphemeral(alice.ctx(t), typing))
 	r := e.receive(t, bob)
@@ -217,7 +217,7 @@ func TestGroupDeliveryService(t *testing.T) {
 	alice, bob, carol := e.register(t, "alice"), e.register(t, "bob"), e.register(t, "carol")
 	gid := clientID()
 	addr := func(d *device) *commonv1.DeviceAddress {
-		return &commonv1.DeviceAddress{UserId: d.userID, DeviceId: d.id}
+		return &commonv1.DeviceAddress{UserId: d.UserID, DeviceId: d.ID}
 	}
 	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{addr(alice), addr(bob)}, GroupInfo: []byte("gi0")}))
 	_, err := e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{addr(alice)}})
