@@ -36,13 +36,13 @@ type Config struct {
 
 // Limiter is a set of token buckets, one per key, safe for concurrent use.
 type Limiter struct {
-	limit   rate.Limit
-	burst   int
-	perShrd int
-	refill  time.Duration // time for an empty bucket to become full
-	now     func() time.Time
-	seed    maphash.Seed
-	shards  [shardCount]shard
+	limit    rate.Limit
+	burst    int
+	perShard int
+	refill   time.Duration // time for an empty bucket to become full
+	now      func() time.Time
+	seed     maphash.Seed
+	shards   [shardCount]shard
 }
 
 type shard struct {
@@ -63,12 +63,12 @@ func New(cfg Config) (*Limiter, error) {
 		cfg.Now = time.Now
 	}
 	l := &Limiter{
-		limit:   rate.Limit(cfg.Rate),
-		burst:   cfg.Burst,
-		perShrd: cfg.MaxKeys / shardCount,
-		refill:  time.Duration(float64(cfg.Burst) / cfg.Rate * float64(time.Second)),
-		now:     cfg.Now,
-		seed:    maphash.MakeSeed(),
+		limit:    rate.Limit(cfg.Rate),
+		burst:    cfg.Burst,
+		perShard: cfg.MaxKeys / shardCount,
+		refill:   time.Duration(float64(cfg.Burst) / cfg.Rate * float64(time.Second)),
+		now:      cfg.Now,
+		seed:     maphash.MakeSeed(),
 	}
 	for i := range l.shards {
 		l.shards[i].buckets = make(map[string]*rate.Limiter)
@@ -85,7 +85,7 @@ func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 	defer s.mu.Unlock()
 	b, known := s.buckets[key]
 	if !known {
-		if len(s.buckets) >= l.perShrd && !l.sweepLocked(s, now) {
+		if len(s.buckets) >= l.perShard && !l.sweepLocked(s, now) {
 			return false, l.refill
 		}
 		b = rate.NewLimiter(l.limit, l.burst)
@@ -112,7 +112,7 @@ func (l *Limiter) sweepLocked(s *shard, now time.Time) bool {
 			delete(s.buckets, k)
 		}
 	}
-	return len(s.buckets) < l.perShrd
+	return len(s.buckets) < l.perShard
 }
 
 // Len is the number of keys currently tracked.

@@ -1,0 +1,107 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Common is the configuration every Guardyn binary shares.
+type Common struct {
+	// Domain is the one public DNS name all public names derive from
+	// (user addresses, TLS names, push topics).
+	Domain    string
+	DataDir   string
+	GRPCAddr  string
+	AdminAddr string
+	// NATSURL selects a NATS cluster; empty runs NATS embedded in DataDir.
+	NATSURL      string
+	LogLevel     string
+	Dev          bool // enables gRPC reflection; never in production
+	DrainTimeout time.Duration
+}
+
+// Bind registers the common flags, with defaults for a local single-node
+// run.
+func (c *Common) Bind(b *Binder) {
+	b.String(&c.Domain, "domain", "localhost", "public DNS domain of this deployment")
+	b.String(&c.DataDir, "data-dir", "./guardyn-data", "directory for embedded stores and JetStream")
+	b.String(&c.GRPCAddr, "grpc-addr", ":8443", "gRPC listen address")
+	b.String(&c.AdminAddr, "admin-addr", "127.0.0.1:9090", "admin HTTP listen address (/healthz, /readyz, /metrics)")
+	b.String(&c.NATSURL, "nats-url", "", "NATS cluster URL; empty runs NATS embedded")
+	b.String(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	b.Bool(&c.Dev, "dev", false, "development mode: gRPC reflection on")
+	b.Duration(&c.DrainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for running calls")
+}
+
+// Validate checks the values after parsing.
+func (c *Common) Validate() error {
+	var errs []error
+	if err := validDomain(c.Domain); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir is empty"))
+	}
+	if c.GRPCAddr == "" || c.AdminAddr == "" {
+		errs = append(errs, errors.New("grpc-addr and admin-addr are required"))
+	}
+	if _, err := c.level(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DrainTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("drain-timeout %v must be positive", c.DrainTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// validDomain accepts a DNS name of LDH labels (RFC 1123), lower-case.
+func validDomain(d string) error {
+	if d == "" || len(d) > 253 {
+		return fmt.Errorf("domain %q: want 1..253 characters", d)
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("domain %q: bad label %q", d, label)
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return fmt.Errorf("domain %q: label %q may hold only a-z, 0-9 and '-'", d, label)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Common) level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return 0, fmt.Errorf("log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return l, nil
+}
+
+// Logger returns the JSON logger for LogLevel (info if invalid; Validate
+// reports that).
+func (c *Common) Logger(w io.Writer) *slog.Logger {
+	l, err := c.level()
+	if err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// EnsureDataDir creates DataDir (owner-only) if missing and returns the
+// path of sub inside it, also created.
+func (c *Common) EnsureDataDir(sub string) (string, error) {
+	dir := filepath.Join(c.DataDir, sub)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("data dir: %w", err)
+	}
+	return dir, nil
+}
