@@ -20,15 +20,15 @@ func (b *Bus) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) erro
 }
 
 // EnsureAuthEvents creates StreamAuthEvents: file-backed, auth events kept
-// for a day, duplicates within two minutes dropped by message id.
+// for 30 days so a consumer that was down for a while still sees every
+// device removal.
 func (b *Bus) EnsureAuthEvents(ctx context.Context) error {
 	return b.EnsureStream(ctx, jetstream.StreamConfig{
-		Name:       StreamAuthEvents,
-		Subjects:   []string{SubjectAuthEvents},
-		Storage:    jetstream.FileStorage,
-		Retention:  jetstream.LimitsPolicy,
-		MaxAge:     24 * time.Hour,
-		Duplicates: 2 * time.Minute,
+		Name:      StreamAuthEvents,
+		Subjects:  []string{SubjectAuthEvents},
+		Storage:   jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy,
+		MaxAge:    30 * 24 * time.Hour,
 	})
 }
 
