@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -16,26 +15,6 @@ import (
 
 func BenchmarkStore(b *testing.B) {
 	msgstoretest.Benchmark(b, openWith(embedded.Options{}))
-}
-
-// BenchmarkFsync is the raw baseline: one 4 KiB append and fsync per op on the same
-// disk, what a store without group commit pays per message.
-func BenchmarkFsync(b *testing.B) {
-	f, err := os.Create(filepath.Join(b.TempDir(), "fsync"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	page := make([]byte, 4096)
-	for b.Loop() {
-		if _, err := f.Write(page); err != nil {
-			b.Fatal(err)
-		}
-		if err := f.Sync(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "fsync/s")
 }
 
 // BenchmarkAlternativeBbolt measures the design not taken: inboxes as keys in the

@@ -50,6 +50,9 @@ func (s *Store) commitLoop() {
 			}
 			s.commit(batch)
 			clear(batch)
+			if s.failed == nil && s.active().size >= s.segmentSize/2 {
+				s.startSpare()
+			}
 			if cap(s.buf) > 2*maxBatchBytes {
 				s.buf = nil
 			}
@@ -187,11 +190,12 @@ func (s *Store) write(seg *segment, b []byte, sync bool) error {
 		s.failed = fmt.Errorf("msgstore: write failed, reopen to recover: %w", err)
 		return s.failed
 	}
+	seg.alloc = max(seg.alloc, seg.size+int64(len(b)))
 	s.unsynced = true
 	if !sync {
 		return nil
 	}
-	if err := seg.f.Sync(); err != nil {
+	if err := datasync(seg.f); err != nil {
 		s.failed = fmt.Errorf("msgstore: fsync failed, reopen to recover: %w", err)
 		return s.failed
 	}
@@ -199,25 +203,75 @@ func (s *Store) write(seg *segment, b []byte, sync bool) error {
 	return nil
 }
 
-// roll starts a new active segment after syncing the current one, so that replay never
-// finds unsynced bytes anywhere but in the last segment.
+// roll makes the spare segment the active one after syncing the current one, so that
+// replay never finds unsynced bytes anywhere but in the last segment with records.
 func (s *Store) roll() error {
 	old := s.active()
 	if s.unsynced {
-		if err := old.f.Sync(); err != nil {
+		if err := datasync(old.f); err != nil {
 			s.failed = fmt.Errorf("msgstore: fsync failed, reopen to recover: %w", err)
 			return s.failed
 		}
 		s.unsynced = false
 	}
-	seg, err := createSegment(s.dir, old.id+1, s.nextSeq)
+	seg, err := s.takeSpare()
 	if err != nil {
 		return err
+	}
+	if err := writeHeader(seg, s.nextSeq); err != nil {
+		return err
+	}
+	if err := datasync(seg.f); err != nil {
+		return fmt.Errorf("sync header of segment %d: %w", seg.id, err)
+	}
+	// Give back the zeros the old segment did not use. No sync needed: after a crash
+	// the zeros are still read as the end of the segment.
+	if old.alloc > old.size && old.f.Truncate(old.size) == nil {
+		old.alloc = old.size
 	}
 	s.mu.Lock()
 	s.segments = append(s.segments, seg)
 	s.mu.Unlock()
 	return nil
+}
+
+// spareResult is a segment created ahead of time, off the commit path, since zero-filling
+// a segment takes far longer than a commit.
+type spareResult struct {
+	seg *segment
+	err error
+}
+
+// startSpare starts creating the next segment unless that is already under way.
+func (s *Store) startSpare() {
+	if s.spare != nil {
+		return
+	}
+	ch := make(chan spareResult, 1)
+	s.spare = ch
+	id := s.active().id + 1
+	go func() {
+		seg, err := createSegment(s.dir, id, 0, s.segmentSize)
+		ch <- spareResult{seg, err}
+	}()
+}
+
+func (s *Store) takeSpare() (*segment, error) {
+	s.startSpare()
+	r := <-s.spare
+	s.spare = nil
+	return r.seg, r.err
+}
+
+// dropSpare waits for a spare under way and closes it; the next Open removes the file.
+func (s *Store) dropSpare() {
+	if s.spare == nil {
+		return
+	}
+	if r := <-s.spare; r.seg != nil {
+		r.seg.f.Close()
+	}
+	s.spare = nil
 }
 
 // maybeCompact compacts the oldest segment while the log holds more than twice the live

@@ -82,6 +82,7 @@ type Store struct {
 	nextSeq  uint64
 	failed   error
 	unsynced bool
+	spare    chan spareResult
 	buf      []byte
 	ops      []op
 }
@@ -243,7 +244,16 @@ func (s *Store) load() error {
 			delete(byID, r.Inbox)
 		}
 	}
-	for i, id := range ids {
+	// Replay every segment, then decide what its damage means: only the last segment
+	// with records can hold a torn commit, and empty segments after it are spares
+	// created ahead of time or cut short by a crash while being created.
+	type scanned struct {
+		seg     *segment
+		content bool
+		torn    *errTornTail
+	}
+	var scans []scanned
+	for _, id := range ids {
 		path := filepath.Join(s.dir, segmentName(id))
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		if err != nil {
@@ -255,25 +265,51 @@ func (s *Store) load() error {
 		if err != nil {
 			return fmt.Errorf("read segment: %w", err)
 		}
-		seg.size = int64(len(data))
-		firstSeq, err := scanSegment(data, func(r *record.Record, off, n int) { apply(seg, r, off, n) })
+		records := 0
+		firstSeq, end, err := scanSegment(data, func(r *record.Record, off, n int) {
+			records++
+			apply(seg, r, off, n)
+		})
+		seg.size, seg.alloc = int64(end), int64(len(data))
 		s.nextSeq = max(s.nextSeq, firstSeq)
 		var torn *errTornTail
-		switch {
-		case errors.As(err, &torn) && i == len(ids)-1:
-			if err := s.cutTail(seg, torn.validLen); err != nil {
-				return err
-			}
-			s.report(fmt.Errorf("msgstore: dropped %d unacknowledged bytes at the end of %s: %w",
-				len(data)-torn.validLen, path, err))
-		case errors.As(err, &torn):
-			return fmt.Errorf("%w: segment %s: %v", msgstore.ErrCorrupt, path, err)
-		case err != nil:
+		if err != nil && !errors.As(err, &torn) {
 			return fmt.Errorf("segment %s: %w", path, err)
 		}
+		scans = append(scans, scanned{seg: seg, content: records > 0 || (torn != nil && torn.validLen > 0), torn: torn})
 	}
+	last := -1
+	for i, sc := range scans {
+		if sc.content {
+			last = i
+		}
+	}
+	for i, sc := range scans[:last+1] {
+		switch {
+		case sc.torn == nil:
+		case i < last:
+			return fmt.Errorf("%w: segment %s: %v", msgstore.ErrCorrupt, segmentName(sc.seg.id), sc.torn)
+		default:
+			if err := cutTail(sc.seg, int64(sc.torn.validLen)); err != nil {
+				return err
+			}
+			s.report(fmt.Errorf("msgstore: cut the unacknowledged tail of segment %s at offset %d: %w",
+				segmentName(sc.seg.id), sc.torn.validLen, sc.torn))
+		}
+	}
+	nextID := uint64(1)
+	if len(ids) > 0 {
+		nextID = ids[len(ids)-1] + 1
+	}
+	for _, sc := range scans[last+1:] {
+		sc.seg.f.Close()
+		if err := os.Remove(filepath.Join(s.dir, segmentName(sc.seg.id))); err != nil {
+			return fmt.Errorf("remove empty segment: %w", err)
+		}
+	}
+	s.segments = s.segments[:last+1]
 	if len(s.segments) == 0 {
-		seg, err := createSegment(s.dir, 1, s.nextSeq)
+		seg, err := createSegment(s.dir, nextID, s.nextSeq, s.segmentSize)
 		if err != nil {
 			return err
 		}
@@ -294,24 +330,20 @@ func (s *Store) load() error {
 	return nil
 }
 
-// cutTail drops everything after the first validLen bytes of the last segment, where a
-// crash left a partly written commit that was never acknowledged.
-func (s *Store) cutTail(seg *segment, validLen int) error {
-	if validLen < segmentHeaderSize {
-		// The crash hit while the segment was created: write its header again.
-		header := binary.BigEndian.AppendUint64([]byte(segmentMagic), s.nextSeq)
-		if _, err := seg.f.WriteAt(header, 0); err != nil {
-			return fmt.Errorf("rewrite segment header: %w", err)
+// cutTail zeroes everything after the first validLen bytes of the active segment,
+// where a crash left a partly written commit that was never acknowledged.
+func cutTail(seg *segment, validLen int64) error {
+	zeros := make([]byte, 1<<20)
+	for off := validLen; off < seg.alloc; off += int64(len(zeros)) {
+		n := min(int64(len(zeros)), seg.alloc-off)
+		if _, err := seg.f.WriteAt(zeros[:n], off); err != nil {
+			return fmt.Errorf("cut torn tail of segment %d: %w", seg.id, err)
 		}
-		validLen = len(header)
-	}
-	if err := seg.f.Truncate(int64(validLen)); err != nil {
-		return fmt.Errorf("cut torn tail: %w", err)
 	}
 	if err := seg.f.Sync(); err != nil {
-		return fmt.Errorf("sync after cutting torn tail: %w", err)
+		return fmt.Errorf("sync segment %d after cutting its tail: %w", seg.id, err)
 	}
-	seg.size = int64(validLen)
+	seg.size = validLen
 	return nil
 }
 
@@ -544,9 +576,10 @@ func (s *Store) Close() error {
 	close(s.reqs)
 	s.sendMu.Unlock()
 	<-s.stopped
+	s.dropSpare()
 	err := s.failed
 	if s.unsynced && err == nil {
-		if err = s.active().f.Sync(); err != nil {
+		if err = datasync(s.active().f); err != nil {
 			err = fmt.Errorf("sync msgstore on close: %w", err)
 		}
 	}

@@ -1,6 +1,7 @@
 package embedded_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/guardyn/guardyn/libs/msgstore"
 	"github.com/guardyn/guardyn/libs/msgstore/embedded"
+	"github.com/guardyn/guardyn/libs/msgstore/embedded/internal/record"
 	"github.com/guardyn/guardyn/libs/msgstore/msgstoretest"
 )
 
@@ -28,7 +30,9 @@ func openWith(opts embedded.Options) msgstoretest.Opener {
 }
 
 func TestConformance(t *testing.T) {
-	msgstoretest.Run(t, openWith(embedded.Options{}))
+	// 1 MiB instead of the default 64 MiB: every test opens fresh stores, and segments
+	// are zero-filled when created.
+	msgstoretest.Run(t, openWith(embedded.Options{SegmentSize: 1 << 20}))
 }
 
 // TestConformanceSmallSegments runs the suite with tiny segments, so rolling and
@@ -162,35 +166,60 @@ func writeMessages(t *testing.T, dir string, opts embedded.Options, n int) msgst
 	return in
 }
 
-// TestTornTail cuts the last segment at every length inside its last record and checks
-// that Open drops exactly that record and keeps every earlier one.
-func TestTornTail(t *testing.T) {
-	dir := t.TempDir()
-	in := writeMessages(t, dir, embedded.Options{}, 5)
+// tornTailSetup writes 5 messages and returns the inbox, the active segment's path, its
+// bytes and where the records end (zeros follow up to the preallocated size).
+func tornTailSetup(t *testing.T, dir string) (msgstore.Inbox, string, []byte, int) {
+	t.Helper()
+	opts := embedded.Options{SegmentSize: 64 << 10}
+	in := writeMessages(t, dir, opts, 5)
 	files := segmentFiles(t, dir)
 	path := files[len(files)-1]
 	whole, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	recordSize := (len(whole) - 16) / 5
-	for cut := len(whole) - recordSize + 1; cut < len(whole); cut += 17 {
-		if err := os.WriteFile(path, whole[:cut], 0o600); err != nil {
+	m := message(in, 0)
+	used := 16 + 5*len(record.AppendMessage(nil, 1, &m))
+	if used > len(whole) || !allZero(whole[used:]) || allZero(whole[used-8:used]) {
+		t.Fatalf("records do not end at %d of %d bytes", used, len(whole))
+	}
+	return in, path, whole, used
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// TestTornTail zeroes the last record from every position inside it, as a crash in the
+// middle of a write leaves it, and checks that Open drops exactly that record, keeps the
+// earlier ones and appends correctly afterwards.
+func TestTornTail(t *testing.T) {
+	dir := t.TempDir()
+	in, path, whole, used := tornTailSetup(t, dir)
+	recordSize := (used - 16) / 5
+	for cut := used - recordSize + 1; cut < used; cut += 13 {
+		torn := bytes.Clone(whole)
+		clear(torn[cut:])
+		if err := os.WriteFile(path, torn, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		var reported []error
 		s, err := embedded.Open(dir, embedded.Options{OnError: func(err error) { reported = append(reported, err) }})
 		if err != nil {
-			t.Fatalf("open with tail cut at %d: %v", cut, err)
+			t.Fatalf("open with tail torn at %d: %v", cut, err)
 		}
 		got, err := s.Read(context.Background(), in, nil, 10)
 		if err != nil || len(got) != 4 {
-			t.Fatalf("tail cut at %d: read %d messages, %v; want 4", cut, len(got), err)
+			t.Fatalf("tail torn at %d: read %d messages, %v; want 4", cut, len(got), err)
 		}
 		if len(reported) != 1 {
-			t.Fatalf("tail cut at %d: %d errors reported, want 1", cut, len(reported))
+			t.Fatalf("tail torn at %d: %d errors reported, want 1", cut, len(reported))
 		}
-		// The store appends after the cut, and the result survives another reopen.
 		if err := s.Append(context.Background(), []msgstore.Message{message(in, 4)}); err != nil {
 			t.Fatal(err)
 		}
@@ -203,37 +232,41 @@ func TestTornTail(t *testing.T) {
 		}
 		got, err = s.Read(context.Background(), in, nil, 10)
 		if err != nil || len(got) != 5 || string(got[4].Body) != string(body(4)) {
-			t.Fatalf("tail cut at %d: after re-append read %d messages, %v", cut, len(got), err)
+			t.Fatalf("tail torn at %d: after re-append read %d messages, %v", cut, len(got), err)
 		}
 		s.Close()
 	}
 }
 
-// TestGarbageTail appends zeros and random-looking bytes, as a crash during a write can
-// leave, and checks they are dropped.
+// TestGarbageTail writes bytes a crash can leave after the last record and checks that
+// they are dropped and the messages before them kept.
 func TestGarbageTail(t *testing.T) {
 	for name, tail := range map[string][]byte{
-		"zeros":       make([]byte, 4096),
-		"huge length": {0xde, 0xad, 0xbe, 0xef, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3},
-		"bad crc":     {0, 0, 0, 1, 0, 0, 0, 3, 1, 1, 1},
+		"huge length":  {0xde, 0xad, 0xbe, 0xef, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3},
+		"bad crc":      {0, 0, 0, 1, 0, 0, 0, 3, 1, 1, 1},
+		"half header":  {0x12, 0x34},
+		"stray page":   append(make([]byte, 4096), 0xff),
+		"file shorter": nil,
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			in := writeMessages(t, dir, embedded.Options{}, 3)
-			files := segmentFiles(t, dir)
-			f, err := os.OpenFile(files[len(files)-1], os.O_APPEND|os.O_WRONLY, 0)
-			if err != nil {
+			in, path, whole, used := tornTailSetup(t, dir)
+			data := bytes.Clone(whole)
+			if tail == nil {
+				data = data[:used]
+			} else {
+				copy(data[used:], tail)
+			}
+			if err := os.WriteFile(path, data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			f.Write(tail)
-			f.Close()
 			s, err := embedded.Open(dir, embedded.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			if got, err := s.Read(context.Background(), in, nil, 10); err != nil || len(got) != 3 {
-				t.Fatalf("read %d messages, %v; want 3", len(got), err)
+			if got, err := s.Read(context.Background(), in, nil, 10); err != nil || len(got) != 5 {
+				t.Fatalf("read %d messages, %v; want 5", len(got), err)
 			}
 		})
 	}
@@ -317,5 +350,39 @@ func TestReclaimInBackground(t *testing.T) {
 			t.Fatalf("count still %d after 5s", n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestReopenKeepsFewFiles opens and closes a store many times, with spares created
+// ahead of time, and checks that empty segments do not pile up.
+func TestReopenKeepsFewFiles(t *testing.T) {
+	dir := t.TempDir()
+	opts := embedded.Options{SegmentSize: 4 << 10}
+	in := msgstore.Inbox{UserID: "u", DeviceID: "d"}
+	for round := range 6 {
+		s, err := embedded.Open(dir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 12 {
+			if err := s.Append(context.Background(), []msgstore.Message{message(in, 100*round+i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := embedded.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n, err := s.Count(context.Background(), in); err != nil || n != 72 {
+		t.Fatalf("count = %d, %v; want 72", n, err)
+	}
+	// 72 records of ~250 bytes fill about 5 segments of 4 KiB.
+	if files := segmentFiles(t, dir); len(files) > 7 {
+		t.Fatalf("%d segment files after 6 reopens: %v", len(files), files)
 	}
 }

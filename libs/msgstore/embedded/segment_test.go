@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -24,14 +25,24 @@ func sampleSegment() []byte {
 func TestScanSegment(t *testing.T) {
 	data := sampleSegment()
 	var types []record.Type
-	first, err := scanSegment(data, func(r *record.Record, off, n int) { types = append(types, r.Type) })
-	if err != nil || first != 7 || len(types) != 5 {
-		t.Fatalf("scan = first seq %d, %d records, %v", first, len(types), err)
+	first, end, err := scanSegment(data, func(r *record.Record, off, n int) { types = append(types, r.Type) })
+	if err != nil || first != 7 || len(types) != 5 || end != len(data) {
+		t.Fatalf("scan = first seq %d, %d records, end %d of %d, %v", first, len(types), end, len(data), err)
 	}
-	_, err = scanSegment(data[:len(data)-3], func(*record.Record, int, int) {})
+	// Preallocated zeros after the records are the normal end of a segment.
+	padded := append(bytes.Clone(data), make([]byte, 5000)...)
+	if _, end, err := scanSegment(padded, func(*record.Record, int, int) {}); err != nil || end != len(data) {
+		t.Fatalf("scan of zero-padded segment = end %d, %v; want %d", end, err, len(data))
+	}
+	_, end, err = scanSegment(data[:len(data)-3], func(*record.Record, int, int) {})
 	var torn *errTornTail
-	if !errors.As(err, &torn) || !errors.Is(err, record.ErrShort) {
+	if !errors.As(err, &torn) || !errors.Is(err, record.ErrShort) || torn.validLen != end {
 		t.Fatalf("scan of cut segment = %v, want a torn tail", err)
+	}
+	// A torn record followed by zeros is still torn, not the end.
+	torn2 := append(bytes.Clone(data[:len(data)-3]), make([]byte, 100)...)
+	if _, _, err := scanSegment(torn2, func(*record.Record, int, int) {}); !errors.As(err, &torn) {
+		t.Fatalf("scan of torn record followed by zeros = %v, want a torn tail", err)
 	}
 }
 
@@ -46,22 +57,22 @@ func FuzzScanSegment(f *testing.F) {
 	f.Add(data[:5])
 	f.Add(append(append([]byte{}, data...), make([]byte, 64)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		end := segmentHeaderSize
-		_, err := scanSegment(b, func(r *record.Record, off, n int) {
-			if off != end || n <= 0 || off+n > len(b) {
-				t.Fatalf("record at %d+%d after end %d of %d bytes", off, n, end, len(b))
+		last := segmentHeaderSize
+		_, end, err := scanSegment(b, func(r *record.Record, off, n int) {
+			if off != last || n <= 0 || off+n > len(b) {
+				t.Fatalf("record at %d+%d after end %d of %d bytes", off, n, last, len(b))
 			}
-			end = off + n
+			last = off + n
 		})
 		var torn *errTornTail
 		switch {
 		case err == nil:
-			if end != len(b) {
-				t.Fatalf("clean scan ended at %d of %d", end, len(b))
+			if end != last || !allZero(b[end:]) {
+				t.Fatalf("clean scan ended at %d of %d, last record ended at %d", end, len(b), last)
 			}
 		case errors.As(err, &torn):
-			if torn.validLen != end && torn.validLen != 0 {
-				t.Fatalf("torn tail at %d, last record ended at %d", torn.validLen, end)
+			if torn.validLen != end || (end != last && end != 0) {
+				t.Fatalf("torn tail at %d, end %d, last record ended at %d", torn.validLen, end, last)
 			}
 		case !errors.Is(err, msgstore.ErrCorrupt):
 			t.Fatalf("unexpected error %v", err)
