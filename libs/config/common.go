@@ -22,20 +22,20 @@ type Common struct {
 	// NATSURL selects a NATS cluster; empty runs NATS embedded in DataDir.
 	NATSURL      string
 	LogLevel     string
-	Dev          bool // enables gRPC reflection; never in production
+	Reflection   bool // gRPC server reflection; development only
 	DrainTimeout time.Duration
 }
 
 // Bind registers the common flags, with defaults for a local single-node
-// run.
+// run (loopback only: production sets the listen addresses explicitly).
 func (c *Common) Bind(b *Binder) {
 	b.String(&c.Domain, "domain", "localhost", "public DNS domain of this deployment")
-	b.String(&c.DataDir, "data-dir", "./guardyn-data", "directory for embedded stores and JetStream")
-	b.String(&c.GRPCAddr, "grpc-addr", ":8443", "gRPC listen address")
-	b.String(&c.AdminAddr, "admin-addr", "127.0.0.1:9090", "admin HTTP listen address (/healthz, /readyz, /metrics)")
+	b.String(&c.DataDir, "data-dir", "./data", "directory for all durable state (embedded stores, JetStream)")
+	b.String(&c.GRPCAddr, "grpc-addr", "127.0.0.1:7443", "gRPC listen address")
+	b.String(&c.AdminAddr, "admin-addr", "127.0.0.1:7444", "admin HTTP listen address (/healthz, /readyz, /metrics)")
 	b.String(&c.NATSURL, "nats-url", "", "NATS cluster URL; empty runs NATS embedded")
 	b.String(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	b.Bool(&c.Dev, "dev", false, "development mode: gRPC reflection on")
+	b.Bool(&c.Reflection, "reflection", false, "enable gRPC server reflection (development only)")
 	b.Duration(&c.DrainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for running calls")
 }
 

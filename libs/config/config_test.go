@@ -113,7 +113,7 @@ func TestCommon(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
-	if c.Domain != "chat.example.org" || c.DataDir != dir || c.GRPCAddr != ":8443" {
+	if c.Domain != "chat.example.org" || c.DataDir != dir || c.GRPCAddr != "127.0.0.1:7443" {
 		t.Errorf("config = %+v", c)
 	}
 	if !c.Logger(io.Discard).Enabled(context.Background(), slog.LevelDebug) {
