@@ -1,0 +1,407 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/guardyn/guardyn/libs/crypto/envelope"
+	"github.com/guardyn/guardyn/libs/crypto/keys"
+	"github.com/guardyn/guardyn/libs/crypto/session"
+	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	"github.com/guardyn/guardyn/tools/client/content"
+)
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// Event kinds.
+const (
+	// EventMessage is a text message (from a contact, or a copy of one this account sent
+	// from another device when Outgoing is set).
+	EventMessage EventKind = iota + 1
+	// EventReceipt says a device of Peer received message Ref.
+	EventReceipt
+	// EventTyping says Peer is typing.
+	EventTyping
+	// EventIdentityChanged is the loud warning that Peer's identity changed; their messages
+	// are held on the server (not decrypted, not acknowledged) until Trust.
+	EventIdentityChanged
+	// EventUndecryptable reports a delivery that could not be authenticated or decrypted
+	// and was dropped; Err says why.
+	EventUndecryptable
+	// EventBacklogDone marks the end of the stored backlog; later events are live.
+	EventBacklogDone
+	// EventWarning reports a problem that did not stop listening (a receipt or prekey
+	// top-up that failed); Err says what.
+	EventWarning
+)
+
+// Event is something Listen reports.
+type Event struct {
+	Kind EventKind
+	// Peer is the other party of the conversation.
+	Peer string
+	// From and FromDevice name the sending account and device.
+	From       string
+	FromDevice uint32
+	// Outgoing marks a copy of a message this account sent from another device.
+	Outgoing bool
+	ID       content.ID
+	Ref      content.ID
+	Body     string
+	// Sent is the sender's clock; Received is when the server accepted the message.
+	Sent, Received time.Time
+	Err            error
+}
+
+// outcome is what happened to one stored delivery.
+type outcome int
+
+const (
+	processed outcome = iota // persisted: acknowledge
+	dropped                  // permanently unreadable or a duplicate: acknowledge
+	held                     // from an untrusted changed identity: leave it on the server
+)
+
+// Listen opens the device's delivery stream and reports events to handle until ctx ends
+// (or, with once, until the stored backlog is processed). Each batch of deliveries is
+// decrypted, and the new session state and messages are saved, before it is acknowledged:
+// a crash at any point loses nothing, and redeliveries are dropped by server message id.
+// Text messages from contacts are answered with delivery receipts. Prekeys are topped up at
+// the start and after handshakes consumed some.
+func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) error {
+	if _, _, err := c.ReplenishPreKeys(ctx); err != nil {
+		return err
+	}
+	for {
+		err := c.listenOnce(ctx, once, handle)
+		if err == nil || ctx.Err() != nil || once || status.Code(err) != codes.Unavailable {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		// The server restarted or the connection dropped: reconnect; nothing is lost because
+		// unacknowledged messages stay in the inbox.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (c *Client) listenOnce(ctx context.Context, once bool, handle func(Event)) error {
+	actx, err := c.freshBearer(ctx)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancel(actx)
+	defer cancel()
+	stream, err := c.msg.Receive(sctx, &messagingv1.ReceiveRequest{})
+	if err != nil {
+		return fmt.Errorf("client: receive: %w", err)
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("client: receive: %w", err)
+		}
+		if len(resp.GetDeliveries()) > 0 {
+			if err := c.handleBatch(ctx, resp.GetDeliveries(), handle); err != nil {
+				return err
+			}
+		}
+		if resp.GetBacklogComplete() {
+			handle(Event{Kind: EventBacklogDone})
+			if once {
+				return nil
+			}
+		}
+	}
+}
+
+// freshBearer returns ctx with a valid access token, saving the profile only when the
+// token had to be refreshed.
+func (c *Client) freshBearer(ctx context.Context) (context.Context, error) {
+	s, err := c.view()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.registered(); err != nil {
+		return nil, err
+	}
+	if s.Tokens.Access != "" && c.now().Add(tokenMargin).Before(s.Tokens.AccessExpires) {
+		return c.bearer(ctx, s)
+	}
+	var actx context.Context
+	err = c.cycle(func(s *state) error {
+		actx, err = c.bearer(ctx, s)
+		return err
+	})
+	return actx, err
+}
+
+// batch is the result of processing a batch of deliveries in one cycle.
+type batch struct {
+	events   []Event
+	acks     [][]byte
+	receipts []Event // text messages to acknowledge to their senders
+	consumed bool    // a handshake consumed one-time prekeys
+}
+
+func (c *Client) handleBatch(ctx context.Context, deliveries []*messagingv1.Delivery, handle func(Event)) error {
+	var b batch
+	if err := c.cycle(func(s *state) error {
+		b = batch{}
+		return c.processBatch(ctx, s, deliveries, &b)
+	}); err != nil {
+		return err
+	}
+	// Saved: now it is safe to show and to acknowledge.
+	for _, ev := range b.events {
+		handle(ev)
+	}
+	if len(b.acks) > 0 {
+		actx, err := c.freshBearer(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := c.msg.AckMessages(actx, &messagingv1.AckMessagesRequest{MessageIds: b.acks}); err != nil {
+			// Unacknowledged messages come back and are dropped as duplicates.
+			return fmt.Errorf("client: acknowledge messages: %w", err)
+		}
+	}
+	for _, r := range b.receipts {
+		if err := c.sendReceipt(ctx, r.From, r.ID); err != nil {
+			handle(Event{Kind: EventWarning, Peer: r.From, Err: fmt.Errorf("delivery receipt not sent: %w", err)})
+		}
+	}
+	if b.consumed {
+		if _, _, err := c.ReplenishPreKeys(ctx); err != nil {
+			handle(Event{Kind: EventWarning, Err: fmt.Errorf("prekey top-up failed: %w", err)})
+		}
+	}
+	return nil
+}
+
+func (c *Client) processBatch(ctx context.Context, s *state, deliveries []*messagingv1.Delivery, b *batch) error {
+	id, err := s.identity()
+	if err != nil {
+		return err
+	}
+	pre, err := s.preKeys()
+	if err != nil {
+		return err
+	}
+	for _, d := range deliveries {
+		switch d.GetKind() {
+		case messagingv1.DeliveryKind_DELIVERY_KIND_EPHEMERAL:
+			if ev, ok := c.openEphemeral(s, id, d); ok {
+				b.events = append(b.events, ev)
+			}
+		case messagingv1.DeliveryKind_DELIVERY_KIND_MESSAGE:
+			mid := hex.EncodeToString(d.GetMessageId())
+			if s.seen(mid) {
+				b.acks = append(b.acks, d.GetMessageId())
+				continue
+			}
+			ev, out, err := c.openStored(ctx, s, id, pre, d, b)
+			if err != nil {
+				return err
+			}
+			if ev.Kind != 0 {
+				b.events = append(b.events, ev)
+			}
+			if out != held {
+				s.markSeen(mid)
+				b.acks = append(b.acks, d.GetMessageId())
+			}
+		default:
+			// Group deliveries need an MLS client; this one cannot use them.
+			b.events = append(b.events, Event{Kind: EventUndecryptable, Received: d.GetServerTime().AsTime(),
+				Err: fmt.Errorf("unsupported delivery kind %s dropped", d.GetKind())})
+			if len(d.GetMessageId()) > 0 {
+				s.markSeen(hex.EncodeToString(d.GetMessageId()))
+				b.acks = append(b.acks, d.GetMessageId())
+			}
+		}
+	}
+	if b.consumed {
+		return s.setPreKeys(pre)
+	}
+	return nil
+}
+
+// openEphemeral opens a typing indicator. Signals from unknown or unverified senders are
+// ignored: nothing is stored, so nothing is lost.
+func (c *Client) openEphemeral(s *state, id *keys.Identity, d *messagingv1.Delivery) (Event, bool) {
+	opened, err := envelope.Open(id.ECDH(), s.DeviceID, ed25519.PublicKey(s.TrustRoot), d.GetServerTime().AsTime(), d.GetPayload())
+	if err != nil || opened.ContentType != envelope.ContentTyping {
+		return Event{}, false
+	}
+	name, ct := s.contactByUserID(opened.Sender.UserID())
+	if ct == nil || ct.Pending != nil {
+		return Event{}, false
+	}
+	dev := ct.Devices[opened.Sender.DeviceID()]
+	if dev == nil || !bytes.Equal(dev.IdentityKey, opened.Sender.IdentityKey().Bytes()) {
+		return Event{}, false
+	}
+	m, err := content.Decode(opened.Content)
+	if err != nil || m.Kind != content.KindTyping || m.From != name {
+		return Event{}, false
+	}
+	return Event{Kind: EventTyping, Peer: name, From: name, FromDevice: opened.Sender.DeviceID(), ID: m.ID, Sent: m.Sent, Received: d.GetServerTime().AsTime()}, true
+}
+
+// openStored authenticates, decrypts and records one stored delivery. It returns an error
+// only for transient failures (the server unreachable while looking up a new sender), which
+// abort the batch so that it is processed again later; everything permanent is an outcome.
+func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pre *keys.PreKeyStore, d *messagingv1.Delivery, b *batch) (Event, outcome, error) {
+	received := d.GetServerTime().AsTime()
+	undecryptable := func(err error) (Event, outcome, error) {
+		return Event{Kind: EventUndecryptable, Received: received, Err: err}, dropped, nil
+	}
+	opened, err := envelope.Open(id.ECDH(), s.DeviceID, ed25519.PublicKey(s.TrustRoot), received, d.GetPayload())
+	if err != nil {
+		return undecryptable(err)
+	}
+	cert := opened.Sender
+	certKey := cert.IdentityKey().Bytes()
+	name, ct := s.contactByUserID(cert.UserID())
+	if ct == nil {
+		got, snap, err := c.lookup(ctx, s, &authv1.LookupIdentityRequest{Account: &authv1.LookupIdentityRequest_UserId{UserId: cert.UserID()}})
+		if reasonOf(err) == "USER_NOT_FOUND" {
+			return undecryptable(fmt.Errorf("sender account %s no longer exists", cert.UserID()))
+		} else if err != nil {
+			return Event{}, 0, err
+		}
+		s.observe(got, snap)
+		name, ct = got, s.Contacts[got]
+	}
+	changed := Event{Kind: EventIdentityChanged, Peer: name, From: name, FromDevice: cert.DeviceID(), Received: received}
+	if ct.UserID != cert.UserID() {
+		if ct.Pending == nil {
+			ct.Pending = &identitySnapshot{UserID: cert.UserID(), Keys: map[uint32][]byte{cert.DeviceID(): certKey}}
+		}
+		changed.Err = ct.pendingError(name)
+		return changed, held, nil
+	}
+	dev := ct.Devices[cert.DeviceID()]
+	if dev == nil {
+		dev = &peerDevice{IdentityKey: certKey} // a new device of a known contact: trust on first use
+		ct.Devices[cert.DeviceID()] = dev
+	} else if dev.IdentityKey == nil {
+		dev.IdentityKey = certKey
+	}
+	if !bytes.Equal(dev.IdentityKey, certKey) {
+		if ct.Pending == nil {
+			snap := ct.snapshot()
+			snap.Keys[cert.DeviceID()] = certKey
+			ct.Pending = &snap
+		}
+		changed.Err = ct.pendingError(name)
+		return changed, held, nil
+	}
+
+	pt, err := decryptFrom(id, pre, dev, opened, certKey, &b.consumed)
+	if errors.Is(err, session.ErrDuplicate) {
+		return Event{}, dropped, nil
+	} else if err != nil {
+		return undecryptable(fmt.Errorf("from %s device %d: %w", name, cert.DeviceID(), err))
+	}
+	m, err := content.Decode(pt)
+	if err != nil {
+		return undecryptable(fmt.Errorf("from %s device %d: %w", name, cert.DeviceID(), err))
+	}
+	if m.From != name {
+		return undecryptable(fmt.Errorf("message claims to be from %q but %s device %d sent it", m.From, name, cert.DeviceID()))
+	}
+	ev := Event{Peer: name, From: name, FromDevice: cert.DeviceID(), ID: m.ID, Ref: m.Ref, Body: m.Body, Sent: m.Sent, Received: received}
+	if cert.UserID() == s.UserID {
+		if m.To == "" {
+			return undecryptable(fmt.Errorf("copy from own device %d names no conversation", cert.DeviceID()))
+		}
+		ev.Peer, ev.Outgoing = m.To, true
+	}
+	entry := LogEntry{ID: m.ID.String(), Peer: ev.Peer, Outgoing: ev.Outgoing, Device: cert.DeviceID(), Kind: m.Kind, Body: m.Body, Sent: m.Sent}
+	switch m.Kind {
+	case content.KindText:
+		ev.Kind = EventMessage
+		if !ev.Outgoing {
+			b.receipts = append(b.receipts, ev)
+		}
+	case content.KindReceipt:
+		ev.Kind = EventReceipt
+		entry.Ref = m.Ref.String()
+	case content.KindTyping:
+		ev.Kind = EventTyping
+		return ev, processed, nil // typing is never worth keeping
+	}
+	s.appendLog(entry)
+	return ev, processed, nil
+}
+
+// decryptFrom decrypts a session or prekey message from dev. It tries the device's
+// sessions, most recently used first, and moves the one that works to the front (the one
+// to send on, which resolves simultaneous initiation). A prekey message that no session
+// knows starts a new session with Accept, whose peer identity must be the key that sealed
+// the envelope.
+func decryptFrom(id *keys.Identity, pre *keys.PreKeyStore, dev *peerDevice, opened *envelope.Opened, certKey []byte, consumed *bool) ([]byte, error) {
+	if opened.ContentType != envelope.ContentPreKeyMessage && opened.ContentType != envelope.ContentSessionMessage {
+		return nil, fmt.Errorf("unexpected content type %s", opened.ContentType)
+	}
+	lastErr := errors.New("no session with this device")
+	for i, enc := range dev.Sessions {
+		sess, err := session.Unmarshal(enc)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		pt, err := sess.Decrypt(nil, opened.Content)
+		if errors.Is(err, session.ErrDuplicate) {
+			return nil, err
+		}
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		updated, err := sess.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		dev.Sessions = append([][]byte{updated}, slices.Delete(dev.Sessions, i, i+1)...)
+		return pt, nil
+	}
+	if opened.ContentType != envelope.ContentPreKeyMessage {
+		return nil, lastErr
+	}
+	sess, pt, err := session.Accept(id, pre, opened.Content, sessionConfig)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(sess.RemoteIdentity().Bytes(), certKey) {
+		return nil, errors.New("handshake identity key differs from the sender certificate's")
+	}
+	enc, err := sess.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	dev.Sessions = append([][]byte{enc}, dev.Sessions...)
+	if len(dev.Sessions) > maxSessionsPerPeer {
+		dev.Sessions = dev.Sessions[:maxSessionsPerPeer]
+	}
+	*consumed = true
+	return pt, nil
+}

@@ -1,0 +1,325 @@
+package client
+
+import (
+	"context"
+	"crypto/ecdh"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/status"
+
+	"github.com/guardyn/guardyn/libs/crypto/envelope"
+	"github.com/guardyn/guardyn/libs/crypto/keys"
+	"github.com/guardyn/guardyn/libs/crypto/session"
+	"github.com/guardyn/guardyn/libs/server"
+	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	"github.com/guardyn/guardyn/tools/client/content"
+)
+
+// maxSendAttempts bounds the retries of one send after STALE_DEVICE_LIST answers: one per
+// device-list change racing with the send is plenty.
+const maxSendAttempts = 4
+
+// Send encrypts text for every device of username and sends it, then sends a copy to this
+// account's other devices so they show the conversation too. It returns the message id.
+func (c *Client) Send(ctx context.Context, username, text string) (content.ID, error) {
+	m := content.Message{ID: content.NewID(), Kind: content.KindText, Body: text, Sent: c.now()}
+	username = strings.ToLower(username)
+	if err := c.sendTo(ctx, username, false, m); err != nil {
+		return m.ID, err
+	}
+	m.To = username
+	if err := c.sendTo(ctx, "", true, m); err != nil {
+		return m.ID, fmt.Errorf("client: message sent to %s, but not copied to your other devices: %w", username, err)
+	}
+	return m.ID, nil
+}
+
+// Typing tells username's online devices that this user is typing. It goes through
+// SendEphemeral, so the server never stores it and offline devices never see it.
+func (c *Client) Typing(ctx context.Context, username string) error {
+	m := content.Message{ID: content.NewID(), Kind: content.KindTyping, Sent: c.now()}
+	return c.sendTo(ctx, strings.ToLower(username), false, m)
+}
+
+// sendReceipt acknowledges message ref to its sender's devices.
+func (c *Client) sendReceipt(ctx context.Context, username string, ref content.ID) error {
+	m := content.Message{ID: content.NewID(), Kind: content.KindReceipt, Sent: c.now(), Ref: ref}
+	return c.sendTo(ctx, username, false, m)
+}
+
+// sendTo delivers m to every current device of username (or, with self, to this account's
+// other devices). Stored kinds go through the ratchet sessions; typing indicators are sealed
+// directly to the device identity keys (see deliveryEnvelopes). A STALE_DEVICE_LIST answer
+// updates the device list from its detail and the send is retried.
+func (c *Client) sendTo(ctx context.Context, username string, self bool, m content.Message) error {
+	ephemeral := m.Kind == content.KindTyping
+	logged := false
+	for range maxSendAttempts {
+		var (
+			envs      []*messagingv1.DeviceEnvelope
+			recipient string
+			actx      context.Context
+			skip      bool
+		)
+		err := c.cycle(func(s *state) error {
+			if err := s.registered(); err != nil {
+				return err
+			}
+			if self {
+				username = s.Username
+			} else if username == s.Username {
+				return ErrSelf
+			}
+			m.From = s.Username
+			var err error
+			if actx, err = c.bearer(ctx, s); err != nil {
+				return err
+			}
+			ct, err := c.recipientDevices(ctx, s, username)
+			if err != nil {
+				return err
+			}
+			if len(ct.Devices) == 0 {
+				skip = self // no other devices of our own: nothing to copy
+				if !self {
+					return fmt.Errorf("client: %s has no devices", username)
+				}
+				return nil
+			}
+			if envs, err = c.deliveryEnvelopes(ctx, s, username, ct, m); err != nil {
+				return err
+			}
+			recipient = ct.UserID
+			if !logged && !self && m.Kind == content.KindText {
+				s.appendLog(LogEntry{ID: m.ID.String(), Peer: username, Outgoing: true, Device: s.DeviceID, Kind: m.Kind, Body: m.Body, Sent: m.Sent})
+			}
+			return nil
+		})
+		if err != nil || skip {
+			return err
+		}
+		logged = true
+		if ephemeral {
+			_, err = c.msg.SendEphemeral(actx, &messagingv1.SendEphemeralRequest{RecipientUserId: recipient, Envelopes: envs})
+		} else {
+			_, err = c.msg.SendMessage(actx, &messagingv1.SendMessageRequest{RecipientUserId: recipient, ClientMessageId: m.ID[:], Envelopes: envs})
+		}
+		if err == nil {
+			return nil
+		}
+		if mismatch := staleDetail(err); mismatch != nil {
+			if err := c.cycle(func(s *state) error { s.applyMismatch(username, mismatch); return nil }); err != nil {
+				return err
+			}
+			continue
+		}
+		if reasonOf(err) == "USER_NOT_FOUND" && !self {
+			// The account may have been deleted and the username registered again.
+			if rerr := c.cycle(func(s *state) error { return c.refreshContact(ctx, s, username) }); rerr != nil {
+				return rerr
+			}
+		}
+		return fmt.Errorf("client: send to %s: %w", username, err)
+	}
+	return fmt.Errorf("client: send to %s: device list kept changing after %d attempts", username, maxSendAttempts)
+}
+
+// recipientDevices returns the pinned contact for username with an identity key for every
+// device, looking the account up when it is new or has devices whose keys are unknown.
+func (c *Client) recipientDevices(ctx context.Context, s *state, username string) (*contact, error) {
+	ct := s.Contacts[username]
+	needLookup := ct == nil || (username == s.Username && len(ct.Devices) == 0)
+	if ct != nil {
+		for _, d := range ct.Devices {
+			if d.IdentityKey == nil {
+				needLookup = true
+			}
+		}
+	}
+	if needLookup {
+		if err := c.refreshContact(ctx, s, username); err != nil {
+			return nil, err
+		}
+		ct = s.Contacts[username]
+	}
+	if ct.Pending != nil {
+		return nil, ct.pendingError(username)
+	}
+	return ct, nil
+}
+
+// deliveryEnvelopes seals m for every device of ct. Stored messages are encrypted with the
+// device's session (started from a fresh key bundle when there is none). Typing indicators
+// skip the ratchet: they are lossy by design, and running them through the ratchet would
+// start sessions and burn skipped-message keys for signals nobody may ever receive; the
+// envelope alone still encrypts them to the device and authenticates the sender.
+func (c *Client) deliveryEnvelopes(ctx context.Context, s *state, username string, ct *contact, m content.Message) ([]*messagingv1.DeviceEnvelope, error) {
+	ephemeral := m.Kind == content.KindTyping
+	if !ephemeral {
+		if err := c.startSessions(ctx, s, username, ct); err != nil {
+			return nil, err
+		}
+	}
+	plaintext, err := content.Encode(m)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := c.certificate(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.identity()
+	if err != nil {
+		return nil, err
+	}
+	sender := envelope.Sender{Certificate: cert, IdentityKey: id.ECDH()}
+	var envs []*messagingv1.DeviceEnvelope
+	for _, devID := range ct.sortedDevices() {
+		dev := ct.Devices[devID]
+		ctype, payload := envelope.ContentTyping, plaintext
+		if !ephemeral {
+			sess, err := session.Unmarshal(dev.Sessions[0])
+			if err != nil {
+				return nil, fmt.Errorf("client: session with %s device %d: %w", username, devID, err)
+			}
+			if payload, err = sess.Encrypt(nil, plaintext); err != nil {
+				return nil, fmt.Errorf("client: encrypt for %s device %d: %w", username, devID, err)
+			}
+			if dev.Sessions[0], err = sess.MarshalBinary(); err != nil {
+				return nil, fmt.Errorf("client: save session: %w", err)
+			}
+			ctype = envelope.ContentSessionMessage
+			if session.IsPreKeyMessage(payload) {
+				ctype = envelope.ContentPreKeyMessage
+			}
+		}
+		peer, err := ecdh.P256().NewPublicKey(dev.IdentityKey)
+		if err != nil {
+			return nil, fmt.Errorf("client: identity key of %s device %d: %w", username, devID, err)
+		}
+		sealed, err := envelope.Seal(sender, envelope.Recipient{IdentityKey: peer, DeviceID: devID}, ctype, payload)
+		if err != nil {
+			return nil, fmt.Errorf("client: seal for %s device %d: %w", username, devID, err)
+		}
+		envs = append(envs, &messagingv1.DeviceEnvelope{DeviceId: devID, SealedEnvelope: sealed})
+	}
+	return envs, nil
+}
+
+// startSessions runs PQXDH with every device of ct that has no session yet, from key
+// bundles whose identity keys must match the pinned ones.
+func (c *Client) startSessions(ctx context.Context, s *state, username string, ct *contact) error {
+	var missing []uint32
+	for _, devID := range ct.sortedDevices() {
+		if len(ct.Devices[devID].Sessions) == 0 {
+			missing = append(missing, devID)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	actx, err := c.bearer(ctx, s)
+	if err != nil {
+		return err
+	}
+	resp, err := c.auth.GetKeyBundles(actx, &authv1.GetKeyBundlesRequest{UserId: ct.UserID, DeviceIds: missing})
+	if err != nil {
+		return fmt.Errorf("client: key bundles of %s: %w", username, err)
+	}
+	if len(resp.GetDevicesWithoutPrekeys()) > 0 {
+		return fmt.Errorf("%w: %s device(s) %v", ErrNoPreKeys, username, resp.GetDevicesWithoutPrekeys())
+	}
+	id, err := s.identity()
+	if err != nil {
+		return err
+	}
+	for _, b := range resp.GetBundles() {
+		dev := ct.Devices[b.GetDeviceId()]
+		if dev == nil || len(dev.Sessions) > 0 {
+			continue
+		}
+		if !keysEqual(dev.IdentityKey, b.GetIdentityKey()) {
+			snap := ct.snapshot()
+			snap.Keys[b.GetDeviceId()] = b.GetIdentityKey()
+			if changed := s.observe(username, snap); changed != nil {
+				return changed
+			}
+			return fmt.Errorf("client: key bundle of %s device %d does not match its pinned identity key", username, b.GetDeviceId())
+		}
+		bundle, err := bundleFromProto(b)
+		if err != nil {
+			return err
+		}
+		sess, err := session.Initiate(id, bundle, sessionConfig)
+		if err != nil {
+			return fmt.Errorf("client: start session with %s device %d: %w", username, b.GetDeviceId(), err)
+		}
+		enc, err := sess.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("client: save session: %w", err)
+		}
+		dev.Sessions = [][]byte{enc}
+	}
+	for _, devID := range missing {
+		if len(ct.Devices[devID].Sessions) == 0 {
+			return fmt.Errorf("%w: %s device %d", ErrNoPreKeys, username, devID)
+		}
+	}
+	return nil
+}
+
+func keysEqual(a, b []byte) bool {
+	ka, err := keys.ParseIdentityKey(a)
+	if err != nil {
+		return false
+	}
+	kb, err := keys.ParseIdentityKey(b)
+	if err != nil {
+		return false
+	}
+	return ka.Equal(kb)
+}
+
+// applyMismatch updates the device list of username from a STALE_DEVICE_LIST detail:
+// removed devices and their sessions are dropped, new ones added without a key (fetched,
+// and pinned on first use, before the retry).
+func (s *state) applyMismatch(username string, m *messagingv1.DeviceListMismatch) {
+	ct := s.Contacts[username]
+	if ct == nil {
+		return
+	}
+	for _, id := range m.GetExtraDeviceIds() {
+		delete(ct.Devices, id)
+	}
+	for _, id := range m.GetMissingDeviceIds() {
+		if ct.Devices[id] == nil {
+			ct.Devices[id] = &peerDevice{}
+		}
+	}
+}
+
+// staleDetail returns the DeviceListMismatch of a STALE_DEVICE_LIST error, or nil.
+func staleDetail(err error) *messagingv1.DeviceListMismatch {
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil
+	}
+	for _, d := range st.Details() {
+		if m, ok := d.(*messagingv1.DeviceListMismatch); ok {
+			return m
+		}
+	}
+	return nil
+}
+
+// reasonOf returns the server's stable error reason (docs/api.md), or "".
+func reasonOf(err error) string {
+	var se interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &se) {
+		return ""
+	}
+	return server.Reason(se.GRPCStatus().Err())
+}

@@ -1,0 +1,185 @@
+package client
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/guardyn/guardyn/libs/crypto/keys"
+	"github.com/guardyn/guardyn/tools/client/content"
+)
+
+// stateVersion is the version of the JSON document inside the vault.
+const stateVersion = 1
+
+// Bounds on what the state keeps, so a long-lived profile does not grow without limit.
+const (
+	maxSeenIDs         = 4096 // recent server message ids remembered for deduplication
+	maxLogEntries      = 2000 // local message history
+	maxSessionsPerPeer = 3    // sessions kept per peer device (simultaneous initiation)
+)
+
+// state is everything a profile keeps, serialized as JSON inside the encrypted vault. It
+// is loaded and saved whole in every cycle: never cached between cycles, because another
+// process may have changed it.
+type state struct {
+	Version    int    `json:"version"`
+	Username   string `json:"username"`
+	UserID     string `json:"user_id,omitempty"`
+	DeviceID   uint32 `json:"device_id,omitempty"`
+	DeviceName string `json:"device_name"`
+	Identity   []byte `json:"identity"`
+	PreKeys    []byte `json:"prekeys"`
+	// TrustRoot is the auth service's sender-certificate key, pinned on first contact.
+	TrustRoot []byte       `json:"trust_root"`
+	Link      *pendingLink `json:"link,omitempty"`
+	Tokens    tokens       `json:"tokens"`
+	// Certificate is the current sender certificate and its expiry.
+	Certificate []byte    `json:"certificate,omitempty"`
+	CertExpires time.Time `json:"certificate_expires"`
+	// Contacts maps usernames (including this account's own, for its other devices) to what
+	// this device pinned about them.
+	Contacts map[string]*contact `json:"contacts"`
+	Seen     []string            `json:"seen"`
+	Log      []LogEntry          `json:"log"`
+}
+
+// pendingLink is a device link waiting for approval.
+type pendingLink struct {
+	ID      string    `json:"id"`
+	Expires time.Time `json:"expires"`
+}
+
+type tokens struct {
+	Access         string    `json:"access,omitempty"`
+	AccessExpires  time.Time `json:"access_expires"`
+	Refresh        string    `json:"refresh,omitempty"`
+	RefreshExpires time.Time `json:"refresh_expires"`
+}
+
+// contact is one account this device talks to, with trust on first use per device.
+type contact struct {
+	UserID  string                 `json:"user_id"`
+	Devices map[uint32]*peerDevice `json:"devices"`
+	// Pending is a changed identity (another account under the same username, or a new key
+	// for a known device) that the user has not accepted with Trust. Sends refuse while it
+	// is set.
+	Pending *identitySnapshot `json:"pending,omitempty"`
+}
+
+// peerDevice is one device of a contact. IdentityKey is nil for a device the server listed
+// in a STALE_DEVICE_LIST answer whose key has not been fetched yet.
+type peerDevice struct {
+	IdentityKey []byte `json:"identity_key,omitempty"`
+	// Sessions holds the encoded sessions with the device, the one to send on first.
+	Sessions [][]byte `json:"sessions,omitempty"`
+}
+
+// identitySnapshot is an account's user id and device keys as seen at one moment.
+type identitySnapshot struct {
+	UserID string            `json:"user_id"`
+	Keys   map[uint32][]byte `json:"keys"`
+}
+
+// LogEntry is one message in the local history.
+type LogEntry struct {
+	ID string `json:"id"`
+	// Peer is the other party of the conversation.
+	Peer string `json:"peer"`
+	// Outgoing marks messages this account sent (from this device or another one).
+	Outgoing bool         `json:"outgoing,omitempty"`
+	Device   uint32       `json:"device"`
+	Kind     content.Kind `json:"kind"`
+	Body     string       `json:"body,omitempty"`
+	Ref      string       `json:"ref,omitempty"`
+	Sent     time.Time    `json:"sent"`
+	// Unverified marks a message from a device whose identity key changed and was not
+	// trusted yet.
+	Unverified bool `json:"unverified,omitempty"`
+}
+
+func decodeState(b []byte) (*state, error) {
+	var s state
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("client: decode profile state: %w", err)
+	}
+	if s.Version != stateVersion {
+		return nil, fmt.Errorf("client: profile state version %d is not supported", s.Version)
+	}
+	if s.Contacts == nil {
+		s.Contacts = make(map[string]*contact)
+	}
+	return &s, nil
+}
+
+func (s *state) encode() ([]byte, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("client: encode profile state: %w", err)
+	}
+	return b, nil
+}
+
+func (s *state) identity() (*keys.Identity, error) {
+	id, err := keys.ParseIdentity(s.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("client: profile identity: %w", err)
+	}
+	return id, nil
+}
+
+func (s *state) preKeys() (*keys.PreKeyStore, error) {
+	st, err := keys.ParsePreKeyStore(s.PreKeys)
+	if err != nil {
+		return nil, fmt.Errorf("client: profile prekeys: %w", err)
+	}
+	return st, nil
+}
+
+func (s *state) setPreKeys(st *keys.PreKeyStore) error {
+	b, err := st.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("client: encode prekeys: %w", err)
+	}
+	clear(s.PreKeys)
+	s.PreKeys = b
+	return nil
+}
+
+// seen reports whether a server message id was processed already.
+func (s *state) seen(id string) bool { return slices.Contains(s.Seen, id) }
+
+func (s *state) markSeen(id string) {
+	s.Seen = append(s.Seen, id)
+	if n := len(s.Seen) - maxSeenIDs; n > 0 {
+		s.Seen = slices.Delete(s.Seen, 0, n)
+	}
+}
+
+func (s *state) appendLog(e LogEntry) {
+	s.Log = append(s.Log, e)
+	if n := len(s.Log) - maxLogEntries; n > 0 {
+		s.Log = slices.Delete(s.Log, 0, n)
+	}
+}
+
+// contactByUserID finds the contact pinned under userID.
+func (s *state) contactByUserID(userID string) (string, *contact) {
+	for name, c := range s.Contacts {
+		if c.UserID == userID {
+			return name, c
+		}
+	}
+	return "", nil
+}
+
+// sortedDevices returns the contact's device ids in ascending order.
+func (c *contact) sortedDevices() []uint32 {
+	ids := make([]uint32, 0, len(c.Devices))
+	for id := range c.Devices {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
