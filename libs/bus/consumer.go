@@ -74,6 +74,8 @@ func (c *Consumer) Stop() {
 // to acknowledge (done, or failed for good) and false to have the message
 // redelivered after RetryDelay. A message decode rejects is malformed and
 // would fail forever: it is logged and terminated, never redelivered.
+// ctx bounds creating the consumer and is passed to handle; the consumer
+// runs until Stop.
 func Consume[T any](ctx context.Context, b *Bus, cfg ConsumerConfig,
 	decode func([]byte) (T, error), handle func(context.Context, T) bool,
 ) (*Consumer, error) {

@@ -78,16 +78,16 @@ type Config struct {
 
 // Server is a listening, not yet serving, gRPC + admin HTTP server.
 type Server struct {
-	log       *slog.Logger
-	grpc      *grpc.Server
-	health    *health.Server
-	admin     *http.Server
-	grpcLis   net.Listener
-	adminLis  net.Listener
-	ready     func(context.Context) error
-	drain     time.Duration
-	serving   atomic.Bool
-	startedAt atomic.Bool
+	log      *slog.Logger
+	grpc     *grpc.Server
+	health   *health.Server
+	admin    *http.Server
+	grpcLis  net.Listener
+	adminLis net.Listener
+	ready    func(context.Context) error
+	drain    time.Duration
+	serving  atomic.Bool
+	started  atomic.Bool
 }
 
 // New validates cfg, binds both listeners and registers the services. Call
@@ -219,7 +219,7 @@ func (s *Server) Close() error {
 // drain timeout before remaining calls and streams are cut. Run may be called
 // once; it returns nil after a shutdown caused by ctx.
 func (s *Server) Run(ctx context.Context) error {
-	if !s.startedAt.CompareAndSwap(false, true) {
+	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("server: Run called twice")
 	}
 	errc := make(chan error, 2)
