@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what CI needs on a fresh Debian machine, idempotently: nothing
+# is done when every tool is already there, and apt-get update runs at most
+# once. Go itself is the machine's (go.mod pins the language version).
+set -euo pipefail
+
+need=()
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v nix >/dev/null || need+=(nix-bin)
+command -v git >/dev/null || need+=(git)
+
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+command -v go >/dev/null || { echo "setup: no go on PATH; install Go 1.26" >&2; exit 1; }
+echo "setup: $(go version), $(protoc --version), $(nix --version)"
