@@ -452,3 +452,17 @@ func TestErrorAndReason(t *testing.T) {
 		t.Error("Reason invented a reason")
 	}
 }
+
+func TestReflectionOnlyWhenAsked(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		s, err := New(Config{Register: func(grpc.ServiceRegistrar) {}, Reflection: on, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, has := s.grpc.GetServiceInfo()["grpc.reflection.v1.ServerReflection"]
+		s.Close()
+		if has != on {
+			t.Errorf("Reflection=%v: reflection service registered = %v", on, has)
+		}
+	}
+}
