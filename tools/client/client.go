@@ -24,7 +24,6 @@ import (
 	"github.com/guardyn/guardyn/libs/crypto/session"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
-	"github.com/guardyn/guardyn/services/auth"
 	"github.com/guardyn/guardyn/tools/client/vault"
 )
 
@@ -111,7 +110,7 @@ func Register(ctx context.Context, cfg Config, username, deviceName string) (*Cl
 	}
 	s.TrustRoot = root
 	ik := id.Public().Bytes()
-	sig, err := id.Sign(keys.ContextRegistration, auth.RegistrationStatement(username, ik))
+	sig, err := id.Sign(keys.ContextRegistration, registrationStatement(username, ik))
 	if err != nil {
 		return nil, fmt.Errorf("client: sign registration: %w", err)
 	}
@@ -260,7 +259,7 @@ func (c *Client) login(ctx context.Context, s *state) error {
 	if err != nil {
 		return fmt.Errorf("client: login challenge: %w", err)
 	}
-	sig, err := id.Sign(keys.ContextLoginChallenge, auth.LoginStatement(s.Username, s.DeviceID, ch.GetNonce()))
+	sig, err := id.Sign(keys.ContextLoginChallenge, loginStatement(s.Username, s.DeviceID, ch.GetNonce()))
 	if err != nil {
 		return fmt.Errorf("client: sign login challenge: %w", err)
 	}

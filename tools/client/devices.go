@@ -9,7 +9,6 @@ import (
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
-	"github.com/guardyn/guardyn/services/auth"
 	"github.com/guardyn/guardyn/tools/client/vault"
 )
 
@@ -249,7 +248,7 @@ func StartLink(ctx context.Context, cfg Config, username, deviceName string) (*C
 		return nil, LinkRequest{}, err
 	}
 	ik := id.Public().Bytes()
-	sig, err := id.Sign(keys.ContextDeviceLink, auth.DeviceLinkStatement(username, ik, deviceName))
+	sig, err := id.Sign(keys.ContextDeviceLink, deviceLinkStatement(username, ik, deviceName))
 	if err != nil {
 		return nil, LinkRequest{}, fmt.Errorf("client: sign device link: %w", err)
 	}
@@ -289,13 +288,13 @@ func (c *Client) WaitLink(ctx context.Context, poll time.Duration) error {
 			if err != nil {
 				return err
 			}
-			sig, err := id.Sign(auth.ContextDeviceLinkStatus, auth.DeviceLinkStatusStatement(s.Link.ID))
+			sig, err := id.Sign(contextDeviceLinkStatus, deviceLinkStatusStatement(s.Link.ID))
 			if err != nil {
 				return fmt.Errorf("client: sign link status: %w", err)
 			}
 			resp, err := c.auth.GetDeviceLinkStatus(ctx, &authv1.GetDeviceLinkStatusRequest{LinkId: s.Link.ID, Signature: sig})
 			if err != nil {
-				if reasonOf(err) == "LINK_NOT_FOUND" {
+				if Reason(err) == "LINK_NOT_FOUND" {
 					decided, final = true, ErrLinkExpired
 					return nil
 				}

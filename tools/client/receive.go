@@ -282,7 +282,7 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 	name, ct := s.contactByUserID(cert.UserID())
 	if ct == nil {
 		got, snap, err := c.lookup(ctx, s, &authv1.LookupIdentityRequest{Account: &authv1.LookupIdentityRequest_UserId{UserId: cert.UserID()}})
-		if reasonOf(err) == "USER_NOT_FOUND" {
+		if Reason(err) == "USER_NOT_FOUND" {
 			return undecryptable(fmt.Errorf("sender account %s no longer exists", cert.UserID()))
 		} else if err != nil {
 			return Event{}, 0, err

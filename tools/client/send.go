@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/ecdh"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/guardyn/guardyn/libs/crypto/envelope"
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/session"
-	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/client/content"
@@ -116,7 +114,7 @@ func (c *Client) sendTo(ctx context.Context, username string, self bool, m conte
 			}
 			continue
 		}
-		if reasonOf(err) == "USER_NOT_FOUND" && !self {
+		if Reason(err) == "USER_NOT_FOUND" && !self {
 			// The account may have been deleted and the username registered again.
 			if rerr := c.cycle(func(s *state) error { return c.refreshContact(ctx, s, username) }); rerr != nil {
 				return rerr
@@ -313,13 +311,4 @@ func staleDetail(err error) *messagingv1.DeviceListMismatch {
 		}
 	}
 	return nil
-}
-
-// reasonOf returns the server's stable error reason (docs/api.md), or "".
-func reasonOf(err error) string {
-	var se interface{ GRPCStatus() *status.Status }
-	if !errors.As(err, &se) {
-		return ""
-	}
-	return server.Reason(se.GRPCStatus().Err())
 }

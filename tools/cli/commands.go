@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/guardyn/guardyn/tools/client"
+)
+
+const timeFormat = "2006-01-02 15:04:05"
+
+func cmdRegister(ctx context.Context, e *env, args []string) error {
+	cfg, err := e.config(true)
+	if err != nil {
+		return err
+	}
+	c, err := client.Register(ctx, cfg, args[0], e.deviceName)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	who, err := c.Whoami()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "registered %s (account %s) as device %d %q\n", who.Username, who.UserID, who.DeviceID, who.DeviceName)
+	fmt.Fprintf(e.stdout, "device fingerprint: %s\n", who.Fingerprint)
+	fmt.Fprintf(e.stdout, "profile: %s\n", e.home)
+	return nil
+}
+
+func cmdLogin(ctx context.Context, e *env, _ []string) error {
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Login(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, "logged in")
+	return nil
+}
+
+func cmdWhoami(_ context.Context, e *env, _ []string) error {
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	who, err := c.Whoami()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "username:    %s\n", who.Username)
+	if who.LinkPending {
+		fmt.Fprintln(e.stdout, "device:      waiting for link approval (run link again to wait)")
+	} else {
+		fmt.Fprintf(e.stdout, "account:     %s\n", who.UserID)
+		fmt.Fprintf(e.stdout, "device:      %d %q\n", who.DeviceID, who.DeviceName)
+	}
+	fmt.Fprintf(e.stdout, "fingerprint: %s\n", who.Fingerprint)
+	fmt.Fprintf(e.stdout, "server:      %s\n", e.server)
+	fmt.Fprintf(e.stdout, "profile:     %s\n", e.home)
+	return nil
+}
+
+func cmdDevices(ctx context.Context, e *env, _ []string) error {
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	devs, err := c.Devices(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range devs {
+		mark := ""
+		if d.Current {
+			mark = "  (this device)"
+		}
+		fmt.Fprintf(e.stdout, "%3d  %-24q %s  added %s%s\n", d.ID, d.Name, d.Fingerprint, d.Created.Local().Format(timeFormat), mark)
+	}
+	return nil
+}
+
+func cmdLink(ctx context.Context, e *env, args []string) error {
+	cfg, err := e.config(true)
+	if err != nil {
+		return err
+	}
+	var c *client.Client
+	if existing, err := client.Open(cfg); err == nil {
+		c = existing // resume waiting for a link started earlier
+		who, err := c.Whoami()
+		if err != nil {
+			return err
+		}
+		if !who.LinkPending {
+			c.Close()
+			return fmt.Errorf("%w: this profile is already device %d of %s", client.ErrProfileExists, who.DeviceID, who.Username)
+		}
+		fmt.Fprintf(e.stdout, "still waiting for approval; this device's fingerprint: %s\n", who.Fingerprint)
+	} else if errors.Is(err, client.ErrNoProfile) {
+		var req client.LinkRequest
+		c, req, err = client.StartLink(ctx, cfg, args[0], e.deviceName)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "link requested (expires %s)\n", req.Expires.Local().Format(timeFormat))
+		fmt.Fprintf(e.stdout, "this device's fingerprint: %s\n", req.Fingerprint)
+		fmt.Fprintf(e.stdout, "on an existing device of %s run: guardyn approve %s\n", args[0], req.ID)
+	} else {
+		return err
+	}
+	defer c.Close()
+	if err := c.WaitLink(ctx, time.Second); err != nil {
+		return err
+	}
+	who, err := c.Whoami()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "linked: this profile is device %d of %s\n", who.DeviceID, who.Username)
+	return nil
+}
+
+func cmdApprove(ctx context.Context, e *env, args []string) error {
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	links, err := c.PendingLinks(ctx)
+	if err != nil {
+		return err
+	}
+	if len(args) == 0 {
+		if len(links) == 0 {
+			fmt.Fprintln(e.stdout, "no pending device links")
+		}
+		for _, l := range links {
+			fmt.Fprintf(e.stdout, "%s  %-24q fingerprint %s  expires %s\n", l.ID, l.DeviceName, l.Fingerprint, l.Expires.Local().Format(timeFormat))
+		}
+		return nil
+	}
+	for _, l := range links {
+		if l.ID != args[0] {
+			continue
+		}
+		id, err := c.Approve(ctx, l.ID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "approved %q as device %d; its fingerprint: %s (it must match the one the new device shows)\n", l.DeviceName, id, l.Fingerprint)
+		return nil
+	}
+	return fmt.Errorf("no pending device link %q (run approve without arguments to list them)", args[0])
+}
+
+func cmdReject(ctx context.Context, e *env, args []string) error {
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Reject(ctx, args[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "rejected link %s\n", args[0])
+	return nil
+}
+
+func cmdRemoveDevice(ctx context.Context, e *env, args []string) error {
+	id, err := strconv.ParseUint(args[0], 10, 32)
+	if err != nil || id == 0 {
+		return fmt.Errorf("device id %q is not a positive number", args[0])
+	}
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.RemoveDevice(ctx, uint32(id)); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "removed device %d\n", id)
+	return nil
+}
+
+func cmdSend(ctx context.Context, e *env, args []string) error {
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	id, err := c.Send(ctx, args[0], args[1])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "sent %s to %s\n", id, args[0])
+	return nil
+}
+
+func cmdTyping(ctx context.Context, e *env, args []string) error {
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Typing(ctx, args[0])
+}
+
+func cmdListen(ctx context.Context, e *env, _ []string) error {
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Listen(ctx, e.once, func(ev client.Event) { printEvent(e, ev) })
+}
+
+// printEvent prints one event as a line a person reads.
+func printEvent(e *env, ev client.Event) {
+	at := ev.Received.Local().Format(timeFormat)
+	switch ev.Kind {
+	case client.EventMessage:
+		if ev.Outgoing {
+			fmt.Fprintf(e.stdout, "[%s] you -> %s (from your device %d): %s\n", at, ev.Peer, ev.FromDevice, ev.Body)
+		} else {
+			fmt.Fprintf(e.stdout, "[%s] %s: %s\n", at, ev.From, ev.Body)
+		}
+	case client.EventReceipt:
+		fmt.Fprintf(e.stdout, "[%s] receipt: %s device %d received %s\n", at, ev.From, ev.FromDevice, ev.Ref)
+	case client.EventTyping:
+		fmt.Fprintf(e.stdout, "[%s] %s is typing...\n", at, ev.From)
+	case client.EventIdentityChanged:
+		fmt.Fprintf(e.stdout, "[%s] !!! %s; their messages stay on the server until you trust them\n", at, describe(ev.Err))
+	case client.EventUndecryptable:
+		fmt.Fprintf(e.stdout, "[%s] ! undecryptable message dropped: %s\n", at, describe(ev.Err))
+	case client.EventWarning:
+		fmt.Fprintf(e.stderr, "warning: %s\n", describe(ev.Err))
+	case client.EventBacklogDone:
+		if !e.once {
+			fmt.Fprintln(e.stderr, "-- backlog done; listening (Ctrl-C to stop)")
+		}
+	}
+}
+
+func cmdHistory(_ context.Context, e *env, args []string) error {
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	peer := ""
+	if len(args) == 1 {
+		peer = args[0]
+	}
+	log, err := c.History(peer)
+	if err != nil {
+		return err
+	}
+	for _, m := range log {
+		at := m.Sent.Local().Format(timeFormat)
+		switch {
+		case m.Kind == "receipt":
+			fmt.Fprintf(e.stdout, "[%s] %s received %s\n", at, m.Peer, m.Ref)
+		case m.Outgoing:
+			fmt.Fprintf(e.stdout, "[%s] you -> %s: %s\n", at, m.Peer, m.Body)
+		default:
+			fmt.Fprintf(e.stdout, "[%s] %s: %s\n", at, m.Peer, m.Body)
+		}
+	}
+	return nil
+}
+
+func cmdSafetyNumber(ctx context.Context, e *env, args []string) error {
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	n, err := c.SafetyNumber(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "safety number with %s:\n%s\n", args[0], n.Number)
+	if n.Changed != nil {
+		fmt.Fprintf(e.stdout, "!!! %s\n", describe(n.Changed))
+	}
+	return nil
+}
+
+func cmdTrust(ctx context.Context, e *env, args []string) error {
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Trust(ctx, args[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "now trusting %s's current identity keys\n", args[0])
+	return nil
+}
+
+func cmdExport(ctx context.Context, e *env, _ []string) error {
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	data, err := c.Export(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := protojson.MarshalOptions{Multiline: true}.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("encode export: %w", err)
+	}
+	fmt.Fprintln(e.stdout, string(b))
+	return nil
+}
+
+func cmdDeleteAccount(ctx context.Context, e *env, _ []string) error {
+	if e.confirm == "" {
+		return errors.New("refusing without --confirm <your username>")
+	}
+	c, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.DeleteAccount(ctx, e.confirm); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, "account deleted; this profile's local state is gone")
+	return nil
+}
