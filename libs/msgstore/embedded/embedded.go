@@ -2,12 +2,13 @@
 // the data dir with group commit and an in-memory index per inbox; see docs/storage.md.
 //
 // All writes go through one committer goroutine. Appends queued while a commit is
-// syncing form the next commit: one write and one fsync for all of them, so throughput
-// grows with the number of concurrent appenders while an idle store commits at once.
+// syncing form the next commit: one write and one fdatasync for all of them, so
+// throughput grows with the number of concurrent appenders while an idle store commits
+// at once. Segments are zero-filled ahead of time so that the sync flushes data only.
 // Acknowledgement deletes update the index at once and ride along in the next write
-// without waiting for an fsync. Open replays the log to rebuild the index, cutting a
-// torn tail off the last segment. Segments are compacted oldest first by copying their
-// live records forward.
+// without waiting for a sync. Open replays the log to rebuild the index, cutting a torn
+// tail off the last segment with records. Segments are compacted oldest first by
+// copying their live records forward.
 package embedded
 
 import (
@@ -43,7 +44,8 @@ const (
 // Options tune a Store. The zero value is ready to use.
 type Options struct {
 	// SegmentSize is the size at which the active segment is closed and a new one
-	// started (default 64 MiB).
+	// started (default 64 MiB). Segments are zero-filled to this size when created,
+	// the first one by Open, so tests that open many stores should set it small.
 	SegmentSize int64
 	// ReclaimInterval is how often expired messages are dropped from the index and
 	// so from Count (default one minute).
