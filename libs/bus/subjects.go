@@ -32,7 +32,7 @@ const (
 	SubjectAccountDeleted = "guardyn.auth.account.deleted"
 	// SubjectDevicesChanged announces that an account gained or lost a
 	// device, so cached device lists are dropped (core NATS).
-	SubjectDevicesChanged = "guardyn.auth.devices.changed"
+	SubjectDevicesChanged = "guardyn.directory.changed"
 	// SubjectDirectoryDevices is the request/reply subject on which the auth
 	// service answers an account's current device list. It lies outside
 	// SubjectAuthEvents: a stream capturing a request subject would answer

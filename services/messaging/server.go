@@ -11,9 +11,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -292,6 +294,11 @@ func staleDeviceList(m *messagingv1.DeviceListMismatch) error {
 	return withDetail.Err()
 }
 
+// maxStreamInflight bounds the sends of one SendStream handled at once. Sends on a stream
+// run concurrently so that they share group commits of the message store instead of
+// each waiting for its own; responses go out in completion order, as the API allows.
+const maxStreamInflight = 64
+
 // SendStream runs many sends over one authenticated stream.
 func (s *Server) SendStream(stream messagingv1.MessagingService_SendStreamServer) error {
 	ctx := stream.Context()
@@ -299,29 +306,44 @@ func (s *Server) SendStream(stream messagingv1.MessagingService_SendStreamServer
 	if err != nil {
 		return err
 	}
+	var (
+		sendMu  sync.Mutex
+		sendErr error
+		wg      sync.WaitGroup
+	)
+	slots := make(chan struct{}, maxStreamInflight)
+	defer wg.Wait()
 	for {
 		req, err := stream.Recv()
 		if err != nil {
-			if errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
-				return nil
-			}
-			if err.Error() == "EOF" {
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
 				return nil
 			}
 			return err
 		}
-		resp := &messagingv1.SendStreamResponse{RequestId: req.GetRequestId()}
 		if err := s.allow("send", p.UserID); err != nil {
 			return err
 		}
-		sent, err := s.send(ctx, p, req.GetMessage())
-		if err != nil {
-			resp.Result = &messagingv1.SendStreamResponse_Error{Error: sendError(err)}
-		} else {
-			resp.Result = &messagingv1.SendStreamResponse_Sent{Sent: sent}
-		}
-		if err := stream.Send(resp); err != nil {
-			return err
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			resp := &messagingv1.SendStreamResponse{RequestId: req.GetRequestId()}
+			if sent, err := s.send(ctx, p, req.GetMessage()); err != nil {
+				resp.Result = &messagingv1.SendStreamResponse_Error{Error: sendError(err)}
+			} else {
+				resp.Result = &messagingv1.SendStreamResponse_Sent{Sent: sent}
+			}
+			sendMu.Lock()
+			defer sendMu.Unlock()
+			if sendErr == nil {
+				sendErr = stream.Send(resp)
+			}
+		})
+		sendMu.Lock()
+		failed := sendErr
+		sendMu.Unlock()
+		if failed != nil {
+			return failed
 		}
 	}
 }
@@ -387,9 +409,15 @@ func (s *Server) wake(ctx context.Context, userID string, deviceID uint32, d *me
 	s.publish(ctx, userID, deviceID, &eventsv1.LiveEvent{Event: &eventsv1.LiveEvent_Delivery{Delivery: d}})
 }
 
-// publish sends a live event. A lost event delays nothing that matters: stored messages
-// are in the inbox and the stream reads it again when its window frees up.
+// publish sends a live event to the device's stream: directly when the stream is on this
+// instance, otherwise over NATS to whichever instance holds it. A lost event delays
+// nothing that matters: stored messages are in the inbox and the stream reads it again
+// when its window frees up.
 func (s *Server) publish(ctx context.Context, userID string, deviceID uint32, ev *eventsv1.LiveEvent) {
+	if st := s.hub.get(inboxKey{userID, deviceID}); st != nil {
+		st.offer(ev)
+		return
+	}
 	subject, err := bus.DeliverSubject(userID, deviceID)
 	if err != nil {
 		s.log.WarnContext(ctx, "messaging: live event not published", "err", err)

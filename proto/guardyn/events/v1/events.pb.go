@@ -9,7 +9,7 @@
 // directory it answers, and the live delivery events between messaging instances.
 //
 // Subjects (constants in libs/bus/subjects.go):
-//   - guardyn.auth.devices.changed           DevicesChanged, core NATS
+//   - guardyn.directory.changed              DevicesChanged, core NATS
 //   - guardyn.auth.device.removed            DeviceRemoved, JetStream stream GUARDYN_AUTH
 //   - guardyn.auth.account.deleted           AccountDeleted, JetStream stream GUARDYN_AUTH
 //   - guardyn.auth.prekeys.low               PreKeysLow, JetStream stream GUARDYN_AUTH

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// serverFlags choose the server under test.
+type serverFlags struct {
+	addr string // an already running server; empty starts one
+	bin  string // devserver binary to start; empty builds ./tools/devserver
+}
+
+func (f *serverFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "server", "", "gRPC address of a running server (default: start the devserver as a child process on a fresh data dir)")
+	fs.StringVar(&f.bin, "server-bin", "", "devserver binary to start (default: go build ./tools/devserver)")
+}
+
+// child is a devserver started for the run.
+type child struct {
+	cmd  *exec.Cmd
+	addr string
+	dir  string
+}
+
+// start runs the devserver on a fresh data dir and waits until it listens.
+func (f *serverFlags) start(ctx context.Context) (*child, error) {
+	dir, err := os.MkdirTemp("", "guardyn-loadgen-")
+	if err != nil {
+		return nil, err
+	}
+	bin := f.bin
+	if bin == "" {
+		bin = filepath.Join(dir, "devserver")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./tools/devserver")
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			return nil, fmt.Errorf("build devserver (run loadgen from the repository root): %w", err)
+		}
+	}
+	cmd := exec.Command(bin, "-data-dir", filepath.Join(dir, "data"), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, dir: dir}
+	ready := make(chan string, 1)
+	go func() {
+		lines := bufio.NewScanner(out)
+		for lines.Scan() {
+			if rest, ok := strings.CutPrefix(lines.Text(), "guardyn: gRPC on "); ok {
+				addr, _, _ := strings.Cut(rest, ",")
+				ready <- addr
+			}
+		}
+	}()
+	select {
+	case c.addr = <-ready:
+		return c, nil
+	case <-time.After(60 * time.Second):
+		c.stop()
+		return nil, fmt.Errorf("devserver did not start")
+	}
+}
+
+func (c *child) stop() {
+	c.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
+	os.RemoveAll(c.dir)
+}
+
+// rss returns the resident memory of the child in bytes, from /proc.
+func (c *child) rss() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", c.cmd.Process.Pid)
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	"github.com/guardyn/guardyn/tools/internal/rawdevice"
+)
+
+type throughputFlags struct {
+	server   serverFlags
+	senders  int
+	inflight int
+	size     int
+	warmup   time.Duration
+	duration time.Duration
+}
+
+func runThroughput(ctx context.Context, args []string) error {
+	var f throughputFlags
+	fs := flag.NewFlagSet("throughput", flag.ContinueOnError)
+	f.server.register(fs)
+	fs.IntVar(&f.senders, "senders", 64, "sending devices, each paired with its own receiving device")
+	fs.IntVar(&f.inflight, "inflight", 8, "unanswered sends each sender keeps on its stream")
+	fs.IntVar(&f.size, "size", 256, "envelope size in bytes")
+	fs.DurationVar(&f.warmup, "warmup", 3*time.Second, "load before measuring")
+	fs.DurationVar(&f.duration, "duration", 15*time.Second, "measured time")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if f.size < 16 {
+		return fmt.Errorf("-size must be at least 16 bytes")
+	}
+	addr := f.server.addr
+	var srv *child
+	if addr == "" {
+		var err error
+		if srv, err = f.server.start(ctx); err != nil {
+			return err
+		}
+		defer srv.stop()
+		addr = srv.addr
+	}
+
+	pairs, err := setupPairs(ctx, addr, f.senders)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, p := range pairs {
+			p.conn.Close()
+		}
+	}()
+
+	var (
+		measuring atomic.Bool
+		acked     atomic.Int64
+		latMu     sync.Mutex
+		latencies []time.Duration
+	)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(runCtx)
+	for _, p := range pairs {
+		ready := make(chan struct{})
+		g.Go(func() error {
+			return receive(gctx, p, ready, func(lat []time.Duration, n int) {
+				if !measuring.Load() {
+					return
+				}
+				acked.Add(int64(n))
+				latMu.Lock()
+				latencies = append(latencies, lat...)
+				latMu.Unlock()
+			})
+		})
+		select {
+		case <-ready:
+		case <-gctx.Done():
+			return g.Wait()
+		}
+		g.Go(func() error { return send(gctx, p, f.inflight, f.size) })
+	}
+
+	fmt.Printf("loadgen: %d senders → %d receivers, %d in flight each, %d-byte envelopes, server %s\n", f.senders, f.senders, f.inflight, f.size, addr)
+	select {
+	case <-time.After(f.warmup):
+	case <-gctx.Done():
+		return g.Wait()
+	}
+	measuring.Store(true)
+	start := time.Now()
+	select {
+	case <-time.After(f.duration):
+	case <-gctx.Done():
+		return g.Wait()
+	}
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	cancel()
+	if err := g.Wait(); err != nil && ctx.Err() == nil && runCtx.Err() == nil {
+		return err
+	}
+
+	latMu.Lock()
+	defer latMu.Unlock()
+	slices.Sort(latencies)
+	pct := func(p float64) time.Duration {
+		if len(latencies) == 0 {
+			return 0
+		}
+		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))]
+	}
+	fmt.Printf("delivered and acked: %d messages in %.1fs = %.0f msg/s\n", acked.Load(), elapsed.Seconds(), float64(acked.Load())/elapsed.Seconds())
+	fmt.Printf("end-to-end latency (send → arrival): p50 %v, p99 %v, max %v\n",
+		pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond))
+	if srv != nil {
+		if rss, err := srv.rss(); err == nil {
+			fmt.Printf("server RSS: %.1f MiB\n", float64(rss)/(1<<20))
+		}
+	}
+	return nil
+}
+
+// pair is a sending device and the receiving device it writes to, each on its own
+// connection like two phones.
+type pair struct {
+	sender, receiver *rawdevice.Device
+	conn             *grpc.ClientConn // the sender's
+	rconn            *grpc.ClientConn // the receiver's
+}
+
+func dial(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+func setupPairs(ctx context.Context, addr string, n int) ([]*pair, error) {
+	run := time.Now().UnixNano()
+	pairs := make([]*pair, n)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i := range pairs {
+		g.Go(func() error {
+			sc, err := dial(addr)
+			if err != nil {
+				return err
+			}
+			rc, err := dial(addr)
+			if err != nil {
+				return err
+			}
+			p := &pair{conn: sc, rconn: rc}
+			pairs[i] = p
+			if p.sender, err = rawdevice.Register(gctx, authv1.NewAuthServiceClient(sc), fmt.Sprintf("s%x_%d", run%1e9, i)); err != nil {
+				return err
+			}
+			p.receiver, err = rawdevice.Register(gctx, authv1.NewAuthServiceClient(rc), fmt.Sprintf("r%x_%d", run%1e9, i))
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("register devices: %w", err)
+	}
+	return pairs, nil
+}
+
+// send streams messages to the pair's receiver, keeping inflight sends unanswered.
+func send(ctx context.Context, p *pair, inflight, size int) error {
+	c := messagingv1.NewMessagingServiceClient(p.conn)
+	stream, err := c.SendStream(p.sender.Context(ctx))
+	if err != nil {
+		return err
+	}
+	slots := make(chan struct{}, inflight)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			if e := resp.GetError(); e != nil {
+				errc <- fmt.Errorf("send failed: %s %s", e.GetReason(), e.GetMessage())
+				return
+			}
+			<-slots
+		}
+	}()
+	payload := make([]byte, size)
+	for id := uint64(1); ; id++ {
+		select {
+		case slots <- struct{}{}:
+		case err := <-errc:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		case <-ctx.Done():
+			return nil
+		}
+		binary.BigEndian.PutUint64(payload, uint64(time.Now().UnixNano()))
+		req := &messagingv1.SendStreamRequest{RequestId: id, Message: rawdevice.SendRequest(p.receiver.UserID, payload, p.receiver.ID)}
+		if err := stream.Send(req); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// receive reads the receiver's stream, acks in batches and reports latencies of acked
+// messages.
+func receive(ctx context.Context, p *pair, ready chan<- struct{}, report func([]time.Duration, int)) error {
+	c := messagingv1.NewMessagingServiceClient(p.rconn)
+	stream, err := c.Receive(p.receiver.Context(ctx), &messagingv1.ReceiveRequest{})
+	if err != nil {
+		return err
+	}
+	acks := make(chan [][]byte, 64)
+	lats := make(chan []time.Duration, 64)
+	go func() {
+		for ids := range acks {
+			lat := <-lats
+			if _, err := c.AckMessages(p.receiver.Context(ctx), &messagingv1.AckMessagesRequest{MessageIds: ids}); err != nil {
+				continue
+			}
+			report(lat, len(ids))
+		}
+	}()
+	defer close(acks)
+	once := false
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if resp.GetBacklogComplete() && !once {
+			once = true
+			close(ready)
+		}
+		if len(resp.GetDeliveries()) == 0 {
+			continue
+		}
+		now := time.Now().UnixNano()
+		ids := make([][]byte, 0, len(resp.GetDeliveries()))
+		lat := make([]time.Duration, 0, len(resp.GetDeliveries()))
+		for _, d := range resp.GetDeliveries() {
+			ids = append(ids, d.GetMessageId())
+			if len(d.GetPayload()) >= 8 {
+				lat = append(lat, time.Duration(now-int64(binary.BigEndian.Uint64(d.GetPayload()))))
+			}
+		}
+		acks <- ids
+		lats <- lat
+	}
+}
