@@ -94,9 +94,6 @@ type LogEntry struct {
 	Body     string       `json:"body,omitempty"`
 	Ref      string       `json:"ref,omitempty"`
 	Sent     time.Time    `json:"sent"`
-	// Unverified marks a message from a device whose identity key changed and was not
-	// trusted yet.
-	Unverified bool `json:"unverified,omitempty"`
 }
 
 func decodeState(b []byte) (*state, error) {

@@ -68,6 +68,18 @@ func (p *Platform) Config(name string) client.Config {
 	}
 }
 
+// Dial opens another connection to the platform, for tests that watch calls through
+// interceptors; it closes when the test ends.
+func (p *Platform) Dial(t testing.TB, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(p.Addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
+	if err != nil {
+		t.Fatalf("dial platform: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // Context returns a context that ends with the test or after a minute.
 func Context(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
