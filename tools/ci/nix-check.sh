@@ -19,7 +19,9 @@ nixcmd=(nix --extra-experimental-features 'nix-command flakes'
   --option sandbox false)
 
 opts=(--no-write-lock-file --override-input nixpkgs "path:$root/nix/stubs/nixpkgs")
-ref="git+file://$root"
+# A git flake sees only committed files (plus edits to tracked ones), so
+# caches in the checkout stay out; shallow=1 accepts CI's shallow clones.
+ref="git+file://$root?shallow=1"
 
 # Instantiate every package and dev shell of every system. This also adds
 # the filtered source to the store, which `flake check` below (read-only in
