@@ -497,3 +497,43 @@ func TestPublicMethodsMatchTheAPI(t *testing.T) {
 		t.Fatalf("PublicMethods() = %v, the API marks %v", got, marked)
 	}
 }
+
+func TestSweepDeletesAbandonedChallengesAndLinks(t *testing.T) {
+	e := newEnv(t, nil)
+	e.register(t, "alice")
+	if _, err := e.client.GetLoginChallenge(context.Background(), &authv1.GetLoginChallengeRequest{Username: "alice", DeviceId: 1}); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := keys.GenerateIdentity()
+	ik := id.Public().Bytes()
+	if _, err := e.client.StartDeviceLink(context.Background(), &authv1.StartDeviceLinkRequest{Username: "alice", IdentityKey: ik, DeviceName: "x",
+		Signature: sign(t, id, keys.ContextDeviceLink, auth.DeviceLinkStatement("alice", ik, "x"))}); err != nil {
+		t.Fatal(err)
+	}
+	count := func(prefix string) int {
+		n := 0
+		e.store.View(context.Background(), func(tx kv.Tx) error {
+			pairs, err := kv.ScanPrefix(tx, []byte(prefix), 0)
+			n = len(pairs)
+			return err
+		})
+		return n
+	}
+	if count("auth/challenge/") != 1 || count("auth/link/") != 1 {
+		t.Fatalf("before sweep: %d challenges, %d links", count("auth/challenge/"), count("auth/link/"))
+	}
+	// Nothing is swept while it is still valid.
+	if err := e.svc.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if count("auth/challenge/") != 1 || count("auth/link/") != 1 {
+		t.Fatal("sweep deleted live entries")
+	}
+	e.clock.Advance(2 * time.Hour)
+	if err := e.svc.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("auth/challenge/") + count("auth/link/") + count("auth/linkidx/"); n != 0 {
+		t.Fatalf("%d abandoned entries left after sweep", n)
+	}
+}

@@ -64,6 +64,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // env is one auth service over real gRPC on loopback with an embedded store on disk.
 type env struct {
 	client authv1.AuthServiceClient
+	svc    *auth.Server
 	store  kv.Store
 	events *recordedEvents
 	clock  *clock
@@ -140,7 +141,7 @@ func newEnv(t *testing.T, limits auth.Limiter) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &env{client: authv1.NewAuthServiceClient(conn), store: store, events: events, clock: clk, dir: dir}
+	return &env{client: authv1.NewAuthServiceClient(conn), svc: svc, store: store, events: events, clock: clk, dir: dir}
 }
 
 // device is a client device with its identity and tokens.

@@ -4,32 +4,43 @@
 //
 //	go run ./tools/devserver -data-dir ./data
 //
-// Flags may also be set by environment: GUARDYN_DATA_DIR, GUARDYN_GRPC_ADDR,
-// GUARDYN_ADMIN_ADDR. SIGTERM or SIGINT drains calls and exits.
+// Every flag can also be set by environment as GUARDYN_<FLAG> (GUARDYN_DATA_DIR,
+// GUARDYN_GRPC_ADDR, GUARDYN_NATS_URL, ...); a flag wins over its variable. SIGTERM or
+// SIGINT drains calls and exits.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
 )
 
 func main() {
-	cfg := platform.Config{Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil))}
-	flag.StringVar(&cfg.DataDir, "data-dir", env("GUARDYN_DATA_DIR", "./data"), "directory for all durable state (env GUARDYN_DATA_DIR)")
-	flag.StringVar(&cfg.GRPCAddr, "grpc-addr", env("GUARDYN_GRPC_ADDR", "127.0.0.1:7443"), "gRPC listen address (env GUARDYN_GRPC_ADDR)")
-	flag.StringVar(&cfg.AdminAddr, "admin-addr", env("GUARDYN_ADMIN_ADDR", "127.0.0.1:7444"), "admin HTTP listen address for /healthz, /readyz, /metrics (env GUARDYN_ADMIN_ADDR)")
-	flag.BoolVar(&cfg.Reflection, "reflection", false, "enable gRPC server reflection (development only)")
-	flag.Parse()
-
+	var common config.Common
+	fs := flag.NewFlagSet("devserver", flag.ExitOnError)
+	binder := config.NewBinder(fs, os.LookupEnv)
+	common.Bind(binder)
+	if err := binder.Parse(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "devserver:", err)
+		os.Exit(2)
+	}
+	if err := common.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "devserver:", err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	cfg := platform.Config{
+		DataDir: common.DataDir, GRPCAddr: common.GRPCAddr, AdminAddr: common.AdminAddr,
+		NATSURL: common.NATSURL, Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
+		Logger: common.Logger(os.Stderr),
+	}
 	if err := run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "devserver:", err)
 		os.Exit(1)
@@ -43,11 +54,4 @@ func run(ctx context.Context, cfg platform.Config) error {
 	}
 	fmt.Printf("guardyn: gRPC on %s, admin on %s, data in %s\n", p.GRPCAddr(), p.AdminAddr(), cfg.DataDir)
 	return p.Run(ctx)
-}
-
-func env(name, fallback string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return fallback
 }

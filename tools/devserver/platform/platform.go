@@ -38,9 +38,13 @@ type Config struct {
 	DataDir string
 	// GRPCAddr and AdminAddr are listen addresses; ":0" picks a free port.
 	GRPCAddr, AdminAddr string
+	// NATSURL connects to a NATS cluster instead of running NATS embedded in DataDir.
+	NATSURL string
 	// NATSListen exposes the embedded NATS server on loopback for separate service
 	// processes; off, only this process can reach it.
 	NATSListen bool
+	// DrainTimeout bounds how long shutdown waits for calls to end (0: the default).
+	DrainTimeout time.Duration
 	// Limits rate-limits per caller; nil disables rate limiting (load tests).
 	AuthLimits      auth.Limiter
 	MessagingLimits messaging.Limiter
@@ -56,6 +60,7 @@ type Config struct {
 // Platform is a running all-in-one server.
 type Platform struct {
 	srv  *server.Server
+	auth *auth.Server
 	stop []func()
 	log  *slog.Logger
 }
@@ -102,11 +107,14 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 	p.stop = append(p.stop, func() { inboxes.Close() })
 
-	b, err := bus.StartEmbedded(ctx, filepath.Join(cfg.DataDir, "nats"), bus.EmbeddedOptions{
-		Listen: cfg.NATSListen,
-		// The NATS server is chatty at info level; its warnings and errors are enough.
-		Logger: slog.New(levelFilter{cfg.Logger.Handler(), slog.LevelWarn}),
-	})
+	// The NATS server is chatty at info level; its warnings and errors are enough.
+	natsLog := slog.New(levelFilter{cfg.Logger.Handler(), slog.LevelWarn})
+	var b *bus.Bus
+	if cfg.NATSURL != "" {
+		b, err = bus.Connect(cfg.NATSURL, natsLog)
+	} else {
+		b, err = bus.StartEmbedded(ctx, filepath.Join(cfg.DataDir, "nats"), bus.EmbeddedOptions{Listen: cfg.NATSListen, Logger: natsLog})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("platform: nats: %w", err)
 	}
@@ -164,18 +172,20 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, err
 	}
+	p.auth = authSvc
 	p.srv, err = server.New(server.Config{
 		GRPCAddr: cfg.GRPCAddr, AdminAddr: cfg.AdminAddr,
 		Register: func(r grpc.ServiceRegistrar) {
 			authv1.RegisterAuthServiceServer(r, authSvc)
 			messagingv1.RegisterMessagingServiceServer(r, msgSvc)
 		},
-		Auth:        authn.NewInterceptor(verifier, auth.PublicMethods()...),
-		Validate:    LimitsValidator(limits),
-		Ready:       b.Ready,
-		Reflection:  cfg.Reflection,
-		Logger:      cfg.Logger,
-		GRPCOptions: cfg.GRPCOptions,
+		Auth:         authn.NewInterceptor(verifier, auth.PublicMethods()...),
+		Validate:     LimitsValidator(limits),
+		Ready:        b.Ready,
+		Reflection:   cfg.Reflection,
+		Logger:       cfg.Logger,
+		GRPCOptions:  cfg.GRPCOptions,
+		DrainTimeout: cfg.DrainTimeout,
 		// The largest request the API limits allow is a SendMessage of 16 envelopes of
 		// 256 KiB each, just over 4 MiB.
 		MaxMessageBytes: 5 << 20,
@@ -207,9 +217,30 @@ func (p *Platform) GRPCAddr() net.Addr { return p.srv.GRPCAddr() }
 // AdminAddr is the bound admin HTTP address (/healthz, /readyz, /metrics).
 func (p *Platform) AdminAddr() net.Addr { return p.srv.AdminAddr() }
 
+// sweepInterval is how often abandoned login challenges and device links are deleted.
+const sweepInterval = time.Minute
+
 // Run serves until ctx ends, drains calls, then closes the stores and the bus.
 func (p *Platform) Run(ctx context.Context) error {
 	defer p.close()
+	sweepCtx, stopSweeping := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		tick := time.NewTicker(sweepInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-sweepCtx.Done():
+				return
+			case <-tick.C:
+				if err := p.auth.Sweep(sweepCtx); err != nil && sweepCtx.Err() == nil {
+					p.log.Warn("auth sweep failed", "err", err)
+				}
+			}
+		}
+	}()
+	defer func() { stopSweeping(); <-swept }()
 	return p.srv.Run(ctx)
 }
 
