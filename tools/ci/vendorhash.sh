@@ -5,7 +5,8 @@
 #   tools/ci/vendorhash.sh          print it
 #   tools/ci/vendorhash.sh -write   write it to nix/vendor-hash
 #   tools/ci/vendorhash.sh -check   fail if nix/vendor-hash is stale
-# The source is the committed tree (what a git flake sees), restricted like
+# The source is the working tree as git sees it (tracked and new files, never
+# ignored ones: in CI, exactly what the git flake sees), restricted like
 # flake.nix's source filter. Needs the module proxy or a warm module cache.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -15,7 +16,7 @@ case "$mode" in print|-write|-check) ;; *) echo "usage: $0 [-write|-check]" >&2;
 
 tmp="$(mktemp -d)"
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
-git ls-files --cached -z -- go.mod go.sum libs services proto tools ':!:tools/buildtools' |
+git ls-files --cached --others --exclude-standard -z -- go.mod go.sum libs services proto tools ':!:tools/buildtools' |
   while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
   tar -cf - --null -T - | tar -xf - -C "$tmp"
 
