@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -89,25 +88,18 @@ func goList(t *testing.T, root string, args ...string) []listedPackage {
 	return pkgs
 }
 
-var (
-	stdOnce sync.Once
-	stdSet  map[string]bool
-)
-
 // standardPackages returns the import paths of the standard library of the
 // go command in use.
 func standardPackages(t *testing.T) map[string]bool {
 	t.Helper()
-	stdOnce.Do(func() {
-		out := goCmd(t, ".", productEnv, "list", "std")
-		stdSet = map[string]bool{"C": true, "unsafe": true}
-		sc := bufio.NewScanner(bytes.NewReader(out))
-		for sc.Scan() {
-			stdSet[sc.Text()] = true
-		}
-	})
-	if len(stdSet) < 100 {
-		t.Fatalf("go list std returned %d packages", len(stdSet))
+	out := goCmd(t, ".", productEnv, "list", "std")
+	std := map[string]bool{"C": true, "unsafe": true}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		std[sc.Text()] = true
 	}
-	return stdSet
+	if len(std) < 100 {
+		t.Fatalf("go list std returned %d packages", len(std))
+	}
+	return std
 }
