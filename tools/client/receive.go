@@ -207,7 +207,7 @@ func (c *Client) processBatch(ctx context.Context, s *state, deliveries []*messa
 	for _, d := range deliveries {
 		switch d.GetKind() {
 		case messagingv1.DeliveryKind_DELIVERY_KIND_EPHEMERAL:
-			if ev, ok := c.openEphemeral(s, id, d); ok {
+			if ev, ok := c.openEphemeral(ctx, s, id, d); ok {
 				b.events = append(b.events, ev)
 			}
 		case messagingv1.DeliveryKind_DELIVERY_KIND_MESSAGE:
@@ -243,19 +243,15 @@ func (c *Client) processBatch(ctx context.Context, s *state, deliveries []*messa
 	return nil
 }
 
-// openEphemeral opens a typing indicator. Signals from unknown or unverified senders are
-// ignored: nothing is stored, so nothing is lost.
-func (c *Client) openEphemeral(s *state, id *keys.Identity, d *messagingv1.Delivery) (Event, bool) {
+// openEphemeral opens a typing indicator. Anything that does not authenticate, or comes
+// from a changed identity, is ignored: nothing is stored, so nothing is lost.
+func (c *Client) openEphemeral(ctx context.Context, s *state, id *keys.Identity, d *messagingv1.Delivery) (Event, bool) {
 	opened, err := envelope.Open(id.ECDH(), s.DeviceID, ed25519.PublicKey(s.TrustRoot), d.GetServerTime().AsTime(), d.GetPayload())
 	if err != nil || opened.ContentType != envelope.ContentTyping {
 		return Event{}, false
 	}
-	name, ct := s.contactByUserID(opened.Sender.UserID())
-	if ct == nil || ct.Pending != nil {
-		return Event{}, false
-	}
-	dev := ct.Devices[opened.Sender.DeviceID()]
-	if dev == nil || !bytes.Equal(dev.IdentityKey, opened.Sender.IdentityKey().Bytes()) {
+	name, _, changed, err := c.resolveSender(ctx, s, opened.Sender)
+	if err != nil || changed != nil {
 		return Event{}, false
 	}
 	m, err := content.Decode(opened.Content)
@@ -279,40 +275,14 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 	}
 	cert := opened.Sender
 	certKey := cert.IdentityKey().Bytes()
-	name, ct := s.contactByUserID(cert.UserID())
-	if ct == nil {
-		got, snap, err := c.lookup(ctx, s, &authv1.LookupIdentityRequest{Account: &authv1.LookupIdentityRequest_UserId{UserId: cert.UserID()}})
-		if Reason(err) == "USER_NOT_FOUND" {
-			return undecryptable(fmt.Errorf("sender account %s no longer exists", cert.UserID()))
-		} else if err != nil {
-			return Event{}, 0, err
-		}
-		s.observe(got, snap)
-		name, ct = got, s.Contacts[got]
+	name, dev, changed, err := c.resolveSender(ctx, s, cert)
+	if Reason(err) == "USER_NOT_FOUND" {
+		return undecryptable(fmt.Errorf("sender account %s no longer exists", cert.UserID()))
+	} else if err != nil {
+		return Event{}, 0, err
 	}
-	changed := Event{Kind: EventIdentityChanged, Peer: name, From: name, FromDevice: cert.DeviceID(), Received: received}
-	if ct.UserID != cert.UserID() {
-		if ct.Pending == nil {
-			ct.Pending = &identitySnapshot{UserID: cert.UserID(), Keys: map[uint32][]byte{cert.DeviceID(): certKey}}
-		}
-		changed.Err = ct.pendingError(name)
-		return changed, held, nil
-	}
-	dev := ct.Devices[cert.DeviceID()]
-	if dev == nil {
-		dev = &peerDevice{IdentityKey: certKey} // a new device of a known contact: trust on first use
-		ct.Devices[cert.DeviceID()] = dev
-	} else if dev.IdentityKey == nil {
-		dev.IdentityKey = certKey
-	}
-	if !bytes.Equal(dev.IdentityKey, certKey) {
-		if ct.Pending == nil {
-			snap := ct.snapshot()
-			snap.Keys[cert.DeviceID()] = certKey
-			ct.Pending = &snap
-		}
-		changed.Err = ct.pendingError(name)
-		return changed, held, nil
+	if changed != nil {
+		return Event{Kind: EventIdentityChanged, Peer: name, From: name, FromDevice: cert.DeviceID(), Received: received, Err: changed}, held, nil
 	}
 
 	pt, err := decryptFrom(id, pre, dev, opened, certKey, &b.consumed)
@@ -351,6 +321,46 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 	}
 	s.appendLog(entry)
 	return ev, processed, nil
+}
+
+// resolveSender finds the pinned contact and device that sealed an envelope, looking up
+// accounts this device has not met (trust on first use, as for new devices of known
+// contacts, whose key the server-signed certificate vouches for). A sender whose account or
+// device key differs from the pinned one is recorded as the contact's pending identity and
+// returned as changed.
+func (c *Client) resolveSender(ctx context.Context, s *state, cert *envelope.SenderCertificate) (string, *peerDevice, *IdentityChangedError, error) {
+	certKey := cert.IdentityKey().Bytes()
+	name, ct := s.contactByUserID(cert.UserID())
+	if ct == nil {
+		got, snap, err := c.lookup(ctx, s, &authv1.LookupIdentityRequest{Account: &authv1.LookupIdentityRequest_UserId{UserId: cert.UserID()}})
+		if err != nil {
+			return "", nil, nil, err
+		}
+		s.observe(got, snap)
+		name, ct = got, s.Contacts[got]
+	}
+	if ct.UserID != cert.UserID() {
+		if ct.Pending == nil {
+			ct.Pending = &identitySnapshot{UserID: cert.UserID(), Keys: map[uint32][]byte{cert.DeviceID(): certKey}}
+		}
+		return name, nil, ct.pendingError(name), nil
+	}
+	dev := ct.Devices[cert.DeviceID()]
+	if dev == nil {
+		dev = &peerDevice{IdentityKey: certKey}
+		ct.Devices[cert.DeviceID()] = dev
+	} else if dev.IdentityKey == nil {
+		dev.IdentityKey = certKey
+	}
+	if !bytes.Equal(dev.IdentityKey, certKey) {
+		if ct.Pending == nil {
+			snap := ct.snapshot()
+			snap.Keys[cert.DeviceID()] = certKey
+			ct.Pending = &snap
+		}
+		return name, nil, ct.pendingError(name), nil
+	}
+	return name, dev, nil, nil
 }
 
 // decryptFrom decrypts a session or prekey message from dev. It tries the device's
