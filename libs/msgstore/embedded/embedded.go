@@ -200,9 +200,15 @@ func (s *Store) load() error {
 	now := s.now().UnixNano()
 	bySeq := map[uint64]*replayed{}
 	byID := map[msgstore.Inbox]map[msgstore.ID]uint64{}
-	apply := func(seg *segment, r *record.Record, off, n int) {
+	apply := func(seg *segment, r *record.Record, off, n int) error {
 		switch r.Type {
 		case record.TypeMessage:
+			if r.Seq == 0 || r.Seq == math.MaxUint64 {
+				return fmt.Errorf("%w: message with sequence number %d", msgstore.ErrCorrupt, r.Seq)
+			}
+			if p := bySeq[r.Seq]; p != nil && (p.inbox != r.Inbox || p.e.id != r.Message.ID) {
+				return fmt.Errorf("%w: sequence number %d used twice", msgstore.ErrCorrupt, r.Seq)
+			}
 			s.nextSeq = max(s.nextSeq, r.Seq+1)
 			ids := byID[r.Inbox]
 			if seq, ok := ids[r.Message.ID]; ok {
@@ -210,17 +216,17 @@ func (s *Store) load() error {
 				// first; a different sequence number is a re-append, which is a no-op.
 				if p := bySeq[seq]; seq == r.Seq && p != nil {
 					p.e.seg.live -= p.e.n
-					p.e.seg, p.e.off = seg, int64(off)
+					p.e.seg, p.e.off, p.e.n = seg, int64(off), int64(n)
 					seg.live += p.e.n
 				}
-				return
+				return nil
 			}
 			e := entry{seq: r.Seq, id: r.Message.ID, seg: seg, off: int64(off), n: int64(n)}
 			if !r.Message.Expiry.IsZero() {
 				e.expiry = r.Message.Expiry.UnixNano()
 			}
 			if e.expired(now) {
-				return
+				return nil
 			}
 			if ids == nil {
 				ids = map[msgstore.ID]uint64{}
@@ -239,12 +245,14 @@ func (s *Store) load() error {
 			}
 		case record.TypeDeleteInbox:
 			for _, seq := range byID[r.Inbox] {
-				p := bySeq[seq]
-				p.e.seg.live -= p.e.n
-				delete(bySeq, seq)
+				if p := bySeq[seq]; p != nil {
+					p.e.seg.live -= p.e.n
+					delete(bySeq, seq)
+				}
 			}
 			delete(byID, r.Inbox)
 		}
+		return nil
 	}
 	// Replay every segment, then decide what its damage means: only the last segment
 	// with records can hold a torn commit, and empty segments after it are spares
@@ -268,9 +276,9 @@ func (s *Store) load() error {
 			return fmt.Errorf("read segment: %w", err)
 		}
 		records := 0
-		firstSeq, end, err := scanSegment(data, func(r *record.Record, off, n int) {
+		firstSeq, end, err := scanSegment(data, func(r *record.Record, off, n int) error {
 			records++
-			apply(seg, r, off, n)
+			return apply(seg, r, off, n)
 		})
 		seg.size, seg.alloc = int64(end), int64(len(data))
 		s.nextSeq = max(s.nextSeq, firstSeq)

@@ -134,11 +134,11 @@ func (e *errTornTail) Error() string {
 func (e *errTornTail) Unwrap() error { return e.cause }
 
 // scanSegment checks the header of a segment's bytes and calls fn for each record with
-// its offset and length, in order. It returns where the records end: at the end of
-// data or where only zeros follow. On a bad record it stops and returns an *errTornTail
-// holding that offset; the caller decides whether that is a torn tail to cut or
-// corruption. It never panics on any input.
-func scanSegment(data []byte, fn func(r *record.Record, off, n int)) (firstSeq uint64, end int, err error) {
+// its offset and length, in order, stopping at the first error fn returns. It returns
+// where the records end: at the end of data or where only zeros follow. On a bad record
+// it stops and returns an *errTornTail holding that offset; the caller decides whether
+// that is a torn tail to cut or corruption. It never panics on any input.
+func scanSegment(data []byte, fn func(r *record.Record, off, n int) error) (firstSeq uint64, end int, err error) {
 	// Segments are created with their header synced before use, so a short header can
 	// only be a crash during creation, while a wrong one is damage.
 	if len(data) < segmentHeaderSize {
@@ -161,7 +161,9 @@ func scanSegment(data []byte, fn func(r *record.Record, off, n int)) (firstSeq u
 			}
 			return firstSeq, off, &errTornTail{validLen: off, cause: err}
 		}
-		fn(&r, off, n)
+		if err := fn(&r, off, n); err != nil {
+			return firstSeq, off, err
+		}
 		off += n
 	}
 	return firstSeq, off, nil
