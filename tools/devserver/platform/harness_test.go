@@ -23,15 +23,19 @@ type env struct {
 	msg  messagingv1.MessagingServiceClient
 }
 
-func start(t *testing.T) *env { return startWith(t, t.TempDir(), 0) }
+func start(t *testing.T) *env { return startWith(t, func(*platform.Config) {}) }
 
-func startWith(t *testing.T, dir string, inboxLimit int) *env {
+// startWith starts a platform on a fresh data dir with the config adjusted by tune.
+func startWith(t *testing.T, tune func(*platform.Config)) *env {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := platform.Start(ctx, platform.Config{
+	dir := t.TempDir()
+	cfg := platform.Config{
 		DataDir: dir, GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.DiscardHandler), InboxLimit: inboxLimit,
-	})
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	tune(&cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := platform.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

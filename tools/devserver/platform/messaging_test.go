@@ -9,10 +9,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	"github.com/guardyn/guardyn/tools/devserver/platform"
 )
 
 func wantErr(t *testing.T, err error, code codes.Code, reason string) {
@@ -202,8 +204,7 @@ func TestUnackedWindowIsBounded(t *testing.T) {
 }
 
 func TestInboxCap(t *testing.T) {
-	dir := t.TempDir()
-	e := startWith(t, dir, 5)
+	e := startWith(t, func(c *platform.Config) { c.InboxLimit = 5 })
 	alice, bob := e.register(t, "alice"), e.register(t, "bob")
 	for range 5 {
 		must(e.send(t, alice, bob, []byte("x")))
@@ -267,4 +268,20 @@ func TestGroupDeliveryService(t *testing.T) {
 	wantErr(t, err, codes.PermissionDenied, "NOT_GROUP_MEMBER")
 	_, err = e.msg.GetGroupInfo(dave.ctx(t), &messagingv1.GetGroupInfoRequest{GroupId: gid})
 	wantErr(t, err, codes.NotFound, "GROUP_NOT_FOUND")
+}
+
+func TestBundleFetchesAreRateLimited(t *testing.T) {
+	e := startWith(t, func(c *platform.Config) {
+		c.Limits = platform.DefaultPolicy()
+		c.Limits["bundles"] = ratelimit.Config{Rate: 0.001, Burst: 3, MaxKeys: 100}
+	})
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	for range 3 {
+		must(e.auth.GetKeyBundles(alice.ctx(t), &authv1.GetKeyBundlesRequest{UserId: bob.UserID}))
+	}
+	_, err := e.auth.GetKeyBundles(alice.ctx(t), &authv1.GetKeyBundlesRequest{UserId: bob.UserID})
+	wantErr(t, err, codes.ResourceExhausted, "RATE_LIMITED")
+	// Another caller has its own budget.
+	carol := e.register(t, "carol")
+	must(e.auth.GetKeyBundles(carol.ctx(t), &authv1.GetKeyBundlesRequest{UserId: bob.UserID}))
 }

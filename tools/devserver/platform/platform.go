@@ -45,10 +45,10 @@ type Config struct {
 	NATSListen bool
 	// DrainTimeout bounds how long shutdown waits for calls to end (0: the default).
 	DrainTimeout time.Duration
-	// Limits rate-limits per caller; nil disables rate limiting (load tests).
-	AuthLimits      auth.Limiter
-	MessagingLimits messaging.Limiter
-	Logger          *slog.Logger
+	// Limits rate-limits actions per caller; nil means DefaultPolicy, an empty Policy
+	// disables rate limiting.
+	Limits Policy
+	Logger *slog.Logger
 	// InboxLimit caps each device's undelivered messages (0: the messaging default).
 	InboxLimit int
 	// Reflection enables gRPC server reflection (development only).
@@ -120,13 +120,20 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 	p.stop = append(p.stop, func() { b.Close() })
 
+	if cfg.Limits == nil {
+		cfg.Limits = DefaultPolicy()
+	}
+	limits, err := newLimiter(cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
 	events, err := auth.NewBusEvents(ctx, b)
 	if err != nil {
 		return nil, err
 	}
 	authSvc, err := auth.New(auth.Config{
 		Store: kvStore, TokenKey: tokenKey, CertificateKey: certKey,
-		Events: events, Limits: cfg.AuthLimits, Logger: cfg.Logger,
+		Events: events, Limits: limits, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -144,7 +151,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	p.stop = append(p.stop, func() { directory.Close() })
 	msgSvc, err := messaging.New(messaging.Config{
 		Inboxes: inboxes, Groups: kvStore, Directory: directory, Conn: b.Conn(),
-		Limits: cfg.MessagingLimits, Logger: cfg.Logger, InboxLimit: cfg.InboxLimit,
+		Limits: limits, Logger: cfg.Logger, InboxLimit: cfg.InboxLimit,
 	})
 	if err != nil {
 		return nil, err
@@ -168,7 +175,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, err
 	}
-	limits, err := protolimits.FromAPI()
+	fieldLimits, err := protolimits.FromAPI()
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +187,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 			messagingv1.RegisterMessagingServiceServer(r, msgSvc)
 		},
 		Auth:         authn.NewInterceptor(verifier, auth.PublicMethods()...),
-		Validate:     LimitsValidator(limits),
+		Validate:     LimitsValidator(fieldLimits),
 		Ready:        b.Ready,
 		Reflection:   cfg.Reflection,
 		Logger:       cfg.Logger,
