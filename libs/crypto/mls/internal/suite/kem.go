@@ -24,13 +24,14 @@ type kem interface {
 
 // stdKEM is HPKE from the standard library (X25519 and the NIST curves).
 type stdKEM struct {
+	nsk  int // private key size, for left-padding short encodings
 	kem  hpke.KEM
 	kdf  hpke.KDF
 	aead hpke.AEAD
 }
 
-func newStdKEM(k hpke.KEM, kdf hpke.KDF) (*stdKEM, error) {
-	return &stdKEM{kem: k, kdf: kdf}, nil
+func newStdKEM(k hpke.KEM, kdf hpke.KDF, nsk int) (*stdKEM, error) {
+	return &stdKEM{kem: k, kdf: kdf, nsk: nsk}, nil
 }
 
 func (k *stdKEM) setAEAD(id uint16) error {
@@ -55,6 +56,11 @@ func (k *stdKEM) deriveKeyPair(ikm []byte) (priv, pub []byte, err error) {
 }
 
 func (k *stdKEM) private(priv []byte) (hpke.PrivateKey, error) {
+	// Some implementations serialize NIST scalars without leading zero
+	// bytes; the standard library wants the full width.
+	if len(priv) < k.nsk && len(priv) > 0 {
+		priv = append(make([]byte, k.nsk-len(priv)), priv...)
+	}
 	sk, err := k.kem.NewPrivateKey(priv)
 	if err != nil {
 		return nil, fmt.Errorf("%w: hpke private key: %v", ErrBadKey, err)

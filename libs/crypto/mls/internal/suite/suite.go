@@ -76,19 +76,19 @@ func New(id ID) (*Suite, error) {
 	switch id {
 	case X25519AES128GCMSHA256Ed25519, X25519ChaCha20Poly1305SHA256Ed25519:
 		s.hash, s.newHash, s.sig = crypto.SHA256, sha256.New, ed25519Signer{}
-		s.kem, err = newStdKEM(hpke.DHKEM(ecdh.X25519()), hpke.HKDFSHA256())
+		s.kem, err = newStdKEM(hpke.DHKEM(ecdh.X25519()), hpke.HKDFSHA256(), 32)
 	case P256AES128GCMSHA256P256:
 		s.hash, s.newHash, s.sig = crypto.SHA256, sha256.New, newECDSASigner(256)
-		s.kem, err = newStdKEM(hpke.DHKEM(ecdh.P256()), hpke.HKDFSHA256())
+		s.kem, err = newStdKEM(hpke.DHKEM(ecdh.P256()), hpke.HKDFSHA256(), 32)
 	case X448AES256GCMSHA512Ed448, X448ChaCha20Poly1305SHA512Ed448:
 		s.hash, s.newHash, s.sig = crypto.SHA512, sha512.New, ed448Signer{}
 		s.kem = &x448KEM{}
 	case P521AES256GCMSHA512P521:
 		s.hash, s.newHash, s.sig = crypto.SHA512, sha512.New, newECDSASigner(521)
-		s.kem, err = newStdKEM(hpke.DHKEM(ecdh.P521()), hpke.HKDFSHA512())
+		s.kem, err = newStdKEM(hpke.DHKEM(ecdh.P521()), hpke.HKDFSHA512(), 66)
 	case P384AES256GCMSHA384P384:
 		s.hash, s.newHash, s.sig = crypto.SHA384, sha512.New384, newECDSASigner(384)
-		s.kem, err = newStdKEM(hpke.DHKEM(ecdh.P384()), hpke.HKDFSHA384())
+		s.kem, err = newStdKEM(hpke.DHKEM(ecdh.P384()), hpke.HKDFSHA384(), 48)
 	default:
 		return nil, fmt.Errorf("%w: %d", ErrUnsupportedSuite, id)
 	}

@@ -278,6 +278,14 @@ func (c *Credential) read(r *tlscodec.Reader) {
 	}
 }
 
+// ReadCredential reads one Credential from r, for structures defined
+// outside this package (such as the external_senders extension).
+func ReadCredential(r *tlscodec.Reader) (Credential, error) {
+	var c Credential
+	c.read(r)
+	return c, r.Err()
+}
+
 // Capabilities lists what a client supports (RFC 9420, Section 7.2).
 type Capabilities struct {
 	Versions     []uint16

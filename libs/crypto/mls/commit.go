@@ -1,0 +1,317 @@
+package mls
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/keysched"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/tlscodec"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/tree"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/treemath"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/wire"
+)
+
+func decodeExternalSenders(b []byte) ([]externalSender, error) {
+	var out []externalSender
+	r := tlscodec.NewReader(b)
+	r.Each(1<<16, func(r *tlscodec.Reader) {
+		key := r.Opaque()
+		cred, err := wire.ReadCredential(r)
+		if err != nil {
+			r.Fail(err)
+			return
+		}
+		out = append(out, externalSender{SignatureKey: key, Credential: cred})
+	})
+	if err := r.Finish(); err != nil {
+		return nil, fmt.Errorf("%w: external senders: %w", wire.ErrMalformed, err)
+	}
+	return out, nil
+}
+
+// resolvedProposal is a proposal with its sender, ready to apply.
+type resolvedProposal struct {
+	p      *wire.Proposal
+	sender wire.Sender
+}
+
+// staged is the group after a commit's proposals are applied, before the
+// key schedule runs.
+type staged struct {
+	next         *Group
+	added        []treemath.LeafIndex
+	psks         []wire.PreSharedKeyID
+	externalInit []byte
+	pathRequired bool
+}
+
+// stage copies g and applies proposals in the order of RFC 9420, Section
+// 12.3, validating them (Section 12.2) for a commit by committer.
+func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged, error) {
+	next := *g
+	next.tree = g.tree.Clone()
+	next.gc.Extensions = g.gc.Extensions
+	st := &staged{next: &next, pathRequired: len(props) == 0}
+	var gce, reinit, extInit int
+	updated := map[treemath.LeafIndex]bool{}
+	removed := map[treemath.LeafIndex]bool{}
+	pskSeen := map[string]bool{}
+	for _, rp := range props {
+		switch rp.p.Type {
+		case wire.ProposalAdd, wire.ProposalPreSharedKey, wire.ProposalReInit:
+		default:
+			st.pathRequired = true
+		}
+		switch rp.p.Type {
+		case wire.ProposalGroupContextExtensions:
+			gce++
+		case wire.ProposalReInit:
+			reinit++
+		case wire.ProposalExternalInit:
+			extInit++
+		}
+	}
+	if gce > 1 || (reinit > 0 && len(props) != 1) {
+		return nil, fmt.Errorf("%w: %d group context extension and %d reinit proposals among %d", ErrInvalidProposals, gce, reinit, len(props))
+	}
+	if (committer.Type == wire.SenderNewMemberCommit) != (extInit == 1) || extInit > 1 {
+		return nil, fmt.Errorf("%w: %d external init proposals in a commit from sender type %d", ErrInvalidProposals, extInit, committer.Type)
+	}
+	for _, rp := range props {
+		if rp.p.Type == wire.ProposalGroupContextExtensions {
+			next.gc.Extensions = rp.p.Extensions
+		}
+	}
+	for _, rp := range props {
+		if rp.p.Type != wire.ProposalUpdate {
+			continue
+		}
+		l := treemath.LeafIndex(rp.sender.Index)
+		if rp.sender.Type != wire.SenderMember || updated[l] || (committer.Type == wire.SenderMember && l == treemath.LeafIndex(committer.Index)) {
+			return nil, fmt.Errorf("%w: update from leaf %d", ErrInvalidProposals, l)
+		}
+		if err := g.validateLeaf(rp.p.LeafNode, wire.SourceUpdate, uint32(l)); err != nil {
+			return nil, err
+		}
+		updated[l] = true
+		if err := next.tree.Update(l, rp.p.LeafNode); err != nil {
+			return nil, err
+		}
+		if l == g.me {
+			// Our own update: its private key was kept when proposed.
+			continue
+		}
+	}
+	for _, rp := range props {
+		if rp.p.Type != wire.ProposalRemove {
+			continue
+		}
+		l := treemath.LeafIndex(rp.p.Removed)
+		if removed[l] || updated[l] || (committer.Type == wire.SenderMember && l == treemath.LeafIndex(committer.Index)) {
+			return nil, fmt.Errorf("%w: removal of leaf %d", ErrInvalidProposals, l)
+		}
+		if err := next.tree.Remove(l); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidProposals, err)
+		}
+		removed[l] = true
+		if l == g.me {
+			next.removed = true
+		}
+	}
+	for _, rp := range props {
+		if rp.p.Type != wire.ProposalAdd {
+			continue
+		}
+		kp := rp.p.KeyPackage
+		if err := validateKeyPackage(g.s, kp); err != nil {
+			return nil, err
+		}
+		if err := next.checkUniqueKeys(&kp.LeafNode); err != nil {
+			return nil, err
+		}
+		st.added = append(st.added, next.tree.Add(&kp.LeafNode))
+	}
+	for _, rp := range props {
+		switch rp.p.Type {
+		case wire.ProposalPreSharedKey:
+			key := string(wire.Encode(rp.p.PSK))
+			if pskSeen[key] {
+				return nil, fmt.Errorf("%w: duplicate psk", ErrInvalidProposals)
+			}
+			pskSeen[key] = true
+			st.psks = append(st.psks, *rp.p.PSK)
+		case wire.ProposalExternalInit:
+			st.externalInit = rp.p.KEMOutput
+		}
+	}
+	return st, nil
+}
+
+// checkUniqueKeys rejects a leaf whose encryption or signature key is
+// already in the tree.
+func (g *Group) checkUniqueKeys(leaf *wire.LeafNode) error {
+	var err error
+	g.tree.Members(func(l treemath.LeafIndex, other *wire.LeafNode) {
+		if err == nil && (string(other.EncryptionKey) == string(leaf.EncryptionKey) || string(other.SignatureKey) == string(leaf.SignatureKey)) {
+			err = fmt.Errorf("%w: keys already used by leaf %d", ErrInvalidLeafNode, l)
+		}
+	})
+	return err
+}
+
+// validateLeaf checks a LeafNode from an Update proposal or a commit path.
+func (g *Group) validateLeaf(leaf *wire.LeafNode, source wire.LeafNodeSource, l uint32) error {
+	if leaf.Source != source {
+		return fmt.Errorf("%w: leaf source %d, want %d", ErrInvalidLeafNode, leaf.Source, source)
+	}
+	if err := tree.VerifyLeafSignature(g.s, leaf, g.gc.GroupID, l); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidLeafNode, err)
+	}
+	return nil
+}
+
+// resolveProposals turns a commit's proposal list into proposals with
+// senders.
+func (g *Group) resolveProposals(c *wire.Commit, committer wire.Sender) ([]resolvedProposal, error) {
+	out := make([]resolvedProposal, 0, len(c.Proposals))
+	for _, por := range c.Proposals {
+		if por.Proposal != nil {
+			out = append(out, resolvedProposal{p: por.Proposal, sender: committer})
+			continue
+		}
+		i := slices.IndexFunc(g.proposals, func(cp cachedProposal) bool { return string(cp.ref) == string(por.Reference) })
+		if i < 0 {
+			return nil, fmt.Errorf("%w: %x", ErrUnknownProposal, por.Reference)
+		}
+		out = append(out, resolvedProposal{p: g.proposals[i].p, sender: g.proposals[i].sender})
+	}
+	return out, nil
+}
+
+// pskSecret resolves PSK ids to secrets and chains them.
+func (g *Group) pskSecret(ids []wire.PreSharedKeyID) ([]byte, error) {
+	psks := make([]keysched.PSK, 0, len(ids))
+	for _, id := range ids {
+		var secret []byte
+		switch id.Type {
+		case wire.PSKExternal:
+			secret = g.externalPSKs[string(id.PSKID)]
+		case wire.PSKResumption:
+			if string(id.PSKGroupID) == string(g.gc.GroupID) {
+				secret = g.resumption[id.PSKEpoch]
+			}
+		}
+		if secret == nil {
+			return nil, fmt.Errorf("%w: type %d id %x epoch %d", ErrUnknownPSK, id.Type, id.PSKID, id.PSKEpoch)
+		}
+		psks = append(psks, keysched.PSK{ID: id, Secret: secret})
+	}
+	return keysched.PSKSecret(g.s, psks)
+}
+
+// processCommit computes the state after a received commit.
+func (g *Group) processCommit(ac *wire.AuthenticatedContent) (*Group, error) {
+	c := ac.Content.Commit
+	committer := ac.Content.Sender
+	props, err := g.resolveProposals(c, committer)
+	if err != nil {
+		return nil, err
+	}
+	st, err := g.stage(props, committer)
+	if err != nil {
+		return nil, err
+	}
+	next := st.next
+	if st.pathRequired && c.Path == nil {
+		return nil, ErrPathRequired
+	}
+	sender := treemath.LeafIndex(committer.Index)
+	if committer.Type == wire.SenderNewMemberCommit {
+		if c.Path == nil {
+			return nil, ErrPathRequired
+		}
+		sender = next.tree.Add(&c.Path.LeafNode)
+	}
+	next.gc.Epoch = g.gc.Epoch + 1
+	commitSecret := make([]byte, g.s.HashSize())
+	if c.Path != nil {
+		if err := next.validateLeaf(&c.Path.LeafNode, wire.SourceCommit, uint32(sender)); err != nil {
+			return nil, err
+		}
+		if err := next.tree.MergeUpdatePath(sender, c.Path); err != nil {
+			return nil, err
+		}
+		next.gc.TreeHash = next.tree.TreeHash()
+		provisional := wire.Encode(&next.gc)
+		if !next.removed {
+			privs := maps(g.privs)
+			next.tree.PrunePrivateKeys(privs)
+			ps, err := next.tree.DecryptUpdatePath(g.me, sender, c.Path, privs, st.added, provisional)
+			if err != nil {
+				return nil, err
+			}
+			for x, k := range ps.PrivateKeys {
+				privs[x] = k
+			}
+			next.privs = privs
+			commitSecret = ps.CommitSecret
+		}
+	} else {
+		next.privs = maps(g.privs)
+		next.tree.PrunePrivateKeys(next.privs)
+	}
+	next.gc.TreeHash = next.tree.TreeHash()
+	return g.finishCommit(next, st, ac, commitSecret, nil)
+}
+
+// finishCommit runs the transcript hash and key schedule for a staged
+// commit and checks (or, when tagOut is set, computes) its confirmation tag.
+func (g *Group) finishCommit(next *Group, st *staged, ac *wire.AuthenticatedContent, commitSecret []byte, tagOut *[]byte) (*Group, error) {
+	next.gc.ConfirmedTranscriptHash = keysched.ConfirmedTranscriptHash(g.s, g.interim, ac)
+	next.gcBytes = wire.Encode(&next.gc)
+	pskSecret, err := g.pskSecret(st.psks)
+	if err != nil {
+		return nil, err
+	}
+	initSecret := g.epoch.InitSecret
+	if st.externalInit != nil {
+		priv, _, err := keysched.ExternalPub(g.s, g.epoch.ExternalSecret)
+		if err != nil {
+			return nil, err
+		}
+		if initSecret, err = g.s.ExportReceiver(priv, st.externalInit, externalInitLabel, g.s.HashSize()); err != nil {
+			return nil, fmt.Errorf("external init: %w", err)
+		}
+	}
+	epoch := keysched.Next(g.s, initSecret, commitSecret, pskSecret, next.gcBytes)
+	if tagOut != nil {
+		*tagOut = keysched.ConfirmationTag(g.s, epoch.ConfirmationKey, next.gc.ConfirmedTranscriptHash)
+		ac.Auth.ConfirmationTag = *tagOut
+	} else if err := keysched.VerifyConfirmationTag(g.s, epoch.ConfirmationKey, next.gc.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag); err != nil {
+		return nil, err
+	}
+	next.interim = keysched.InterimTranscriptHash(g.s, next.gc.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag)
+	next.resumption = maps8(g.resumption)
+	next.pending = nil
+	next.installEpoch(epoch)
+	return next, nil
+}
+
+// externalInitLabel is the HPKE exporter context of external commits.
+const externalInitLabel = "MLS 1.0 external init secret"
+
+func maps(m map[treemath.NodeIndex][]byte) map[treemath.NodeIndex][]byte {
+	out := make(map[treemath.NodeIndex][]byte, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func maps8(m map[uint64][]byte) map[uint64][]byte {
+	out := make(map[uint64][]byte, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,40 @@
+package mls
+
+import (
+	"errors"
+
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/keysched"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/suite"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/wire"
+)
+
+// CheckWelcomeVector runs the welcome.json verification: decrypt the
+// Welcome for the KeyPackage with initPriv, decrypt and verify the GroupInfo
+// with signerPub, and check its confirmation tag.
+func CheckWelcomeVector(cs uint16, kpMessage, initPriv, signerPub, welcome []byte) error {
+	s, err := suite.New(suite.ID(cs))
+	if err != nil {
+		return err
+	}
+	km, err := wire.DecodeMLSMessage(kpMessage)
+	if err != nil {
+		return err
+	}
+	wm, err := wire.DecodeMLSMessage(welcome)
+	if err != nil {
+		return err
+	}
+	if km.KeyPackage == nil || wm.Welcome == nil {
+		return errors.New("vector messages of the wrong type")
+	}
+	g := &Group{s: s, externalPSKs: map[string][]byte{}, resumption: map[uint64][]byte{}}
+	gs, gi, pskSecret, err := g.openWelcome(wm.Welcome, km.KeyPackage, initPriv)
+	if err != nil {
+		return err
+	}
+	if err := s.VerifyWithLabel(signerPub, groupInfoLabel, gi.TBS(), gi.Signature); err != nil {
+		return err
+	}
+	e := keysched.FromJoiner(s, gs.JoinerSecret, pskSecret, wire.Encode(&gi.GroupContext))
+	return keysched.VerifyConfirmationTag(s, e.ConfirmationKey, gi.GroupContext.ConfirmedTranscriptHash, gi.ConfirmationTag)
+}

@@ -1,0 +1,221 @@
+package mls
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/keysched"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/suite"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/tree"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/treemath"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/wire"
+)
+
+// Labels of the Welcome (RFC 9420, Section 12.4.3).
+const (
+	welcomeLabel   = "Welcome"
+	groupInfoLabel = "GroupInfoTBS"
+)
+
+// RestoreKeyPackage rebuilds the owner's view of a KeyPackage from its
+// MLSMessage bytes and its three private keys (HPKE init and encryption
+// keys, signature key), for example after a restart.
+func RestoreKeyPackage(kpMessage, initPriv, encPriv, sigPriv []byte) (*KeyPackage, error) {
+	m, err := wire.DecodeMLSMessage(kpMessage)
+	if err != nil {
+		return nil, err
+	}
+	if m.KeyPackage == nil {
+		return nil, fmt.Errorf("%w: message is not a key package", ErrInvalidKeyPackage)
+	}
+	kp := m.KeyPackage
+	s, err := suite.New(suite.ID(kp.CipherSuite))
+	if err != nil {
+		return nil, err
+	}
+	if err := validateKeyPackage(s, kp); err != nil {
+		return nil, err
+	}
+	for _, check := range []struct {
+		what      string
+		priv, pub []byte
+		derive    func([]byte) ([]byte, error)
+	}{
+		{"init", initPriv, kp.InitKey, s.HPKEPublicKey},
+		{"encryption", encPriv, kp.LeafNode.EncryptionKey, s.HPKEPublicKey},
+		{"signature", sigPriv, kp.LeafNode.SignatureKey, s.SignaturePublicKey},
+	} {
+		pub, err := check.derive(check.priv)
+		if err != nil || string(pub) != string(check.pub) {
+			return nil, fmt.Errorf("%w: %s private key does not match", ErrInvalidKeyPackage, check.what)
+		}
+	}
+	id := &Identity{suite: s, sigPriv: slices.Clone(sigPriv), sigPub: kp.LeafNode.SignatureKey, credential: kp.LeafNode.Credential}
+	return &KeyPackage{kp: *kp, initPriv: slices.Clone(initPriv), encPriv: slices.Clone(encPriv), identity: id}, nil
+}
+
+// JoinOptions carries what a joiner may need beyond the Welcome.
+type JoinOptions struct {
+	// RatchetTree is the encoded ratchet tree, required when the GroupInfo
+	// has no ratchet_tree extension.
+	RatchetTree []byte
+	// ExternalPSKs maps PSK ids to secrets for PSKs the Welcome names.
+	ExternalPSKs map[string][]byte
+}
+
+// Join joins a group from a Welcome (an MLSMessage) sent to kp.
+func Join(kp *KeyPackage, welcome []byte, opts *JoinOptions) (*Group, error) {
+	if opts == nil {
+		opts = &JoinOptions{}
+	}
+	m, err := wire.DecodeMLSMessage(welcome)
+	if err != nil {
+		return nil, err
+	}
+	if m.Welcome == nil {
+		return nil, fmt.Errorf("%w: wire format %d, want welcome", ErrUnexpectedMessage, m.WireFormat)
+	}
+	s := kp.identity.suite
+	g := &Group{
+		s: s, sigPriv: kp.identity.sigPriv, privs: map[treemath.NodeIndex][]byte{},
+		externalPSKs: map[string][]byte{}, resumption: map[uint64][]byte{},
+	}
+	for id, secret := range opts.ExternalPSKs {
+		g.AddExternalPSK([]byte(id), secret)
+	}
+	gs, gi, pskSecret, err := g.openWelcome(m.Welcome, &kp.kp, kp.initPriv)
+	if err != nil {
+		return nil, err
+	}
+	g.gc = gi.GroupContext
+	if g.gc.Version != wire.ProtocolVersion10 || g.gc.CipherSuite != uint16(s.ID()) {
+		return nil, fmt.Errorf("%w: group version %d suite %d", ErrNoMatchingKeyPackage, g.gc.Version, g.gc.CipherSuite)
+	}
+	if g.tree, err = loadTree(s, gi, opts.RatchetTree); err != nil {
+		return nil, err
+	}
+	if err := g.validateTree(); err != nil {
+		return nil, err
+	}
+	signer := g.tree.Leaf(treemath.LeafIndex(gi.Signer))
+	if signer == nil {
+		return nil, fmt.Errorf("%w: group info signer %d", ErrUnknownSender, gi.Signer)
+	}
+	if err := s.VerifyWithLabel(signer.SignatureKey, groupInfoLabel, gi.TBS(), gi.Signature); err != nil {
+		return nil, fmt.Errorf("group info: %w", err)
+	}
+	me := -1
+	g.tree.Members(func(l treemath.LeafIndex, leaf *wire.LeafNode) {
+		if string(leaf.EncryptionKey) == string(kp.kp.LeafNode.EncryptionKey) && string(leaf.SignatureKey) == string(kp.kp.LeafNode.SignatureKey) {
+			me = int(l)
+		}
+	})
+	if me < 0 {
+		return nil, fmt.Errorf("%w: own leaf not in the tree", ErrNoMatchingKeyPackage)
+	}
+	g.me = treemath.LeafIndex(me)
+	g.privs[g.me.Node()] = slices.Clone(kp.encPriv)
+	if gs.PathSecret != nil {
+		if err := g.installPathSecret(treemath.LeafIndex(gi.Signer), gs.PathSecret); err != nil {
+			return nil, err
+		}
+	}
+	g.gcBytes = wire.Encode(&g.gc)
+	g.installEpoch(keysched.FromJoiner(s, gs.JoinerSecret, pskSecret, g.gcBytes))
+	if err := keysched.VerifyConfirmationTag(s, g.epoch.ConfirmationKey, g.gc.ConfirmedTranscriptHash, gi.ConfirmationTag); err != nil {
+		return nil, fmt.Errorf("group info: %w", err)
+	}
+	g.interim = keysched.InterimTranscriptHash(s, g.gc.ConfirmedTranscriptHash, gi.ConfirmationTag)
+	return g, nil
+}
+
+// openWelcome finds the secrets for kp in w, decrypts them with initPriv
+// and decrypts the GroupInfo. The GroupInfo's signature is not checked yet:
+// the signer's key is in the tree.
+func (g *Group) openWelcome(w *wire.Welcome, kp *wire.KeyPackage, initPriv []byte) (*wire.GroupSecrets, *wire.GroupInfo, []byte, error) {
+	s := g.s
+	if w.CipherSuite != uint16(s.ID()) {
+		return nil, nil, nil, fmt.Errorf("%w: welcome suite %d, key package suite %d", ErrNoMatchingKeyPackage, w.CipherSuite, s.ID())
+	}
+	ref := keyPackageRef(s, kp)
+	i := slices.IndexFunc(w.Secrets, func(e wire.EncryptedGroupSecrets) bool { return string(e.NewMember) == string(ref) })
+	if i < 0 {
+		return nil, nil, nil, ErrNoMatchingKeyPackage
+	}
+	ct := w.Secrets[i].Secrets
+	gsBytes, err := s.DecryptWithLabel(initPriv, welcomeLabel, w.EncryptedGroupInfo, ct.KEMOutput, ct.Ciphertext)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("decrypt group secrets: %w", err)
+	}
+	gs, err := wire.DecodeGroupSecrets(gsBytes)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pskSecret, err := g.pskSecret(gs.PSKs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	key, nonce := keysched.WelcomeKeyNonce(s, keysched.WelcomeSecret(s, gs.JoinerSecret, pskSecret))
+	giBytes, err := s.Open(key, nonce, nil, w.EncryptedGroupInfo)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("decrypt group info: %w", err)
+	}
+	gi, err := wire.DecodeGroupInfo(giBytes)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return gs, gi, pskSecret, nil
+}
+
+// loadTree takes the tree from the GroupInfo's ratchet_tree extension or,
+// failing that, from the supplied bytes.
+func loadTree(s *suite.Suite, gi *wire.GroupInfo, supplied []byte) (*tree.Tree, error) {
+	data, ok := wire.FindExtension(gi.Extensions, wire.ExtRatchetTree)
+	if !ok {
+		if supplied == nil {
+			return nil, ErrNoRatchetTree
+		}
+		data = supplied
+	}
+	rt, err := wire.DecodeRatchetTree(data)
+	if err != nil {
+		return nil, err
+	}
+	return tree.FromWire(s, rt)
+}
+
+// validateTree checks a tree received from others against the group
+// context: tree hash, parent hashes and leaf signatures.
+func (g *Group) validateTree() error {
+	if string(g.tree.TreeHash()) != string(g.gc.TreeHash) {
+		return ErrTreeHash
+	}
+	if err := g.tree.VerifyParentHashes(); err != nil {
+		return err
+	}
+	return g.tree.VerifyLeafSignatures(g.gc.GroupID)
+}
+
+// installPathSecret sets the path secret a Welcome gives for the lowest
+// common ancestor of this member and the signer, and derives the keys of
+// the nodes above it on the signer's filtered direct path.
+func (g *Group) installPathSecret(signer treemath.LeafIndex, secret []byte) error {
+	lca := treemath.CommonAncestor(g.me.Node(), signer.Node())
+	path, _ := g.tree.FilteredDirectPath(signer)
+	i := slices.Index(path, lca)
+	if i < 0 {
+		return fmt.Errorf("%w: common ancestor %d not on the signer's filtered path", tree.ErrPathShape, lca)
+	}
+	for ; i < len(path); i++ {
+		priv, pub, err := g.tree.PrivateKeyFromPathSecret(secret)
+		if err != nil {
+			return err
+		}
+		if string(pub) != string(g.tree.EncryptionKey(path[i])) {
+			return fmt.Errorf("%w: node %d", tree.ErrPathKey, path[i])
+		}
+		g.privs[path[i]] = priv
+		secret = g.s.DeriveSecret(secret, "path")
+	}
+	return nil
+}
