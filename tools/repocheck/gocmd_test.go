@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +22,31 @@ func repoRoot(t *testing.T) string {
 	if gomod == "" || gomod == os.DevNull {
 		t.Fatal("go env GOMOD: not inside a module")
 	}
-	return filepath.Dir(gomod)
+	root := filepath.Dir(gomod)
+	recordTreeAsInput(t, root)
+	return root
+}
+
+// recordTreeAsInput lists every directory of the repository from the test
+// process. The checks read the tree through go command subprocesses, which
+// go test's result cache does not see; a directory listed here is part of
+// the cached result's key (names, sizes and mtimes of its entries), so any
+// edit, new file or go.mod change reruns the checks instead of replaying an
+// old pass.
+func recordTreeAsInput(t *testing.T, root string) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || strings.HasPrefix(d.Name(), "bazel-")) {
+			return filepath.SkipDir // .git, caches, Bazel output links
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("listing the repository: %v", err)
+	}
 }
 
 // productEnv runs the go command on the product module alone: go.work and
