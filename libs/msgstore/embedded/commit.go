@@ -50,9 +50,7 @@ func (s *Store) commitLoop() {
 			}
 			s.commit(batch)
 			clear(batch)
-			if s.failed == nil && s.active().size >= s.segmentSize/2 {
-				s.startSpare()
-			}
+			s.afterCommit()
 			if cap(s.buf) > 2*maxBatchBytes {
 				s.buf = nil
 			}
@@ -242,9 +240,9 @@ type spareResult struct {
 	err error
 }
 
-// startSpare starts creating the next segment unless that is already under way.
+// startSpare starts creating the next segment unless one is ready or under way.
 func (s *Store) startSpare() {
-	if s.spare != nil {
+	if s.spare != nil || s.ready != nil {
 		return
 	}
 	ch := make(chan spareResult, 1)
@@ -256,22 +254,58 @@ func (s *Store) startSpare() {
 	}()
 }
 
+// spareReady reports, without waiting, whether a spare segment is ready.
+func (s *Store) spareReady() bool {
+	if s.ready == nil && s.spare != nil {
+		select {
+		case r := <-s.spare:
+			s.spare, s.ready = nil, &r
+		default:
+		}
+	}
+	return s.ready != nil
+}
+
+// takeSpare returns the spare segment, creating it first if need be.
 func (s *Store) takeSpare() (*segment, error) {
-	s.startSpare()
-	r := <-s.spare
-	s.spare = nil
+	if s.ready == nil {
+		s.startSpare()
+		r := <-s.spare
+		s.spare, s.ready = nil, &r
+	}
+	r := s.ready
+	s.ready = nil
 	return r.seg, r.err
 }
 
-// dropSpare waits for a spare under way and closes it; the next Open removes the file.
+// dropSpare closes a spare that is ready or under way; the next Open removes the file.
 func (s *Store) dropSpare() {
-	if s.spare == nil {
+	if s.spare != nil {
+		r := <-s.spare
+		s.spare, s.ready = nil, &r
+	}
+	if s.ready != nil && s.ready.seg != nil {
+		s.ready.seg.f.Close()
+	}
+	s.ready = nil
+}
+
+// afterCommit prepares the next segment once the active one is half full, and moves to
+// it early when the active segment has no zero-filled room left, as a new store's first
+// segment, which Open does not zero-fill, so that opening a store stays cheap.
+func (s *Store) afterCommit() {
+	if s.failed != nil {
 		return
 	}
-	if r := <-s.spare; r.seg != nil {
-		r.seg.f.Close()
+	active := s.active()
+	if active.size >= s.segmentSize/2 {
+		s.startSpare()
 	}
-	s.spare = nil
+	if active.alloc <= active.size && s.spareReady() {
+		if err := s.roll(); err != nil {
+			s.report(fmt.Errorf("msgstore: switch to preallocated segment: %w", err))
+		}
+	}
 }
 
 // maybeCompact compacts the oldest segment while the log holds more than twice the live

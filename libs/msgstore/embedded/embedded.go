@@ -33,7 +33,7 @@ import (
 const DirName = "msgstore"
 
 const (
-	defaultSegmentSize     = 64 << 20
+	defaultSegmentSize     = 32 << 20
 	defaultReclaimInterval = time.Minute
 	// maxBatchRequests and maxBatchBytes bound how many calls share one commit; a
 	// single Append may exceed maxBatchBytes alone.
@@ -44,8 +44,8 @@ const (
 // Options tune a Store. The zero value is ready to use.
 type Options struct {
 	// SegmentSize is the size at which the active segment is closed and a new one
-	// started (default 64 MiB). Segments are zero-filled to this size when created,
-	// the first one by Open, so tests that open many stores should set it small.
+	// started (default 32 MiB). Segments after a new store's first are zero-filled to
+	// this size in the background once the active one is half full.
 	SegmentSize int64
 	// ReclaimInterval is how often expired messages are dropped from the index and
 	// so from Count (default one minute).
@@ -84,7 +84,8 @@ type Store struct {
 	nextSeq  uint64
 	failed   error
 	unsynced bool
-	spare    chan spareResult
+	spare    chan spareResult // a spare segment under way
+	ready    *spareResult     // a spare segment created
 	buf      []byte
 	ops      []op
 }
@@ -319,7 +320,7 @@ func (s *Store) load() error {
 	}
 	s.segments = s.segments[:last+1]
 	if len(s.segments) == 0 {
-		seg, err := createSegment(s.dir, nextID, s.nextSeq, s.segmentSize)
+		seg, err := createSegment(s.dir, nextID, s.nextSeq, 0)
 		if err != nil {
 			return err
 		}

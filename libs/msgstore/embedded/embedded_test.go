@@ -386,3 +386,55 @@ func TestReopenKeepsFewFiles(t *testing.T) {
 		t.Fatalf("%d segment files after 6 reopens: %v", len(files), files)
 	}
 }
+
+// TestMovesToPreallocatedSegment checks that a new store, whose first segment grows with
+// every write, switches to a zero-filled segment once it is half full, and that the
+// zeros do not confuse a reopen.
+func TestMovesToPreallocatedSegment(t *testing.T) {
+	dir := t.TempDir()
+	const segSize = 16 << 10
+	opts := embedded.Options{SegmentSize: segSize}
+	s, err := embedded.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := msgstore.Inbox{UserID: "u", DeviceID: "d"}
+	n := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for len(segmentFiles(t, dir)) < 2 || n < 40 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d segment files after %d appends", len(segmentFiles(t, dir)), n)
+		}
+		if err := s.Append(context.Background(), []msgstore.Message{message(in, n)}); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		time.Sleep(time.Millisecond)
+	}
+	// Appends continue into the spare segment once it is ready.
+	for range 5 {
+		if err := s.Append(context.Background(), []msgstore.Message{message(in, n)}); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	files := segmentFiles(t, dir)
+	fi, err := os.Stat(files[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != segSize {
+		t.Fatalf("second segment is %d bytes, want it zero-filled to %d", fi.Size(), segSize)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = embedded.Open(dir, embedded.Options{SegmentSize: segSize, OnError: func(err error) { t.Errorf("reopen: %v", err) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, err := s.Count(context.Background(), in); err != nil || got != n {
+		t.Fatalf("count after reopen = %d, %v; want %d", got, err, n)
+	}
+}
