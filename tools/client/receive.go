@@ -270,7 +270,11 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 		return Event{Kind: EventUndecryptable, Received: received, Err: err}, dropped, nil
 	}
 	opened, err := envelope.Open(id.ECDH(), s.DeviceID, ed25519.PublicKey(s.TrustRoot), received, d.GetPayload())
-	if err != nil {
+	if errors.Is(err, envelope.ErrUnknownIssuer) {
+		// Signed by a server key other than the pinned one: the server rotated its key, or
+		// someone impersonates it. Either way a person must look; the message stays queued.
+		return Event{Kind: EventWarning, Received: received, Err: fmt.Errorf("message held: %w; the server's certificate key differs from the one pinned at registration", err)}, held, nil
+	} else if err != nil {
 		return undecryptable(err)
 	}
 	cert := opened.Sender

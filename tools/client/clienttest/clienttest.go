@@ -29,14 +29,21 @@ type Platform struct {
 	Conn              *grpc.ClientConn
 }
 
-// Start starts a platform that stops when the test ends.
+// Start starts a platform with the default rate limits that stops when the test ends.
 func Start(t testing.TB) *Platform {
+	t.Helper()
+	return StartWithLimits(t, nil)
+}
+
+// StartWithLimits starts a platform with the given rate-limit policy (nil: the default; an
+// empty policy disables rate limiting, for tests that exhaust prekeys on purpose).
+func StartWithLimits(t testing.TB, limits platform.Policy) *Platform {
 	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := platform.Start(ctx, platform.Config{
 		DataDir: filepath.Join(dir, "server"), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.DiscardHandler),
+		Logger: slog.New(slog.DiscardHandler), Limits: limits,
 	})
 	if err != nil {
 		cancel()

@@ -1,7 +1,7 @@
 // Package content encodes the plaintext a Guardyn client puts inside an end-to-end
 // encrypted message: a small versioned JSON object naming the kind (text, receipt,
 // typing), a client message id, the body, the send time and the sender's username. The
-// format is described in docs/cli.md ("Message content").
+// format is described in docs/cli.md ("How the client works").
 package content
 
 import (

@@ -1,7 +1,7 @@
 // Package vault keeps a client profile's secrets in one passphrase-encrypted file that
 // several processes share safely: scrypt derives the key, XChaCha20-Poly1305 seals the
 // contents, every load-modify-save cycle runs under an exclusive flock and replaces the file
-// atomically. The format is described in docs/cli.md ("Local state").
+// atomically. The format is described in docs/cli.md ("How the client works").
 //
 // Layout of the state file (version 1), all of it authenticated as associated data except
 // the ciphertext itself:

@@ -1,0 +1,201 @@
+package client_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	"github.com/guardyn/guardyn/tools/client"
+	"github.com/guardyn/guardyn/tools/client/clienttest"
+	"github.com/guardyn/guardyn/tools/devserver/platform"
+)
+
+// callCounter counts unary calls per method and can fail chosen methods.
+type callCounter struct {
+	mu    sync.Mutex
+	calls map[string]int
+	fail  map[string]int // method -> how many more calls to fail with UNAVAILABLE
+}
+
+func newCallCounter() *callCounter {
+	return &callCounter{calls: map[string]int{}, fail: map[string]int{}}
+}
+
+func (c *callCounter) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	c.mu.Lock()
+	c.calls[method]++
+	failing := c.fail[method] > 0
+	if failing {
+		c.fail[method]--
+	}
+	c.mu.Unlock()
+	if failing {
+		return status.Error(codes.Unavailable, "injected failure")
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+func (c *callCounter) count(method string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[method]
+}
+
+const (
+	refreshMethod = "/guardyn.auth.v1.AuthService/RefreshToken"
+	loginMethod   = "/guardyn.auth.v1.AuthService/Login"
+	ackMethod     = "/guardyn.messaging.v1.MessagingService/AckMessages"
+)
+
+// TestTokensRefreshThenRelogin moves the client's clock: near the access token's expiry it
+// rotates the refresh token; once the refresh token has expired too it logs in again with
+// the identity key. Every send still works.
+func TestTokensRefreshThenRelogin(t *testing.T) {
+	p := clienttest.Start(t)
+	p.Register(t, "alice")
+	bob := p.Register(t, "bob")
+	calls := newCallCounter()
+	var offset atomic.Int64
+	cfg := p.Config("alice")
+	cfg.Conn = p.Dial(t, grpc.WithUnaryInterceptor(calls.intercept))
+	cfg.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	alice, err := client.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	ctx := clienttest.Context(t)
+
+	send := func(text string) {
+		t.Helper()
+		if _, err := alice.Send(ctx, "bob", text); err != nil {
+			t.Fatalf("send %q: %v", text, err)
+		}
+	}
+	send("fresh token")
+	if calls.count(refreshMethod) != 0 || calls.count(loginMethod) != 0 {
+		t.Fatalf("fresh token refreshed (%d) or logged in (%d)", calls.count(refreshMethod), calls.count(loginMethod))
+	}
+	offset.Store(int64(14*time.Minute + 30*time.Second))
+	send("near expiry")
+	if calls.count(refreshMethod) == 0 || calls.count(loginMethod) != 0 {
+		t.Fatalf("near expiry: %d refreshes, %d logins; want a refresh and no login", calls.count(refreshMethod), calls.count(loginMethod))
+	}
+	offset.Store(int64(31 * 24 * time.Hour))
+	send("refresh token expired")
+	if calls.count(loginMethod) == 0 {
+		t.Fatal("expired refresh token: no new login")
+	}
+	evs := clienttest.Drain(t, bob)
+	if len(evs) != 3 {
+		t.Fatalf("bob got %d events, want 3: %+v", len(evs), evs)
+	}
+}
+
+// TestAckLostRedeliveryDropped loses the acknowledgement after a message was decrypted and
+// saved: the server delivers it again, and the client drops it by its server id instead of
+// showing it twice.
+func TestAckLostRedeliveryDropped(t *testing.T) {
+	p := clienttest.Start(t)
+	alice := p.Register(t, "alice")
+	p.Register(t, "bob")
+	calls := newCallCounter()
+	calls.fail[ackMethod] = 1
+	cfg := p.Config("bob")
+	cfg.Conn = p.Dial(t, grpc.WithUnaryInterceptor(calls.intercept))
+	bob, err := client.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	ctx := clienttest.Context(t)
+	if _, err := alice.Send(ctx, "bob", "exactly once on screen"); err != nil {
+		t.Fatal(err)
+	}
+	var shown []string
+	err = bob.Listen(ctx, true, func(ev client.Event) {
+		if ev.Kind == client.EventMessage {
+			shown = append(shown, ev.Body)
+		}
+	})
+	if status.Code(err) != codes.Unavailable || len(shown) != 1 {
+		t.Fatalf("first listen: err = %v, shown %q; want the message shown and the ack failure reported", err, shown)
+	}
+	if evs := clienttest.Drain(t, bob); len(evs) != 0 {
+		t.Fatalf("redelivery produced events %+v; it should be dropped as a duplicate", evs)
+	}
+	if calls.count(ackMethod) < 2 {
+		t.Fatalf("the redelivered message was not acknowledged (%d ack calls)", calls.count(ackMethod))
+	}
+	if evs := clienttest.Drain(t, bob); len(evs) != 0 {
+		t.Fatalf("third listen got %+v; the inbox should be empty", evs)
+	}
+	hist, err := bob.History("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 1 {
+		t.Fatalf("history holds %d entries, want 1", len(hist))
+	}
+}
+
+// TestPreKeysToppedUp drains most of a device's one-time prekeys through the API; its next
+// listen uploads enough to get back to PreKeyBatch of each kind.
+func TestPreKeysToppedUp(t *testing.T) {
+	p := clienttest.StartWithLimits(t, platform.Policy{}) // no rate limits: the test drains prekeys fast
+	alice, bob := p.Register(t, "alice"), p.Register(t, "bob")
+	ctx := clienttest.Context(t)
+	auth := authv1.NewAuthServiceClient(p.Conn)
+	bobCtx, err := bob.BearerForTest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	who, err := bob.Whoami()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := func() *authv1.PreKeyCounts {
+		t.Helper()
+		resp, err := auth.GetPreKeyCounts(bobCtx, &authv1.GetPreKeyCountsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetCounts()
+	}
+	if c := counts(); c.GetOneTimeEcPrekeys() != client.PreKeyBatch || c.GetOneTimeKemPrekeys() != client.PreKeyBatch || !c.GetHasSignedEcPrekey() || !c.GetHasLastResortKemPrekey() {
+		t.Fatalf("after registration: %v", c)
+	}
+	aliceCtx, err := alice.BearerForTest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const claims = client.PreKeyBatch - client.PreKeyLowWater + 5
+	for range claims {
+		if _, err := auth.GetKeyBundles(aliceCtx, &authv1.GetKeyBundlesRequest{UserId: who.UserID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := counts(); c.GetOneTimeEcPrekeys() != client.PreKeyBatch-claims {
+		t.Fatalf("after %d claims: %v", claims, c)
+	}
+	clienttest.Drain(t, bob)
+	if c := counts(); c.GetOneTimeEcPrekeys() != client.PreKeyBatch || c.GetOneTimeKemPrekeys() != client.PreKeyBatch {
+		t.Fatalf("after listen: %v, want %d of each", c, client.PreKeyBatch)
+	}
+	// The replenished keys work: a new contact can start a session with them.
+	carol := p.Register(t, "carol")
+	if _, err := carol.Send(ctx, "bob", "using a fresh prekey"); err != nil {
+		t.Fatal(err)
+	}
+	evs := clienttest.Drain(t, bob)
+	if len(evs) != 1 || evs[0].Body != "using a fresh prekey" {
+		t.Fatalf("bob got %+v", evs)
+	}
+}
