@@ -188,3 +188,69 @@ func TestVersionHelpers(t *testing.T) {
 		t.Errorf("diffSets = %q, %q", missing, extra)
 	}
 }
+
+// moduleSchema lists, for the rules_go and gazelle versions MODULE.bazel
+// pins (0.65.0 and 0.53.0), the calls a MODULE.bazel may make and the
+// keyword arguments each accepts, from their extensions' tag classes and
+// Bazel's MODULE.bazel globals. A misspelt tag or attribute fails here
+// instead of at the first `bazel build`. Update with the pinned versions.
+var moduleSchema = map[string][]string{
+	".module":              {"name", "version", "compatibility_level", "repo_name", "bazel_compatibility"},
+	".bazel_dep":           {"name", "version", "repo_name", "dev_dependency", "max_compatibility_level"},
+	".use_extension":       {"dev_dependency", "isolate"},
+	".use_repo":            {},
+	".register_toolchains": {"dev_dependency"},
+	"go_sdk.download": {
+		"name", "goos", "goarch", "sdks", "experiments", "urls", "patches", "patch_strip",
+		"strip_prefix", "experimental_build_compiler_from_source", "version",
+	},
+	"go_sdk.from_file":         {"name", "go_mod", "experiments"},
+	"go_sdk.host":              {"name", "version", "experiments"},
+	"go_sdk.nogo":              {"nogo", "includes", "excludes"},
+	"go_deps.from_file":        {"go_mod", "go_work", "fail_on_version_conflict"},
+	"go_deps.config":           {"check_direct_dependencies", "go_env", "go_env_inherit", "debug_mode"},
+	"go_deps.module":           {"path", "version", "sum", "indirect", "local_path"},
+	"go_deps.gazelle_override": {"path", "directives", "build_file_generation", "build_extra_args"},
+	"go_deps.module_override":  {"path", "patches", "patch_strip", "repo_name"},
+}
+
+func TestModuleBazelSchema(t *testing.T) {
+	root := repoRoot(t)
+	src, err := os.ReadFile(filepath.Join(root, "MODULE.bazel"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls, err := bzlmod.Calls(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, c := range calls {
+		key := c.Receiver + "." + c.Name
+		seen[key] = true
+		allowed, ok := moduleSchema[key]
+		if !ok {
+			t.Errorf("MODULE.bazel:%d: unknown call %s", c.Line, strings.TrimPrefix(key, "."))
+			continue
+		}
+		for _, kw := range c.Keywords {
+			if !contains(allowed, kw) {
+				t.Errorf("MODULE.bazel:%d: %s has no attribute %q", c.Line, strings.TrimPrefix(key, "."), kw)
+			}
+		}
+	}
+	for _, must := range []string{".module", ".bazel_dep", "go_sdk.download", "go_deps.from_file", ".use_repo"} {
+		if !seen[must] {
+			t.Errorf("MODULE.bazel makes no %s call", strings.TrimPrefix(must, "."))
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -2,6 +2,7 @@ package bzlmod
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -213,5 +214,31 @@ func TestGoSDKVersion(t *testing.T) {
 	}
 	if _, err := GoSDKVersion([]byte(`other.download(version = "1")`)); !errors.Is(err, ErrNoGoSDK) {
 		t.Errorf("GoSDKVersion without go_sdk.download: error = %v, want ErrNoGoSDK", err)
+	}
+}
+
+func TestCalls(t *testing.T) {
+	calls, err := Calls([]byte(sampleModule))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range calls {
+		got = append(got, fmt.Sprintf("%d:%s.%s%q", c.Line, c.Receiver, c.Name, c.Keywords))
+	}
+	want := []string{
+		`3:.module["name" "version"]`,
+		`5:.bazel_dep["name" "version"]`,
+		`6:.bazel_dep["name" "version" "repo_name"]`,
+		`8:.use_extension[]`,
+		`9:go_sdk.download["version" "experiments"]`,
+		`11:.use_extension[]`,
+		`12:go_deps.from_file["go_mod"]`,
+		`13:.use_repo[]`,
+		`19:.use_repo[]`,
+		`20:.use_repo[]`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -25,6 +25,7 @@ type call struct {
 	idents     []string // positional identifiers (use_repo's extension proxy)
 	strings    []string // positional string literals
 	kwargs     map[string]string
+	keywords   []string // every keyword argument, whatever its value
 	start, end int
 }
 
@@ -246,6 +247,7 @@ func (s *scanner) args(c *call) error {
 			id := s.ident()
 			s.skipSpaceAndComments()
 			if s.pos < len(s.src) && s.src[s.pos] == '=' {
+				c.keywords = append(c.keywords, id)
 				s.pos++
 				s.skipSpaceAndComments()
 				if s.pos < len(s.src) && (s.src[s.pos] == '"' || s.src[s.pos] == '\'') {
@@ -317,3 +319,30 @@ func GoSDKVersion(moduleBazel []byte) (string, error) {
 
 // ErrNoGoSDK is returned when MODULE.bazel downloads no Go SDK.
 var ErrNoGoSDK = errors.New("no go_sdk.download with a version")
+
+// Call is one top-level call of a MODULE.bazel file, as far as a schema
+// check needs it.
+type Call struct {
+	Receiver string   // "go_sdk" in go_sdk.download(...); "" for plain calls
+	Name     string   // "download"
+	Keywords []string // keyword argument names, in order
+	Line     int
+}
+
+// Calls returns the top-level calls of a MODULE.bazel file in order.
+func Calls(moduleBazel []byte) ([]Call, error) {
+	calls, err := parseCalls(moduleBazel)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Call, len(calls))
+	for i, c := range calls {
+		out[i] = Call{
+			Receiver: c.recv,
+			Name:     c.name,
+			Keywords: c.keywords,
+			Line:     1 + bytes.Count(moduleBazel[:c.start], []byte("\n")),
+		}
+	}
+	return out, nil
+}
