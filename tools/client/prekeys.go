@@ -11,23 +11,18 @@ import (
 // uploadInitialPreKeys generates the signed EC prekey, the last-resort ML-KEM prekey and a
 // batch of one-time prekeys of each kind, saves their private halves, then uploads them.
 func (c *Client) uploadInitialPreKeys(ctx context.Context) error {
-	return c.uploadPreKeys(ctx, func(s *state, id *keys.Identity, st *keys.PreKeyStore, req *authv1.UploadPreKeysRequest) error {
-		spk, err := st.GenerateSignedPreKey(id)
-		if err != nil {
-			return fmt.Errorf("client: generate signed prekey: %w", err)
+	return c.uploadPreKeys(ctx, func(id *keys.Identity, st *keys.PreKeyStore, req *authv1.UploadPreKeysRequest) error {
+		if err := addSigned(st, id, req, true, true); err != nil {
+			return err
 		}
-		req.SignedEcPrekey = &authv1.SignedEcPreKey{Id: spk.ID, PublicKey: spk.Key.Bytes(), Signature: spk.Signature}
-		lr, err := st.GenerateLastResortKEMPreKey(id)
-		if err != nil {
-			return fmt.Errorf("client: generate last-resort prekey: %w", err)
-		}
-		req.LastResortKemPrekey = kemProto(lr)
 		return addOneTime(st, id, req, PreKeyBatch, PreKeyBatch)
 	})
 }
 
 // ReplenishPreKeys tops up the device's one-time prekeys on the server when fewer than
-// PreKeyLowWater of a kind are left. It returns how many of each kind it uploaded.
+// PreKeyLowWater of a kind are left, and uploads a signed or last-resort prekey the server
+// lacks (a registration interrupted before its first upload). It returns how many one-time
+// prekeys of each kind it uploaded.
 func (c *Client) ReplenishPreKeys(ctx context.Context) (ec, kem int, err error) {
 	var counts *authv1.PreKeyCounts
 	if err := c.cycle(func(s *state) error {
@@ -50,10 +45,14 @@ func (c *Client) ReplenishPreKeys(ctx context.Context) (ec, kem int, err error) 
 	if n := int(counts.GetOneTimeKemPrekeys()); n < PreKeyLowWater {
 		kem = PreKeyBatch - n
 	}
-	if ec == 0 && kem == 0 {
+	needSPK, needLR := !counts.GetHasSignedEcPrekey(), !counts.GetHasLastResortKemPrekey()
+	if ec == 0 && kem == 0 && !needSPK && !needLR {
 		return 0, 0, nil
 	}
-	err = c.uploadPreKeys(ctx, func(s *state, id *keys.Identity, st *keys.PreKeyStore, req *authv1.UploadPreKeysRequest) error {
+	err = c.uploadPreKeys(ctx, func(id *keys.Identity, st *keys.PreKeyStore, req *authv1.UploadPreKeysRequest) error {
+		if err := addSigned(st, id, req, needSPK, needLR); err != nil {
+			return err
+		}
 		return addOneTime(st, id, req, ec, kem)
 	})
 	if err != nil {
@@ -62,10 +61,28 @@ func (c *Client) ReplenishPreKeys(ctx context.Context) (ec, kem int, err error) 
 	return ec, kem, nil
 }
 
+func addSigned(st *keys.PreKeyStore, id *keys.Identity, req *authv1.UploadPreKeysRequest, spk, lastResort bool) error {
+	if spk {
+		k, err := st.GenerateSignedPreKey(id)
+		if err != nil {
+			return fmt.Errorf("client: generate signed prekey: %w", err)
+		}
+		req.SignedEcPrekey = &authv1.SignedEcPreKey{Id: k.ID, PublicKey: k.Key.Bytes(), Signature: k.Signature}
+	}
+	if lastResort {
+		k, err := st.GenerateLastResortKEMPreKey(id)
+		if err != nil {
+			return fmt.Errorf("client: generate last-resort prekey: %w", err)
+		}
+		req.LastResortKemPrekey = kemProto(k)
+	}
+	return nil
+}
+
 // uploadPreKeys generates keys with gen and saves the private halves in one cycle, then
 // uploads outside the lock. Saving first means a crash can only leave unused private keys
 // behind, never public keys on the server whose private halves are lost.
-func (c *Client) uploadPreKeys(ctx context.Context, gen func(*state, *keys.Identity, *keys.PreKeyStore, *authv1.UploadPreKeysRequest) error) error {
+func (c *Client) uploadPreKeys(ctx context.Context, gen func(*keys.Identity, *keys.PreKeyStore, *authv1.UploadPreKeysRequest) error) error {
 	req := &authv1.UploadPreKeysRequest{}
 	var actx context.Context
 	if err := c.cycle(func(s *state) error {
@@ -81,7 +98,7 @@ func (c *Client) uploadPreKeys(ctx context.Context, gen func(*state, *keys.Ident
 		if err != nil {
 			return err
 		}
-		if err := gen(s, id, st, req); err != nil {
+		if err := gen(id, st, req); err != nil {
 			return err
 		}
 		return s.setPreKeys(st)

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -196,6 +197,34 @@ func TestPreKeysToppedUp(t *testing.T) {
 	}
 	evs := clienttest.Drain(t, bob)
 	if len(evs) != 1 || evs[0].Body != "using a fresh prekey" {
+		t.Fatalf("bob got %+v", evs)
+	}
+}
+
+// TestInterruptedRegistrationHeals loses the first prekey upload of a registration: the
+// device exists without prekeys, so nobody can message it, until its first listen uploads
+// them.
+func TestInterruptedRegistrationHeals(t *testing.T) {
+	p := clienttest.Start(t)
+	alice := p.Register(t, "alice")
+	calls := newCallCounter()
+	calls.fail["/guardyn.auth.v1.AuthService/UploadPreKeys"] = 1
+	cfg := p.Config("bob")
+	cfg.Conn = p.Dial(t, grpc.WithUnaryInterceptor(calls.intercept))
+	ctx := clienttest.Context(t)
+	bob, err := client.Register(ctx, cfg, "bob", "phone")
+	if status.Code(err) != codes.Unavailable || bob == nil {
+		t.Fatalf("register with a lost upload: err = %v", err)
+	}
+	defer bob.Close()
+	if _, err := alice.Send(ctx, "bob", "too early"); !errors.Is(err, client.ErrNoPreKeys) {
+		t.Fatalf("send to a device without prekeys: err = %v, want ErrNoPreKeys", err)
+	}
+	clienttest.Drain(t, bob)
+	if _, err := alice.Send(ctx, "bob", "now it works"); err != nil {
+		t.Fatal(err)
+	}
+	if evs := clienttest.Drain(t, bob); len(evs) != 1 || evs[0].Body != "now it works" {
 		t.Fatalf("bob got %+v", evs)
 	}
 }
