@@ -225,6 +225,14 @@ func (g *Group) processCommit(ac *wire.AuthenticatedContent) (*Group, error) {
 	if st.pathRequired && c.Path == nil {
 		return nil, ErrPathRequired
 	}
+	if next.removed {
+		// A removed member cannot decrypt the new epoch's path and has no
+		// use for it: it keeps only the fact that it was removed.
+		gone := *g
+		gone.removed = true
+		gone.pending = nil
+		return &gone, nil
+	}
 	sender := treemath.LeafIndex(committer.Index)
 	if committer.Type == wire.SenderNewMemberCommit {
 		if c.Path == nil {
@@ -243,19 +251,17 @@ func (g *Group) processCommit(ac *wire.AuthenticatedContent) (*Group, error) {
 		}
 		next.gc.TreeHash = next.tree.TreeHash()
 		provisional := wire.Encode(&next.gc)
-		if !next.removed {
-			privs := maps(g.privs)
-			next.tree.PrunePrivateKeys(privs)
-			ps, err := next.tree.DecryptUpdatePath(g.me, sender, c.Path, privs, st.added, provisional)
-			if err != nil {
-				return nil, err
-			}
-			for x, k := range ps.PrivateKeys {
-				privs[x] = k
-			}
-			next.privs = privs
-			commitSecret = ps.CommitSecret
+		privs := maps(g.privs)
+		next.tree.PrunePrivateKeys(privs)
+		ps, err := next.tree.DecryptUpdatePath(g.me, sender, c.Path, privs, st.added, provisional)
+		if err != nil {
+			return nil, err
 		}
+		for x, k := range ps.PrivateKeys {
+			privs[x] = k
+		}
+		next.privs = privs
+		commitSecret = ps.CommitSecret
 	} else {
 		next.privs = maps(g.privs)
 		next.tree.PrunePrivateKeys(next.privs)

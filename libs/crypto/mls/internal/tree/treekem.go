@@ -109,17 +109,23 @@ type PathSecrets struct {
 	// PathSecret is the first path secret learned (the one decrypted, for a
 	// receiver).
 	PathSecret []byte
+	// NodeSecrets maps each node of the path to its path secret, for the
+	// committer to give joiners the secret of their common ancestor.
+	NodeSecrets map[treemath.NodeIndex][]byte
 	// CommitSecret is the path secret one step past the root.
 	CommitSecret []byte
 }
 
 // deriveUp derives node keys for path[from:] starting from secret, checking
 // them against want when it is non-nil, and returns the commit secret.
-func (t *Tree) deriveUp(secret []byte, path []treemath.NodeIndex, from int, want [][]byte, into map[treemath.NodeIndex][]byte) ([]byte, [][]byte, error) {
+func (t *Tree) deriveUp(secret []byte, path []treemath.NodeIndex, from int, want [][]byte, into map[treemath.NodeIndex][]byte, secrets map[treemath.NodeIndex][]byte) ([]byte, [][]byte, error) {
 	pubs := make([][]byte, 0, len(path)-from)
 	for i := from; i < len(path); i++ {
 		if i > from {
 			secret = t.s.DeriveSecret(secret, "path")
+		}
+		if secrets != nil {
+			secrets[path[i]] = secret
 		}
 		priv, pub, err := t.s.DeriveKeyPair(t.s.DeriveSecret(secret, "node"))
 		if err != nil {
@@ -165,7 +171,8 @@ func (t *Tree) CreateUpdatePath(sender treemath.LeafIndex, newLeaf *wire.LeafNod
 	if len(path) == 0 {
 		ps.CommitSecret = first
 	} else {
-		ps.CommitSecret, pubs, err = t.deriveUp(first, path, 0, nil, ps.PrivateKeys)
+		ps.NodeSecrets = map[treemath.NodeIndex][]byte{}
+		ps.CommitSecret, pubs, err = t.deriveUp(first, path, 0, nil, ps.PrivateKeys, ps.NodeSecrets)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -240,7 +247,7 @@ func (t *Tree) DecryptUpdatePath(me, sender treemath.LeafIndex, up *wire.UpdateP
 		want[k] = t.EncryptionKey(path[k])
 	}
 	ps := &PathSecrets{PrivateKeys: map[treemath.NodeIndex][]byte{}, PathSecret: secret}
-	ps.CommitSecret, _, err = t.deriveUp(secret, path, i, want, ps.PrivateKeys)
+	ps.CommitSecret, _, err = t.deriveUp(secret, path, i, want, ps.PrivateKeys, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -254,17 +261,16 @@ func (t *Tree) PrivateKeyFromPathSecret(secret []byte) (priv, pub []byte, err er
 }
 
 // PrunePrivateKeys drops the private keys of nodes that are now blank or
-// carry another public key.
+// carry another public key. It does not zero them: the map is usually a
+// staged copy whose keys the current epoch still uses.
 func (t *Tree) PrunePrivateKeys(privs map[treemath.NodeIndex][]byte) {
 	for x, priv := range privs {
 		if uint32(x) >= uint32(len(t.nodes)) || t.IsBlank(x) {
-			clear(priv)
 			delete(privs, x)
 			continue
 		}
 		pub, err := t.s.HPKEPublicKey(priv)
 		if err != nil || string(pub) != string(t.EncryptionKey(x)) {
-			clear(priv)
 			delete(privs, x)
 		}
 	}

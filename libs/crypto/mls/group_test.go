@@ -1,0 +1,274 @@
+package mls_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/guardyn/guardyn/libs/crypto/mls"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/secrettree"
+)
+
+// member is a test participant: identity, key package and group state.
+type member struct {
+	id *mls.Identity
+	kp *mls.KeyPackage
+	g  *mls.Group
+}
+
+func newMember(t testing.TB, cs mls.CipherSuite, name string) *member {
+	t.Helper()
+	id, err := mls.NewIdentity(cs, []byte(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := id.NewKeyPackage(0, 1<<62)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &member{id: id, kp: kp}
+}
+
+// deliver plays the Delivery Service: the committer merges, every other
+// listed member processes the commit.
+func deliver(t testing.TB, committer *member, res *mls.CommitResult, others ...*member) {
+	t.Helper()
+	if err := committer.g.MergePendingCommit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range others {
+		if _, err := m.g.Process(res.Commit); err != nil {
+			t.Fatalf("process commit at leaf %d: %v", m.g.LeafIndex(), err)
+		}
+	}
+}
+
+// agree checks that all members share the epoch, authenticator and
+// exporter output.
+func agree(t testing.TB, ms ...*member) {
+	t.Helper()
+	want, _ := ms[0].g.Export("check", nil, 32)
+	for _, m := range ms[1:] {
+		got, _ := m.g.Export("check", nil, 32)
+		if m.g.Epoch() != ms[0].g.Epoch() || !bytes.Equal(got, want) || !bytes.Equal(m.g.EpochAuthenticator(), ms[0].g.EpochAuthenticator()) {
+			t.Fatalf("leaf %d disagrees with leaf %d at epoch %d", m.g.LeafIndex(), ms[0].g.LeafIndex(), ms[0].g.Epoch())
+		}
+	}
+}
+
+func TestGroupLifecycleAllSuites(t *testing.T) {
+	for cs := mls.CipherSuite(1); cs <= 7; cs++ {
+		for _, private := range []bool{false, true} {
+			t.Run(fmt.Sprintf("suite%d/private=%v", cs, private), func(t *testing.T) {
+				a, b, c, d := newMember(t, cs, "a"), newMember(t, cs, "b"), newMember(t, cs, "c"), newMember(t, cs, "d")
+				var err error
+				if a.g, err = mls.NewGroup(a.id, []byte("group")); err != nil {
+					t.Fatal(err)
+				}
+				a.g.PrivateHandshake = private
+				res, err := a.g.Commit(mls.CommitOptions{Add: [][]byte{b.kp.Bytes(), c.kp.Bytes()}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				deliver(t, a, res)
+				// The tree travels out of band here.
+				opts := &mls.JoinOptions{RatchetTree: a.g.RatchetTree()}
+				if b.g, err = mls.Join(b.kp, res.Welcome, opts); err != nil {
+					t.Fatal(err)
+				}
+				if c.g, err = mls.Join(c.kp, res.Welcome, opts); err != nil {
+					t.Fatal(err)
+				}
+				agree(t, a, b, c)
+
+				// B commits an update path; then C adds D with an external PSK.
+				b.g.PrivateHandshake = private
+				res, err = b.g.Commit(mls.CommitOptions{UpdatePath: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				deliver(t, b, res, a, c)
+				agree(t, a, b, c)
+				for _, m := range []*member{a, b, c} {
+					m.g.AddExternalPSK([]byte("psk"), []byte("shared secret"))
+				}
+				res, err = c.g.Commit(mls.CommitOptions{Add: [][]byte{d.kp.Bytes()}, ExternalPSKs: [][]byte{[]byte("psk")}, UpdatePath: true, InlineTree: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				deliver(t, c, res, a, b)
+				if d.g, err = mls.Join(d.kp, res.Welcome, &mls.JoinOptions{ExternalPSKs: map[string][]byte{"psk": []byte("shared secret")}}); err != nil {
+					t.Fatal(err)
+				}
+				agree(t, a, b, c, d)
+
+				// Everyone talks; D removes A.
+				for _, from := range []*member{a, b, c, d} {
+					msg, err := from.g.ProtectApplication([]byte("hi from "+fmt.Sprint(from.g.LeafIndex())), []byte("ad"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, to := range []*member{a, b, c, d} {
+						if to == from {
+							continue
+						}
+						r, err := to.g.Process(msg)
+						if err != nil || string(r.AuthenticatedData) != "ad" || r.Sender != from.g.LeafIndex() {
+							t.Fatalf("message %d->%d: %v", from.g.LeafIndex(), to.g.LeafIndex(), err)
+						}
+					}
+				}
+				d.g.PrivateHandshake = private
+				res, err = d.g.Commit(mls.CommitOptions{Remove: []uint32{a.g.LeafIndex()}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				deliver(t, d, res, b, c)
+				r, err := a.g.Process(res.Commit)
+				if err != nil || !r.Removed {
+					t.Fatalf("removed member: %+v, %v", r, err)
+				}
+				if _, err := a.g.ProtectApplication([]byte("x"), nil); !errors.Is(err, mls.ErrRemoved) {
+					t.Errorf("removed member sends: %v, want ErrRemoved", err)
+				}
+				agree(t, b, c, d)
+				if len(b.g.Members()) != 3 {
+					t.Errorf("members after removal: %v", b.g.Members())
+				}
+			})
+		}
+	}
+}
+
+// setup returns a group of n members (suite 2) that all agree.
+func setup(t testing.TB, n int) []*member {
+	t.Helper()
+	ms := make([]*member, n)
+	var adds [][]byte
+	for i := range ms {
+		ms[i] = newMember(t, mls.P256AES128GCMSHA256P256, fmt.Sprint(i))
+		if i > 0 {
+			adds = append(adds, ms[i].kp.Bytes())
+		}
+	}
+	var err error
+	if ms[0].g, err = mls.NewGroup(ms[0].id, []byte("g")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := ms[0].g.Commit(mls.CommitOptions{Add: adds, InlineTree: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, ms[0], res)
+	for _, m := range ms[1:] {
+		if m.g, err = mls.Join(m.kp, res.Welcome, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ms
+}
+
+// TestCommitConflict follows the Delivery Service rule of one commit per
+// epoch: the loser discards its commit and processes the winner's.
+func TestCommitConflict(t *testing.T) {
+	ms := setup(t, 3)
+	win, err := ms[1].g.Commit(mls.CommitOptions{UpdatePath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ms[2].g.Commit(mls.CommitOptions{UpdatePath: true}); err != nil {
+		t.Fatal(err)
+	}
+	ms[2].g.DiscardPendingCommit()
+	if err := ms[2].g.MergePendingCommit(); !errors.Is(err, mls.ErrNoPendingCommit) {
+		t.Fatalf("merge after discard: %v", err)
+	}
+	deliver(t, ms[1], win, ms[0], ms[2])
+	agree(t, ms...)
+	if _, err := ms[1].g.Process(win.Commit); !errors.Is(err, mls.ErrWrongEpoch) {
+		t.Errorf("commit replayed after merge: %v, want ErrWrongEpoch", err)
+	}
+}
+
+func TestProcessRejects(t *testing.T) {
+	ms := setup(t, 3)
+	a, b, c := ms[0], ms[1], ms[2]
+	msg, err := a.g.ProtectApplication([]byte("once"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.g.Process(msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.g.Process(msg); !errors.Is(err, secrettree.ErrGenerationUsed) {
+		t.Errorf("replayed message: %v, want ErrGenerationUsed", err)
+	}
+	tampered := bytes.Clone(msg)
+	tampered[len(tampered)-1] ^= 1
+	if _, err := c.g.Process(tampered); err == nil {
+		t.Error("tampered message accepted")
+	}
+
+	res, err := a.g.Commit(mls.CommitOptions{UpdatePath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.g.Process(res.Commit); !errors.Is(err, mls.ErrOwnCommit) {
+		t.Errorf("own commit: %v, want ErrOwnCommit", err)
+	}
+	badCommit := bytes.Clone(res.Commit)
+	badCommit[len(badCommit)-10] ^= 1
+	if _, err := b.g.Process(badCommit); err == nil {
+		t.Error("tampered commit accepted")
+	}
+	deliver(t, a, res, b, c)
+	// A message from the previous epoch is refused.
+	if _, err := c.g.Process(msg); !errors.Is(err, mls.ErrWrongEpoch) {
+		t.Errorf("old-epoch message: %v, want ErrWrongEpoch", err)
+	}
+
+	other := setup(t, 2)
+	msg, _ = other[0].g.ProtectApplication([]byte("x"), nil)
+	// Same group id "g" but another epoch history: the group check passes and
+	// decryption fails.
+	if _, err := b.g.Process(msg); err == nil {
+		t.Error("message of a foreign group accepted")
+	}
+	if _, err := b.g.Process([]byte{0, 1, 0, 9}); err == nil {
+		t.Error("garbage accepted")
+	}
+
+	stranger := newMember(t, mls.P256AES128GCMSHA256P256, "x")
+	res, err = a.g.Commit(mls.CommitOptions{Add: [][]byte{newMember(t, mls.P256AES128GCMSHA256P256, "y").kp.Bytes()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mls.Join(stranger.kp, res.Welcome, nil); !errors.Is(err, mls.ErrNoMatchingKeyPackage) {
+		t.Errorf("welcome for another key package: %v", err)
+	}
+	if _, err := a.g.Commit(mls.CommitOptions{Add: [][]byte{[]byte("junk")}}); err == nil {
+		t.Error("junk key package accepted")
+	}
+	if _, err := a.g.Commit(mls.CommitOptions{Remove: []uint32{a.g.LeafIndex()}}); !errors.Is(err, mls.ErrInvalidProposals) {
+		t.Errorf("self removal: %v, want ErrInvalidProposals", err)
+	}
+	if _, err := a.g.Commit(mls.CommitOptions{Remove: []uint32{99}}); !errors.Is(err, mls.ErrInvalidProposals) {
+		t.Errorf("removal of an absent leaf: %v, want ErrInvalidProposals", err)
+	}
+}
+
+func TestJoinWithoutTree(t *testing.T) {
+	a, b := newMember(t, mls.X25519AES128GCMSHA256Ed25519, "a"), newMember(t, mls.X25519AES128GCMSHA256Ed25519, "b")
+	var err error
+	if a.g, err = mls.NewGroup(a.id, []byte("g")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.g.Commit(mls.CommitOptions{Add: [][]byte{b.kp.Bytes()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mls.Join(b.kp, res.Welcome, nil); !errors.Is(err, mls.ErrNoRatchetTree) {
+		t.Errorf("join without tree: %v, want ErrNoRatchetTree", err)
+	}
+}
