@@ -2,6 +2,7 @@ package mls
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/keysched"
@@ -251,7 +252,7 @@ func (g *Group) processCommit(ac *wire.AuthenticatedContent) (*Group, error) {
 		}
 		next.gc.TreeHash = next.tree.TreeHash()
 		provisional := wire.Encode(&next.gc)
-		privs := maps(g.privs)
+		privs := maps.Clone(g.privs)
 		next.tree.PrunePrivateKeys(privs)
 		ps, err := next.tree.DecryptUpdatePath(g.me, sender, c.Path, privs, st.added, provisional)
 		if err != nil {
@@ -263,7 +264,7 @@ func (g *Group) processCommit(ac *wire.AuthenticatedContent) (*Group, error) {
 		next.privs = privs
 		commitSecret = ps.CommitSecret
 	} else {
-		next.privs = maps(g.privs)
+		next.privs = maps.Clone(g.privs)
 		next.tree.PrunePrivateKeys(next.privs)
 	}
 	next.gc.TreeHash = next.tree.TreeHash()
@@ -297,7 +298,7 @@ func (g *Group) finishCommit(next *Group, st *staged, ac *wire.AuthenticatedCont
 		return nil, err
 	}
 	next.interim = keysched.InterimTranscriptHash(g.s, next.gc.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag)
-	next.resumption = maps8(g.resumption)
+	next.resumption = maps.Clone(g.resumption)
 	next.pending = nil
 	next.installEpoch(epoch)
 	return next, nil
@@ -305,19 +306,3 @@ func (g *Group) finishCommit(next *Group, st *staged, ac *wire.AuthenticatedCont
 
 // externalInitLabel is the HPKE exporter context of external commits.
 const externalInitLabel = "MLS 1.0 external init secret"
-
-func maps(m map[treemath.NodeIndex][]byte) map[treemath.NodeIndex][]byte {
-	out := make(map[treemath.NodeIndex][]byte, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-func maps8(m map[uint64][]byte) map[uint64][]byte {
-	out := make(map[uint64][]byte, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}

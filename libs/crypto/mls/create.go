@@ -2,6 +2,7 @@ package mls
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/framing"
@@ -82,7 +83,7 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 	}
 	next := st.next
 	next.gc.Epoch = g.gc.Epoch + 1
-	next.privs = maps(g.privs)
+	next.privs = maps.Clone(g.privs)
 	commitSecret := make([]byte, g.s.HashSize())
 	var path *wire.UpdatePath
 	var secrets *tree.PathSecrets

@@ -664,3 +664,20 @@ func DecodeMLSMessage(b []byte) (*MLSMessage, error) {
 	m := new(MLSMessage)
 	return m, decode("mls message", b, m.read)
 }
+
+// ReadGroupContext reads a GroupContext from r, for enclosing formats
+// defined elsewhere (such as stored group state).
+func ReadGroupContext(r *tlscodec.Reader) (*GroupContext, error) {
+	g := new(GroupContext)
+	g.read(r)
+	return g, r.Err()
+}
+
+// ReadSenderProposal reads a Sender followed by a Proposal from r.
+func ReadSenderProposal(r *tlscodec.Reader) (Sender, *Proposal, error) {
+	var s Sender
+	s.read(r)
+	p := new(Proposal)
+	p.read(r)
+	return s, p, r.Err()
+}
