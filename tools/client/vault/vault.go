@@ -213,16 +213,20 @@ func (v *Vault) Read() ([]byte, error) {
 
 // Update runs one load-modify-save cycle under the exclusive file lock: fn gets the current
 // contents and returns the new ones, which replace the file atomically. If fn fails nothing
-// is written and its error is returned.
+// is written and its error is returned; if it returns the contents unchanged nothing is
+// written either (saving an fsync on read-mostly cycles).
 func (v *Vault) Update(fn func(current []byte) ([]byte, error)) error {
 	return v.locked(func() error {
 		cur, err := v.load()
 		if err != nil {
 			return err
 		}
-		next, err := fn(cur)
+		next, err := fn(bytes.Clone(cur))
 		if err != nil {
 			return err
+		}
+		if bytes.Equal(next, cur) {
+			return nil
 		}
 		return v.write(next)
 	})

@@ -301,3 +301,30 @@ func BenchmarkDeriveKeyDefault(b *testing.B) {
 		}
 	}
 }
+
+func TestUnchangedUpdateWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	v, err := Create(dir, pass, testParams, []byte("same"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	path := filepath.Join(dir, StateFile)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Update(func(cur []byte) ([]byte, error) {
+		cur[0] = 'X' // fn may scribble on its input without changing what is stored
+		return []byte("same"), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("an unchanged update rewrote the file")
+	}
+}
