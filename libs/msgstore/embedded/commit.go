@@ -290,9 +290,9 @@ func (s *Store) dropSpare() {
 	s.ready = nil
 }
 
-// afterCommit prepares the next segment once the active one is half full, and moves to
-// it early when the active segment has no zero-filled room left, as a new store's first
-// segment, which Open does not zero-fill, so that opening a store stays cheap.
+// afterCommit starts preparing the next segment once the active one is half full. When
+// the active segment has no zero-filled room left, as with a new store's first segment
+// (Open does not zero-fill, to stay cheap), it switches as soon as the spare is ready.
 func (s *Store) afterCommit() {
 	if s.failed != nil {
 		return
