@@ -26,6 +26,8 @@ func main() {
 	fs := flag.NewFlagSet("devserver", flag.ExitOnError)
 	binder := config.NewBinder(fs, os.LookupEnv)
 	common.Bind(binder)
+	var rateLimits bool
+	binder.Bool(&rateLimits, "rate-limits", true, "rate-limit callers per action (turn off only for load tests on loopback)")
 	if err := binder.Parse(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "devserver:", err)
 		os.Exit(2)
@@ -40,6 +42,9 @@ func main() {
 		DataDir: common.DataDir, GRPCAddr: common.GRPCAddr, AdminAddr: common.AdminAddr,
 		NATSURL: common.NATSURL, Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
 		Logger: common.Logger(os.Stderr),
+	}
+	if !rateLimits {
+		cfg.Limits = platform.Policy{}
 	}
 	if err := run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "devserver:", err)

@@ -26,15 +26,15 @@ func runIdle(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if sf.addr != "" {
-		return fmt.Errorf("idle needs to read the server's memory: let it start the server (no -server)")
-	}
 	raiseFileLimit()
-	srv, err := sf.start(ctx)
-	if err != nil {
-		return err
+	srv := &child{addr: sf.addr}
+	if sf.addr == "" {
+		var err error
+		if srv, err = sf.start(ctx); err != nil {
+			return err
+		}
+		defer srv.stop()
 	}
-	defer srv.stop()
 
 	// Register the devices first (the server's memory grows with accounts too), then
 	// read the baseline, then open the streams.
@@ -61,7 +61,7 @@ func runIdle(ctx context.Context, args []string) error {
 	}
 	time.Sleep(*settle)
 	before, err := srv.rss()
-	if err != nil {
+	if err != nil && srv.cmd != nil {
 		return err
 	}
 
@@ -111,13 +111,18 @@ func runIdle(ctx context.Context, args []string) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	fmt.Printf("open streams: %d\n", open.Load())
+	if srv.cmd == nil {
+		fmt.Println("server memory: not measured (a running server was given with -server); press Ctrl-C to close the streams")
+		<-ctx.Done()
+		return nil
+	}
 	time.Sleep(*settle)
 	after, err := srv.rss()
 	if err != nil {
 		return err
 	}
 	per := float64(after-before) / float64(open.Load())
-	fmt.Printf("open streams: %d\n", open.Load())
 	fmt.Printf("server RSS: %.1f MiB before, %.1f MiB with the streams open\n", float64(before)/(1<<20), float64(after)/(1<<20))
 	fmt.Printf("server memory per idle connected device: %.1f KiB\n", per/1024)
 	return nil

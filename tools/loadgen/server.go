@@ -20,7 +20,7 @@ type serverFlags struct {
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.addr, "server", "", "gRPC address of a running server (default: start the devserver as a child process on a fresh data dir)")
+	fs.StringVar(&f.addr, "server", "", "gRPC address of a running server, started with -rate-limits=false (default: start the devserver as a child process on a fresh data dir)")
 	fs.StringVar(&f.bin, "server-bin", "", "devserver binary to start (default: go build ./tools/devserver)")
 }
 
@@ -46,7 +46,9 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 			return nil, fmt.Errorf("build devserver (run loadgen from the repository root): %w", err)
 		}
 	}
-	cmd := exec.Command(bin, "-data-dir", filepath.Join(dir, "data"), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
+	// Every simulated device connects from 127.0.0.1, so per-peer limits on registration
+	// would throttle the setup, not measure the platform.
+	cmd := exec.Command(bin, "-data-dir", filepath.Join(dir, "data"), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-rate-limits=false")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -89,6 +91,9 @@ func (c *child) stop() {
 
 // rss returns the resident memory of the child in bytes, from /proc.
 func (c *child) rss() (int64, error) {
+	if c.cmd == nil {
+		return 0, fmt.Errorf("the server is not a child of loadgen")
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
 	if err != nil {
 		return 0, err

@@ -33,7 +33,7 @@ func runThroughput(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("throughput", flag.ContinueOnError)
 	f.server.register(fs)
 	fs.IntVar(&f.senders, "senders", 64, "sending devices, each paired with its own receiving device")
-	fs.IntVar(&f.inflight, "inflight", 8, "unanswered sends each sender keeps on its stream")
+	fs.IntVar(&f.inflight, "inflight", 4, "messages each sender keeps in flight end to end: a slot frees when the receiver has acked its message")
 	fs.IntVar(&f.size, "size", 256, "envelope size in bytes")
 	fs.DurationVar(&f.warmup, "warmup", 3*time.Second, "load before measuring")
 	fs.DurationVar(&f.duration, "duration", 15*time.Second, "measured time")
@@ -69,6 +69,7 @@ func runThroughput(ctx context.Context, args []string) error {
 		acked     atomic.Int64
 		latMu     sync.Mutex
 		latencies []time.Duration
+		sendLats  []time.Duration
 	)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -91,10 +92,18 @@ func runThroughput(ctx context.Context, args []string) error {
 		case <-gctx.Done():
 			return g.Wait()
 		}
-		g.Go(func() error { return send(gctx, p, f.inflight, f.size) })
+		p.slots = make(chan struct{}, f.inflight)
+		p.sendLatency = func(d time.Duration) {
+			if measuring.Load() {
+				latMu.Lock()
+				sendLats = append(sendLats, d)
+				latMu.Unlock()
+			}
+		}
+		g.Go(func() error { return send(gctx, p, f.size) })
 	}
 
-	fmt.Printf("loadgen: %d senders → %d receivers, %d in flight each, %d-byte envelopes, server %s\n", f.senders, f.senders, f.inflight, f.size, addr)
+	fmt.Printf("loadgen: %d senders → %d receivers, %d messages in flight per pair (send → deliver → ack), %d-byte envelopes, server %s\n", f.senders, f.senders, f.inflight, f.size, addr)
 	select {
 	case <-time.After(f.warmup):
 	case <-gctx.Done():
@@ -117,15 +126,17 @@ func runThroughput(ctx context.Context, args []string) error {
 	latMu.Lock()
 	defer latMu.Unlock()
 	slices.Sort(latencies)
-	pct := func(p float64) time.Duration {
-		if len(latencies) == 0 {
+	slices.Sort(sendLats)
+	pctOf := func(l []time.Duration, p float64) time.Duration {
+		if len(l) == 0 {
 			return 0
 		}
-		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))]
+		return l[min(len(l)-1, int(p*float64(len(l))))].Round(10 * time.Microsecond)
 	}
+	pct := func(p float64) time.Duration { return pctOf(latencies, p) }
 	fmt.Printf("delivered and acked: %d messages in %.1fs = %.0f msg/s\n", acked.Load(), elapsed.Seconds(), float64(acked.Load())/elapsed.Seconds())
-	fmt.Printf("end-to-end latency (send → arrival): p50 %v, p99 %v, max %v\n",
-		pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond))
+	fmt.Printf("end-to-end latency (send → arrival): p50 %v, p99 %v, max %v\n", pct(0.50), pct(0.99), pct(1))
+	fmt.Printf("send acknowledged as stored: p50 %v, p99 %v\n", pctOf(sendLats, 0.5), pctOf(sendLats, 0.99))
 	if srv != nil {
 		if rss, err := srv.rss(); err == nil {
 			fmt.Printf("server RSS: %.1f MiB\n", float64(rss)/(1<<20))
@@ -138,6 +149,11 @@ func runThroughput(ctx context.Context, args []string) error {
 // connection like two phones.
 type pair struct {
 	sender, receiver *rawdevice.Device
+	// slots holds one token per message in flight from sender to receiver; the
+	// receiver frees them as its acks succeed, closing the loop end to end.
+	slots chan struct{}
+	// sendLatency records how long a send took to be acknowledged as stored.
+	sendLatency func(time.Duration)
 	conn             *grpc.ClientConn // the sender's
 	rconn            *grpc.ClientConn // the receiver's
 }
@@ -176,18 +192,30 @@ func setupPairs(ctx context.Context, addr string, n int) ([]*pair, error) {
 	return pairs, nil
 }
 
-// send streams messages to the pair's receiver, keeping inflight sends unanswered.
-func send(ctx context.Context, p *pair, inflight, size int) error {
+// send streams messages to the pair's receiver while it has free slots.
+func send(ctx context.Context, p *pair, size int) error {
 	c := messagingv1.NewMessagingServiceClient(p.conn)
 	stream, err := c.SendStream(p.sender.Context(ctx))
 	if err != nil {
 		return err
 	}
-	slots := make(chan struct{}, inflight)
 	errc := make(chan error, 1)
+	var (
+		startMu sync.Mutex
+		started = make(map[uint64]time.Time)
+	)
 	go func() {
 		for {
 			resp, err := stream.Recv()
+			if err == nil {
+				startMu.Lock()
+				t0, ok := started[resp.GetRequestId()]
+				delete(started, resp.GetRequestId())
+				startMu.Unlock()
+				if ok {
+					p.sendLatency(time.Since(t0))
+				}
+			}
 			if err != nil {
 				errc <- err
 				return
@@ -196,13 +224,12 @@ func send(ctx context.Context, p *pair, inflight, size int) error {
 				errc <- fmt.Errorf("send failed: %s %s", e.GetReason(), e.GetMessage())
 				return
 			}
-			<-slots
 		}
 	}()
 	payload := make([]byte, size)
 	for id := uint64(1); ; id++ {
 		select {
-		case slots <- struct{}{}:
+		case p.slots <- struct{}{}:
 		case err := <-errc:
 			if ctx.Err() != nil {
 				return nil
@@ -211,7 +238,11 @@ func send(ctx context.Context, p *pair, inflight, size int) error {
 		case <-ctx.Done():
 			return nil
 		}
-		binary.BigEndian.PutUint64(payload, uint64(time.Now().UnixNano()))
+		now := time.Now()
+		startMu.Lock()
+		started[id] = now
+		startMu.Unlock()
+		binary.BigEndian.PutUint64(payload, uint64(now.UnixNano()))
 		req := &messagingv1.SendStreamRequest{RequestId: id, Message: rawdevice.SendRequest(p.receiver.UserID, payload, p.receiver.ID)}
 		if err := stream.Send(req); err != nil {
 			if ctx.Err() != nil {
@@ -237,6 +268,9 @@ func receive(ctx context.Context, p *pair, ready chan<- struct{}, report func([]
 			lat := <-lats
 			if _, err := c.AckMessages(p.receiver.Context(ctx), &messagingv1.AckMessagesRequest{MessageIds: ids}); err != nil {
 				continue
+			}
+			for range ids {
+				<-p.slots
 			}
 			report(lat, len(ids))
 		}
