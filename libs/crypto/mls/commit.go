@@ -268,20 +268,25 @@ func (g *Group) processCommit(ac *wire.AuthenticatedContent) (*Group, error) {
 		next.tree.PrunePrivateKeys(next.privs)
 	}
 	next.gc.TreeHash = next.tree.TreeHash()
-	return g.finishCommit(next, st, ac, commitSecret, nil)
+	return g.finishCommit(next, st, ac, commitSecret, nil, nil)
 }
 
 // finishCommit runs the transcript hash and key schedule for a staged
 // commit and checks (or, when tagOut is set, computes) its confirmation tag.
-func (g *Group) finishCommit(next *Group, st *staged, ac *wire.AuthenticatedContent, commitSecret []byte, tagOut *[]byte) (*Group, error) {
+// initSecret overrides the previous epoch's init_secret (external commits
+// made by a joiner); nil means derive it.
+func (g *Group) finishCommit(next *Group, st *staged, ac *wire.AuthenticatedContent, commitSecret, initSecret []byte, tagOut *[]byte) (*Group, error) {
 	next.gc.ConfirmedTranscriptHash = keysched.ConfirmedTranscriptHash(g.s, g.interim, ac)
 	next.gcBytes = wire.Encode(&next.gc)
 	pskSecret, err := g.pskSecret(st.psks)
 	if err != nil {
 		return nil, err
 	}
-	initSecret := g.epoch.InitSecret
-	if st.externalInit != nil {
+	switch {
+	case initSecret != nil:
+	case st.externalInit == nil:
+		initSecret = g.epoch.InitSecret
+	default:
 		priv, _, err := keysched.ExternalPub(g.s, g.epoch.ExternalSecret)
 		if err != nil {
 			return nil, err
@@ -297,6 +302,7 @@ func (g *Group) finishCommit(next *Group, st *staged, ac *wire.AuthenticatedCont
 	} else if err := keysched.VerifyConfirmationTag(g.s, epoch.ConfirmationKey, next.gc.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag); err != nil {
 		return nil, err
 	}
+	next.confTag = ac.Auth.ConfirmationTag
 	next.interim = keysched.InterimTranscriptHash(g.s, next.gc.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag)
 	next.resumption = maps.Clone(g.resumption)
 	next.pending = nil

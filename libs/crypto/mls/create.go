@@ -121,7 +121,7 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 		return nil, err
 	}
 	var tag []byte
-	if next, err = g.finishCommit(next, st, ac, commitSecret, &tag); err != nil {
+	if next, err = g.finishCommit(next, st, ac, commitSecret, nil, &tag); err != nil {
 		return nil, err
 	}
 	msg := &wire.MLSMessage{Version: wire.ProtocolVersion10, WireFormat: wf}

@@ -66,9 +66,10 @@ type Group struct {
 	sigPriv []byte
 	privs   map[treemath.NodeIndex][]byte
 
-	epoch   *keysched.Epoch
-	secrets *secrettree.Tree
-	interim []byte
+	epoch    *keysched.Epoch
+	secrets  *secrettree.Tree
+	interim  []byte
+	confTag  []byte // confirmation tag of the current epoch, for GroupInfo
 
 	proposals    []cachedProposal
 	externalPSKs map[string][]byte
@@ -165,8 +166,8 @@ func NewGroup(id *Identity, groupID []byte) (*Group, error) {
 	g.installEpoch(keysched.Next(s, initSecret, zero, zero, g.gcBytes))
 	// The initial interim transcript hash follows from an empty confirmed
 	// transcript hash and the epoch's confirmation tag (RFC 9420, 8.2).
-	tag := keysched.ConfirmationTag(s, g.epoch.ConfirmationKey, g.gc.ConfirmedTranscriptHash)
-	g.interim = keysched.InterimTranscriptHash(s, g.gc.ConfirmedTranscriptHash, tag)
+	g.confTag = keysched.ConfirmationTag(s, g.epoch.ConfirmationKey, g.gc.ConfirmedTranscriptHash)
+	g.interim = keysched.InterimTranscriptHash(s, g.gc.ConfirmedTranscriptHash, g.confTag)
 	return g, nil
 }
 

@@ -343,3 +343,63 @@ func FuzzUnmarshalState(f *testing.F) {
 		}
 	})
 }
+
+func TestExternalJoin(t *testing.T) {
+	for _, cs := range []mls.CipherSuite{mls.P256AES128GCMSHA256P256, mls.X448ChaCha20Poly1305SHA512Ed448} {
+		a, b := newMember(t, cs, "a"), newMember(t, cs, "b")
+		var err error
+		if a.g, err = mls.NewGroup(a.id, []byte("ext")); err != nil {
+			t.Fatal(err)
+		}
+		res, err := a.g.Commit(mls.CommitOptions{Add: [][]byte{b.kp.Bytes()}, InlineTree: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deliver(t, a, res)
+		if b.g, err = mls.Join(b.kp, res.Welcome, nil); err != nil {
+			t.Fatal(err)
+		}
+		gi, err := a.g.GroupInfo(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newMember(t, cs, "c")
+		if _, _, err := mls.JoinExternal(c.id, gi, nil); !errors.Is(err, mls.ErrNoRatchetTree) {
+			t.Fatalf("external join without tree: %v", err)
+		}
+		var commit []byte
+		if c.g, commit, err = mls.JoinExternal(c.id, gi, a.g.RatchetTree()); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []*member{a, b} {
+			r, err := m.g.Process(commit)
+			if err != nil || !r.NewEpoch || r.SenderType != 4 {
+				t.Fatalf("process external commit: %+v %v", r, err)
+			}
+		}
+		agree(t, a, b, c)
+		msg, err := c.g.ProtectApplication([]byte("joined"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := a.g.Process(msg); err != nil || string(r.Application) != "joined" {
+			t.Fatalf("message from external joiner: %v", err)
+		}
+		// The joiner can itself commit, and a GroupInfo with the tree inline
+		// works too.
+		gi, err = c.g.GroupInfo(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := newMember(t, cs, "d")
+		if d.g, commit, err = mls.JoinExternal(d.id, gi, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []*member{a, b, c} {
+			if _, err := m.g.Process(commit); err != nil {
+				t.Fatal(err)
+			}
+		}
+		agree(t, a, b, c, d)
+	}
+}

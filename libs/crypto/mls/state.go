@@ -54,7 +54,7 @@ func (g *Group) MarshalState() ([]byte, error) {
 	})
 	e := g.epoch
 	for _, s := range [][]byte{e.SenderDataSecret, e.ExporterSecret, e.ExternalSecret, e.ConfirmationKey,
-		e.MembershipKey, e.ResumptionPSK, e.EpochAuthenticator, e.InitSecret, g.interim} {
+		e.MembershipKey, e.ResumptionPSK, e.EpochAuthenticator, e.InitSecret, g.interim, g.confTag} {
 		w.Opaque(s)
 	}
 	g.secrets.Marshal(w)
@@ -107,7 +107,7 @@ func UnmarshalState(b []byte) (*Group, error) {
 	})
 	e := &keysched.Epoch{}
 	for _, p := range []*[]byte{&e.SenderDataSecret, &e.ExporterSecret, &e.ExternalSecret, &e.ConfirmationKey,
-		&e.MembershipKey, &e.ResumptionPSK, &e.EpochAuthenticator, &e.InitSecret, &g.interim} {
+		&e.MembershipKey, &e.ResumptionPSK, &e.EpochAuthenticator, &e.InitSecret, &g.interim, &g.confTag} {
 		*p = slices.Clone(r.Opaque())
 	}
 	g.epoch = e

@@ -125,6 +125,7 @@ func Join(kp *KeyPackage, welcome []byte, opts *JoinOptions) (*Group, error) {
 	if err := keysched.VerifyConfirmationTag(s, g.epoch.ConfirmationKey, g.gc.ConfirmedTranscriptHash, gi.ConfirmationTag); err != nil {
 		return nil, fmt.Errorf("group info: %w", err)
 	}
+	g.confTag = slices.Clone(gi.ConfirmationTag)
 	g.interim = keysched.InterimTranscriptHash(s, g.gc.ConfirmedTranscriptHash, gi.ConfirmationTag)
 	return g, nil
 }
