@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/guardyn/guardyn/libs/crypto/safetynumber"
+	"github.com/guardyn/guardyn/libs/crypto/session"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 )
 
@@ -201,12 +202,24 @@ func (c *Client) Trust(ctx context.Context, username string) error {
 		next := &contact{UserID: snap.UserID, Devices: make(map[uint32]*peerDevice, len(snap.Keys))}
 		for id, k := range snap.Keys {
 			d := &peerDevice{IdentityKey: k}
-			if old := ct.Devices[id]; old != nil && ct.UserID == snap.UserID && bytes.Equal(old.IdentityKey, k) {
-				d.Sessions = old.Sessions
+			if old := ct.Devices[id]; old != nil && ct.UserID == snap.UserID {
+				d.Sessions = sessionsWith(old.Sessions, k)
 			}
 			next.Devices[id] = d
 		}
 		s.Contacts[username] = next
 		return nil
 	})
+}
+
+// sessionsWith keeps the sessions whose peer is identityKey: sessions with a replaced key
+// must not be used again, while ones with the now trusted key stay valid.
+func sessionsWith(sessions [][]byte, identityKey []byte) [][]byte {
+	var keep [][]byte
+	for _, enc := range sessions {
+		if sess, err := session.Unmarshal(enc); err == nil && bytes.Equal(sess.RemoteIdentity().Bytes(), identityKey) {
+			keep = append(keep, enc)
+		}
+	}
+	return keep
 }

@@ -7,3 +7,13 @@ import "context"
 func (c *Client) BearerForTest(ctx context.Context) (context.Context, error) {
 	return c.freshBearer(ctx)
 }
+
+// RepinForTest replaces the identity key this device pinned for one device of a contact,
+// as if the contact's device had shown another key on first contact; the server's real key
+// then looks like a change.
+func (c *Client) RepinForTest(username string, deviceID uint32, key []byte) error {
+	return c.cycle(func(s *state) error {
+		s.Contacts[username].Devices[deviceID].IdentityKey = key
+		return nil
+	})
+}
