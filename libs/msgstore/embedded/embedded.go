@@ -72,8 +72,8 @@ type Store struct {
 	stopped chan struct{}
 	tick    *time.Ticker
 
-	// mu guards the index: inboxes, the live and size fields of segments, the segment
-	// list and the files readers use.
+	// mu guards the index: inboxes, the live and size fields of segments and the
+	// segment list. Readers copy locations out under it and read files without it.
 	mu       sync.RWMutex
 	inboxes  map[msgstore.Inbox]*inbox
 	segments []*segment
@@ -473,51 +473,84 @@ func (s *Store) Read(ctx context.Context, in msgstore.Inbox, after msgstore.Curs
 	default:
 		return nil, fmt.Errorf("%w: cursor of %d bytes", msgstore.ErrInvalid, len(after))
 	}
+	if afterSeq == math.MaxUint64 {
+		return nil, nil
+	}
+	for {
+		locs, total, err := s.locate(in, afterSeq, limit)
+		if err != nil || len(locs) == 0 {
+			return nil, err
+		}
+		msgs, err := readMessages(locs, total)
+		if errors.Is(err, os.ErrClosed) {
+			// Compaction moved the messages and closed the old segment while they were
+			// read: look them up again.
+			continue
+		}
+		return msgs, err
+	}
+}
+
+// location is where a message's record is, copied out of the index so the file can be
+// read without holding mu, which would delay commits.
+type location struct {
+	seg *segment
+	off int64
+	n   int64
+	seq uint64
+	id  msgstore.ID
+}
+
+// locate returns up to limit live messages of inbox after afterSeq, and their total size.
+func (s *Store) locate(in msgstore.Inbox, afterSeq uint64, limit int) ([]location, int, error) {
 	if s.isClosed() {
-		return nil, msgstore.ErrClosed
+		return nil, 0, msgstore.ErrClosed
 	}
 	now := s.now().UnixNano()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.filesClosed {
-		return nil, msgstore.ErrClosed
+		return nil, 0, msgstore.ErrClosed
 	}
 	ib := s.inboxes[in]
 	if ib == nil {
-		return nil, nil
-	}
-	if afterSeq == math.MaxUint64 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	i, _ := ib.find(afterSeq + 1)
-	var picked []*entry
+	var locs []location
 	total := 0
-	for ; i < len(ib.entries) && len(picked) < limit; i++ {
+	for ; i < len(ib.entries) && len(locs) < limit; i++ {
 		e := &ib.entries[i]
 		if e.dead || e.expired(now) {
 			continue
 		}
-		picked = append(picked, e)
+		locs = append(locs, location{seg: e.seg, off: e.off, n: e.n, seq: e.seq, id: e.id})
 		total += int(e.n)
 	}
+	return locs, total, nil
+}
+
+// readMessages reads and checks the records at locs. A segment closed meanwhile gives an
+// error matching os.ErrClosed.
+func readMessages(locs []location, total int) ([]msgstore.Message, error) {
 	// One buffer for all records; the returned bodies alias it.
 	buf := make([]byte, total)
-	out := make([]msgstore.Message, 0, len(picked))
-	for _, e := range picked {
-		b := buf[:e.n:e.n]
-		buf = buf[e.n:]
-		if _, err := e.seg.f.ReadAt(b, e.off); err != nil {
-			return nil, fmt.Errorf("read message from segment %d at %d: %w", e.seg.id, e.off, err)
+	out := make([]msgstore.Message, 0, len(locs))
+	for _, l := range locs {
+		b := buf[:l.n:l.n]
+		buf = buf[l.n:]
+		if _, err := l.seg.f.ReadAt(b, l.off); err != nil {
+			return nil, fmt.Errorf("read message from segment %d at %d: %w", l.seg.id, l.off, err)
 		}
 		r, _, err := record.Decode(b)
 		if err != nil {
-			return nil, fmt.Errorf("%w: segment %d at %d: %v", msgstore.ErrCorrupt, e.seg.id, e.off, err)
+			return nil, fmt.Errorf("%w: segment %d at %d: %v", msgstore.ErrCorrupt, l.seg.id, l.off, err)
 		}
-		if r.Type != record.TypeMessage || r.Seq != e.seq || r.Message.ID != e.id {
-			return nil, fmt.Errorf("%w: segment %d at %d holds another record", msgstore.ErrCorrupt, e.seg.id, e.off)
+		if r.Type != record.TypeMessage || r.Seq != l.seq || r.Message.ID != l.id {
+			return nil, fmt.Errorf("%w: segment %d at %d holds another record", msgstore.ErrCorrupt, l.seg.id, l.off)
 		}
 		m := r.Message
-		m.Cursor = binary.BigEndian.AppendUint64(nil, e.seq)
+		m.Cursor = binary.BigEndian.AppendUint64(nil, l.seq)
 		out = append(out, m)
 	}
 	return out, nil
@@ -594,7 +627,7 @@ func (s *Store) Close() error {
 			err = fmt.Errorf("sync msgstore on close: %w", err)
 		}
 	}
-	// Readers that got past the closed check hold mu while they use the files.
+	// Readers still using the files see os.ErrClosed, look again and find filesClosed.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.filesClosed = true

@@ -438,3 +438,66 @@ func TestMovesToPreallocatedSegment(t *testing.T) {
 		t.Fatalf("count after reopen = %d, %v; want %d", got, err, n)
 	}
 }
+
+// TestReadDuringCompaction reads an inbox over and over while other traffic makes
+// compaction move its messages and delete their old segments: every read must see all of
+// them, intact.
+func TestReadDuringCompaction(t *testing.T) {
+	dir := t.TempDir()
+	s, err := embedded.Open(dir, embedded.Options{SegmentSize: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	kept := msgstore.Inbox{UserID: "kept", DeviceID: "d"}
+	busy := msgstore.Inbox{UserID: "busy", DeviceID: "d"}
+	for i := range 30 {
+		if err := s.Append(ctx, []msgstore.Message{message(kept, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 400 {
+			m := message(busy, 1000+i)
+			if err := s.Append(ctx, []msgstore.Message{m}); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := s.Delete(ctx, busy, []msgstore.ID{m.ID}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	reads := 0
+	for {
+		select {
+		case <-done:
+			if reads == 0 {
+				t.Fatal("no read overlapped the traffic")
+			}
+			// The segments the kept messages were first written to are gone.
+			if first := filepath.Base(segmentFiles(t, dir)[0]); first == "0000000000000001.log" {
+				t.Fatal("no compaction happened")
+			}
+			return
+		default:
+		}
+		got, err := s.Read(ctx, kept, nil, 100)
+		if err != nil {
+			t.Fatalf("read during compaction: %v", err)
+		}
+		if len(got) != 30 {
+			t.Fatalf("read %d messages during compaction, want 30", len(got))
+		}
+		for i, m := range got {
+			if !bytes.Equal(m.Body, body(i)) {
+				t.Fatalf("message %d damaged during compaction", i)
+			}
+		}
+		reads++
+	}
+}
