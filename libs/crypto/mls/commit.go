@@ -252,8 +252,7 @@ func (g *Group) processCommit(ac *wire.AuthenticatedContent) (*Group, error) {
 		}
 		next.gc.TreeHash = next.tree.TreeHash()
 		provisional := wire.Encode(&next.gc)
-		privs := maps.Clone(g.privs)
-		next.tree.PrunePrivateKeys(privs)
+		privs := g.stagedPrivs(next)
 		ps, err := next.tree.DecryptUpdatePath(g.me, sender, c.Path, privs, st.added, provisional)
 		if err != nil {
 			return nil, err
@@ -264,8 +263,7 @@ func (g *Group) processCommit(ac *wire.AuthenticatedContent) (*Group, error) {
 		next.privs = privs
 		commitSecret = ps.CommitSecret
 	} else {
-		next.privs = maps.Clone(g.privs)
-		next.tree.PrunePrivateKeys(next.privs)
+		next.privs = g.stagedPrivs(next)
 	}
 	next.gc.TreeHash = next.tree.TreeHash()
 	return g.finishCommit(next, st, ac, commitSecret, nil, nil)

@@ -2,7 +2,6 @@ package mls
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/framing"
@@ -83,7 +82,7 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 	}
 	next := st.next
 	next.gc.Epoch = g.gc.Epoch + 1
-	next.privs = maps.Clone(g.privs)
+	next.privs = g.stagedPrivs(next)
 	commitSecret := make([]byte, g.s.HashSize())
 	var path *wire.UpdatePath
 	var secrets *tree.PathSecrets
@@ -103,8 +102,6 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 			next.privs[x] = k
 		}
 		commitSecret = secrets.CommitSecret
-	} else {
-		next.tree.PrunePrivateKeys(next.privs)
 	}
 	next.gc.TreeHash = next.tree.TreeHash()
 

@@ -66,16 +66,19 @@ type Group struct {
 	sigPriv []byte
 	privs   map[treemath.NodeIndex][]byte
 
-	epoch    *keysched.Epoch
-	secrets  *secrettree.Tree
-	interim  []byte
-	confTag  []byte // confirmation tag of the current epoch, for GroupInfo
+	epoch   *keysched.Epoch
+	secrets *secrettree.Tree
+	interim []byte
+	confTag []byte // confirmation tag of the current epoch, for GroupInfo
 
 	proposals    []cachedProposal
 	externalPSKs map[string][]byte
 	resumption   map[uint64][]byte
 	pending      *pendingCommit
-	removed      bool
+	// updateKeys maps the encryption keys of this member's Update
+	// proposals in the current epoch to their private keys.
+	updateKeys map[string][]byte
+	removed    bool
 
 	// PrivateHandshake makes Commit send handshake messages as
 	// PrivateMessage instead of PublicMessage.
@@ -186,6 +189,7 @@ func (g *Group) installEpoch(e *keysched.Epoch) {
 	g.resumption[g.gc.Epoch] = e.ResumptionPSK
 	delete(g.resumption, g.gc.Epoch-resumptionKept)
 	g.proposals = nil
+	g.updateKeys = nil
 }
 
 // ProtectApplication encrypts application data as a PrivateMessage

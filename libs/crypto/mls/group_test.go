@@ -403,3 +403,72 @@ func TestExternalJoin(t *testing.T) {
 		agree(t, a, b, c, d)
 	}
 }
+
+func TestProposalsByReference(t *testing.T) {
+	ms := setup(t, 3)
+	a, b, c := ms[0], ms[1], ms[2]
+	d := newMember(t, mls.P256AES128GCMSHA256P256, "d")
+	b.g.PrivateHandshake = true
+	upd, err := b.g.ProposeUpdate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	add, err := c.g.ProposeAdd(d.kp.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*member{a, c} {
+		if r, err := m.g.Process(upd); err != nil || !r.Proposal {
+			t.Fatalf("update proposal: %v", err)
+		}
+	}
+	for _, m := range []*member{a, b} {
+		if r, err := m.g.Process(add); err != nil || !r.Proposal {
+			t.Fatalf("add proposal: %v", err)
+		}
+	}
+	// A commits both by reference; B installs its updated leaf key and can
+	// still decrypt later paths.
+	res, err := a.g.Commit(mls.CommitOptions{InlineTree: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, a, res, b, c)
+	if d.g, err = mls.Join(d.kp, res.Welcome, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, a, b, c, d)
+	res, err = c.g.Commit(mls.CommitOptions{UpdatePath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, c, res, a, b, d)
+	agree(t, a, b, c, d)
+
+	rm, err := d.g.ProposeRemove(a.g.LeafIndex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*member{b, c} {
+		if _, err := m.g.Process(rm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err = b.g.Commit(mls.CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, b, res, c, d)
+	agree(t, b, c, d)
+	// A commit naming a proposal the receiver never saw is refused.
+	if _, err := b.g.ProposeRemove(d.g.LeafIndex()); err != nil {
+		t.Fatal(err)
+	}
+	res, err = b.g.Commit(mls.CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.g.Process(res.Commit); !errors.Is(err, mls.ErrUnknownProposal) {
+		t.Errorf("unknown proposal reference: %v, want ErrUnknownProposal", err)
+	}
+}
