@@ -56,7 +56,8 @@ type Store interface {
 	//
 	// Transactions are serializable. The backend retries on conflicts itself, so fn may
 	// be called more than once and must have no effects outside the Tx other than
-	// assigning results to variables it owns. If ctx is done before fn starts, Update
+	// assigning results to variables it owns. fn must not call the Store itself: a
+	// nested transaction may wait for the one it is nested in. If ctx is done before fn starts, Update
 	// returns ctx.Err() without running it; Tx methods also fail with ctx.Err() once ctx
 	// is done.
 	Update(ctx context.Context, fn func(Tx) error) error
