@@ -294,9 +294,12 @@ func (c *Client) WaitLink(ctx context.Context, poll time.Duration) error {
 			}
 			resp, err := c.auth.GetDeviceLinkStatus(ctx, &authv1.GetDeviceLinkStatusRequest{LinkId: s.Link.ID, Signature: sig})
 			if err != nil {
-				if Reason(err) == "LINK_NOT_FOUND" {
+				switch Reason(err) {
+				case "LINK_NOT_FOUND":
 					decided, final = true, ErrLinkExpired
 					return nil
+				case "RATE_LIMITED":
+					return nil // polling too fast: wait and ask again
 				}
 				return fmt.Errorf("client: link status: %w", err)
 			}
