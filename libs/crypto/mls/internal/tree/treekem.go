@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/treemath"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/wire"
@@ -188,21 +190,72 @@ func (t *Tree) CreateUpdatePath(sender treemath.LeafIndex, newLeaf *wire.LeafNod
 
 	gc := groupContext(t.TreeHash())
 	up := &wire.UpdatePath{LeafNode: leaf, Nodes: make([]wire.UpdatePathNode, len(path))}
+	var jobs []encryptJob
 	secret := first
 	for i := range path {
 		if i > 0 {
 			secret = t.s.DeriveSecret(secret, "path")
 		}
 		up.Nodes[i].EncryptionKey = pubs[i]
-		for _, r := range t.excludedResolution(copath[i], excluded) {
-			kem, ct, err := t.s.EncryptWithLabel(t.EncryptionKey(r), updatePathLabel, gc, secret)
-			if err != nil {
-				return nil, nil, fmt.Errorf("encrypt path secret to node %d: %w", r, err)
-			}
-			up.Nodes[i].EncryptedPathSecrets = append(up.Nodes[i].EncryptedPathSecrets, wire.HPKECiphertext{KEMOutput: kem, Ciphertext: ct})
+		res := t.excludedResolution(copath[i], excluded)
+		up.Nodes[i].EncryptedPathSecrets = make([]wire.HPKECiphertext, len(res))
+		for j, r := range res {
+			jobs = append(jobs, encryptJob{out: &up.Nodes[i].EncryptedPathSecrets[j], pub: t.EncryptionKey(r), secret: secret, node: r})
 		}
 	}
+	if err := t.encryptAll(jobs, gc); err != nil {
+		return nil, nil, err
+	}
 	return up, ps, nil
+}
+
+// encryptJob is one path secret to encrypt to one node.
+type encryptJob struct {
+	out    *wire.HPKECiphertext
+	pub    []byte
+	secret []byte
+	node   treemath.NodeIndex
+}
+
+// parallelThreshold is the number of encryptions above which they are
+// spread over all CPUs: each is an HPKE encapsulation, and a commit in a
+// group with many blank parents needs one per member.
+const parallelThreshold = 16
+
+// encryptAll encrypts every job's path secret under the provisional group
+// context gc.
+func (t *Tree) encryptAll(jobs []encryptJob, gc []byte) error {
+	do := func(j *encryptJob) error {
+		kem, ct, err := t.s.EncryptWithLabel(j.pub, updatePathLabel, gc, j.secret)
+		if err != nil {
+			return fmt.Errorf("encrypt path secret to node %d: %w", j.node, err)
+		}
+		*j.out = wire.HPKECiphertext{KEMOutput: kem, Ciphertext: ct}
+		return nil
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if len(jobs) < parallelThreshold || workers == 1 {
+		for i := range jobs {
+			if err := do(&jobs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(jobs); i += workers {
+				if err := do(&jobs[i]); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func (t *Tree) excludedResolution(x treemath.NodeIndex, excluded []treemath.LeafIndex) []treemath.NodeIndex {
