@@ -473,3 +473,71 @@ func scan(t *testing.T, root string, needle []byte) []string {
 func fileContains(t *testing.T, root string, needle []byte) bool {
 	return len(scan(t, root, needle)) > 0
 }
+
+// Two processes on one profile: bob listens in one terminal and sends from another while
+// alice writes to him. Every cycle holds the profile lock, so the sessions both processes
+// update stay consistent and every message decrypts on both sides.
+func TestListenAndSendShareProfile(t *testing.T) {
+	p := clienttest.Start(t)
+	alice := p.Register(t, "alice")
+	p.Register(t, "bob")
+	ctx := clienttest.Context(t)
+	open := func() *client.Client {
+		c, err := client.Open(p.Config("bob"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	bobListening, bobSending := open(), open()
+	if _, err := alice.Send(ctx, "bob", "start"); err != nil {
+		t.Fatal(err)
+	}
+	l := listenLive(t, bobListening)
+	if ev := l.next(t, client.EventMessage); ev.Body != "start" {
+		t.Fatalf("first message = %+v", ev)
+	}
+	const n = 8
+	var wg sync.WaitGroup
+	for _, w := range []struct {
+		from *client.Client
+		to   string
+	}{{alice, "bob"}, {bobSending, "alice"}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				if _, err := w.from.Send(ctx, w.to, fmt.Sprintf("to %s %d", w.to, i)); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		ev := l.next(t, client.EventMessage)
+		if want := fmt.Sprintf("to bob %d", i); ev.Body != want {
+			t.Fatalf("bob's live message %d = %q, want %q", i, ev.Body, want)
+		}
+	}
+	l.stop()
+	for _, ev := range clienttest.Drain(t, alice) {
+		if ev.Kind == client.EventUndecryptable {
+			t.Fatalf("alice could not decrypt: %v", ev.Err)
+		}
+	}
+	hist, err := alice.History("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range hist {
+		if !e.Outgoing && e.Kind == "text" {
+			got = append(got, e.Body)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("alice received %d of bob's %d messages: %q", len(got), n, got)
+	}
+}
