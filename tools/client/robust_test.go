@@ -228,3 +228,40 @@ func TestInterruptedRegistrationHeals(t *testing.T) {
 		t.Fatalf("bob got %+v", evs)
 	}
 }
+
+// TestSendRepeatedAfterLostAnswer loses the answer of a SendMessage that the server did
+// store: the client repeats the identical request, and the recipient sees the message once.
+func TestSendRepeatedAfterLostAnswer(t *testing.T) {
+	p := clienttest.Start(t)
+	p.Register(t, "alice")
+	bob := p.Register(t, "bob")
+	var lost atomic.Int32
+	lost.Store(1)
+	var sends atomic.Int32
+	loseAnswer := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if method == "/guardyn.messaging.v1.MessagingService/SendMessage" {
+			sends.Add(1)
+			if err == nil && lost.Add(-1) >= 0 {
+				return status.Error(codes.Unavailable, "answer lost")
+			}
+		}
+		return err
+	}
+	cfg := p.Config("alice")
+	cfg.Conn = p.Dial(t, grpc.WithUnaryInterceptor(loseAnswer))
+	alice, err := client.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	if _, err := alice.Send(clienttest.Context(t), "bob", "once"); err != nil {
+		t.Fatal(err)
+	}
+	if sends.Load() != 2 {
+		t.Fatalf("%d SendMessage calls, want the lost one and its repeat", sends.Load())
+	}
+	if got := messages(clienttest.Drain(t, bob)); len(got) != 1 || got[0] != "once" {
+		t.Fatalf("bob got %q, want the message once", got)
+	}
+}

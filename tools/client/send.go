@@ -5,7 +5,9 @@ import (
 	"crypto/ecdh"
 	"fmt"
 	"strings"
+	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/guardyn/guardyn/libs/crypto/envelope"
@@ -15,6 +17,10 @@ import (
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/client/content"
 )
+
+// maxUnavailableRetries bounds the identical repeats of a SendMessage the server did not
+// answer.
+const maxUnavailableRetries = 3
 
 // maxSendAttempts bounds the retries of one send after STALE_DEVICE_LIST answers: one per
 // device-list change racing with the send is plenty.
@@ -103,7 +109,7 @@ func (c *Client) sendTo(ctx context.Context, username string, self bool, m conte
 		if ephemeral {
 			_, err = c.msg.SendEphemeral(actx, &messagingv1.SendEphemeralRequest{RecipientUserId: recipient, Envelopes: envs})
 		} else {
-			_, err = c.msg.SendMessage(actx, &messagingv1.SendMessageRequest{RecipientUserId: recipient, ClientMessageId: m.ID[:], Envelopes: envs})
+			err = c.sendMessage(actx, &messagingv1.SendMessageRequest{RecipientUserId: recipient, ClientMessageId: m.ID[:], Envelopes: envs})
 		}
 		if err == nil {
 			return nil
@@ -123,6 +129,23 @@ func (c *Client) sendTo(ctx context.Context, username string, self bool, m conte
 		return fmt.Errorf("client: send to %s: %w", username, err)
 	}
 	return fmt.Errorf("client: send to %s: device list kept changing after %d attempts", username, maxSendAttempts)
+}
+
+// sendMessage calls SendMessage, repeating the identical request when the server cannot be
+// reached: the outcome of the first call is then unknown, and the same client message id
+// with the same envelopes makes a repeat a no-op if the first was stored.
+func (c *Client) sendMessage(ctx context.Context, req *messagingv1.SendMessageRequest) error {
+	for attempt := 1; ; attempt++ {
+		_, err := c.msg.SendMessage(ctx, req)
+		if status.Code(err) != codes.Unavailable || attempt == maxUnavailableRetries {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
 }
 
 // recipientDevices returns the pinned contact for username with an identity key for every
