@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/guardyn/guardyn/tools/client"
+	"github.com/guardyn/guardyn/tools/client/vault"
 )
 
 const timeFormat = "2006-01-02 15:04:05"
@@ -91,7 +92,7 @@ func cmdDevices(ctx context.Context, e *env, _ []string) error {
 }
 
 func cmdLink(ctx context.Context, e *env, args []string) error {
-	cfg, err := e.config(true)
+	cfg, err := e.config(!vault.Exists(e.home)) // confirm the passphrase only for a new profile
 	if err != nil {
 		return err
 	}
