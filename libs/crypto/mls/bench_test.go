@@ -42,6 +42,17 @@ func newBenchGroup(b *testing.B, cs mls.CipherSuite, n int) *benchGroup {
 	return &benchGroup{creator: creator, receiver: receiver, tree: tree}
 }
 
+// cpuMeter sums the process CPU time spent in timed sections. On a shared
+// machine wall time per op swings with other load; CPU time per op does not
+// (it counts every core this process used, so parallel work shows in full).
+type cpuMeter struct{ total, start int64 }
+
+func (m *cpuMeter) begin() { m.start = processCPU() }
+func (m *cpuMeter) end()   { m.total += processCPU() - m.start }
+func (m *cpuMeter) report(b *testing.B) {
+	b.ReportMetric(float64(m.total)/float64(b.N), "cpu-ns/op")
+}
+
 var benchSizes = []int{10, 100, 1000, 10000}
 
 func benchSuites(b *testing.B, f func(b *testing.B, cs mls.CipherSuite, n int)) {
@@ -60,6 +71,7 @@ func BenchmarkCommitAdd(b *testing.B) {
 		kps := make([][]byte, 0, 64)
 		var res *mls.CommitResult
 		b.Run("create", func(b *testing.B) {
+			var cpu cpuMeter
 			for b.Loop() {
 				b.StopTimer()
 				if len(kps) == 0 {
@@ -71,22 +83,29 @@ func BenchmarkCommitAdd(b *testing.B) {
 				kps = kps[:len(kps)-1]
 				bg.creator.g.DiscardPendingCommit()
 				b.StartTimer()
+				cpu.begin()
 				var err error
 				if res, err = bg.creator.g.Commit(mls.CommitOptions{Add: [][]byte{kp}}); err != nil {
 					b.Fatal(err)
 				}
+				cpu.end()
 			}
+			cpu.report(b)
 		})
 		b.Run("process", func(b *testing.B) {
+			var cpu cpuMeter
 			state := bg.receiver.g.Clone()
 			for b.Loop() {
 				b.StopTimer()
 				g := state.Clone()
 				b.StartTimer()
+				cpu.begin()
 				if _, err := g.Process(res.Commit); err != nil {
 					b.Fatal(err)
 				}
+				cpu.end()
 			}
+			cpu.report(b)
 		})
 	})
 }
@@ -98,24 +117,32 @@ func BenchmarkCommitRemove(b *testing.B) {
 		bg := newBenchGroup(b, cs, n)
 		var res *mls.CommitResult
 		b.Run("create", func(b *testing.B) {
+			var cpu cpuMeter
 			for b.Loop() {
 				bg.creator.g.DiscardPendingCommit()
+				cpu.begin()
 				var err error
 				if res, err = bg.creator.g.Commit(mls.CommitOptions{Remove: []uint32{uint32(n - 1)}}); err != nil {
 					b.Fatal(err)
 				}
+				cpu.end()
 			}
+			cpu.report(b)
 		})
 		b.Run("process", func(b *testing.B) {
+			var cpu cpuMeter
 			state := bg.receiver.g.Clone()
 			for b.Loop() {
 				b.StopTimer()
 				g := state.Clone()
 				b.StartTimer()
+				cpu.begin()
 				if _, err := g.Process(res.Commit); err != nil {
 					b.Fatal(err)
 				}
+				cpu.end()
 			}
+			cpu.report(b)
 		})
 	})
 }
@@ -127,24 +154,32 @@ func BenchmarkCommitUpdate(b *testing.B) {
 		bg := newBenchGroup(b, cs, n)
 		var res *mls.CommitResult
 		b.Run("create", func(b *testing.B) {
+			var cpu cpuMeter
 			for b.Loop() {
 				bg.creator.g.DiscardPendingCommit()
+				cpu.begin()
 				var err error
 				if res, err = bg.creator.g.Commit(mls.CommitOptions{UpdatePath: true}); err != nil {
 					b.Fatal(err)
 				}
+				cpu.end()
 			}
+			cpu.report(b)
 		})
 		b.Run("process", func(b *testing.B) {
+			var cpu cpuMeter
 			state := bg.receiver.g.Clone()
 			for b.Loop() {
 				b.StopTimer()
 				g := state.Clone()
 				b.StartTimer()
+				cpu.begin()
 				if _, err := g.Process(res.Commit); err != nil {
 					b.Fatal(err)
 				}
+				cpu.end()
 			}
+			cpu.report(b)
 		})
 	})
 }
@@ -163,11 +198,15 @@ func BenchmarkJoin(b *testing.B) {
 			b.Fatal(err)
 		}
 		opts := &mls.JoinOptions{RatchetTree: bg.creator.g.RatchetTree()}
+		var cpu cpuMeter
 		for b.Loop() {
+			cpu.begin()
 			if _, err := mls.Join(joiner.kp, res.Welcome, opts); err != nil {
 				b.Fatal(err)
 			}
+			cpu.end()
 		}
+		cpu.report(b)
 		state, err := bg.creator.g.MarshalState()
 		if err != nil {
 			b.Fatal(err)
@@ -183,6 +222,7 @@ func BenchmarkApplication(b *testing.B) {
 			bg := newBenchGroup(b, cs, 10)
 			data := make([]byte, 1024)
 			b.SetBytes(int64(len(data)))
+			start := processCPU()
 			for b.Loop() {
 				msg, err := bg.creator.g.ProtectApplication(data, nil)
 				if err != nil {
@@ -192,6 +232,7 @@ func BenchmarkApplication(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

@@ -14,7 +14,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/suite"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/tlscodec"
@@ -337,15 +339,31 @@ func (t *Tree) parentHashValidFrom(p, child, sibling treemath.NodeIndex, pn *wir
 	return false
 }
 
-// VerifyLeafSignatures checks the signature of every non-blank leaf.
+// VerifyLeafSignatures checks the signature of every non-blank leaf,
+// spread over all CPUs for large trees: a joiner verifies one signature per
+// member, which dominates the cost of joining a large group.
 func (t *Tree) VerifyLeafSignatures(groupID []byte) error {
-	var err error
-	t.Members(func(l treemath.LeafIndex, leaf *wire.LeafNode) {
-		if err == nil {
-			err = VerifyLeafSignature(t.s, leaf, groupID, uint32(l))
-		}
-	})
-	return err
+	var leaves []treemath.LeafIndex
+	t.Members(func(l treemath.LeafIndex, _ *wire.LeafNode) { leaves = append(leaves, l) })
+	workers := runtime.GOMAXPROCS(0)
+	if len(leaves) < parallelThreshold {
+		workers = 1
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(leaves); i += workers {
+				l := leaves[i]
+				if err := VerifyLeafSignature(t.s, t.nodes[l.Node()].Leaf, groupID, uint32(l)); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // leafNodeLabel is the SignWithLabel label of LeafNodeTBS.
