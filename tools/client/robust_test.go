@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,8 +14,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/client"
 	"github.com/guardyn/guardyn/tools/client/clienttest"
+	"github.com/guardyn/guardyn/tools/client/content"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
 )
 
@@ -263,5 +266,47 @@ func TestSendRepeatedAfterLostAnswer(t *testing.T) {
 	}
 	if got := messages(clienttest.Drain(t, bob)); len(got) != 1 || got[0] != "once" {
 		t.Fatalf("bob got %q, want the message once", got)
+	}
+}
+
+// TestGarbageDeliveryDropped: an authenticated account sends bytes that are no envelope.
+// The recipient reports them, acknowledges them so they do not come back, and goes on.
+func TestGarbageDeliveryDropped(t *testing.T) {
+	p := clienttest.Start(t)
+	alice, bob := p.Register(t, "alice"), p.Register(t, "bob")
+	ctx := clienttest.Context(t)
+	actx, err := alice.BearerForTest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	who, err := bob.Whoami()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := messagingv1.NewMessagingServiceClient(p.Conn)
+	for i, garbage := range [][]byte{{1}, make([]byte, 512), []byte("not an envelope at all")} {
+		id := content.NewID()
+		if _, err := msg.SendMessage(actx, &messagingv1.SendMessageRequest{
+			RecipientUserId: who.UserID, ClientMessageId: id[:],
+			Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1, SealedEnvelope: garbage}},
+		}); err != nil {
+			t.Fatalf("garbage %d: %v", i, err)
+		}
+	}
+	if _, err := alice.Send(ctx, "bob", "a real one"); err != nil {
+		t.Fatal(err)
+	}
+	evs := clienttest.Drain(t, bob)
+	var bad int
+	for _, ev := range evs {
+		if ev.Kind == client.EventUndecryptable {
+			bad++
+		}
+	}
+	if bad != 3 || !slices.Equal(messages(evs), []string{"a real one"}) {
+		t.Fatalf("bob's events = %+v, want 3 undecryptable and the real message", evs)
+	}
+	if evs := clienttest.Drain(t, bob); len(evs) != 0 {
+		t.Fatalf("garbage came back: %+v", evs)
 	}
 }

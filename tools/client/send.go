@@ -18,6 +18,10 @@ import (
 	"github.com/guardyn/guardyn/tools/client/content"
 )
 
+// maxDevicesPerAccount is the API's limit on an account's devices; a server claiming more is
+// not believed.
+const maxDevicesPerAccount = 16
+
 // maxUnavailableRetries bounds the identical repeats of a SendMessage the server did not
 // answer.
 const maxUnavailableRetries = 3
@@ -115,7 +119,7 @@ func (c *Client) sendTo(ctx context.Context, username string, self bool, m conte
 			return nil
 		}
 		if mismatch := staleDetail(err); mismatch != nil {
-			if err := c.cycle(func(s *state) error { s.applyMismatch(username, mismatch); return nil }); err != nil {
+			if err := c.cycle(func(s *state) error { return s.applyMismatch(username, mismatch) }); err != nil {
 				return err
 			}
 			continue
@@ -307,10 +311,13 @@ func keysEqual(a, b []byte) bool {
 // applyMismatch updates the device list of username from a STALE_DEVICE_LIST detail:
 // removed devices and their sessions are dropped, new ones added without a key (fetched,
 // and pinned on first use, before the retry).
-func (s *state) applyMismatch(username string, m *messagingv1.DeviceListMismatch) {
+func (s *state) applyMismatch(username string, m *messagingv1.DeviceListMismatch) error {
 	ct := s.Contacts[username]
 	if ct == nil {
-		return
+		return nil
+	}
+	if len(m.GetCurrentDeviceIds()) > maxDevicesPerAccount || len(m.GetMissingDeviceIds()) > maxDevicesPerAccount {
+		return fmt.Errorf("client: server lists %d devices for %s, more than an account may have (%d)", len(m.GetCurrentDeviceIds()), username, maxDevicesPerAccount)
 	}
 	for _, id := range m.GetExtraDeviceIds() {
 		delete(ct.Devices, id)
@@ -320,6 +327,7 @@ func (s *state) applyMismatch(username string, m *messagingv1.DeviceListMismatch
 			ct.Devices[id] = &peerDevice{}
 		}
 	}
+	return nil
 }
 
 // staleDetail returns the DeviceListMismatch of a STALE_DEVICE_LIST error, or nil.
