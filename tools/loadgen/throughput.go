@@ -154,8 +154,8 @@ type pair struct {
 	slots chan struct{}
 	// sendLatency records how long a send took to be acknowledged as stored.
 	sendLatency func(time.Duration)
-	conn             *grpc.ClientConn // the sender's
-	rconn            *grpc.ClientConn // the receiver's
+	conn        *grpc.ClientConn // the sender's
+	rconn       *grpc.ClientConn // the receiver's
 }
 
 func dial(addr string) (*grpc.ClientConn, error) {
