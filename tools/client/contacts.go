@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/safetynumber"
 	"github.com/guardyn/guardyn/libs/crypto/session"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
@@ -95,14 +96,37 @@ func (c *Client) lookup(ctx context.Context, s *state, req *authv1.LookupIdentit
 	if err != nil {
 		return "", identitySnapshot{}, fmt.Errorf("client: look up %s: %w", lookupName(req), err)
 	}
-	snap := identitySnapshot{UserID: resp.GetUserId(), Keys: make(map[uint32][]byte)}
-	for _, d := range resp.GetDevices() {
-		if resp.GetUserId() == s.UserID && d.GetDeviceId() == s.DeviceID {
+	snap, err := snapshotOf(s, resp.GetUserId(), resp.GetDevices())
+	if err != nil {
+		return "", identitySnapshot{}, fmt.Errorf("client: look up %s: %w", lookupName(req), err)
+	}
+	return resp.GetUsername(), snap, nil
+}
+
+// deviceKey is a device id with its identity key, as LookupIdentity and ListDevices list
+// them.
+type deviceKey interface {
+	GetDeviceId() uint32
+	GetIdentityKey() []byte
+}
+
+// snapshotOf checks a server's list of an account's device keys (at most
+// maxDevicesPerAccount valid P-256 keys) and returns it without the calling device.
+func snapshotOf[D deviceKey](s *state, userID string, devices []D) (identitySnapshot, error) {
+	if len(devices) > maxDevicesPerAccount {
+		return identitySnapshot{}, fmt.Errorf("server lists %d devices, more than an account may have (%d)", len(devices), maxDevicesPerAccount)
+	}
+	snap := identitySnapshot{UserID: userID, Keys: make(map[uint32][]byte, len(devices))}
+	for _, d := range devices {
+		if userID == s.UserID && d.GetDeviceId() == s.DeviceID {
 			continue
+		}
+		if _, err := keys.ParseIdentityKey(d.GetIdentityKey()); err != nil {
+			return identitySnapshot{}, fmt.Errorf("identity key of device %d: %w", d.GetDeviceId(), err)
 		}
 		snap.Keys[d.GetDeviceId()] = d.GetIdentityKey()
 	}
-	return resp.GetUsername(), snap, nil
+	return snap, nil
 }
 
 func lookupName(req *authv1.LookupIdentityRequest) string {

@@ -79,11 +79,9 @@ func (c *Client) syncOwnDevices(ctx context.Context, s *state) ([]*authv1.Device
 	if err != nil {
 		return nil, fmt.Errorf("client: list devices: %w", err)
 	}
-	snap := identitySnapshot{UserID: s.UserID, Keys: make(map[uint32][]byte)}
-	for _, d := range resp.GetDevices() {
-		if d.GetDeviceId() != s.DeviceID {
-			snap.Keys[d.GetDeviceId()] = d.GetIdentityKey()
-		}
+	snap, err := snapshotOf(s, s.UserID, resp.GetDevices())
+	if err != nil {
+		return nil, fmt.Errorf("client: list devices: %w", err)
 	}
 	s.observe(s.Username, snap)
 	return resp.GetDevices(), nil
