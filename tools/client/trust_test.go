@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -74,4 +75,41 @@ func messages(evs []client.Event) []string {
 		}
 	}
 	return out
+}
+
+// TestSimultaneousFirstMessages: alice and bob write to each other before either has
+// received anything, so each starts a session of its own. Both first messages decrypt, and
+// the conversation goes on with no message lost in either direction.
+func TestSimultaneousFirstMessages(t *testing.T) {
+	p := clienttest.Start(t)
+	alice, bob := p.Register(t, "alice"), p.Register(t, "bob")
+	ctx := clienttest.Context(t)
+	if _, err := alice.Send(ctx, "bob", "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Send(ctx, "alice", "b1"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[*client.Client][]string{alice: {"b1"}, bob: {"a1"}}
+	for round := 2; round <= 4; round++ {
+		for c, w := range want {
+			evs := clienttest.Drain(t, c)
+			if got := messages(evs); !slices.Equal(got, w) {
+				t.Fatalf("round %d: got %q, want %q", round, got, w)
+			}
+			for _, ev := range evs {
+				if ev.Kind == client.EventUndecryptable {
+					t.Fatalf("round %d: undecryptable delivery: %v", round, ev.Err)
+				}
+			}
+		}
+		a, b := fmt.Sprintf("a%d", round), fmt.Sprintf("b%d", round)
+		if _, err := alice.Send(ctx, "bob", a); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bob.Send(ctx, "alice", b); err != nil {
+			t.Fatal(err)
+		}
+		want = map[*client.Client][]string{alice: {b}, bob: {a}}
+	}
 }
