@@ -94,13 +94,12 @@ func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged,
 		if err := g.validateLeaf(rp.p.LeafNode, wire.SourceUpdate, uint32(l)); err != nil {
 			return nil, err
 		}
+		if err := next.checkLeafFits(rp.p.LeafNode, l); err != nil {
+			return nil, err
+		}
 		updated[l] = true
 		if err := next.tree.Update(l, rp.p.LeafNode); err != nil {
 			return nil, err
-		}
-		if l == g.me {
-			// Our own update: its private key was kept when proposed.
-			continue
 		}
 	}
 	for _, rp := range props {
@@ -127,7 +126,7 @@ func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged,
 		if err := validateKeyPackage(g.s, kp); err != nil {
 			return nil, err
 		}
-		if err := next.checkUniqueKeys(&kp.LeafNode); err != nil {
+		if err := next.checkLeafFits(&kp.LeafNode, treemath.LeafIndex(^uint32(0))); err != nil {
 			return nil, err
 		}
 		st.added = append(st.added, next.tree.Add(&kp.LeafNode))
@@ -148,16 +147,45 @@ func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged,
 	return st, nil
 }
 
-// checkUniqueKeys rejects a leaf whose encryption or signature key is
-// already in the tree.
-func (g *Group) checkUniqueKeys(leaf *wire.LeafNode) error {
+// checkLeafFits rejects a leaf whose encryption or signature key is already
+// used by another leaf than except, or that lacks a capability the group's
+// required_capabilities extension demands (RFC 9420, Section 7.3).
+func (g *Group) checkLeafFits(leaf *wire.LeafNode, except treemath.LeafIndex) error {
 	var err error
 	g.tree.Members(func(l treemath.LeafIndex, other *wire.LeafNode) {
-		if err == nil && (string(other.EncryptionKey) == string(leaf.EncryptionKey) || string(other.SignatureKey) == string(leaf.SignatureKey)) {
+		if err == nil && l != except && (string(other.EncryptionKey) == string(leaf.EncryptionKey) || string(other.SignatureKey) == string(leaf.SignatureKey)) {
 			err = fmt.Errorf("%w: keys already used by leaf %d", ErrInvalidLeafNode, l)
 		}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	data, ok := wire.FindExtension(g.gc.Extensions, wire.ExtRequiredCapabilities)
+	if !ok {
+		return nil
+	}
+	r := tlscodec.NewReader(data)
+	var exts, props, creds []uint16
+	for _, list := range []*[]uint16{&exts, &props, &creds} {
+		r.Each(1<<16, func(r *tlscodec.Reader) { *list = append(*list, r.Uint16()) })
+	}
+	if err := r.Finish(); err != nil {
+		return fmt.Errorf("%w: required_capabilities: %w", wire.ErrMalformed, err)
+	}
+	c := &leaf.Capabilities
+	for _, need := range []struct {
+		what     string
+		want, in []uint16
+	}{{"extension", exts, c.Extensions}, {"proposal", props, c.Proposals}, {"credential", creds, c.Credentials}} {
+		for _, v := range need.want {
+			// Types 1 to 7 of extensions and proposals are default and need
+			// not be listed; basic and x509 credentials likewise.
+			if v > 7 && !slices.Contains(need.in, v) {
+				return fmt.Errorf("%w: lacks required %s type %d", ErrInvalidLeafNode, need.what, v)
+			}
+		}
+	}
+	return nil
 }
 
 // validateLeaf checks a LeafNode from an Update proposal or a commit path.
@@ -245,6 +273,9 @@ func (g *Group) processCommit(ac *wire.AuthenticatedContent) (*Group, error) {
 	commitSecret := make([]byte, g.s.HashSize())
 	if c.Path != nil {
 		if err := next.validateLeaf(&c.Path.LeafNode, wire.SourceCommit, uint32(sender)); err != nil {
+			return nil, err
+		}
+		if err := next.checkLeafFits(&c.Path.LeafNode, sender); err != nil {
 			return nil, err
 		}
 		if err := next.tree.MergeUpdatePath(sender, c.Path); err != nil {

@@ -8,7 +8,11 @@ import (
 
 	"github.com/guardyn/guardyn/libs/crypto/mls"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/secrettree"
+	"github.com/guardyn/guardyn/libs/crypto/sframe/mlskeys"
 )
+
+// A group keys SFrame for calls directly.
+var _ mlskeys.Group = (*mls.Group)(nil)
 
 // member is a test participant: identity, key package and group state.
 type member struct {
