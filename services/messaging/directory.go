@@ -24,7 +24,7 @@ type BusDirectory struct {
 	now     func() time.Time
 	sub     *nats.Subscription
 
-	mu    sync.Mutex
+	mu    sync.RWMutex
 	cache map[string]dirEntry
 }
 
@@ -71,9 +71,9 @@ func (d *BusDirectory) Forget(userID string) {
 
 // Devices implements Directory.
 func (d *BusDirectory) Devices(ctx context.Context, userID string) ([]uint32, bool, error) {
-	d.mu.Lock()
+	d.mu.RLock()
 	e, ok := d.cache[userID]
-	d.mu.Unlock()
+	d.mu.RUnlock()
 	if ok && d.now().Sub(e.at) < d.ttl {
 		return e.devices, e.found, nil
 	}
