@@ -142,6 +142,8 @@ func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged,
 			st.psks = append(st.psks, *rp.p.PSK)
 		case wire.ProposalExternalInit:
 			st.externalInit = rp.p.KEMOutput
+		case wire.ProposalReInit:
+			next.reinit = rp.p.ReInit
 		}
 	}
 	return st, nil
@@ -228,6 +230,11 @@ func (g *Group) pskSecret(ids []wire.PreSharedKeyID) ([]byte, error) {
 		case wire.PSKResumption:
 			if string(id.PSKGroupID) == string(g.gc.GroupID) {
 				secret = g.resumption[id.PSKEpoch]
+			}
+			for _, old := range g.resumeFrom {
+				if secret == nil && string(id.PSKGroupID) == string(old.gc.GroupID) {
+					secret = old.resumption[id.PSKEpoch]
+				}
 			}
 		}
 		if secret == nil {

@@ -45,8 +45,17 @@ type CommitResult struct {
 // state pending: call MergePendingCommit once the Delivery Service accepts
 // the commit, or DiscardPendingCommit if another commit won the epoch.
 func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
+	return g.commit(opts, nil, nil)
+}
+
+// commit is Commit with extra proposals by value: resumption PSKs of a
+// branch or reinitialized group, or a ReInit.
+func (g *Group) commit(opts CommitOptions, resumption []wire.PreSharedKeyID, reinit *wire.ReInit) (*CommitResult, error) {
 	if g.removed {
 		return nil, ErrRemoved
+	}
+	if g.reinit != nil {
+		return nil, ErrReInitialized
 	}
 	committer := wire.Sender{Type: wire.SenderMember, Index: uint32(g.me)}
 	var props []resolvedProposal
@@ -75,6 +84,12 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 			return nil, err
 		}
 		byValue(&wire.Proposal{Type: wire.ProposalPreSharedKey, PSK: &wire.PreSharedKeyID{Type: wire.PSKExternal, PSKID: slices.Clone(id), Nonce: nonce}})
+	}
+	for i := range resumption {
+		byValue(&wire.Proposal{Type: wire.ProposalPreSharedKey, PSK: &resumption[i]})
+	}
+	if reinit != nil {
+		byValue(&wire.Proposal{Type: wire.ProposalReInit, ReInit: reinit})
 	}
 	st, err := g.stage(props, committer)
 	if err != nil {

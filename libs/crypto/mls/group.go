@@ -49,6 +49,11 @@ var (
 	ErrNoPendingCommit = errors.New("mls: no pending commit")
 	// ErrRemoved means this member is no longer in the group.
 	ErrRemoved = errors.New("mls: member was removed from the group")
+	// ErrReInitialized means the group was closed by a ReInit commit; use
+	// ReInit to continue in the new group.
+	ErrReInitialized = errors.New("mls: group was reinitialized")
+	// ErrNotReInitialized means ReInit on a group without a ReInit commit.
+	ErrNotReInitialized = errors.New("mls: group has no reinit commit")
 	// ErrUnexpectedMessage means a message of a type the call does not take.
 	ErrUnexpectedMessage = errors.New("mls: unexpected message type")
 )
@@ -75,6 +80,12 @@ type Group struct {
 	externalPSKs map[string][]byte
 	resumption   map[uint64][]byte
 	pending      *pendingCommit
+	// reinit is set once a ReInit commit took effect: the group is closed
+	// and only ReInit may follow.
+	reinit *wire.ReInit
+	// resumeFrom holds earlier groups whose resumption PSKs this group's
+	// commits and Welcome may name (branch and reinit).
+	resumeFrom []*Group
 	// updateKeys maps the encryption keys of this member's Update
 	// proposals in the current epoch to their private keys.
 	updateKeys map[string][]byte
@@ -197,6 +208,9 @@ func (g *Group) installEpoch(e *keysched.Epoch) {
 func (g *Group) ProtectApplication(data, authenticatedData []byte) ([]byte, error) {
 	if g.removed {
 		return nil, ErrRemoved
+	}
+	if g.reinit != nil {
+		return nil, ErrReInitialized
 	}
 	fc := &wire.FramedContent{
 		GroupID: g.gc.GroupID, Epoch: g.gc.Epoch, Sender: wire.Sender{Type: wire.SenderMember, Index: uint32(g.me)},

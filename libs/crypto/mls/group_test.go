@@ -476,3 +476,71 @@ func TestProposalsByReference(t *testing.T) {
 		t.Errorf("unknown proposal reference: %v, want ErrUnknownProposal", err)
 	}
 }
+
+func TestBranchAndReInit(t *testing.T) {
+	ms := setup(t, 3)
+	a, b, c := ms[0], ms[1], ms[2]
+	// A branches a subgroup with B only.
+	b2 := newMember(t, mls.P256AES128GCMSHA256P256, "b2")
+	sub, welcome, err := a.g.Branch(a.id, []byte("sub"), [][]byte{b2.kp.Bytes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mls.Join(b2.kp, welcome, nil); !errors.Is(err, mls.ErrUnknownPSK) {
+		t.Fatalf("branch join without the old group: %v, want ErrUnknownPSK", err)
+	}
+	subB, err := mls.Join(b2.kp, welcome, &mls.JoinOptions{ResumeFrom: []*mls.Group{b.g}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agree(t, &member{g: sub}, &member{g: subB})
+
+	// B reinitializes the group into suite 1; A and C follow.
+	res, err := b.g.CommitReInit([]byte("new"), mls.X25519AES128GCMSHA256Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, b, res, a, c)
+	if _, err := a.g.ProtectApplication([]byte("x"), nil); !errors.Is(err, mls.ErrReInitialized) {
+		t.Errorf("message after reinit: %v, want ErrReInitialized", err)
+	}
+	if _, err := a.g.Commit(mls.CommitOptions{}); !errors.Is(err, mls.ErrReInitialized) {
+		t.Errorf("commit after reinit: %v, want ErrReInitialized", err)
+	}
+	na, nc := newMember(t, mls.X25519AES128GCMSHA256Ed25519, "a"), newMember(t, mls.X25519AES128GCMSHA256Ed25519, "c")
+	if _, _, err := b.g.ReInit(a.id, nil); !errors.Is(err, mls.ErrNoMatchingKeyPackage) {
+		t.Errorf("reinit with an identity of the old suite: %v", err)
+	}
+	nb := newMember(t, mls.X25519AES128GCMSHA256Ed25519, "b")
+	newB, welcome, err := b.g.ReInit(nb.id, [][]byte{na.kp.Bytes(), nc.kp.Bytes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newA, err := mls.Join(na.kp, welcome, &mls.JoinOptions{ResumeFrom: []*mls.Group{a.g}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newC, err := mls.Join(nc.kp, welcome, &mls.JoinOptions{ResumeFrom: []*mls.Group{c.g}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agree(t, &member{g: newA}, &member{g: newB}, &member{g: newC})
+	if newA.CipherSuite() != mls.X25519AES128GCMSHA256Ed25519 || string(newA.GroupID()) != "new" {
+		t.Errorf("reinitialized group: suite %d id %q", newA.CipherSuite(), newA.GroupID())
+	}
+	if _, _, err := newA.ReInit(na.id, nil); !errors.Is(err, mls.ErrNotReInitialized) {
+		t.Errorf("reinit of an open group: %v", err)
+	}
+	// The closed group's state survives a round trip.
+	st, err := a.g.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, err := mls.UnmarshalState(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restored.ProtectApplication([]byte("x"), nil); !errors.Is(err, mls.ErrReInitialized) {
+		t.Errorf("restored closed group: %v", err)
+	}
+}

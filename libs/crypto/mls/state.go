@@ -79,6 +79,10 @@ func (g *Group) MarshalState() ([]byte, error) {
 	})
 	w.Bool(g.removed)
 	w.Bool(g.PrivateHandshake)
+	w.Bool(g.reinit != nil)
+	if g.reinit != nil {
+		(&wire.Proposal{Type: wire.ProposalReInit, ReInit: g.reinit}).MarshalBody(w)
+	}
 	return w.Bytes(), nil
 }
 
@@ -131,6 +135,9 @@ func UnmarshalState(b []byte) (*Group, error) {
 	})
 	g.removed = r.Bool()
 	g.PrivateHandshake = r.Bool()
+	if r.Bool() {
+		g.reinit, _ = wire.ReadReInit(r)
+	}
 	if err := r.Finish(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
 	}

@@ -61,6 +61,9 @@ type JoinOptions struct {
 	RatchetTree []byte
 	// ExternalPSKs maps PSK ids to secrets for PSKs the Welcome names.
 	ExternalPSKs map[string][]byte
+	// ResumeFrom lists earlier groups of this member whose resumption PSKs
+	// a branch or reinit Welcome names.
+	ResumeFrom []*Group
 }
 
 // Join joins a group from a Welcome (an MLSMessage) sent to kp.
@@ -83,6 +86,7 @@ func Join(kp *KeyPackage, welcome []byte, opts *JoinOptions) (*Group, error) {
 	for id, secret := range opts.ExternalPSKs {
 		g.AddExternalPSK([]byte(id), secret)
 	}
+	g.resumeFrom = opts.ResumeFrom
 	gs, gi, pskSecret, err := g.openWelcome(m.Welcome, &kp.kp, kp.initPriv)
 	if err != nil {
 		return nil, err

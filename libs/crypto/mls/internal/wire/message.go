@@ -681,3 +681,10 @@ func ReadSenderProposal(r *tlscodec.Reader) (Sender, *Proposal, error) {
 	p.read(r)
 	return s, p, r.Err()
 }
+
+// ReadReInit reads the body of a ReInit proposal from r.
+func ReadReInit(r *tlscodec.Reader) (*ReInit, error) {
+	p := &Proposal{Type: ProposalReInit}
+	p.readBody(r)
+	return p.ReInit, r.Err()
+}

@@ -1,0 +1,72 @@
+package mls
+
+import (
+	"fmt"
+
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/wire"
+)
+
+// resumptionPSK names g's current resumption PSK for the given use.
+func (g *Group) resumptionPSK(usage wire.ResumptionPSKUsage) (wire.PreSharedKeyID, error) {
+	nonce, err := randomBytes(g.s.HashSize())
+	if err != nil {
+		return wire.PreSharedKeyID{}, err
+	}
+	return wire.PreSharedKeyID{Type: wire.PSKResumption, Usage: usage, PSKGroupID: g.gc.GroupID, PSKEpoch: g.gc.Epoch, Nonce: nonce}, nil
+}
+
+// newGroupResuming creates a group for id whose first commit adds
+// keyPackages and injects the current resumption PSK of from, then merges
+// it. The Welcome tells joiners to resume from the same group.
+func newGroupResuming(from *Group, usage wire.ResumptionPSKUsage, id *Identity, newGroupID []byte, keyPackages [][]byte) (*Group, []byte, error) {
+	psk, err := from.resumptionPSK(usage)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := NewGroup(id, newGroupID)
+	if err != nil {
+		return nil, nil, err
+	}
+	g.resumeFrom = []*Group{from}
+	res, err := g.commit(CommitOptions{Add: keyPackages, InlineTree: true}, []wire.PreSharedKeyID{psk}, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := g.MergePendingCommit(); err != nil {
+		return nil, nil, err
+	}
+	return g, res.Welcome, nil
+}
+
+// Branch creates a subgroup of some of g's members (RFC 9420, Section
+// 11.3): a new group newGroupID, created by id, that adds the given
+// KeyPackages and binds itself to g's current epoch with a branch
+// resumption PSK. Joiners pass g in JoinOptions.ResumeFrom.
+func (g *Group) Branch(id *Identity, newGroupID []byte, keyPackages [][]byte) (*Group, []byte, error) {
+	if g.removed {
+		return nil, nil, ErrRemoved
+	}
+	return newGroupResuming(g, wire.ResumptionBranch, id, newGroupID, keyPackages)
+}
+
+// CommitReInit commits a ReInit proposal (RFC 9420, Section 11.2): once
+// merged or processed, g is closed and its members continue in a new group
+// with the given id and cipher suite, created with ReInit.
+func (g *Group) CommitReInit(newGroupID []byte, cs CipherSuite) (*CommitResult, error) {
+	return g.commit(CommitOptions{}, nil, &wire.ReInit{
+		GroupID: newGroupID, Version: wire.ProtocolVersion10, CipherSuite: uint16(cs), Extensions: g.gc.Extensions,
+	})
+}
+
+// ReInit creates the group that replaces g after its ReInit commit: id
+// must be in the new cipher suite, and keyPackages (in that suite) add the
+// other members, who pass g in JoinOptions.ResumeFrom.
+func (g *Group) ReInit(id *Identity, keyPackages [][]byte) (*Group, []byte, error) {
+	if g.reinit == nil {
+		return nil, nil, ErrNotReInitialized
+	}
+	if uint16(id.suite.ID()) != g.reinit.CipherSuite {
+		return nil, nil, fmt.Errorf("%w: identity suite %d, reinit suite %d", ErrNoMatchingKeyPackage, id.suite.ID(), g.reinit.CipherSuite)
+	}
+	return newGroupResuming(g, wire.ResumptionReInit, id, g.reinit.GroupID, keyPackages)
+}
