@@ -7,8 +7,10 @@ package ratelimit
 
 import (
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -125,4 +127,38 @@ func (l *Limiter) Len() int {
 		s.mu.Unlock()
 	}
 	return n
+}
+
+// Policy gives the limit of each action a service names ("bundles", "login", "send",
+// ...); an action without an entry is not limited.
+type Policy map[string]Config
+
+// Actions rate-limits keys of the form "action|caller" with one Limiter per action of a
+// Policy. Services consume it through a one-method interface (Allow(key) bool).
+type Actions struct {
+	limiters map[string]*Limiter
+}
+
+// NewActions returns the limiters of p.
+func NewActions(p Policy) (*Actions, error) {
+	a := &Actions{limiters: make(map[string]*Limiter, len(p))}
+	for action, cfg := range p {
+		l, err := New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("rate limit %q: %w", action, err)
+		}
+		a.limiters[action] = l
+	}
+	return a, nil
+}
+
+// Allow takes a token for key "action|caller"; actions without a limit always pass.
+func (a *Actions) Allow(key string) bool {
+	action, _, _ := strings.Cut(key, "|")
+	l, ok := a.limiters[action]
+	if !ok {
+		return true
+	}
+	allowed, _ := l.Allow(key)
+	return allowed
 }

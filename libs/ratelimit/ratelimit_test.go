@@ -157,3 +157,29 @@ func BenchmarkAllow(b *testing.B) {
 		}
 	})
 }
+
+func TestActions(t *testing.T) {
+	a, err := NewActions(Policy{"login": {Rate: 0.001, Burst: 2, MaxKeys: 16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if !a.Allow("login|alice") {
+			t.Fatalf("login %d refused within the burst", i)
+		}
+	}
+	if a.Allow("login|alice") {
+		t.Fatal("login beyond the burst allowed")
+	}
+	if !a.Allow("login|bob") {
+		t.Fatal("another caller shares alice's bucket")
+	}
+	for range 100 {
+		if !a.Allow("send|alice") {
+			t.Fatal("an action without a limit was refused")
+		}
+	}
+	if _, err := NewActions(Policy{"x": {Rate: -1, Burst: 1, MaxKeys: 1}}); err == nil {
+		t.Fatal("a bad policy was accepted")
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/guardyn/guardyn/libs/config"
+	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
 )
 
@@ -44,7 +45,7 @@ func main() {
 		Logger: common.Logger(os.Stderr),
 	}
 	if !rateLimits {
-		cfg.Limits = platform.Policy{}
+		cfg.Limits = ratelimit.Policy{}
 	}
 	if err := run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "devserver:", err)

@@ -7,7 +7,6 @@ package platform
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,13 +16,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/bus"
+	"github.com/guardyn/guardyn/libs/config"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
 	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
+	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
@@ -47,7 +46,7 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Limits rate-limits actions per caller; nil means DefaultPolicy, an empty Policy
 	// disables rate limiting.
-	Limits Policy
+	Limits ratelimit.Policy
 	Logger *slog.Logger
 	// InboxLimit caps each device's undelivered messages (0: the messaging default).
 	InboxLimit int
@@ -84,11 +83,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		}
 	}()
 
-	tokenKey, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "keys", "token.key"))
+	tokenKey, err := config.LoadOrCreateEd25519Key(filepath.Join(cfg.DataDir, "keys", "token.key"))
 	if err != nil {
 		return nil, err
 	}
-	certKey, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "keys", "sender-certificate.key"))
+	certKey, err := config.LoadOrCreateEd25519Key(filepath.Join(cfg.DataDir, "keys", "sender-certificate.key"))
 	if err != nil {
 		return nil, err
 	}
@@ -107,13 +106,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 	p.stop = append(p.stop, func() { inboxes.Close() })
 
-	// The NATS server is chatty at info level; its warnings and errors are enough.
-	natsLog := slog.New(levelFilter{cfg.Logger.Handler(), slog.LevelWarn})
 	var b *bus.Bus
 	if cfg.NATSURL != "" {
-		b, err = bus.Connect(cfg.NATSURL, natsLog)
+		b, err = bus.Connect(cfg.NATSURL, cfg.Logger)
 	} else {
-		b, err = bus.StartEmbedded(ctx, filepath.Join(cfg.DataDir, "nats"), bus.EmbeddedOptions{Listen: cfg.NATSListen, Logger: natsLog})
+		b, err = bus.StartEmbedded(ctx, filepath.Join(cfg.DataDir, "nats"), bus.EmbeddedOptions{Listen: cfg.NATSListen, Logger: cfg.Logger})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("platform: nats: %w", err)
@@ -123,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if cfg.Limits == nil {
 		cfg.Limits = DefaultPolicy()
 	}
-	limits, err := newLimiter(cfg.Limits)
+	limits, err := ratelimit.NewActions(cfg.Limits)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +184,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 			messagingv1.RegisterMessagingServiceServer(r, msgSvc)
 		},
 		Auth:         authn.NewInterceptor(verifier, auth.PublicMethods()...),
-		Validate:     LimitsValidator(fieldLimits),
+		Validate:     server.FieldLimits(fieldLimits),
 		Ready:        b.Ready,
 		Reflection:   cfg.Reflection,
 		Logger:       cfg.Logger,
@@ -201,21 +198,6 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 	return p, nil
-}
-
-// LimitsValidator rejects requests whose fields exceed their documented limits with
-// INVALID_ARGUMENT/LIMIT_EXCEEDED.
-func LimitsValidator(l *protolimits.Limits) server.Validator {
-	return func(msg any) error {
-		m, ok := msg.(proto.Message)
-		if !ok {
-			return nil
-		}
-		if err := l.Check(m); err != nil {
-			return server.Error(codes.InvalidArgument, "LIMIT_EXCEEDED", "%v", err)
-		}
-		return nil
-	}
 }
 
 // GRPCAddr is the bound gRPC address.
@@ -256,40 +238,4 @@ func (p *Platform) close() {
 		p.stop[i]()
 	}
 	p.stop = nil
-}
-
-// loadOrCreateKey reads an Ed25519 seed from path, creating it on first start. The keys
-// must survive restarts: clients pin the certificate key and tokens stay valid.
-func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
-	seed, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		seed = make([]byte, ed25519.SeedSize)
-		rand.Read(seed)
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("platform: key dir: %w", err)
-		}
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, seed, 0o600); err != nil {
-			return nil, fmt.Errorf("platform: write key: %w", err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			return nil, fmt.Errorf("platform: write key: %w", err)
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("platform: read key: %w", err)
-	}
-	if len(seed) != ed25519.SeedSize {
-		return nil, fmt.Errorf("platform: key %s has %d bytes, want %d", path, len(seed), ed25519.SeedSize)
-	}
-	return ed25519.NewKeyFromSeed(seed), nil
-}
-
-// levelFilter drops records below min.
-type levelFilter struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= f.min && f.Handler.Enabled(ctx, l)
 }
