@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/suite"
 )
 
 // benchGroup is a group of n members as a creator builds it: one commit
@@ -17,6 +18,49 @@ type benchGroup struct {
 }
 
 func newBenchGroup(b *testing.B, cs mls.CipherSuite, n int) *benchGroup {
+	bg, _ := newBenchGroupIDs(b, cs, n)
+	return bg
+}
+
+// newSteadyBenchGroup is newBenchGroup with every parent node filled, as
+// in a group where members have committed before: every other member
+// commits an UpdatePath, leaves taken in bit-reversed order so that upper
+// parents fill first and each path is encrypted to few nodes.
+func newSteadyBenchGroup(b *testing.B, cs mls.CipherSuite, n int) *benchGroup {
+	bg, ids := newBenchGroupIDs(b, cs, n)
+	half := 1
+	for half < n/2 {
+		half *= 2
+	}
+	bits := 0
+	for 1<<bits < half {
+		bits++
+	}
+	for k := range half {
+		r := 0
+		for i := range bits {
+			if k&(1<<i) != 0 {
+				r |= 1 << (bits - 1 - i)
+			}
+		}
+		leaf := 2*r + 1
+		if leaf <= 1 || leaf >= n {
+			continue
+		}
+		commit, err := mls.PuppetCommit(bg.creator.g, uint32(leaf), ids[leaf])
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, m := range []*member{bg.creator, bg.receiver} {
+			if _, err := m.g.Process(commit); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	return bg
+}
+
+func newBenchGroupIDs(b *testing.B, cs mls.CipherSuite, n int) (*benchGroup, []*mls.Identity) {
 	b.Helper()
 	creator := newMember(b, cs, "creator")
 	receiver := newMember(b, cs, "receiver")
@@ -24,9 +68,12 @@ func newBenchGroup(b *testing.B, cs mls.CipherSuite, n int) *benchGroup {
 	if creator.g, err = mls.NewGroup(creator.id, []byte("bench")); err != nil {
 		b.Fatal(err)
 	}
+	ids := []*mls.Identity{creator.id, receiver.id}
 	adds := [][]byte{receiver.kp.Bytes()}
 	for i := 2; i < n; i++ {
-		adds = append(adds, newMember(b, cs, fmt.Sprint(i)).kp.Bytes())
+		m := newMember(b, cs, fmt.Sprint(i))
+		ids = append(ids, m.id)
+		adds = append(adds, m.kp.Bytes())
 	}
 	res, err := creator.g.Commit(mls.CommitOptions{Add: adds, UpdatePath: true})
 	if err != nil {
@@ -39,7 +86,7 @@ func newBenchGroup(b *testing.B, cs mls.CipherSuite, n int) *benchGroup {
 	if receiver.g, err = mls.Join(receiver.kp, res.Welcome, &mls.JoinOptions{RatchetTree: tree}); err != nil {
 		b.Fatal(err)
 	}
-	return &benchGroup{creator: creator, receiver: receiver, tree: tree}
+	return &benchGroup{creator: creator, receiver: receiver, tree: tree}, ids
 }
 
 // cpuMeter sums the process CPU time spent in timed sections. On a shared
@@ -234,5 +281,86 @@ func BenchmarkApplication(b *testing.B) {
 			}
 			b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
 		})
+	}
+}
+
+// BenchmarkBaseline measures the raw primitives the group operations are
+// made of, in the same run: a join verifies one signature per member, and a
+// commit with a path encrypts to every node of the copath resolutions.
+func BenchmarkBaseline(b *testing.B) {
+	for _, id := range []suite.ID{suite.P256AES128GCMSHA256P256, suite.X25519AES128GCMSHA256Ed25519} {
+		s, err := suite.New(id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		priv, pub, _ := s.GenerateSignatureKey()
+		msg := make([]byte, 200)
+		sig, _ := s.SignWithLabel(priv, "LeafNodeTBS", msg)
+		b.Run(fmt.Sprintf("suite%d/sign", id), func(b *testing.B) {
+			for b.Loop() {
+				s.SignWithLabel(priv, "LeafNodeTBS", msg)
+			}
+		})
+		b.Run(fmt.Sprintf("suite%d/verify", id), func(b *testing.B) {
+			for b.Loop() {
+				if err := s.VerifyWithLabel(pub, "LeafNodeTBS", msg, sig); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		_, hpub, _ := s.DeriveKeyPair(make([]byte, 32))
+		b.Run(fmt.Sprintf("suite%d/hpke-seal", id), func(b *testing.B) {
+			for b.Loop() {
+				if _, _, err := s.EncryptWithLabel(hpub, "UpdatePathNode", msg, msg[:32]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSteadyCommit measures remove and update commits, and their
+// processing, in a group whose parents are all filled.
+func BenchmarkSteadyCommit(b *testing.B) {
+	for _, cs := range []mls.CipherSuite{mls.P256AES128GCMSHA256P256, mls.X25519AES128GCMSHA256Ed25519} {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("suite%d/n=%d", cs, n), func(b *testing.B) {
+				bg := newSteadyBenchGroup(b, cs, n)
+				for _, op := range []struct {
+					name string
+					opts mls.CommitOptions
+				}{{"remove", mls.CommitOptions{Remove: []uint32{uint32(n - 1)}}}, {"update", mls.CommitOptions{UpdatePath: true}}} {
+					var res *mls.CommitResult
+					b.Run(op.name+"/create", func(b *testing.B) {
+						var cpu cpuMeter
+						for b.Loop() {
+							bg.creator.g.DiscardPendingCommit()
+							cpu.begin()
+							var err error
+							if res, err = bg.creator.g.Commit(op.opts); err != nil {
+								b.Fatal(err)
+							}
+							cpu.end()
+						}
+						cpu.report(b)
+					})
+					b.Run(op.name+"/process", func(b *testing.B) {
+						var cpu cpuMeter
+						state := bg.receiver.g.Clone()
+						for b.Loop() {
+							b.StopTimer()
+							g := state.Clone()
+							b.StartTimer()
+							cpu.begin()
+							if _, err := g.Process(res.Commit); err != nil {
+								b.Fatal(err)
+							}
+							cpu.end()
+						}
+						cpu.report(b)
+					})
+				}
+			})
+		}
 	}
 }

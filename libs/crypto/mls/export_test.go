@@ -5,6 +5,7 @@ import (
 
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/keysched"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/suite"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/treemath"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/wire"
 )
 
@@ -37,4 +38,20 @@ func CheckWelcomeVector(cs uint16, kpMessage, initPriv, signerPub, welcome []byt
 	}
 	e := keysched.FromJoiner(s, gs.JoinerSecret, pskSecret, wire.Encode(&gi.GroupContext))
 	return keysched.VerifyConfirmationTag(s, e.ConfirmationKey, gi.GroupContext.ConfirmedTranscriptHash, gi.ConfirmationTag)
+}
+
+// PuppetCommit returns an empty commit with an UpdatePath made from g's
+// state as if by the member at leaf, whose identity the caller holds.
+// Benchmarks use it to fill a tree's parents the way a group's history of
+// commits would, without keeping every member's state.
+func PuppetCommit(g *Group, leaf uint32, id *Identity) ([]byte, error) {
+	p := g.Clone()
+	p.me = treemath.LeafIndex(leaf)
+	p.sigPriv = id.sigPriv
+	p.privs = map[treemath.NodeIndex][]byte{}
+	res, err := p.Commit(CommitOptions{UpdatePath: true})
+	if err != nil {
+		return nil, err
+	}
+	return res.Commit, nil
 }
