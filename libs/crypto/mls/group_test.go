@@ -544,3 +544,44 @@ func TestBranchAndReInit(t *testing.T) {
 		t.Errorf("restored closed group: %v", err)
 	}
 }
+
+// FuzzProcess feeds arbitrary messages to a member: nothing may panic, and
+// state only changes through messages that authenticate.
+func FuzzProcess(f *testing.F) {
+	ms := setup(f, 3)
+	msg, _ := ms[0].g.ProtectApplication([]byte("seed"), nil)
+	f.Add(msg)
+	prop, _ := ms[0].g.ProposeRemove(2)
+	f.Add(prop)
+	res, err := ms[0].g.Commit(mls.CommitOptions{UpdatePath: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(res.Commit)
+	ms[0].g.DiscardPendingCommit()
+	ms[0].g.PrivateHandshake = true
+	if res, err = ms[0].g.Commit(mls.CommitOptions{}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(res.Commit)
+	// The receiver has seen the proposal that the commits reference.
+	if _, err := ms[1].g.Process(prop); err != nil {
+		f.Fatal(err)
+	}
+	state, err := ms[1].g.MarshalState()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		g, err := mls.UnmarshalState(state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Process(in); err != nil {
+			return
+		}
+		if _, err := g.MarshalState(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
