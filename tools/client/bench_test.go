@@ -2,13 +2,14 @@ package client_test
 
 import (
 	"bytes"
+	"context"
 	"testing"
 
+	"github.com/guardyn/guardyn/libs/ratelimit"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/client"
 	"github.com/guardyn/guardyn/tools/client/clienttest"
 	"github.com/guardyn/guardyn/tools/client/content"
-	"github.com/guardyn/guardyn/tools/devserver/platform"
 )
 
 // BenchmarkSend measures one text message from a client with an established session, end to
@@ -17,7 +18,7 @@ import (
 // check. The raw-rpc baseline sends an envelope of the same size with SendMessage alone, so
 // the difference is the client's own cost.
 func BenchmarkSend(b *testing.B) {
-	p := clienttest.StartWithLimits(b, platform.Policy{})
+	p := clienttest.StartWithLimits(b, ratelimit.Policy{})
 	alice, bob := p.Register(b, "alice"), p.Register(b, "bob")
 	ctx := clienttest.Context(b)
 	if _, err := alice.Send(ctx, "bob", "warm up"); err != nil {
@@ -60,33 +61,90 @@ func BenchmarkSend(b *testing.B) {
 }
 
 // BenchmarkReceive measures processing stored messages with Listen: open, decrypt, save
-// the batch, acknowledge. Sending them is excluded from the timing.
+// the batch, acknowledge, and answer each text with a delivery receipt. Sending them is
+// excluded from the timing. The raw-rpc baseline receives and acknowledges as many stored
+// envelopes over the bare API.
 func BenchmarkReceive(b *testing.B) {
-	p := clienttest.StartWithLimits(b, platform.Policy{})
+	const batch = 20
+	p := clienttest.StartWithLimits(b, ratelimit.Policy{})
 	alice, bob := p.Register(b, "alice"), p.Register(b, "bob")
 	ctx := clienttest.Context(b)
-	for b.Loop() {
-		b.StopTimer()
-		for range 20 {
-			if _, err := alice.Send(ctx, "bob", "queued while bob was away"); err != nil {
+	b.Run("client", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			for range batch {
+				if _, err := alice.Send(ctx, "bob", "queued while bob was away"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StartTimer()
+			n := 0
+			if err := bob.Listen(ctx, true, func(ev client.Event) {
+				if ev.Kind == client.EventMessage {
+					n++
+				}
+			}); err != nil {
 				b.Fatal(err)
 			}
-		}
-		b.StartTimer()
-		n := 0
-		if err := bob.Listen(ctx, true, func(ev client.Event) {
-			if ev.Kind == client.EventMessage {
-				n++
+			if n != batch {
+				b.Fatalf("received %d messages, want %d", n, batch)
 			}
-		}); err != nil {
+			b.StopTimer()
+			clienttest.Drain(b, alice) // the receipts
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch)/1e6, "ms/msg")
+	})
+	b.Run("raw-rpc", func(b *testing.B) {
+		actx, err := alice.BearerForTest(ctx)
+		if err != nil {
 			b.Fatal(err)
 		}
-		if n != 20 {
-			b.Fatalf("received %d messages, want 20", n)
+		bctx, err := bob.BearerForTest(ctx)
+		if err != nil {
+			b.Fatal(err)
 		}
-		b.StopTimer()
-		clienttest.Drain(b, alice) // the receipts
-		b.StartTimer()
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*20)/1e6, "ms/msg")
+		who, err := bob.Whoami()
+		if err != nil {
+			b.Fatal(err)
+		}
+		msg := messagingv1.NewMessagingServiceClient(p.Conn)
+		sealed := bytes.Repeat([]byte{0xa5}, 512)
+		for b.Loop() {
+			b.StopTimer()
+			for range batch {
+				id := content.NewID()
+				if _, err := msg.SendMessage(actx, &messagingv1.SendMessageRequest{
+					RecipientUserId: who.UserID, ClientMessageId: id[:],
+					Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1, SealedEnvelope: sealed}},
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StartTimer()
+			sctx, cancel := context.WithCancel(bctx)
+			stream, err := msg.Receive(sctx, &messagingv1.ReceiveRequest{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for done := false; !done; {
+				resp, err := stream.Recv()
+				if err != nil {
+					b.Fatal(err)
+				}
+				var ids [][]byte
+				for _, d := range resp.GetDeliveries() {
+					ids = append(ids, d.GetMessageId())
+				}
+				if len(ids) > 0 {
+					if _, err := msg.AckMessages(bctx, &messagingv1.AckMessagesRequest{MessageIds: ids}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				done = resp.GetBacklogComplete()
+			}
+			cancel()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch)/1e6, "ms/msg")
+	})
 }

@@ -29,7 +29,8 @@ const (
 	// EventMessage is a text message (from a contact, or a copy of one this account sent
 	// from another device when Outgoing is set).
 	EventMessage EventKind = iota + 1
-	// EventReceipt says a device of Peer received message Ref.
+	// EventReceipt says a device of Peer received message Ref (one event per message a
+	// receipt acknowledges).
 	EventReceipt
 	// EventTyping says Peer is typing.
 	EventTyping
@@ -156,8 +157,19 @@ func (c *Client) freshBearer(ctx context.Context) (context.Context, error) {
 type batch struct {
 	events   []Event
 	acks     [][]byte
-	receipts []Event // text messages to acknowledge to their senders
-	consumed bool    // a handshake consumed one-time prekeys
+	senders  []string                // senders to send receipts to, in arrival order
+	receipts map[string][]content.ID // text messages to acknowledge, per sender
+	consumed bool                    // a handshake consumed one-time prekeys
+}
+
+func (b *batch) addReceipt(sender string, id content.ID) {
+	if b.receipts == nil {
+		b.receipts = make(map[string][]content.ID)
+	}
+	if _, ok := b.receipts[sender]; !ok {
+		b.senders = append(b.senders, sender)
+	}
+	b.receipts[sender] = append(b.receipts[sender], id)
 }
 
 func (c *Client) handleBatch(ctx context.Context, deliveries []*messagingv1.Delivery, handle func(Event)) error {
@@ -182,9 +194,9 @@ func (c *Client) handleBatch(ctx context.Context, deliveries []*messagingv1.Deli
 			return fmt.Errorf("client: acknowledge messages: %w", err)
 		}
 	}
-	for _, r := range b.receipts {
-		if err := c.sendReceipt(ctx, r.From, r.ID); err != nil {
-			handle(Event{Kind: EventWarning, Peer: r.From, Err: fmt.Errorf("delivery receipt not sent: %w", err)})
+	for _, sender := range b.senders {
+		if err := c.sendReceipts(ctx, sender, b.receipts[sender]); err != nil {
+			handle(Event{Kind: EventWarning, Peer: sender, Err: fmt.Errorf("delivery receipt not sent: %w", err)})
 		}
 	}
 	if b.consumed {
@@ -216,13 +228,11 @@ func (c *Client) processBatch(ctx context.Context, s *state, deliveries []*messa
 				b.acks = append(b.acks, d.GetMessageId())
 				continue
 			}
-			ev, out, err := c.openStored(ctx, s, id, pre, d, b)
+			evs, out, err := c.openStored(ctx, s, id, pre, d, b)
 			if err != nil {
 				return err
 			}
-			if ev.Kind != 0 {
-				b.events = append(b.events, ev)
-			}
+			b.events = append(b.events, evs...)
 			if out != held {
 				s.markSeen(mid)
 				b.acks = append(b.acks, d.GetMessageId())
@@ -264,16 +274,16 @@ func (c *Client) openEphemeral(ctx context.Context, s *state, id *keys.Identity,
 // openStored authenticates, decrypts and records one stored delivery. It returns an error
 // only for transient failures (the server unreachable while looking up a new sender), which
 // abort the batch so that it is processed again later; everything permanent is an outcome.
-func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pre *keys.PreKeyStore, d *messagingv1.Delivery, b *batch) (Event, outcome, error) {
+func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pre *keys.PreKeyStore, d *messagingv1.Delivery, b *batch) ([]Event, outcome, error) {
 	received := d.GetServerTime().AsTime()
-	undecryptable := func(err error) (Event, outcome, error) {
-		return Event{Kind: EventUndecryptable, Received: received, Err: err}, dropped, nil
+	undecryptable := func(err error) ([]Event, outcome, error) {
+		return []Event{{Kind: EventUndecryptable, Received: received, Err: err}}, dropped, nil
 	}
 	opened, err := envelope.Open(id.ECDH(), s.DeviceID, ed25519.PublicKey(s.TrustRoot), received, d.GetPayload())
 	if errors.Is(err, envelope.ErrUnknownIssuer) {
 		// Signed by a server key other than the pinned one: the server rotated its key, or
 		// someone impersonates it. Either way a person must look; the message stays queued.
-		return Event{Kind: EventWarning, Received: received, Err: fmt.Errorf("message held: %w; the server's certificate key differs from the one pinned at registration", err)}, held, nil
+		return []Event{{Kind: EventWarning, Received: received, Err: fmt.Errorf("message held: %w; the server's certificate key differs from the one pinned at registration", err)}}, held, nil
 	} else if err != nil {
 		return undecryptable(err)
 	}
@@ -283,15 +293,15 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 	if Reason(err) == "USER_NOT_FOUND" {
 		return undecryptable(fmt.Errorf("sender account %s no longer exists", cert.UserID()))
 	} else if err != nil {
-		return Event{}, 0, err
+		return nil, 0, err
 	}
 	if changed != nil {
-		return Event{Kind: EventIdentityChanged, Peer: name, From: name, FromDevice: cert.DeviceID(), Received: received, Err: changed}, held, nil
+		return []Event{{Kind: EventIdentityChanged, Peer: name, From: name, FromDevice: cert.DeviceID(), Received: received, Err: changed}}, held, nil
 	}
 
 	pt, err := decryptFrom(id, pre, dev, opened, certKey, &b.consumed)
 	if errors.Is(err, session.ErrDuplicate) {
-		return Event{}, dropped, nil
+		return nil, dropped, nil
 	} else if err != nil {
 		return undecryptable(fmt.Errorf("from %s device %d: %w", name, cert.DeviceID(), err))
 	}
@@ -302,7 +312,7 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 	if m.From != name {
 		return undecryptable(fmt.Errorf("message claims to be from %q but %s device %d sent it", m.From, name, cert.DeviceID()))
 	}
-	ev := Event{Peer: name, From: name, FromDevice: cert.DeviceID(), ID: m.ID, Ref: m.Ref, Body: m.Body, Sent: m.Sent, Received: received}
+	ev := Event{Peer: name, From: name, FromDevice: cert.DeviceID(), ID: m.ID, Body: m.Body, Sent: m.Sent, Received: received}
 	if cert.UserID() == s.UserID {
 		if m.To == "" {
 			return undecryptable(fmt.Errorf("copy from own device %d names no conversation", cert.DeviceID()))
@@ -314,17 +324,24 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 	case content.KindText:
 		ev.Kind = EventMessage
 		if !ev.Outgoing {
-			b.receipts = append(b.receipts, ev)
+			b.addReceipt(name, m.ID)
 		}
 	case content.KindReceipt:
-		ev.Kind = EventReceipt
-		entry.Ref = m.Ref.String()
+		var evs []Event
+		for _, ref := range m.Refs {
+			r := ev
+			r.Kind, r.Ref = EventReceipt, ref
+			evs = append(evs, r)
+			entry.Ref = ref.String()
+			s.appendLog(entry)
+		}
+		return evs, processed, nil
 	case content.KindTyping:
 		ev.Kind = EventTyping
-		return ev, processed, nil // typing is never worth keeping
+		return []Event{ev}, processed, nil // typing is never worth keeping
 	}
 	s.appendLog(entry)
-	return ev, processed, nil
+	return []Event{ev}, processed, nil
 }
 
 // resolveSender finds the pinned contact and device that sealed an envelope, looking up

@@ -13,12 +13,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/guardyn/guardyn/libs/ratelimit"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/client"
 	"github.com/guardyn/guardyn/tools/client/clienttest"
 	"github.com/guardyn/guardyn/tools/client/content"
-	"github.com/guardyn/guardyn/tools/devserver/platform"
 )
 
 // callCounter counts unary calls per method and can fail chosen methods.
@@ -153,7 +153,7 @@ func TestAckLostRedeliveryDropped(t *testing.T) {
 // TestPreKeysToppedUp drains most of a device's one-time prekeys through the API; its next
 // listen uploads enough to get back to PreKeyBatch of each kind.
 func TestPreKeysToppedUp(t *testing.T) {
-	p := clienttest.StartWithLimits(t, platform.Policy{}) // no rate limits: the test drains prekeys fast
+	p := clienttest.StartWithLimits(t, ratelimit.Policy{}) // no rate limits: the test drains prekeys fast
 	alice, bob := p.Register(t, "alice"), p.Register(t, "bob")
 	ctx := clienttest.Context(t)
 	auth := authv1.NewAuthServiceClient(p.Conn)

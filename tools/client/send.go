@@ -52,10 +52,18 @@ func (c *Client) Typing(ctx context.Context, username string) error {
 	return c.sendTo(ctx, strings.ToLower(username), false, m)
 }
 
-// sendReceipt acknowledges message ref to its sender's devices.
-func (c *Client) sendReceipt(ctx context.Context, username string, ref content.ID) error {
-	m := content.Message{ID: content.NewID(), Kind: content.KindReceipt, Sent: c.now(), Ref: ref}
-	return c.sendTo(ctx, username, false, m)
+// sendReceipts acknowledges messages to their sender's devices, up to content.MaxRefs per
+// receipt, so a backlog costs one receipt rather than one per message.
+func (c *Client) sendReceipts(ctx context.Context, username string, refs []content.ID) error {
+	for len(refs) > 0 {
+		n := min(len(refs), content.MaxRefs)
+		m := content.Message{ID: content.NewID(), Kind: content.KindReceipt, Sent: c.now(), Refs: refs[:n]}
+		if err := c.sendTo(ctx, username, false, m); err != nil {
+			return err
+		}
+		refs = refs[n:]
+	}
+	return nil
 }
 
 // sendTo delivers m to every current device of username (or, with self, to this account's

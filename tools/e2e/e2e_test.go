@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -539,5 +540,53 @@ func TestListenAndSendShareProfile(t *testing.T) {
 	}
 	if len(got) != n {
 		t.Fatalf("alice received %d of bob's %d messages: %q", len(got), n, got)
+	}
+}
+
+// sendCounter counts SendMessage calls on a connection.
+type sendCounter struct{ n atomic.Int32 }
+
+func (s *sendCounter) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if method == "/guardyn.messaging.v1.MessagingService/SendMessage" {
+		s.n.Add(1)
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// A backlog is acknowledged with one receipt per sender, not one per message; the sender
+// still sees a receipt event for each of its messages.
+func TestBacklogAnsweredWithOneReceipt(t *testing.T) {
+	p := clienttest.Start(t)
+	alice := p.Register(t, "alice")
+	p.Register(t, "bob")
+	ctx := clienttest.Context(t)
+	var sends sendCounter
+	cfg := p.Config("bob")
+	cfg.Conn = p.Dial(t, grpc.WithUnaryInterceptor(sends.intercept))
+	bob, err := client.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	var ids []string
+	for i := range 6 {
+		id, err := alice.Send(ctx, "bob", fmt.Sprintf("m%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id.String())
+	}
+	if got := messages(clienttest.Drain(t, bob)); len(got) != 6 {
+		t.Fatalf("bob got %q", got)
+	}
+	if n := sends.n.Load(); n != 1 {
+		t.Fatalf("bob sent %d messages to answer the backlog, want 1 receipt", n)
+	}
+	var refs []string
+	for _, ev := range only(clienttest.Drain(t, alice), client.EventReceipt) {
+		refs = append(refs, ev.Ref.String())
+	}
+	if !slices.Equal(refs, ids) {
+		t.Fatalf("receipt refs = %q, want %q", refs, ids)
 	}
 }

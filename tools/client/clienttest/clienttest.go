@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/tools/client"
 	"github.com/guardyn/guardyn/tools/client/vault"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
@@ -37,7 +38,7 @@ func Start(t testing.TB) *Platform {
 
 // StartWithLimits starts a platform with the given rate-limit policy (nil: the default; an
 // empty policy disables rate limiting, for tests that exhaust prekeys on purpose).
-func StartWithLimits(t testing.TB, limits platform.Policy) *Platform {
+func StartWithLimits(t testing.TB, limits ratelimit.Policy) *Platform {
 	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())

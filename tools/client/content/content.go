@@ -26,6 +26,8 @@ const (
 	MaxBodySize = 32 << 10
 	// MaxUsernameSize bounds the sender and conversation usernames (the server allows 32).
 	MaxUsernameSize = 32
+	// MaxRefs bounds the messages one receipt acknowledges.
+	MaxRefs = 256
 )
 
 // Kind says what a message is.
@@ -35,7 +37,7 @@ type Kind string
 const (
 	// KindText is a chat message typed by a person.
 	KindText Kind = "text"
-	// KindReceipt acknowledges that a device received the message named by Ref.
+	// KindReceipt acknowledges that a device received the messages named by Refs.
 	KindReceipt Kind = "receipt"
 	// KindTyping says the sender is typing; it is sent ephemerally and never stored.
 	KindTyping Kind = "typing"
@@ -89,27 +91,27 @@ type Message struct {
 	// To names the conversation on copies a sender sends to its own other devices: the
 	// username the message was written to. Empty on messages to the recipient itself.
 	To string
-	// Ref is the message a receipt acknowledges.
-	Ref ID
+	// Refs are the messages a receipt acknowledges (one receipt answers a whole batch).
+	Refs []ID
 }
 
 // wire is the JSON form. Ids travel in hex so a person can read a dump.
 type wire struct {
-	V    int    `json:"v"`
-	ID   string `json:"id"`
-	Kind Kind   `json:"kind"`
-	Body string `json:"body,omitempty"`
-	Sent int64  `json:"sent"`
-	From string `json:"from"`
-	To   string `json:"to,omitempty"`
-	Ref  string `json:"ref,omitempty"`
+	V    int      `json:"v"`
+	ID   string   `json:"id"`
+	Kind Kind     `json:"kind"`
+	Body string   `json:"body,omitempty"`
+	Sent int64    `json:"sent"`
+	From string   `json:"from"`
+	To   string   `json:"to,omitempty"`
+	Refs []string `json:"refs,omitempty"`
 }
 
 // Encode checks m against the field rules and encodes it.
 func Encode(m Message) ([]byte, error) {
 	w := wire{V: Version, ID: m.ID.String(), Kind: m.Kind, Body: m.Body, Sent: m.Sent.UnixMilli(), From: m.From, To: m.To}
-	if m.Kind == KindReceipt {
-		w.Ref = m.Ref.String()
+	for _, r := range m.Refs {
+		w.Refs = append(w.Refs, r.String())
 	}
 	if err := w.check(); err != nil {
 		return nil, err
@@ -143,26 +145,31 @@ func Decode(b []byte) (Message, error) {
 	if m.ID, err = ParseID(w.ID); err != nil {
 		return Message{}, err
 	}
-	if w.Kind == KindReceipt {
-		if m.Ref, err = ParseID(w.Ref); err != nil {
+	for _, r := range w.Refs {
+		id, err := ParseID(r)
+		if err != nil {
 			return Message{}, err
 		}
+		m.Refs = append(m.Refs, id)
 	}
 	return m, nil
 }
 
 func (w wire) check() error {
 	switch w.Kind {
-	case KindText:
-		if w.Ref != "" {
-			return fmt.Errorf("%w: text message with a ref", ErrMalformed)
+	case KindText, KindTyping:
+		if len(w.Refs) > 0 {
+			return fmt.Errorf("%w: %s message with refs", ErrMalformed, w.Kind)
 		}
-	case KindReceipt, KindTyping:
+		if w.Kind == KindTyping && w.Body != "" {
+			return fmt.Errorf("%w: typing message with a body", ErrMalformed)
+		}
+	case KindReceipt:
 		if w.Body != "" {
-			return fmt.Errorf("%w: %s message with a body", ErrMalformed, w.Kind)
+			return fmt.Errorf("%w: receipt with a body", ErrMalformed)
 		}
-		if w.Kind == KindTyping && w.Ref != "" {
-			return fmt.Errorf("%w: typing message with a ref", ErrMalformed)
+		if len(w.Refs) == 0 || len(w.Refs) > MaxRefs {
+			return fmt.Errorf("%w: receipt with %d refs, want 1 to %d", ErrMalformed, len(w.Refs), MaxRefs)
 		}
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrMalformed, w.Kind)

@@ -2,6 +2,7 @@ package content
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func sample() Message {
 }
 
 func TestRoundTrip(t *testing.T) {
-	receipt := Message{ID: NewID(), Kind: KindReceipt, Sent: time.UnixMilli(5).UTC(), From: "bob", Ref: NewID()}
+	receipt := Message{ID: NewID(), Kind: KindReceipt, Sent: time.UnixMilli(5).UTC(), From: "bob", Refs: []ID{NewID(), NewID()}}
 	typing := Message{ID: NewID(), Kind: KindTyping, Sent: time.UnixMilli(6).UTC(), From: "bob"}
 	sync := sample()
 	sync.To = "carol"
@@ -28,7 +29,7 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Decode(%s): %v", b, err)
 		}
-		if got != m {
+		if !reflect.DeepEqual(got, m) {
 			t.Fatalf("round trip: got %+v, want %+v", got, m)
 		}
 	}
@@ -59,10 +60,12 @@ func TestDecodeRejects(t *testing.T) {
 		"bad from":        {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"text","sent":1,"from":"Alice!"}`, ErrMalformed},
 		"short from":      {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"text","sent":1,"from":"al"}`, ErrMalformed},
 		"bad to":          {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"text","sent":1,"from":"alice","to":"\n"}`, ErrMalformed},
-		"receipt no ref":  {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"receipt","sent":1,"from":"alice"}`, ErrMalformed},
-		"receipt body":    {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"receipt","body":"x","sent":1,"from":"alice","ref":"0102030405060708090a0b0c0d0e0f10"}`, ErrMalformed},
+		"receipt no refs": {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"receipt","sent":1,"from":"alice"}`, ErrMalformed},
+		"receipt bad ref": {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"receipt","sent":1,"from":"alice","refs":["01"]}`, ErrMalformed},
+		"too many refs":   {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"receipt","sent":1,"from":"alice","refs":[` + strings.Repeat(`"0102030405060708090a0b0c0d0e0f10",`, MaxRefs) + `"0102030405060708090a0b0c0d0e0f10"]}`, ErrMalformed},
+		"receipt body":    {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"receipt","body":"x","sent":1,"from":"alice","refs":["0102030405060708090a0b0c0d0e0f10"]}`, ErrMalformed},
 		"typing body":     {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"typing","body":"x","sent":1,"from":"alice"}`, ErrMalformed},
-		"text with ref":   {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"text","sent":1,"from":"alice","ref":"0102030405060708090a0b0c0d0e0f10"}`, ErrMalformed},
+		"text with refs":  {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"text","sent":1,"from":"alice","refs":["0102030405060708090a0b0c0d0e0f10"]}`, ErrMalformed},
 		"negative time":   {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"text","sent":-1,"from":"alice"}`, ErrMalformed},
 		"huge time":       {`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"text","sent":999999999999999999,"from":"alice"}`, ErrMalformed},
 		"oversized input": {strings.Repeat(" ", MaxEncodedSize+1), ErrTooLarge},
@@ -116,7 +119,7 @@ func TestParseID(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	b, _ := Encode(sample())
 	f.Add(b)
-	f.Add([]byte(`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"receipt","sent":1,"from":"bob","ref":"0102030405060708090a0b0c0d0e0f10"}`))
+	f.Add([]byte(`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"receipt","sent":1,"from":"bob","refs":["0102030405060708090a0b0c0d0e0f10"]}`))
 	f.Add([]byte(`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"typing","sent":1,"from":"bob","to":"carol"}`))
 	f.Add([]byte(`{"v":2}`))
 	f.Add([]byte(`[]`))
@@ -130,7 +133,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoded message does not re-encode: %v", err)
 		}
 		m2, err := Decode(again)
-		if err != nil || m2 != m {
+		if err != nil || !reflect.DeepEqual(m2, m) {
 			t.Fatalf("re-encoded message changed: %+v vs %+v (%v)", m2, m, err)
 		}
 	})

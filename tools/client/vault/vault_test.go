@@ -287,7 +287,10 @@ func BenchmarkUpdate64KiB(b *testing.B) {
 	defer v.Close()
 	b.SetBytes(int64(len(state)))
 	for b.Loop() {
-		if err := v.Update(func(cur []byte) ([]byte, error) { return cur, nil }); err != nil {
+		if err := v.Update(func(cur []byte) ([]byte, error) {
+			cur[0]++ // a real change, so the cycle writes and syncs
+			return cur, nil
+		}); err != nil {
 			b.Fatal(err)
 		}
 	}
