@@ -25,25 +25,10 @@ type BusEvents struct {
 
 // NewBusEvents creates the auth event stream if needed and returns a publisher.
 func NewBusEvents(ctx context.Context, b *bus.Bus) (*BusEvents, error) {
-	if _, err := EnsureEventStream(ctx, b.JetStream()); err != nil {
-		return nil, err
+	if err := b.EnsureAuthEvents(ctx); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
 	}
 	return &BusEvents{nc: b.Conn(), js: b.JetStream()}, nil
-}
-
-// EnsureEventStream creates (or updates) the JetStream stream that holds auth events. Both
-// the publisher and its consumers call it, so their start order does not matter.
-func EnsureEventStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:     bus.StreamAuthEvents,
-		Subjects: []string{bus.SubjectAuthEvents},
-		Storage:  jetstream.FileStorage,
-		MaxAge:   30 * 24 * time.Hour,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("auth: event stream: %w", err)
-	}
-	return st, nil
 }
 
 func (e *BusEvents) persist(ctx context.Context, subject string, m proto.Message) error {

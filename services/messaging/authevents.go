@@ -15,8 +15,11 @@ import (
 // their Receive streams, from the auth service's durable event stream. The durable
 // consumer resumes where it stopped, so a messaging restart misses nothing. Call Stop on
 // the returned ConsumeContext to stop consuming.
-func (s *Server) ConsumeAuthEvents(ctx context.Context, stream jetstream.Stream) (jetstream.ConsumeContext, error) {
-	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+func (s *Server) ConsumeAuthEvents(ctx context.Context, b *bus.Bus) (jetstream.ConsumeContext, error) {
+	if err := b.EnsureAuthEvents(ctx); err != nil {
+		return nil, fmt.Errorf("messaging: %w", err)
+	}
+	cons, err := b.JetStream().CreateOrUpdateConsumer(ctx, bus.StreamAuthEvents, jetstream.ConsumerConfig{
 		Durable:        "messaging",
 		FilterSubjects: []string{bus.SubjectDeviceRemoved, bus.SubjectAccountDeleted},
 		AckPolicy:      jetstream.AckExplicitPolicy,

@@ -154,11 +154,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 	p.stop = append(p.stop, func() { msgSvc.Close() })
-	stream, err := auth.EnsureEventStream(ctx, b.JetStream())
-	if err != nil {
-		return nil, err
-	}
-	consumer, err := msgSvc.ConsumeAuthEvents(context.WithoutCancel(ctx), stream)
+	consumer, err := msgSvc.ConsumeAuthEvents(context.WithoutCancel(ctx), b)
 	if err != nil {
 		return nil, err
 	}

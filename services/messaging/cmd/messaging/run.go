@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/guardyn/guardyn/libs/authn"
+	"github.com/guardyn/guardyn/libs/bus"
+	"github.com/guardyn/guardyn/libs/config"
+	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
+	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
+	"github.com/guardyn/guardyn/libs/ratelimit"
+	"github.com/guardyn/guardyn/libs/server"
+	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	"github.com/guardyn/guardyn/proto/protolimits"
+	"github.com/guardyn/guardyn/services/messaging"
+)
+
+type options struct {
+	config.Common
+	authAddr   string
+	rateLimits bool
+}
+
+func run(ctx context.Context, opts options) error {
+	log := opts.Logger(os.Stderr)
+	tokenKey, err := fetchTokenKey(ctx, opts.authAddr)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return err
+	}
+	groups, err := kvembedded.Open(filepath.Join(opts.DataDir, kvembedded.FileName), kvembedded.Options{})
+	if err != nil {
+		return err
+	}
+	defer groups.Close()
+	inboxes, err := msgembedded.Open(filepath.Join(opts.DataDir, msgembedded.DirName), msgembedded.Options{
+		OnError: func(err error) { log.Warn("message store", "err", err) },
+	})
+	if err != nil {
+		return err
+	}
+	defer inboxes.Close()
+	b, err := bus.Connect(opts.NATSURL, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	directory, err := messaging.NewBusDirectory(b.Conn(), 0)
+	if err != nil {
+		return err
+	}
+	defer directory.Close()
+	policy := messaging.DefaultRateLimits()
+	if !opts.rateLimits {
+		policy = ratelimit.Policy{}
+	}
+	limits, err := ratelimit.NewActions(policy)
+	if err != nil {
+		return err
+	}
+	svc, err := messaging.New(messaging.Config{Inboxes: inboxes, Groups: groups, Directory: directory, Conn: b.Conn(), Limits: limits, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	consumer, err := svc.ConsumeAuthEvents(context.WithoutCancel(ctx), b)
+	if err != nil {
+		return err
+	}
+	defer consumer.Stop()
+	verifier, err := authn.NewVerifier(authn.VerifierConfig{Keys: []ed25519.PublicKey{tokenKey}, Revocations: directory, Now: time.Now})
+	if err != nil {
+		return err
+	}
+	fieldLimits, err := protolimits.FromAPI()
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Config{
+		GRPCAddr: opts.GRPCAddr, AdminAddr: opts.AdminAddr,
+		Register:        func(r grpc.ServiceRegistrar) { messagingv1.RegisterMessagingServiceServer(r, svc) },
+		Auth:            authn.NewInterceptor(verifier),
+		Validate:        server.FieldLimits(fieldLimits),
+		Ready:           b.Ready,
+		Reflection:      opts.Reflection,
+		Logger:          log,
+		DrainTimeout:    opts.DrainTimeout,
+		MaxMessageBytes: 5 << 20,
+		GRPCOptions:     []grpc.ServerOption{grpc.SharedWriteBuffer(true)},
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("messaging: gRPC on %s, admin on %s\n", srv.GRPCAddr(), srv.AdminAddr())
+	return srv.Run(ctx)
+}
+
+// fetchTokenKey asks the auth service for the key its access tokens are signed with,
+// retrying while it starts.
+func fetchTokenKey(ctx context.Context, addr string) (ed25519.PublicKey, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("auth service at %s: %w", addr, err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		resp, err := authv1.NewAuthServiceClient(conn).GetTrustRoot(ctx, &authv1.GetTrustRootRequest{}, grpc.WaitForReady(true))
+		if err == nil {
+			if len(resp.GetTokenKey()) != ed25519.PublicKeySize {
+				return nil, fmt.Errorf("auth service at %s returned a %d-byte token key", addr, len(resp.GetTokenKey()))
+			}
+			return resp.GetTokenKey(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("fetching the token key from the auth service at %s: %w", addr, err)
+		case <-time.After(time.Second):
+		}
+	}
+}
