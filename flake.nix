@@ -49,7 +49,7 @@
             vendorHash = nixpkgs.lib.fileContents ./nix/vendor-hash;
           };
         in
-        bins // { default = bins.guardyn; });
+        bins // { default = bins.guardyn-server; });
 
       devShells = forAllSystems (pkgs: {
         default = import ./nix/devshell.nix { inherit pkgs; go = goFor pkgs; };

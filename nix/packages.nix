@@ -29,13 +29,13 @@ let
   service = name: mkBinary { pname = name; subPackage = "services/${name}/cmd/${name}"; };
 in
 {
+  # The services that exist so far; media, presence and notification have their
+  # APIs in proto/ but no implementation yet.
   auth = service "auth";
   messaging = service "messaging";
-  media = service "media";
-  presence = service "presence";
-  notification = service "notification";
 
   # Every service in one process with embedded storage and NATS.
-  guardyn = mkBinary { pname = "guardyn"; subPackage = "tools/devserver"; binary = "guardyn"; };
-  guardyn-cli = mkBinary { pname = "guardyn-cli"; subPackage = "tools/cli"; binary = "guardyn-cli"; };
+  guardyn-server = mkBinary { pname = "guardyn-server"; subPackage = "tools/devserver"; binary = "guardyn-server"; };
+  # The command-line client.
+  guardyn = mkBinary { pname = "guardyn"; subPackage = "tools/cli"; binary = "guardyn"; };
 }
