@@ -78,6 +78,25 @@ func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged,
 	if (committer.Type == wire.SenderNewMemberCommit) != (extInit == 1) || extInit > 1 {
 		return nil, fmt.Errorf("%w: %d external init proposals in a commit from sender type %d", ErrInvalidProposals, extInit, committer.Type)
 	}
+	if committer.Type == wire.SenderNewMemberCommit {
+		// An external commit carries its ExternalInit, at most one Remove
+		// (of the joiner's old leaf) and PSKs, all by value (RFC 9420,
+		// Section 12.2).
+		removes := 0
+		for _, rp := range props {
+			switch {
+			case rp.sender != committer:
+				return nil, fmt.Errorf("%w: external commit with a proposal by reference", ErrInvalidProposals)
+			case rp.p.Type == wire.ProposalRemove:
+				removes++
+			case rp.p.Type != wire.ProposalExternalInit && rp.p.Type != wire.ProposalPreSharedKey:
+				return nil, fmt.Errorf("%w: proposal type %d in an external commit", ErrInvalidProposals, rp.p.Type)
+			}
+		}
+		if removes > 1 {
+			return nil, fmt.Errorf("%w: %d removals in an external commit", ErrInvalidProposals, removes)
+		}
+	}
 	for _, rp := range props {
 		if rp.p.Type == wire.ProposalGroupContextExtensions {
 			next.gc.Extensions = rp.p.Extensions

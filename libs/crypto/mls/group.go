@@ -374,8 +374,22 @@ func (g *Group) proposalRef(ac *wire.AuthenticatedContent) []byte {
 
 func (g *Group) storeProposal(ac *wire.AuthenticatedContent) error {
 	p := ac.Content.Proposal
-	if p.Type == wire.ProposalUpdate && ac.Content.Sender.Type != wire.SenderMember {
-		return fmt.Errorf("%w: update from a non-member", ErrInvalidProposals)
+	switch p.Type {
+	case wire.ProposalUpdate:
+		if ac.Content.Sender.Type != wire.SenderMember {
+			return fmt.Errorf("%w: update from a non-member", ErrInvalidProposals)
+		}
+		if treemath.LeafIndex(ac.Content.Sender.Index) != g.me {
+			if err := g.validateLeaf(p.LeafNode, wire.SourceUpdate, ac.Content.Sender.Index); err != nil {
+				return err
+			}
+		}
+	case wire.ProposalExternalInit:
+		return fmt.Errorf("%w: external init outside a commit", ErrInvalidProposals)
+	case wire.ProposalAdd:
+		if err := validateKeyPackage(g.s, p.KeyPackage); err != nil {
+			return err
+		}
 	}
 	g.proposals = append(g.proposals, cachedProposal{ref: g.proposalRef(ac), p: p, sender: ac.Content.Sender})
 	return nil
