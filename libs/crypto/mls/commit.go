@@ -165,6 +165,19 @@ func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged,
 			next.reinit = rp.p.ReInit
 		}
 	}
+	if gce > 0 {
+		var err error
+		next.tree.Members(func(l treemath.LeafIndex, leaf *wire.LeafNode) {
+			if err == nil {
+				if e := supportsExtensions(leaf, next.gc.Extensions); e != nil {
+					err = fmt.Errorf("%w: leaf %d: %w", ErrInvalidProposals, l, e)
+				}
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	return st, nil
 }
 
@@ -181,27 +194,40 @@ func (g *Group) checkLeafFits(leaf *wire.LeafNode, except treemath.LeafIndex) er
 	if err != nil {
 		return err
 	}
-	data, ok := wire.FindExtension(g.gc.Extensions, wire.ExtRequiredCapabilities)
+	return supportsExtensions(leaf, g.gc.Extensions)
+}
+
+// supportsExtensions checks that leaf lists every non-default extension of
+// the group and every capability required_capabilities demands.
+func supportsExtensions(leaf *wire.LeafNode, exts []wire.Extension) error {
+	for _, e := range exts {
+		// Types 1 to 5 are the default extensions, never listed.
+		if e.Type > 5 && !slices.Contains(leaf.Capabilities.Extensions, e.Type) {
+			return fmt.Errorf("%w: lacks group extension type %d", ErrInvalidLeafNode, e.Type)
+		}
+	}
+	data, ok := wire.FindExtension(exts, wire.ExtRequiredCapabilities)
 	if !ok {
 		return nil
 	}
 	r := tlscodec.NewReader(data)
-	var exts, props, creds []uint16
-	for _, list := range []*[]uint16{&exts, &props, &creds} {
+	var reqExts, props, creds []uint16
+	for _, list := range []*[]uint16{&reqExts, &props, &creds} {
 		r.Each(1<<16, func(r *tlscodec.Reader) { *list = append(*list, r.Uint16()) })
 	}
 	if err := r.Finish(); err != nil {
 		return fmt.Errorf("%w: required_capabilities: %w", wire.ErrMalformed, err)
 	}
 	c := &leaf.Capabilities
+	// Default types need not be listed: extensions 1 to 5, proposals 1 to
+	// 7, and the basic and X.509 credentials.
 	for _, need := range []struct {
-		what     string
-		want, in []uint16
-	}{{"extension", exts, c.Extensions}, {"proposal", props, c.Proposals}, {"credential", creds, c.Credentials}} {
+		what       string
+		want, in   []uint16
+		maxDefault uint16
+	}{{"extension", reqExts, c.Extensions, 5}, {"proposal", props, c.Proposals, 7}, {"credential", creds, c.Credentials, 2}} {
 		for _, v := range need.want {
-			// Types 1 to 7 of extensions and proposals are default and need
-			// not be listed; basic and x509 credentials likewise.
-			if v > 7 && !slices.Contains(need.in, v) {
+			if v > need.maxDefault && !slices.Contains(need.in, v) {
 				return fmt.Errorf("%w: lacks required %s type %d", ErrInvalidLeafNode, need.what, v)
 			}
 		}
