@@ -1,13 +1,26 @@
-// Package mls implements Messaging Layer Security ([RFC 9420]) for Guardyn's
-// group chats and call keys.
+// Package mls implements Messaging Layer Security ([RFC 9420]): group key
+// agreement for Guardyn's group chats and call keys, in all seven cipher
+// suites of the RFC.
 //
-// The protocol is built bottom-up in internal packages: the TLS presentation
-// codec (internal/tlscodec), the seven cipher suites and their labeled
-// primitives (internal/suite), tree arithmetic (internal/treemath), the key
-// schedule (internal/keysched) and the secret tree (internal/secrettree).
-// Every layer is checked against the MLS working group's test vectors in
-// testdata/; docs/crypto/mls.md lists which vector files pass today and what
-// remains.
+// A client makes an [Identity] (a signature key and basic credential) and
+// publishes [KeyPackage]s. One member creates a group with [NewGroup] and
+// changes it with [Group.Commit] (add, remove, update its path, inject PSKs);
+// others join with [Join] from the Welcome, or by external commit with
+// [JoinExternal] from a [Group.GroupInfo]. Every member feeds each handshake
+// and application message it receives to [Group.Process], sends with
+// [Group.ProtectApplication] and the Propose methods, and derives keys for
+// other protocols with [Group.Export] (a *Group satisfies the Group
+// interface of package sframe/mlskeys). [Group.MarshalState] and
+// [UnmarshalState] persist a member's state, secrets included.
+//
+// Commits follow the Delivery Service rule of one commit per epoch: Commit
+// leaves the new state pending until [Group.MergePendingCommit] (the DS
+// accepted it) or [Group.DiscardPendingCommit] (another commit won, which
+// Process then applies).
+//
+// Every validation RFC 9420 requires of the messages this package accepts
+// returns a sentinel error testable with errors.Is; docs/crypto/mls.md lists
+// them, the test vectors that pass, benchmark figures and known gaps.
 //
 // [RFC 9420]: https://www.rfc-editor.org/rfc/rfc9420
 package mls

@@ -585,3 +585,31 @@ func FuzzProcess(f *testing.F) {
 		}
 	})
 }
+
+func TestKeyPackageAndIdentityRestore(t *testing.T) {
+	a, b := newMember(t, mls.P384AES256GCMSHA384P384, "a"), newMember(t, mls.P384AES256GCMSHA384P384, "b")
+	id, err := mls.IdentityFromKey(mls.P384AES256GCMSHA384P384, []byte("b"), b.id.SignaturePrivateKey())
+	if err != nil || !bytes.Equal(id.SignaturePublicKey(), b.id.SignaturePublicKey()) {
+		t.Fatalf("identity restore: %v", err)
+	}
+	initPriv, encPriv := b.kp.PrivateKeys()
+	kp, err := mls.RestoreKeyPackage(b.kp.Bytes(), initPriv, encPriv, b.id.SignaturePrivateKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mls.RestoreKeyPackage(b.kp.Bytes(), encPriv, initPriv, b.id.SignaturePrivateKey()); !errors.Is(err, mls.ErrInvalidKeyPackage) {
+		t.Errorf("swapped private keys: %v, want ErrInvalidKeyPackage", err)
+	}
+	if a.g, err = mls.NewGroup(a.id, []byte("g")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.g.Commit(mls.CommitOptions{Add: [][]byte{b.kp.Bytes()}, InlineTree: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, a, res)
+	if b.g, err = mls.Join(kp, res.Welcome, nil); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, a, b)
+}

@@ -3,6 +3,7 @@ package mls
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/suite"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/tree"
@@ -170,4 +171,17 @@ func validateKeyPackage(s *suite.Suite, kp *wire.KeyPackage) error {
 // keyPackageRef is MakeKeyPackageRef of an encoded KeyPackage.
 func keyPackageRef(s *suite.Suite, kp *wire.KeyPackage) []byte {
 	return s.RefHash("MLS 1.0 KeyPackage Reference", wire.Encode(kp))
+}
+
+// SignaturePrivateKey returns a copy of the serialized private signature
+// key, for storage (IdentityFromKey restores it).
+func (id *Identity) SignaturePrivateKey() []byte { return slices.Clone(id.sigPriv) }
+
+// SignaturePublicKey returns the public signature key.
+func (id *Identity) SignaturePublicKey() []byte { return slices.Clone(id.sigPub) }
+
+// PrivateKeys returns copies of the HPKE init and encryption private keys,
+// for storage until the KeyPackage is used (RestoreKeyPackage restores it).
+func (k *KeyPackage) PrivateKeys() (initPriv, encPriv []byte) {
+	return slices.Clone(k.initPriv), slices.Clone(k.encPriv)
 }
