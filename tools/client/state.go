@@ -16,7 +16,7 @@ const stateVersion = 1
 // Bounds on what the state keeps, so a long-lived profile does not grow without limit.
 const (
 	maxSeenIDs         = 4096 // recent server message ids remembered for deduplication
-	maxLogEntries      = 2000 // local message history
+	maxLogEntries      = 1000 // local message history (the whole state is rewritten each cycle)
 	maxSessionsPerPeer = 3    // sessions kept per peer device (simultaneous initiation)
 )
 
