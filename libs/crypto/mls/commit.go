@@ -145,6 +145,9 @@ func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged,
 		if err := validateKeyPackage(g.s, kp); err != nil {
 			return nil, err
 		}
+		if err := g.checkLifetime(kp); err != nil {
+			return nil, err
+		}
 		if err := next.checkLeafFits(&kp.LeafNode, treemath.LeafIndex(^uint32(0))); err != nil {
 			return nil, err
 		}

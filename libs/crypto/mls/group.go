@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/framing"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/keysched"
@@ -91,6 +92,9 @@ type Group struct {
 	updateKeys map[string][]byte
 	removed    bool
 
+	// now is the clock that KeyPackage lifetimes are checked against.
+	now func() time.Time
+
 	// PrivateHandshake makes Commit send handshake messages as
 	// PrivateMessage instead of PublicMessage.
 	PrivateHandshake bool
@@ -140,6 +144,24 @@ func (g *Group) Members() map[uint32][]byte {
 		m[uint32(l)] = slices.Clone(leaf.Credential.Identity)
 	})
 	return m
+}
+
+// SetClock replaces the clock that KeyPackage lifetimes are checked
+// against (time.Now by default).
+func (g *Group) SetClock(now func() time.Time) { g.now = now }
+
+// checkLifetime rejects a KeyPackage outside its lifetime (RFC 9420,
+// Section 7.3).
+func (g *Group) checkLifetime(kp *wire.KeyPackage) error {
+	now := g.now
+	if now == nil {
+		now = time.Now
+	}
+	t := now().Unix()
+	if t < 0 || uint64(t) < kp.LeafNode.NotBefore || uint64(t) > kp.LeafNode.NotAfter {
+		return fmt.Errorf("%w: outside its lifetime [%d, %d]", ErrInvalidKeyPackage, kp.LeafNode.NotBefore, kp.LeafNode.NotAfter)
+	}
+	return nil
 }
 
 // AddExternalPSK stores an external pre-shared key under id, for PSK
@@ -388,6 +410,9 @@ func (g *Group) storeProposal(ac *wire.AuthenticatedContent) error {
 		return fmt.Errorf("%w: external init outside a commit", ErrInvalidProposals)
 	case wire.ProposalAdd:
 		if err := validateKeyPackage(g.s, p.KeyPackage); err != nil {
+			return err
+		}
+		if err := g.checkLifetime(p.KeyPackage); err != nil {
 			return err
 		}
 	}

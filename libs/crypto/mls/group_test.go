@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/secrettree"
@@ -612,4 +613,23 @@ func TestKeyPackageAndIdentityRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	agree(t, a, b)
+}
+
+func TestKeyPackageLifetime(t *testing.T) {
+	a := newMember(t, mls.P256AES128GCMSHA256P256, "a")
+	id, _ := mls.NewIdentity(mls.P256AES128GCMSHA256P256, []byte("old"))
+	old, err := id.NewKeyPackage(1000, 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.g, err = mls.NewGroup(a.id, []byte("g")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.g.Commit(mls.CommitOptions{Add: [][]byte{old.Bytes()}}); !errors.Is(err, mls.ErrInvalidKeyPackage) {
+		t.Errorf("expired key package: %v, want ErrInvalidKeyPackage", err)
+	}
+	a.g.SetClock(func() time.Time { return time.Unix(1500, 0) })
+	if _, err := a.g.Commit(mls.CommitOptions{Add: [][]byte{old.Bytes()}}); err != nil {
+		t.Errorf("key package within its lifetime: %v", err)
+	}
 }

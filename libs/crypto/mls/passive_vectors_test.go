@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/suite"
@@ -36,7 +37,9 @@ func runPassive(c *passiveCase) error {
 	if err != nil {
 		return fmt.Errorf("restore key package: %w", err)
 	}
-	opts := &mls.JoinOptions{RatchetTree: c.RatchetTree, ExternalPSKs: map[string][]byte{}}
+	// The key packages of these vectors were made for 2023-03 to 2024-03.
+	vectorTime := func() time.Time { return time.Date(2023, 6, 1, 0, 0, 0, 0, time.UTC) }
+	opts := &mls.JoinOptions{RatchetTree: c.RatchetTree, ExternalPSKs: map[string][]byte{}, Now: vectorTime}
 	for _, p := range c.ExternalPSKs {
 		opts.ExternalPSKs[string(p.ID)] = p.PSK
 	}

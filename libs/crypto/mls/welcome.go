@@ -3,6 +3,7 @@ package mls
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/keysched"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/suite"
@@ -61,6 +62,9 @@ type JoinOptions struct {
 	RatchetTree []byte
 	// ExternalPSKs maps PSK ids to secrets for PSKs the Welcome names.
 	ExternalPSKs map[string][]byte
+	// Now is the clock for KeyPackage lifetimes in later commits; nil means
+	// time.Now.
+	Now func() time.Time
 	// ResumeFrom lists earlier groups of this member whose resumption PSKs
 	// a branch or reinit Welcome names.
 	ResumeFrom []*Group
@@ -87,6 +91,7 @@ func Join(kp *KeyPackage, welcome []byte, opts *JoinOptions) (*Group, error) {
 		g.AddExternalPSK([]byte(id), secret)
 	}
 	g.resumeFrom = opts.ResumeFrom
+	g.now = opts.Now
 	gs, gi, pskSecret, err := g.openWelcome(m.Welcome, &kp.kp, kp.initPriv)
 	if err != nil {
 		return nil, err
