@@ -420,7 +420,12 @@ func (g *Group) storeProposal(ac *wire.AuthenticatedContent) error {
 	return nil
 }
 
-// adopt replaces g's state with next's (a staged successor of g).
+// adopt replaces g's state with next's (a staged successor of g), erasing
+// the secrets of the epoch left behind.
 func (g *Group) adopt(next *Group) {
+	if g.epoch != next.epoch {
+		g.epoch.Erase()
+		g.secrets.Erase()
+	}
 	*g = *next
 }

@@ -28,6 +28,7 @@ func (g *Group) Clone() *Group {
 	c.tree = g.tree.Clone()
 	c.privs = maps.Clone(g.privs)
 	c.secrets = g.secrets.Clone()
+	c.epoch = g.epoch.Clone()
 	c.proposals = slices.Clone(g.proposals)
 	c.externalPSKs = maps.Clone(g.externalPSKs)
 	c.resumption = maps.Clone(g.resumption)

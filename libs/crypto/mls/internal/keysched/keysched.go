@@ -38,6 +38,27 @@ type Epoch struct {
 	InitSecret         []byte // init_secret of the next epoch
 }
 
+// Erase zeroes the epoch's secrets, except the resumption PSK, which later
+// epochs keep for PSK proposals.
+func (e *Epoch) Erase() {
+	for _, s := range [][]byte{e.JoinerSecret, e.WelcomeSecret, e.EpochSecret, e.SenderDataSecret, e.EncryptionSecret,
+		e.ExporterSecret, e.ExternalSecret, e.ConfirmationKey, e.MembershipKey, e.EpochAuthenticator, e.InitSecret} {
+		clear(s)
+	}
+}
+
+// Clone returns an independent copy of e.
+func (e *Epoch) Clone() *Epoch {
+	c := &Epoch{}
+	dst := []*[]byte{&c.JoinerSecret, &c.WelcomeSecret, &c.EpochSecret, &c.SenderDataSecret, &c.EncryptionSecret,
+		&c.ExporterSecret, &c.ExternalSecret, &c.ConfirmationKey, &c.MembershipKey, &c.ResumptionPSK, &c.EpochAuthenticator, &c.InitSecret}
+	for i, s := range [][]byte{e.JoinerSecret, e.WelcomeSecret, e.EpochSecret, e.SenderDataSecret, e.EncryptionSecret,
+		e.ExporterSecret, e.ExternalSecret, e.ConfirmationKey, e.MembershipKey, e.ResumptionPSK, e.EpochAuthenticator, e.InitSecret} {
+		*dst[i] = append([]byte(nil), s...)
+	}
+	return c
+}
+
 // JoinerSecret is joiner_secret: ExpandWithLabel(Extract(init_secret,
 // commit_secret), "joiner", GroupContext, Nh).
 func JoinerSecret(s *suite.Suite, initSecret, commitSecret, groupContext []byte) []byte {

@@ -23,6 +23,20 @@ func (t *Tree) Clone() *Tree {
 	return c
 }
 
+// Erase zeroes every secret t still holds.
+func (t *Tree) Erase() {
+	for _, s := range t.nodes {
+		clear(s)
+	}
+	for _, r := range t.ratchets {
+		clear(r.secret)
+		for _, kn := range r.skipped {
+			clear(kn.Key)
+			clear(kn.Nonce)
+		}
+	}
+}
+
 // Marshal encodes t's full state, so that a restored tree never hands out
 // a key twice.
 func (t *Tree) Marshal(w *tlscodec.Writer) {
