@@ -41,6 +41,23 @@ func BenchmarkSend(b *testing.B) {
 		b.StopTimer()
 		clienttest.Drain(b, bob)
 	})
+	b.Run("client-full-history", func(b *testing.B) {
+		if err := alice.FillHistoryForTest(1000); err != nil {
+			b.Fatal(err)
+		}
+		size, err := alice.StateSizeForTest()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := alice.Send(ctx, "bob", text); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(size), "state-bytes")
+		b.StopTimer()
+		clienttest.Drain(b, bob)
+	})
 	b.Run("raw-rpc", func(b *testing.B) {
 		actx, err := alice.BearerForTest(ctx)
 		if err != nil {

@@ -1,6 +1,10 @@
 package client
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"strings"
+)
 
 // BearerForTest exposes the authenticated context so tests can call the raw API as this
 // device.
@@ -16,4 +20,20 @@ func (c *Client) RepinForTest(username string, deviceID uint32, key []byte) erro
 		s.Contacts[username].Devices[deviceID].IdentityKey = key
 		return nil
 	})
+}
+
+// FillHistoryForTest appends n text entries to the local history, as months of use would.
+func (c *Client) FillHistoryForTest(n int) error {
+	return c.cycle(func(s *state) error {
+		for i := range n {
+			s.appendLog(LogEntry{ID: fmt.Sprintf("%032x", i), Peer: "someone", Kind: "text", Body: strings.Repeat("x", 80), Sent: c.now()})
+		}
+		return nil
+	})
+}
+
+// StateSizeForTest is the size of the encrypted state file.
+func (c *Client) StateSizeForTest() (int, error) {
+	b, err := c.vault.Read()
+	return len(b), err
 }
