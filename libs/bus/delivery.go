@@ -7,8 +7,9 @@ import (
 )
 
 // PublishWakeup tells a device's Receive stream that its inbox has new
-// envelopes. payload is an optional opaque hint (e.g. a message id); never
-// put message content on the bus. Core NATS: fire and forget.
+// envelopes. payload is opaque to the bus: only what the server itself may
+// hold (ids, sealed ciphertext), never anything a client decrypted. Core
+// NATS: fire and forget.
 func (b *Bus) PublishWakeup(userID string, deviceID uint32, payload []byte) error {
 	subj, err := DeliverSubject(userID, deviceID)
 	if err != nil {

@@ -324,6 +324,13 @@ func (s *Server) SendStream(stream messagingv1.MessagingService_SendStreamServer
 		if err := s.allow("send", p.UserID); err != nil {
 			return err
 		}
+		// The token was checked when the stream opened; a device removed since must
+		// not keep sending on it. The directory answers from its cache.
+		if removed, err := s.deviceRemoved(ctx, p); err != nil {
+			return err
+		} else if removed {
+			return server.Error(codes.Unauthenticated, reasonDeviceRemoved, "this device has been removed")
+		}
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
@@ -346,6 +353,15 @@ func (s *Server) SendStream(stream messagingv1.MessagingService_SendStreamServer
 			return failed
 		}
 	}
+}
+
+// deviceRemoved reports whether the caller's device has left its account.
+func (s *Server) deviceRemoved(ctx context.Context, p authn.Principal) (bool, error) {
+	devices, found, err := s.dir.Devices(ctx, p.UserID)
+	if err != nil {
+		return false, s.internal(ctx, "device directory", err)
+	}
+	return !found || !slices.Contains(devices, p.DeviceID), nil
 }
 
 // sendError turns a send's status error into its stream form.

@@ -15,6 +15,7 @@ import (
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
+	"github.com/guardyn/guardyn/tools/internal/rawdevice"
 )
 
 func wantErr(t *testing.T, err error, code codes.Code, reason string) {
@@ -284,4 +285,38 @@ func TestBundleFetchesAreRateLimited(t *testing.T) {
 	// Another caller has its own budget.
 	carol := e.register(t, "carol")
 	must(e.auth.GetKeyBundles(carol.ctx(t), &authv1.GetKeyBundlesRequest{UserId: bob.UserID}))
+}
+
+func TestSendStreamEndsWhenItsDeviceIsRemoved(t *testing.T) {
+	e := start(t)
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	alice2 := e.link(t, alice)
+	stream := must(e.msg.SendStream(alice2.ctx(t)))
+	send := func(id uint64) error {
+		return stream.Send(&messagingv1.SendStreamRequest{RequestId: id, Message: rawdeviceSend(bob, "x")})
+	}
+	if err := send(1); err != nil {
+		t.Fatal(err)
+	}
+	if resp := must(stream.Recv()); resp.GetSent() == nil {
+		t.Fatalf("first send failed: %v", resp.GetError())
+	}
+	must(e.auth.RemoveDevice(alice.ctx(t), &authv1.RemoveDeviceRequest{DeviceId: alice2.ID}))
+	// The removal reaches messaging's directory through NATS; the stream ends at the
+	// next send after it.
+	deadline := time.Now().Add(10 * time.Second)
+	for id := uint64(2); time.Now().Before(deadline); id++ {
+		// Send fails once the server has ended the stream; Recv then reports why.
+		_ = send(id)
+		if _, err := stream.Recv(); err != nil {
+			wantErr(t, err, codes.Unauthenticated, "DEVICE_REMOVED")
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("a removed device kept sending on its open stream")
+}
+
+func rawdeviceSend(to *device, body string) *messagingv1.SendMessageRequest {
+	return rawdevice.SendRequest(to.UserID, []byte(body), to.ID)
 }
