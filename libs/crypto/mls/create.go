@@ -26,6 +26,9 @@ type CommitOptions struct {
 	// ExternalPSKs holds ids of external PSKs (already stored with
 	// AddExternalPSK) to inject into the key schedule.
 	ExternalPSKs [][]byte
+	// ResumptionEpochs names earlier epochs of this group whose resumption
+	// PSKs to inject (the group keeps the last eight).
+	ResumptionEpochs []uint64
 	// UpdatePath forces an UpdatePath, refreshing the committer's leaf and
 	// path keys; one is added anyway when the proposals require it.
 	UpdatePath bool
@@ -84,6 +87,15 @@ func (g *Group) commit(opts CommitOptions, resumption []wire.PreSharedKeyID, rei
 			return nil, err
 		}
 		byValue(&wire.Proposal{Type: wire.ProposalPreSharedKey, PSK: &wire.PreSharedKeyID{Type: wire.PSKExternal, PSKID: slices.Clone(id), Nonce: nonce}})
+	}
+	for _, ep := range opts.ResumptionEpochs {
+		nonce, err := randomBytes(g.s.HashSize())
+		if err != nil {
+			return nil, err
+		}
+		byValue(&wire.Proposal{Type: wire.ProposalPreSharedKey, PSK: &wire.PreSharedKeyID{
+			Type: wire.PSKResumption, Usage: wire.ResumptionApplication, PSKGroupID: g.gc.GroupID, PSKEpoch: ep, Nonce: nonce,
+		}})
 	}
 	for i := range resumption {
 		byValue(&wire.Proposal{Type: wire.ProposalPreSharedKey, PSK: &resumption[i]})

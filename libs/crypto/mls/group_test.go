@@ -633,3 +633,16 @@ func TestKeyPackageLifetime(t *testing.T) {
 		t.Errorf("key package within its lifetime: %v", err)
 	}
 }
+
+func TestResumptionPSK(t *testing.T) {
+	ms := setup(t, 2)
+	res, err := ms[0].g.Commit(mls.CommitOptions{ResumptionEpochs: []uint64{1}, UpdatePath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, ms[0], res, ms[1])
+	agree(t, ms...)
+	if _, err := ms[0].g.Commit(mls.CommitOptions{ResumptionEpochs: []uint64{99}}); !errors.Is(err, mls.ErrUnknownPSK) {
+		t.Errorf("unknown resumption epoch: %v, want ErrUnknownPSK", err)
+	}
+}
