@@ -646,3 +646,40 @@ func TestResumptionPSK(t *testing.T) {
 		t.Errorf("unknown resumption epoch: %v, want ErrUnknownPSK", err)
 	}
 }
+
+func TestInspect(t *testing.T) {
+	ms := setup(t, 2)
+	res, err := ms[0].g.Commit(mls.CommitOptions{UpdatePath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms[1].g.PrivateHandshake = true
+	priv, err := ms[1].g.Commit(mls.CommitOptions{UpdatePath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, _ := ms[0].g.ProtectApplication([]byte("x"), nil)
+	prop, _ := ms[0].g.ProposeUpdate()
+	for _, c := range []struct {
+		name             string
+		msg              []byte
+		commit, proposal bool
+		wf               uint16
+	}{
+		{"public commit", res.Commit, true, false, 1},
+		{"private commit", priv.Commit, true, false, 2},
+		{"application", app, false, false, 2},
+		{"proposal", prop, false, true, 1},
+	} {
+		info, err := mls.Inspect(c.msg)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if info.Commit != c.commit || info.Proposal != c.proposal || info.WireFormat != c.wf || info.Epoch != ms[0].g.Epoch() || string(info.GroupID) != "g" {
+			t.Errorf("%s: %+v", c.name, info)
+		}
+	}
+	if _, err := mls.Inspect([]byte{0, 1, 0, 7}); err == nil {
+		t.Error("unknown wire format inspected")
+	}
+}
