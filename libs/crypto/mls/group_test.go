@@ -683,3 +683,27 @@ func TestInspect(t *testing.T) {
 		t.Error("unknown wire format inspected")
 	}
 }
+
+// TestLargerGroup exercises the parallel paths: a join verifies 40 leaf
+// signatures and an update path in a fresh tree encrypts to 39 members.
+func TestLargerGroup(t *testing.T) {
+	ms := setup(t, 40)
+	res, err := ms[0].g.Commit(mls.CommitOptions{UpdatePath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, ms[0], res, ms[1:]...)
+	agree(t, ms...)
+	res, err = ms[39].g.Commit(mls.CommitOptions{Remove: []uint32{5, 17}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rest []*member
+	for i, m := range ms[:39] {
+		if i != 5 && i != 17 {
+			rest = append(rest, m)
+		}
+	}
+	deliver(t, ms[39], res, rest...)
+	agree(t, append(rest, ms[39])...)
+}
