@@ -12,6 +12,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -171,24 +172,33 @@ func fetchTrustRoot(ctx context.Context, auth authv1.AuthServiceClient) ([]byte,
 
 // cycle runs one load-modify-save cycle of the profile state under the profile lock. fn
 // may call the server (with c.bearer) and must leave s consistent; if it fails nothing is
-// saved.
+// saved. History entries it logs are appended to the history file in the same cycle.
 func (c *Client) cycle(fn func(s *state) error) error {
 	var failed error
-	err := c.vault.Update(func(cur []byte) ([]byte, error) {
+	err := c.vault.UpdateAppend(func(cur []byte) ([]byte, [][]byte, error) {
 		s, err := decodeState(cur)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := fn(s); err != nil {
 			// A detected identity change is kept (as the contact's pending identity) even
 			// though the operation fails, so every later operation sees it.
 			var changed *IdentityChangedError
 			if !errors.As(err, &changed) {
-				return nil, err
+				return nil, nil, err
 			}
 			failed = err
 		}
-		return s.encode()
+		records := make([][]byte, 0, len(s.newLog))
+		for _, e := range s.newLog {
+			b, err := json.Marshal(e)
+			if err != nil {
+				return nil, nil, fmt.Errorf("client: encode history entry: %w", err)
+			}
+			records = append(records, b)
+		}
+		next, err := s.encode()
+		return next, records, err
 	})
 	if err == nil {
 		err = failed

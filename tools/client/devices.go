@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	"github.com/guardyn/guardyn/tools/client/content"
 	"github.com/guardyn/guardyn/tools/client/vault"
 )
 
@@ -207,17 +209,30 @@ func (c *Client) DeleteAccount(ctx context.Context, confirm string) error {
 }
 
 // History returns the local message log, oldest first; peer filters by conversation when
-// not empty.
+// not empty. An entry logged twice (a crash between writing the history and the state
+// makes a message be processed again) is shown once.
 func (c *Client) History(peer string) ([]LogEntry, error) {
-	s, err := c.view()
+	records, err := c.vault.History()
 	if err != nil {
 		return nil, err
 	}
+	type key struct {
+		id, ref string
+		kind    content.Kind
+	}
+	seen := make(map[key]bool, len(records))
 	var out []LogEntry
-	for _, e := range s.Log {
-		if peer == "" || e.Peer == peer {
-			out = append(out, e)
+	for _, r := range records {
+		var e LogEntry
+		if err := json.Unmarshal(r, &e); err != nil {
+			return nil, fmt.Errorf("client: decode history entry: %w", err)
 		}
+		k := key{e.ID, e.Ref, e.Kind}
+		if seen[k] || (peer != "" && e.Peer != peer) {
+			continue
+		}
+		seen[k] = true
+		out = append(out, e)
 	}
 	return out, nil
 }

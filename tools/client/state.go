@@ -16,7 +16,6 @@ const stateVersion = 1
 // Bounds on what the state keeps, so a long-lived profile does not grow without limit.
 const (
 	maxSeenIDs         = 4096 // recent server message ids remembered for deduplication
-	maxLogEntries      = 1000 // local message history (the whole state is rewritten each cycle)
 	maxSessionsPerPeer = 3    // sessions kept per peer device (simultaneous initiation)
 )
 
@@ -42,7 +41,9 @@ type state struct {
 	// this device pinned about them.
 	Contacts map[string]*contact `json:"contacts"`
 	Seen     []string            `json:"seen"`
-	Log      []LogEntry          `json:"log"`
+	// newLog collects the history entries of this cycle; they are appended to the vault's
+	// history file, not kept in the state, so a long history does not slow every save.
+	newLog []LogEntry
 }
 
 // pendingLink is a device link waiting for approval.
@@ -154,12 +155,7 @@ func (s *state) markSeen(id string) {
 	}
 }
 
-func (s *state) appendLog(e LogEntry) {
-	s.Log = append(s.Log, e)
-	if n := len(s.Log) - maxLogEntries; n > 0 {
-		s.Log = slices.Delete(s.Log, 0, n)
-	}
-}
+func (s *state) appendLog(e LogEntry) { s.newLog = append(s.newLog, e) }
 
 // contactByUserID finds the contact pinned under userID.
 func (s *state) contactByUserID(userID string) (string, *contact) {

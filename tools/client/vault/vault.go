@@ -1,7 +1,8 @@
-// Package vault keeps a client profile's secrets in one passphrase-encrypted file that
-// several processes share safely: scrypt derives the key, XChaCha20-Poly1305 seals the
-// contents, every load-modify-save cycle runs under an exclusive flock and replaces the file
-// atomically. The format is described in docs/cli.md ("How the client works").
+// Package vault keeps a client profile's secrets in one passphrase-encrypted state file,
+// with an encrypted append-only history file beside it, that several processes share
+// safely: scrypt derives the key, XChaCha20-Poly1305 seals the contents, every
+// load-modify-save cycle runs under an exclusive flock and replaces the state file
+// atomically. The formats are described in docs/cli.md ("How the client works").
 //
 // Layout of the state file (version 1), all of it authenticated as associated data except
 // the ciphertext itself:
@@ -232,11 +233,15 @@ func (v *Vault) Update(fn func(current []byte) ([]byte, error)) error {
 	})
 }
 
-// Destroy removes the state file under the lock; the Vault is closed afterwards.
+// Destroy removes the state and history files under the lock; the Vault is closed
+// afterwards.
 func (v *Vault) Destroy() error {
 	err := v.locked(func() error {
 		if err := os.Remove(v.path()); err != nil {
 			return fmt.Errorf("vault: remove state file: %w", err)
+		}
+		if err := os.Remove(v.historyPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("vault: remove history: %w", err)
 		}
 		return syncDir(v.dir)
 	})
@@ -300,24 +305,29 @@ func (v *Vault) write(plaintext []byte) error {
 	if len(out) > MaxFileSize {
 		return fmt.Errorf("vault: state of %d bytes exceeds %d", len(out), MaxFileSize)
 	}
-	tmp, err := os.CreateTemp(v.dir, StateFile+".tmp*")
+	return v.replaceFile(v.path(), out)
+}
+
+// replaceFile replaces path with data: temp file, fsync, rename, fsync of the directory.
+func (v *Vault) replaceFile(path string, out []byte) error {
+	tmp, err := os.CreateTemp(v.dir, filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("vault: write state: %w", err)
+		return fmt.Errorf("vault: write %s: %w", filepath.Base(path), err)
 	}
 	defer os.Remove(tmp.Name()) // a no-op once renamed
 	if _, err := tmp.Write(out); err != nil {
 		tmp.Close()
-		return fmt.Errorf("vault: write state: %w", err)
+		return fmt.Errorf("vault: write %s: %w", filepath.Base(path), err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("vault: sync state: %w", err)
+		return fmt.Errorf("vault: sync %s: %w", filepath.Base(path), err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("vault: write state: %w", err)
+		return fmt.Errorf("vault: write %s: %w", filepath.Base(path), err)
 	}
-	if err := os.Rename(tmp.Name(), v.path()); err != nil {
-		return fmt.Errorf("vault: replace state: %w", err)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("vault: replace %s: %w", filepath.Base(path), err)
 	}
 	return syncDir(v.dir)
 }
