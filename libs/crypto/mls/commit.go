@@ -188,6 +188,9 @@ func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged,
 // used by another leaf than except, or that lacks a capability the group's
 // required_capabilities extension demands (RFC 9420, Section 7.3).
 func (g *Group) checkLeafFits(leaf *wire.LeafNode, except treemath.LeafIndex) error {
+	if err := g.checkCredential(leaf); err != nil {
+		return err
+	}
 	var err error
 	g.tree.Members(func(l treemath.LeafIndex, other *wire.LeafNode) {
 		if err == nil && l != except && (string(other.EncryptionKey) == string(leaf.EncryptionKey) || string(other.SignatureKey) == string(leaf.SignatureKey)) {

@@ -94,6 +94,9 @@ type Group struct {
 
 	// now is the clock that KeyPackage lifetimes are checked against.
 	now func() time.Time
+	// validateCredential is the Authentication Service check of new
+	// members' credentials; nil accepts every credential.
+	validateCredential CredentialValidator
 
 	// PrivateHandshake makes Commit send handshake messages as
 	// PrivateMessage instead of PublicMessage.
@@ -144,6 +147,31 @@ func (g *Group) Members() map[uint32][]byte {
 		m[uint32(l)] = slices.Clone(leaf.Credential.Identity)
 	})
 	return m
+}
+
+// CredentialValidator is the application's Authentication Service (RFC
+// 9420, Section 5.3.1): it decides whether a credential (for the basic type,
+// the identity; for X.509, the certificate chain, leaf first) may use the
+// signature key. It returns a non-nil error to refuse.
+type CredentialValidator func(credentialType uint16, identity []byte, certificates [][]byte, signatureKey []byte) error
+
+// ErrCredentialRejected wraps a CredentialValidator's refusal.
+var ErrCredentialRejected = errors.New("mls: credential rejected")
+
+// SetCredentialValidator installs the check run on the credential of every
+// leaf that enters the group (added members, updates, commit paths,
+// external joins). Without one, every credential is accepted.
+func (g *Group) SetCredentialValidator(v CredentialValidator) { g.validateCredential = v }
+
+func (g *Group) checkCredential(leaf *wire.LeafNode) error {
+	if g.validateCredential == nil {
+		return nil
+	}
+	c := &leaf.Credential
+	if err := g.validateCredential(c.Type, c.Identity, c.Certificates, leaf.SignatureKey); err != nil {
+		return fmt.Errorf("%w: %w", ErrCredentialRejected, err)
+	}
+	return nil
 }
 
 // SetClock replaces the clock that KeyPackage lifetimes are checked

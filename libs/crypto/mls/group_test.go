@@ -707,3 +707,34 @@ func TestLargerGroup(t *testing.T) {
 	deliver(t, ms[39], res, rest...)
 	agree(t, append(rest, ms[39])...)
 }
+
+func TestCredentialValidator(t *testing.T) {
+	ms := setup(t, 2)
+	allowed := map[string]bool{"0": true, "1": true, "ok": true}
+	validate := func(ct uint16, identity []byte, _ [][]byte, _ []byte) error {
+		if ct != 1 || !allowed[string(identity)] {
+			return fmt.Errorf("identity %q not in the directory", identity)
+		}
+		return nil
+	}
+	ms[0].g.SetCredentialValidator(validate)
+	mallory := newMember(t, mls.P256AES128GCMSHA256P256, "mallory")
+	if _, err := ms[0].g.Commit(mls.CommitOptions{Add: [][]byte{mallory.kp.Bytes()}}); !errors.Is(err, mls.ErrCredentialRejected) {
+		t.Errorf("unknown identity added: %v, want ErrCredentialRejected", err)
+	}
+	ok := newMember(t, mls.P256AES128GCMSHA256P256, "ok")
+	res, err := ms[0].g.Commit(mls.CommitOptions{Add: [][]byte{ok.kp.Bytes()}, InlineTree: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, ms[0], res, ms[1])
+	if _, err := mls.Join(ok.kp, res.Welcome, &mls.JoinOptions{ValidateCredential: func(uint16, []byte, [][]byte, []byte) error {
+		return errors.New("nobody is trusted")
+	}}); !errors.Is(err, mls.ErrCredentialRejected) {
+		t.Errorf("join into untrusted tree: %v, want ErrCredentialRejected", err)
+	}
+	if ok.g, err = mls.Join(ok.kp, res.Welcome, &mls.JoinOptions{ValidateCredential: validate}); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, ms[0], ms[1], ok)
+}

@@ -65,6 +65,9 @@ type JoinOptions struct {
 	// Now is the clock for KeyPackage lifetimes in later commits; nil means
 	// time.Now.
 	Now func() time.Time
+	// ValidateCredential checks every member's credential in the tree
+	// joined, and later new members' (see Group.SetCredentialValidator).
+	ValidateCredential CredentialValidator
 	// ResumeFrom lists earlier groups of this member whose resumption PSKs
 	// a branch or reinit Welcome names.
 	ResumeFrom []*Group
@@ -92,6 +95,7 @@ func Join(kp *KeyPackage, welcome []byte, opts *JoinOptions) (*Group, error) {
 	}
 	g.resumeFrom = opts.ResumeFrom
 	g.now = opts.Now
+	g.validateCredential = opts.ValidateCredential
 	gs, gi, pskSecret, err := g.openWelcome(m.Welcome, &kp.kp, kp.initPriv)
 	if err != nil {
 		return nil, err
@@ -105,6 +109,15 @@ func Join(kp *KeyPackage, welcome []byte, opts *JoinOptions) (*Group, error) {
 	}
 	if err := g.validateTree(); err != nil {
 		return nil, err
+	}
+	var credErr error
+	g.tree.Members(func(_ treemath.LeafIndex, leaf *wire.LeafNode) {
+		if credErr == nil {
+			credErr = g.checkCredential(leaf)
+		}
+	})
+	if credErr != nil {
+		return nil, credErr
 	}
 	signer := g.tree.Leaf(treemath.LeafIndex(gi.Signer))
 	if signer == nil {
