@@ -15,8 +15,10 @@ import (
 // BenchmarkSend measures one text message from a client with an established session, end to
 // end against the in-process platform: profile load and save (AEAD + fsync), ratchet,
 // sealing, the SendMessage RPC and the server's durable write, plus the copy-to-own-devices
-// check. The raw-rpc baseline sends an envelope of the same size with SendMessage alone, so
-// the difference is the client's own cost.
+// check. client-full-history repeats it with 1000 entries in the local history (kept in its
+// own append-only file, so it should cost about the same). The raw-rpc baseline sends an
+// envelope of the same size with SendMessage alone, so the difference is the client's own
+// cost.
 func BenchmarkSend(b *testing.B) {
 	p := clienttest.StartWithLimits(b, ratelimit.Policy{})
 	alice, bob := p.Register(b, "alice"), p.Register(b, "bob")
