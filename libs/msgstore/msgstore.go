@@ -20,8 +20,9 @@ import (
 
 // Limits every backend enforces.
 const (
-	// MaxBodySize is the largest message body, in bytes.
-	MaxBodySize = 256 << 10
+	// MaxBodySize is the largest message body, in bytes: the largest payload the API
+	// accepts (an MLS Welcome of 1 MiB) with room for the delivery header around it.
+	MaxBodySize = 1<<20 + 4<<10
 	// MaxNameSize is the largest user or device id, in bytes.
 	MaxNameSize = 255
 	// MaxBatch is the most messages or ids one call accepts.

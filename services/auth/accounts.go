@@ -287,6 +287,9 @@ func (s *Server) ListDevices(ctx context.Context, _ *authv1.ListDevicesRequest) 
 	if err != nil {
 		return nil, err
 	}
+	if err := s.allow("account", p.UserID); err != nil {
+		return nil, err
+	}
 	var devs []deviceRecord
 	if err := s.view(ctx, "list devices", func(tx kv.Tx) error {
 		devs, err = loadDevices(tx, p.UserID)
@@ -309,6 +312,9 @@ func deviceProto(d deviceRecord) *authv1.Device {
 func (s *Server) RemoveDevice(ctx context.Context, req *authv1.RemoveDeviceRequest) (*authv1.RemoveDeviceResponse, error) {
 	p, err := caller(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.allow("account", p.UserID); err != nil {
 		return nil, err
 	}
 	err = s.update(ctx, "remove device", func(tx kv.Tx) error {
@@ -343,6 +349,9 @@ func (s *Server) RemoveDevice(ctx context.Context, req *authv1.RemoveDeviceReque
 func (s *Server) DeleteAccount(ctx context.Context, req *authv1.DeleteAccountRequest) (*authv1.DeleteAccountResponse, error) {
 	p, err := caller(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.allow("account", p.UserID); err != nil {
 		return nil, err
 	}
 	var deviceIDs []uint32
@@ -522,7 +531,10 @@ func (s *Server) GetSenderCertificate(ctx context.Context, _ *authv1.GetSenderCe
 }
 
 // GetTrustRoot returns the server's public keys.
-func (s *Server) GetTrustRoot(context.Context, *authv1.GetTrustRootRequest) (*authv1.GetTrustRootResponse, error) {
+func (s *Server) GetTrustRoot(ctx context.Context, _ *authv1.GetTrustRootRequest) (*authv1.GetTrustRootResponse, error) {
+	if err := s.allow("trust-root", peerKey(ctx)); err != nil {
+		return nil, err
+	}
 	return s.trust, nil
 }
 

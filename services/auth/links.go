@@ -96,6 +96,9 @@ func (s *Server) ListPendingDeviceLinks(ctx context.Context, _ *authv1.ListPendi
 	if err != nil {
 		return nil, err
 	}
+	if err := s.allow("account", p.UserID); err != nil {
+		return nil, err
+	}
 	var links []linkRecord
 	if err := s.view(ctx, "list device links", func(tx kv.Tx) error {
 		links, err = s.pendingLinks(tx, p.UserID)
@@ -117,6 +120,9 @@ func (s *Server) ListPendingDeviceLinks(ctx context.Context, _ *authv1.ListPendi
 func (s *Server) decideLink(ctx context.Context, op, linkID string, decide func(tx kv.Tx, p callerAccount, l *linkRecord) error) error {
 	p, err := caller(ctx)
 	if err != nil {
+		return err
+	}
+	if err := s.allow("account", p.UserID); err != nil {
 		return err
 	}
 	return s.update(ctx, op, func(tx kv.Tx) error {

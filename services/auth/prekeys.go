@@ -59,6 +59,9 @@ func (s *Server) UploadPreKeys(ctx context.Context, req *authv1.UploadPreKeysReq
 				return err
 			}
 		}
+		if err := checkSignedIDsFree(tx, p, req); err != nil {
+			return err
+		}
 		for _, k := range req.GetOneTimeEcPrekeys() {
 			if err := putPooled(tx, "otk", p, k.GetId(), k.GetPublicKey()); err != nil {
 				return err
@@ -112,7 +115,16 @@ func verifyUpload(ik *keys.IdentityKey, req *authv1.UploadPreKeysRequest) error 
 			return badSig("last-resort ML-KEM prekey")
 		}
 	}
+	// Ids are unique per device among the prekeys of a kind: the signed EC prekey shares
+	// its id space with the one-time EC prekeys, the last-resort ML-KEM prekey with the
+	// one-time ML-KEM prekeys.
 	var ecIDs, kemIDs []uint32
+	if spk := req.GetSignedEcPrekey(); spk != nil {
+		ecIDs = append(ecIDs, spk.GetId())
+	}
+	if lrk := req.GetLastResortKemPrekey(); lrk != nil {
+		kemIDs = append(kemIDs, lrk.GetId())
+	}
 	for _, k := range req.GetOneTimeEcPrekeys() {
 		if _, err := keys.ParseOneTimePreKeyPublic(k.GetId(), k.GetPublicKey()); err != nil {
 			return invalid(fmt.Sprintf("one-time EC prekey %d", k.GetId()), err)
@@ -138,6 +150,40 @@ func verifyUpload(ik *keys.IdentityKey, req *authv1.UploadPreKeysRequest) error 
 		}
 	}
 	return nil
+}
+
+// checkSignedIDsFree refuses ids that collide between a signed key and the one-time pool
+// of its kind, whichever of the two is already stored.
+func checkSignedIDsFree(tx kv.Tx, p authn.Principal, req *authv1.UploadPreKeysRequest) error {
+	for _, kind := range []struct {
+		signed, pool string
+		oneTime      []uint32
+	}{
+		{"spk", "otk", idsOf(req.GetOneTimeEcPrekeys(), (*authv1.EcPreKey).GetId)},
+		{"lrk", "kem", idsOf(req.GetOneTimeKemPrekeys(), (*authv1.SignedKemPreKey).GetId)},
+	} {
+		var signed signedKeyRecord
+		if err := getJSON(tx, perDevice(kind.signed, p.UserID, p.DeviceID), &signed); err != nil {
+			return err
+		}
+		if slices.Contains(kind.oneTime, signed.ID) {
+			return abort(server.Error(codes.InvalidArgument, reasonDuplicatePreKeyID, "prekey id %d is the signed prekey's", signed.ID))
+		}
+		if _, err := tx.Get(pooledKey(kind.pool, p.UserID, p.DeviceID, uint64(signed.ID), 4)); err == nil {
+			return abort(server.Error(codes.InvalidArgument, reasonDuplicatePreKeyID, "signed prekey id %d is a stored one-time prekey's", signed.ID))
+		} else if !isNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+func idsOf[T any](keys []T, id func(T) uint32) []uint32 {
+	out := make([]uint32, len(keys))
+	for i, k := range keys {
+		out[i] = id(k)
+	}
+	return out
 }
 
 func putPooled(tx kv.Tx, kind string, p authn.Principal, id uint32, value []byte) error {
@@ -185,6 +231,9 @@ func (s *Server) GetPreKeyCounts(ctx context.Context, _ *authv1.GetPreKeyCountsR
 	if err != nil {
 		return nil, err
 	}
+	if err := s.allow("account", p.UserID); err != nil {
+		return nil, err
+	}
 	var counts *authv1.PreKeyCounts
 	if err := s.view(ctx, "prekey counts", func(tx kv.Tx) error {
 		counts, err = preKeyCounts(tx, p.UserID, p.DeviceID)
@@ -204,9 +253,11 @@ func (s *Server) GetKeyBundles(ctx context.Context, req *authv1.GetKeyBundlesReq
 	if err := s.allow("bundles", p.UserID); err != nil {
 		return nil, err
 	}
-	if err := s.allow("bundles-target", req.GetUserId()+"|"+p.UserID); err != nil {
-		return nil, err
-	}
+	// One-time prekeys of a target are handed out at a bounded rate across all callers,
+	// so that many accounts together cannot drain them. Past that rate bundles still come,
+	// with the last-resort ML-KEM key and no one-time keys: sessions stay possible, the
+	// pool is left alone.
+	claimOneTime := s.allow("bundles-target", req.GetUserId()) == nil
 	type low struct {
 		device   uint32
 		ec, kems int
@@ -227,16 +278,19 @@ func (s *Server) GetKeyBundles(ctx context.Context, req *authv1.GetKeyBundlesReq
 		wanted := devs
 		if len(req.GetDeviceIds()) > 0 {
 			wanted = nil
-			for _, id := range req.GetDeviceIds() {
-				i := slices.IndexFunc(devs, func(d deviceRecord) bool { return d.ID == id })
-				if i < 0 {
+			for i, id := range req.GetDeviceIds() {
+				if slices.Contains(req.GetDeviceIds()[:i], id) {
+					return abort(server.Error(codes.InvalidArgument, reasonMalformedRequest, "device %d is requested twice", id))
+				}
+				j := slices.IndexFunc(devs, func(d deviceRecord) bool { return d.ID == id })
+				if j < 0 {
 					return abort(server.Error(codes.NotFound, reasonDeviceNotFound, "user has no device %d", id))
 				}
-				wanted = append(wanted, devs[i])
+				wanted = append(wanted, devs[j])
 			}
 		}
 		for _, d := range wanted {
-			bundle, ec, kems, err := s.claimBundle(tx, req.GetUserId(), d)
+			bundle, ec, kems, err := s.claimBundle(tx, req.GetUserId(), d, claimOneTime)
 			if err != nil {
 				return err
 			}
@@ -261,9 +315,10 @@ func (s *Server) GetKeyBundles(ctx context.Context, req *authv1.GetKeyBundlesReq
 }
 
 // claimBundle takes one one-time EC prekey and one one-time ML-KEM prekey (or the
-// last-resort one) of a device. It returns nil when the device has uploaded no signed
-// prekeys yet, and the pool sizes left after the claim.
-func (s *Server) claimBundle(tx kv.Tx, user string, d deviceRecord) (*authv1.KeyBundle, int, int, error) {
+// last-resort one) of a device; with oneTime false it takes none and returns the
+// last-resort ML-KEM key. It returns nil when the device has uploaded no signed prekeys
+// yet, and the pool sizes left after the claim.
+func (s *Server) claimBundle(tx kv.Tx, user string, d deviceRecord, oneTime bool) (*authv1.KeyBundle, int, int, error) {
 	var spk, kem signedKeyRecord
 	if err := getJSON(tx, perDevice("spk", user, d.ID), &spk); isNotFound(err) {
 		return nil, 0, 0, nil
@@ -280,7 +335,7 @@ func (s *Server) claimBundle(tx kv.Tx, user string, d deviceRecord) (*authv1.Key
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	if len(ecs) > 0 {
+	if len(ecs) > 0 && oneTime {
 		id := binary.BigEndian.Uint32(ecs[0].Key[len(ecPool):])
 		bundle.OneTimeEcPrekey = &authv1.EcPreKey{Id: id, PublicKey: ecs[0].Value}
 		if err := tx.Delete(ecs[0].Key); err != nil {
@@ -293,7 +348,7 @@ func (s *Server) claimBundle(tx kv.Tx, user string, d deviceRecord) (*authv1.Key
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	if len(kems) > 0 {
+	if len(kems) > 0 && oneTime {
 		if err := decodeJSON(kems[0].Value, &kem); err != nil {
 			return nil, 0, 0, err
 		}
@@ -402,6 +457,9 @@ func (s *Server) ClaimKeyPackages(ctx context.Context, req *authv1.ClaimKeyPacka
 func (s *Server) CountKeyPackages(ctx context.Context, _ *authv1.CountKeyPackagesRequest) (*authv1.CountKeyPackagesResponse, error) {
 	p, err := caller(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.allow("account", p.UserID); err != nil {
 		return nil, err
 	}
 	var n int

@@ -28,5 +28,8 @@ func DefaultRateLimits() ratelimit.Policy {
 		"upload-prekeys":      per(1, 20),
 		"upload-key-packages": per(1, 20),
 		"claim-key-packages":  per(2, 100),
+		// Reads and changes of one's own account.
+		"account":    per(20, 200),
+		"trust-root": per(10, 100),
 	}
 }

@@ -16,4 +16,5 @@ const (
 	reasonEpochConflict    = "EPOCH_CONFLICT"
 	reasonEpochMismatch    = "EPOCH_MISMATCH"
 	reasonWelcomeNotFound  = "WELCOME_NOT_FOUND"
+	reasonDeviceNotFound   = "DEVICE_NOT_FOUND"
 )

@@ -152,6 +152,9 @@ func (s *Server) CreateGroup(ctx context.Context, req *messagingv1.CreateGroupRe
 	if !slices.Contains(members, self(p)) {
 		return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "the calling device must be a member")
 	}
+	if err := s.checkDevicesExist(ctx, members); err != nil {
+		return nil, err
+	}
 	err = s.groupTx(ctx, "create group", true, func(tx kv.Tx) error {
 		if _, err := tx.Get(groupKey(req.GetGroupId())); err == nil {
 			return txAbort{server.Error(codes.AlreadyExists, reasonGroupExists, "a group with this id exists")}
@@ -192,6 +195,18 @@ func (s *Server) SubmitCommit(ctx context.Context, req *messagingv1.SubmitCommit
 	welcomed, err := membersOf(req.GetWelcomeRecipients())
 	if err != nil {
 		return nil, err
+	}
+	if err := s.checkDevicesExist(ctx, append(slices.Clone(added), welcomed...)); err != nil {
+		return nil, err
+	}
+	// Both deliveries must fit the inbox before the epoch moves: a commit accepted but
+	// never delivered would split the group.
+	commit := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT, Payload: req.GetCommit(), GroupId: req.GetGroupId(), Epoch: req.GetEpoch()}
+	welcome := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME, Payload: req.GetWelcome(), GroupId: req.GetGroupId(), Epoch: req.GetEpoch() + 1}
+	for _, d := range []*messagingv1.Delivery{commit, welcome} {
+		if proto.Size(d) > msgstore.MaxBodySize {
+			return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "a %v of %d bytes does not fit an inbox", d.GetKind(), len(d.GetPayload()))
+		}
 	}
 	var before []member
 	var epoch uint64
@@ -236,13 +251,11 @@ func (s *Server) SubmitCommit(ctx context.Context, req *messagingv1.SubmitCommit
 		return nil, err
 	}
 	now := s.now()
-	commit := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT, Payload: req.GetCommit(), GroupId: req.GetGroupId(), Epoch: req.GetEpoch()}
 	recipients := slices.DeleteFunc(before, func(m member) bool { return m == self(p) })
 	if err := s.fanOut(ctx, p, req.GetCommit(), commit, recipients, now, false); err != nil {
 		return nil, err
 	}
 	if len(welcomed) > 0 {
-		welcome := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME, Payload: req.GetWelcome(), GroupId: req.GetGroupId(), Epoch: epoch}
 		if err := s.fanOut(ctx, p, req.GetWelcome(), welcome, welcomed, now, false); err != nil {
 			return nil, err
 		}
@@ -250,9 +263,14 @@ func (s *Server) SubmitCommit(ctx context.Context, req *messagingv1.SubmitCommit
 	return &messagingv1.SubmitCommitResponse{Epoch: epoch, ServerTime: timestamppb.New(now)}, nil
 }
 
-// fanOut stores delivery for every recipient device and wakes them. The message id of each
-// copy derives from the payload's idempotency key (the payload itself for handshakes).
+// fanOut stores delivery for every recipient device that still exists and wakes them.
+// The message id of each copy derives from the idempotency key (the client message id,
+// or the payload itself for handshakes) within the scope of the delivery's kind and group.
 func (s *Server) fanOut(ctx context.Context, p authn.Principal, idempotencyKey []byte, d *messagingv1.Delivery, to []member, now time.Time, checkCap bool) error {
+	to, err := s.existing(ctx, to)
+	if err != nil {
+		return err
+	}
 	if len(to) == 0 {
 		return nil
 	}
@@ -260,6 +278,7 @@ func (s *Server) fanOut(ctx context.Context, p authn.Principal, idempotencyKey [
 	if err != nil {
 		return s.internal(ctx, "encode delivery", err)
 	}
+	scope := append([]byte{byte(d.GetKind())}, d.GetGroupId()...)
 	msgs := make([]msgstore.Message, 0, len(to))
 	for _, m := range to {
 		inbox := inboxOf(m.UserID, m.DeviceID)
@@ -273,21 +292,70 @@ func (s *Server) fanOut(ctx context.Context, p authn.Principal, idempotencyKey [
 			}
 		}
 		msgs = append(msgs, msgstore.Message{
-			Inbox: inbox, ID: messageID(p, idempotencyKey, m.UserID, m.DeviceID), Kind: msgstore.Kind(d.GetKind()),
+			Inbox: inbox, ID: messageID(p, scope, idempotencyKey, m.UserID, m.DeviceID), Kind: msgstore.Kind(d.GetKind()),
 			Body: body, Timestamp: now, Expiry: now.Add(s.ttl),
 		})
 	}
-	for len(msgs) > 0 {
-		n := min(len(msgs), msgstore.MaxBatch)
-		if err := s.inboxes.Append(ctx, msgs[:n]); err != nil {
+	for _, batch := range appendBatches(msgs) {
+		if err := s.inboxes.Append(ctx, batch); err != nil {
 			return s.internal(ctx, "store group deliveries", err)
 		}
-		for _, m := range msgs[:n] {
+		for _, m := range batch {
 			wake := proto.Clone(d).(*messagingv1.Delivery)
 			wake.MessageId, wake.ServerTime = append([]byte(nil), m.ID[:]...), timestamppb.New(now)
 			s.wake(ctx, m.Inbox.UserID, deviceOf(m.Inbox), wake)
 		}
-		msgs = msgs[n:]
+	}
+	return nil
+}
+
+// appendBatches cuts msgs into Append calls within the store's limits on messages and
+// bytes per call.
+func appendBatches(msgs []msgstore.Message) [][]msgstore.Message {
+	var batches [][]msgstore.Message
+	start, size := 0, 0
+	for i, m := range msgs {
+		if i > start && (i-start == msgstore.MaxBatch || size+len(m.Body) > msgstore.MaxBatchBytes) {
+			batches = append(batches, msgs[start:i])
+			start, size = i, 0
+		}
+		size += len(m.Body)
+	}
+	if start < len(msgs) {
+		batches = append(batches, msgs[start:])
+	}
+	return batches
+}
+
+// existing keeps the devices that are still current members of their accounts: a device
+// removed since it joined a group gets no more deliveries (its inbox is gone).
+func (s *Server) existing(ctx context.Context, ms []member) ([]member, error) {
+	out := ms[:0:0]
+	for _, m := range ms {
+		devices, found, err := s.dir.Devices(ctx, m.UserID)
+		if err != nil {
+			return nil, s.internal(ctx, "device directory", err)
+		}
+		if found && slices.Contains(devices, m.DeviceID) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// checkDevicesExist refuses device addresses that name no current device.
+func (s *Server) checkDevicesExist(ctx context.Context, ms []member) error {
+	current, err := s.existing(ctx, ms)
+	if err != nil {
+		return err
+	}
+	if len(current) == len(ms) {
+		return nil
+	}
+	for _, m := range ms {
+		if !slices.Contains(current, m) {
+			return server.Error(codes.NotFound, reasonDeviceNotFound, "device %s/%d does not exist", m.UserID, m.DeviceID)
+		}
 	}
 	return nil
 }
@@ -317,7 +385,7 @@ func (s *Server) SubmitProposal(ctx context.Context, req *messagingv1.SubmitProp
 	now := s.now()
 	d := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_PROPOSAL, Payload: req.GetProposal(), GroupId: req.GetGroupId(), Epoch: g.Epoch}
 	to := slices.DeleteFunc(g.Members, func(m member) bool { return m == self(p) })
-	if err := s.fanOut(ctx, p, req.GetProposal(), d, to, now, false); err != nil {
+	if err := s.fanOut(ctx, p, req.GetProposal(), d, to, now, true); err != nil {
 		return nil, err
 	}
 	return &messagingv1.SubmitProposalResponse{ServerTime: timestamppb.New(now)}, nil

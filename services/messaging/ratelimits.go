@@ -14,5 +14,6 @@ func DefaultRateLimits() ratelimit.Policy {
 		"ephemeral": per(20, 100),
 		"receive":   per(1, 20),
 		"group":     per(50, 500),
+		"ack":       per(2000, 5000),
 	}
 }

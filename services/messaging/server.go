@@ -160,13 +160,15 @@ func inboxOf(userID string, deviceID uint32) msgstore.Inbox {
 	return msgstore.Inbox{UserID: userID, DeviceID: strconv.FormatUint(uint64(deviceID), 10)}
 }
 
-// messageID derives the inbox id of one envelope from who sent it, the sender's
-// idempotency key and the recipient device, so a retried send maps to the same ids and
-// the store's idempotent Append makes it a no-op.
-func messageID(sender authn.Principal, clientMessageID []byte, recipient string, device uint32) msgstore.ID {
+// messageID derives the inbox id of one delivery from who sent it, the sender's
+// idempotency key, the recipient device and the scope it was sent in (empty for one-to-one
+// messages; the delivery kind and group id for group traffic), so a retried send maps to
+// the same ids and the store's idempotent Append makes it a no-op, while the same key used
+// in two groups gives two messages.
+func messageID(sender authn.Principal, scope, clientMessageID []byte, recipient string, device uint32) msgstore.ID {
 	h := sha256.New()
-	h.Write([]byte("guardyn message id v1\x00"))
-	for _, part := range [][]byte{[]byte(sender.UserID), clientMessageID, []byte(recipient)} {
+	h.Write([]byte("guardyn message id v2\x00"))
+	for _, part := range [][]byte{[]byte(sender.UserID), scope, clientMessageID, []byte(recipient)} {
 		var n [4]byte
 		binary.BigEndian.PutUint32(n[:], uint32(len(part)))
 		h.Write(n[:])
@@ -213,7 +215,7 @@ func (s *Server) send(ctx context.Context, p authn.Principal, req *messagingv1.S
 		if n >= s.cap {
 			return nil, server.Error(codes.ResourceExhausted, reasonInboxFull, "device %d's inbox holds its maximum of %d undelivered messages", env.GetDeviceId(), s.cap)
 		}
-		id := messageID(p, req.GetClientMessageId(), req.GetRecipientUserId(), env.GetDeviceId())
+		id := messageID(p, nil, req.GetClientMessageId(), req.GetRecipientUserId(), env.GetDeviceId())
 		msgs[i] = msgstore.Message{
 			Inbox: inbox, ID: id, Kind: msgstore.Kind(messagingv1.DeliveryKind_DELIVERY_KIND_MESSAGE),
 			Body: env.GetSealedEnvelope(), Timestamp: now, Expiry: now.Add(s.ttl),
@@ -401,6 +403,9 @@ func (s *Server) SendEphemeral(ctx context.Context, req *messagingv1.SendEphemer
 func (s *Server) AckMessages(ctx context.Context, req *messagingv1.AckMessagesRequest) (*messagingv1.AckMessagesResponse, error) {
 	p, err := caller(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.allow("ack", p.UserID); err != nil {
 		return nil, err
 	}
 	ids := make([]msgstore.ID, 0, len(req.GetMessageIds()))

@@ -734,6 +734,9 @@ func TestLimitsAtTheMaximumPassAndOneOverFails(t *testing.T) {
 		}},
 		{"CreateGroup.members 1000 items and group_info 512 KiB", func() error {
 			_, err := m.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: clientID(), Members: members(1000), GroupInfo: make([]byte, 512<<10)})
+			if server.Reason(err) == "DEVICE_NOT_FOUND" {
+				return nil // past the limit check: the members beyond alice do not exist
+			}
 			return err
 		}, func() error {
 			_, err := m.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: clientID(), Members: members(1001)})

@@ -233,10 +233,13 @@ type AuthServiceClient interface {
 	// prekeys are claimed atomically: no two callers ever get the same one. When a device's
 	// one-time ML-KEM prekeys are exhausted its last-resort ML-KEM prekey is returned (flagged);
 	// when its one-time EC prekeys are exhausted the bundle has none. Calls are rate-limited per
-	// caller and per target so that nobody can drain a device's prekeys.
+	// caller, and one-time prekeys are handed out at a bounded rate per target across all
+	// callers, so that nobody can drain a device's prekeys: past that rate the bundles carry no
+	// one-time EC prekey and the last-resort ML-KEM prekey.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: a device id is requested twice.
 	//   - NOT_FOUND/USER_NOT_FOUND: no account with this user id.
 	//   - NOT_FOUND/DEVICE_NOT_FOUND: a requested device id does not exist for the user.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
@@ -716,10 +719,13 @@ type AuthServiceServer interface {
 	// prekeys are claimed atomically: no two callers ever get the same one. When a device's
 	// one-time ML-KEM prekeys are exhausted its last-resort ML-KEM prekey is returned (flagged);
 	// when its one-time EC prekeys are exhausted the bundle has none. Calls are rate-limited per
-	// caller and per target so that nobody can drain a device's prekeys.
+	// caller, and one-time prekeys are handed out at a bounded rate per target across all
+	// callers, so that nobody can drain a device's prekeys: past that rate the bundles carry no
+	// one-time EC prekey and the last-resort ML-KEM prekey.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: a device id is requested twice.
 	//   - NOT_FOUND/USER_NOT_FOUND: no account with this user id.
 	//   - NOT_FOUND/DEVICE_NOT_FOUND: a requested device id does not exist for the user.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access

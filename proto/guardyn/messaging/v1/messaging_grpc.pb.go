@@ -117,6 +117,7 @@ type MessagingServiceClient interface {
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: empty group id, a member twice, or the caller's
 	//     device missing from the members.
+	//   - NOT_FOUND/DEVICE_NOT_FOUND: a member device does not exist.
 	//   - ALREADY_EXISTS/GROUP_EXISTS: a group with this id exists.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
@@ -131,8 +132,10 @@ type MessagingServiceClient interface {
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: empty commit or GroupInfo, a Welcome without
-	//     recipients or recipients without a Welcome, or removing a device that is not a member.
+	//     recipients or recipients without a Welcome, removing a device that is not a member, or
+	//     a commit or Welcome too large to store with its delivery header.
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
+	//   - NOT_FOUND/DEVICE_NOT_FOUND: an added device or Welcome recipient does not exist.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
 	//   - ABORTED/EPOCH_CONFLICT: epoch is not the group's current epoch (another commit won); an
 	//     EpochConflict detail names the current epoch.
@@ -150,6 +153,8 @@ type MessagingServiceClient interface {
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
 	//   - ABORTED/EPOCH_CONFLICT: epoch is not the group's current epoch; an EpochConflict detail
 	//     names the current epoch.
+	//   - RESOURCE_EXHAUSTED/INBOX_FULL: a member device's inbox holds its maximum of
+	//     undelivered messages.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
@@ -406,6 +411,7 @@ type MessagingServiceServer interface {
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: empty group id, a member twice, or the caller's
 	//     device missing from the members.
+	//   - NOT_FOUND/DEVICE_NOT_FOUND: a member device does not exist.
 	//   - ALREADY_EXISTS/GROUP_EXISTS: a group with this id exists.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
@@ -420,8 +426,10 @@ type MessagingServiceServer interface {
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: empty commit or GroupInfo, a Welcome without
-	//     recipients or recipients without a Welcome, or removing a device that is not a member.
+	//     recipients or recipients without a Welcome, removing a device that is not a member, or
+	//     a commit or Welcome too large to store with its delivery header.
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
+	//   - NOT_FOUND/DEVICE_NOT_FOUND: an added device or Welcome recipient does not exist.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
 	//   - ABORTED/EPOCH_CONFLICT: epoch is not the group's current epoch (another commit won); an
 	//     EpochConflict detail names the current epoch.
@@ -439,6 +447,8 @@ type MessagingServiceServer interface {
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
 	//   - ABORTED/EPOCH_CONFLICT: epoch is not the group's current epoch; an EpochConflict detail
 	//     names the current epoch.
+	//   - RESOURCE_EXHAUSTED/INBOX_FULL: a member device's inbox holds its maximum of
+	//     undelivered messages.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
