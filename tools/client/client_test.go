@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/tools/client"
 	"github.com/guardyn/guardyn/tools/client/clienttest"
@@ -122,5 +123,37 @@ func TestConcurrentProcessesShareProfile(t *testing.T) {
 	}
 	if len(got) != procs*each {
 		t.Fatalf("bob decrypted %d distinct messages, want %d", len(got), procs*each)
+	}
+}
+
+// TestLinkRejected: an existing device refuses a link; the new device learns it and its
+// half-made profile is removed, so linking can start over.
+func TestLinkRejected(t *testing.T) {
+	p := clienttest.Start(t)
+	alice := p.Register(t, "alice")
+	ctx := clienttest.Context(t)
+	c, req, err := client.StartLink(ctx, p.Config("intruder"), "alice", "not alice's")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Send(ctx, "alice", "too early"); !errors.Is(err, client.ErrLinkPending) {
+		t.Fatalf("send before approval: err = %v, want ErrLinkPending", err)
+	}
+	if err := alice.Reject(ctx, req.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitLink(ctx, 10*time.Millisecond); !errors.Is(err, client.ErrLinkRejected) {
+		t.Fatalf("wait: err = %v, want ErrLinkRejected", err)
+	}
+	if _, err := client.Open(p.Config("intruder")); !errors.Is(err, client.ErrNoProfile) {
+		t.Fatalf("profile after rejection: err = %v, want ErrNoProfile", err)
+	}
+	devs, err := alice.Devices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != 1 {
+		t.Fatalf("alice has %d devices after a rejected link", len(devs))
 	}
 }

@@ -144,6 +144,9 @@ func TestCLIWalkthrough(t *testing.T) {
 		t.Fatalf("register output: %s", out)
 	}
 	c.ok(t, "bob", "register", "bob")
+	if out := c.ok(t, "alice", "login"); out != "logged in\n" {
+		t.Fatalf("login: %q", out)
+	}
 	if out := c.ok(t, "alice", "whoami"); !strings.Contains(out, "username:    alice") {
 		t.Fatalf("whoami: %s", out)
 	}
