@@ -113,6 +113,9 @@ func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged,
 		if err := g.validateLeaf(rp.p.LeafNode, wire.SourceUpdate, uint32(l)); err != nil {
 			return nil, err
 		}
+		if err := g.checkFreshEncryptionKey(rp.p.LeafNode, l); err != nil {
+			return nil, err
+		}
 		if err := next.checkLeafFits(rp.p.LeafNode, l); err != nil {
 			return nil, err
 		}
@@ -184,17 +187,31 @@ func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged,
 	return st, nil
 }
 
-// checkLeafFits rejects a leaf whose encryption or signature key is already
-// used by another leaf than except, or that lacks a capability the group's
-// required_capabilities extension demands (RFC 9420, Section 7.3).
+// checkLeafFits rejects a leaf that may not join the group beside its
+// current members (RFC 9420, Section 7.3): a refused credential, an
+// encryption or signature key already used by another leaf than except, a
+// credential type some member does not support or a member's credential type
+// it does not support, an extension of its own it does not list, or a
+// missing capability the group's extensions demand.
 func (g *Group) checkLeafFits(leaf *wire.LeafNode, except treemath.LeafIndex) error {
 	if err := g.checkCredential(leaf); err != nil {
 		return err
 	}
+	if err := listsOwnExtensions(leaf); err != nil {
+		return err
+	}
 	var err error
 	g.tree.Members(func(l treemath.LeafIndex, other *wire.LeafNode) {
-		if err == nil && l != except && (string(other.EncryptionKey) == string(leaf.EncryptionKey) || string(other.SignatureKey) == string(leaf.SignatureKey)) {
+		if err != nil || l == except {
+			return
+		}
+		switch {
+		case string(other.EncryptionKey) == string(leaf.EncryptionKey) || string(other.SignatureKey) == string(leaf.SignatureKey):
 			err = fmt.Errorf("%w: keys already used by leaf %d", ErrInvalidLeafNode, l)
+		case !slices.Contains(other.Capabilities.Credentials, leaf.Credential.Type):
+			err = fmt.Errorf("%w: credential type %d not supported by leaf %d", ErrInvalidLeafNode, leaf.Credential.Type, l)
+		case !slices.Contains(leaf.Capabilities.Credentials, other.Credential.Type):
+			err = fmt.Errorf("%w: does not support credential type %d of leaf %d", ErrInvalidLeafNode, other.Credential.Type, l)
 		}
 	})
 	if err != nil {
@@ -203,12 +220,72 @@ func (g *Group) checkLeafFits(leaf *wire.LeafNode, except treemath.LeafIndex) er
 	return supportsExtensions(leaf, g.gc.Extensions)
 }
 
+// listsOwnExtensions checks that leaf's capabilities list every
+// non-default extension the leaf itself carries (RFC 9420, Section 7.3).
+func listsOwnExtensions(leaf *wire.LeafNode) error {
+	for _, e := range leaf.Extensions {
+		if e.Type > lastDefaultExtension && !slices.Contains(leaf.Capabilities.Extensions, e.Type) {
+			return fmt.Errorf("%w: carries extension type %d its capabilities omit", ErrInvalidLeafNode, e.Type)
+		}
+	}
+	return nil
+}
+
+// lastDefaultExtension is the highest of the default extension types 1 to
+// 5, which capabilities never need to list (RFC 9420, Section 7.2).
+const lastDefaultExtension = 5
+
+// validateTreeLeaves applies the LeafNode checks of RFC 9420, Section 7.3
+// to every leaf of a tree received at join (Section 12.4.3.1) beyond the
+// signatures: unique keys in the whole tree, credentials, extensions and
+// capabilities against the group, and credential types supported by every
+// member. Lifetimes are not checked: Section 7.3 only RECOMMENDS it for a
+// received tree, a member who never commits keeps its KeyPackage's lifetime
+// in the tree for good (so the group would become unjoinable), and the
+// official passive-client vectors hold trees whose leaf lifetimes no single
+// clock satisfies together with the KeyPackages their commits add.
+func (g *Group) validateTreeLeaves() error {
+	if err := g.tree.CheckUniqueKeys(); err != nil {
+		return err
+	}
+	// Each leaf supporting every credential type in use is the pairwise
+	// condition of Section 7.3 for all members at once.
+	var inUse []uint16
+	g.tree.Members(func(_ treemath.LeafIndex, leaf *wire.LeafNode) {
+		if !slices.Contains(inUse, leaf.Credential.Type) {
+			inUse = append(inUse, leaf.Credential.Type)
+		}
+	})
+	var err error
+	g.tree.Members(func(l treemath.LeafIndex, leaf *wire.LeafNode) {
+		if err != nil {
+			return
+		}
+		for _, ct := range inUse {
+			if !slices.Contains(leaf.Capabilities.Credentials, ct) {
+				err = fmt.Errorf("%w: leaf %d does not support credential type %d in use", ErrInvalidLeafNode, l, ct)
+				return
+			}
+		}
+		for _, check := range []func() error{
+			func() error { return g.checkCredential(leaf) },
+			func() error { return listsOwnExtensions(leaf) },
+			func() error { return supportsExtensions(leaf, g.gc.Extensions) },
+		} {
+			if e := check(); e != nil {
+				err = fmt.Errorf("leaf %d: %w", l, e)
+				return
+			}
+		}
+	})
+	return err
+}
+
 // supportsExtensions checks that leaf lists every non-default extension of
 // the group and every capability required_capabilities demands.
 func supportsExtensions(leaf *wire.LeafNode, exts []wire.Extension) error {
 	for _, e := range exts {
-		// Types 1 to 5 are the default extensions, never listed.
-		if e.Type > 5 && !slices.Contains(leaf.Capabilities.Extensions, e.Type) {
+		if e.Type > lastDefaultExtension && !slices.Contains(leaf.Capabilities.Extensions, e.Type) {
 			return fmt.Errorf("%w: lacks group extension type %d", ErrInvalidLeafNode, e.Type)
 		}
 	}
@@ -225,13 +302,13 @@ func supportsExtensions(leaf *wire.LeafNode, exts []wire.Extension) error {
 		return fmt.Errorf("%w: required_capabilities: %w", wire.ErrMalformed, err)
 	}
 	c := &leaf.Capabilities
-	// Default types need not be listed: extensions 1 to 5, proposals 1 to
-	// 7, and the basic and X.509 credentials.
+	// Default types need not be listed: extensions 1 to 5 and proposals 1
+	// to 7. Credential types have no defaults (Section 7.2).
 	for _, need := range []struct {
 		what       string
 		want, in   []uint16
 		maxDefault uint16
-	}{{"extension", reqExts, c.Extensions, 5}, {"proposal", props, c.Proposals, 7}, {"credential", creds, c.Credentials, 2}} {
+	}{{"extension", reqExts, c.Extensions, 5}, {"proposal", props, c.Proposals, 7}, {"credential", creds, c.Credentials, 0}} {
 		for _, v := range need.want {
 			if v > need.maxDefault && !slices.Contains(need.in, v) {
 				return fmt.Errorf("%w: lacks required %s type %d", ErrInvalidLeafNode, need.what, v)
@@ -248,6 +325,15 @@ func (g *Group) validateLeaf(leaf *wire.LeafNode, source wire.LeafNodeSource, l 
 	}
 	if err := tree.VerifyLeafSignature(g.s, leaf, g.gc.GroupID, l); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidLeafNode, err)
+	}
+	return nil
+}
+
+// checkFreshEncryptionKey rejects a leaf replacing leaf l (by Update or
+// commit path) with l's current encryption key (RFC 9420, Section 7.3).
+func (g *Group) checkFreshEncryptionKey(leaf *wire.LeafNode, l treemath.LeafIndex) error {
+	if old := g.tree.Leaf(l); old != nil && string(old.EncryptionKey) == string(leaf.EncryptionKey) {
+		return fmt.Errorf("%w: leaf %d keeps its encryption key", ErrInvalidLeafNode, l)
 	}
 	return nil
 }
@@ -332,6 +418,11 @@ func (g *Group) processCommit(ac *wire.AuthenticatedContent) (*Group, error) {
 	if c.Path != nil {
 		if err := next.validateLeaf(&c.Path.LeafNode, wire.SourceCommit, uint32(sender)); err != nil {
 			return nil, err
+		}
+		if committer.Type == wire.SenderMember {
+			if err := next.checkFreshEncryptionKey(&c.Path.LeafNode, sender); err != nil {
+				return nil, err
+			}
 		}
 		if err := next.checkLeafFits(&c.Path.LeafNode, sender); err != nil {
 			return nil, err

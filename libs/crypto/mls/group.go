@@ -179,7 +179,8 @@ func (g *Group) checkCredential(leaf *wire.LeafNode) error {
 func (g *Group) SetClock(now func() time.Time) { g.now = now }
 
 // checkLifetime rejects a KeyPackage outside its lifetime (RFC 9420,
-// Section 7.3).
+// Section 7.3: a MUST for KeyPackages this member commits, RECOMMENDED for
+// those it receives in a proposal or commit).
 func (g *Group) checkLifetime(kp *wire.KeyPackage) error {
 	now := g.now
 	if now == nil {
@@ -422,8 +423,23 @@ func (g *Group) proposalRef(ac *wire.AuthenticatedContent) []byte {
 	return g.s.RefHash("MLS 1.0 Proposal Reference", wire.Encode(ac))
 }
 
+// allowedFromExternal reports whether an external sender may send a
+// proposal of type t: those marked "External: Y" in the MLS Proposal Types
+// registry (RFC 9420, Sections 12.1.8 and 17.4). Update and ExternalInit
+// only come from members and joiners.
+func allowedFromExternal(t wire.ProposalType) bool {
+	switch t {
+	case wire.ProposalAdd, wire.ProposalRemove, wire.ProposalPreSharedKey, wire.ProposalReInit, wire.ProposalGroupContextExtensions:
+		return true
+	}
+	return false
+}
+
 func (g *Group) storeProposal(ac *wire.AuthenticatedContent) error {
 	p := ac.Content.Proposal
+	if ac.Content.Sender.Type == wire.SenderExternal && !allowedFromExternal(p.Type) {
+		return fmt.Errorf("%w: proposal type %d from an external sender", ErrInvalidProposals, p.Type)
+	}
 	switch p.Type {
 	case wire.ProposalUpdate:
 		if ac.Content.Sender.Type != wire.SenderMember {

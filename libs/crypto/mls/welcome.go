@@ -110,15 +110,6 @@ func Join(kp *KeyPackage, welcome []byte, opts *JoinOptions) (*Group, error) {
 	if err := g.validateTree(); err != nil {
 		return nil, err
 	}
-	var credErr error
-	g.tree.Members(func(_ treemath.LeafIndex, leaf *wire.LeafNode) {
-		if credErr == nil {
-			credErr = g.checkCredential(leaf)
-		}
-	})
-	if credErr != nil {
-		return nil, credErr
-	}
 	signer := g.tree.Leaf(treemath.LeafIndex(gi.Signer))
 	if signer == nil {
 		return nil, fmt.Errorf("%w: group info signer %d", ErrUnknownSender, gi.Signer)
@@ -208,7 +199,9 @@ func loadTree(s *suite.Suite, gi *wire.GroupInfo, supplied []byte) (*tree.Tree, 
 }
 
 // validateTree checks a tree received from others against the group
-// context: tree hash, parent hashes and leaf signatures.
+// context (RFC 9420, Section 12.4.3.1): tree hash, parent hashes, leaf
+// signatures and the other leaf checks of Section 7.3. Unmerged leaves were
+// checked when the tree was decoded.
 func (g *Group) validateTree() error {
 	if string(g.tree.TreeHash()) != string(g.gc.TreeHash) {
 		return ErrTreeHash
@@ -216,7 +209,10 @@ func (g *Group) validateTree() error {
 	if err := g.tree.VerifyParentHashes(); err != nil {
 		return err
 	}
-	return g.tree.VerifyLeafSignatures(g.gc.GroupID)
+	if err := g.tree.VerifyLeafSignatures(g.gc.GroupID); err != nil {
+		return err
+	}
+	return g.validateTreeLeaves()
 }
 
 // installPathSecret sets the path secret a Welcome gives for the lowest

@@ -37,8 +37,12 @@ var (
 	// ErrBlankLeaf means an operation named a blank or absent leaf.
 	ErrBlankLeaf = errors.New("mls: leaf is blank or out of range")
 	// ErrBadUnmerged means an unmerged leaf list names a leaf outside the
-	// node's subtree or a blank leaf.
+	// node's subtree or a blank leaf, or a non-blank node between that leaf
+	// and the parent does not list it too (RFC 9420, Section 12.4.3.1).
 	ErrBadUnmerged = errors.New("mls: invalid unmerged leaves")
+	// ErrDuplicateKey means two nodes share an encryption key or two leaves
+	// share a signature key (RFC 9420, Sections 7.3 and 12.4.3.1).
+	ErrDuplicateKey = errors.New("mls: key used by two tree nodes")
 )
 
 // maxLeaves bounds the size of a tree accepted from the wire.
@@ -96,9 +100,41 @@ func FromWire(s *suite.Suite, rt wire.RatchetTree) (*Tree, error) {
 			if uint32(u) >= leaves || !treemath.InSubtree(l.Node(), x) || t.nodes[l.Node()].Leaf == nil {
 				return nil, fmt.Errorf("%w: node %d lists leaf %d", ErrBadUnmerged, i, u)
 			}
+			// A leaf unmerged at x was added after x was last set, so every
+			// non-blank node below x on its path was set before it too.
+			for y := l.Node().Parent(); y != x; y = y.Parent() {
+				if q := t.nodes[y].Parent; q != nil && !slices.Contains(q.UnmergedLeaves, u) {
+					return nil, fmt.Errorf("%w: node %d lists leaf %d but node %d does not", ErrBadUnmerged, i, u, y)
+				}
+			}
 		}
 	}
 	return t, nil
+}
+
+// CheckUniqueKeys checks that no encryption key appears in two nodes and no
+// signature key in two leaves, as a joiner must for a received tree.
+func (t *Tree) CheckUniqueKeys() error {
+	enc := make(map[string]treemath.NodeIndex, len(t.nodes))
+	sig := make(map[string]treemath.NodeIndex, len(t.nodes)/2+1)
+	for i := range t.nodes {
+		x := treemath.NodeIndex(i)
+		key := t.EncryptionKey(x)
+		if key == nil {
+			continue
+		}
+		if y, ok := enc[string(key)]; ok {
+			return fmt.Errorf("%w: encryption key of node %d and node %d", ErrDuplicateKey, y, x)
+		}
+		enc[string(key)] = x
+		if leaf := t.nodes[i].Leaf; leaf != nil {
+			if y, ok := sig[string(leaf.SignatureKey)]; ok {
+				return fmt.Errorf("%w: signature key of node %d and node %d", ErrDuplicateKey, y, x)
+			}
+			sig[string(leaf.SignatureKey)] = x
+		}
+	}
+	return nil
 }
 
 // ToWire returns the wire form of t, trailing blank nodes omitted.

@@ -48,3 +48,59 @@ func TestFromWireRejectsBadShapes(t *testing.T) {
 		t.Errorf("truncate: %v, %d leaves", err, tr.LeafCount())
 	}
 }
+
+func TestFromWireRejectsBrokenUnmergedChain(t *testing.T) {
+	s, err := suite.New(suite.X25519AES128GCMSHA256Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := func(k byte) *wire.Node {
+		return &wire.Node{Leaf: &wire.LeafNode{EncryptionKey: []byte{k}, SignatureKey: []byte{k}}}
+	}
+	parent := func(k byte, unmerged ...uint32) *wire.Node {
+		return &wire.Node{Parent: &wire.ParentNode{EncryptionKey: []byte{k}, UnmergedLeaves: unmerged}}
+	}
+	// Leaf 0 is unmerged at the root (node 3) but not at node 1 between them.
+	broken := wire.RatchetTree{leaf(1), parent(2), leaf(3), parent(4, 0), leaf(5)}
+	if _, err := FromWire(s, broken); !errors.Is(err, ErrBadUnmerged) {
+		t.Errorf("unmerged at the root only: %v, want ErrBadUnmerged", err)
+	}
+	ok := wire.RatchetTree{leaf(1), parent(2, 0), leaf(3), parent(4, 0), leaf(5)}
+	if _, err := FromWire(s, ok); err != nil {
+		t.Errorf("unmerged at every non-blank node: %v", err)
+	}
+	// A blank node in between need not list it.
+	if _, err := FromWire(s, wire.RatchetTree{leaf(1), nil, leaf(3), parent(4, 0), leaf(5)}); err != nil {
+		t.Errorf("blank node in between: %v", err)
+	}
+}
+
+func TestCheckUniqueKeys(t *testing.T) {
+	s, err := suite.New(suite.X25519AES128GCMSHA256Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := func(enc, sig byte) *wire.Node {
+		return &wire.Node{Leaf: &wire.LeafNode{EncryptionKey: []byte{enc}, SignatureKey: []byte{sig}}}
+	}
+	parent := func(enc byte) *wire.Node { return &wire.Node{Parent: &wire.ParentNode{EncryptionKey: []byte{enc}}} }
+	cases := []struct {
+		name string
+		rt   wire.RatchetTree
+		want error
+	}{
+		{"distinct", wire.RatchetTree{leaf(1, 1), parent(2), leaf(3, 3)}, nil},
+		{"two leaves share an encryption key", wire.RatchetTree{leaf(1, 1), parent(2), leaf(1, 3)}, ErrDuplicateKey},
+		{"parent reuses a leaf key", wire.RatchetTree{leaf(1, 1), parent(3), leaf(3, 3)}, ErrDuplicateKey},
+		{"two leaves share a signature key", wire.RatchetTree{leaf(1, 7), parent(2), leaf(3, 7)}, ErrDuplicateKey},
+	}
+	for _, c := range cases {
+		tr, err := FromWire(s, c.rt)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if err := tr.CheckUniqueKeys(); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+}

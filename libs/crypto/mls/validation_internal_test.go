@@ -1,0 +1,165 @@
+package mls
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/tree"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/treemath"
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/wire"
+)
+
+// twoMemberGroup returns a group of two P-256 members as seen by the
+// creator, and the second member's key package.
+func twoMemberGroup(t *testing.T) (*Group, *KeyPackage) {
+	t.Helper()
+	a, err := NewIdentity(P256AES128GCMSHA256P256, []byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := NewGroup(a, []byte("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewIdentity(P256AES128GCMSHA256P256, []byte("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := b.NewKeyPackage(0, 1<<62)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Commit(CommitOptions{Add: [][]byte{kp.Bytes()}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.MergePendingCommit(); err != nil {
+		t.Fatal(err)
+	}
+	return g, kp
+}
+
+// craftedKeyPackage returns a key package for a fresh identity whose leaf
+// is changed by edit before both signatures are made.
+func craftedKeyPackage(t *testing.T, edit func(*wire.LeafNode)) []byte {
+	t.Helper()
+	id, err := NewIdentity(P256AES128GCMSHA256P256, []byte("crafted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := id.NewKeyPackage(0, 1<<62)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&kp.kp.LeafNode)
+	if err := tree.SignLeaf(id.suite, &kp.kp.LeafNode, id.sigPriv, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if kp.kp.Signature, err = id.suite.SignWithLabel(id.sigPriv, keyPackageLabel, kp.kp.TBS()); err != nil {
+		t.Fatal(err)
+	}
+	return kp.Bytes()
+}
+
+func TestAddRejectsIncompatibleLeaves(t *testing.T) {
+	g, _ := twoMemberGroup(t)
+	cases := []struct {
+		name string
+		edit func(*wire.LeafNode)
+	}{
+		{"credential type the members do not support", func(l *wire.LeafNode) {
+			l.Credential = wire.Credential{Type: wire.CredentialX509, Certificates: [][]byte{{1}}}
+			l.Capabilities.Credentials = []uint16{wire.CredentialBasic, wire.CredentialX509}
+		}},
+		{"does not support the members' credential type", func(l *wire.LeafNode) {
+			l.Capabilities.Credentials = []uint16{wire.CredentialX509}
+		}},
+		{"own extension not in its capabilities", func(l *wire.LeafNode) {
+			l.Extensions = []wire.Extension{{Type: 0xff00, Data: []byte{}}}
+		}},
+	}
+	for _, c := range cases {
+		kp := craftedKeyPackage(t, c.edit)
+		if _, err := g.Commit(CommitOptions{Add: [][]byte{kp}}); !errors.Is(err, ErrInvalidLeafNode) {
+			t.Errorf("%s: %v, want ErrInvalidLeafNode", c.name, err)
+		}
+	}
+	listed := craftedKeyPackage(t, func(l *wire.LeafNode) {
+		l.Extensions = []wire.Extension{{Type: 0xff00, Data: []byte{}}}
+		l.Capabilities.Extensions = []uint16{0xff00}
+	})
+	if _, err := g.Commit(CommitOptions{Add: [][]byte{listed}}); err != nil {
+		t.Errorf("listed own extension: %v", err)
+	}
+}
+
+func TestExternalSenderProposalTypes(t *testing.T) {
+	g, _ := twoMemberGroup(t)
+	leaf := *g.tree.Leaf(1)
+	leaf.Source = wire.SourceUpdate
+	for _, c := range []struct {
+		p    *wire.Proposal
+		want error
+	}{
+		{&wire.Proposal{Type: wire.ProposalUpdate, LeafNode: &leaf}, ErrInvalidProposals},
+		{&wire.Proposal{Type: wire.ProposalExternalInit, KEMOutput: []byte{1}}, ErrInvalidProposals},
+		{&wire.Proposal{Type: wire.ProposalRemove, Removed: 1}, nil},
+	} {
+		ac := &wire.AuthenticatedContent{WireFormat: wire.WirePublicMessage, Content: wire.FramedContent{
+			GroupID: g.gc.GroupID, Epoch: g.gc.Epoch, Sender: wire.Sender{Type: wire.SenderExternal},
+			ContentType: wire.ContentProposal, Proposal: c.p,
+		}}
+		if err := g.storeProposal(ac); !errors.Is(err, c.want) {
+			t.Errorf("external proposal type %d: %v, want %v", c.p.Type, err, c.want)
+		}
+	}
+}
+
+func TestUpdateMustChangeEncryptionKey(t *testing.T) {
+	g, kp := twoMemberGroup(t)
+	leaf := *g.tree.Leaf(1)
+	leaf.Source = wire.SourceUpdate
+	if err := tree.SignLeaf(g.s, &leaf, kp.identity.sigPriv, g.gc.GroupID, 1); err != nil {
+		t.Fatal(err)
+	}
+	update := resolvedProposal{p: &wire.Proposal{Type: wire.ProposalUpdate, LeafNode: &leaf}, sender: wire.Sender{Type: wire.SenderMember, Index: 1}}
+	if _, err := g.stage([]resolvedProposal{update}, wire.Sender{Type: wire.SenderMember, Index: 0}); !errors.Is(err, ErrInvalidLeafNode) {
+		t.Errorf("update keeping the encryption key: %v, want ErrInvalidLeafNode", err)
+	}
+	_, leaf.EncryptionKey, _ = freshHPKEKey(g.s)
+	if err := tree.SignLeaf(g.s, &leaf, kp.identity.sigPriv, g.gc.GroupID, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.stage([]resolvedProposal{update}, wire.Sender{Type: wire.SenderMember, Index: 0}); err != nil {
+		t.Errorf("update with a fresh key: %v", err)
+	}
+}
+
+// TestJoinedTreeLeafChecks edits a tree the way a malicious committer could
+// (signatures are checked separately) and runs a joiner's leaf checks.
+func TestJoinedTreeLeafChecks(t *testing.T) {
+	g, _ := twoMemberGroup(t)
+	if err := g.validateTreeLeaves(); err != nil {
+		t.Fatalf("valid tree: %v", err)
+	}
+	cases := []struct {
+		name string
+		edit func(*wire.LeafNode)
+		want error
+	}{
+		{"credential type in use unsupported", func(l *wire.LeafNode) { l.Capabilities.Credentials = []uint16{wire.CredentialX509} }, ErrInvalidLeafNode},
+		{"own extension unlisted", func(l *wire.LeafNode) { l.Extensions = []wire.Extension{{Type: 0xff01, Data: []byte{}}} }, ErrInvalidLeafNode},
+		{"signature key reused", func(l *wire.LeafNode) { l.SignatureKey = g.tree.Leaf(0).SignatureKey }, tree.ErrDuplicateKey},
+		{"encryption key reused", func(l *wire.LeafNode) { l.EncryptionKey = g.tree.Leaf(0).EncryptionKey }, tree.ErrDuplicateKey},
+	}
+	for _, c := range cases {
+		bad := g.Clone()
+		leaf := *bad.tree.Leaf(1)
+		c.edit(&leaf)
+		if err := bad.tree.Update(treemath.LeafIndex(1), &leaf); err != nil {
+			t.Fatal(err)
+		}
+		if err := bad.validateTreeLeaves(); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+}
