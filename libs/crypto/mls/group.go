@@ -98,6 +98,12 @@ type Group struct {
 	// members' credentials; nil accepts every credential.
 	validateCredential CredentialValidator
 
+	// retention is how long the previous epoch's application messages stay
+	// readable after a commit (see retentionWindow); previous is that
+	// epoch's decryption state.
+	retention time.Duration
+	previous  *previousEpoch
+
 	// PrivateHandshake makes Commit send handshake messages as
 	// PrivateMessage instead of PublicMessage.
 	PrivateHandshake bool
@@ -285,6 +291,10 @@ type Received struct {
 	// SenderType is 1 member, 2 external, 3 new member proposal, 4 new
 	// member commit (RFC 9420, Section 6).
 	SenderType uint8
+	// Epoch is the epoch the message was sent in: the current one, or the
+	// previous one for a late application message (see
+	// SetPreviousEpochRetention).
+	Epoch uint64
 	// Application is the plaintext of an application message.
 	Application []byte
 	// AuthenticatedData is the message's authenticated_data.
@@ -316,6 +326,13 @@ func (g *Group) Process(msg []byte) (*Received, error) {
 		}
 		ac, err = framing.UnprotectPublic(g.s, m.PublicMessage, g.epoch.MembershipKey, g.gcBytes)
 	case wire.WirePrivateMessage:
+		if ac, ok, err := g.openPrevious(m.PrivateMessage); ok {
+			if err != nil {
+				return nil, err
+			}
+			return &Received{Sender: ac.Content.Sender.Index, SenderType: uint8(ac.Content.Sender.Type), Epoch: ac.Content.Epoch,
+				Application: ac.Content.ApplicationData, AuthenticatedData: ac.Content.AuthenticatedData}, nil
+		}
 		if err := g.checkGroupEpoch(m.PrivateMessage.GroupID, m.PrivateMessage.Epoch); err != nil {
 			return nil, err
 		}
@@ -333,7 +350,7 @@ func (g *Group) Process(msg []byte) (*Received, error) {
 	if err := framing.VerifySignature(g.s, ac, sigKey, g.gcBytes); err != nil {
 		return nil, err
 	}
-	r := &Received{Sender: ac.Content.Sender.Index, SenderType: uint8(ac.Content.Sender.Type), AuthenticatedData: ac.Content.AuthenticatedData}
+	r := &Received{Sender: ac.Content.Sender.Index, SenderType: uint8(ac.Content.Sender.Type), Epoch: ac.Content.Epoch, AuthenticatedData: ac.Content.AuthenticatedData}
 	switch ac.Content.ContentType {
 	case wire.ContentApplication:
 		r.Application = ac.Content.ApplicationData
@@ -465,11 +482,15 @@ func (g *Group) storeProposal(ac *wire.AuthenticatedContent) error {
 }
 
 // adopt replaces g's state with next's (a staged successor of g), erasing
-// the secrets of the epoch left behind.
+// the secrets of the epoch left behind except what the retention window
+// keeps for its application messages; an older window ends.
 func (g *Group) adopt(next *Group) {
-	if g.epoch != next.epoch {
-		g.epoch.Erase()
-		g.secrets.Erase()
+	if g.epoch == next.epoch {
+		*g = *next
+		return
 	}
+	g.dropPrevious()
+	previous := g.retire()
 	*g = *next
+	g.previous = previous
 }

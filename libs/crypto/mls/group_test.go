@@ -227,8 +227,10 @@ func TestProcessRejects(t *testing.T) {
 	if _, err := b.g.Process(badCommit); err == nil {
 		t.Error("tampered commit accepted")
 	}
+	c.g.SetPreviousEpochRetention(0)
 	deliver(t, a, res, b, c)
-	// A message from the previous epoch is refused.
+	// Without a retention window, a message from the previous epoch is
+	// refused (TestPreviousEpochWindow covers the window).
 	if _, err := c.g.Process(msg); !errors.Is(err, mls.ErrWrongEpoch) {
 		t.Errorf("old-epoch message: %v, want ErrWrongEpoch", err)
 	}
@@ -737,4 +739,65 @@ func TestCredentialValidator(t *testing.T) {
 		t.Fatal(err)
 	}
 	agree(t, ms[0], ms[1], ok)
+}
+
+func TestPreviousEpochWindow(t *testing.T) {
+	ms := setup(t, 3)
+	a, b, c := ms[0], ms[1], ms[2]
+	now := time.Unix(1_000_000, 0)
+	for _, m := range ms {
+		m.g.SetClock(func() time.Time { return now })
+	}
+	c.g.SetPreviousEpochRetention(10 * time.Second)
+	// B sends two messages and a proposal before seeing A's commit.
+	late1, _ := b.g.ProtectApplication([]byte("late 1"), []byte("ad"))
+	late2, _ := b.g.ProtectApplication([]byte("late 2"), nil)
+	b.g.PrivateHandshake = true
+	proposal, err := b.g.ProposeUpdate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.g.Commit(mls.CommitOptions{Remove: []uint32{b.g.LeafIndex()}, UpdatePath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, a, res, c)
+	old := c.g.Epoch() - 1
+
+	r, err := c.g.Process(late1)
+	if err != nil {
+		t.Fatalf("late message within the window: %v", err)
+	}
+	if string(r.Application) != "late 1" || string(r.AuthenticatedData) != "ad" || r.Epoch != old || r.Sender != b.g.LeafIndex() {
+		t.Errorf("late message: %q from leaf %d of epoch %d, want \"late 1\" from leaf %d of epoch %d", r.Application, r.Sender, r.Epoch, b.g.LeafIndex(), old)
+	}
+	if _, err := c.g.Process(late1); !errors.Is(err, secrettree.ErrGenerationUsed) {
+		t.Errorf("replayed late message: %v, want ErrGenerationUsed", err)
+	}
+	if _, err := c.g.Process(proposal); !errors.Is(err, mls.ErrWrongEpoch) {
+		t.Errorf("handshake of the previous epoch: %v, want ErrWrongEpoch", err)
+	}
+	current, _ := a.g.ProtectApplication([]byte("now"), nil)
+	if r, err := c.g.Process(current); err != nil || r.Epoch != c.g.Epoch() {
+		t.Errorf("current epoch message: %v, epoch %v", err, r)
+	}
+
+	now = now.Add(10 * time.Second)
+	if _, err := c.g.Process(late2); !errors.Is(err, mls.ErrWrongEpoch) {
+		t.Errorf("late message after the window: %v, want ErrWrongEpoch", err)
+	}
+
+	// A commit closes the window of the epoch before: only one previous
+	// epoch is ever kept.
+	msg, _ := a.g.ProtectApplication([]byte("epoch n"), nil)
+	for range 2 {
+		res, err := a.g.Commit(mls.CommitOptions{UpdatePath: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deliver(t, a, res, c)
+	}
+	if _, err := c.g.Process(msg); !errors.Is(err, mls.ErrWrongEpoch) {
+		t.Errorf("message two epochs old: %v, want ErrWrongEpoch", err)
+	}
 }

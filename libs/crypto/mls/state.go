@@ -33,6 +33,9 @@ func (g *Group) Clone() *Group {
 	c.externalPSKs = maps.Clone(g.externalPSKs)
 	c.resumption = maps.Clone(g.resumption)
 	c.pending = nil
+	if g.previous != nil {
+		c.previous = g.previous.clone()
+	}
 	return &c
 }
 

@@ -1,8 +1,10 @@
 package mls
 
 import (
+	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/tree"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/treemath"
@@ -161,5 +163,42 @@ func TestJoinedTreeLeafChecks(t *testing.T) {
 		if err := bad.validateTreeLeaves(); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 		}
+	}
+}
+
+func TestPreviousEpochSecretsErased(t *testing.T) {
+	g, _ := twoMemberGroup(t)
+	now := time.Unix(5000, 0)
+	g.SetClock(func() time.Time { return now })
+	if _, err := g.Commit(CommitOptions{UpdatePath: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.MergePendingCommit(); err != nil {
+		t.Fatal(err)
+	}
+	p := g.previous
+	if p == nil || p.epoch != g.gc.Epoch-1 || !p.expires.Equal(now.Add(DefaultPreviousEpochRetention)) {
+		t.Fatalf("previous epoch state %+v after a commit at %v", p, now)
+	}
+	senderData := p.senderDataSecret
+	now = p.expires
+	// Any private message makes the group notice the expiry.
+	if _, _, err := g.openPrevious(&wire.PrivateMessage{Epoch: p.epoch, ContentType: wire.ContentApplication}); err != nil || g.previous != nil {
+		t.Fatalf("expired window: %v, state %v", err, g.previous)
+	}
+	if !bytes.Equal(senderData, make([]byte, len(senderData))) {
+		t.Error("sender data secret of the expired epoch not erased")
+	}
+
+	if _, err := g.Commit(CommitOptions{UpdatePath: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.MergePendingCommit(); err != nil || g.previous == nil {
+		t.Fatalf("second commit: %v, window %v", err, g.previous)
+	}
+	senderData = g.previous.senderDataSecret
+	g.SetPreviousEpochRetention(0)
+	if g.previous != nil || !bytes.Equal(senderData, make([]byte, len(senderData))) {
+		t.Error("disabling the window kept the previous epoch's secrets")
 	}
 }
