@@ -81,12 +81,55 @@ func cmdDevices(ctx context.Context, e *env, _ []string) error {
 	if err != nil {
 		return err
 	}
+	var unapproved []client.Device
 	for _, d := range devs {
 		mark := ""
-		if d.Current {
+		switch {
+		case d.Current:
 			mark = "  (this device)"
+		case d.Unverified:
+			mark = "  (NEW: not approved from this device)"
+			unapproved = append(unapproved, d)
 		}
 		fmt.Fprintf(e.stdout, "%3d  %-24q %s  added %s%s\n", d.ID, d.Name, d.Fingerprint, d.Created.Local().Format(timeFormat), mark)
+	}
+	for _, d := range unapproved {
+		fmt.Fprintf(e.stderr, "!!! %s\n", ownDeviceWarning(d.ID, "at "+d.Created.Local().Format(timeFormat), d.Fingerprint))
+	}
+	return nil
+}
+
+// ownDeviceWarning is the warning about a device of one's own account that this device
+// did not approve.
+// when says when it was added ("at ...") or noticed.
+func ownDeviceWarning(id uint32, when, fingerprint string) string {
+	return fmt.Sprintf("a new device %d was added to your account %s, fingerprint %s; "+
+		"if you did not link it, remove it with: guardyn remove-device %d (if you did, run trust with your own username to stop this warning)",
+		id, when, fingerprint, id)
+}
+
+// contactDeviceWarning is the warning about a new device of a contact.
+func contactDeviceWarning(nd client.NewDevice) string {
+	return fmt.Sprintf("%s has a new device %d, fingerprint %s: the safety number with %s changed; "+
+		"compare it (guardyn safety-number %s) out of band, then run guardyn trust %s",
+		nd.Username, nd.DeviceID, nd.Fingerprint, nd.Username, nd.Username, nd.Username)
+}
+
+// warnNewDevices prints a warning line for every unverified device of username's account
+// and of one's own.
+func warnNewDevices(e *env, c *client.Client, username string) error {
+	for _, who := range []string{username, ""} {
+		nds, err := c.UnverifiedDevices(who)
+		if err != nil {
+			return err
+		}
+		for _, nd := range nds {
+			if nd.OwnAccount {
+				fmt.Fprintf(e.stderr, "warning: %s\n", ownDeviceWarning(nd.DeviceID, "(noticed "+nd.Seen.Local().Format(timeFormat)+")", nd.Fingerprint))
+			} else {
+				fmt.Fprintf(e.stderr, "warning: %s\n", contactDeviceWarning(nd))
+			}
+		}
 	}
 	return nil
 }
@@ -202,6 +245,12 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 	}
 	defer c.Close()
 	id, err := c.Send(ctx, args[0], args[1])
+	if !errors.Is(err, client.ErrUnverifiedDevices) {
+		// The message went to new devices too (or failed for another reason): say so loudly.
+		if werr := warnNewDevices(e, c, args[0]); werr != nil && err == nil {
+			err = werr
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -243,6 +292,10 @@ func printEvent(e *env, ev client.Event) {
 		fmt.Fprintf(e.stdout, "[%s] %s is typing...\n", at, ev.From)
 	case client.EventIdentityChanged:
 		fmt.Fprintf(e.stdout, "[%s] !!! %s; their messages stay on the server until you trust them\n", at, describe(ev.Err))
+	case client.EventNewDevice:
+		fmt.Fprintf(e.stdout, "[%s] !!! %s\n", at, contactDeviceWarning(client.NewDevice{Username: ev.Peer, DeviceID: ev.FromDevice, Fingerprint: ev.Fingerprint}))
+	case client.EventNewOwnDevice:
+		fmt.Fprintf(e.stdout, "[%s] !!! %s\n", at, ownDeviceWarning(ev.FromDevice, "(noticed "+at+")", ev.Fingerprint))
 	case client.EventUndecryptable:
 		fmt.Fprintf(e.stdout, "[%s] ! undecryptable message dropped: %s\n", at, describe(ev.Err))
 	case client.EventWarning:
@@ -295,6 +348,13 @@ func cmdSafetyNumber(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "safety number with %s:\n%s\n", args[0], n.Number)
 	if n.Changed != nil {
 		fmt.Fprintf(e.stdout, "!!! %s\n", describe(n.Changed))
+	}
+	if len(n.NewDevices) > 0 {
+		fmt.Fprintf(e.stdout, "!!! this number changed since you last trusted %s (or first contact), because of new device(s):\n", args[0])
+		for _, nd := range n.NewDevices {
+			fmt.Fprintf(e.stdout, "    device %d  fingerprint %s  seen %s\n", nd.DeviceID, nd.Fingerprint, nd.Seen.Local().Format(timeFormat))
+		}
+		fmt.Fprintf(e.stdout, "compare the number out of band, then run: guardyn trust %s\n", args[0])
 	}
 	return nil
 }

@@ -65,7 +65,7 @@ var commands = map[string]command{
 // env is what every command gets: the parsed common flags.
 type env struct {
 	home, profile, server, passphraseFile string
-	useTLS                                bool
+	useTLS, requireVerified               bool
 	deviceName                            string
 	once                                  bool
 	confirm                               string
@@ -102,6 +102,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&e.server, "server", envOr("GUARDYN_SERVER", "127.0.0.1:7443"), "server gRPC address (env GUARDYN_SERVER)")
 	fs.StringVar(&e.passphraseFile, "passphrase-file", "", "read the profile passphrase from this file (else env GUARDYN_PASSPHRASE, else a prompt)")
 	fs.BoolVar(&e.useTLS, "tls", false, "connect with TLS (system roots); off for the loopback dev server")
+	fs.BoolVar(&e.requireVerified, "require-verified", envBool("GUARDYN_REQUIRE_VERIFIED"),
+		"strict mode: refuse to send to accounts with new devices not yet accepted with trust (env GUARDYN_REQUIRE_VERIFIED=1)")
 	if cmd.flags != nil {
 		cmd.flags(fs, e)
 	}
@@ -194,6 +196,15 @@ func envOr(name, fallback string) string {
 	return fallback
 }
 
+// envBool reports whether the environment variable is set to a true value (1, true, yes).
+func envBool(name string) bool {
+	switch strings.ToLower(os.Getenv(name)) {
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return false
+}
+
 // passphrase reads the profile passphrase: --passphrase-file, then GUARDYN_PASSPHRASE, then a
 // no-echo prompt on the terminal (twice when creating a profile).
 func (e *env) passphrase(create bool) ([]byte, error) {
@@ -244,7 +255,7 @@ func (e *env) config(create bool) (client.Config, error) {
 	if err != nil {
 		return client.Config{}, err
 	}
-	return client.Config{Home: e.home, Passphrase: p, Conn: e.conn}, nil
+	return client.Config{Home: e.home, Passphrase: p, Conn: e.conn, RequireVerified: e.requireVerified}, nil
 }
 
 // open unlocks the existing profile.

@@ -54,14 +54,19 @@ type Config struct {
 	// VaultParams are the scrypt parameters of a new profile; the zero value means
 	// vault.DefaultParams. Tests lower them.
 	VaultParams vault.Params
+	// RequireVerified is strict mode: sends (messages, receipts, typing, copies to one's
+	// own devices) to an account with unverified new devices fail with
+	// ErrUnverifiedDevices instead of reaching them.
+	RequireVerified bool
 }
 
 // Client is one local device profile connected to a server.
 type Client struct {
-	vault *vault.Vault
-	auth  authv1.AuthServiceClient
-	msg   messagingv1.MessagingServiceClient
-	now   func() time.Time
+	vault           *vault.Vault
+	auth            authv1.AuthServiceClient
+	msg             messagingv1.MessagingServiceClient
+	now             func() time.Time
+	requireVerified bool
 }
 
 func newClient(cfg Config, v *vault.Vault) *Client {
@@ -69,7 +74,7 @@ func newClient(cfg Config, v *vault.Vault) *Client {
 	if now == nil {
 		now = time.Now
 	}
-	return &Client{vault: v, auth: authv1.NewAuthServiceClient(cfg.Conn), msg: messagingv1.NewMessagingServiceClient(cfg.Conn), now: now}
+	return &Client{vault: v, auth: authv1.NewAuthServiceClient(cfg.Conn), msg: messagingv1.NewMessagingServiceClient(cfg.Conn), now: now, requireVerified: cfg.RequireVerified}
 }
 
 func (cfg Config) params() vault.Params {
@@ -122,6 +127,9 @@ func Register(ctx context.Context, cfg Config, username, deviceName string) (*Cl
 		return nil, fmt.Errorf("client: register %q: %w", username, err)
 	}
 	s.UserID, s.DeviceID = resp.GetUserId(), resp.GetDeviceId()
+	// The account starts with this device alone: every later device is one it either
+	// approves or is warned about.
+	s.Contacts[username] = &contact{UserID: s.UserID, Devices: make(map[uint32]*peerDevice)}
 	b, err := s.encode()
 	if err != nil {
 		return nil, err
@@ -180,11 +188,13 @@ func (c *Client) cycle(fn func(s *state) error) error {
 		if err != nil {
 			return nil, nil, err
 		}
+		s.now = c.now()
 		if err := fn(s); err != nil {
-			// A detected identity change is kept (as the contact's pending identity) even
-			// though the operation fails, so every later operation sees it.
+			// A detected identity change or new device is kept (as the contact's pending
+			// identity, or an unverified device) even though the operation fails, so every
+			// later operation sees it.
 			var changed *IdentityChangedError
-			if !errors.As(err, &changed) {
+			if !errors.As(err, &changed) && !errors.Is(err, ErrUnverifiedDevices) {
 				return nil, nil, err
 			}
 			failed = err

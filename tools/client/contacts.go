@@ -15,8 +15,8 @@ import (
 )
 
 // observe compares what the server says about an account now with what this device pinned
-// under name, trusting on first use: unknown accounts and new devices are pinned, removed
-// devices forgotten. A new key for a known device, or the username now naming another
+// under name, trusting on first use: unknown accounts are pinned, new devices of known ones
+// pinned as unverified (see pinNew), removed devices forgotten. A new key for a known device, or the username now naming another
 // account, is recorded as the contact's pending identity and reported; nothing pinned
 // changes until Trust.
 func (s *state) observe(name string, snap identitySnapshot) *IdentityChangedError {
@@ -34,13 +34,12 @@ func (s *state) observe(name string, snap identitySnapshot) *IdentityChangedErro
 		return &IdentityChangedError{Username: name, AccountReplaced: true}
 	}
 	var changed []uint32
-	for id, k := range snap.Keys {
+	for _, id := range slices.Sorted(maps.Keys(snap.Keys)) {
+		k := snap.Keys[id]
 		d := c.Devices[id]
 		switch {
-		case d == nil:
-			c.Devices[id] = &peerDevice{IdentityKey: k}
-		case d.IdentityKey == nil:
-			d.IdentityKey = k
+		case d == nil || d.IdentityKey == nil:
+			s.pinNew(name, c, id, k)
 		case !bytes.Equal(d.IdentityKey, k):
 			changed = append(changed, id)
 		}
@@ -159,6 +158,9 @@ type SafetyNumber struct {
 	Number string
 	// Changed is non-nil when the contact's current keys differ from the pinned ones.
 	Changed *IdentityChangedError
+	// NewDevices lists the contact's devices that appeared since the last Trust or first
+	// contact: the number changed since then because of them.
+	NewDevices []NewDevice
 }
 
 // SafetyNumber computes the safety number of this account and username's from both
@@ -191,6 +193,7 @@ func (c *Client) SafetyNumber(ctx context.Context, username string) (SafetyNumbe
 		if out.Changed == nil && s.Contacts[name].Pending != nil {
 			out.Changed = s.Contacts[name].pendingError(name)
 		}
+		out.NewDevices = s.unverified(name)
 		remote := safetynumber.Party{UserID: snap.UserID, IdentityKeys: slices.Collect(maps.Values(snap.Keys))}
 		n, err := safetynumber.Compute(local, remote)
 		if err != nil {
@@ -204,8 +207,9 @@ func (c *Client) SafetyNumber(ctx context.Context, username string) (SafetyNumbe
 
 // Trust accepts username's current identity as the server lists it now (after the user
 // compared safety numbers): it pins the current keys, drops sessions with keys that
-// changed, and clears the pending change so sends work again. It fails with
-// ErrNothingToTrust when nothing changed.
+// changed, clears the pending change so sends work again, and marks new devices verified.
+// username may be this device's own account, to accept devices another device approved.
+// It fails with ErrNothingToTrust when nothing changed.
 func (c *Client) Trust(ctx context.Context, username string) error {
 	username = strings.ToLower(username)
 	return c.cycle(func(s *state) error {
@@ -220,7 +224,7 @@ func (c *Client) Trust(ctx context.Context, username string) error {
 		if err != nil {
 			return err
 		}
-		if s.observe(name, snap) == nil && ct.Pending == nil {
+		if s.observe(name, snap) == nil && ct.Pending == nil && len(s.unverified(name)) == 0 {
 			return fmt.Errorf("%w for %s", ErrNothingToTrust, username)
 		}
 		next := &contact{UserID: snap.UserID, Devices: make(map[uint32]*peerDevice, len(snap.Keys))}

@@ -48,10 +48,14 @@ type Device struct {
 	Created     time.Time
 	// Current marks the device this profile is.
 	Current bool
+	// Unverified marks a device this device did not approve and that was added after it
+	// joined the account (see NewDevice), until Trust of one's own username.
+	Unverified bool
 }
 
 // Devices lists the account's devices as the server knows them and pins the identity keys
-// of ones this device had not seen (trust on first use), reporting changed ones.
+// of ones this device had not seen, flagging them Unverified (this device did not approve
+// them).
 func (c *Client) Devices(ctx context.Context) ([]Device, error) {
 	var out []Device
 	err := c.cycle(func(s *state) error {
@@ -59,10 +63,13 @@ func (c *Client) Devices(ctx context.Context) ([]Device, error) {
 		if err != nil {
 			return err
 		}
+		own := s.Contacts[s.Username]
 		for _, d := range devs {
+			pinned := own.Devices[d.GetDeviceId()]
 			out = append(out, Device{
 				ID: d.GetDeviceId(), Name: d.GetName(), Fingerprint: Fingerprint(d.GetIdentityKey()),
 				Created: d.GetCreatedAt().AsTime(), Current: d.GetDeviceId() == s.DeviceID,
+				Unverified: pinned != nil && pinned.Unverified,
 			})
 		}
 		return nil
@@ -122,7 +129,7 @@ func (c *Client) PendingLinks(ctx context.Context) ([]PendingLink, error) {
 }
 
 // Approve approves a pending link and pins the new device's identity key as one of the
-// account's devices. It returns the new device id.
+// account's devices, verified since this device approved it. It returns the new device id.
 func (c *Client) Approve(ctx context.Context, linkID string) (uint32, error) {
 	var devID uint32
 	err := c.cycle(func(s *state) error {
@@ -135,8 +142,13 @@ func (c *Client) Approve(ctx context.Context, linkID string) (uint32, error) {
 			return fmt.Errorf("client: approve link %s: %w", linkID, err)
 		}
 		devID = resp.GetDeviceId()
-		_, err = c.syncOwnDevices(ctx, s)
-		return err
+		if _, err := c.syncOwnDevices(ctx, s); err != nil {
+			return err
+		}
+		if d := s.Contacts[s.Username].Devices[devID]; d != nil {
+			d.Unverified = false
+		}
+		return nil
 	})
 	return devID, err
 }

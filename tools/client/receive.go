@@ -45,6 +45,12 @@ const (
 	// EventWarning reports a problem that did not stop listening (a receipt or prekey
 	// top-up that failed); Err says what.
 	EventWarning
+	// EventNewDevice says contact Peer has a device this device had not seen (FromDevice,
+	// with its key Fingerprint): the safety number changed. Its messages are still read.
+	EventNewDevice
+	// EventNewOwnDevice says this account has a device FromDevice that this device did not
+	// approve; Listen reports it at start until Trust of one's own username or its removal.
+	EventNewOwnDevice
 )
 
 // Event is something Listen reports.
@@ -62,7 +68,18 @@ type Event struct {
 	Body     string
 	// Sent is the sender's clock; Received is when the server accepted the message.
 	Sent, Received time.Time
-	Err            error
+	// Fingerprint is the identity key fingerprint of a new device.
+	Fingerprint string
+	Err         error
+}
+
+// newDeviceEvent reports a new device; Received is when this device learned of it.
+func newDeviceEvent(nd NewDevice) Event {
+	kind := EventNewDevice
+	if nd.OwnAccount {
+		kind = EventNewOwnDevice
+	}
+	return Event{Kind: kind, Peer: nd.Username, From: nd.Username, FromDevice: nd.DeviceID, Fingerprint: nd.Fingerprint, Received: nd.Seen}
 }
 
 // outcome is what happened to one stored delivery.
@@ -79,10 +96,25 @@ const (
 // decrypted, and the new session state and messages are saved, before it is acknowledged:
 // a crash at any point loses nothing, and redeliveries are dropped by server message id.
 // Text messages from contacts are answered with delivery receipts. Prekeys are topped up at
-// the start and after handshakes consumed some.
+// the start and after handshakes consumed some. Devices of this account that this device
+// did not approve are reported at the start, and new devices of contacts or of the account
+// when a message reveals them.
 func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) error {
 	if _, _, err := c.ReplenishPreKeys(ctx); err != nil {
 		return err
+	}
+	var own []NewDevice
+	if err := c.cycle(func(s *state) error {
+		if _, err := c.syncOwnDevices(ctx, s); err != nil {
+			return err
+		}
+		own = s.unverified(s.Username)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, nd := range own {
+		handle(newDeviceEvent(nd))
 	}
 	for {
 		err := c.listenOnce(ctx, once, handle)
@@ -228,9 +260,13 @@ func (c *Client) processBatch(ctx context.Context, s *state, deliveries []*messa
 				b.acks = append(b.acks, d.GetMessageId())
 				continue
 			}
+			known := len(s.discovered)
 			evs, out, err := c.openStored(ctx, s, id, pre, d, b)
 			if err != nil {
 				return err
+			}
+			for _, nd := range s.discovered[known:] {
+				b.events = append(b.events, newDeviceEvent(nd))
 			}
 			b.events = append(b.events, evs...)
 			if out != held {
@@ -292,6 +328,8 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 	name, dev, changed, err := c.resolveSender(ctx, s, cert)
 	if Reason(err) == "USER_NOT_FOUND" {
 		return undecryptable(fmt.Errorf("sender account %s no longer exists", cert.UserID()))
+	} else if errors.Is(err, errUnlistedDevice) {
+		return undecryptable(err)
 	} else if err != nil {
 		return nil, 0, err
 	}
@@ -344,9 +382,13 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 	return []Event{ev}, processed, nil
 }
 
+// errUnlistedDevice reports a message from a device its account does not list (removed
+// since it sent the message, or never really added).
+var errUnlistedDevice = errors.New("sender device is not among its account's current devices")
+
 // resolveSender finds the pinned contact and device that sealed an envelope, looking up
-// accounts this device has not met (trust on first use, as for new devices of known
-// contacts, whose key the server-signed certificate vouches for). A sender whose account or
+// accounts this device has not met (trust on first use). A new device of a known account,
+// whose key the server-signed certificate vouches for, is pinned as unverified (pinNew). A sender whose account or
 // device key differs from the pinned one is recorded as the contact's pending identity and
 // returned as changed.
 func (c *Client) resolveSender(ctx context.Context, s *state, cert *envelope.SenderCertificate) (string, *peerDevice, *IdentityChangedError, error) {
@@ -367,11 +409,21 @@ func (c *Client) resolveSender(ctx context.Context, s *state, cert *envelope.Sen
 		return name, nil, ct.pendingError(name), nil
 	}
 	dev := ct.Devices[cert.DeviceID()]
-	if dev == nil {
-		dev = &peerDevice{IdentityKey: certKey}
-		ct.Devices[cert.DeviceID()] = dev
-	} else if dev.IdentityKey == nil {
-		dev.IdentityKey = certKey
+	if dev == nil || dev.IdentityKey == nil {
+		// A device this device has not seen: believe it only if the account lists it now
+		// with this key. A late message from a device removed since is not a new device.
+		got, snap, err := c.lookup(ctx, s, &authv1.LookupIdentityRequest{Account: &authv1.LookupIdentityRequest_UserId{UserId: cert.UserID()}})
+		if err != nil {
+			return "", nil, nil, err
+		}
+		if k, ok := snap.Keys[cert.DeviceID()]; !ok || !bytes.Equal(k, certKey) {
+			return name, nil, nil, fmt.Errorf("from %s device %d: %w", name, cert.DeviceID(), errUnlistedDevice)
+		}
+		if changed := s.observe(got, snap); changed != nil {
+			return name, nil, changed, nil
+		}
+		name, ct = got, s.Contacts[got]
+		dev = ct.Devices[cert.DeviceID()]
 	}
 	if !bytes.Equal(dev.IdentityKey, certKey) {
 		if ct.Pending == nil {

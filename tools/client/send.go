@@ -69,7 +69,8 @@ func (c *Client) sendReceipts(ctx context.Context, username string, refs []conte
 // sendTo delivers m to every current device of username (or, with self, to this account's
 // other devices). Stored kinds go through the ratchet sessions; typing indicators are sealed
 // directly to the device identity keys (see deliveryEnvelopes). A STALE_DEVICE_LIST answer
-// updates the device list from its detail and the send is retried.
+// updates the device list from its detail and the send is retried. New devices are sent to
+// (and flagged unverified) unless the client is in strict mode.
 func (c *Client) sendTo(ctx context.Context, username string, self bool, m content.Message) error {
 	ephemeral := m.Kind == content.KindTyping
 	logged := false
@@ -97,6 +98,17 @@ func (c *Client) sendTo(ctx context.Context, username string, self bool, m conte
 			ct, err := c.recipientDevices(ctx, s, username)
 			if err != nil {
 				return err
+			}
+			if c.requireVerified && len(s.unverified(username)) > 0 {
+				// The pinned list may be stale (an unverified device since removed): ask the
+				// server before refusing.
+				if err := c.refreshContact(ctx, s, username); err != nil {
+					return err
+				}
+				if nd := s.unverified(username); len(nd) > 0 {
+					return &UnverifiedDevicesError{Username: username, Devices: nd}
+				}
+				ct = s.Contacts[username]
 			}
 			if len(ct.Devices) == 0 {
 				skip = self // no other devices of our own: nothing to copy
@@ -318,7 +330,7 @@ func keysEqual(a, b []byte) bool {
 
 // applyMismatch updates the device list of username from a STALE_DEVICE_LIST detail:
 // removed devices and their sessions are dropped, new ones added without a key (fetched,
-// and pinned on first use, before the retry).
+// and pinned as unverified, before the retry).
 func (s *state) applyMismatch(username string, m *messagingv1.DeviceListMismatch) error {
 	ct := s.Contacts[username]
 	if ct == nil {

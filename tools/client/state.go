@@ -44,6 +44,10 @@ type state struct {
 	// newLog collects the history entries of this cycle; they are appended to the vault's
 	// history file, not kept in the state, so a long history does not slow every save.
 	newLog []LogEntry
+	// now is the clock reading of this cycle, and discovered the devices pinned as new in
+	// it (see pinNew); neither is saved.
+	now        time.Time
+	discovered []NewDevice
 }
 
 // pendingLink is a device link waiting for approval.
@@ -75,6 +79,12 @@ type peerDevice struct {
 	IdentityKey []byte `json:"identity_key,omitempty"`
 	// Sessions holds the encoded sessions with the device, the one to send on first.
 	Sessions [][]byte `json:"sessions,omitempty"`
+	// Unverified marks a device that appeared after first contact (or the last Trust), or
+	// a device of one's own account that this device did not approve; Seen is when this
+	// device learned of it. It changed the safety number, so it is warned about until
+	// Trust.
+	Unverified bool      `json:"unverified,omitempty"`
+	Seen       time.Time `json:"seen,omitzero"`
 }
 
 // identitySnapshot is an account's user id and device keys as seen at one moment.
