@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guardyn/guardyn/libs/crypto/mls/internal/tlscodec"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/tree"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/treemath"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/wire"
@@ -200,5 +201,73 @@ func TestPreviousEpochSecretsErased(t *testing.T) {
 	g.SetPreviousEpochRetention(0)
 	if g.previous != nil || !bytes.Equal(senderData, make([]byte, len(senderData))) {
 		t.Error("disabling the window kept the previous epoch's secrets")
+	}
+}
+
+// requiredCapabilities encodes a required_capabilities extension.
+func requiredCapabilities(exts, proposals, credentials []uint16) wire.Extension {
+	w := tlscodec.NewWriter(nil)
+	for _, list := range [][]uint16{exts, proposals, credentials} {
+		w.Vector(func(w *tlscodec.Writer) {
+			for _, v := range list {
+				w.Uint16(v)
+			}
+		})
+	}
+	return wire.Extension{Type: wire.ExtRequiredCapabilities, Data: w.Bytes()}
+}
+
+func TestProposalListRules(t *testing.T) {
+	g, _ := twoMemberGroup(t)
+	member := wire.Sender{Type: wire.SenderMember, Index: 0}
+	joiner := wire.Sender{Type: wire.SenderNewMemberCommit}
+	by := func(sender wire.Sender, ps ...*wire.Proposal) []resolvedProposal {
+		out := make([]resolvedProposal, len(ps))
+		for i, p := range ps {
+			out[i] = resolvedProposal{p: p, sender: sender}
+		}
+		return out
+	}
+	gce := func(exts ...wire.Extension) *wire.Proposal {
+		return &wire.Proposal{Type: wire.ProposalGroupContextExtensions, Extensions: exts}
+	}
+	psk := &wire.Proposal{Type: wire.ProposalPreSharedKey, PSK: &wire.PreSharedKeyID{Type: wire.PSKExternal, PSKID: []byte("p"), Nonce: make([]byte, 32)}}
+	extInit := &wire.Proposal{Type: wire.ProposalExternalInit, KEMOutput: []byte{1}}
+	remove := &wire.Proposal{Type: wire.ProposalRemove, Removed: 1}
+	reinit := &wire.Proposal{Type: wire.ProposalReInit, ReInit: &wire.ReInit{GroupID: []byte("h"), Version: wire.ProtocolVersion10, CipherSuite: g.gc.CipherSuite}}
+	cases := []struct {
+		name      string
+		props     []resolvedProposal
+		committer wire.Sender
+	}{
+		{"two group context extensions", by(member, gce(), gce()), member},
+		{"reinit with another proposal", by(member, reinit, psk), member},
+		{"external init from a member", by(member, extInit), member},
+		{"duplicate psk", by(member, psk, psk), member},
+		{"external commit without external init", by(joiner, psk), joiner},
+		{"external commit with an add", append(by(joiner, extInit), by(joiner, &wire.Proposal{Type: wire.ProposalAdd})...), joiner},
+		{"external commit with two removes", by(joiner, extInit, remove, remove), joiner},
+		{"external commit with a proposal by reference", append(by(joiner, extInit), by(member, psk)...), joiner},
+		{"extension a member does not support", by(member, gce(wire.Extension{Type: 0xff02, Data: []byte{}})), member},
+		{"required extension a member lacks", by(member, gce(requiredCapabilities([]uint16{0xff02}, nil, nil))), member},
+		{"required proposal type a member lacks", by(member, gce(requiredCapabilities(nil, []uint16{0xff03}, nil))), member},
+		{"required credential type a member lacks", by(member, gce(requiredCapabilities(nil, nil, []uint16{wire.CredentialX509}))), member},
+	}
+	for _, c := range cases {
+		if _, err := g.stage(c.props, c.committer); !errors.Is(err, ErrInvalidProposals) {
+			t.Errorf("%s: %v, want ErrInvalidProposals", c.name, err)
+		}
+	}
+	for _, ok := range []struct {
+		name      string
+		props     []resolvedProposal
+		committer wire.Sender
+	}{
+		{"external commit replacing the joiner's old leaf", by(joiner, extInit, remove, psk), joiner},
+		{"required capabilities every member has", by(member, gce(requiredCapabilities(nil, nil, []uint16{wire.CredentialBasic}))), member},
+	} {
+		if _, err := g.stage(ok.props, ok.committer); err != nil {
+			t.Errorf("%s: %v", ok.name, err)
+		}
 	}
 }
