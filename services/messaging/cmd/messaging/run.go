@@ -97,7 +97,6 @@ func run(ctx context.Context, opts options) error {
 		Logger:          log,
 		DrainTimeout:    opts.DrainTimeout,
 		MaxMessageBytes: 5 << 20,
-		GRPCOptions:     []grpc.ServerOption{grpc.SharedWriteBuffer(true)},
 	})
 	if err != nil {
 		return err
