@@ -251,7 +251,12 @@ func (c *Client) processBatch(ctx context.Context, s *state, deliveries []*messa
 	for _, d := range deliveries {
 		switch d.GetKind() {
 		case messagingv1.DeliveryKind_DELIVERY_KIND_EPHEMERAL:
-			if ev, ok := c.openEphemeral(ctx, s, id, d); ok {
+			known := len(s.discovered)
+			ev, ok := c.openEphemeral(ctx, s, id, d)
+			for _, nd := range s.discovered[known:] {
+				b.events = append(b.events, newDeviceEvent(nd))
+			}
+			if ok {
 				b.events = append(b.events, ev)
 			}
 		case messagingv1.DeliveryKind_DELIVERY_KIND_MESSAGE:

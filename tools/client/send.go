@@ -99,14 +99,16 @@ func (c *Client) sendTo(ctx context.Context, username string, self bool, m conte
 			if err != nil {
 				return err
 			}
-			if c.requireVerified && len(s.unverified(username)) > 0 {
-				// The pinned list may be stale (an unverified device since removed): ask the
-				// server before refusing.
-				if err := c.refreshContact(ctx, s, username); err != nil {
+			if c.requireVerified {
+				if err := c.requireVerifiedDevices(ctx, s, username); err != nil {
 					return err
 				}
-				if nd := s.unverified(username); len(nd) > 0 {
-					return &UnverifiedDevicesError{Username: username, Devices: nd}
+				// A text is copied to this account's other devices next: refuse now
+				// rather than after the contact has it.
+				if !self && m.Kind == content.KindText {
+					if err := c.requireVerifiedDevices(ctx, s, s.Username); err != nil {
+						return err
+					}
 				}
 				ct = s.Contacts[username]
 			}
@@ -153,6 +155,22 @@ func (c *Client) sendTo(ctx context.Context, username string, self bool, m conte
 		return fmt.Errorf("client: send to %s: %w", username, err)
 	}
 	return fmt.Errorf("client: send to %s: device list kept changing after %d attempts", username, maxSendAttempts)
+}
+
+// requireVerifiedDevices fails with an UnverifiedDevicesError when username's account has
+// unverified devices. The pinned list may be stale (an unverified device removed since), so
+// it asks the server before refusing.
+func (c *Client) requireVerifiedDevices(ctx context.Context, s *state, username string) error {
+	if len(s.unverified(username)) == 0 {
+		return nil
+	}
+	if err := c.refreshContact(ctx, s, username); err != nil {
+		return err
+	}
+	if nd := s.unverified(username); len(nd) > 0 {
+		return &UnverifiedDevicesError{Username: username, Devices: nd}
+	}
+	return nil
 }
 
 // sendMessage calls SendMessage, repeating the identical request when the server cannot be
