@@ -58,6 +58,9 @@ func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged,
 	removed := map[treemath.LeafIndex]bool{}
 	pskSeen := map[string]bool{}
 	for _, rp := range props {
+		if err := g.checkProposalBody(rp.p); err != nil {
+			return nil, err
+		}
 		switch rp.p.Type {
 		case wire.ProposalAdd, wire.ProposalPreSharedKey, wire.ProposalReInit:
 		default:
@@ -185,6 +188,27 @@ func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged,
 		}
 	}
 	return st, nil
+}
+
+// checkProposalBody applies the rules of RFC 9420, Sections 12.1.4 and
+// 12.1.5 that a PreSharedKey or ReInit proposal must meet on its own.
+func (g *Group) checkProposalBody(p *wire.Proposal) error {
+	switch p.Type {
+	case wire.ProposalPreSharedKey:
+		if len(p.PSK.Nonce) != g.s.HashSize() {
+			return fmt.Errorf("%w: psk nonce of %d bytes, want %d", ErrInvalidProposals, len(p.PSK.Nonce), g.s.HashSize())
+		}
+		// Reinit and branch PSKs only bind a new group to its origin, in
+		// the commit that creates it from epoch 0.
+		if p.PSK.Type == wire.PSKResumption && p.PSK.Usage != wire.ResumptionApplication && g.gc.Epoch != 0 {
+			return fmt.Errorf("%w: resumption psk of usage %d outside a group's creation", ErrInvalidProposals, p.PSK.Usage)
+		}
+	case wire.ProposalReInit:
+		if p.ReInit.Version < g.gc.Version {
+			return fmt.Errorf("%w: reinit to version %d below the group's %d", ErrInvalidProposals, p.ReInit.Version, g.gc.Version)
+		}
+	}
+	return nil
 }
 
 // checkLeafFits rejects a leaf that may not join the group beside its

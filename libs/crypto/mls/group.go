@@ -55,6 +55,9 @@ var (
 	ErrReInitialized = errors.New("mls: group was reinitialized")
 	// ErrNotReInitialized means ReInit on a group without a ReInit commit.
 	ErrNotReInitialized = errors.New("mls: group has no reinit commit")
+	// ErrBadResumption means a Welcome whose reinit or branch PSK does not
+	// match the group it claims to resume (RFC 9420, Section 12.4.3.1).
+	ErrBadResumption = errors.New("mls: welcome does not match the group it resumes")
 	// ErrUnexpectedMessage means a message of a type the call does not take.
 	ErrUnexpectedMessage = errors.New("mls: unexpected message type")
 )
@@ -456,6 +459,9 @@ func (g *Group) storeProposal(ac *wire.AuthenticatedContent) error {
 	p := ac.Content.Proposal
 	if ac.Content.Sender.Type == wire.SenderExternal && !allowedFromExternal(p.Type) {
 		return fmt.Errorf("%w: proposal type %d from an external sender", ErrInvalidProposals, p.Type)
+	}
+	if err := g.checkProposalBody(p); err != nil {
+		return err
 	}
 	switch p.Type {
 	case wire.ProposalUpdate:

@@ -27,6 +27,13 @@ func newGroupResuming(from *Group, usage wire.ResumptionPSKUsage, id *Identity, 
 	if err != nil {
 		return nil, nil, err
 	}
+	if usage == wire.ResumptionReInit {
+		// The new group has the extensions the ReInit proposal names.
+		// Epoch 0 is never seen by others, so its context can change
+		// before the first commit.
+		g.gc.Extensions = from.reinit.Extensions
+		g.gcBytes = wire.Encode(&g.gc)
+	}
 	g.resumeFrom = []*Group{from}
 	res, err := g.commit(CommitOptions{Add: keyPackages, InlineTree: true}, []wire.PreSharedKeyID{psk}, nil)
 	if err != nil {

@@ -271,3 +271,75 @@ func TestProposalListRules(t *testing.T) {
 		}
 	}
 }
+
+func TestPSKAndReInitProposalRules(t *testing.T) {
+	g, _ := twoMemberGroup(t)
+	member := wire.Sender{Type: wire.SenderMember, Index: 0}
+	nonce := make([]byte, g.s.HashSize())
+	cases := []struct {
+		name string
+		p    *wire.Proposal
+	}{
+		{"short psk nonce", &wire.Proposal{Type: wire.ProposalPreSharedKey, PSK: &wire.PreSharedKeyID{Type: wire.PSKExternal, PSKID: []byte("p"), Nonce: nonce[1:]}}},
+		{"reinit psk in a running group", &wire.Proposal{Type: wire.ProposalPreSharedKey, PSK: &wire.PreSharedKeyID{
+			Type: wire.PSKResumption, Usage: wire.ResumptionReInit, PSKGroupID: g.gc.GroupID, PSKEpoch: 0, Nonce: nonce}}},
+		{"branch psk in a running group", &wire.Proposal{Type: wire.ProposalPreSharedKey, PSK: &wire.PreSharedKeyID{
+			Type: wire.PSKResumption, Usage: wire.ResumptionBranch, PSKGroupID: g.gc.GroupID, PSKEpoch: 0, Nonce: nonce}}},
+		{"reinit to an older version", &wire.Proposal{Type: wire.ProposalReInit, ReInit: &wire.ReInit{GroupID: []byte("h"), Version: 0, CipherSuite: g.gc.CipherSuite}}},
+	}
+	for _, c := range cases {
+		if _, err := g.stage([]resolvedProposal{{p: c.p, sender: member}}, member); !errors.Is(err, ErrInvalidProposals) {
+			t.Errorf("%s in a commit: %v, want ErrInvalidProposals", c.name, err)
+		}
+		ac := &wire.AuthenticatedContent{Content: wire.FramedContent{Sender: member, ContentType: wire.ContentProposal, Proposal: c.p}}
+		if err := g.storeProposal(ac); !errors.Is(err, ErrInvalidProposals) {
+			t.Errorf("%s received: %v, want ErrInvalidProposals", c.name, err)
+		}
+	}
+}
+
+func TestWelcomeResumptionRules(t *testing.T) {
+	old, _ := twoMemberGroup(t)
+	old.reinit = &wire.ReInit{GroupID: []byte("new"), Version: wire.ProtocolVersion10, CipherSuite: old.gc.CipherSuite}
+	reinitPSK := wire.PreSharedKeyID{Type: wire.PSKResumption, Usage: wire.ResumptionReInit, PSKGroupID: old.gc.GroupID, PSKEpoch: old.gc.Epoch}
+	branchPSK := reinitPSK
+	branchPSK.Usage = wire.ResumptionBranch
+	joined := func(edit func(*wire.GroupContext)) *Group {
+		gc := wire.GroupContext{Version: wire.ProtocolVersion10, CipherSuite: old.gc.CipherSuite, GroupID: []byte("new"), Epoch: 1}
+		edit(&gc)
+		return &Group{gc: gc, resumeFrom: []*Group{old}}
+	}
+	same := func(*wire.GroupContext) {}
+	if err := joined(same).checkResumption([]wire.PreSharedKeyID{reinitPSK}); err != nil {
+		t.Errorf("matching reinit: %v", err)
+	}
+	if err := joined(same).checkResumption([]wire.PreSharedKeyID{branchPSK}); err != nil {
+		t.Errorf("matching branch: %v", err)
+	}
+	staleEpoch := reinitPSK
+	staleEpoch.PSKEpoch--
+	cases := []struct {
+		name string
+		g    *Group
+		psks []wire.PreSharedKeyID
+	}{
+		{"two resumption psks", joined(same), []wire.PreSharedKeyID{reinitPSK, branchPSK}},
+		{"new group not in epoch 1", joined(func(gc *wire.GroupContext) { gc.Epoch = 2 }), []wire.PreSharedKeyID{reinitPSK}},
+		{"reinit to another group id", joined(func(gc *wire.GroupContext) { gc.GroupID = []byte("other") }), []wire.PreSharedKeyID{reinitPSK}},
+		{"reinit to another suite", joined(func(gc *wire.GroupContext) { gc.CipherSuite = 1 }), []wire.PreSharedKeyID{reinitPSK}},
+		{"reinit with other extensions", joined(func(gc *wire.GroupContext) {
+			gc.Extensions = []wire.Extension{{Type: wire.ExtExternalSenders, Data: []byte{0}}}
+		}), []wire.PreSharedKeyID{reinitPSK}},
+		{"reinit psk of an epoch before the reinit", joined(same), []wire.PreSharedKeyID{staleEpoch}},
+		{"branch to another suite", joined(func(gc *wire.GroupContext) { gc.CipherSuite = 1 }), []wire.PreSharedKeyID{branchPSK}},
+	}
+	for _, c := range cases {
+		if err := c.g.checkResumption(c.psks); !errors.Is(err, ErrBadResumption) {
+			t.Errorf("%s: %v, want ErrBadResumption", c.name, err)
+		}
+	}
+	old.reinit = nil
+	if err := joined(same).checkResumption([]wire.PreSharedKeyID{reinitPSK}); !errors.Is(err, ErrBadResumption) {
+		t.Errorf("reinit psk of a group without reinit: %v, want ErrBadResumption", err)
+	}
+}

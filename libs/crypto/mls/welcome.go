@@ -104,6 +104,9 @@ func Join(kp *KeyPackage, welcome []byte, opts *JoinOptions) (*Group, error) {
 	if g.gc.Version != wire.ProtocolVersion10 || g.gc.CipherSuite != uint16(s.ID()) {
 		return nil, fmt.Errorf("%w: group version %d suite %d", ErrNoMatchingKeyPackage, g.gc.Version, g.gc.CipherSuite)
 	}
+	if err := g.checkResumption(gs.PSKs); err != nil {
+		return nil, err
+	}
 	if g.tree, err = loadTree(s, gi, opts.RatchetTree); err != nil {
 		return nil, err
 	}
@@ -117,9 +120,12 @@ func Join(kp *KeyPackage, welcome []byte, opts *JoinOptions) (*Group, error) {
 	if err := s.VerifyWithLabel(signer.SignatureKey, groupInfoLabel, gi.TBS(), gi.Signature); err != nil {
 		return nil, fmt.Errorf("group info: %w", err)
 	}
+	// my_leaf is the leaf identical to the KeyPackage's (Section
+	// 12.4.3.1); keys are unique in a valid tree, so at most one matches.
 	me := -1
+	own := wire.Encode(&kp.kp.LeafNode)
 	g.tree.Members(func(l treemath.LeafIndex, leaf *wire.LeafNode) {
-		if string(leaf.EncryptionKey) == string(kp.kp.LeafNode.EncryptionKey) && string(leaf.SignatureKey) == string(kp.kp.LeafNode.SignatureKey) {
+		if string(leaf.EncryptionKey) == string(kp.kp.LeafNode.EncryptionKey) && string(wire.Encode(leaf)) == string(own) {
 			me = int(l)
 		}
 	})
@@ -141,6 +147,51 @@ func Join(kp *KeyPackage, welcome []byte, opts *JoinOptions) (*Group, error) {
 	g.confTag = slices.Clone(gi.ConfirmationTag)
 	g.interim = keysched.InterimTranscriptHash(s, g.gc.ConfirmedTranscriptHash, gi.ConfirmationTag)
 	return g, nil
+}
+
+// checkResumption applies the Welcome rules of RFC 9420, Section
+// 12.4.3.1 for a group that resumes another (reinit or branch): at most one
+// such PSK, the new group in epoch 1, and for reinit the parameters of the
+// old group's ReInit, for branch its version and cipher suite. The old
+// group is one of JoinOptions.ResumeFrom (the PSK was found there).
+func (g *Group) checkResumption(psks []wire.PreSharedKeyID) error {
+	var res *wire.PreSharedKeyID
+	for i := range psks {
+		if psks[i].Type != wire.PSKResumption || psks[i].Usage == wire.ResumptionApplication {
+			continue
+		}
+		if res != nil {
+			return fmt.Errorf("%w: more than one reinit or branch psk", ErrBadResumption)
+		}
+		res = &psks[i]
+	}
+	if res == nil {
+		return nil
+	}
+	if g.gc.Epoch != 1 {
+		return fmt.Errorf("%w: resuming group starts in epoch %d, want 1", ErrBadResumption, g.gc.Epoch)
+	}
+	i := slices.IndexFunc(g.resumeFrom, func(old *Group) bool { return string(old.gc.GroupID) == string(res.PSKGroupID) })
+	if i < 0 {
+		return fmt.Errorf("%w: group %x not among ResumeFrom", ErrUnknownPSK, res.PSKGroupID)
+	}
+	old := g.resumeFrom[i]
+	switch res.Usage {
+	case wire.ResumptionReInit:
+		ri := old.reinit
+		if ri == nil || res.PSKEpoch != old.gc.Epoch {
+			return fmt.Errorf("%w: epoch %d of group %x did not end in a reinit", ErrBadResumption, res.PSKEpoch, res.PSKGroupID)
+		}
+		if string(ri.GroupID) != string(g.gc.GroupID) || ri.Version != g.gc.Version || ri.CipherSuite != g.gc.CipherSuite ||
+			!slices.EqualFunc(ri.Extensions, g.gc.Extensions, func(a, b wire.Extension) bool { return a.Type == b.Type && string(a.Data) == string(b.Data) }) {
+			return fmt.Errorf("%w: new group differs from the reinit proposal", ErrBadResumption)
+		}
+	case wire.ResumptionBranch:
+		if old.gc.Version != g.gc.Version || old.gc.CipherSuite != g.gc.CipherSuite {
+			return fmt.Errorf("%w: branch changes version or cipher suite", ErrBadResumption)
+		}
+	}
+	return nil
 }
 
 // openWelcome finds the secrets for kp in w, decrypts them with initPriv
