@@ -16,9 +16,9 @@ import (
 
 // observe compares what the server says about an account now with what this device pinned
 // under name, trusting on first use: unknown accounts are pinned, new devices of known ones
-// pinned as unverified (see pinNew), removed devices forgotten. A new key for a known device, or the username now naming another
-// account, is recorded as the contact's pending identity and reported; nothing pinned
-// changes until Trust.
+// pinned as unverified (see pinNew), removed devices forgotten. A new key for a known
+// device, or the username now naming another account, is recorded as the contact's pending
+// identity and reported; nothing pinned changes until Trust.
 func (s *state) observe(name string, snap identitySnapshot) *IdentityChangedError {
 	c := s.Contacts[name]
 	if c == nil {

@@ -393,9 +393,9 @@ var errUnlistedDevice = errors.New("sender device is not among its account's cur
 
 // resolveSender finds the pinned contact and device that sealed an envelope, looking up
 // accounts this device has not met (trust on first use). A new device of a known account,
-// whose key the server-signed certificate vouches for, is pinned as unverified (pinNew). A sender whose account or
-// device key differs from the pinned one is recorded as the contact's pending identity and
-// returned as changed.
+// vouched for by the server-signed certificate and listed by LookupIdentity, is pinned as
+// unverified (pinNew). A sender whose account or device key differs from the pinned one is
+// recorded as the contact's pending identity and returned as changed.
 func (c *Client) resolveSender(ctx context.Context, s *state, cert *envelope.SenderCertificate) (string, *peerDevice, *IdentityChangedError, error) {
 	certKey := cert.IdentityKey().Bytes()
 	name, ct := s.contactByUserID(cert.UserID())
@@ -417,17 +417,17 @@ func (c *Client) resolveSender(ctx context.Context, s *state, cert *envelope.Sen
 	if dev == nil || dev.IdentityKey == nil {
 		// A device this device has not seen: believe it only if the account lists it now
 		// with this key. A late message from a device removed since is not a new device.
-		got, snap, err := c.lookup(ctx, s, &authv1.LookupIdentityRequest{Account: &authv1.LookupIdentityRequest_UserId{UserId: cert.UserID()}})
+		_, snap, err := c.lookup(ctx, s, &authv1.LookupIdentityRequest{Account: &authv1.LookupIdentityRequest_UserId{UserId: cert.UserID()}})
 		if err != nil {
 			return "", nil, nil, err
 		}
 		if k, ok := snap.Keys[cert.DeviceID()]; !ok || !bytes.Equal(k, certKey) {
 			return name, nil, nil, fmt.Errorf("from %s device %d: %w", name, cert.DeviceID(), errUnlistedDevice)
 		}
-		if changed := s.observe(got, snap); changed != nil {
+		// Observed under the name it is pinned as: the account is known by its user id.
+		if changed := s.observe(name, snap); changed != nil {
 			return name, nil, changed, nil
 		}
-		name, ct = got, s.Contacts[got]
 		dev = ct.Devices[cert.DeviceID()]
 	}
 	if !bytes.Equal(dev.IdentityKey, certKey) {
