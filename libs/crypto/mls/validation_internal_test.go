@@ -343,3 +343,26 @@ func TestWelcomeResumptionRules(t *testing.T) {
 		t.Errorf("reinit psk of a group without reinit: %v, want ErrBadResumption", err)
 	}
 }
+
+// TestValidateTreeReportsEveryFailure checks that verifying leaf signatures
+// alongside the hashes loses neither kind of failure.
+func TestValidateTreeReportsEveryFailure(t *testing.T) {
+	g, _ := twoMemberGroup(t)
+	if err := g.validateTree(); err != nil {
+		t.Fatalf("valid tree: %v", err)
+	}
+	bad := g.Clone()
+	leaf := *bad.tree.Leaf(1)
+	leaf.Signature = bytes.Clone(leaf.Signature)
+	leaf.Signature[len(leaf.Signature)-1] ^= 1
+	if err := bad.tree.Update(1, &leaf); err != nil {
+		t.Fatal(err)
+	}
+	if err := bad.validateTree(); !errors.Is(err, ErrTreeHash) {
+		t.Errorf("tampered leaf, stale tree hash: %v, want ErrTreeHash", err)
+	}
+	bad.gc.TreeHash = bad.tree.TreeHash()
+	if err := bad.validateTree(); !errors.Is(err, tree.ErrLeafSignature) {
+		t.Errorf("tampered leaf signature, matching tree hash: %v, want ErrLeafSignature", err)
+	}
+}
