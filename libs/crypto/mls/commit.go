@@ -435,6 +435,17 @@ func (g *Group) processCommit(ac *wire.AuthenticatedContent) (*Group, error) {
 		if c.Path == nil {
 			return nil, ErrPathRequired
 		}
+		// A resync replaces the joiner's old leaf, so its new leaf meets
+		// the rules of an Update of that leaf (RFC 9420, Section
+		// 12.4.3.2); whether the credential may replace it is the
+		// CredentialValidator's call.
+		for _, rp := range props {
+			if rp.p.Type == wire.ProposalRemove {
+				if err := g.checkFreshEncryptionKey(&c.Path.LeafNode, treemath.LeafIndex(rp.p.Removed)); err != nil {
+					return nil, err
+				}
+			}
+		}
 		sender = next.tree.Add(&c.Path.LeafNode)
 	}
 	next.gc.Epoch = g.gc.Epoch + 1

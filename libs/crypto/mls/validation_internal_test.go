@@ -366,3 +366,30 @@ func TestValidateTreeReportsEveryFailure(t *testing.T) {
 		t.Errorf("tampered leaf signature, matching tree hash: %v, want ErrLeafSignature", err)
 	}
 }
+
+func TestResyncLeafMustChangeEncryptionKey(t *testing.T) {
+	g, _ := twoMemberGroup(t)
+	joiner := wire.Sender{Type: wire.SenderNewMemberCommit}
+	old := *g.tree.Leaf(1)
+	commit := func(encKey []byte) *wire.AuthenticatedContent {
+		leaf := old
+		leaf.Source = wire.SourceCommit
+		leaf.EncryptionKey = encKey
+		return &wire.AuthenticatedContent{WireFormat: wire.WirePublicMessage, Content: wire.FramedContent{
+			GroupID: g.gc.GroupID, Epoch: g.gc.Epoch, Sender: joiner, ContentType: wire.ContentCommit,
+			Commit: &wire.Commit{Proposals: []wire.ProposalOrRef{
+				{Proposal: &wire.Proposal{Type: wire.ProposalExternalInit, KEMOutput: []byte{1}}},
+				{Proposal: &wire.Proposal{Type: wire.ProposalRemove, Removed: 1}},
+			}, Path: &wire.UpdatePath{LeafNode: leaf}},
+		}}
+	}
+	if _, err := g.processCommit(commit(old.EncryptionKey)); !errors.Is(err, ErrInvalidLeafNode) {
+		t.Errorf("resync keeping the removed leaf's encryption key: %v, want ErrInvalidLeafNode", err)
+	}
+	_, fresh, _ := freshHPKEKey(g.s)
+	// With a fresh key the commit gets past this rule and fails later, on
+	// the leaf signature this test does not make.
+	if _, err := g.processCommit(commit(fresh)); errors.Is(err, ErrInvalidLeafNode) && !errors.Is(err, tree.ErrLeafSignature) {
+		t.Errorf("resync with a fresh key: %v", err)
+	}
+}
