@@ -16,7 +16,9 @@
 // Commits follow the Delivery Service rule of one commit per epoch: Commit
 // leaves the new state pending until [Group.MergePendingCommit] (the DS
 // accepted it) or [Group.DiscardPendingCommit] (another commit won, which
-// Process then applies).
+// Process then applies). Application messages of the epoch just left still
+// decrypt for a short window after each commit
+// ([Group.SetPreviousEpochRetention]); handshake messages never do.
 //
 // Every validation RFC 9420 requires of the messages this package accepts
 // returns a sentinel error testable with errors.Is; docs/crypto/mls.md lists
