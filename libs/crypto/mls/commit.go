@@ -215,13 +215,17 @@ func (g *Group) checkProposalBody(p *wire.Proposal) error {
 // current members (RFC 9420, Section 7.3): a refused credential, an
 // encryption or signature key already used by another leaf than except, a
 // credential type some member does not support or a member's credential type
-// it does not support, an extension of its own it does not list, or a
-// missing capability the group's extensions demand.
+// it does not support, an extension of its own it does not list, a
+// lifetime longer than the group allows, or a missing capability the
+// group's extensions demand.
 func (g *Group) checkLeafFits(leaf *wire.LeafNode, except treemath.LeafIndex) error {
 	if err := g.checkCredential(leaf); err != nil {
 		return err
 	}
 	if err := listsOwnExtensions(leaf); err != nil {
+		return err
+	}
+	if err := g.checkTotalLifetime(leaf); err != nil {
 		return err
 	}
 	var err error
@@ -262,12 +266,14 @@ const lastDefaultExtension = 5
 // validateTreeLeaves applies the LeafNode checks of RFC 9420, Section 7.3
 // to every leaf of a tree received at join (Section 12.4.3.1) beyond the
 // signatures: unique keys in the whole tree, credentials, extensions and
-// capabilities against the group, and credential types supported by every
-// member. Lifetimes are not checked: Section 7.3 only RECOMMENDS it for a
-// received tree, a member who never commits keeps its KeyPackage's lifetime
-// in the tree for good (so the group would become unjoinable), and the
-// official passive-client vectors hold trees whose leaf lifetimes no single
-// clock satisfies together with the KeyPackages their commits add.
+// capabilities against the group, credential types supported by every
+// member, and total lifetimes within the group's bound. Whether a leaf's
+// lifetime covers the present is not checked: Section 7.3 only RECOMMENDS
+// it for a received tree, a member who never commits keeps its
+// KeyPackage's lifetime in the tree for good (so the group would become
+// unjoinable), and the official passive-client vectors hold trees whose
+// leaf lifetimes no single clock satisfies together with the KeyPackages
+// their commits add.
 func (g *Group) validateTreeLeaves() error {
 	if err := g.tree.CheckUniqueKeys(); err != nil {
 		return err
@@ -295,6 +301,7 @@ func (g *Group) validateTreeLeaves() error {
 			func() error { return g.checkCredential(leaf) },
 			func() error { return listsOwnExtensions(leaf) },
 			func() error { return supportsExtensions(leaf, g.gc.Extensions) },
+			func() error { return g.checkTotalLifetime(leaf) },
 		} {
 			if e := check(); e != nil {
 				err = fmt.Errorf("leaf %d: %w", l, e)

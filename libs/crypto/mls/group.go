@@ -97,6 +97,9 @@ type Group struct {
 
 	// now is the clock that KeyPackage lifetimes are checked against.
 	now func() time.Time
+	// maxLifetime bounds not_after - not_before of key_package leaves;
+	// zero means no bound.
+	maxLifetime time.Duration
 	// validateCredential is the Authentication Service check of new
 	// members' credentials; nil accepts every credential.
 	validateCredential CredentialValidator
@@ -198,6 +201,25 @@ func (g *Group) checkLifetime(kp *wire.KeyPackage) error {
 	t := now().Unix()
 	if t < 0 || uint64(t) < kp.LeafNode.NotBefore || uint64(t) > kp.LeafNode.NotAfter {
 		return fmt.Errorf("%w: outside its lifetime [%d, %d]", ErrInvalidKeyPackage, kp.LeafNode.NotBefore, kp.LeafNode.NotAfter)
+	}
+	return nil
+}
+
+// SetMaxLeafLifetime sets the longest lifetime (not_after - not_before) a
+// KeyPackage's leaf may claim: RFC 9420, Section 7.2 requires applications
+// to define one and reject longer ones. It applies to leaves added from now
+// on; JoinOptions.MaxLeafLifetime applies it to a joined tree. Zero, the
+// default, sets no bound.
+func (g *Group) SetMaxLeafLifetime(d time.Duration) { g.maxLifetime = max(d, 0) }
+
+// checkTotalLifetime rejects a key_package leaf whose lifetime is longer
+// than the group allows.
+func (g *Group) checkTotalLifetime(leaf *wire.LeafNode) error {
+	if g.maxLifetime == 0 || leaf.Source != wire.SourceKeyPackage {
+		return nil
+	}
+	if leaf.NotAfter < leaf.NotBefore || leaf.NotAfter-leaf.NotBefore > uint64(g.maxLifetime/time.Second) {
+		return fmt.Errorf("%w: lifetime [%d, %d] longer than %v", ErrInvalidLeafNode, leaf.NotBefore, leaf.NotAfter, g.maxLifetime)
 	}
 	return nil
 }

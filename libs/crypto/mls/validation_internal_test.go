@@ -393,3 +393,30 @@ func TestResyncLeafMustChangeEncryptionKey(t *testing.T) {
 		t.Errorf("resync with a fresh key: %v", err)
 	}
 }
+
+func TestMaxLeafLifetime(t *testing.T) {
+	g, _ := twoMemberGroup(t)
+	yearLong := craftedKeyPackage(t, func(l *wire.LeafNode) { l.NotBefore, l.NotAfter = 0, 365*24*3600 })
+	g.SetClock(func() time.Time { return time.Unix(1000, 0) })
+	if _, err := g.Commit(CommitOptions{Add: [][]byte{yearLong}}); err != nil {
+		t.Fatalf("no bound: %v", err)
+	}
+	g.DiscardPendingCommit()
+	g.SetMaxLeafLifetime(90 * 24 * time.Hour)
+	if _, err := g.Commit(CommitOptions{Add: [][]byte{yearLong}}); !errors.Is(err, ErrInvalidLeafNode) {
+		t.Errorf("year-long key package under a 90-day bound: %v, want ErrInvalidLeafNode", err)
+	}
+	inverted := &wire.LeafNode{Source: wire.SourceKeyPackage, NotBefore: 2000, NotAfter: 500}
+	if err := g.checkTotalLifetime(inverted); !errors.Is(err, ErrInvalidLeafNode) {
+		t.Errorf("lifetime ending before it starts: %v, want ErrInvalidLeafNode", err)
+	}
+	// A joined tree is held to the same bound: leaf 1 was added with a
+	// lifetime of 2^62 seconds.
+	if err := g.validateTreeLeaves(); !errors.Is(err, ErrInvalidLeafNode) {
+		t.Errorf("joined tree with an unbounded key package leaf: %v, want ErrInvalidLeafNode", err)
+	}
+	g.SetMaxLeafLifetime(0)
+	if err := g.validateTreeLeaves(); err != nil {
+		t.Errorf("bound removed: %v", err)
+	}
+}

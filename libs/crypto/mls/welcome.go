@@ -65,6 +65,10 @@ type JoinOptions struct {
 	// Now is the clock for KeyPackage lifetimes in later commits; nil means
 	// time.Now.
 	Now func() time.Time
+	// MaxLeafLifetime is the longest KeyPackage lifetime accepted, in the
+	// tree joined and later (see Group.SetMaxLeafLifetime); zero means no
+	// bound.
+	MaxLeafLifetime time.Duration
 	// ValidateCredential checks every member's credential in the tree
 	// joined, and later new members' (see Group.SetCredentialValidator).
 	ValidateCredential CredentialValidator
@@ -95,6 +99,7 @@ func Join(kp *KeyPackage, welcome []byte, opts *JoinOptions) (*Group, error) {
 	}
 	g.resumeFrom = opts.ResumeFrom
 	g.now = opts.Now
+	g.SetMaxLeafLifetime(opts.MaxLeafLifetime)
 	g.validateCredential = opts.ValidateCredential
 	gs, gi, pskSecret, err := g.openWelcome(m.Welcome, &kp.kp, kp.initPriv)
 	if err != nil {
