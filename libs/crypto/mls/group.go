@@ -514,6 +514,11 @@ func (g *Group) storeProposal(ac *wire.AuthenticatedContent) error {
 // keeps for its application messages; an older window ends.
 func (g *Group) adopt(next *Group) {
 	if g.epoch == next.epoch {
+		if next.removed {
+			// A removed member reads nothing more, late messages included.
+			g.dropPrevious()
+			next.previous = nil
+		}
 		*g = *next
 		return
 	}

@@ -800,4 +800,20 @@ func TestPreviousEpochWindow(t *testing.T) {
 	if _, err := c.g.Process(msg); !errors.Is(err, mls.ErrWrongEpoch) {
 		t.Errorf("message two epochs old: %v, want ErrWrongEpoch", err)
 	}
+
+	// A removed member's window closes with its removal.
+	msg, _ = a.g.ProtectApplication([]byte("before removal"), nil)
+	res, err = a.g.Commit(mls.CommitOptions{UpdatePath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, a, res, c)
+	res, err = a.g.Commit(mls.CommitOptions{Remove: []uint32{c.g.LeafIndex()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, a, res, c)
+	if _, err := c.g.Process(msg); !errors.Is(err, mls.ErrRemoved) {
+		t.Errorf("late message after removal: %v, want ErrRemoved", err)
+	}
 }

@@ -420,3 +420,49 @@ func TestMaxLeafLifetime(t *testing.T) {
 		t.Errorf("bound removed: %v", err)
 	}
 }
+
+func TestRemovalErasesPreviousEpoch(t *testing.T) {
+	a, err := NewIdentity(P256AES128GCMSHA256P256, []byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ga, err := NewGroup(a, []byte("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewIdentity(P256AES128GCMSHA256P256, []byte("b"))
+	kp, err := b.NewKeyPackage(0, 1<<62)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAndDeliver := func(opts CommitOptions, to *Group) *CommitResult {
+		t.Helper()
+		res, err := ga.Commit(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ga.MergePendingCommit(); err != nil {
+			t.Fatal(err)
+		}
+		if to != nil {
+			if _, err := to.Process(res.Commit); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return res
+	}
+	res := commitAndDeliver(CommitOptions{Add: [][]byte{kp.Bytes()}, InlineTree: true}, nil)
+	gb, err := Join(kp, res.Welcome, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAndDeliver(CommitOptions{UpdatePath: true}, gb)
+	if gb.previous == nil {
+		t.Fatal("no previous-epoch window after a commit")
+	}
+	senderData := gb.previous.senderDataSecret
+	commitAndDeliver(CommitOptions{Remove: []uint32{1}}, gb)
+	if !gb.removed || gb.previous != nil || !bytes.Equal(senderData, make([]byte, len(senderData))) {
+		t.Errorf("removed member kept its previous-epoch window (removed %v, window %v)", gb.removed, gb.previous)
+	}
+}
