@@ -252,7 +252,7 @@ func (g *Group) checkLeafFits(leaf *wire.LeafNode, except treemath.LeafIndex) er
 // non-default extension the leaf itself carries (RFC 9420, Section 7.3).
 func listsOwnExtensions(leaf *wire.LeafNode) error {
 	for _, e := range leaf.Extensions {
-		if e.Type > lastDefaultExtension && !slices.Contains(leaf.Capabilities.Extensions, e.Type) {
+		if mustBeListed(e.Type) && !slices.Contains(leaf.Capabilities.Extensions, e.Type) {
 			return fmt.Errorf("%w: carries extension type %d its capabilities omit", ErrInvalidLeafNode, e.Type)
 		}
 	}
@@ -262,6 +262,16 @@ func listsOwnExtensions(leaf *wire.LeafNode) error {
 // lastDefaultExtension is the highest of the default extension types 1 to
 // 5, which capabilities never need to list (RFC 9420, Section 7.2).
 const lastDefaultExtension = 5
+
+// mustBeListed reports whether an extension a leaf or KeyPackage carries
+// must appear in its capabilities: not the default types, and not the
+// GREASE values 0x0A0A, 0x1A1A ... 0xEAEA (RFC 9420, Section 13.5), which
+// receivers ignore as unknown and which interoperating clients add to
+// KeyPackages without listing them.
+func mustBeListed(t uint16) bool {
+	grease := t < 0xf000 && t>>8 == t&0xff && t&0x0f == 0x0a
+	return t > lastDefaultExtension && !grease
+}
 
 // validateTreeLeaves applies the LeafNode checks of RFC 9420, Section 7.3
 // to every leaf of a tree received at join (Section 12.4.3.1) beyond the

@@ -19,9 +19,11 @@ import (
 const DefaultPreviousEpochRetention = time.Minute
 
 // previousEpoch is what decrypting and authenticating an application
-// message of the epoch before the current one takes (RFC 9420, Section
-// 15.2 allows keeping it "for a short period"). Nothing else of that epoch
-// is kept: its handshake messages are refused.
+// message of the epoch before the current one takes. RFC 9420 lets members
+// keep unconsumed secrets "for some reasonable amount of time to handle
+// out-of-order message delivery" (Section 9.2) and asks applications to
+// define how long (Section 15.3). Nothing else of that epoch is kept: its
+// handshake messages are refused.
 type previousEpoch struct {
 	epoch            uint64
 	groupContext     []byte

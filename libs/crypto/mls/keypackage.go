@@ -165,6 +165,13 @@ func validateKeyPackage(s *suite.Suite, kp *wire.KeyPackage) error {
 	if err := tree.VerifyLeafSignature(s, &kp.LeafNode, nil, 0); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidKeyPackage, err)
 	}
+	// Its own extensions, like its leaf's, must be listed in the leaf's
+	// capabilities (Section 10).
+	for _, e := range kp.Extensions {
+		if mustBeListed(e.Type) && !slices.Contains(kp.LeafNode.Capabilities.Extensions, e.Type) {
+			return fmt.Errorf("%w: carries extension type %d its capabilities omit", ErrInvalidKeyPackage, e.Type)
+		}
+	}
 	return nil
 }
 

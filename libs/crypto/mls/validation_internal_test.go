@@ -466,3 +466,51 @@ func TestRemovalErasesPreviousEpoch(t *testing.T) {
 		t.Errorf("removed member kept its previous-epoch window (removed %v, window %v)", gb.removed, gb.previous)
 	}
 }
+
+func TestKeyPackageExtensionsListed(t *testing.T) {
+	id, err := NewIdentity(P256AES128GCMSHA256P256, []byte("k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := id.NewKeyPackage(0, 1<<62)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func() {
+		var err error
+		if kp.kp.Signature, err = id.suite.SignWithLabel(id.sigPriv, keyPackageLabel, kp.kp.TBS()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kp.kp.Extensions = []wire.Extension{{Type: 0xff04, Data: []byte{}}}
+	sign()
+	if err := validateKeyPackage(id.suite, &kp.kp); !errors.Is(err, ErrInvalidKeyPackage) {
+		t.Errorf("unlisted key package extension: %v, want ErrInvalidKeyPackage", err)
+	}
+	kp.kp.LeafNode.Capabilities.Extensions = []uint16{0xff04}
+	if err := tree.SignLeaf(id.suite, &kp.kp.LeafNode, id.sigPriv, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	sign()
+	if err := validateKeyPackage(id.suite, &kp.kp); err != nil {
+		t.Errorf("listed key package extension: %v", err)
+	}
+}
+
+func TestGREASEExtensionsNeedNotBeListed(t *testing.T) {
+	for _, v := range []uint16{0x0a0a, 0x1a1a, 0x7a7a, 0xeaea} {
+		if mustBeListed(v) {
+			t.Errorf("GREASE value %#04x must be listed", v)
+		}
+	}
+	for _, v := range []uint16{0x0006, 0x0a0b, 0x1a2a, 0xff04, 0xfafa} {
+		if !mustBeListed(v) {
+			t.Errorf("extension type %#04x need not be listed", v)
+		}
+	}
+	for v := uint16(1); v <= lastDefaultExtension; v++ {
+		if mustBeListed(v) {
+			t.Errorf("default extension type %d must be listed", v)
+		}
+	}
+}
