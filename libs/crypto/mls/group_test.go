@@ -817,3 +817,31 @@ func TestPreviousEpochWindow(t *testing.T) {
 		t.Errorf("late message after removal: %v, want ErrRemoved", err)
 	}
 }
+
+// FuzzProcessPreviousEpoch feeds arbitrary messages to a member whose
+// previous-epoch window is open: nothing may panic, and what decrypts from
+// the old epoch is application data of that epoch.
+func FuzzProcessPreviousEpoch(f *testing.F) {
+	ms := setup(f, 3)
+	late, _ := ms[2].g.ProtectApplication([]byte("late"), []byte("ad"))
+	f.Add(late)
+	res, err := ms[0].g.Commit(mls.CommitOptions{UpdatePath: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	deliver(f, ms[0], res, ms[1])
+	current, _ := ms[0].g.ProtectApplication([]byte("now"), nil)
+	f.Add(current)
+	f.Add(res.Commit)
+	old := ms[1].g.Epoch() - 1
+	f.Fuzz(func(t *testing.T, in []byte) {
+		g := ms[1].g.Clone()
+		r, err := g.Process(in)
+		if err != nil {
+			return
+		}
+		if r.Epoch == old && (r.Proposal || r.NewEpoch) {
+			t.Fatalf("previous-epoch message accepted as %+v", r)
+		}
+	})
+}
