@@ -514,3 +514,47 @@ func TestGREASEExtensionsNeedNotBeListed(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinNeedsIdenticalOwnLeaf has the committer add a variant of the
+// joiner's KeyPackage (same keys, other capabilities) and points the
+// Welcome at the original: the joiner must not adopt a leaf that differs
+// from the one it published.
+func TestJoinNeedsIdenticalOwnLeaf(t *testing.T) {
+	a, _ := NewIdentity(P256AES128GCMSHA256P256, []byte("a"))
+	g, err := NewGroup(a, []byte("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewIdentity(P256AES128GCMSHA256P256, []byte("b"))
+	kp, err := b.NewKeyPackage(0, 1<<62)
+	if err != nil {
+		t.Fatal(err)
+	}
+	variant := kp.kp
+	variant.LeafNode.Capabilities.Extensions = []uint16{0xff05}
+	if err := tree.SignLeaf(b.suite, &variant.LeafNode, b.sigPriv, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if variant.Signature, err = b.suite.SignWithLabel(b.sigPriv, keyPackageLabel, variant.TBS()); err != nil {
+		t.Fatal(err)
+	}
+	variantMsg := wire.Encode(&wire.MLSMessage{Version: wire.ProtocolVersion10, WireFormat: wire.WireKeyPackage, KeyPackage: &variant})
+	res, err := g.Commit(CommitOptions{Add: [][]byte{variantMsg}, InlineTree: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := wire.DecodeMLSMessage(res.Welcome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The group secrets are encrypted to the init key both share; only
+	// the reference names the variant.
+	m.Welcome.Secrets[0].NewMember = keyPackageRef(b.suite, &kp.kp)
+	if _, err := Join(kp, wire.Encode(m), nil); !errors.Is(err, ErrNoMatchingKeyPackage) {
+		t.Errorf("join as a leaf that differs from the key package: %v, want ErrNoMatchingKeyPackage", err)
+	}
+	variantKP := &KeyPackage{kp: variant, initPriv: kp.initPriv, encPriv: kp.encPriv, identity: b}
+	if _, err := Join(variantKP, res.Welcome, nil); err != nil {
+		t.Errorf("join with the key package actually added: %v", err)
+	}
+}
