@@ -558,3 +558,20 @@ func TestJoinNeedsIdenticalOwnLeaf(t *testing.T) {
 		t.Errorf("join with the key package actually added: %v", err)
 	}
 }
+
+func TestCommitPathMustChangeEncryptionKey(t *testing.T) {
+	g, kp := twoMemberGroup(t)
+	leaf := *g.tree.Leaf(1)
+	leaf.Source = wire.SourceCommit
+	leaf.ParentHash = []byte{}
+	if err := tree.SignLeaf(g.s, &leaf, kp.identity.sigPriv, g.gc.GroupID, 1); err != nil {
+		t.Fatal(err)
+	}
+	ac := &wire.AuthenticatedContent{WireFormat: wire.WirePublicMessage, Content: wire.FramedContent{
+		GroupID: g.gc.GroupID, Epoch: g.gc.Epoch, Sender: wire.Sender{Type: wire.SenderMember, Index: 1},
+		ContentType: wire.ContentCommit, Commit: &wire.Commit{Path: &wire.UpdatePath{LeafNode: leaf}},
+	}}
+	if _, err := g.processCommit(ac); !errors.Is(err, ErrInvalidLeafNode) {
+		t.Errorf("commit path keeping the committer's encryption key: %v, want ErrInvalidLeafNode", err)
+	}
+}
