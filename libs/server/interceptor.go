@@ -84,7 +84,7 @@ func (c *chain) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	}()
 
 	if c.auth != nil && !isInfraMethod(info.FullMethod) {
-		authCtx, err := c.auth.Authenticate(ctx, info.FullMethod)
+		authCtx, err := c.authenticateAside(ctx, info.FullMethod)
 		if err != nil {
 			return err
 		}
@@ -94,6 +94,32 @@ func (c *chain) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 		ss = &wrappedStream{ServerStream: ss, ctx: ctx, chain: c}
 	}
 	return handler(srv, ss)
+}
+
+// authenticateAside runs Authenticate for a stream on a goroutine of its own.
+// A token check (ed25519) needs several KiB of stack; on the stream's
+// goroutine it would double that stack to 16 KiB until the next GC, and
+// streams such as Receive then idle for hours. The short-lived goroutine's
+// stack goes back to the runtime's pool for the next check instead
+// (docs/perf-idle.md). A panic in Authenticate fails the stream like one in
+// the handler.
+func (c *chain) authenticateAside(ctx context.Context, method string) (context.Context, error) {
+	type result struct {
+		ctx context.Context
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- result{err: c.recovered(ctx, method, p)}
+			}
+		}()
+		authCtx, err := c.auth.Authenticate(ctx, method)
+		done <- result{authCtx, err}
+	}()
+	r := <-done
+	return r.ctx, r.err
 }
 
 // isInfraMethod reports whether method belongs to gRPC health checking or

@@ -351,6 +351,49 @@ func TestAuthContextReachesHandlers(t *testing.T) {
 	}
 }
 
+// panicOnStreams admits unary calls and panics while authenticating a stream.
+type panicOnStreams struct{}
+
+func (panicOnStreams) Authenticate(ctx context.Context, method string) (context.Context, error) {
+	if method == chatMethod {
+		panic("authenticator exploded")
+	}
+	return ctx, nil
+}
+
+// Streams are authenticated on a goroutine of their own: its failures and
+// panics must still end the stream with a status, never the process.
+func TestStreamAuthFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		auth   Authenticator
+		code   codes.Code
+		reason string
+	}{
+		{"denied", denyAll{}, codes.Unauthenticated, "TOKEN_MISSING"},
+		{"panic", panicOnStreams{}, codes.Internal, ReasonInternal},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, Config{Auth: tc.auth})
+			ctx := ctxTimeout(t)
+			stream, err := h.conn.NewStream(ctx, &echoDesc.Streams[0], chatMethod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = stream.RecvMsg(new(wrapperspb.StringValue))
+			if status.Code(err) != tc.code || Reason(err) != tc.reason {
+				t.Fatalf("stream = %v (reason %q); want %v/%s", err, Reason(err), tc.code, tc.reason)
+			}
+			if strings.Contains(err.Error(), "exploded") {
+				t.Errorf("panic value leaked to the client: %v", err)
+			}
+			if _, err := healthpb.NewHealthClient(h.conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+				t.Errorf("server after a failed stream authentication: %v", err)
+			}
+		})
+	}
+}
+
 func TestValidation(t *testing.T) {
 	validate := func(m any) error {
 		v, ok := m.(*wrapperspb.StringValue)
