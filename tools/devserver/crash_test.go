@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
-	"os"
 	"os/exec"
-	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,36 +26,13 @@ type server struct {
 	addr string
 }
 
+// devserverReady matches the line the devserver prints once it listens.
+var devserverReady = regexp.MustCompile(`^guardyn: gRPC on (\S+), admin on `)
+
 func startServer(t *testing.T, bin, dataDir string) *server {
 	t.Helper()
-	cmd := exec.Command(bin, "-data-dir", dataDir, "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = nil // its JSON logs are not needed here
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	lines := bufio.NewScanner(out)
-	ready := make(chan string, 1)
-	go func() {
-		for lines.Scan() {
-			// "guardyn: gRPC on 127.0.0.1:PORT, admin on ..."
-			if rest, ok := strings.CutPrefix(lines.Text(), "guardyn: gRPC on "); ok {
-				addr, _, _ := strings.Cut(rest, ",")
-				ready <- addr
-			}
-		}
-	}()
-	select {
-	case addr := <-ready:
-		return &server{cmd: cmd, addr: addr}
-	case <-time.After(60 * time.Second):
-		t.Fatal("devserver did not start")
-	}
-	return nil
+	cmd, m := runBinary(t, bin, devserverReady, "-data-dir", dataDir, "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
+	return &server{cmd: cmd, addr: m[1]}
 }
 
 // TestKill9LosesNoAcknowledgedMessage sends bursts from many goroutines, kills the
@@ -65,12 +40,7 @@ func startServer(t *testing.T, bin, dataDir string) *server {
 // every send that was acknowledged is delivered, exactly once after dropping duplicate
 // message ids as clients do.
 func TestKill9LosesNoAcknowledgedMessage(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "devserver")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("build devserver: %v", err)
-	}
+	bin := buildBinary(t, "./tools/devserver")
 	data := t.TempDir()
 	srv := startServer(t, bin, data)
 	ctx := context.Background()

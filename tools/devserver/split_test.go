@@ -1,11 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -24,38 +20,8 @@ import (
 // first stdout line matching ready.
 func startBinary(t *testing.T, pkg string, ready *regexp.Regexp, args ...string) []string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
-	build := exec.Command("go", "build", "-o", bin, pkg)
-	build.Dir = "../.."
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("build %s: %v", pkg, err)
-	}
-	cmd := exec.Command(bin, args...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
-	found := make(chan []string, 1)
-	go func() {
-		lines := bufio.NewScanner(out)
-		for lines.Scan() {
-			if m := ready.FindStringSubmatch(lines.Text()); m != nil {
-				found <- m
-			}
-		}
-	}()
-	select {
-	case m := <-found:
-		return m
-	case <-time.After(90 * time.Second):
-		t.Fatalf("%s did not start", pkg)
-	}
-	return nil
+	_, m := runBinary(t, buildBinary(t, pkg), ready, args...)
+	return m
 }
 
 // TestServicesAsSeparateProcesses runs auth and messaging as their own binaries sharing
