@@ -159,7 +159,7 @@ func BenchmarkAllow(b *testing.B) {
 }
 
 func TestActions(t *testing.T) {
-	a, err := NewActions(Policy{"login": {Rate: 0.001, Burst: 2, MaxKeys: 16}})
+	a, err := NewActions(Policy{"login": {Rate: 0.001, Burst: 2, MaxKeys: 1 << 10}})
 	if err != nil {
 		t.Fatal(err)
 	}
