@@ -54,6 +54,7 @@ type handlerEnv struct {
 	groups  kv.Store
 	inboxes msgstore.Store
 	limits  server.Validator
+	bus     *bus.Bus
 	// seen are the inboxes the harness counts before and after every call: the fixed
 	// devices plus (up to a bound) every device a request has addressed.
 	seen map[msgstore.Inbox]bool
@@ -94,7 +95,7 @@ func newHandlerEnv(tb testing.TB) *handlerEnv {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e := &handlerEnv{svc: svc, groups: groups, inboxes: inboxes, limits: server.FieldLimits(fieldLimits), seen: map[msgstore.Inbox]bool{}}
+	e := &handlerEnv{svc: svc, groups: groups, inboxes: inboxes, limits: server.FieldLimits(fieldLimits), bus: b, seen: map[msgstore.Inbox]bool{}}
 	for user, devs := range dirMap {
 		for _, d := range devs {
 			e.seen[inbox(user, d)] = true
