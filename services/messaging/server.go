@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -195,8 +194,30 @@ func (s *Server) SendMessage(ctx context.Context, req *messagingv1.SendMessageRe
 	return s.send(ctx, p, req)
 }
 
-// send is SendMessage after authentication; SendStream shares it.
+// send is SendMessage after authentication.
 func (s *Server) send(ctx context.Context, p authn.Principal, req *messagingv1.SendMessageRequest) (*messagingv1.SendMessageResponse, error) {
+	ps, err := s.prepare(ctx, p, req, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store(ctx, ps.msgs); err != nil {
+		return nil, err
+	}
+	s.wakeSent(ctx, ps)
+	return ps.resp, nil
+}
+
+// preparedSend is a validated send whose messages are ready to be stored.
+type preparedSend struct {
+	recipient string
+	msgs      []msgstore.Message
+	resp      *messagingv1.SendMessageResponse
+}
+
+// prepare validates a send and builds one inbox message per envelope. queued counts the
+// messages per inbox already prepared for the same Append, so that a batch cannot push an
+// inbox past its cap; it is updated, and may be nil for a send stored on its own.
+func (s *Server) prepare(ctx context.Context, p authn.Principal, req *messagingv1.SendMessageRequest, queued map[msgstore.Inbox]int) (*preparedSend, error) {
 	if len(req.GetClientMessageId()) != 16 {
 		return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "client_message_id must be 16 bytes")
 	}
@@ -204,34 +225,53 @@ func (s *Server) send(ctx context.Context, p authn.Principal, req *messagingv1.S
 		return nil, err
 	}
 	now := s.now()
-	msgs := make([]msgstore.Message, len(req.GetEnvelopes()))
-	resp := &messagingv1.SendMessageResponse{Stored: make([]*messagingv1.StoredEnvelope, len(msgs)), ServerTime: timestamppb.New(now)}
+	ps := &preparedSend{
+		recipient: req.GetRecipientUserId(),
+		msgs:      make([]msgstore.Message, len(req.GetEnvelopes())),
+		resp:      &messagingv1.SendMessageResponse{Stored: make([]*messagingv1.StoredEnvelope, len(req.GetEnvelopes())), ServerTime: timestamppb.New(now)},
+	}
 	for i, env := range req.GetEnvelopes() {
 		inbox := inboxOf(req.GetRecipientUserId(), env.GetDeviceId())
 		n, err := s.inboxes.Count(ctx, inbox)
 		if err != nil {
 			return nil, s.internal(ctx, "count inbox", err)
 		}
-		if n >= s.cap {
+		if n+queued[inbox] >= s.cap {
 			return nil, server.Error(codes.ResourceExhausted, reasonInboxFull, "device %d's inbox holds its maximum of %d undelivered messages", env.GetDeviceId(), s.cap)
 		}
 		id := messageID(p, nil, req.GetClientMessageId(), req.GetRecipientUserId(), env.GetDeviceId())
-		msgs[i] = msgstore.Message{
+		ps.msgs[i] = msgstore.Message{
 			Inbox: inbox, ID: id, Kind: msgstore.Kind(messagingv1.DeliveryKind_DELIVERY_KIND_MESSAGE),
 			Body: env.GetSealedEnvelope(), Timestamp: now, Expiry: now.Add(s.ttl),
 		}
-		resp.Stored[i] = &messagingv1.StoredEnvelope{DeviceId: env.GetDeviceId(), MessageId: id[:]}
+		ps.resp.Stored[i] = &messagingv1.StoredEnvelope{DeviceId: env.GetDeviceId(), MessageId: id[:]}
 	}
-	if err := s.inboxes.Append(ctx, msgs); err != nil {
-		return nil, s.internal(ctx, "store messages", err)
+	if queued != nil {
+		for _, m := range ps.msgs {
+			queued[m.Inbox]++
+		}
 	}
-	for i := range msgs {
-		s.wake(ctx, req.GetRecipientUserId(), req.GetEnvelopes()[i].GetDeviceId(), &messagingv1.Delivery{
-			MessageId: resp.Stored[i].GetMessageId(), Kind: messagingv1.DeliveryKind_DELIVERY_KIND_MESSAGE,
-			Payload: msgs[i].Body, ServerTime: resp.ServerTime,
+	return ps, nil
+}
+
+// store makes msgs durable, in as few Append calls as the store's limits allow.
+func (s *Server) store(ctx context.Context, msgs []msgstore.Message) error {
+	for _, batch := range appendBatches(msgs) {
+		if err := s.inboxes.Append(ctx, batch); err != nil {
+			return s.internal(ctx, "store messages", err)
+		}
+	}
+	return nil
+}
+
+// wakeSent hands a stored send's deliveries to the recipient devices' live streams.
+func (s *Server) wakeSent(ctx context.Context, ps *preparedSend) {
+	for i, m := range ps.msgs {
+		s.wake(ctx, ps.recipient, ps.resp.Stored[i].GetDeviceId(), &messagingv1.Delivery{
+			MessageId: ps.resp.Stored[i].GetMessageId(), Kind: messagingv1.DeliveryKind_DELIVERY_KIND_MESSAGE,
+			Payload: m.Body, ServerTime: ps.resp.ServerTime,
 		})
 	}
-	return resp, nil
 }
 
 // checkDeviceList verifies that envs address exactly the recipient's current devices
@@ -296,25 +336,33 @@ func staleDeviceList(m *messagingv1.DeviceListMismatch) error {
 	return withDetail.Err()
 }
 
-// maxStreamInflight bounds the sends of one SendStream handled at once. Sends on a stream
-// run concurrently so that they share group commits of the message store instead of
-// each waiting for its own; responses go out in completion order, as the API allows.
+// maxStreamInflight bounds the sends of one SendStream read but not yet answered.
 const maxStreamInflight = 64
 
-// SendStream runs many sends over one authenticated stream.
+// SendStream runs many sends over one authenticated stream. One goroutine reads requests;
+// another stores whatever has queued up meanwhile with one Append, so a busy stream pays
+// for one group commit per batch instead of one per message, and answers in that order.
 func (s *Server) SendStream(stream messagingv1.MessagingService_SendStreamServer) error {
 	ctx := stream.Context()
 	p, err := caller(ctx)
 	if err != nil {
 		return err
 	}
-	var (
-		sendMu  sync.Mutex
-		sendErr error
-		wg      sync.WaitGroup
-	)
-	slots := make(chan struct{}, maxStreamInflight)
-	defer wg.Wait()
+	queue := make(chan *messagingv1.SendStreamRequest, maxStreamInflight)
+	failed := make(chan struct{}) // closed when answering fails; the stream is over
+	answered := make(chan error, 1)
+	go func() { answered <- s.answerSends(ctx, p, stream, queue, failed) }()
+	err = s.readSends(ctx, p, stream, queue, failed)
+	close(queue)
+	if answerErr := <-answered; err == nil {
+		err = answerErr
+	}
+	return err
+}
+
+// readSends queues the stream's requests until the client closes its side, a check
+// fails or answering fails.
+func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messagingv1.MessagingService_SendStreamServer, queue chan<- *messagingv1.SendStreamRequest, failed <-chan struct{}) error {
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -333,28 +381,73 @@ func (s *Server) SendStream(stream messagingv1.MessagingService_SendStreamServer
 		} else if removed {
 			return server.Error(codes.Unauthenticated, reasonDeviceRemoved, "this device has been removed")
 		}
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			resp := &messagingv1.SendStreamResponse{RequestId: req.GetRequestId()}
-			if sent, err := s.send(ctx, p, req.GetMessage()); err != nil {
-				resp.Result = &messagingv1.SendStreamResponse_Error{Error: sendError(err)}
-			} else {
-				resp.Result = &messagingv1.SendStreamResponse_Sent{Sent: sent}
-			}
-			sendMu.Lock()
-			defer sendMu.Unlock()
-			if sendErr == nil {
-				sendErr = stream.Send(resp)
-			}
-		})
-		sendMu.Lock()
-		failed := sendErr
-		sendMu.Unlock()
-		if failed != nil {
-			return failed
+		select {
+		case queue <- req:
+		case <-failed:
+			return nil
 		}
 	}
+}
+
+// answerSends stores and answers queued requests in batches until queue is closed. After
+// a failed answer it closes failed and only drains the queue.
+func (s *Server) answerSends(ctx context.Context, p authn.Principal, stream messagingv1.MessagingService_SendStreamServer, queue <-chan *messagingv1.SendStreamRequest, failed chan<- struct{}) error {
+	batch := make([]*messagingv1.SendStreamRequest, 0, maxStreamInflight)
+	for req := range queue {
+		batch = append(batch[:0], req)
+	fill:
+		for len(batch) < maxStreamInflight {
+			select {
+			case r, ok := <-queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		for _, resp := range s.sendBatch(ctx, p, batch) {
+			if err := stream.Send(resp); err != nil {
+				close(failed)
+				for range queue {
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sendBatch performs the sends of reqs with one store call and returns their responses in
+// order. A send that fails its checks gets its error without holding up the others.
+func (s *Server) sendBatch(ctx context.Context, p authn.Principal, reqs []*messagingv1.SendStreamRequest) []*messagingv1.SendStreamResponse {
+	out := make([]*messagingv1.SendStreamResponse, len(reqs))
+	prepared := make([]*preparedSend, len(reqs))
+	queued := make(map[msgstore.Inbox]int, len(reqs))
+	var msgs []msgstore.Message
+	for i, req := range reqs {
+		out[i] = &messagingv1.SendStreamResponse{RequestId: req.GetRequestId()}
+		ps, err := s.prepare(ctx, p, req.GetMessage(), queued)
+		if err != nil {
+			out[i].Result = &messagingv1.SendStreamResponse_Error{Error: sendError(err)}
+			continue
+		}
+		prepared[i] = ps
+		msgs = append(msgs, ps.msgs...)
+	}
+	err := s.store(ctx, msgs)
+	for i, ps := range prepared {
+		switch {
+		case ps == nil:
+		case err != nil:
+			out[i].Result = &messagingv1.SendStreamResponse_Error{Error: sendError(err)}
+		default:
+			s.wakeSent(ctx, ps)
+			out[i].Result = &messagingv1.SendStreamResponse_Sent{Sent: ps.resp}
+		}
+	}
+	return out
 }
 
 // deviceRemoved reports whether the caller's device has left its account.

@@ -3,6 +3,7 @@ package platform_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -319,4 +320,70 @@ func TestSendStreamEndsWhenItsDeviceIsRemoved(t *testing.T) {
 
 func rawdeviceSend(to *device, body string) *messagingv1.SendMessageRequest {
 	return rawdevice.SendRequest(to.UserID, []byte(body), to.ID)
+}
+
+// TestSendStreamBatchKeepsEachSendsSemantics writes a burst of sends before reading any
+// answer, so the server stores them in batches: each send must still get its own answer,
+// a retry inside a batch must be stored once, a bad send must not sink its neighbours,
+// and the inbox cap must count the sends of the same batch.
+func TestSendStreamBatchKeepsEachSendsSemantics(t *testing.T) {
+	const limit = 20
+	e := startWith(t, func(c *platform.Config) { c.Limits = ratelimit.Policy{}; c.InboxLimit = limit })
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	stream := must(e.msg.SendStream(alice.ctx(t)))
+	retried := rawdeviceSend(bob, "retried")
+	const n = 40
+	for id := uint64(1); id <= n; id++ {
+		req := rawdeviceSend(bob, fmt.Sprintf("m%d", id))
+		switch id {
+		case 2, 3:
+			req = retried
+		case 5:
+			req = rawdevice.SendRequest("nobody", []byte("x"), 1)
+		}
+		if err := stream.Send(&messagingv1.SendStreamRequest{RequestId: id, Message: req}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(0, stream.CloseSend())
+	sent, full := map[uint64][]byte{}, 0
+	for range n {
+		resp := must(stream.Recv())
+		switch {
+		case resp.GetSent() != nil:
+			sent[resp.GetRequestId()] = resp.GetSent().GetStored()[0].GetMessageId()
+		case resp.GetRequestId() == 5:
+			if resp.GetError().GetReason() != "USER_NOT_FOUND" {
+				t.Errorf("send to nobody: %v", resp.GetError())
+			}
+		case resp.GetError().GetReason() == "INBOX_FULL":
+			full++
+		default:
+			t.Errorf("request %d: %v", resp.GetRequestId(), resp.GetError())
+		}
+	}
+	if _, err := stream.Recv(); err != io.EOF {
+		t.Fatalf("after the last answer: %v, want EOF", err)
+	}
+	if sent[2] == nil || !bytes.Equal(sent[2], sent[3]) {
+		t.Errorf("a retried send got ids %x and %x, want one id", sent[2], sent[3])
+	}
+	// 39 valid sends, two of them the same message: 38 distinct messages for an inbox
+	// of 20. The retry may be counted twice against the cap, never stored twice.
+	if stored := len(sent); stored < limit-1 || stored > limit+1 || full != n-1-stored {
+		t.Errorf("%d sends stored, %d refused as INBOX_FULL, inbox limit %d", stored, full, limit)
+	}
+	r := e.receive(t, bob)
+	<-r.backlog
+	got := map[string]bool{}
+	for range len(r.deliveries) {
+		got[string((<-r.deliveries).GetMessageId())] = true
+	}
+	distinct := map[string]bool{}
+	for _, id := range sent {
+		distinct[string(id)] = true
+	}
+	if len(got) != len(distinct) || len(got) > limit {
+		t.Errorf("bob's inbox holds %d messages; %d distinct sends were acknowledged, limit %d", len(got), len(distinct), limit)
+	}
 }
