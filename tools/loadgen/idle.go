@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
@@ -21,7 +22,9 @@ func runIdle(ctx context.Context, args []string) error {
 	var sf serverFlags
 	fs := flag.NewFlagSet("idle", flag.ContinueOnError)
 	sf.register(fs)
-	devices := fs.Int("devices", 10000, "devices that each hold one open Receive stream on their own connection")
+	devices := fs.Int("devices", 10000, "devices that each hold one open Receive stream")
+	var shared int
+	registerConns(fs, &shared)
 	settle := fs.Duration("settle", 5*time.Second, "wait after the last stream opened before reading the server's memory")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -39,7 +42,7 @@ func runIdle(ctx context.Context, args []string) error {
 	// Register the devices first (the server's memory grows with accounts too), then
 	// read the baseline, then open the streams.
 	fmt.Printf("loadgen: registering %d devices…\n", *devices)
-	setupConn, err := dial(srv.addr)
+	setupConn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}
@@ -65,27 +68,20 @@ func runIdle(ctx context.Context, args []string) error {
 		return err
 	}
 
-	fmt.Printf("loadgen: opening %d Receive streams, one connection each…\n", *devices)
+	conns := newConnPool(srv.addr, shared)
+	defer conns.Close()
+	fmt.Printf("loadgen: opening %d Receive streams, %s…\n", *devices, conns.describe())
 	var open atomic.Int64
-	conns := make([]*grpc.ClientConn, len(devs))
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
 	streamCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx = errgroup.WithContext(streamCtx)
 	g.SetLimit(64)
 	for i, d := range devs {
 		g.Go(func() error {
-			c, err := dial(srv.addr)
+			c, err := conns.get()
 			if err != nil {
 				return err
 			}
-			conns[i] = c
 			stream, err := messagingv1.NewMessagingServiceClient(c).Receive(d.Context(streamCtx), &messagingv1.ReceiveRequest{})
 			if err != nil {
 				return err

@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
@@ -23,6 +22,7 @@ type throughputFlags struct {
 	server   serverFlags
 	senders  int
 	inflight int
+	conns    int
 	size     int
 	warmup   time.Duration
 	duration time.Duration
@@ -34,6 +34,7 @@ func runThroughput(ctx context.Context, args []string) error {
 	f.server.register(fs)
 	fs.IntVar(&f.senders, "senders", 64, "sending devices, each paired with its own receiving device")
 	fs.IntVar(&f.inflight, "inflight", 4, "messages each sender keeps in flight end to end: a slot frees when the receiver has acked its message")
+	registerConns(fs, &f.conns)
 	fs.IntVar(&f.size, "size", 256, "envelope size in bytes")
 	fs.DurationVar(&f.warmup, "warmup", 3*time.Second, "load before measuring")
 	fs.DurationVar(&f.duration, "duration", 15*time.Second, "measured time")
@@ -54,15 +55,12 @@ func runThroughput(ctx context.Context, args []string) error {
 		addr = srv.addr
 	}
 
-	pairs, err := setupPairs(ctx, addr, f.senders)
+	conns := newConnPool(addr, f.conns)
+	defer conns.Close()
+	pairs, err := setupPairs(ctx, conns, f.senders)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, p := range pairs {
-			p.conn.Close()
-		}
-	}()
 
 	var (
 		measuring atomic.Bool
@@ -103,7 +101,7 @@ func runThroughput(ctx context.Context, args []string) error {
 		g.Go(func() error { return send(gctx, p, f.size) })
 	}
 
-	fmt.Printf("loadgen: %d senders → %d receivers, %d messages in flight per pair (send → deliver → ack), %d-byte envelopes, server %s\n", f.senders, f.senders, f.inflight, f.size, addr)
+	fmt.Printf("loadgen: %d senders → %d receivers, %d messages in flight per pair (send → deliver → ack), %d-byte envelopes, %s, server %s\n", f.senders, f.senders, f.inflight, f.size, conns.describe(), addr)
 	select {
 	case <-time.After(f.warmup):
 	case <-gctx.Done():
@@ -158,22 +156,18 @@ type pair struct {
 	rconn       *grpc.ClientConn // the receiver's
 }
 
-func dial(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-}
-
-func setupPairs(ctx context.Context, addr string, n int) ([]*pair, error) {
+func setupPairs(ctx context.Context, conns *connPool, n int) ([]*pair, error) {
 	run := time.Now().UnixNano()
 	pairs := make([]*pair, n)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for i := range pairs {
 		g.Go(func() error {
-			sc, err := dial(addr)
+			sc, err := conns.get()
 			if err != nil {
 				return err
 			}
-			rc, err := dial(addr)
+			rc, err := conns.get()
 			if err != nil {
 				return err
 			}
