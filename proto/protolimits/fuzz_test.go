@@ -41,6 +41,7 @@ func FuzzCheck(f *testing.F) {
 	seed(&messagingv1.SendMessageRequest{RecipientUserId: "u1", ClientMessageId: make([]byte, 16), Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1, SealedEnvelope: []byte("sealed")}}})
 	seed(&messagingv1.SendStreamRequest{RequestId: 7, Message: &messagingv1.SendMessageRequest{ClientMessageId: make([]byte, 17)}})
 	seed(&messagingv1.AckMessagesRequest{MessageIds: [][]byte{make([]byte, 16), make([]byte, 1)}})
+	seed(&messagingv1.ReceiveRequest{AckMessageIds: [][]byte{make([]byte, 16), make([]byte, 17)}})
 	seed(&messagingv1.SubmitCommitRequest{GroupId: []byte("g"), Added: []*commonv1.DeviceAddress{{UserId: "u", DeviceId: 2}}})
 	seed(&notificationv1.RegisterPushTargetRequest{Target: &notificationv1.RegisterPushTargetRequest_WebPush{WebPush: &notificationv1.WebPushTarget{Endpoint: "https://push.example", P256Dh: key, Auth: make([]byte, 16)}}})
 	f.Add(uint16(0), []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f})

@@ -2,14 +2,19 @@ package messaging
 
 import (
 	"context"
+	"errors"
+	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/msgstore"
 	"github.com/guardyn/guardyn/libs/server"
 	eventsv1 "github.com/guardyn/guardyn/proto/guardyn/events/v1"
@@ -30,33 +35,14 @@ type hub struct {
 
 func newHub() *hub { return &hub{streams: make(map[inboxKey]*liveStream)} }
 
-// eventBuffer is how many live events wait for a stream before it falls back to reading
-// its inbox. It bounds the memory of an idle stream (docs/perf-idle.md: 16 saves 384 B per
-// idle stream against 64 and costs no throughput).
-const eventBuffer = 16
-
-// liveStream is the mailbox of one Receive stream.
-type liveStream struct {
-	events     chan *eventsv1.LiveEvent
-	overflowed atomic.Bool
-	kick       chan struct{} // signalled when events were dropped
-	superseded chan struct{} // closed when a newer stream of the device took over
-}
-
-// attach registers a new stream for key and ends the previous one.
-func (h *hub) attach(key inboxKey) *liveStream {
-	st := &liveStream{
-		events:     make(chan *eventsv1.LiveEvent, eventBuffer),
-		kick:       make(chan struct{}, 1),
-		superseded: make(chan struct{}),
-	}
+// attach registers st as the stream of key and ends the previous one.
+func (h *hub) attach(key inboxKey, st *liveStream) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if old := h.streams[key]; old != nil {
 		close(old.superseded)
 	}
 	h.streams[key] = st
-	return st
 }
 
 func (h *hub) detach(key inboxKey, st *liveStream) {
@@ -73,38 +59,62 @@ func (h *hub) get(key inboxKey) *liveStream {
 	return h.streams[key]
 }
 
-// offer hands an event to the stream without ever blocking the NATS dispatcher. When the
-// buffer is full the event is dropped and the stream resynchronises from its inbox.
-func (st *liveStream) offer(ev *eventsv1.LiveEvent) {
-	select {
-	case st.events <- ev:
-	default:
-		st.overflowed.Store(true)
-		select {
-		case st.kick <- struct{}{}:
-		default:
-		}
-	}
-}
+// eventBuffer is how many live events wait for a stream before it falls back to reading
+// its inbox. It bounds the memory of an idle stream (docs/perf-idle.md: 16 saves 384 B per
+// idle stream against 64 and costs no throughput).
+const eventBuffer = 16
 
 // maxBatch bounds the deliveries of one ReceiveResponse.
 const maxBatch = 256
 
-// receiver is the state of one Receive call.
-type receiver struct {
-	s        *Server
-	rs       grpc.ServerStreamingServer[messagingv1.ReceiveResponse]
-	inbox    msgstore.Inbox
-	cursor   msgstore.Cursor
-	inflight map[msgstore.ID]struct{} // sent, not yet acknowledged
-	lagging  bool                     // the inbox may hold messages not sent yet
-	// backlogDone is set once the stored backlog has been sent entirely and the client
-	// was told so with backlog_complete.
-	backlogDone bool
+// pumpLinger is how long a stream's pump waits for more work before its goroutine ends.
+// A busy stream keeps its pump; an idle one holds no goroutine but the handler's.
+const pumpLinger = time.Second
+
+// liveStream is one Receive call. Idle, it is a mailbox and one parked goroutine, the
+// call's handler, which only waits for the call to end: the work runs on goroutines
+// started when there is some, so that the many idle streams of a server do not each keep
+// the stack that sending and reading grew (docs/perf-idle.md).
+//
+//   - The pump sends: the backlog, then live events as they arrive. It starts when an
+//     event or acknowledgement needs it and ends after pumpLinger without work.
+//   - The ack reader reads the client's acknowledgements while deliveries are in flight
+//     and ends when none are.
+type liveStream struct {
+	s      *Server
+	rs     grpc.BidiStreamingServer[messagingv1.ReceiveRequest, messagingv1.ReceiveResponse]
+	ctx    context.Context
+	caller authn.Principal
+	inbox  msgstore.Inbox
+
+	events     chan *eventsv1.LiveEvent
+	overflowed atomic.Bool   // events were dropped: resynchronise from the inbox
+	kick       chan struct{} // wakes a lingering pump for work that is not an event
+	superseded chan struct{} // closed when a newer stream of the device took over
+	stop       chan struct{} // closed when the call ends
+	fatal      chan error    // the first error that ends the call
+
+	mu      sync.Mutex
+	pumping bool
+	closed  bool
+	reading bool // an ack reader runs
+	readEOF bool // the client closed its side: no more acknowledgements on the stream
+	// inflight holds deliveries sent and not yet acknowledged; at most the server's window.
+	inflight map[msgstore.ID]struct{}
+	// lagging means the inbox may hold messages not sent yet: the window was full, or
+	// the backlog has not been read.
+	lagging bool
+	pumped  sync.WaitGroup
+
+	// Owned by the pump.
+	cursor      msgstore.Cursor
+	backlogDone bool // the client was told backlog_complete
+	batch       []*messagingv1.Delivery
 }
 
-// Receive streams the calling device's backlog, then its live deliveries.
-func (s *Server) Receive(_ *messagingv1.ReceiveRequest, rs grpc.ServerStreamingServer[messagingv1.ReceiveResponse]) error {
+// Receive streams the calling device's backlog, then its live deliveries, and takes its
+// acknowledgements.
+func (s *Server) Receive(rs grpc.BidiStreamingServer[messagingv1.ReceiveRequest, messagingv1.ReceiveResponse]) error {
 	ctx := rs.Context()
 	p, err := caller(ctx)
 	if err != nil {
@@ -113,61 +123,161 @@ func (s *Server) Receive(_ *messagingv1.ReceiveRequest, rs grpc.ServerStreamingS
 	if err := s.allow("receive", p.UserID+"/"+inboxOf(p.UserID, p.DeviceID).DeviceID); err != nil {
 		return err
 	}
-	key := inboxKey{p.UserID, p.DeviceID}
-	// Attach before reading the backlog, so nothing stored in between is missed; what
-	// arrives twice is recognised by its id.
-	st := s.hub.attach(key)
-	defer s.hub.detach(key, st)
-
-	r := &receiver{s: s, rs: rs, inbox: inboxOf(p.UserID, p.DeviceID), inflight: make(map[msgstore.ID]struct{})}
-	if err := r.drain(ctx); err != nil {
-		return err
+	st := &liveStream{
+		s: s, rs: rs, ctx: ctx, caller: p, inbox: inboxOf(p.UserID, p.DeviceID),
+		events:     make(chan *eventsv1.LiveEvent, eventBuffer),
+		kick:       make(chan struct{}, 1),
+		superseded: make(chan struct{}),
+		stop:       make(chan struct{}),
+		fatal:      make(chan error, 1),
+		lagging:    true,
 	}
-	// batch is allocated on the first live event: most streams idle.
-	var batch []*messagingv1.Delivery
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-st.superseded:
-			return server.Error(codes.Aborted, reasonSuperseded, "this device opened a newer Receive stream")
-		case <-st.kick:
-			if st.overflowed.Swap(false) {
-				if err := r.resync(ctx); err != nil {
-					return err
-				}
-			}
-		case ev := <-st.events:
-			batch = batch[:0]
-			for ev != nil {
-				var err error
-				if batch, err = r.handle(ctx, ev, batch); err != nil {
-					return err
-				}
-				ev = nil
-				if len(batch) < maxBatch {
-					select {
-					case ev = <-st.events:
-					default:
-					}
-				}
-			}
-			if len(batch) > 0 {
-				if err := rs.Send(&messagingv1.ReceiveResponse{Deliveries: batch}); err != nil {
-					return err
-				}
-			}
-			if r.lagging && len(r.inflight) < r.s.window {
-				if err := r.drain(ctx); err != nil {
-					return err
-				}
-			}
-		}
+	// Attach before the pump reads the backlog, so nothing stored in between is missed;
+	// what arrives twice is recognised by its id.
+	key := inboxKey{p.UserID, p.DeviceID}
+	s.hub.attach(key, st)
+	defer s.hub.detach(key, st)
+	st.wake()
+
+	select {
+	case <-ctx.Done():
+	case <-st.superseded:
+		err = server.Error(codes.Aborted, reasonSuperseded, "this device opened a newer Receive stream")
+	case err = <-st.fatal:
+	}
+	st.mu.Lock()
+	st.closed = true
+	st.mu.Unlock()
+	close(st.stop)
+	// The pump must not send once the handler has returned. An ack reader blocked in
+	// Recv returns when the call ends and then touches nothing of the call.
+	st.pumped.Wait()
+	return err
+}
+
+// offer hands an event to the stream without ever blocking the publisher. When the buffer
+// is full the event is dropped and the stream resynchronises from its inbox.
+func (st *liveStream) offer(ev *eventsv1.LiveEvent) {
+	select {
+	case st.events <- ev:
+	default:
+		st.overflowed.Store(true)
+		st.signal()
+	}
+	st.wake()
+}
+
+// signal wakes a lingering pump for work other than an event.
+func (st *liveStream) signal() {
+	select {
+	case st.kick <- struct{}{}:
+	default:
 	}
 }
 
+// wake starts the pump unless it runs or the call is over.
+func (st *liveStream) wake() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.pumping || st.closed {
+		return
+	}
+	st.pumping = true
+	st.pumped.Add(1)
+	go st.pump()
+}
+
+// fail ends the call with err, unless it is already ending.
+func (st *liveStream) fail(err error) {
+	select {
+	case st.fatal <- err:
+	default:
+	}
+}
+
+// pump sends until it has had no work for pumpLinger.
+func (st *liveStream) pump() {
+	defer st.pumped.Done()
+	linger := time.NewTimer(pumpLinger)
+	defer linger.Stop()
+	var ev *eventsv1.LiveEvent
+	for {
+		if err := st.work(ev); err != nil {
+			st.fail(err)
+			st.mu.Lock()
+			st.pumping = false
+			st.mu.Unlock()
+			return
+		}
+		ev = nil
+		linger.Reset(pumpLinger)
+		select {
+		case ev = <-st.events:
+			continue
+		case <-st.kick:
+			continue
+		case <-linger.C:
+		case <-st.stop:
+		}
+		// Whoever offered work while we were deciding to stop saw pumping still set and
+		// left the work to us: look once more under the lock that wake takes.
+		st.mu.Lock()
+		if !st.closed && (len(st.events) > 0 || st.overflowed.Load() || st.lagging && len(st.inflight) < st.s.window) {
+			st.mu.Unlock()
+			continue
+		}
+		st.pumping = false
+		st.batch = nil
+		st.mu.Unlock()
+		return
+	}
+}
+
+// work sends ev and whatever other events are queued, resynchronises after dropped
+// events, and reads the inbox when it may hold messages not sent yet.
+func (st *liveStream) work(ev *eventsv1.LiveEvent) error {
+	if st.overflowed.Swap(false) {
+		if err := st.resync(); err != nil {
+			return err
+		}
+	}
+	batch := st.batch[:0]
+	for len(batch) < maxBatch {
+		if ev == nil {
+			select {
+			case ev = <-st.events:
+			default:
+			}
+			if ev == nil {
+				break
+			}
+		}
+		var err error
+		if batch, err = st.handle(ev, batch); err != nil {
+			return err
+		}
+		ev = nil
+	}
+	if len(batch) > 0 {
+		err := st.rs.Send(&messagingv1.ReceiveResponse{Deliveries: batch})
+		clear(batch)
+		if err != nil {
+			return err
+		}
+		st.startReader()
+	}
+	st.batch = batch[:0]
+	st.mu.Lock()
+	drain := st.lagging && len(st.inflight) < st.s.window
+	st.mu.Unlock()
+	if drain {
+		return st.drain()
+	}
+	return nil
+}
+
 // handle applies one live event, appending deliveries to send to batch.
-func (r *receiver) handle(ctx context.Context, ev *eventsv1.LiveEvent, batch []*messagingv1.Delivery) ([]*messagingv1.Delivery, error) {
+func (st *liveStream) handle(ev *eventsv1.LiveEvent, batch []*messagingv1.Delivery) ([]*messagingv1.Delivery, error) {
 	switch e := ev.GetEvent().(type) {
 	case *eventsv1.LiveEvent_Delivery:
 		d := e.Delivery
@@ -175,21 +285,19 @@ func (r *receiver) handle(ctx context.Context, ev *eventsv1.LiveEvent, batch []*
 			return append(batch, d), nil
 		}
 		id := msgstore.ID(d.GetMessageId())
-		if _, sent := r.inflight[id]; sent {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if _, sent := st.inflight[id]; sent {
 			return batch, nil
 		}
-		if r.lagging || len(r.inflight) >= r.s.window {
-			r.lagging = true // it is in the inbox; drain sends it when the window frees up
+		if st.lagging || len(st.inflight) >= st.s.window {
+			st.lagging = true // it is in the inbox; drain sends it when the window frees up
 			return batch, nil
 		}
-		r.inflight[id] = struct{}{}
+		st.addInflight(id)
 		return append(batch, d), nil
 	case *eventsv1.LiveEvent_Acked:
-		for _, b := range e.Acked.GetMessageIds() {
-			if len(b) == 16 {
-				delete(r.inflight, msgstore.ID(b))
-			}
-		}
+		st.acked(e.Acked.GetMessageIds())
 		return batch, nil
 	case *eventsv1.LiveEvent_Removed:
 		return nil, server.Error(codes.Unauthenticated, reasonDeviceRemoved, "this device has been removed")
@@ -197,56 +305,89 @@ func (r *receiver) handle(ctx context.Context, ev *eventsv1.LiveEvent, batch []*
 	return batch, nil
 }
 
+// addInflight records a delivery as sent; st.mu is held.
+func (st *liveStream) addInflight(id msgstore.ID) {
+	if st.inflight == nil {
+		st.inflight = make(map[msgstore.ID]struct{})
+	}
+	st.inflight[id] = struct{}{}
+}
+
+// acked forgets acknowledged deliveries and wakes the pump if that frees the window for
+// messages waiting in the inbox.
+func (st *liveStream) acked(ids [][]byte) {
+	st.mu.Lock()
+	for _, b := range ids {
+		if len(b) == 16 {
+			delete(st.inflight, msgstore.ID(b))
+		}
+	}
+	resume := st.lagging && len(st.inflight) < st.s.window
+	st.mu.Unlock()
+	if resume {
+		st.signal()
+		st.wake()
+	}
+}
+
 // drain sends stored messages after the cursor until the inbox is exhausted or the window
 // is full. The response that exhausts the inbox for the first time carries
 // backlog_complete; a backlog larger than the window completes as the client acks.
-func (r *receiver) drain(ctx context.Context) error {
+func (st *liveStream) drain() error {
 	for {
-		room := r.s.window - len(r.inflight)
+		st.mu.Lock()
+		room, sent := st.s.window-len(st.inflight), len(st.inflight)
 		if room <= 0 {
-			r.lagging = true
+			st.lagging = true
+			st.mu.Unlock()
 			return nil
 		}
+		st.mu.Unlock()
 		// Messages already sent live come back until they are acked; read past them.
-		limit := min(room+len(r.inflight), msgstore.MaxBatch)
-		msgs, err := r.s.inboxes.Read(ctx, r.inbox, r.cursor, limit)
+		limit := min(room+sent, msgstore.MaxBatch)
+		msgs, err := st.s.inboxes.Read(st.ctx, st.inbox, st.cursor, limit)
 		if err != nil {
-			return r.s.internal(ctx, "read inbox", err)
+			return st.s.internal(st.ctx, "read inbox", err)
 		}
 		var out []*messagingv1.Delivery
+		st.mu.Lock()
 		for _, m := range msgs {
-			if len(r.inflight) >= r.s.window {
+			if len(st.inflight) >= st.s.window {
 				break
 			}
-			r.cursor = m.Cursor
-			if _, sent := r.inflight[m.ID]; sent {
+			st.cursor = m.Cursor
+			if _, sent := st.inflight[m.ID]; sent {
 				continue
 			}
 			d, err := storedDelivery(m)
 			if err != nil {
-				r.s.log.WarnContext(ctx, "messaging: undecodable stored delivery skipped", "err", err)
+				st.s.log.WarnContext(st.ctx, "messaging: undecodable stored delivery skipped", "err", err)
 				continue
 			}
-			r.inflight[m.ID] = struct{}{}
+			st.addInflight(m.ID)
 			out = append(out, d)
 		}
-		exhausted := len(msgs) < limit && len(r.inflight) < r.s.window
+		exhausted := len(msgs) < limit && len(st.inflight) < st.s.window
+		if exhausted {
+			st.lagging = false
+		}
+		st.mu.Unlock()
 		for len(out) > 0 {
 			n := min(len(out), maxBatch)
 			resp := &messagingv1.ReceiveResponse{Deliveries: out[:n]}
 			out = out[n:]
-			if len(out) == 0 && exhausted && !r.backlogDone {
-				resp.BacklogComplete, r.backlogDone = true, true
+			if len(out) == 0 && exhausted && !st.backlogDone {
+				resp.BacklogComplete, st.backlogDone = true, true
 			}
-			if err := r.rs.Send(resp); err != nil {
+			if err := st.rs.Send(resp); err != nil {
 				return err
 			}
+			st.startReader()
 		}
 		if exhausted {
-			r.lagging = false
-			if !r.backlogDone {
-				r.backlogDone = true
-				return r.rs.Send(&messagingv1.ReceiveResponse{BacklogComplete: true})
+			if !st.backlogDone {
+				st.backlogDone = true
+				return st.rs.Send(&messagingv1.ReceiveResponse{BacklogComplete: true})
 			}
 			return nil
 		}
@@ -254,28 +395,101 @@ func (r *receiver) drain(ctx context.Context) error {
 }
 
 // resync recovers from dropped live events: forget acknowledgements we may have missed by
-// keeping only in-flight ids still in the inbox, then send whatever is unsent.
-func (r *receiver) resync(ctx context.Context) error {
-	present := make(map[msgstore.ID]struct{}, len(r.inflight))
+// keeping only in-flight ids still in the inbox, then read the inbox from its start.
+func (st *liveStream) resync() error {
+	present := make(map[msgstore.ID]struct{})
 	var cursor msgstore.Cursor
 	for {
-		msgs, err := r.s.inboxes.Read(ctx, r.inbox, cursor, msgstore.MaxBatch)
+		msgs, err := st.s.inboxes.Read(st.ctx, st.inbox, cursor, msgstore.MaxBatch)
 		if err != nil {
-			return r.s.internal(ctx, "read inbox", err)
+			return st.s.internal(st.ctx, "read inbox", err)
 		}
 		for _, m := range msgs {
 			cursor = m.Cursor
-			if _, ok := r.inflight[m.ID]; ok {
-				present[m.ID] = struct{}{}
-			}
+			present[m.ID] = struct{}{}
 		}
 		if len(msgs) < msgstore.MaxBatch {
 			break
 		}
 	}
-	r.inflight = present
-	r.cursor = nil
-	return r.drain(ctx)
+	st.mu.Lock()
+	for id := range st.inflight {
+		if _, ok := present[id]; !ok {
+			delete(st.inflight, id)
+		}
+	}
+	st.lagging = true
+	st.mu.Unlock()
+	st.cursor = nil
+	return nil
+}
+
+// startReader starts reading acknowledgements if deliveries await them and nobody reads.
+func (st *liveStream) startReader() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.reading || st.readEOF || st.closed || len(st.inflight) == 0 {
+		return
+	}
+	st.reading = true
+	go st.readAcks()
+}
+
+// readAcks applies the client's acknowledgements until none of its deliveries is in
+// flight; later requests wait in the transport's flow-control window for the next reader.
+func (st *liveStream) readAcks() {
+	for {
+		req, err := st.rs.Recv()
+		if err == nil {
+			err = st.ack(req.GetAckMessageIds())
+		}
+		st.mu.Lock()
+		more := err == nil && len(st.inflight) > 0 && !st.closed
+		if !more {
+			st.reading = false
+			st.readEOF = st.readEOF || errors.Is(err, io.EOF)
+		}
+		st.mu.Unlock()
+		if more {
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) && st.ctx.Err() == nil && status.Code(err) != codes.Canceled {
+			st.fail(err)
+		}
+		return
+	}
+}
+
+// ack deletes acknowledged messages from the inbox, as AckMessages does, and frees their
+// place in the window.
+func (st *liveStream) ack(raw [][]byte) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	if err := st.s.allow("ack", st.caller.UserID); err != nil {
+		return err
+	}
+	ids, err := messageIDs(raw)
+	if err != nil {
+		return err
+	}
+	if err := st.s.inboxes.Delete(st.ctx, st.inbox, ids); err != nil {
+		return st.s.internal(st.ctx, "delete acknowledged messages", err)
+	}
+	st.acked(raw)
+	return nil
+}
+
+// messageIDs parses acknowledged message ids.
+func messageIDs(raw [][]byte) ([]msgstore.ID, error) {
+	ids := make([]msgstore.ID, 0, len(raw))
+	for _, b := range raw {
+		if len(b) != 16 {
+			return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "message ids are 16 bytes, got %d", len(b))
+		}
+		ids = append(ids, msgstore.ID(b))
+	}
+	return ids, nil
 }
 
 // storedDelivery turns an inbox entry back into the Delivery the client sees. One-to-one

@@ -501,12 +501,9 @@ func (s *Server) AckMessages(ctx context.Context, req *messagingv1.AckMessagesRe
 	if err := s.allow("ack", p.UserID); err != nil {
 		return nil, err
 	}
-	ids := make([]msgstore.ID, 0, len(req.GetMessageIds()))
-	for _, b := range req.GetMessageIds() {
-		if len(b) != 16 {
-			return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "message ids are 16 bytes, got %d", len(b))
-		}
-		ids = append(ids, msgstore.ID(b))
+	ids, err := messageIDs(req.GetMessageIds())
+	if err != nil {
+		return nil, err
 	}
 	if len(ids) == 0 {
 		return &messagingv1.AckMessagesResponse{}, nil

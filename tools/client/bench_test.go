@@ -142,7 +142,7 @@ func BenchmarkReceive(b *testing.B) {
 			}
 			b.StartTimer()
 			sctx, cancel := context.WithCancel(bctx)
-			stream, err := msg.Receive(sctx, &messagingv1.ReceiveRequest{})
+			stream, err := msg.Receive(sctx)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -141,9 +141,33 @@ func (c *Client) listenOnce(ctx context.Context, once bool, handle func(Event)) 
 	}
 	sctx, cancel := context.WithCancel(actx)
 	defer cancel()
-	stream, err := c.msg.Receive(sctx, &messagingv1.ReceiveRequest{})
+	stream, err := c.msg.Receive(sctx)
 	if err != nil {
 		return fmt.Errorf("client: receive: %w", err)
+	}
+	// A listener acknowledges on its stream: no call per batch. An acknowledgement still
+	// queued when the stream ends is lost, and the message comes back and is dropped as a
+	// duplicate; a one-shot fetch, which ends the stream right after its last batch, asks
+	// the server to confirm each acknowledgement instead.
+	ack := func(ids [][]byte) error {
+		for len(ids) > 0 {
+			n := min(len(ids), maxAcksPerRequest)
+			if err := stream.Send(&messagingv1.ReceiveRequest{AckMessageIds: ids[:n]}); err != nil {
+				return err
+			}
+			ids = ids[n:]
+		}
+		return nil
+	}
+	if once {
+		ack = func(ids [][]byte) error {
+			actx, err := c.freshBearer(ctx)
+			if err != nil {
+				return err
+			}
+			_, err = c.msg.AckMessages(actx, &messagingv1.AckMessagesRequest{MessageIds: ids})
+			return err
+		}
 	}
 	for {
 		resp, err := stream.Recv()
@@ -151,7 +175,7 @@ func (c *Client) listenOnce(ctx context.Context, once bool, handle func(Event)) 
 			return fmt.Errorf("client: receive: %w", err)
 		}
 		if len(resp.GetDeliveries()) > 0 {
-			if err := c.handleBatch(ctx, resp.GetDeliveries(), handle); err != nil {
+			if err := c.handleBatch(ctx, resp.GetDeliveries(), handle, ack); err != nil {
 				return err
 			}
 		}
@@ -204,7 +228,12 @@ func (b *batch) addReceipt(sender string, id content.ID) {
 	b.receipts[sender] = append(b.receipts[sender], id)
 }
 
-func (c *Client) handleBatch(ctx context.Context, deliveries []*messagingv1.Delivery, handle func(Event)) error {
+// maxAcksPerRequest is the most message ids one acknowledgement carries (the API's limit).
+const maxAcksPerRequest = 1000
+
+// handleBatch decrypts and saves a batch of deliveries, shows them, then acknowledges them
+// with ack.
+func (c *Client) handleBatch(ctx context.Context, deliveries []*messagingv1.Delivery, handle func(Event), ack func([][]byte) error) error {
 	var b batch
 	if err := c.cycle(func(s *state) error {
 		b = batch{}
@@ -217,11 +246,7 @@ func (c *Client) handleBatch(ctx context.Context, deliveries []*messagingv1.Deli
 		handle(ev)
 	}
 	if len(b.acks) > 0 {
-		actx, err := c.freshBearer(ctx)
-		if err != nil {
-			return err
-		}
-		if _, err := c.msg.AckMessages(actx, &messagingv1.AckMessagesRequest{MessageIds: b.acks}); err != nil {
+		if err := ack(b.acks); err != nil {
 			// Unacknowledged messages come back and are dropped as duplicates.
 			return fmt.Errorf("client: acknowledge messages: %w", err)
 		}

@@ -109,7 +109,7 @@ func TestKill9LosesNoAcknowledgedMessage(t *testing.T) {
 	msgc = messagingv1.NewMessagingServiceClient(conn)
 	rctx, cancel := context.WithTimeout(bob.Context(ctx), 60*time.Second)
 	defer cancel()
-	stream, err := msgc.Receive(rctx, &messagingv1.ReceiveRequest{})
+	stream, err := msgc.Receive(rctx)
 	if err != nil {
 		t.Fatal(err)
 	}

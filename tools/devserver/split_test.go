@@ -65,7 +65,7 @@ func TestServicesAsSeparateProcesses(t *testing.T) {
 	if _, err := msgc.SendMessage(alice.Context(ctx), rawdevice.SendRequest(bob.UserID, []byte("hello"), bob.ID, bob2.ID)); err != nil {
 		t.Fatal(err)
 	}
-	stream, err := msgc.Receive(bob2.Context(ctx), &messagingv1.ReceiveRequest{})
+	stream, err := msgc.Receive(bob2.Context(ctx))
 	if err != nil {
 		t.Fatal(err)
 	}

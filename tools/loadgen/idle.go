@@ -82,7 +82,7 @@ func runIdle(ctx context.Context, args []string) error {
 			if err != nil {
 				return err
 			}
-			stream, err := messagingv1.NewMessagingServiceClient(c).Receive(d.Context(streamCtx), &messagingv1.ReceiveRequest{})
+			stream, err := messagingv1.NewMessagingServiceClient(c).Receive(d.Context(streamCtx))
 			if err != nil {
 				return err
 			}

@@ -247,29 +247,14 @@ func send(ctx context.Context, p *pair, size int) error {
 	}
 }
 
-// receive reads the receiver's stream, acks in batches and reports latencies of acked
-// messages.
+// receive reads the receiver's stream, acknowledges each batch on the same stream and
+// reports the latencies of acknowledged messages.
 func receive(ctx context.Context, p *pair, ready chan<- struct{}, report func([]time.Duration, int)) error {
 	c := messagingv1.NewMessagingServiceClient(p.rconn)
-	stream, err := c.Receive(p.receiver.Context(ctx), &messagingv1.ReceiveRequest{})
+	stream, err := c.Receive(p.receiver.Context(ctx))
 	if err != nil {
 		return err
 	}
-	acks := make(chan [][]byte, 64)
-	lats := make(chan []time.Duration, 64)
-	go func() {
-		for ids := range acks {
-			lat := <-lats
-			if _, err := c.AckMessages(p.receiver.Context(ctx), &messagingv1.AckMessagesRequest{MessageIds: ids}); err != nil {
-				continue
-			}
-			for range ids {
-				<-p.slots
-			}
-			report(lat, len(ids))
-		}
-	}()
-	defer close(acks)
 	once := false
 	for {
 		resp, err := stream.Recv()
@@ -295,7 +280,15 @@ func receive(ctx context.Context, p *pair, ready chan<- struct{}, report func([]
 				lat = append(lat, time.Duration(now-int64(binary.BigEndian.Uint64(d.GetPayload()))))
 			}
 		}
-		acks <- ids
-		lats <- lat
+		if err := stream.Send(&messagingv1.ReceiveRequest{AckMessageIds: ids}); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for range ids {
+			<-p.slots
+		}
+		report(lat, len(ids))
 	}
 }

@@ -636,7 +636,7 @@ func TestEveryLimitedRPCIsRateLimited(t *testing.T) {
 		{"Receive", func() error {
 			ctx, cancel := context.WithTimeout(alice.ctx(t), 5*time.Second)
 			defer cancel()
-			s, err := m.Receive(ctx, &messagingv1.ReceiveRequest{})
+			s, err := m.Receive(ctx)
 			if err != nil {
 				return err
 			}

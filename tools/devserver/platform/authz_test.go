@@ -176,7 +176,7 @@ func TestAuthorizationTable(t *testing.T) {
 		{messagingv1.MessagingService_Receive_FullMethodName, false, func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			s, err := m.Receive(ctx, &messagingv1.ReceiveRequest{})
+			s, err := m.Receive(ctx)
 			if err != nil {
 				return err
 			}

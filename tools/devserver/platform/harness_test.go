@@ -97,6 +97,7 @@ func (e *env) send(t *testing.T, from *device, to *device, body []byte, devices 
 
 // receiver reads a device's Receive stream in the background.
 type receiver struct {
+	stream     grpc.BidiStreamingClient[messagingv1.ReceiveRequest, messagingv1.ReceiveResponse]
 	deliveries chan *messagingv1.Delivery
 	backlog    chan struct{}
 	errs       chan error
@@ -106,12 +107,12 @@ type receiver struct {
 func (e *env) receive(t *testing.T, d *device) *receiver {
 	t.Helper()
 	ctx, cancel := context.WithCancel(d.ctx(t))
-	stream, err := e.msg.Receive(ctx, &messagingv1.ReceiveRequest{})
+	stream, err := e.msg.Receive(ctx)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	r := &receiver{deliveries: make(chan *messagingv1.Delivery, 10000), backlog: make(chan struct{}), errs: make(chan error, 1), cancel: cancel}
+	r := &receiver{stream: stream, deliveries: make(chan *messagingv1.Delivery, 10000), backlog: make(chan struct{}), errs: make(chan error, 1), cancel: cancel}
 	t.Cleanup(cancel)
 	go func() {
 		backlogDone := false
@@ -131,6 +132,14 @@ func (e *env) receive(t *testing.T, d *device) *receiver {
 		}
 	}()
 	return r
+}
+
+// ack acknowledges deliveries on the stream itself.
+func (r *receiver) ack(t *testing.T, ids ...[]byte) {
+	t.Helper()
+	if err := r.stream.Send(&messagingv1.ReceiveRequest{AckMessageIds: ids}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // next waits for the next delivery.

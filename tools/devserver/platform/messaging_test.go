@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,22 +188,154 @@ func TestRemovedDeviceLosesStreamAndInbox(t *testing.T) {
 }
 
 func TestUnackedWindowIsBounded(t *testing.T) {
+	acks := map[string]func(t *testing.T, e *env, bob *device, r *receiver, ids [][]byte){
+		"AckMessages": func(t *testing.T, e *env, bob *device, _ *receiver, ids [][]byte) {
+			must(e.msg.AckMessages(bob.ctx(t), &messagingv1.AckMessagesRequest{MessageIds: ids}))
+		},
+		"on the stream": func(t *testing.T, _ *env, _ *device, r *receiver, ids [][]byte) { r.ack(t, ids...) },
+	}
+	for name, ack := range acks {
+		t.Run(name, func(t *testing.T) {
+			e := start(t)
+			alice, bob := e.register(t, "alice"), e.register(t, "bob")
+			r := e.receive(t, bob)
+			<-r.backlog
+			const n = 1100 // beyond the default window of 1024
+			for i := range n {
+				must(e.send(t, alice, bob, fmt.Appendf(nil, "m%d", i)))
+			}
+			var got [][]byte
+			for len(got) < 1024 {
+				got = append(got, r.next(t).GetMessageId())
+			}
+			r.none(t, 300*time.Millisecond)
+			ack(t, e, bob, r, got[:500])
+			for range n - 1024 {
+				r.next(t)
+			}
+		})
+	}
+}
+
+// TestAcksOnTheStream acknowledges on the Receive stream itself: acknowledged messages
+// are gone when the device reconnects, the others come back.
+func TestAcksOnTheStream(t *testing.T) {
 	e := start(t)
 	alice, bob := e.register(t, "alice"), e.register(t, "bob")
 	r := e.receive(t, bob)
 	<-r.backlog
-	const n = 1100 // beyond the default window of 1024
-	for i := range n {
+	var ids [][]byte
+	for i := range 5 {
 		must(e.send(t, alice, bob, fmt.Appendf(nil, "m%d", i)))
+		ids = append(ids, r.next(t).GetMessageId())
 	}
-	var got [][]byte
-	for len(got) < 1024 {
-		got = append(got, r.next(t).GetMessageId())
+	r.ack(t, ids[0], ids[1])
+	r.ack(t, ids[3], ids[3]) // a repeated id is ignored
+	// The stream answers no acknowledgement, but it reads them in order: once a
+	// malformed one has ended it, the ones before it are applied.
+	r.ack(t, []byte("short"))
+	select {
+	case err := <-r.errs:
+		wantErr(t, err, codes.InvalidArgument, "LIMIT_EXCEEDED")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream survived a malformed acknowledgement")
 	}
-	r.none(t, 300*time.Millisecond)
-	must(e.msg.AckMessages(bob.ctx(t), &messagingv1.AckMessagesRequest{MessageIds: got[:500]}))
-	for range n - 1024 {
-		r.next(t)
+	again := e.receive(t, bob)
+	<-again.backlog
+	var left [][]byte
+	for len(again.deliveries) > 0 {
+		left = append(left, (<-again.deliveries).GetMessageId())
+	}
+	if len(left) != 2 || !bytes.Equal(left[0], ids[2]) || !bytes.Equal(left[1], ids[4]) {
+		t.Fatalf("after acknowledging messages 0, 1 and 3 the inbox holds %x, want messages 2 and 4", left)
+	}
+}
+
+// TestBadAcksOnTheStreamEndIt sends malformed acknowledgements on the stream: each ends
+// the stream with its reason and deletes nothing.
+func TestBadAcksOnTheStreamEndIt(t *testing.T) {
+	e := start(t)
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	tooMany := make([][]byte, 1001)
+	for i := range tooMany {
+		tooMany[i] = clientID()
+	}
+	cases := []struct {
+		name   string
+		ids    func(got []byte) [][]byte
+		code   codes.Code
+		reason string
+	}{
+		{"short id", func(got []byte) [][]byte { return [][]byte{got, got[:15]} }, codes.InvalidArgument, "LIMIT_EXCEEDED"},
+		{"long id", func(got []byte) [][]byte { return [][]byte{got, append(got, 0)} }, codes.InvalidArgument, "LIMIT_EXCEEDED"},
+		{"too many ids", func(got []byte) [][]byte { return append(tooMany[:1000:1000], got) }, codes.InvalidArgument, "LIMIT_EXCEEDED"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.receive(t, bob)
+			<-r.backlog
+			must(e.send(t, alice, bob, []byte("x")))
+			got := r.next(t).GetMessageId()
+			r.ack(t, c.ids(got)...)
+			select {
+			case err := <-r.errs:
+				wantErr(t, err, c.code, c.reason)
+			case <-time.After(10 * time.Second):
+				t.Fatal("the stream survived a malformed acknowledgement")
+			}
+			// Nothing was deleted: the message comes back on the next stream, and a
+			// valid acknowledgement then clears it for the next case.
+			again := e.receive(t, bob)
+			if d := again.next(t); !bytes.Equal(d.GetMessageId(), got) {
+				t.Fatalf("redelivered %x, want %x", d.GetMessageId(), got)
+			}
+			must(e.msg.AckMessages(bob.ctx(t), &messagingv1.AckMessagesRequest{MessageIds: [][]byte{got}}))
+			again.cancel()
+		})
+	}
+}
+
+// TestIdleStreamsGiveBackTheirGoroutines checks what keeps an idle device cheap
+// (docs/perf-idle.md): sending and reading acknowledgements run on goroutines that exist
+// only while a stream has work, so a stream that had traffic and went quiet is back to
+// its handler alone. The server runs in this process, so its goroutines can be counted
+// by the function they run.
+func TestIdleStreamsGiveBackTheirGoroutines(t *testing.T) {
+	e := startWith(t, func(c *platform.Config) { c.Limits = ratelimit.Policy{} })
+	alice := e.register(t, "alice")
+	const n = 40
+	devices := make([]*device, n)
+	receivers := make([]*receiver, n)
+	for i := range devices {
+		devices[i] = e.register(t, fmt.Sprintf("idle%d", i))
+		receivers[i] = e.receive(t, devices[i])
+		<-receivers[i].backlog
+	}
+	workers := func() (pumps, readers int) {
+		buf := make([]byte, 16<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		return strings.Count(stacks, "messaging.(*liveStream).pump("), strings.Count(stacks, "messaging.(*liveStream).readAcks(")
+	}
+	settle := func() { time.Sleep(1500 * time.Millisecond) } // beyond the pump's linger of a second
+
+	settle()
+	if p, r := workers(); p != 0 || r != 0 {
+		t.Errorf("after the backlogs: %d pumps and %d ack readers, want none", p, r)
+	}
+	got := make([][]byte, n)
+	for i, d := range devices {
+		must(e.send(t, alice, d, []byte("hello")))
+		got[i] = receivers[i].next(t).GetMessageId()
+	}
+	if p, r := workers(); p != n || r != n {
+		t.Errorf("with a delivery awaiting acknowledgement on each of %d streams: %d pumps and %d ack readers", n, p, r)
+	}
+	for i, r := range receivers {
+		r.ack(t, got[i])
+	}
+	settle()
+	if p, r := workers(); p != 0 || r != 0 {
+		t.Errorf("after the acknowledgements: %d pumps and %d ack readers, want none", p, r)
 	}
 }
 

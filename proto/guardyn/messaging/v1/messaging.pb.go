@@ -715,9 +715,12 @@ func (x *SendEphemeralResponse) GetServerTime() *timestamppb.Timestamp {
 	return nil
 }
 
-// ReceiveRequest opens the calling device's delivery stream; it has no fields.
+// ReceiveRequest acknowledges deliveries of the stream it is sent on.
 type ReceiveRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Message ids from Delivery.message_id to delete from the inbox; unknown or already
+	// acknowledged ids are ignored. Max: 1000 items, each exactly 16 bytes.
+	AckMessageIds [][]byte `protobuf:"bytes,1,rep,name=ack_message_ids,json=ackMessageIds,proto3" json:"ack_message_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -750,6 +753,13 @@ func (x *ReceiveRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ReceiveRequest.ProtoReflect.Descriptor instead.
 func (*ReceiveRequest) Descriptor() ([]byte, []int) {
 	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ReceiveRequest) GetAckMessageIds() [][]byte {
+	if x != nil {
+		return x.AckMessageIds
+	}
+	return nil
 }
 
 // ReceiveResponse carries deliveries; the server batches them when many are ready.
@@ -1790,8 +1800,9 @@ const file_guardyn_messaging_v1_messaging_proto_rawDesc = "" +
 	"\tenvelopes\x18\x02 \x03(\v2$.guardyn.messaging.v1.DeviceEnvelopeR\tenvelopes\"T\n" +
 	"\x15SendEphemeralResponse\x12;\n" +
 	"\vserver_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"\x10\n" +
-	"\x0eReceiveRequest\"|\n" +
+	"serverTime\"8\n" +
+	"\x0eReceiveRequest\x12&\n" +
+	"\x0fack_message_ids\x18\x01 \x03(\fR\rackMessageIds\"|\n" +
 	"\x0fReceiveResponse\x12>\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1e.guardyn.messaging.v1.DeliveryR\n" +
@@ -1867,13 +1878,13 @@ const file_guardyn_messaging_v1_messaging_proto_rawDesc = "" +
 	"\x1bDELIVERY_KIND_GROUP_MESSAGE\x10\x03\x12\x1e\n" +
 	"\x1aDELIVERY_KIND_GROUP_COMMIT\x10\x04\x12 \n" +
 	"\x1cDELIVERY_KIND_GROUP_PROPOSAL\x10\x05\x12\x19\n" +
-	"\x15DELIVERY_KIND_WELCOME\x10\x062\xfc\b\n" +
+	"\x15DELIVERY_KIND_WELCOME\x10\x062\xfe\b\n" +
 	"\x10MessagingService\x12b\n" +
 	"\vSendMessage\x12(.guardyn.messaging.v1.SendMessageRequest\x1a).guardyn.messaging.v1.SendMessageResponse\x12c\n" +
 	"\n" +
 	"SendStream\x12'.guardyn.messaging.v1.SendStreamRequest\x1a(.guardyn.messaging.v1.SendStreamResponse(\x010\x01\x12h\n" +
-	"\rSendEphemeral\x12*.guardyn.messaging.v1.SendEphemeralRequest\x1a+.guardyn.messaging.v1.SendEphemeralResponse\x12X\n" +
-	"\aReceive\x12$.guardyn.messaging.v1.ReceiveRequest\x1a%.guardyn.messaging.v1.ReceiveResponse0\x01\x12b\n" +
+	"\rSendEphemeral\x12*.guardyn.messaging.v1.SendEphemeralRequest\x1a+.guardyn.messaging.v1.SendEphemeralResponse\x12Z\n" +
+	"\aReceive\x12$.guardyn.messaging.v1.ReceiveRequest\x1a%.guardyn.messaging.v1.ReceiveResponse(\x010\x01\x12b\n" +
 	"\vAckMessages\x12(.guardyn.messaging.v1.AckMessagesRequest\x1a).guardyn.messaging.v1.AckMessagesResponse\x12b\n" +
 	"\vCreateGroup\x12(.guardyn.messaging.v1.CreateGroupRequest\x1a).guardyn.messaging.v1.CreateGroupResponse\x12e\n" +
 	"\fSubmitCommit\x12).guardyn.messaging.v1.SubmitCommitRequest\x1a*.guardyn.messaging.v1.SubmitCommitResponse\x12k\n" +

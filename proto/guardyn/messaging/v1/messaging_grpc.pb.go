@@ -89,18 +89,22 @@ type MessagingServiceClient interface {
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many signals; retry later.
 	SendEphemeral(ctx context.Context, in *SendEphemeralRequest, opts ...grpc.CallOption) (*SendEphemeralResponse, error)
 	// Receive streams the calling device's deliveries: first its stored backlog in order, then
-	// live deliveries as they arrive. Stored deliveries stay in the inbox until AckMessages, so a
-	// broken stream loses nothing. A device has at most one Receive stream: opening a second one
-	// ends the first with ABORTED/STREAM_SUPERSEDED.
+	// live deliveries as they arrive. Stored deliveries stay in the inbox until acknowledged, so
+	// a broken stream loses nothing. The stream opens with the call, before the client sends
+	// anything; each request the client sends acknowledges deliveries, with AckMessages'
+	// semantics and without a call per acknowledgement. A device has at most one Receive
+	// stream: opening a second one ends the first with ABORTED/STREAM_SUPERSEDED.
 	//
 	// Errors (ending the stream):
+	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a request breaks a documented limit (an id that is not
+	//     16 bytes, more than 1000 ids).
 	//   - ABORTED/STREAM_SUPERSEDED: the same device opened a newer Receive stream.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device; also sent
 	//     mid-stream when the device is removed.
-	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: reconnecting too often; retry later.
+	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: reconnecting or acknowledging too often; retry later.
 	//   - UNAVAILABLE: the server is shutting down; reconnect.
-	Receive(ctx context.Context, in *ReceiveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReceiveResponse], error)
+	Receive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReceiveRequest, ReceiveResponse], error)
 	// AckMessages deletes delivered messages from the calling device's inbox. Unknown or already
 	// acknowledged ids are ignored, so acks can be retried.
 	//
@@ -241,24 +245,18 @@ func (c *messagingServiceClient) SendEphemeral(ctx context.Context, in *SendEphe
 	return out, nil
 }
 
-func (c *messagingServiceClient) Receive(ctx context.Context, in *ReceiveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReceiveResponse], error) {
+func (c *messagingServiceClient) Receive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReceiveRequest, ReceiveResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &MessagingService_ServiceDesc.Streams[1], MessagingService_Receive_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	x := &grpc.GenericClientStream[ReceiveRequest, ReceiveResponse]{ClientStream: stream}
-	if err := x.ClientStream.SendMsg(in); err != nil {
-		return nil, err
-	}
-	if err := x.ClientStream.CloseSend(); err != nil {
-		return nil, err
-	}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type MessagingService_ReceiveClient = grpc.ServerStreamingClient[ReceiveResponse]
+type MessagingService_ReceiveClient = grpc.BidiStreamingClient[ReceiveRequest, ReceiveResponse]
 
 func (c *messagingServiceClient) AckMessages(ctx context.Context, in *AckMessagesRequest, opts ...grpc.CallOption) (*AckMessagesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -383,18 +381,22 @@ type MessagingServiceServer interface {
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many signals; retry later.
 	SendEphemeral(context.Context, *SendEphemeralRequest) (*SendEphemeralResponse, error)
 	// Receive streams the calling device's deliveries: first its stored backlog in order, then
-	// live deliveries as they arrive. Stored deliveries stay in the inbox until AckMessages, so a
-	// broken stream loses nothing. A device has at most one Receive stream: opening a second one
-	// ends the first with ABORTED/STREAM_SUPERSEDED.
+	// live deliveries as they arrive. Stored deliveries stay in the inbox until acknowledged, so
+	// a broken stream loses nothing. The stream opens with the call, before the client sends
+	// anything; each request the client sends acknowledges deliveries, with AckMessages'
+	// semantics and without a call per acknowledgement. A device has at most one Receive
+	// stream: opening a second one ends the first with ABORTED/STREAM_SUPERSEDED.
 	//
 	// Errors (ending the stream):
+	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a request breaks a documented limit (an id that is not
+	//     16 bytes, more than 1000 ids).
 	//   - ABORTED/STREAM_SUPERSEDED: the same device opened a newer Receive stream.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device; also sent
 	//     mid-stream when the device is removed.
-	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: reconnecting too often; retry later.
+	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: reconnecting or acknowledging too often; retry later.
 	//   - UNAVAILABLE: the server is shutting down; reconnect.
-	Receive(*ReceiveRequest, grpc.ServerStreamingServer[ReceiveResponse]) error
+	Receive(grpc.BidiStreamingServer[ReceiveRequest, ReceiveResponse]) error
 	// AckMessages deletes delivered messages from the calling device's inbox. Unknown or already
 	// acknowledged ids are ignored, so acks can be retried.
 	//
@@ -511,7 +513,7 @@ func (UnimplementedMessagingServiceServer) SendStream(grpc.BidiStreamingServer[S
 func (UnimplementedMessagingServiceServer) SendEphemeral(context.Context, *SendEphemeralRequest) (*SendEphemeralResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SendEphemeral not implemented")
 }
-func (UnimplementedMessagingServiceServer) Receive(*ReceiveRequest, grpc.ServerStreamingServer[ReceiveResponse]) error {
+func (UnimplementedMessagingServiceServer) Receive(grpc.BidiStreamingServer[ReceiveRequest, ReceiveResponse]) error {
 	return status.Error(codes.Unimplemented, "method Receive not implemented")
 }
 func (UnimplementedMessagingServiceServer) AckMessages(context.Context, *AckMessagesRequest) (*AckMessagesResponse, error) {
@@ -600,15 +602,11 @@ func _MessagingService_SendEphemeral_Handler(srv interface{}, ctx context.Contex
 }
 
 func _MessagingService_Receive_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(ReceiveRequest)
-	if err := stream.RecvMsg(m); err != nil {
-		return err
-	}
-	return srv.(MessagingServiceServer).Receive(m, &grpc.GenericServerStream[ReceiveRequest, ReceiveResponse]{ServerStream: stream})
+	return srv.(MessagingServiceServer).Receive(&grpc.GenericServerStream[ReceiveRequest, ReceiveResponse]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type MessagingService_ReceiveServer = grpc.ServerStreamingServer[ReceiveResponse]
+type MessagingService_ReceiveServer = grpc.BidiStreamingServer[ReceiveRequest, ReceiveResponse]
 
 func _MessagingService_AckMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AckMessagesRequest)
@@ -791,6 +789,7 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Receive",
 			Handler:       _MessagingService_Receive_Handler,
 			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "guardyn/messaging/v1/messaging.proto",
