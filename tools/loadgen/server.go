@@ -106,3 +106,30 @@ func (c *child) rss() (int64, error) {
 	}
 	return 0, fmt.Errorf("no VmRSS for pid %d", c.cmd.Process.Pid)
 }
+
+// cpu returns the user and system CPU time the child has used, from /proc.
+func (c *child) cpu() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name in parentheses may hold spaces; fields count from after it.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	fields := strings.Fields(rest)
+	if !ok || len(fields) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", c.cmd.Process.Pid)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] { // utime, stime
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every Linux
+// architecture Go supports.
+const clockTicks = 100

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"slices"
@@ -107,6 +108,11 @@ func runThroughput(ctx context.Context, args []string) error {
 	case <-gctx.Done():
 		return g.Wait()
 	}
+	var cpuStart time.Duration
+	cpuErr := errors.New("no child")
+	if srv != nil {
+		cpuStart, cpuErr = srv.cpu()
+	}
 	measuring.Store(true)
 	start := time.Now()
 	select {
@@ -135,6 +141,16 @@ func runThroughput(ctx context.Context, args []string) error {
 	fmt.Printf("delivered and acked: %d messages in %.1fs = %.0f msg/s\n", acked.Load(), elapsed.Seconds(), float64(acked.Load())/elapsed.Seconds())
 	fmt.Printf("end-to-end latency (send → arrival): p50 %v, p99 %v, max %v\n", pct(0.50), pct(0.99), pct(1))
 	fmt.Printf("send acknowledged as stored: p50 %v, p99 %v\n", pctOf(sendLats, 0.5), pctOf(sendLats, 0.99))
+	var dups int64
+	for _, p := range pairs {
+		dups += p.duplicates.Load()
+	}
+	fmt.Printf("duplicate deliveries (the client would drop them): %d\n", dups)
+	if srv != nil && cpuErr == nil {
+		if cpu, err := srv.cpu(); err == nil && acked.Load() > 0 {
+			fmt.Printf("server CPU: %.2f cores, %.0f µs per message\n", (cpu-cpuStart).Seconds()/elapsed.Seconds(), float64((cpu-cpuStart).Microseconds())/float64(acked.Load()))
+		}
+	}
 	if srv != nil {
 		if rss, err := srv.rss(); err == nil {
 			fmt.Printf("server RSS: %.1f MiB\n", float64(rss)/(1<<20))
@@ -154,6 +170,20 @@ type pair struct {
 	sendLatency func(time.Duration)
 	conn        *grpc.ClientConn // the sender's
 	rconn       *grpc.ClientConn // the receiver's
+
+	seen       []uint64 // bit n: request n was delivered; the receiver's goroutine only
+	duplicates atomic.Int64
+}
+
+// delivered records the delivery of request id and reports whether it came before.
+func (p *pair) delivered(id uint64) bool {
+	word, bit := id/64, uint64(1)<<(id%64)
+	for uint64(len(p.seen)) <= word {
+		p.seen = append(p.seen, 0)
+	}
+	dup := p.seen[word]&bit != 0
+	p.seen[word] |= bit
+	return dup
 }
 
 func setupPairs(ctx context.Context, conns *connPool, n int) ([]*pair, error) {
@@ -237,6 +267,7 @@ func send(ctx context.Context, p *pair, size int) error {
 		started[id] = now
 		startMu.Unlock()
 		binary.BigEndian.PutUint64(payload, uint64(now.UnixNano()))
+		binary.BigEndian.PutUint64(payload[8:], id)
 		req := &messagingv1.SendStreamRequest{RequestId: id, Message: rawdevice.SendRequest(p.receiver.UserID, payload, p.receiver.ID)}
 		if err := stream.Send(req); err != nil {
 			if ctx.Err() != nil {
@@ -276,8 +307,11 @@ func receive(ctx context.Context, p *pair, ready chan<- struct{}, report func([]
 		lat := make([]time.Duration, 0, len(resp.GetDeliveries()))
 		for _, d := range resp.GetDeliveries() {
 			ids = append(ids, d.GetMessageId())
-			if len(d.GetPayload()) >= 8 {
+			if len(d.GetPayload()) >= 16 {
 				lat = append(lat, time.Duration(now-int64(binary.BigEndian.Uint64(d.GetPayload()))))
+				if p.delivered(binary.BigEndian.Uint64(d.GetPayload()[8:])) {
+					p.duplicates.Add(1)
+				}
 			}
 		}
 		if err := stream.Send(&messagingv1.ReceiveRequest{AckMessageIds: ids}); err != nil {
