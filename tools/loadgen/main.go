@@ -7,10 +7,16 @@
 //	go run ./tools/loadgen idle -devices 10000
 //
 // throughput: each sender streams 1:1 messages (SendStream) to its own receiver, which
-// reads its Receive stream and acks in batches; a message counts when it is acked, and
-// its latency runs from just before the send to its arrival on the receiving device.
-// idle: opens one Receive stream per device, each device on its own connection as
-// phones would be, and reports the server's resident memory per connected device.
+// reads its Receive stream and acknowledges each batch on it; a message counts when it is
+// acknowledged, its latency runs from just before the send to its arrival on the
+// receiving device, and repeated deliveries are counted. It also reports the server's CPU
+// per message.
+// idle: opens one Receive stream per device and reports the server's resident memory per
+// connected device.
+//
+// Devices connect one connection each, as phones do, or with -conns N spread over N
+// shared connections, as behind an edge proxy. docs/perf-throughput.md and
+// docs/perf-idle.md have the figures.
 package main
 
 import (

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,7 @@ func runThroughput(ctx context.Context, args []string) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
+	stopSending := make(chan struct{})
 	for _, p := range pairs {
 		ready := make(chan struct{})
 		g.Go(func() error {
@@ -99,7 +101,7 @@ func runThroughput(ctx context.Context, args []string) error {
 				latMu.Unlock()
 			}
 		}
-		g.Go(func() error { return send(gctx, p, f.size) })
+		g.Go(func() error { return send(gctx, stopSending, p, f.size) })
 	}
 
 	fmt.Printf("loadgen: %d senders → %d receivers, %d messages in flight per pair (send → deliver → ack), %d-byte envelopes, %s, server %s\n", f.senders, f.senders, f.inflight, f.size, conns.describe(), addr)
@@ -122,8 +124,26 @@ func runThroughput(ctx context.Context, args []string) error {
 	}
 	measuring.Store(false)
 	elapsed := time.Since(start)
+	// Stop sending, let the receivers take and acknowledge what is in flight, then check
+	// that their inboxes are empty: acknowledgements really deleted what they counted.
+	close(stopSending)
+	inFlight := func() (n int) {
+		for _, p := range pairs {
+			n += len(p.slots)
+		}
+		return n
+	}
+	for deadline := time.Now().Add(10 * time.Second); inFlight() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	unacked := inFlight()
+	time.Sleep(500 * time.Millisecond) // for the last acknowledgements to reach the server
 	cancel()
 	if err := g.Wait(); err != nil && ctx.Err() == nil && runCtx.Err() == nil {
+		return err
+	}
+	left, err := leftInInboxes(ctx, pairs)
+	if err != nil {
 		return err
 	}
 
@@ -146,6 +166,7 @@ func runThroughput(ctx context.Context, args []string) error {
 		dups += p.duplicates.Load()
 	}
 	fmt.Printf("duplicate deliveries (the client would drop them): %d\n", dups)
+	fmt.Printf("after the run: %d messages sent but not acknowledged, %d left in the receivers' inboxes\n", unacked, left)
 	if srv != nil && cpuErr == nil {
 		if cpu, err := srv.cpu(); err == nil && acked.Load() > 0 {
 			fmt.Printf("server CPU: %.2f cores, %.0f µs per message\n", (cpu-cpuStart).Seconds()/elapsed.Seconds(), float64((cpu-cpuStart).Microseconds())/float64(acked.Load()))
@@ -217,7 +238,10 @@ func setupPairs(ctx context.Context, conns *connPool, n int) ([]*pair, error) {
 }
 
 // send streams messages to the pair's receiver while it has free slots.
-func send(ctx context.Context, p *pair, size int) error {
+//
+// When stop closes it ends its stream and waits for every send's answer, so that all it
+// sent is stored.
+func send(ctx context.Context, stop <-chan struct{}, p *pair, size int) error {
 	c := messagingv1.NewMessagingServiceClient(p.conn)
 	stream, err := c.SendStream(p.sender.Context(ctx))
 	if err != nil {
@@ -260,6 +284,14 @@ func send(ctx context.Context, p *pair, size int) error {
 			}
 			return err
 		case <-ctx.Done():
+			return nil
+		case <-stop:
+			if err := stream.CloseSend(); err != nil {
+				return err
+			}
+			if err := <-errc; !errors.Is(err, io.EOF) && ctx.Err() == nil {
+				return err
+			}
 			return nil
 		}
 		now := time.Now()
@@ -325,4 +357,28 @@ func receive(ctx context.Context, p *pair, ready chan<- struct{}, report func([]
 		}
 		report(lat, len(ids))
 	}
+}
+
+// leftInInboxes counts the messages still stored for the receivers, by reading each one's
+// backlog on a new stream.
+func leftInInboxes(ctx context.Context, pairs []*pair) (int, error) {
+	left := 0
+	for _, p := range pairs {
+		sctx, cancel := context.WithTimeout(p.receiver.Context(ctx), 30*time.Second)
+		stream, err := messagingv1.NewMessagingServiceClient(p.rconn).Receive(sctx)
+		for err == nil {
+			var resp *messagingv1.ReceiveResponse
+			if resp, err = stream.Recv(); err == nil {
+				left += len(resp.GetDeliveries())
+				if resp.GetBacklogComplete() {
+					break
+				}
+			}
+		}
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("read the inbox of a receiver: %w", err)
+		}
+	}
+	return left, nil
 }
