@@ -36,6 +36,14 @@ const (
 	DefaultMaxStreams      = 1024
 )
 
+// Flow-control windows, fixed (see New). A stream's window holds the largest payload the
+// APIs accept (an MLS Welcome of 1 MiB) at once; a connection's bounds what its streams
+// may have buffered unread.
+const (
+	streamWindow = 1 << 20
+	connWindow   = 4 << 20
+)
+
 // Config describes one server. Only Register is required; zero values get
 // the defaults above, ":0" addresses bind ephemeral ports.
 type Config struct {
@@ -116,6 +124,11 @@ func New(cfg Config) (*Server, error) {
 		grpc.MaxSendMsgSize(cfg.MaxMessageBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxStreams),
 		grpc.ConnectionTimeout(20 * time.Second),
+		// Fixed flow-control windows turn off grpc-go's bandwidth-delay probing, which
+		// pings the peer on received data: with many devices each sending small messages
+		// that is a write per message more (docs/perf-throughput.md).
+		grpc.InitialWindowSize(streamWindow),
+		grpc.InitialConnWindowSize(connWindow),
 		// Mobile clients hold Receive streams open for hours behind NATs
 		// that drop idle flows: ping them, and let them ping us.
 		grpc.KeepaliveParams(keepalive.ServerParameters{
