@@ -6,7 +6,6 @@ pkgs.mkShell {
     go
     pkgs.bazel_8
     pkgs.bazel-buildtools # buildifier, buildozer
-    pkgs.protobuf # protoc; protoc-gen-go(-grpc) come from go.mod's tool directives
     pkgs.kubectl
     pkgs.k3d
     pkgs.kustomize

@@ -26,8 +26,11 @@ GOWORK=off go run ./tools/repocheck/cmd/gazellerepos >"$tmp/repos.bzl"
 # binary knows the SDK's standard library; this build's list stops at Go
 # 1.23, so newer standard packages (crypto/mlkem, crypto/hpke...) would
 # otherwise be looked up as modules. Both runs give the same BUILD files.
+# Build gazelle first, with the module proxy (a fresh machine has none of its
+# modules yet); then run it with GOPROXY=off so that it never looks anything up.
+gazelle="$(GOWORK=off GOFLAGS=-mod=readonly go tool -modfile="$root/tools/buildtools/go.mod" -n gazelle)"
 set +e
-GOPROXY=off tools/ci/gotool.sh gazelle -mode="$mode" -bzlmod -repo_root="$root" \
+GOPROXY=off "$gazelle" -mode="$mode" -bzlmod -repo_root="$root" \
   -repo_config="$tmp/repos.bzl" -external=static -go_prefix=github.com/guardyn/guardyn \
   "$root" >"$tmp/out" 2>"$tmp/err"
 status=$?

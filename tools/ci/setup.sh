@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what CI needs on a fresh Debian machine, idempotently: nothing
 # is done when every tool is already there, and apt-get update runs at most
-# once. Go itself is the machine's (go.mod pins the language version).
+# once. Go itself is the machine's (go.mod pins the language version); code
+# generation and the build tools (gazelle, buildifier, staticcheck) need only
+# Go and the module proxy. Nix evaluates the flake in tools/ci/nix-check.sh.
 set -euo pipefail
 
 need=()
-command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v nix >/dev/null || need+=(nix-bin)
 command -v git >/dev/null || need+=(git)
 
@@ -21,4 +22,4 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 command -v go >/dev/null || { echo "setup: no go on PATH; install Go 1.26" >&2; exit 1; }
-echo "setup: $(go version), $(protoc --version), $(nix --version)"
+echo "setup: $(go version), $(nix --version)"

@@ -1,6 +1,9 @@
 // Command protogen regenerates the Go code and the descriptor set of the Guardyn APIs from
-// proto/guardyn/**/*.proto with protoc and the protoc-gen-go and protoc-gen-go-grpc versions
-// pinned in go.mod, as described in docs/api.md ("Regenerating").
+// proto/guardyn/**/*.proto, as described in docs/api.md ("Regenerating"). It needs nothing but
+// Go: the .proto files are compiled in process by github.com/bufbuild/protocompile (the pure-Go
+// compiler buf uses), and the request protoc would send is handed to the protoc-gen-go and
+// protoc-gen-go-grpc versions pinned in go.mod's tool directives. The output is byte for byte
+// what protoc 3.21.12 produced with the same plugins (docs/api.md says how that was checked).
 //
 // Usage, from anywhere inside the module:
 //
@@ -14,17 +17,25 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/bufbuild/protocompile"
+	"github.com/bufbuild/protocompile/protoutil"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/pluginpb"
 )
 
-// wantProtoc is the protoc release whose output is committed. Generated files name the protoc
-// version, so a different protoc would make every file look stale.
-const wantProtoc = "libprotoc 3.21.12"
+// compilerVersion is the protoc release the plugins are told ran them. Generated files name
+// it, and the committed ones came from Debian's protoc 3.21.12, so keeping it keeps them stable.
+var compilerVersion = &pluginpb.Version{Major: proto.Int32(3), Minor: proto.Int32(21), Patch: proto.Int32(12), Suffix: proto.String("")}
 
 const (
 	protoDir       = "proto"                    // proto root, relative to the module root
@@ -32,11 +43,10 @@ const (
 )
 
 func main() {
-	check := flag.Bool("check", false, "regenerate into a temporary directory and fail if any committed file differs")
-	protoc := flag.String("protoc", "protoc", "protoc binary to run")
+	check := flag.Bool("check", false, "regenerate into memory and fail if any committed file differs")
 	flag.Parse()
 
-	if err := run(context.Background(), *protoc, *check); err != nil {
+	if err := run(context.Background(), *check, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "protogen:", err)
 		os.Exit(1)
 	}
@@ -45,26 +55,16 @@ func main() {
 // errStale reports that -check found differences (already listed on stderr).
 var errStale = errors.New("generated files are stale; run: go run ./tools/protogen")
 
-func run(ctx context.Context, protoc string, check bool) error {
+// run regenerates everything and either reports (check) or applies the differences, naming each
+// file it writes on log.
+func run(ctx context.Context, check bool, log io.Writer) error {
 	root, err := moduleRoot()
 	if err != nil {
 		return err
 	}
-	if err := checkProtocVersion(ctx, protoc); err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp("", "protogen-")
+	fresh, err := generate(ctx, root)
 	if err != nil {
-		return fmt.Errorf("create output directory: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-
-	if err := generate(ctx, root, protoc, tmp); err != nil {
 		return err
-	}
-	fresh, err := readGenerated(tmp)
-	if err != nil {
-		return fmt.Errorf("read fresh output: %w", err)
 	}
 	committed, err := readGenerated(filepath.Join(root, protoDir))
 	if err != nil {
@@ -80,7 +80,7 @@ func run(ctx context.Context, protoc string, check bool) error {
 		}
 		return nil
 	}
-	return apply(filepath.Join(root, protoDir), fresh, changes)
+	return apply(filepath.Join(root, protoDir), fresh, changes, log)
 }
 
 // moduleRoot walks up from the working directory to the directory holding go.mod.
@@ -101,55 +101,108 @@ func moduleRoot() (string, error) {
 	}
 }
 
-func checkProtocVersion(ctx context.Context, protoc string) error {
-	out, err := exec.CommandContext(ctx, protoc, "--version").Output()
+// generate compiles every .proto file once and returns every generated file (path relative to
+// the proto root) with its content: the plugins' output and the descriptor set.
+func generate(ctx context.Context, root string) (map[string][]byte, error) {
+	protoRoot := filepath.Join(root, protoDir)
+	protos, err := findProtos(protoRoot)
 	if err != nil {
-		return fmt.Errorf("run %s --version: %w", protoc, err)
-	}
-	if got := strings.TrimSpace(string(out)); got != wantProtoc {
-		return fmt.Errorf("protoc is %q, want %q (Debian's protobuf-compiler); other versions change the output", got, wantProtoc)
-	}
-	return nil
-}
-
-// generate runs protoc once over every .proto file so the descriptor set holds them all.
-func generate(ctx context.Context, root, protoc, out string) error {
-	goPlugin, err := toolPath(ctx, root, "protoc-gen-go")
-	if err != nil {
-		return err
-	}
-	grpcPlugin, err := toolPath(ctx, root, "protoc-gen-go-grpc")
-	if err != nil {
-		return err
-	}
-	protos, err := findProtos(filepath.Join(root, protoDir))
-	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(protos) == 0 {
-		return fmt.Errorf("no .proto files under %s", protoDir)
+		return nil, fmt.Errorf("no .proto files under %s", protoDir)
 	}
-	if err := os.MkdirAll(filepath.Join(out, filepath.Dir(descriptorFile)), 0o755); err != nil {
-		return fmt.Errorf("create descriptor directory: %w", err)
+	files, err := compile(ctx, protoRoot, protos)
+	if err != nil {
+		return nil, err
 	}
-	args := []string{
-		"--proto_path=" + filepath.Join(root, protoDir),
-		"--plugin=protoc-gen-go=" + goPlugin,
-		"--plugin=protoc-gen-go-grpc=" + grpcPlugin,
-		"--go_out=" + out,
-		"--go_opt=paths=source_relative",
-		"--go-grpc_out=" + out,
-		"--go-grpc_opt=paths=source_relative",
-		"--descriptor_set_out=" + filepath.Join(out, descriptorFile),
-		"--include_source_info",
-		"--include_imports",
+	out := map[string][]byte{}
+	set := &descriptorpb.FileDescriptorSet{File: files}
+	if out[descriptorFile], err = (proto.MarshalOptions{Deterministic: true}).Marshal(set); err != nil {
+		return nil, fmt.Errorf("encode descriptor set: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, protoc, append(args, protos...)...)
-	cmd.Dir = root
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	req := &pluginpb.CodeGeneratorRequest{
+		FileToGenerate:  protos,
+		Parameter:       proto.String("paths=source_relative"),
+		ProtoFile:       files,
+		CompilerVersion: compilerVersion,
+	}
+	for _, plugin := range []string{"protoc-gen-go", "protoc-gen-go-grpc"} {
+		if err := runPlugin(ctx, root, plugin, req, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// compile parses and links protos (relative to protoRoot) and returns them with every file they
+// import, dependencies first, as protoc lists them in a descriptor set or plugin request. The
+// well-known imports (google/protobuf/*.proto) are the descriptors linked into the Go protobuf
+// runtime, so they carry no source info; the Guardyn files carry theirs.
+func compile(ctx context.Context, protoRoot string, protos []string) ([]*descriptorpb.FileDescriptorProto, error) {
+	c := protocompile.Compiler{
+		Resolver: protocompile.WithStandardImports(&protocompile.SourceResolver{
+			ImportPaths: []string{protoRoot},
+		}),
+		SourceInfoMode: protocompile.SourceInfoStandard,
+	}
+	linked, err := c.Compile(ctx, protos...)
+	if err != nil {
+		return nil, fmt.Errorf("compile protos: %w", err)
+	}
+	var files []*descriptorpb.FileDescriptorProto
+	seen := map[string]bool{}
+	var add func(fd protoreflect.FileDescriptor)
+	add = func(fd protoreflect.FileDescriptor) {
+		if seen[fd.Path()] {
+			return
+		}
+		seen[fd.Path()] = true
+		imports := fd.Imports()
+		for i := range imports.Len() {
+			add(imports.Get(i).FileDescriptor)
+		}
+		files = append(files, protoutil.ProtoFromFileDescriptor(fd))
+	}
+	for _, f := range linked {
+		add(f)
+	}
+	return files, nil
+}
+
+// runPlugin runs one code generator plugin (a tool directive of go.mod, built at its pinned
+// version) on req, as protoc would, and adds the files it writes to out.
+func runPlugin(ctx context.Context, root, name string, req *pluginpb.CodeGeneratorRequest, out map[string][]byte) error {
+	bin, err := toolPath(ctx, root, name)
+	if err != nil {
+		return err
+	}
+	in, err := proto.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encode request for %s: %w", name, err)
+	}
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Stdin = bytes.NewReader(in)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("protoc: %w\n%s", err, stderr.Bytes())
+		return fmt.Errorf("run %s: %w\n%s", name, err, stderr.Bytes())
+	}
+	var resp pluginpb.CodeGeneratorResponse
+	if err := proto.Unmarshal(stdout.Bytes(), &resp); err != nil {
+		return fmt.Errorf("decode %s response: %w", name, err)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("%s: %s", name, resp.GetError())
+	}
+	for _, f := range resp.File {
+		if f.GetInsertionPoint() != "" {
+			return fmt.Errorf("%s: insertion points are not supported (%s)", name, f.GetName())
+		}
+		if _, dup := out[f.GetName()]; dup {
+			return fmt.Errorf("%s: %s written twice", name, f.GetName())
+		}
+		out[f.GetName()] = []byte(f.GetContent())
 	}
 	return nil
 }
@@ -250,7 +303,7 @@ func diff(committed, fresh map[string][]byte) []change {
 }
 
 // apply brings dir in line with fresh: writes missing and stale files, deletes orphaned ones.
-func apply(dir string, fresh map[string][]byte, changes []change) error {
+func apply(dir string, fresh map[string][]byte, changes []change, log io.Writer) error {
 	for _, c := range changes {
 		path := filepath.Join(dir, filepath.FromSlash(c.path))
 		if c.kind == "orphaned" {
@@ -265,7 +318,7 @@ func apply(dir string, fresh map[string][]byte, changes []change) error {
 		if err := os.WriteFile(path, fresh[c.path], 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", c.path, err)
 		}
-		fmt.Printf("wrote %s\n", filepath.Join(protoDir, c.path))
+		fmt.Fprintf(log, "wrote %s\n", filepath.Join(protoDir, c.path))
 	}
 	return nil
 }
