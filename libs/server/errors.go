@@ -18,6 +18,9 @@ const Domain = "guardyn.dev"
 const (
 	ReasonInternal        = "INTERNAL"
 	ReasonInvalidArgument = "INVALID_ARGUMENT"
+	// ReasonShuttingDown ends streams (UNAVAILABLE) when the server stops: the
+	// client reconnects, to this server once it is back or to another one.
+	ReasonShuttingDown = "SHUTTING_DOWN"
 )
 
 // Error returns a gRPC status error with code, a human-readable message built

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -36,11 +37,24 @@ type chain struct {
 	auth           Authenticator
 	validate       Validator
 	defaultTimeout time.Duration
+	// stopping is cancelled when the server begins to shut down; it ends every
+	// open stream (see stream).
+	stopping context.Context
+	// Calls in progress, for the drain to tell when all that is left waits on
+	// clients: unary calls, streams, and streams blocked reading from the client.
+	unaries, streams, receiving atomic.Int64
+}
+
+// idle reports whether every call left is a stream waiting for its client.
+func (c *chain) idle() bool {
+	return c.unaries.Load() == 0 && c.streams.Load() == c.receiving.Load()
 }
 
 func (c *chain) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	start := time.Now()
+	c.unaries.Add(1)
 	defer func() {
+		c.unaries.Add(-1)
 		if p := recover(); p != nil {
 			err = c.recovered(ctx, info.FullMethod, p)
 		}
@@ -73,7 +87,9 @@ func (c *chain) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 func (c *chain) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 	start := time.Now()
 	ctx := ss.Context()
+	c.streams.Add(1)
 	defer func() {
+		c.streams.Add(-1)
 		if p := recover(); p != nil {
 			err = c.recovered(ctx, info.FullMethod, p)
 		}
@@ -90,10 +106,24 @@ func (c *chain) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 		}
 		ctx = authCtx
 	}
-	if ctx != ss.Context() || c.validate != nil {
-		ss = &wrappedStream{ServerStream: ss, ctx: ctx, chain: c}
+	// Streams such as Receive wait for hours: a drain that waited for them would
+	// always take the whole drain timeout. When the server stops, the handler's
+	// context ends (an AfterFunc, not a goroutine per stream) and the client gets
+	// UNAVAILABLE with SHUTTING_DOWN, on which it reconnects. Work a stream was
+	// doing is lost only as when a client disconnects: nothing acknowledged is.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var cut atomic.Bool
+	release := context.AfterFunc(c.stopping, func() {
+		cut.Store(true)
+		cancel()
+	})
+	defer release()
+	err = handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx, chain: c})
+	if cut.Load() && ss.Context().Err() == nil {
+		return Error(codes.Unavailable, ReasonShuttingDown, "the server is shutting down; reconnect")
 	}
-	return handler(srv, ss)
+	return err
 }
 
 // authenticateAside runs Authenticate for a stream on a goroutine of its own.
@@ -184,7 +214,13 @@ type wrappedStream struct {
 func (w *wrappedStream) Context() context.Context { return w.ctx }
 
 func (w *wrappedStream) RecvMsg(m any) error {
-	if err := w.ServerStream.RecvMsg(m); err != nil {
+	if w.chain.stopping.Err() != nil {
+		return Error(codes.Unavailable, ReasonShuttingDown, "the server is shutting down; reconnect")
+	}
+	w.chain.receiving.Add(1)
+	err := w.ServerStream.RecvMsg(m)
+	w.chain.receiving.Add(-1)
+	if err != nil {
 		return err
 	}
 	if w.chain.validate == nil {

@@ -94,6 +94,8 @@ type Server struct {
 	adminLis net.Listener
 	ready    func(context.Context) error
 	drain    time.Duration
+	stop     context.CancelFunc // ends open streams at shutdown
+	chain    *chain
 	serving  atomic.Bool
 	started  atomic.Bool
 }
@@ -110,7 +112,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("register rpc metrics: %w", err)
 	}
+	stopping, stop := context.WithCancel(context.Background())
 	ch := &chain{
+		stopping:       stopping,
 		log:            cfg.Logger,
 		metrics:        metrics,
 		auth:           cfg.Auth,
@@ -152,6 +156,8 @@ func New(cfg Config) (*Server, error) {
 		health: health.NewServer(),
 		ready:  cfg.Ready,
 		drain:  cfg.DrainTimeout,
+		stop:   stop,
+		chain:  ch,
 	}
 	// Not serving until Run has both listeners accepting.
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -223,6 +229,7 @@ func (s *Server) Health() *health.Server { return s.health }
 
 // Close releases the listeners of a server that will not Run.
 func (s *Server) Close() error {
+	s.stop()
 	return errors.Join(s.grpcLis.Close(), s.adminLis.Close())
 }
 
@@ -269,14 +276,30 @@ func (s *Server) shutdown() {
 		s.grpc.GracefulStop()
 		close(stopped)
 	}()
+	// Unary calls finish within the drain timeout; streams end now (chain.stream).
+	// A stream blocked reading from its client cannot be woken from the server
+	// side: once nothing but such streams is left, there is nothing to wait for.
+	s.stop()
 	timer := time.NewTimer(s.drain)
 	defer timer.Stop()
-	select {
-	case <-stopped:
-	case <-timer.C:
-		s.log.Warn("drain timeout: closing remaining calls")
-		s.grpc.Stop()
-		<-stopped
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+	for done := false; !done; {
+		select {
+		case <-stopped:
+			done = true
+		case <-poll.C:
+			if s.chain.idle() {
+				s.grpc.Stop()
+				<-stopped
+				done = true
+			}
+		case <-timer.C:
+			s.log.Warn("drain timeout: closing remaining calls")
+			s.grpc.Stop()
+			<-stopped
+			done = true
+		}
 	}
 
 	// The admin port outlives gRPC so probes and scrapes see the drain.

@@ -92,12 +92,26 @@ var echoDesc = grpc.ServiceDesc{
 		Handler: func(srv any, stream grpc.ServerStream) error {
 			return srv.(*echoService).chat(stream)
 		},
+	}, {
+		// Wait sends one message, then waits on its context, as Receive waits for
+		// deliveries.
+		StreamName:    "Wait",
+		ServerStreams: true,
+		ClientStreams: true,
+		Handler: func(srv any, stream grpc.ServerStream) error {
+			if err := stream.SendMsg(wrapperspb.String("waiting")); err != nil {
+				return err
+			}
+			<-stream.Context().Done()
+			return nil
+		},
 	}},
 }
 
 const (
 	echoMethod = "/guardyn.test.Echo/Echo"
 	chatMethod = "/guardyn.test.Echo/Chat"
+	waitMethod = "/guardyn.test.Echo/Wait"
 )
 
 type harness struct {
@@ -249,6 +263,49 @@ func TestGracefulShutdownDrainsCalls(t *testing.T) {
 		t.Errorf("Run = %v, want nil", err)
 	}
 	h.done <- nil // for cleanup
+}
+
+// TestShutdownEndsWaitingStreamsAtOnce: streams that only wait (one on its context, one
+// for its client's next message) do not hold a stop for the drain timeout, and their
+// clients get UNAVAILABLE with SHUTTING_DOWN, on which they reconnect.
+func TestShutdownEndsWaitingStreamsAtOnce(t *testing.T) {
+	h := start(t, Config{DrainTimeout: 20 * time.Second})
+	ctx := ctxTimeout(t)
+	open := func(method string, first *wrapperspb.StringValue) grpc.ClientStream {
+		t.Helper()
+		cs, err := h.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first != nil {
+			if err := cs.SendMsg(first); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cs.RecvMsg(new(wrapperspb.StringValue)); err != nil {
+			t.Fatalf("%s: first message: %v", method, err)
+		}
+		return cs
+	}
+	waiting := open(waitMethod, nil)
+	reading := open(chatMethod, wrapperspb.String("hi"))
+
+	began := time.Now()
+	h.cancel()
+	if err := <-h.done; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	h.done <- nil
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("stop took %v with only waiting streams open (drain timeout 20s)", took)
+	}
+	err := waiting.RecvMsg(new(wrapperspb.StringValue))
+	if status.Code(err) != codes.Unavailable || Reason(err) != ReasonShuttingDown {
+		t.Errorf("waiting stream ended with %v (reason %q), want Unavailable/%s", err, Reason(err), ReasonShuttingDown)
+	}
+	if err := reading.RecvMsg(new(wrapperspb.StringValue)); status.Code(err) != codes.Unavailable {
+		t.Errorf("reading stream ended with %v, want Unavailable", err)
+	}
 }
 
 func TestDrainTimeoutCutsCalls(t *testing.T) {
