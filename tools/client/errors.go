@@ -30,6 +30,14 @@ var (
 	ErrNothingToTrust = errors.New("client: no identity change to trust")
 	// ErrUnknownContact reports a username this device has never talked to.
 	ErrUnknownContact = errors.New("client: unknown contact")
+	// ErrEmptyMessage reports a text message that is empty or only white space.
+	ErrEmptyMessage = errors.New("client: empty message (nothing but white space)")
+	// ErrBadText reports a text message that is too long or not UTF-8.
+	ErrBadText = errors.New("client: text message refused")
+	// ErrAlreadyListening reports Listen on a profile another process is already listening
+	// on: the server keeps one delivery stream per device, so a second would end the first.
+	// That process receives and acknowledges everything; History shows what it received.
+	ErrAlreadyListening = errors.New("client: another listen is already receiving for this profile; its output shows new messages, and history shows past ones")
 )
 
 // IdentityChangedError reports that a contact's identity differs from what this device

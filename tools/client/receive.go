@@ -19,6 +19,7 @@ import (
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/client/content"
+	"github.com/guardyn/guardyn/tools/client/vault"
 )
 
 // EventKind says what an Event reports.
@@ -51,6 +52,11 @@ const (
 	// EventNewOwnDevice says this account has a device FromDevice that this device did not
 	// approve; Listen reports it at start until Trust of one's own username or its removal.
 	EventNewOwnDevice
+	// EventDisconnected says the delivery stream broke (Err says why: the server went away or
+	// is shutting down); Listen keeps reconnecting, and nothing is lost meanwhile.
+	EventDisconnected
+	// EventReconnected says the stream is back after an EventDisconnected.
+	EventReconnected
 )
 
 // Event is something Listen reports.
@@ -100,6 +106,14 @@ const (
 // did not approve are reported at the start, and new devices of contacts or of the account
 // when a message reveals them.
 func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) error {
+	unlock, err := c.vault.LockReceiver()
+	if err != nil {
+		if errors.Is(err, vault.ErrReceiverRunning) {
+			return fmt.Errorf("%w: %w", ErrAlreadyListening, err)
+		}
+		return err
+	}
+	defer unlock()
 	if _, _, err := c.ReplenishPreKeys(ctx); err != nil {
 		return err
 	}
@@ -116,8 +130,16 @@ func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) erro
 	for _, nd := range own {
 		handle(newDeviceEvent(nd))
 	}
+	disconnected := false
+	connected := func() {
+		if disconnected {
+			disconnected = false
+			handle(Event{Kind: EventReconnected, Received: c.now()})
+		}
+	}
+	delay := reconnectMin
 	for {
-		err := c.listenOnce(ctx, once, handle)
+		err := c.listenOnce(ctx, once, handle, connected)
 		if err == nil || ctx.Err() != nil || once || status.Code(err) != codes.Unavailable {
 			if ctx.Err() != nil {
 				return nil
@@ -126,15 +148,29 @@ func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) erro
 		}
 		// The server restarted or the connection dropped: reconnect; nothing is lost because
 		// unacknowledged messages stay in the inbox.
+		if !disconnected {
+			disconnected = true
+			delay = reconnectMin
+			handle(Event{Kind: EventDisconnected, Err: err, Received: c.now()})
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(time.Second):
+		case <-time.After(delay):
 		}
+		delay = min(2*delay, reconnectMax)
 	}
 }
 
-func (c *Client) listenOnce(ctx context.Context, once bool, handle func(Event)) error {
+// Reconnection backoff of Listen: quick after a restart, at most one attempt every few
+// seconds while the server stays away.
+const (
+	reconnectMin = 500 * time.Millisecond
+	reconnectMax = 8 * time.Second
+)
+
+// connected is called once the delivery stream is established.
+func (c *Client) listenOnce(ctx context.Context, once bool, handle func(Event), connected func()) error {
 	actx, err := c.freshBearer(ctx)
 	if err != nil {
 		return err
@@ -169,10 +205,13 @@ func (c *Client) listenOnce(ctx context.Context, once bool, handle func(Event)) 
 			return err
 		}
 	}
-	for {
+	for first := true; ; first = false {
 		resp, err := stream.Recv()
 		if err != nil {
 			return fmt.Errorf("client: receive: %w", err)
+		}
+		if first {
+			connected()
 		}
 		if len(resp.GetDeliveries()) > 0 {
 			if err := c.handleBatch(ctx, resp.GetDeliveries(), handle, ack); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -33,6 +34,9 @@ const maxSendAttempts = 4
 // Send encrypts text for every device of username and sends it, then sends a copy to this
 // account's other devices so they show the conversation too. It returns the message id.
 func (c *Client) Send(ctx context.Context, username, text string) (content.ID, error) {
+	if err := CheckText(text); err != nil {
+		return content.ID{}, err
+	}
 	m := content.Message{ID: content.NewID(), Kind: content.KindText, Body: text, Sent: c.now()}
 	username = strings.ToLower(username)
 	if err := c.sendTo(ctx, username, false, m); err != nil {
@@ -43,6 +47,20 @@ func (c *Client) Send(ctx context.Context, username, text string) (content.ID, e
 		return m.ID, fmt.Errorf("client: message sent to %s, but not copied to your other devices: %w", username, err)
 	}
 	return m.ID, nil
+}
+
+// CheckText refuses a text message nobody should receive: empty or only white space, not
+// UTF-8, or longer than content.MaxBodySize bytes.
+func CheckText(text string) error {
+	switch {
+	case strings.TrimSpace(text) == "":
+		return ErrEmptyMessage
+	case !utf8.ValidString(text):
+		return fmt.Errorf("%w: not valid UTF-8", ErrBadText)
+	case len(text) > content.MaxBodySize:
+		return fmt.Errorf("%w: %d bytes, at most %d (32 KiB)", ErrBadText, len(text), content.MaxBodySize)
+	}
+	return nil
 }
 
 // Typing tells username's online devices that this user is typing. It goes through

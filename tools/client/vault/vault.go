@@ -17,8 +17,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -27,8 +29,9 @@ import (
 
 // File names inside a profile directory.
 const (
-	StateFile = "state.gdy"
-	lockFile  = "state.lock"
+	StateFile    = "state.gdy"
+	lockFile     = "state.lock"
+	receiverFile = "receiver.lock"
 )
 
 // Format constants.
@@ -73,6 +76,9 @@ var (
 	ErrUnsupportedVersion = errors.New("vault: unsupported state file version")
 	// ErrBadParams reports scrypt parameters outside the accepted bounds.
 	ErrBadParams = errors.New("vault: scrypt parameters out of bounds")
+	// ErrReceiverRunning reports that another process already holds the profile's
+	// receiver lock (it is receiving for this device).
+	ErrReceiverRunning = errors.New("vault: another process is receiving for this profile")
 )
 
 // Header is the cleartext, authenticated prefix of a state file.
@@ -348,6 +354,37 @@ func (v *Vault) locked(fn func() error) error {
 	}
 	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return fn()
+}
+
+// LockReceiver takes the profile's receiver lock without waiting, for as long as a process
+// receives for the device: the server keeps one delivery stream per device and a second one
+// replaces the first, so two receivers of one profile would end each other's streams. It
+// fails with ErrReceiverRunning (naming the holder's process id) when another process holds
+// it. The lock is released by the returned function, or by the kernel when the process ends.
+func (v *Vault) LockReceiver() (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(v.dir, receiverFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("vault: open receiver lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(io.LimitReader(f, 32))
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			if pid := strings.TrimSpace(string(holder)); pid != "" {
+				return nil, fmt.Errorf("%w (process %s)", ErrReceiverRunning, pid)
+			}
+			return nil, ErrReceiverRunning
+		}
+		return nil, fmt.Errorf("vault: take receiver lock: %w", err)
+	}
+	// The holder's pid, for the message another process prints; advisory only.
+	if err := f.Truncate(0); err == nil {
+		fmt.Fprintf(f, "%d\n", os.Getpid())
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }
 
 func readBounded(path string) ([]byte, error) {

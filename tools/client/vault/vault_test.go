@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -330,4 +332,41 @@ func TestUnchangedUpdateWritesNothing(t *testing.T) {
 	if !bytes.Equal(before, after) {
 		t.Fatal("an unchanged update rewrote the file")
 	}
+}
+
+// TestOneReceiverPerProfile: a second receiver of one profile (another process, here another
+// open file) is refused with the holder's pid until the first lets go, while state updates
+// go on beside it.
+func TestOneReceiverPerProfile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "profile")
+	v, err := Create(dir, pass, testParams, []byte("s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	unlock, err := v.LockReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Open(dir, pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	_, err = w.LockReceiver()
+	if !errors.Is(err, ErrReceiverRunning) {
+		t.Fatalf("second LockReceiver: %v, want ErrReceiverRunning", err)
+	}
+	if want := fmt.Sprintf("(process %d)", os.Getpid()); !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not name the holder %s", err, want)
+	}
+	if err := w.Update(func([]byte) ([]byte, error) { return []byte("t"), nil }); err != nil {
+		t.Fatalf("update beside a receiver: %v", err)
+	}
+	unlock()
+	unlock2, err := w.LockReceiver()
+	if err != nil {
+		t.Fatalf("LockReceiver after release: %v", err)
+	}
+	unlock2()
 }
