@@ -27,7 +27,7 @@ func buildCLI(t *testing.T) *cli {
 	p := clienttest.Start(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "guardyn")
-	build := exec.Command("go", "build", "-o", bin, "github.com/guardyn/guardyn/tools/cli")
+	build := exec.Command("go", "build", "-o", bin, "github.com/guardyn/guardyn/cmd/guardyn")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

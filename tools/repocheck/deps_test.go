@@ -200,13 +200,13 @@ func TestDependencyRules(t *testing.T) {
 func TestBinariesStayLight(t *testing.T) {
 	root := repoRoot(t)
 	var patterns []string
-	for _, p := range goList(t, root, "./services/...", "./libs/...", "./tools/devserver/...", "./tools/cli/...") {
+	for _, p := range goList(t, root, "./services/...", "./libs/...", "./tools/devserver/...", "./cmd/...") {
 		if p.Error == nil && rel(p.ImportPath) != "" {
 			patterns = append(patterns, p.ImportPath)
 		}
 	}
 	if len(patterns) == 0 {
-		t.Fatal("no buildable package under services/, libs/, tools/devserver or tools/cli")
+		t.Fatal("no buildable package under services/, libs/, tools/devserver or cmd/")
 	}
 	deps := goList(t, root, append([]string{"-deps"}, patterns...)...)
 	if len(deps) < len(patterns) {

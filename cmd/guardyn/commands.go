@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/guardyn/guardyn/tools/client"
+	"github.com/guardyn/guardyn/tools/client/content"
 	"github.com/guardyn/guardyn/tools/client/vault"
 )
 
@@ -160,6 +164,11 @@ func cmdLink(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "link requested (expires %s)\n", req.Expires.Local().Format(timeFormat))
 		fmt.Fprintf(e.stdout, "this device's fingerprint: %s\n", req.Fingerprint)
 		fmt.Fprintf(e.stdout, "on an existing device of %s run: guardyn approve %s\n", args[0], req.ID)
+		// The server does not tell a caller who has not logged in whether a username
+		// exists (docs/threat-model.md): a mistyped name waits until the link expires.
+		fmt.Fprintf(e.stdout, "waiting for approval until %s (Ctrl-C stops waiting; run link again to resume). "+
+			"If %q is not the exact username, nobody can approve it: stop and link again.\n",
+			req.Expires.Local().Format(timeFormat), args[0])
 	} else {
 		return err
 	}
@@ -238,13 +247,21 @@ func cmdRemoveDevice(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// maxInput bounds what send reads from a file or standard input: one byte over the text
+// limit is enough to refuse it.
+const maxInput = content.MaxBodySize + 1
+
 func cmdSend(ctx context.Context, e *env, args []string) error {
+	text, err := messageText(e, args[1:])
+	if err != nil {
+		return err
+	}
 	c, err := e.open()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	id, err := c.Send(ctx, args[0], args[1])
+	id, err := c.Send(ctx, args[0], text)
 	if !errors.Is(err, client.ErrUnverifiedDevices) {
 		// The message went to new devices too (or failed for another reason): say so loudly.
 		if werr := warnNewDevices(e, c, args[0]); werr != nil && err == nil {
@@ -258,13 +275,49 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// messageText is the text to send: the argument, the --file, or standard input for "-".
+// A trailing newline from a file or a pipe is not part of the message.
+func messageText(e *env, args []string) (string, error) {
+	var r io.Reader
+	switch {
+	case e.file != "" && len(args) > 0:
+		return "", errors.New("give the text as an argument or with --file, not both")
+	case e.file != "":
+		f, err := os.Open(e.file)
+		if err != nil {
+			return "", fmt.Errorf("message file: %w", err)
+		}
+		defer f.Close()
+		r = f
+	case len(args) == 0:
+		return "", errors.New("no message: give the text as an argument, --file <path>, or - to read standard input")
+	case args[0] == "-":
+		r = e.stdin
+	default:
+		return args[0], client.CheckText(args[0])
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxInput))
+	if err != nil {
+		return "", fmt.Errorf("read message: %w", err)
+	}
+	if len(b) >= maxInput {
+		return "", fmt.Errorf("%w: more than %d bytes (32 KiB)", client.ErrBadText, content.MaxBodySize)
+	}
+	text := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	return text, client.CheckText(text)
+}
+
 func cmdTyping(ctx context.Context, e *env, args []string) error {
 	c, err := e.open()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return c.Typing(ctx, args[0])
+	if err := c.Typing(ctx, args[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "told %s's online devices that you are typing\n", args[0])
+	return nil
 }
 
 func cmdListen(ctx context.Context, e *env, _ []string) error {
@@ -300,6 +353,10 @@ func printEvent(e *env, ev client.Event) {
 		fmt.Fprintf(e.stdout, "[%s] ! undecryptable message dropped: %s\n", at, describe(ev.Err))
 	case client.EventWarning:
 		fmt.Fprintf(e.stderr, "warning: %s\n", describe(ev.Err))
+	case client.EventDisconnected:
+		fmt.Fprintf(e.stderr, "[%s] connection lost: %s; reconnecting...\n", at, describe(ev.Err))
+	case client.EventReconnected:
+		fmt.Fprintf(e.stderr, "[%s] reconnected; listening again\n", at)
 	case client.EventBacklogDone:
 		if !e.once {
 			fmt.Fprintln(e.stderr, "-- backlog done; listening (Ctrl-C to stop)")

@@ -39,7 +39,7 @@ type command struct {
 	run     func(ctx context.Context, e *env, args []string) error
 	// flags adds command-specific flags.
 	flags func(fs *flag.FlagSet, e *env)
-	// nargs is the number of positional arguments, or -1 for "0 or 1".
+	// nargs is the number of positional arguments, -1 for "0 or 1", -2 for "1 or 2".
 	nargs int
 }
 
@@ -52,9 +52,9 @@ var commands = map[string]command{
 	"approve":        {args: "[link-id]", summary: "list pending device links, or approve one after comparing its fingerprint", run: cmdApprove, nargs: -1},
 	"reject":         {args: "<link-id>", summary: "reject a pending device link", run: cmdReject, nargs: 1},
 	"remove-device":  {args: "<device-id>", summary: "remove a device from the account", run: cmdRemoveDevice, nargs: 1},
-	"send":           {args: "<username> <text>", summary: "send an end-to-end encrypted message", run: cmdSend, nargs: 2},
+	"send":           {args: "<username> [<text> | -]", summary: "send an end-to-end encrypted message (text as an argument, from --file, or from standard input with -)", run: cmdSend, flags: sendFlags, nargs: -2},
 	"listen":         {summary: "print incoming messages, receipts and typing indicators", run: cmdListen, flags: listenFlags},
-	"typing":         {args: "<username>", summary: "tell a user's online devices that you are typing (never stored)", run: cmdTyping, nargs: 1},
+	"typing":         {args: "<username>", summary: "tell a user's online devices that you are typing (never stored)", run: cmdTyping, flags: requireVerifiedFlag, nargs: 1},
 	"history":        {args: "[username]", summary: "show the local message history", run: cmdHistory, nargs: -1},
 	"safety-number":  {args: "<username>", summary: "show the safety number to compare with a contact", run: cmdSafetyNumber, nargs: 1},
 	"trust":          {args: "<username>", summary: "accept a contact's changed identity keys after comparing safety numbers", run: cmdTrust, nargs: 1},
@@ -69,6 +69,8 @@ type env struct {
 	deviceName                            string
 	once                                  bool
 	confirm                               string
+	file                                  string
+	stdin                                 io.Reader
 	stdout, stderr                        io.Writer
 	conn                                  *grpc.ClientConn
 }
@@ -76,10 +78,10 @@ type env struct {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "--help" || args[0] == "-h" {
 		usage(stderr)
 		if len(args) == 0 {
@@ -94,7 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	e := &env{stdout: stdout, stderr: stderr}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&e.home, "home", os.Getenv("GUARDYN_HOME"), "profile directory (env GUARDYN_HOME; default ~/.guardyn/<profile>)")
@@ -102,23 +104,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&e.server, "server", envOr("GUARDYN_SERVER", "127.0.0.1:7443"), "server gRPC address (env GUARDYN_SERVER)")
 	fs.StringVar(&e.passphraseFile, "passphrase-file", "", "read the profile passphrase from this file (else env GUARDYN_PASSPHRASE, else a prompt)")
 	fs.BoolVar(&e.useTLS, "tls", false, "connect with TLS (system roots); off for the loopback dev server")
-	fs.BoolVar(&e.requireVerified, "require-verified", envBool("GUARDYN_REQUIRE_VERIFIED"),
-		"strict mode: refuse to send to accounts with new devices not yet accepted with trust (env GUARDYN_REQUIRE_VERIFIED=1)")
+	e.requireVerified = envBool("GUARDYN_REQUIRE_VERIFIED")
 	if cmd.flags != nil {
 		cmd.flags(fs, e)
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: guardyn %s [flags] %s\n\n%s.\n\nflags:\n", name, cmd.args, capitalize(cmd.summary))
+		fmt.Fprintf(stderr, "usage: guardyn %s [flags] %s\n\n%s.\n\nFlags may come before or after the arguments; "+
+			"put -- before an argument that starts with a dash.\n\nflags:\n", name, cmd.args, capitalize(cmd.summary))
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	rest, err := parseInterleaved(fs, args[1:])
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	rest := fs.Args()
-	if (cmd.nargs >= 0 && len(rest) != cmd.nargs) || (cmd.nargs < 0 && len(rest) > 1) {
+	if !argCountOK(cmd.nargs, len(rest)) {
 		fmt.Fprintf(stderr, "guardyn %s: wrong number of arguments\n", name)
 		fs.Usage()
 		return 2
@@ -147,6 +149,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// parseInterleaved parses flags wherever they appear among the arguments, as people type
+// them (`guardyn send bob hi --file x` as well as `guardyn send --file x bob`), and returns
+// the positional arguments in order. "--" ends the flags: what follows is taken as is, so
+// a message may start with a dash. A lone "-" is an argument (standard input).
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if parsed := len(args) - len(rest); parsed > 0 && args[parsed-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+func argCountOK(nargs, n int) bool {
+	switch nargs {
+	case -1:
+		return n <= 1
+	case -2:
+		return n == 1 || n == 2
+	default:
+		return n == nargs
+	}
 }
 
 func usage(w io.Writer) {
@@ -277,6 +312,19 @@ func deviceNameFlag(fs *flag.FlagSet, e *env) {
 
 func listenFlags(fs *flag.FlagSet, e *env) {
 	fs.BoolVar(&e.once, "once", false, "exit after the stored backlog (for scripts)")
+	requireVerifiedFlag(fs, e)
+}
+
+func sendFlags(fs *flag.FlagSet, e *env) {
+	fs.StringVar(&e.file, "file", "", "send the text of this file (UTF-8, at most 32 KiB) instead of an argument")
+	requireVerifiedFlag(fs, e)
+}
+
+// requireVerifiedFlag is strict mode, for the commands that send: messages, typing
+// indicators, and the receipts listen sends.
+func requireVerifiedFlag(fs *flag.FlagSet, e *env) {
+	fs.BoolVar(&e.requireVerified, "require-verified", e.requireVerified,
+		"strict mode: refuse to send to accounts with new devices not yet accepted with trust (env GUARDYN_REQUIRE_VERIFIED=1)")
 }
 
 func confirmFlag(fs *flag.FlagSet, e *env) {
