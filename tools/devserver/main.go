@@ -6,7 +6,9 @@
 //
 // Every flag can also be set by environment as GUARDYN_<FLAG> (GUARDYN_DATA_DIR,
 // GUARDYN_GRPC_ADDR, GUARDYN_NATS_URL, ...); a flag wins over its variable. SIGTERM or
-// SIGINT drains calls and exits.
+// SIGINT drains calls and exits; streams that only wait (Receive) end at once with
+// UNAVAILABLE/SHUTTING_DOWN, and clients reconnect. Under `go run`, stopping the go
+// command stops the server too.
 package main
 
 import (
@@ -39,6 +41,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	stopWithGoRun() // after the handler is in place: its SIGTERM must drain, not kill
 	cfg := platform.Config{
 		DataDir: common.DataDir, GRPCAddr: common.GRPCAddr, AdminAddr: common.AdminAddr,
 		NATSURL: common.NATSURL, Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
