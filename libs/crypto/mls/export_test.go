@@ -55,3 +55,13 @@ func PuppetCommit(g *Group, leaf uint32, id *Identity) ([]byte, error) {
 	}
 	return res.Commit, nil
 }
+
+// ForgeApplication returns an application message that g's member, who
+// holds the epoch's secret tree like every member, encrypts under the next
+// key of the member at leaf but signs with its own key: it decrypts at every
+// member, and only the signature check refuses it.
+func ForgeApplication(g *Group, leaf uint32, data []byte) ([]byte, error) {
+	p := g.Clone()
+	p.me = treemath.LeafIndex(leaf)
+	return p.ProtectApplication(data, nil)
+}

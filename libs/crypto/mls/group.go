@@ -361,19 +361,20 @@ func (g *Group) Process(msg []byte) (*Received, error) {
 		if err := g.checkGroupEpoch(m.PrivateMessage.GroupID, m.PrivateMessage.Epoch); err != nil {
 			return nil, err
 		}
-		ac, err = framing.UnprotectPrivate(g.s, m.PrivateMessage, g.secrets, g.epoch.SenderDataSecret)
+		// The signature is checked before the sender's key is consumed, so
+		// that no altered or forged copy can make the genuine message
+		// undecryptable.
+		ac, err = framing.UnprotectPrivate(g.s, m.PrivateMessage, g.secrets, g.epoch.SenderDataSecret, g.verifySender)
 	default:
 		return nil, fmt.Errorf("%w: wire format %d", ErrUnexpectedMessage, m.WireFormat)
 	}
 	if err != nil {
 		return nil, err
 	}
-	sigKey, err := g.senderSignatureKey(ac)
-	if err != nil {
-		return nil, err
-	}
-	if err := framing.VerifySignature(g.s, ac, sigKey, g.gcBytes); err != nil {
-		return nil, err
+	if m.WireFormat == wire.WirePublicMessage {
+		if err := g.verifySender(ac); err != nil {
+			return nil, err
+		}
 	}
 	r := &Received{Sender: ac.Content.Sender.Index, SenderType: uint8(ac.Content.Sender.Type), Epoch: ac.Content.Epoch, AuthenticatedData: ac.Content.AuthenticatedData}
 	switch ac.Content.ContentType {
@@ -406,6 +407,15 @@ func (g *Group) checkGroupEpoch(groupID []byte, epoch uint64) error {
 		return fmt.Errorf("%w: message epoch %d, group epoch %d", ErrWrongEpoch, epoch, g.gc.Epoch)
 	}
 	return nil
+}
+
+// verifySender checks ac's signature with its sender's key.
+func (g *Group) verifySender(ac *wire.AuthenticatedContent) error {
+	sigKey, err := g.senderSignatureKey(ac)
+	if err != nil {
+		return err
+	}
+	return framing.VerifySignature(g.s, ac, sigKey, g.gcBytes)
 }
 
 // senderSignatureKey returns the key that must have signed ac.

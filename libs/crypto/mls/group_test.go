@@ -149,10 +149,16 @@ func TestGroupLifecycleAllSuites(t *testing.T) {
 // setup returns a group of n members (suite 2) that all agree.
 func setup(t testing.TB, n int) []*member {
 	t.Helper()
+	return setupSuite(t, mls.P256AES128GCMSHA256P256, n)
+}
+
+// setupSuite is setup in cipher suite cs.
+func setupSuite(t testing.TB, cs mls.CipherSuite, n int) []*member {
+	t.Helper()
 	ms := make([]*member, n)
 	var adds [][]byte
 	for i := range ms {
-		ms[i] = newMember(t, mls.P256AES128GCMSHA256P256, fmt.Sprint(i))
+		ms[i] = newMember(t, cs, fmt.Sprint(i))
 		if i > 0 {
 			adds = append(adds, ms[i].kp.Bytes())
 		}
