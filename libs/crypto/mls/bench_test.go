@@ -141,10 +141,10 @@ func BenchmarkCommitAdd(b *testing.B) {
 		})
 		b.Run("process", func(b *testing.B) {
 			var cpu cpuMeter
-			state := bg.receiver.g.Clone()
+			state := mls.Fork(bg.receiver.g)
 			for b.Loop() {
 				b.StopTimer()
-				g := state.Clone()
+				g := mls.Fork(state)
 				b.StartTimer()
 				cpu.begin()
 				if _, err := g.Process(res.Commit); err != nil {
@@ -178,10 +178,10 @@ func BenchmarkCommitRemove(b *testing.B) {
 		})
 		b.Run("process", func(b *testing.B) {
 			var cpu cpuMeter
-			state := bg.receiver.g.Clone()
+			state := mls.Fork(bg.receiver.g)
 			for b.Loop() {
 				b.StopTimer()
-				g := state.Clone()
+				g := mls.Fork(state)
 				b.StartTimer()
 				cpu.begin()
 				if _, err := g.Process(res.Commit); err != nil {
@@ -215,10 +215,10 @@ func BenchmarkCommitUpdate(b *testing.B) {
 		})
 		b.Run("process", func(b *testing.B) {
 			var cpu cpuMeter
-			state := bg.receiver.g.Clone()
+			state := mls.Fork(bg.receiver.g)
 			for b.Loop() {
 				b.StopTimer()
-				g := state.Clone()
+				g := mls.Fork(state)
 				b.StartTimer()
 				cpu.begin()
 				if _, err := g.Process(res.Commit); err != nil {
@@ -346,10 +346,10 @@ func BenchmarkSteadyCommit(b *testing.B) {
 					})
 					b.Run(op.name+"/process", func(b *testing.B) {
 						var cpu cpuMeter
-						state := bg.receiver.g.Clone()
+						state := mls.Fork(bg.receiver.g)
 						for b.Loop() {
 							b.StopTimer()
-							g := state.Clone()
+							g := mls.Fork(state)
 							b.StartTimer()
 							cpu.begin()
 							if _, err := g.Process(res.Commit); err != nil {

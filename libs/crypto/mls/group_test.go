@@ -841,7 +841,7 @@ func FuzzProcessPreviousEpoch(f *testing.F) {
 	f.Add(res.Commit)
 	old := ms[1].g.Epoch() - 1
 	f.Fuzz(func(t *testing.T, in []byte) {
-		g := ms[1].g.Clone()
+		g := mls.Fork(ms[1].g)
 		r, err := g.Process(in)
 		if err != nil {
 			return

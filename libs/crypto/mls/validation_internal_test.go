@@ -155,7 +155,7 @@ func TestJoinedTreeLeafChecks(t *testing.T) {
 		{"encryption key reused", func(l *wire.LeafNode) { l.EncryptionKey = g.tree.Leaf(0).EncryptionKey }, tree.ErrDuplicateKey},
 	}
 	for _, c := range cases {
-		bad := g.Clone()
+		bad := g.clone()
 		leaf := *bad.tree.Leaf(1)
 		c.edit(&leaf)
 		if err := bad.tree.Update(treemath.LeafIndex(1), &leaf); err != nil {
@@ -351,7 +351,7 @@ func TestValidateTreeReportsEveryFailure(t *testing.T) {
 	if err := g.validateTree(); err != nil {
 		t.Fatalf("valid tree: %v", err)
 	}
-	bad := g.Clone()
+	bad := g.clone()
 	leaf := *bad.tree.Leaf(1)
 	leaf.Signature = bytes.Clone(leaf.Signature)
 	leaf.Signature[len(leaf.Signature)-1] ^= 1
