@@ -21,7 +21,7 @@ func TestCloneSharesNoSecrets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a, err := NewGroup(ids[0], []byte("clone"))
+	a, err := NewGroup(ids[0], []byte("clone"), trustAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestCloneSharesNoSecrets(t *testing.T) {
 	}
 	members := []*Group{a}
 	for _, kp := range kps {
-		g, err := Join(kp, res.Welcome, nil)
+		g, err := Join(kp, res.Welcome, trustAll, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -108,8 +108,14 @@ func (g *Group) MarshalState() ([]byte, error) {
 	return w.Bytes(), nil
 }
 
-// UnmarshalState restores a group from MarshalState output.
-func UnmarshalState(b []byte) (*Group, error) {
+// UnmarshalState restores a group from MarshalState output. validate
+// checks the credential of every member that enters the group from now on;
+// it must not be nil (a function is not part of the stored state, and a
+// restored group must not admit members unchecked).
+func UnmarshalState(b []byte, validate CredentialValidator) (*Group, error) {
+	if validate == nil {
+		return nil, ErrNoCredentialValidator
+	}
 	r := tlscodec.NewReader(b)
 	if v := r.Uint16(); r.Err() == nil && v != stateVersion {
 		return nil, fmt.Errorf("%w: version %d", ErrBadState, v)
@@ -118,7 +124,7 @@ func UnmarshalState(b []byte) (*Group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
 	}
-	g := &Group{s: s, privs: map[treemath.NodeIndex][]byte{}, externalPSKs: map[string][]byte{}, resumption: map[uint64][]byte{}}
+	g := &Group{s: s, privs: map[treemath.NodeIndex][]byte{}, externalPSKs: map[string][]byte{}, resumption: map[uint64][]byte{}, validateCredential: validate}
 	gc, err := wire.ReadGroupContext(r)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
