@@ -65,7 +65,7 @@ func newBenchGroupIDs(b *testing.B, cs mls.CipherSuite, n int) (*benchGroup, []*
 	creator := newMember(b, cs, "creator")
 	receiver := newMember(b, cs, "receiver")
 	var err error
-	if creator.g, err = mls.NewGroup(creator.id, []byte("bench")); err != nil {
+	if creator.g, err = mls.NewGroup(creator.id, []byte("bench"), trustAll); err != nil {
 		b.Fatal(err)
 	}
 	ids := []*mls.Identity{creator.id, receiver.id}
@@ -83,7 +83,7 @@ func newBenchGroupIDs(b *testing.B, cs mls.CipherSuite, n int) (*benchGroup, []*
 		b.Fatal(err)
 	}
 	tree := creator.g.RatchetTree()
-	if receiver.g, err = mls.Join(receiver.kp, res.Welcome, &mls.JoinOptions{RatchetTree: tree}); err != nil {
+	if receiver.g, err = mls.Join(receiver.kp, res.Welcome, trustAll, &mls.JoinOptions{RatchetTree: tree}); err != nil {
 		b.Fatal(err)
 	}
 	return &benchGroup{creator: creator, receiver: receiver, tree: tree}, ids
@@ -141,10 +141,10 @@ func BenchmarkCommitAdd(b *testing.B) {
 		})
 		b.Run("process", func(b *testing.B) {
 			var cpu cpuMeter
-			state := bg.receiver.g.Clone()
+			state := mls.Fork(bg.receiver.g)
 			for b.Loop() {
 				b.StopTimer()
-				g := state.Clone()
+				g := mls.Fork(state)
 				b.StartTimer()
 				cpu.begin()
 				if _, err := g.Process(res.Commit); err != nil {
@@ -178,10 +178,10 @@ func BenchmarkCommitRemove(b *testing.B) {
 		})
 		b.Run("process", func(b *testing.B) {
 			var cpu cpuMeter
-			state := bg.receiver.g.Clone()
+			state := mls.Fork(bg.receiver.g)
 			for b.Loop() {
 				b.StopTimer()
-				g := state.Clone()
+				g := mls.Fork(state)
 				b.StartTimer()
 				cpu.begin()
 				if _, err := g.Process(res.Commit); err != nil {
@@ -215,10 +215,10 @@ func BenchmarkCommitUpdate(b *testing.B) {
 		})
 		b.Run("process", func(b *testing.B) {
 			var cpu cpuMeter
-			state := bg.receiver.g.Clone()
+			state := mls.Fork(bg.receiver.g)
 			for b.Loop() {
 				b.StopTimer()
-				g := state.Clone()
+				g := mls.Fork(state)
 				b.StartTimer()
 				cpu.begin()
 				if _, err := g.Process(res.Commit); err != nil {
@@ -248,7 +248,7 @@ func BenchmarkJoin(b *testing.B) {
 		var cpu cpuMeter
 		for b.Loop() {
 			cpu.begin()
-			if _, err := mls.Join(joiner.kp, res.Welcome, opts); err != nil {
+			if _, err := mls.Join(joiner.kp, res.Welcome, trustAll, opts); err != nil {
 				b.Fatal(err)
 			}
 			cpu.end()
@@ -346,10 +346,10 @@ func BenchmarkSteadyCommit(b *testing.B) {
 					})
 					b.Run(op.name+"/process", func(b *testing.B) {
 						var cpu cpuMeter
-						state := bg.receiver.g.Clone()
+						state := mls.Fork(bg.receiver.g)
 						for b.Loop() {
 							b.StopTimer()
-							g := state.Clone()
+							g := mls.Fork(state)
 							b.StartTimer()
 							cpu.begin()
 							if _, err := g.Process(res.Commit); err != nil {

@@ -3,7 +3,10 @@
 // suites of the RFC.
 //
 // A client makes an [Identity] (a signature key and basic credential) and
-// publishes [KeyPackage]s. One member creates a group with [NewGroup] and
+// publishes [KeyPackage]s. Every constructor of a group that admits members
+// ([NewGroup], [Join], [JoinExternal], [UnmarshalState]) takes the
+// application's [CredentialValidator] and refuses nil: no group accepts
+// credentials unchecked. One member creates a group with [NewGroup] and
 // changes it with [Group.Commit] (add, remove, update its path, inject PSKs);
 // others join with [Join] from the Welcome, or by external commit with
 // [JoinExternal] from a [Group.GroupInfo]. Every member feeds each handshake

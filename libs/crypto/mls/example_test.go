@@ -23,11 +23,20 @@ func Example() {
 		}
 		return id, kp
 	}
+	// The application's Authentication Service decides who may be a
+	// member; here, a fixed directory of basic credentials.
+	directory := map[string]bool{"alice": true, "bob": true, "carol": true}
+	validate := func(_ uint16, identity []byte, _ [][]byte, _ []byte) error {
+		if !directory[string(identity)] {
+			return fmt.Errorf("%q is not in the directory", identity)
+		}
+		return nil
+	}
 	aliceID, _ := newMember("alice")
 	_, bobKP := newMember("bob")
 	_, carolKP := newMember("carol")
 
-	alice, err := mls.NewGroup(aliceID, []byte("team"))
+	alice, err := mls.NewGroup(aliceID, []byte("team"), validate)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -39,11 +48,11 @@ func Example() {
 	if err := alice.MergePendingCommit(); err != nil {
 		log.Fatal(err)
 	}
-	bob, err := mls.Join(bobKP, res.Welcome, nil)
+	bob, err := mls.Join(bobKP, res.Welcome, validate, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
-	carol, err := mls.Join(carolKP, res.Welcome, nil)
+	carol, err := mls.Join(carolKP, res.Welcome, validate, nil)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func CheckWelcomeVector(cs uint16, kpMessage, initPriv, signerPub, welcome []byt
 // Benchmarks use it to fill a tree's parents the way a group's history of
 // commits would, without keeping every member's state.
 func PuppetCommit(g *Group, leaf uint32, id *Identity) ([]byte, error) {
-	p := g.Clone()
+	p := g.clone()
 	p.me = treemath.LeafIndex(leaf)
 	p.sigPriv = id.sigPriv
 	p.privs = map[treemath.NodeIndex][]byte{}
@@ -55,3 +55,17 @@ func PuppetCommit(g *Group, leaf uint32, id *Identity) ([]byte, error) {
 	}
 	return res.Commit, nil
 }
+
+// ForgeApplication returns an application message that g's member, who
+// holds the epoch's secret tree like every member, encrypts under the next
+// key of the member at leaf but signs with its own key: it decrypts at every
+// member, and only the signature check refuses it.
+func ForgeApplication(g *Group, leaf uint32, data []byte) ([]byte, error) {
+	p := g.clone()
+	p.me = treemath.LeafIndex(leaf)
+	return p.ProtectApplication(data, nil)
+}
+
+// Fork returns a copy of g's state that shares no secrets with it, for
+// benchmarks and tests that process the same message more than once.
+func Fork(g *Group) *Group { return g.clone() }

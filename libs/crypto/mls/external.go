@@ -39,8 +39,13 @@ func (g *Group) GroupInfo(inlineTree bool) ([]byte, error) {
 // 12.4.3.2) from a GroupInfo carrying external_pub. ratchetTree is needed
 // when the GroupInfo has no ratchet_tree extension. It returns the group in
 // the new epoch and the commit to send to the Delivery Service; if the
-// Delivery Service refuses it, discard the returned group.
-func JoinExternal(id *Identity, groupInfo, ratchetTree []byte) (*Group, []byte, error) {
+// Delivery Service refuses it, discard the returned group. validate checks
+// every member's credential in the tree joined, and later new members'; it
+// must not be nil.
+func JoinExternal(id *Identity, groupInfo, ratchetTree []byte, validate CredentialValidator) (*Group, []byte, error) {
+	if validate == nil {
+		return nil, nil, ErrNoCredentialValidator
+	}
 	m, err := wire.DecodeMLSMessage(groupInfo)
 	if err != nil {
 		return nil, nil, err
@@ -64,7 +69,7 @@ func JoinExternal(id *Identity, groupInfo, ratchetTree []byte) (*Group, []byte, 
 	}
 	// prev is the group as the GroupInfo describes it; it has no secrets.
 	prev := &Group{s: s, gc: gi.GroupContext, sigPriv: id.sigPriv, privs: map[treemath.NodeIndex][]byte{},
-		externalPSKs: map[string][]byte{}, resumption: map[uint64][]byte{}}
+		externalPSKs: map[string][]byte{}, resumption: map[uint64][]byte{}, validateCredential: validate}
 	if prev.tree, err = loadTree(s, gi, ratchetTree); err != nil {
 		return nil, nil, err
 	}

@@ -118,15 +118,14 @@ func (g *Group) openPrevious(pm *wire.PrivateMessage) (ac *wire.AuthenticatedCon
 	if p == nil || pm.Epoch != p.epoch || pm.ContentType != wire.ContentApplication || string(pm.GroupID) != string(g.gc.GroupID) {
 		return nil, false, nil
 	}
-	ac, err = framing.UnprotectPrivate(g.s, pm, p.secrets, p.senderDataSecret)
+	ac, err = framing.UnprotectPrivate(g.s, pm, p.secrets, p.senderDataSecret, func(ac *wire.AuthenticatedContent) error {
+		leaf := p.tree.Leaf(treemath.LeafIndex(ac.Content.Sender.Index))
+		if leaf == nil {
+			return ErrUnknownSender
+		}
+		return framing.VerifySignature(g.s, ac, leaf.SignatureKey, p.groupContext)
+	})
 	if err != nil {
-		return nil, true, err
-	}
-	leaf := p.tree.Leaf(treemath.LeafIndex(ac.Content.Sender.Index))
-	if leaf == nil {
-		return nil, true, ErrUnknownSender
-	}
-	if err := framing.VerifySignature(g.s, ac, leaf.SignatureKey, p.groupContext); err != nil {
 		return nil, true, err
 	}
 	return ac, true, nil

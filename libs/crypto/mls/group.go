@@ -101,7 +101,8 @@ type Group struct {
 	// zero means no bound.
 	maxLifetime time.Duration
 	// validateCredential is the Authentication Service check of new
-	// members' credentials; nil accepts every credential.
+	// members' credentials, required by every constructor; nil refuses
+	// every credential.
 	validateCredential CredentialValidator
 
 	// retention is how long the previous epoch's application messages stay
@@ -165,19 +166,27 @@ func (g *Group) Members() map[uint32][]byte {
 // 9420, Section 5.3.1): it decides whether a credential (for the basic type,
 // the identity; for X.509, the certificate chain, leaf first) may use the
 // signature key. It returns a non-nil error to refuse.
+//
+// Every constructor of a Group that can admit members takes one (NewGroup,
+// Join, JoinExternal, UnmarshalState; Branch and ReInit pass on the old
+// group's) and refuses nil with ErrNoCredentialValidator: a group never
+// accepts credentials unchecked, after a restore included. The group runs
+// it on the credential of every leaf that enters it (added members,
+// updates, commit paths, external joins) and, when joining, on every
+// member of the tree joined.
 type CredentialValidator func(credentialType uint16, identity []byte, certificates [][]byte, signatureKey []byte) error
 
-// ErrCredentialRejected wraps a CredentialValidator's refusal.
-var ErrCredentialRejected = errors.New("mls: credential rejected")
-
-// SetCredentialValidator installs the check run on the credential of every
-// leaf that enters the group (added members, updates, commit paths,
-// external joins). Without one, every credential is accepted.
-func (g *Group) SetCredentialValidator(v CredentialValidator) { g.validateCredential = v }
+var (
+	// ErrCredentialRejected wraps a CredentialValidator's refusal.
+	ErrCredentialRejected = errors.New("mls: credential rejected")
+	// ErrNoCredentialValidator means a nil CredentialValidator given to a
+	// constructor.
+	ErrNoCredentialValidator = errors.New("mls: no credential validator")
+)
 
 func (g *Group) checkCredential(leaf *wire.LeafNode) error {
 	if g.validateCredential == nil {
-		return nil
+		return fmt.Errorf("%w: %w", ErrCredentialRejected, ErrNoCredentialValidator)
 	}
 	c := &leaf.Credential
 	if err := g.validateCredential(c.Type, c.Identity, c.Certificates, leaf.SignatureKey); err != nil {
@@ -231,7 +240,12 @@ func (g *Group) AddExternalPSK(id, secret []byte) {
 }
 
 // NewGroup creates a one-member group with the given id, in epoch 0.
-func NewGroup(id *Identity, groupID []byte) (*Group, error) {
+// validate checks the credential of every member that later enters the
+// group; it must not be nil.
+func NewGroup(id *Identity, groupID []byte, validate CredentialValidator) (*Group, error) {
+	if validate == nil {
+		return nil, ErrNoCredentialValidator
+	}
 	s := id.suite
 	encPriv, encPub, err := freshHPKEKey(s)
 	if err != nil {
@@ -248,6 +262,7 @@ func NewGroup(id *Identity, groupID []byte) (*Group, error) {
 		s: s, tree: tree.New(s, leaf), me: 0, sigPriv: id.sigPriv,
 		privs:        map[treemath.NodeIndex][]byte{0: encPriv},
 		externalPSKs: map[string][]byte{}, resumption: map[uint64][]byte{},
+		validateCredential: validate,
 	}
 	g.gc = wire.GroupContext{
 		Version: wire.ProtocolVersion10, CipherSuite: uint16(s.ID()), GroupID: slices.Clone(groupID),
@@ -361,19 +376,20 @@ func (g *Group) Process(msg []byte) (*Received, error) {
 		if err := g.checkGroupEpoch(m.PrivateMessage.GroupID, m.PrivateMessage.Epoch); err != nil {
 			return nil, err
 		}
-		ac, err = framing.UnprotectPrivate(g.s, m.PrivateMessage, g.secrets, g.epoch.SenderDataSecret)
+		// The signature is checked before the sender's key is consumed, so
+		// that no altered or forged copy can make the genuine message
+		// undecryptable.
+		ac, err = framing.UnprotectPrivate(g.s, m.PrivateMessage, g.secrets, g.epoch.SenderDataSecret, g.verifySender)
 	default:
 		return nil, fmt.Errorf("%w: wire format %d", ErrUnexpectedMessage, m.WireFormat)
 	}
 	if err != nil {
 		return nil, err
 	}
-	sigKey, err := g.senderSignatureKey(ac)
-	if err != nil {
-		return nil, err
-	}
-	if err := framing.VerifySignature(g.s, ac, sigKey, g.gcBytes); err != nil {
-		return nil, err
+	if m.WireFormat == wire.WirePublicMessage {
+		if err := g.verifySender(ac); err != nil {
+			return nil, err
+		}
 	}
 	r := &Received{Sender: ac.Content.Sender.Index, SenderType: uint8(ac.Content.Sender.Type), Epoch: ac.Content.Epoch, AuthenticatedData: ac.Content.AuthenticatedData}
 	switch ac.Content.ContentType {
@@ -406,6 +422,15 @@ func (g *Group) checkGroupEpoch(groupID []byte, epoch uint64) error {
 		return fmt.Errorf("%w: message epoch %d, group epoch %d", ErrWrongEpoch, epoch, g.gc.Epoch)
 	}
 	return nil
+}
+
+// verifySender checks ac's signature with its sender's key.
+func (g *Group) verifySender(ac *wire.AuthenticatedContent) error {
+	sigKey, err := g.senderSignatureKey(ac)
+	if err != nil {
+		return err
+	}
+	return framing.VerifySignature(g.s, ac, sigKey, g.gcBytes)
 }
 
 // senderSignatureKey returns the key that must have signed ac.

@@ -15,6 +15,10 @@ import (
 // A group keys SFrame for calls directly.
 var _ mlskeys.Group = (*mls.Group)(nil)
 
+// trustAll is the Authentication Service of tests whose members are all
+// trusted.
+func trustAll(uint16, []byte, [][]byte, []byte) error { return nil }
+
 // member is a test participant: identity, key package and group state.
 type member struct {
 	id *mls.Identity
@@ -68,7 +72,7 @@ func TestGroupLifecycleAllSuites(t *testing.T) {
 			t.Run(fmt.Sprintf("suite%d/private=%v", cs, private), func(t *testing.T) {
 				a, b, c, d := newMember(t, cs, "a"), newMember(t, cs, "b"), newMember(t, cs, "c"), newMember(t, cs, "d")
 				var err error
-				if a.g, err = mls.NewGroup(a.id, []byte("group")); err != nil {
+				if a.g, err = mls.NewGroup(a.id, []byte("group"), trustAll); err != nil {
 					t.Fatal(err)
 				}
 				a.g.PrivateHandshake = private
@@ -79,10 +83,10 @@ func TestGroupLifecycleAllSuites(t *testing.T) {
 				deliver(t, a, res)
 				// The tree travels out of band here.
 				opts := &mls.JoinOptions{RatchetTree: a.g.RatchetTree()}
-				if b.g, err = mls.Join(b.kp, res.Welcome, opts); err != nil {
+				if b.g, err = mls.Join(b.kp, res.Welcome, trustAll, opts); err != nil {
 					t.Fatal(err)
 				}
-				if c.g, err = mls.Join(c.kp, res.Welcome, opts); err != nil {
+				if c.g, err = mls.Join(c.kp, res.Welcome, trustAll, opts); err != nil {
 					t.Fatal(err)
 				}
 				agree(t, a, b, c)
@@ -103,7 +107,7 @@ func TestGroupLifecycleAllSuites(t *testing.T) {
 					t.Fatal(err)
 				}
 				deliver(t, c, res, a, b)
-				if d.g, err = mls.Join(d.kp, res.Welcome, &mls.JoinOptions{ExternalPSKs: map[string][]byte{"psk": []byte("shared secret")}}); err != nil {
+				if d.g, err = mls.Join(d.kp, res.Welcome, trustAll, &mls.JoinOptions{ExternalPSKs: map[string][]byte{"psk": []byte("shared secret")}}); err != nil {
 					t.Fatal(err)
 				}
 				agree(t, a, b, c, d)
@@ -149,16 +153,22 @@ func TestGroupLifecycleAllSuites(t *testing.T) {
 // setup returns a group of n members (suite 2) that all agree.
 func setup(t testing.TB, n int) []*member {
 	t.Helper()
+	return setupSuite(t, mls.P256AES128GCMSHA256P256, n)
+}
+
+// setupSuite is setup in cipher suite cs.
+func setupSuite(t testing.TB, cs mls.CipherSuite, n int) []*member {
+	t.Helper()
 	ms := make([]*member, n)
 	var adds [][]byte
 	for i := range ms {
-		ms[i] = newMember(t, mls.P256AES128GCMSHA256P256, fmt.Sprint(i))
+		ms[i] = newMember(t, cs, fmt.Sprint(i))
 		if i > 0 {
 			adds = append(adds, ms[i].kp.Bytes())
 		}
 	}
 	var err error
-	if ms[0].g, err = mls.NewGroup(ms[0].id, []byte("g")); err != nil {
+	if ms[0].g, err = mls.NewGroup(ms[0].id, []byte("g"), trustAll); err != nil {
 		t.Fatal(err)
 	}
 	res, err := ms[0].g.Commit(mls.CommitOptions{Add: adds, InlineTree: true})
@@ -167,7 +177,7 @@ func setup(t testing.TB, n int) []*member {
 	}
 	deliver(t, ms[0], res)
 	for _, m := range ms[1:] {
-		if m.g, err = mls.Join(m.kp, res.Welcome, nil); err != nil {
+		if m.g, err = mls.Join(m.kp, res.Welcome, trustAll, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -251,7 +261,7 @@ func TestProcessRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mls.Join(stranger.kp, res.Welcome, nil); !errors.Is(err, mls.ErrNoMatchingKeyPackage) {
+	if _, err := mls.Join(stranger.kp, res.Welcome, trustAll, nil); !errors.Is(err, mls.ErrNoMatchingKeyPackage) {
 		t.Errorf("welcome for another key package: %v", err)
 	}
 	if _, err := a.g.Commit(mls.CommitOptions{Add: [][]byte{[]byte("junk")}}); err == nil {
@@ -268,14 +278,14 @@ func TestProcessRejects(t *testing.T) {
 func TestJoinWithoutTree(t *testing.T) {
 	a, b := newMember(t, mls.X25519AES128GCMSHA256Ed25519, "a"), newMember(t, mls.X25519AES128GCMSHA256Ed25519, "b")
 	var err error
-	if a.g, err = mls.NewGroup(a.id, []byte("g")); err != nil {
+	if a.g, err = mls.NewGroup(a.id, []byte("g"), trustAll); err != nil {
 		t.Fatal(err)
 	}
 	res, err := a.g.Commit(mls.CommitOptions{Add: [][]byte{b.kp.Bytes()}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mls.Join(b.kp, res.Welcome, nil); !errors.Is(err, mls.ErrNoRatchetTree) {
+	if _, err := mls.Join(b.kp, res.Welcome, trustAll, nil); !errors.Is(err, mls.ErrNoRatchetTree) {
 		t.Errorf("join without tree: %v, want ErrNoRatchetTree", err)
 	}
 }
@@ -294,7 +304,7 @@ func TestStateRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restored, err := mls.UnmarshalState(state)
+	restored, err := mls.UnmarshalState(state, trustAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +335,7 @@ func TestStateRoundTrip(t *testing.T) {
 		if i%7 != 0 {
 			continue
 		}
-		if _, err := mls.UnmarshalState(state[:i]); err == nil {
+		if _, err := mls.UnmarshalState(state[:i], trustAll); err == nil {
 			t.Fatalf("truncated state (%d bytes) accepted", i)
 		}
 	}
@@ -341,7 +351,7 @@ func FuzzUnmarshalState(f *testing.F) {
 	f.Add(state[:len(state)/2])
 	f.Add([]byte{0, 1, 0, 2})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		g, err := mls.UnmarshalState(b)
+		g, err := mls.UnmarshalState(b, trustAll)
 		if err != nil {
 			return
 		}
@@ -355,7 +365,7 @@ func TestExternalJoin(t *testing.T) {
 	for _, cs := range []mls.CipherSuite{mls.P256AES128GCMSHA256P256, mls.X448ChaCha20Poly1305SHA512Ed448} {
 		a, b := newMember(t, cs, "a"), newMember(t, cs, "b")
 		var err error
-		if a.g, err = mls.NewGroup(a.id, []byte("ext")); err != nil {
+		if a.g, err = mls.NewGroup(a.id, []byte("ext"), trustAll); err != nil {
 			t.Fatal(err)
 		}
 		res, err := a.g.Commit(mls.CommitOptions{Add: [][]byte{b.kp.Bytes()}, InlineTree: true})
@@ -363,7 +373,7 @@ func TestExternalJoin(t *testing.T) {
 			t.Fatal(err)
 		}
 		deliver(t, a, res)
-		if b.g, err = mls.Join(b.kp, res.Welcome, nil); err != nil {
+		if b.g, err = mls.Join(b.kp, res.Welcome, trustAll, nil); err != nil {
 			t.Fatal(err)
 		}
 		gi, err := a.g.GroupInfo(false)
@@ -371,11 +381,11 @@ func TestExternalJoin(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := newMember(t, cs, "c")
-		if _, _, err := mls.JoinExternal(c.id, gi, nil); !errors.Is(err, mls.ErrNoRatchetTree) {
+		if _, _, err := mls.JoinExternal(c.id, gi, nil, trustAll); !errors.Is(err, mls.ErrNoRatchetTree) {
 			t.Fatalf("external join without tree: %v", err)
 		}
 		var commit []byte
-		if c.g, commit, err = mls.JoinExternal(c.id, gi, a.g.RatchetTree()); err != nil {
+		if c.g, commit, err = mls.JoinExternal(c.id, gi, a.g.RatchetTree(), trustAll); err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range []*member{a, b} {
@@ -399,7 +409,7 @@ func TestExternalJoin(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := newMember(t, cs, "d")
-		if d.g, commit, err = mls.JoinExternal(d.id, gi, nil); err != nil {
+		if d.g, commit, err = mls.JoinExternal(d.id, gi, nil, trustAll); err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range []*member{a, b, c} {
@@ -441,7 +451,7 @@ func TestProposalsByReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	deliver(t, a, res, b, c)
-	if d.g, err = mls.Join(d.kp, res.Welcome, nil); err != nil {
+	if d.g, err = mls.Join(d.kp, res.Welcome, trustAll, nil); err != nil {
 		t.Fatal(err)
 	}
 	agree(t, a, b, c, d)
@@ -489,10 +499,10 @@ func TestBranchAndReInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mls.Join(b2.kp, welcome, nil); !errors.Is(err, mls.ErrUnknownPSK) {
+	if _, err := mls.Join(b2.kp, welcome, trustAll, nil); !errors.Is(err, mls.ErrUnknownPSK) {
 		t.Fatalf("branch join without the old group: %v, want ErrUnknownPSK", err)
 	}
-	subB, err := mls.Join(b2.kp, welcome, &mls.JoinOptions{ResumeFrom: []*mls.Group{b.g}})
+	subB, err := mls.Join(b2.kp, welcome, trustAll, &mls.JoinOptions{ResumeFrom: []*mls.Group{b.g}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,11 +529,11 @@ func TestBranchAndReInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newA, err := mls.Join(na.kp, welcome, &mls.JoinOptions{ResumeFrom: []*mls.Group{a.g}})
+	newA, err := mls.Join(na.kp, welcome, trustAll, &mls.JoinOptions{ResumeFrom: []*mls.Group{a.g}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	newC, err := mls.Join(nc.kp, welcome, &mls.JoinOptions{ResumeFrom: []*mls.Group{c.g}})
+	newC, err := mls.Join(nc.kp, welcome, trustAll, &mls.JoinOptions{ResumeFrom: []*mls.Group{c.g}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,7 +549,7 @@ func TestBranchAndReInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restored, err := mls.UnmarshalState(st)
+	restored, err := mls.UnmarshalState(st, trustAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,7 +586,7 @@ func FuzzProcess(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		g, err := mls.UnmarshalState(state)
+		g, err := mls.UnmarshalState(state, trustAll)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -603,7 +613,7 @@ func TestKeyPackageAndIdentityRestore(t *testing.T) {
 	if _, err := mls.RestoreKeyPackage(b.kp.Bytes(), encPriv, initPriv, b.id.SignaturePrivateKey()); !errors.Is(err, mls.ErrInvalidKeyPackage) {
 		t.Errorf("swapped private keys: %v, want ErrInvalidKeyPackage", err)
 	}
-	if a.g, err = mls.NewGroup(a.id, []byte("g")); err != nil {
+	if a.g, err = mls.NewGroup(a.id, []byte("g"), trustAll); err != nil {
 		t.Fatal(err)
 	}
 	res, err := a.g.Commit(mls.CommitOptions{Add: [][]byte{b.kp.Bytes()}, InlineTree: true})
@@ -611,7 +621,7 @@ func TestKeyPackageAndIdentityRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	deliver(t, a, res)
-	if b.g, err = mls.Join(kp, res.Welcome, nil); err != nil {
+	if b.g, err = mls.Join(kp, res.Welcome, trustAll, nil); err != nil {
 		t.Fatal(err)
 	}
 	agree(t, a, b)
@@ -624,7 +634,7 @@ func TestKeyPackageLifetime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.g, err = mls.NewGroup(a.id, []byte("g")); err != nil {
+	if a.g, err = mls.NewGroup(a.id, []byte("g"), trustAll); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.g.Commit(mls.CommitOptions{Add: [][]byte{old.Bytes()}}); !errors.Is(err, mls.ErrInvalidKeyPackage) {
@@ -710,16 +720,51 @@ func TestLargerGroup(t *testing.T) {
 	agree(t, append(rest, ms[39])...)
 }
 
-func TestCredentialValidator(t *testing.T) {
-	ms := setup(t, 2)
-	allowed := map[string]bool{"0": true, "1": true, "ok": true}
-	validate := func(ct uint16, identity []byte, _ [][]byte, _ []byte) error {
-		if ct != 1 || !allowed[string(identity)] {
-			return fmt.Errorf("identity %q not in the directory", identity)
+// directory is an Authentication Service that admits basic credentials
+// with the listed identities.
+func directory(names ...string) mls.CredentialValidator {
+	return func(ct uint16, identity []byte, _ [][]byte, _ []byte) error {
+		for _, n := range names {
+			if ct == 1 && string(identity) == n {
+				return nil
+			}
 		}
-		return nil
+		return fmt.Errorf("identity %q not in the directory", identity)
 	}
-	ms[0].g.SetCredentialValidator(validate)
+}
+
+// setupValidated is setup with every member checking credentials with
+// validate.
+func setupValidated(t testing.TB, n int, validate mls.CredentialValidator) []*member {
+	t.Helper()
+	ms := make([]*member, n)
+	var adds [][]byte
+	for i := range ms {
+		ms[i] = newMember(t, mls.P256AES128GCMSHA256P256, fmt.Sprint(i))
+		if i > 0 {
+			adds = append(adds, ms[i].kp.Bytes())
+		}
+	}
+	var err error
+	if ms[0].g, err = mls.NewGroup(ms[0].id, []byte("g"), validate); err != nil {
+		t.Fatal(err)
+	}
+	res, err := ms[0].g.Commit(mls.CommitOptions{Add: adds, InlineTree: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, ms[0], res)
+	for _, m := range ms[1:] {
+		if m.g, err = mls.Join(m.kp, res.Welcome, validate, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ms
+}
+
+func TestCredentialValidator(t *testing.T) {
+	validate := directory("0", "1", "ok")
+	ms := setupValidated(t, 2, validate)
 	mallory := newMember(t, mls.P256AES128GCMSHA256P256, "mallory")
 	if _, err := ms[0].g.Commit(mls.CommitOptions{Add: [][]byte{mallory.kp.Bytes()}}); !errors.Is(err, mls.ErrCredentialRejected) {
 		t.Errorf("unknown identity added: %v, want ErrCredentialRejected", err)
@@ -730,15 +775,105 @@ func TestCredentialValidator(t *testing.T) {
 		t.Fatal(err)
 	}
 	deliver(t, ms[0], res, ms[1])
-	if _, err := mls.Join(ok.kp, res.Welcome, &mls.JoinOptions{ValidateCredential: func(uint16, []byte, [][]byte, []byte) error {
-		return errors.New("nobody is trusted")
-	}}); !errors.Is(err, mls.ErrCredentialRejected) {
+	if _, err := mls.Join(ok.kp, res.Welcome, directory(), nil); !errors.Is(err, mls.ErrCredentialRejected) {
 		t.Errorf("join into untrusted tree: %v, want ErrCredentialRejected", err)
 	}
-	if ok.g, err = mls.Join(ok.kp, res.Welcome, &mls.JoinOptions{ValidateCredential: validate}); err != nil {
+	if ok.g, err = mls.Join(ok.kp, res.Welcome, validate, nil); err != nil {
 		t.Fatal(err)
 	}
 	agree(t, ms[0], ms[1], ok)
+
+	// A branch checks credentials with its parent group's validator.
+	sub, _, err := ms[0].g.Branch(ms[0].id, []byte("sub"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory2 := newMember(t, mls.P256AES128GCMSHA256P256, "mallory")
+	if _, err := sub.Commit(mls.CommitOptions{Add: [][]byte{mallory2.kp.Bytes()}}); !errors.Is(err, mls.ErrCredentialRejected) {
+		t.Errorf("unknown identity added to a branch: %v, want ErrCredentialRejected", err)
+	}
+}
+
+// TestConstructorsRequireCredentialValidator checks that no constructor
+// of a group that admits members takes a nil validator: such a group would
+// accept every credential.
+func TestConstructorsRequireCredentialValidator(t *testing.T) {
+	ms := setup(t, 2)
+	joiner := newMember(t, mls.P256AES128GCMSHA256P256, "2")
+	res, err := ms[0].g.Commit(mls.CommitOptions{Add: [][]byte{joiner.kp.Bytes()}, InlineTree: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := ms[1].g.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gi, err := ms[1].g.GroupInfo(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]func() error{
+		"NewGroup": func() error { _, err := mls.NewGroup(joiner.id, []byte("x"), nil); return err },
+		"Join":     func() error { _, err := mls.Join(joiner.kp, res.Welcome, nil, nil); return err },
+		"JoinExternal": func() error {
+			_, _, err := mls.JoinExternal(joiner.id, gi, nil, nil)
+			return err
+		},
+		"UnmarshalState": func() error { _, err := mls.UnmarshalState(state, nil); return err },
+	} {
+		if err := f(); !errors.Is(err, mls.ErrNoCredentialValidator) {
+			t.Errorf("%s with a nil validator: %v, want ErrNoCredentialValidator", name, err)
+		}
+	}
+}
+
+// TestRestoredGroupChecksCredentials restores a member's state and has a
+// stranger, who holds the GroupInfo as the server does, join by external
+// commit: the restored member refuses the stranger's credential. Before,
+// a restored group forgot its validator and accepted anyone.
+func TestRestoredGroupChecksCredentials(t *testing.T) {
+	validate := directory("0", "1")
+	ms := setupValidated(t, 2, validate)
+	state, err := ms[1].g.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, err := mls.UnmarshalState(state, validate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gi, err := ms[0].g.GroupInfo(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory := newMember(t, mls.P256AES128GCMSHA256P256, "mallory")
+	_, commit, err := mls.JoinExternal(mallory.id, gi, nil, trustAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restored.Process(commit); !errors.Is(err, mls.ErrCredentialRejected) {
+		t.Fatalf("external commit by a stranger after a restore: %v, want ErrCredentialRejected", err)
+	}
+	if _, err := ms[0].g.Process(commit); !errors.Is(err, mls.ErrCredentialRejected) {
+		t.Fatalf("external commit by a stranger: %v, want ErrCredentialRejected", err)
+	}
+	// The external joiner checks the members of the tree it joins.
+	if _, _, err := mls.JoinExternal(mallory.id, gi, nil, directory("0")); !errors.Is(err, mls.ErrCredentialRejected) {
+		t.Fatalf("external join into a tree with an unknown member: %v, want ErrCredentialRejected", err)
+	}
+	// A listed newcomer gets in, through the restored member too.
+	two := newMember(t, mls.P256AES128GCMSHA256P256, "2")
+	validate2 := directory("0", "1", "2")
+	restored, err = mls.UnmarshalState(state, validate2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if two.g, commit, err = mls.JoinExternal(two.id, gi, nil, validate2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restored.Process(commit); err != nil {
+		t.Fatalf("external commit by a listed member after a restore: %v", err)
+	}
 }
 
 func TestPreviousEpochWindow(t *testing.T) {
@@ -835,7 +970,7 @@ func FuzzProcessPreviousEpoch(f *testing.F) {
 	f.Add(res.Commit)
 	old := ms[1].g.Epoch() - 1
 	f.Fuzz(func(t *testing.T, in []byte) {
-		g := ms[1].g.Clone()
+		g := mls.Fork(ms[1].g)
 		r, err := g.Process(in)
 		if err != nil {
 			return

@@ -43,7 +43,7 @@ func runPassive(c *passiveCase) error {
 	for _, p := range c.ExternalPSKs {
 		opts.ExternalPSKs[string(p.ID)] = p.PSK
 	}
-	g, err := mls.Join(kp, c.Welcome, opts)
+	g, err := mls.Join(kp, c.Welcome, trustAll, opts)
 	if err != nil {
 		return fmt.Errorf("join: %w", err)
 	}

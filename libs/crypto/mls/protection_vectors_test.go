@@ -133,7 +133,7 @@ func TestVectorsMessageProtection(t *testing.T) {
 			if m.PublicMessage != nil {
 				ac, err = framing.UnprotectPublic(s, m.PublicMessage, c.MembershipKey, gc)
 			} else {
-				ac, err = framing.UnprotectPrivate(s, m.PrivateMessage, tree, c.SenderDataSecret)
+				ac, err = framing.UnprotectPrivate(s, m.PrivateMessage, tree, c.SenderDataSecret, framing.VerifyWith(s, c.SignaturePub, gc))
 			}
 			if err != nil {
 				t.Fatalf("suite %d %s: %v", c.Suite, what, err)

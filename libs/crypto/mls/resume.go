@@ -17,13 +17,14 @@ func (g *Group) resumptionPSK(usage wire.ResumptionPSKUsage) (wire.PreSharedKeyI
 
 // newGroupResuming creates a group for id whose first commit adds
 // keyPackages and injects the current resumption PSK of from, then merges
-// it. The Welcome tells joiners to resume from the same group.
+// it. The Welcome tells joiners to resume from the same group. The new
+// group checks credentials with from's validator.
 func newGroupResuming(from *Group, usage wire.ResumptionPSKUsage, id *Identity, newGroupID []byte, keyPackages [][]byte) (*Group, []byte, error) {
 	psk, err := from.resumptionPSK(usage)
 	if err != nil {
 		return nil, nil, err
 	}
-	g, err := NewGroup(id, newGroupID)
+	g, err := NewGroup(id, newGroupID, from.validateCredential)
 	if err != nil {
 		return nil, nil, err
 	}

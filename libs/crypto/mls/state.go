@@ -21,22 +21,40 @@ const stateVersion = 1
 // ErrBadState means bytes that are not a group state this version wrote.
 var ErrBadState = fmt.Errorf("%w: group state", wire.ErrMalformed)
 
-// Clone returns an independent copy of the group state (the pending commit
-// is not copied).
-func (g *Group) Clone() *Group {
+// clone returns a copy of the group state that shares no secret bytes with
+// g (the pending commit is not copied): using one never changes the other.
+// It is not exported: two copies that both send would reuse their sender
+// keys and nonces. Tests fork a member with it.
+func (g *Group) clone() *Group {
 	c := *g
 	c.tree = g.tree.Clone()
-	c.privs = maps.Clone(g.privs)
+	c.sigPriv = slices.Clone(g.sigPriv)
+	c.privs = cloneSecrets(g.privs)
 	c.secrets = g.secrets.Clone()
 	c.epoch = g.epoch.Clone()
+	c.interim = slices.Clone(g.interim)
+	c.confTag = slices.Clone(g.confTag)
 	c.proposals = slices.Clone(g.proposals)
-	c.externalPSKs = maps.Clone(g.externalPSKs)
-	c.resumption = maps.Clone(g.resumption)
+	c.externalPSKs = cloneSecrets(g.externalPSKs)
+	c.resumption = cloneSecrets(g.resumption)
+	c.updateKeys = cloneSecrets(g.updateKeys)
 	c.pending = nil
 	if g.previous != nil {
 		c.previous = g.previous.clone()
 	}
 	return &c
+}
+
+// cloneSecrets copies a map of secrets, values included.
+func cloneSecrets[K comparable](m map[K][]byte) map[K][]byte {
+	if m == nil {
+		return nil
+	}
+	c := make(map[K][]byte, len(m))
+	for k, v := range m {
+		c[k] = slices.Clone(v)
+	}
+	return c
 }
 
 // MarshalState encodes the group state, secrets included, for storage on
@@ -90,8 +108,14 @@ func (g *Group) MarshalState() ([]byte, error) {
 	return w.Bytes(), nil
 }
 
-// UnmarshalState restores a group from MarshalState output.
-func UnmarshalState(b []byte) (*Group, error) {
+// UnmarshalState restores a group from MarshalState output. validate
+// checks the credential of every member that enters the group from now on;
+// it must not be nil (a function is not part of the stored state, and a
+// restored group must not admit members unchecked).
+func UnmarshalState(b []byte, validate CredentialValidator) (*Group, error) {
+	if validate == nil {
+		return nil, ErrNoCredentialValidator
+	}
 	r := tlscodec.NewReader(b)
 	if v := r.Uint16(); r.Err() == nil && v != stateVersion {
 		return nil, fmt.Errorf("%w: version %d", ErrBadState, v)
@@ -100,7 +124,7 @@ func UnmarshalState(b []byte) (*Group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
 	}
-	g := &Group{s: s, privs: map[treemath.NodeIndex][]byte{}, externalPSKs: map[string][]byte{}, resumption: map[uint64][]byte{}}
+	g := &Group{s: s, privs: map[treemath.NodeIndex][]byte{}, externalPSKs: map[string][]byte{}, resumption: map[uint64][]byte{}, validateCredential: validate}
 	gc, err := wire.ReadGroupContext(r)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadState, err)

@@ -14,13 +14,17 @@ import (
 
 // twoMemberGroup returns a group of two P-256 members as seen by the
 // creator, and the second member's key package.
+// trustAll is the Authentication Service of tests whose members are all
+// trusted.
+func trustAll(uint16, []byte, [][]byte, []byte) error { return nil }
+
 func twoMemberGroup(t *testing.T) (*Group, *KeyPackage) {
 	t.Helper()
 	a, err := NewIdentity(P256AES128GCMSHA256P256, []byte("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := NewGroup(a, []byte("g"))
+	g, err := NewGroup(a, []byte("g"), trustAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +159,7 @@ func TestJoinedTreeLeafChecks(t *testing.T) {
 		{"encryption key reused", func(l *wire.LeafNode) { l.EncryptionKey = g.tree.Leaf(0).EncryptionKey }, tree.ErrDuplicateKey},
 	}
 	for _, c := range cases {
-		bad := g.Clone()
+		bad := g.clone()
 		leaf := *bad.tree.Leaf(1)
 		c.edit(&leaf)
 		if err := bad.tree.Update(treemath.LeafIndex(1), &leaf); err != nil {
@@ -351,7 +355,7 @@ func TestValidateTreeReportsEveryFailure(t *testing.T) {
 	if err := g.validateTree(); err != nil {
 		t.Fatalf("valid tree: %v", err)
 	}
-	bad := g.Clone()
+	bad := g.clone()
 	leaf := *bad.tree.Leaf(1)
 	leaf.Signature = bytes.Clone(leaf.Signature)
 	leaf.Signature[len(leaf.Signature)-1] ^= 1
@@ -426,7 +430,7 @@ func TestRemovalErasesPreviousEpoch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ga, err := NewGroup(a, []byte("g"))
+	ga, err := NewGroup(a, []byte("g"), trustAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +456,7 @@ func TestRemovalErasesPreviousEpoch(t *testing.T) {
 		return res
 	}
 	res := commitAndDeliver(CommitOptions{Add: [][]byte{kp.Bytes()}, InlineTree: true}, nil)
-	gb, err := Join(kp, res.Welcome, nil)
+	gb, err := Join(kp, res.Welcome, trustAll, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +525,7 @@ func TestGREASEExtensionsNeedNotBeListed(t *testing.T) {
 // from the one it published.
 func TestJoinNeedsIdenticalOwnLeaf(t *testing.T) {
 	a, _ := NewIdentity(P256AES128GCMSHA256P256, []byte("a"))
-	g, err := NewGroup(a, []byte("g"))
+	g, err := NewGroup(a, []byte("g"), trustAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,11 +554,11 @@ func TestJoinNeedsIdenticalOwnLeaf(t *testing.T) {
 	// The group secrets are encrypted to the init key both share; only
 	// the reference names the variant.
 	m.Welcome.Secrets[0].NewMember = keyPackageRef(b.suite, &kp.kp)
-	if _, err := Join(kp, wire.Encode(m), nil); !errors.Is(err, ErrNoMatchingKeyPackage) {
+	if _, err := Join(kp, wire.Encode(m), trustAll, nil); !errors.Is(err, ErrNoMatchingKeyPackage) {
 		t.Errorf("join as a leaf that differs from the key package: %v, want ErrNoMatchingKeyPackage", err)
 	}
 	variantKP := &KeyPackage{kp: variant, initPriv: kp.initPriv, encPriv: kp.encPriv, identity: b}
-	if _, err := Join(variantKP, res.Welcome, nil); err != nil {
+	if _, err := Join(variantKP, res.Welcome, trustAll, nil); err != nil {
 		t.Errorf("join with the key package actually added: %v", err)
 	}
 }

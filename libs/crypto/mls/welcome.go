@@ -69,16 +69,18 @@ type JoinOptions struct {
 	// tree joined and later (see Group.SetMaxLeafLifetime); zero means no
 	// bound.
 	MaxLeafLifetime time.Duration
-	// ValidateCredential checks every member's credential in the tree
-	// joined, and later new members' (see Group.SetCredentialValidator).
-	ValidateCredential CredentialValidator
 	// ResumeFrom lists earlier groups of this member whose resumption PSKs
 	// a branch or reinit Welcome names.
 	ResumeFrom []*Group
 }
 
-// Join joins a group from a Welcome (an MLSMessage) sent to kp.
-func Join(kp *KeyPackage, welcome []byte, opts *JoinOptions) (*Group, error) {
+// Join joins a group from a Welcome (an MLSMessage) sent to kp. validate
+// checks every member's credential in the tree joined, and later new
+// members'; it must not be nil.
+func Join(kp *KeyPackage, welcome []byte, validate CredentialValidator, opts *JoinOptions) (*Group, error) {
+	if validate == nil {
+		return nil, ErrNoCredentialValidator
+	}
 	if opts == nil {
 		opts = &JoinOptions{}
 	}
@@ -100,7 +102,7 @@ func Join(kp *KeyPackage, welcome []byte, opts *JoinOptions) (*Group, error) {
 	g.resumeFrom = opts.ResumeFrom
 	g.now = opts.Now
 	g.SetMaxLeafLifetime(opts.MaxLeafLifetime)
-	g.validateCredential = opts.ValidateCredential
+	g.validateCredential = validate
 	gs, gi, pskSecret, err := g.openWelcome(m.Welcome, &kp.kp, kp.initPriv)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,10 @@ var (
 	// ErrUnsupportedSuite means the cipher suite is not one this package
 	// implements: RFC 9605's five and the three draft AES-256-CTR suites.
 	ErrUnsupportedSuite = errors.New("unsupported cipher suite")
+	// ErrShortTag means a suite with a 32-bit tag given to NewSender or
+	// NewReceiver; use NewShortTagSender and NewShortTagReceiver to ask for
+	// one.
+	ErrShortTag = errors.New("32-bit tag suite not asked for")
 	// ErrBadBaseKey means a base key is shorter than MinBaseKeySize.
 	ErrBadBaseKey = errors.New("base key too short")
 	// ErrTruncated means a frame ends inside its header or tag.

@@ -41,7 +41,7 @@ func FuzzUnprotect(f *testing.F) {
 	const kid = 0x1234
 	metadata := []byte("meta")
 	for _, suite := range allSuites {
-		s, err := NewSender(suite, kid, testBaseKey(1))
+		s, err := NewShortTagSender(suite, kid, testBaseKey(1))
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -59,7 +59,7 @@ func FuzzUnprotect(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, suiteID uint16, frame, md []byte) {
 		suite := allSuites[int(suiteID)%len(allSuites)]
-		r, err := NewReceiver(suite, 64)
+		r, err := NewShortTagReceiver(suite, 64)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +80,7 @@ func FuzzUnprotect(f *testing.F) {
 		// It decrypted: the sender must produce this very frame for this
 		// counter, plaintext and metadata.
 		h, _, _ := ParseHeader(frame)
-		s, err := NewSender(suite, h.KeyID, testBaseKey(1))
+		s, err := NewShortTagSender(suite, h.KeyID, testBaseKey(1))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,7 +33,7 @@ func deriveLabel(prefix string, kid uint64, suite CipherSuite) string {
 // newFrameKey derives the key and salt for kid from baseKey and builds the
 // AEAD once.
 func newFrameKey(suite CipherSuite, kid uint64, baseKey []byte) (*frameKey, error) {
-	p, err := suite.check()
+	p, err := suite.check(true) // the constructors apply the tag policy
 	if err != nil {
 		return nil, err
 	}

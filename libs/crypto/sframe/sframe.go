@@ -47,9 +47,26 @@ type Sender struct {
 
 // NewSender returns a Sender for kid whose key and salt are derived from
 // baseKey (RFC 9605, Section 4.4.2). The caller must never give two senders
-// the same (baseKey, kid) pair: their counters would collide and reuse
-// nonces.
+// the same (baseKey, kid) pair unless the second resumes, with
+// SetNextCounter, past every counter the first may have used: their
+// counters would collide and reuse nonces. Package mlskeys does this
+// bookkeeping for keys from MLS. Suites with a 32-bit tag are refused with
+// ErrShortTag (see NewShortTagSender).
 func NewSender(suite CipherSuite, kid uint64, baseKey []byte) (*Sender, error) {
+	if _, err := suite.check(false); err != nil {
+		return nil, err
+	}
+	return newSender(suite, kid, baseKey)
+}
+
+// NewShortTagSender is NewSender that also accepts the suites whose tag is
+// 32 bits, for peers that need them; see the warning at
+// AES_128_CTR_HMAC_SHA256_32.
+func NewShortTagSender(suite CipherSuite, kid uint64, baseKey []byte) (*Sender, error) {
+	return newSender(suite, kid, baseKey)
+}
+
+func newSender(suite CipherSuite, kid uint64, baseKey []byte) (*Sender, error) {
 	key, err := newFrameKey(suite, kid, baseKey)
 	if err != nil {
 		return nil, err
@@ -130,8 +147,21 @@ const MaxReplayWindow = replay.MaxSize
 // NewReceiver returns a Receiver with no keys. replayWindow is how many
 // counters below the highest accepted one are still tracked, 1 to
 // MaxReplayWindow; frames further behind are refused with ErrTooOld.
+// Suites with a 32-bit tag are refused with ErrShortTag (see
+// NewShortTagReceiver).
 func NewReceiver(suite CipherSuite, replayWindow int) (*Receiver, error) {
-	if _, err := suite.check(); err != nil {
+	return newReceiver(suite, replayWindow, false)
+}
+
+// NewShortTagReceiver is NewReceiver that also accepts the suites whose tag
+// is 32 bits, for peers that need them; see the warning at
+// AES_128_CTR_HMAC_SHA256_32.
+func NewShortTagReceiver(suite CipherSuite, replayWindow int) (*Receiver, error) {
+	return newReceiver(suite, replayWindow, true)
+}
+
+func newReceiver(suite CipherSuite, replayWindow int, shortTag bool) (*Receiver, error) {
+	if _, err := suite.check(shortTag); err != nil {
 		return nil, err
 	}
 	if _, err := replay.New(replayWindow); err != nil {

@@ -22,11 +22,11 @@ func testBaseKey(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 
 func newPair(t testing.TB, suite CipherSuite, kid uint64) (*Sender, *Receiver) {
 	t.Helper()
-	s, err := NewSender(suite, kid, testBaseKey(1))
+	s, err := NewShortTagSender(suite, kid, testBaseKey(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewReceiver(suite, 64)
+	r, err := NewShortTagReceiver(suite, 64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,5 +330,44 @@ func TestNoAllocations(t *testing.T) {
 				t.Errorf("%v %d B: allocations per frame: protect %v, unprotect %v; want 0", suite, size, protect, unprotect)
 			}
 		}
+	}
+}
+
+// TestShortTagSuitesNeedAsking: the suites with a 32-bit tag are refused by
+// NewSender and NewReceiver, and work only through the constructors that
+// ask for them. Before, they were on by default.
+func TestShortTagSuitesNeedAsking(t *testing.T) {
+	for _, suite := range allSuites {
+		short := suite.TagSize() < 8
+		_, errS := NewSender(suite, 1, testBaseKey(1))
+		_, errR := NewReceiver(suite, 64)
+		for _, err := range []error{errS, errR} {
+			if short && !errors.Is(err, ErrShortTag) {
+				t.Errorf("%v: %v, want ErrShortTag", suite, err)
+			}
+			if !short && err != nil {
+				t.Errorf("%v: %v", suite, err)
+			}
+		}
+		if short {
+			s, r := newPair(t, suite, 1)
+			f, err := s.Protect(nil, nil, []byte("asked for"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pt, err := r.Unprotect(nil, nil, f); err != nil || string(pt) != "asked for" {
+				t.Errorf("%v asked for: %q, %v", suite, pt, err)
+			}
+		}
+	}
+	if n := func() (n int) {
+		for _, s := range allSuites {
+			if s.TagSize() < 8 {
+				n++
+			}
+		}
+		return n
+	}(); n != 2 {
+		t.Errorf("%d suites with a 32-bit tag, want 2", n)
 	}
 }

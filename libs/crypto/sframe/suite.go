@@ -18,6 +18,14 @@ type CipherSuite uint16
 // one to use unless a peer needs something else: it is the fastest and the
 // only one whose tag is not truncated.
 //
+// The suites with a 32-bit tag (AES_128_CTR_HMAC_SHA256_32 here,
+// AES_256_CTR_HMAC_SHA512_32 below) are off unless asked for with
+// NewShortTagSender and NewShortTagReceiver: a forger succeeds with
+// probability 2^-32 per attempt, and every forged frame a receiver tries
+// is a free attempt, so an on-path attacker sending frames at media rates
+// expects a forgery within hours (RFC 9605, Section 4.5.1, and Section 9.4
+// on the limits of short tags).
+//
 // [RFC 9605, Section 4.5]: https://www.rfc-editor.org/rfc/rfc9605#section-4.5
 const (
 	AES_128_CTR_HMAC_SHA256_80 CipherSuite = 0x0001
@@ -94,11 +102,18 @@ func (s CipherSuite) TagSize() int {
 	return p.nt
 }
 
-// check returns the parameters of s or ErrUnsupportedSuite.
-func (s CipherSuite) check() (suiteParams, error) {
+// minTagSize is the shortest tag NewSender and NewReceiver accept.
+const minTagSize = 8
+
+// check returns the parameters of s, or ErrUnsupportedSuite, or
+// ErrShortTag for a 32-bit tag unless shortTag says it was asked for.
+func (s CipherSuite) check(shortTag bool) (suiteParams, error) {
 	p, ok := s.params()
 	if !ok {
 		return suiteParams{}, fmt.Errorf("sframe: cipher suite 0x%04x: %w", uint16(s), ErrUnsupportedSuite)
+	}
+	if p.nt < minTagSize && !shortTag {
+		return suiteParams{}, fmt.Errorf("sframe: %v has a %d-byte tag: %w", s, p.nt, ErrShortTag)
 	}
 	return p, nil
 }

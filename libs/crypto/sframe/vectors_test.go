@@ -127,7 +127,7 @@ func TestDraftAES256CTRHMACVectors(t *testing.T) {
 func checkAEADVectors(t *testing.T, vectors []aeadVector) {
 	for _, tc := range vectors {
 		t.Run(tc.CipherSuite.String(), func(t *testing.T) {
-			p, err := tc.CipherSuite.check()
+			p, err := tc.CipherSuite.check(true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -165,7 +165,7 @@ func TestDraftAES256CTRHMACSFrameVectors(t *testing.T) {
 func checkSFrameVectors(t *testing.T, vectors []sframeVector) {
 	for _, tc := range vectors {
 		t.Run(tc.CipherSuite.String(), func(t *testing.T) {
-			p, err := tc.CipherSuite.check()
+			p, err := tc.CipherSuite.check(true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -184,7 +184,7 @@ func checkSFrameVectors(t *testing.T, vectors []sframeVector) {
 					[]byte(tc.SFrameSecret), []byte(tc.SFrameKey), []byte(tc.SFrameSalt))
 			}
 
-			s, err := NewSender(tc.CipherSuite, tc.KID, tc.BaseKey)
+			s, err := NewShortTagSender(tc.CipherSuite, tc.KID, tc.BaseKey)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -206,7 +206,7 @@ func checkSFrameVectors(t *testing.T, vectors []sframeVector) {
 				t.Errorf("NextCounter after Protect = %d, want %d", s.NextCounter(), tc.CTR+1)
 			}
 
-			r, err := NewReceiver(tc.CipherSuite, DefaultReplayWindow)
+			r, err := NewShortTagReceiver(tc.CipherSuite, DefaultReplayWindow)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -21,7 +21,7 @@ func FuzzKeyringUnprotect(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	sender, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, 4, time.Hour, 64, nil)
+	sender, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, 4, time.Hour, 64, nil, mlskeystest.NewCounterStore())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func FuzzKeyringUnprotect(f *testing.F) {
 			f.Fatal(err)
 		}
 		for _, pt := range []string{"", "frame"} {
-			frame, err := sender.Protect(nil, []byte("md"), []byte(pt))
+			frame, err := sender.Protect(0, nil, []byte("md"), []byte(pt))
 			if err != nil {
 				f.Fatal(err)
 			}
@@ -40,7 +40,7 @@ func FuzzKeyringUnprotect(f *testing.F) {
 	f.Add([]byte{0x80, 0x07}, []byte(nil))
 	f.Fuzz(func(t *testing.T, frame, md []byte) {
 		now := time.Unix(0, 0)
-		k, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, 4, time.Hour, 64, func() time.Time { return now })
+		k, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, 4, time.Hour, 64, func() time.Time { return now }, mlskeystest.NewCounterStore())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,7 +55,7 @@ func FuzzKeyringUnprotect(f *testing.F) {
 			return
 		}
 		for _, want := range []error{sframe.ErrTruncated, sframe.ErrNonMinimalHeader, sframe.ErrUnknownKeyID,
-			sframe.ErrAuthentication, ErrUnknownEpoch} {
+			sframe.ErrAuthentication, ErrUnknownEpoch, ErrOwnFrame} {
 			if errors.Is(err, want) {
 				if len(k.current.kids) != 0 || len(k.previous.kids) != 0 {
 					t.Fatalf("rejected frame (%v) left a key", err)

@@ -6,13 +6,27 @@
 //
 // A [Keyring] is one member's view of a call. Call [Keyring.SetEpoch] with
 // every new epoch of the group; [Keyring.Protect] then sends under the
-// member's own KID for that epoch and [Keyring.Unprotect] reads frames from
-// any member of the current epoch, or of the previous one until its grace
-// period ends. Receiving keys are derived on first use, and kept only once a
-// frame has authenticated under them.
+// member's own KID for that epoch and the stream's context, and
+// [Keyring.Unprotect] reads frames from any other member of the current
+// epoch, or of the previous one until its grace period ends. Receiving keys
+// are derived on first use, and kept only once a frame has authenticated
+// under them. Frames under the member's own KIDs (reflected back by a relay)
+// are refused.
 //
 // Every base key of an epoch is the same for all members: it is the KID, part
-// of the key derivation, that gives each sender its own key and nonces.
+// of the key derivation, that gives each sender its own key and nonces. So
+// any member of the group can derive every other member's sending keys and
+// forge frames that the others accept as that member's: SFrame with MLS keys
+// authenticates the group, not the sender (RFC 9605, Section 9.5). Where
+// sender authentication matters, the application signs inside the frame.
+//
+// A sender's counter must never repeat under one key, across restarts and
+// across keyrings of the same member. The keyring therefore takes a
+// [CounterStore] and reserves counters in blocks of [CounterBlock], durably,
+// before using them: a keyring restarted for the same epoch, or a second
+// keyring of the same member, continues after every counter reserved
+// before. Separate streams of one member use separate contexts, each its own
+// KID.
 //
 // [RFC 9605, Section 5.2]: https://www.rfc-editor.org/rfc/rfc9605#section-5.2
 package mlskeys
@@ -20,6 +34,7 @@ package mlskeys
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"time"
 
@@ -29,6 +44,27 @@ import (
 // ExporterLabel is the MLS exporter label of the SFrame base key; the
 // exporter context is empty and the length is the suite's Nk.
 const ExporterLabel = "SFrame 1.0 Base Key"
+
+// CounterBlock is how many counters a sender reserves in the CounterStore at
+// a time: one durable write per CounterBlock frames, and at most CounterBlock
+// counters skipped by a restart.
+const CounterBlock = 1 << 16
+
+// CounterStore persists, for each sender key (an epoch and a KID), a floor
+// below which every counter may already have been used. It is shared by
+// every keyring of a member, and must survive restarts of the application:
+// without it, a new keyring for an epoch and KID already used would start
+// again at counter 0 under the same key and reuse nonces. One store may
+// serve several groups: a shared record only makes a sender skip counters.
+type CounterStore interface {
+	// Reserve raises the floor of the sender key (epoch, kid) by n and
+	// returns the floor before the call (0 for a key never seen): the
+	// caller may use counters [floor, floor+n). The new floor must be
+	// durable (written and synced) before Reserve returns, and Reserve must
+	// be atomic with respect to other calls for the same key. A floor that
+	// would pass 2^64-1 stays at 2^64-1.
+	Reserve(epoch, kid, n uint64) (floor uint64, err error)
+}
 
 // MaxKeysPerEpoch bounds the receiving keys one epoch may hold (one per
 // sender stream seen), so that members inventing KIDs cannot grow it forever.
@@ -74,6 +110,14 @@ var (
 	// ErrTooManyKeys means an epoch already holds MaxKeysPerEpoch receiving
 	// keys.
 	ErrTooManyKeys = errors.New("too many key ids in one epoch")
+	// ErrOwnFrame means a frame under one of this member's own KIDs: a
+	// relay reflected it back, or another member forged it.
+	ErrOwnFrame = errors.New("frame under this member's own key id")
+	// ErrNoCounterStore means NewKeyring was given a nil CounterStore.
+	ErrNoCounterStore = errors.New("no counter store")
+	// ErrCounterStore means the CounterStore failed or returned a floor
+	// below counters it had already granted.
+	ErrCounterStore = errors.New("counter store failed")
 )
 
 // IndexBits returns S, the number of KID bits for the sender index in a tree
@@ -118,11 +162,19 @@ func lowBits(n int) uint64 {
 type epochKeys struct {
 	epoch     uint64
 	baseKey   []byte
+	leaf      uint32 // this member's leaf index
 	leafCount uint32
 	indexBits int
 	kids      map[uint64]struct{} // receiving keys installed for this epoch
 	expires   time.Time           // for the previous epoch: end of grace
 	_         [0]func()
+}
+
+// stream is this member's sender for one context of the current epoch.
+type stream struct {
+	sender *sframe.Sender
+	limit  uint64 // end of the counters reserved in the store
+	_      [0]func()
 }
 
 // Keyring is one member's SFrame keys for a call keyed from an MLS group.
@@ -132,8 +184,9 @@ type Keyring struct {
 	epochBits int
 	grace     time.Duration
 	now       func() time.Time
+	counters  CounterStore
 	receiver  *sframe.Receiver
-	sender    *sframe.Sender
+	streams   map[uint64]*stream // by context, for the current epoch
 	current   *epochKeys
 	previous  *epochKeys
 	_         [0]func()
@@ -143,8 +196,13 @@ type Keyring struct {
 // the epoch number carried in each KID (1 to 32); grace is how long the
 // previous epoch's frames stay readable after SetEpoch (0 drops them at
 // once); replayWindow is the per-KID window of sframe.NewReceiver; now is the
-// clock (nil means time.Now).
-func NewKeyring(suite sframe.CipherSuite, epochBits int, grace time.Duration, replayWindow int, now func() time.Time) (*Keyring, error) {
+// clock (nil means time.Now); counters is the member's CounterStore, shared
+// by all its keyrings and persisted across restarts. Suites with a 32-bit tag
+// are refused (sframe.ErrShortTag).
+func NewKeyring(suite sframe.CipherSuite, epochBits int, grace time.Duration, replayWindow int, now func() time.Time, counters CounterStore) (*Keyring, error) {
+	if counters == nil {
+		return nil, ErrNoCounterStore
+	}
 	if epochBits < 1 || epochBits > 32 {
 		return nil, fmt.Errorf("mlskeys: %d epoch bits, want 1..32: %w", epochBits, ErrBadLayout)
 	}
@@ -158,7 +216,7 @@ func NewKeyring(suite sframe.CipherSuite, epochBits int, grace time.Duration, re
 	if now == nil {
 		now = time.Now
 	}
-	return &Keyring{suite: suite, epochBits: epochBits, grace: grace, now: now, receiver: receiver}, nil
+	return &Keyring{suite: suite, epochBits: epochBits, grace: grace, now: now, counters: counters, receiver: receiver}, nil
 }
 
 // Epoch returns the current epoch number and whether one is set.
@@ -169,19 +227,20 @@ func (k *Keyring) Epoch() (uint64, bool) {
 	return k.current.epoch, true
 }
 
-// KeyID returns the KID this member sends under in the current epoch.
-func (k *Keyring) KeyID() (uint64, error) {
-	if k.sender == nil {
+// KeyID returns the KID this member sends under in the current epoch for
+// the stream of the given context.
+func (k *Keyring) KeyID(context uint64) (uint64, error) {
+	if k.current == nil {
 		return 0, ErrNoEpoch
 	}
-	return k.sender.KeyID(), nil
+	return KeyID(context, k.current.leaf, k.current.epoch, k.epochBits, k.current.indexBits)
 }
 
 // SetEpoch moves the keyring to g's epoch: it exports the epoch's base key,
-// starts a new sender under this member's KID, keeps the epoch it replaces
-// readable for the grace period, and drops anything older. The epoch must be
-// newer than the current one. As RFC 9605 requires, an old epoch whose low
-// epochBits equal the new one's is dropped at once, grace or not.
+// ends the senders of the epoch it replaces, keeps that epoch readable for
+// the grace period, and drops anything older. The epoch must be newer than
+// the current one. As RFC 9605 requires, an old epoch whose low epochBits
+// equal the new one's is dropped at once, grace or not.
 func (k *Keyring) SetEpoch(g Group) error {
 	epoch, leaf, leafCount := g.Epoch(), g.LeafIndex(), g.LeafCount()
 	if k.current != nil && epoch <= k.current.epoch {
@@ -191,8 +250,7 @@ func (k *Keyring) SetEpoch(g Group) error {
 		return fmt.Errorf("mlskeys: leaf index %d in a tree of %d leaves: %w", leaf, leafCount, ErrBadLayout)
 	}
 	indexBits := IndexBits(leafCount)
-	kid, err := KeyID(0, leaf, epoch, k.epochBits, indexBits)
-	if err != nil {
+	if _, err := KeyID(0, leaf, epoch, k.epochBits, indexBits); err != nil {
 		return err
 	}
 	baseKey, err := g.Export(ExporterLabel, nil, k.suite.KeySize())
@@ -202,11 +260,6 @@ func (k *Keyring) SetEpoch(g Group) error {
 	if len(baseKey) != k.suite.KeySize() {
 		clear(baseKey)
 		return fmt.Errorf("mlskeys: exporter returned %d bytes, want %d: %w", len(baseKey), k.suite.KeySize(), ErrBadExport)
-	}
-	sender, err := sframe.NewSender(k.suite, kid, baseKey)
-	if err != nil {
-		clear(baseKey)
-		return fmt.Errorf("mlskeys: %w", err)
 	}
 
 	k.drop(k.previous)
@@ -219,25 +272,71 @@ func (k *Keyring) SetEpoch(g Group) error {
 			k.previous = old
 		}
 	}
-	k.current = &epochKeys{epoch: epoch, baseKey: baseKey, leafCount: leafCount, indexBits: indexBits, kids: make(map[uint64]struct{})}
-	k.sender = sender
+	k.current = &epochKeys{epoch: epoch, baseKey: baseKey, leaf: leaf, leafCount: leafCount, indexBits: indexBits, kids: make(map[uint64]struct{})}
+	k.streams = make(map[uint64]*stream)
 	return nil
 }
 
-// Protect encrypts plaintext under this member's KID of the current epoch;
-// see sframe.Sender.Protect.
-func (k *Keyring) Protect(dst, metadata, plaintext []byte) ([]byte, error) {
-	if k.sender == nil {
+// Protect encrypts plaintext under this member's KID of the current epoch
+// for the stream of the given context (RFC 9605, Section 5.2: the context
+// tells apart the streams of one sender; 0 gives the shortest header); see
+// sframe.Sender.Protect. The first frame of a stream, and every
+// CounterBlock-th after it, first reserves counters in the CounterStore;
+// if that fails, no frame is produced.
+func (k *Keyring) Protect(context uint64, dst, metadata, plaintext []byte) ([]byte, error) {
+	if k.current == nil {
 		return nil, ErrNoEpoch
 	}
-	return k.sender.Protect(dst, metadata, plaintext)
+	s := k.streams[context]
+	if s == nil || s.sender.NextCounter() >= s.limit {
+		var err error
+		if s, err = k.reserve(context, s); err != nil {
+			return nil, err
+		}
+	}
+	return s.sender.Protect(dst, metadata, plaintext)
+}
+
+// reserve takes the next block of counters for the stream of context from
+// the store, starting the stream's sender if s is nil.
+func (k *Keyring) reserve(context uint64, s *stream) (*stream, error) {
+	ep := k.current
+	kid, err := KeyID(context, ep.leaf, ep.epoch, k.epochBits, ep.indexBits)
+	if err != nil {
+		return nil, err
+	}
+	floor, err := k.counters.Reserve(ep.epoch, kid, CounterBlock)
+	if err != nil {
+		return nil, fmt.Errorf("mlskeys: reserve counters of key id %d in epoch %d: %w: %w", kid, ep.epoch, ErrCounterStore, err)
+	}
+	if s == nil {
+		sender, err := sframe.NewSender(k.suite, kid, ep.baseKey)
+		if err != nil {
+			return nil, fmt.Errorf("mlskeys: %w", err)
+		}
+		s = &stream{sender: sender}
+		k.streams[context] = s
+	} else if floor < s.limit {
+		// The store granted counters it had granted before: it lost
+		// writes, and resuming could reuse nonces.
+		return nil, fmt.Errorf("mlskeys: key id %d in epoch %d: store floor %d below the %d already reserved: %w", kid, ep.epoch, floor, s.limit, ErrCounterStore)
+	}
+	if err := s.sender.SetNextCounter(floor); err != nil {
+		return nil, fmt.Errorf("mlskeys: %w", err)
+	}
+	s.limit = floor + CounterBlock
+	if s.limit < floor {
+		s.limit = math.MaxUint64
+	}
+	return s, nil
 }
 
 // Unprotect decrypts a frame from any member of the current epoch, or of the
 // previous one during its grace period; see sframe.Receiver.Unprotect. Besides
 // the errors of package sframe it returns ErrUnknownEpoch and
 // ErrEpochExpired for frames from epochs it no longer (or does not yet)
-// hold, and ErrTooManyKeys when an epoch has seen MaxKeysPerEpoch KIDs.
+// hold, ErrOwnFrame for a frame under this member's own leaf (any context),
+// and ErrTooManyKeys when an epoch has seen MaxKeysPerEpoch KIDs.
 func (k *Keyring) Unprotect(dst, metadata, frame []byte) ([]byte, error) {
 	h, _, err := sframe.ParseHeader(frame)
 	if err != nil {
@@ -252,8 +351,12 @@ func (k *Keyring) Unprotect(dst, metadata, frame []byte) ([]byte, error) {
 	}
 	// First frame under this KID: derive its key, and keep it only if the
 	// frame authenticates, so that forged KIDs leave nothing behind.
-	if sender := h.KeyID >> k.epochBits & lowBits(ep.indexBits); sender >= uint64(ep.leafCount) {
+	sender := h.KeyID >> k.epochBits & lowBits(ep.indexBits)
+	if sender >= uint64(ep.leafCount) {
 		return nil, fmt.Errorf("mlskeys: key id %d names leaf %d of %d in epoch %d: %w", h.KeyID, sender, ep.leafCount, ep.epoch, sframe.ErrUnknownKeyID)
+	}
+	if sender == uint64(ep.leaf) {
+		return nil, fmt.Errorf("mlskeys: key id %d in epoch %d: %w", h.KeyID, ep.epoch, ErrOwnFrame)
 	}
 	if len(ep.kids) >= MaxKeysPerEpoch {
 		return nil, fmt.Errorf("mlskeys: epoch %d: %w", ep.epoch, ErrTooManyKeys)

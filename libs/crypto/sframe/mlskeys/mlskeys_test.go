@@ -98,17 +98,17 @@ func TestFrozenVectors(t *testing.T) {
 		if IndexBits(tc.LeafCount) != tc.IndexBits {
 			t.Errorf("IndexBits(%d) = %d, want %d", tc.LeafCount, IndexBits(tc.LeafCount), tc.IndexBits)
 		}
-		k, err := NewKeyring(tc.CipherSuite, tc.EpochBits, time.Second, 64, nil)
+		k, err := NewKeyring(tc.CipherSuite, tc.EpochBits, time.Second, 64, nil, mlskeystest.NewCounterStore())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := k.SetEpoch(g); err != nil {
 			t.Fatal(err)
 		}
-		if kid, _ := k.KeyID(); kid != tc.KID {
+		if kid, _ := k.KeyID(0); kid != tc.KID {
 			t.Errorf("%v epoch %d leaf %d: KID %d, want %d", tc.CipherSuite, tc.Epoch, tc.LeafIndex, kid, tc.KID)
 		}
-		frame, err := k.Protect(nil, mustHex(t, tc.Metadata), mustHex(t, tc.PT))
+		frame, err := k.Protect(0, nil, mustHex(t, tc.Metadata), mustHex(t, tc.PT))
 		if err != nil || hex.EncodeToString(frame) != tc.CT {
 			t.Errorf("%v epoch %d: first frame %x, %v; want %s", tc.CipherSuite, tc.Epoch, frame, err, tc.CT)
 		}
@@ -136,7 +136,7 @@ func newCall(t *testing.T, members int, epochBits int, grace time.Duration) *cal
 	c := &call{t: t, clock: time.Unix(1_700_000_000, 0)}
 	c.group = mlskeystest.NewGroup(crypto.SHA256, bytes.Repeat([]byte{0x42}, 32), 1, 0, uint32(members))
 	for i := range members {
-		k, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, epochBits, grace, 128, func() time.Time { return c.clock })
+		k, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, epochBits, grace, 128, func() time.Time { return c.clock }, mlskeystest.NewCounterStore())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +165,7 @@ func (c *call) advance() {
 
 func (c *call) send(from int, msg string) []byte {
 	c.t.Helper()
-	f, err := c.members[from].Protect(nil, []byte("md"), []byte(msg))
+	f, err := c.members[from].Protect(0, nil, []byte("md"), []byte(msg))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestMembersReadEachOther(t *testing.T) {
 	c := newCall(t, 3, 4, time.Second)
 	kids := map[uint64]bool{}
 	for i, k := range c.members {
-		kid, err := k.KeyID()
+		kid, err := k.KeyID(0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +211,7 @@ func TestPreviousEpochGracePeriod(t *testing.T) {
 	inflight := c.send(0, "in flight") // epoch 1, delivered after the roll
 	fromNew := c.send(2, "member 2")   // epoch 1, a KID member 1 has not seen
 	expired := c.send(0, "too late")
-	prevKID, _ := c.members[0].KeyID()
+	prevKID, _ := c.members[0].KeyID(0)
 
 	c.advance()
 	c.clock = c.clock.Add(time.Second)
@@ -307,7 +307,7 @@ func TestForgedKeyIDLeavesNoKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kid2, _ := c.members[2].KeyID()
+	kid2, _ := c.members[2].KeyID(0)
 	h.KeyID = kid2
 	forged := append(h.Append(nil), f[n:]...)
 	if _, err := c.members[1].Unprotect(nil, []byte("md"), forged); !errors.Is(err, sframe.ErrAuthentication) {
@@ -364,14 +364,14 @@ func TestTooManyKeysPerEpoch(t *testing.T) {
 }
 
 func TestNoEpochYet(t *testing.T) {
-	k, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, 4, time.Second, 64, nil)
+	k, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, 4, time.Second, 64, nil, mlskeystest.NewCounterStore())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Protect(nil, nil, []byte("x")); !errors.Is(err, ErrNoEpoch) {
+	if _, err := k.Protect(0, nil, nil, []byte("x")); !errors.Is(err, ErrNoEpoch) {
 		t.Errorf("Protect: %v, want ErrNoEpoch", err)
 	}
-	if _, err := k.KeyID(); !errors.Is(err, ErrNoEpoch) {
+	if _, err := k.KeyID(0); !errors.Is(err, ErrNoEpoch) {
 		t.Errorf("KeyID: %v, want ErrNoEpoch", err)
 	}
 	if _, ok := k.Epoch(); ok {
@@ -395,13 +395,18 @@ func TestNewKeyringRejectsBadInput(t *testing.T) {
 		{"33 epoch bits", sframe.AES_128_GCM_SHA256_128, 33, 0, 64, ErrBadLayout},
 		{"bad suite", 0x99, 4, 0, 64, sframe.ErrUnsupportedSuite},
 		{"bad window", sframe.AES_128_GCM_SHA256_128, 4, 0, 0, sframe.ErrBadReplayWindow},
+		{"32-bit tag", sframe.AES_128_CTR_HMAC_SHA256_32, 4, 0, 64, sframe.ErrShortTag},
+		{"32-bit tag, 256-bit key", sframe.AES_256_CTR_HMAC_SHA512_32, 4, 0, 64, sframe.ErrShortTag},
 	} {
-		if _, err := NewKeyring(tc.suite, tc.epochBits, tc.grace, tc.window, nil); !errors.Is(err, tc.want) {
+		if _, err := NewKeyring(tc.suite, tc.epochBits, tc.grace, tc.window, nil, mlskeystest.NewCounterStore()); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	if _, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, 4, -time.Second, 64, nil); !errors.Is(err, ErrBadGrace) {
+	if _, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, 4, -time.Second, 64, nil, mlskeystest.NewCounterStore()); !errors.Is(err, ErrBadGrace) {
 		t.Errorf("negative grace: %v, want ErrBadGrace", err)
+	}
+	if _, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, 4, time.Second, 64, nil, nil); !errors.Is(err, ErrNoCounterStore) {
+		t.Errorf("no counter store: %v, want ErrNoCounterStore", err)
 	}
 }
 
@@ -415,7 +420,7 @@ type brokenGroup struct {
 func (b brokenGroup) Export(string, []byte, int) ([]byte, error) { return b.out, b.err }
 
 func TestSetEpochRejectsBadGroup(t *testing.T) {
-	k, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, 4, time.Second, 64, nil)
+	k, err := NewKeyring(sframe.AES_128_GCM_SHA256_128, 4, time.Second, 64, nil, mlskeystest.NewCounterStore())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -473,7 +478,7 @@ func TestKeyringNoAllocations(t *testing.T) {
 		t.Fatal(readErr)
 	}
 	protect := testing.AllocsPerRun(100, func() {
-		buf, _ = c.members[0].Protect(buf[:0], md, pt)
+		buf, _ = c.members[0].Protect(0, buf[:0], md, pt)
 	})
 	if unprotect != 0 || protect != 0 {
 		t.Errorf("allocations per frame: protect %v, unprotect %v; want 0", protect, unprotect)

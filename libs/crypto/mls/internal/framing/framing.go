@@ -134,10 +134,14 @@ func guardNonce(nonce []byte, guard [4]byte) []byte {
 	return n
 }
 
-// UnprotectPrivate decrypts a PrivateMessage and returns its authenticated
-// content (sender set from the sender data). The caller checks the leaf is
-// occupied and verifies the signature with that member's key.
-func UnprotectPrivate(s *suite.Suite, pm *wire.PrivateMessage, tree *secrettree.Tree, senderDataSecret []byte) (*wire.AuthenticatedContent, error) {
+// UnprotectPrivate decrypts a PrivateMessage, passes its authenticated
+// content (sender set from the sender data) to verify, and returns it. The
+// sender's key for the message's generation is consumed only once the
+// content has decrypted and verify has accepted it: an altered or forged
+// copy leaves the secret tree unchanged, so the genuine message still
+// decrypts (RFC 9420, Section 9.2). verify checks that the sender's leaf is
+// occupied and the signature is that member's (see VerifyWith).
+func UnprotectPrivate(s *suite.Suite, pm *wire.PrivateMessage, tree *secrettree.Tree, senderDataSecret []byte, verify func(*wire.AuthenticatedContent) error) (*wire.AuthenticatedContent, error) {
 	key, nonce := secrettree.SenderDataKeyNonce(s, senderDataSecret, pm.Ciphertext)
 	sdBytes, err := s.Open(key, nonce, pm.SenderDataAAD(), pm.EncryptedSenderData)
 	if err != nil {
@@ -147,27 +151,39 @@ func UnprotectPrivate(s *suite.Suite, pm *wire.PrivateMessage, tree *secrettree.
 	if err != nil {
 		return nil, fmt.Errorf("unprotect: %w", err)
 	}
-	kn, err := tree.Get(treemath.LeafIndex(sd.LeafIndex), kindOf(pm.ContentType), sd.Generation)
+	var ac *wire.AuthenticatedContent
+	err = tree.Open(treemath.LeafIndex(sd.LeafIndex), kindOf(pm.ContentType), sd.Generation, func(kn *secrettree.KeyNonce) error {
+		pt, err := s.Open(kn.Key, guardNonce(kn.Nonce, sd.ReuseGuard), pm.ContentAAD(), pm.Ciphertext)
+		if err != nil {
+			return fmt.Errorf("unprotect content: %w", err)
+		}
+		c := &wire.AuthenticatedContent{
+			WireFormat: wire.WirePrivateMessage,
+			Content: wire.FramedContent{
+				GroupID: pm.GroupID, Epoch: pm.Epoch,
+				Sender:            wire.Sender{Type: wire.SenderMember, Index: sd.LeafIndex},
+				AuthenticatedData: pm.AuthenticatedData, ContentType: pm.ContentType,
+			},
+		}
+		auth, err := wire.DecodePrivateContent(pt, &c.Content)
+		if err != nil {
+			return fmt.Errorf("unprotect: %w", err)
+		}
+		c.Auth = *auth
+		if err := verify(c); err != nil {
+			return err
+		}
+		ac = c
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("unprotect: %w", err)
+		return nil, err
 	}
-	pt, err := s.Open(kn.Key, guardNonce(kn.Nonce, sd.ReuseGuard), pm.ContentAAD(), pm.Ciphertext)
-	clear(kn.Key)
-	if err != nil {
-		return nil, fmt.Errorf("unprotect content: %w", err)
-	}
-	ac := &wire.AuthenticatedContent{
-		WireFormat: wire.WirePrivateMessage,
-		Content: wire.FramedContent{
-			GroupID: pm.GroupID, Epoch: pm.Epoch,
-			Sender:            wire.Sender{Type: wire.SenderMember, Index: sd.LeafIndex},
-			AuthenticatedData: pm.AuthenticatedData, ContentType: pm.ContentType,
-		},
-	}
-	auth, err := wire.DecodePrivateContent(pt, &ac.Content)
-	if err != nil {
-		return nil, fmt.Errorf("unprotect: %w", err)
-	}
-	ac.Auth = *auth
 	return ac, nil
+}
+
+// VerifyWith returns the verify function of UnprotectPrivate for a sender
+// whose signature key is known: it checks the content's signature with sigPub.
+func VerifyWith(s *suite.Suite, sigPub, groupContext []byte) func(*wire.AuthenticatedContent) error {
+	return func(ac *wire.AuthenticatedContent) error { return VerifySignature(s, ac, sigPub, groupContext) }
 }

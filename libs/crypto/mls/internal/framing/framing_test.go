@@ -160,7 +160,7 @@ func TestPrivateRoundTripReplayAndTampering(t *testing.T) {
 	}
 	// Out of order, then a replay.
 	for _, pm := range []*wire.PrivateMessage{second, first} {
-		ac, err := UnprotectPrivate(f.s, pm, recv, f.senderDataSecret)
+		ac, err := UnprotectPrivate(f.s, pm, recv, f.senderDataSecret, VerifyWith(f.s, f.sigPub, f.groupContext))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,7 +171,7 @@ func TestPrivateRoundTripReplayAndTampering(t *testing.T) {
 			t.Errorf("decrypted %q from %+v", ac.Content.ApplicationData, ac.Content.Sender)
 		}
 	}
-	if _, err := UnprotectPrivate(f.s, first, recv, f.senderDataSecret); !errors.Is(err, secrettree.ErrGenerationUsed) {
+	if _, err := UnprotectPrivate(f.s, first, recv, f.senderDataSecret, VerifyWith(f.s, f.sigPub, f.groupContext)); !errors.Is(err, secrettree.ErrGenerationUsed) {
 		t.Errorf("replay: %v, want ErrGenerationUsed", err)
 	}
 
@@ -190,11 +190,11 @@ func TestPrivateRoundTripReplayAndTampering(t *testing.T) {
 		pm.Ciphertext = bytes.Clone(third.Ciphertext)
 		pm.EncryptedSenderData = bytes.Clone(third.EncryptedSenderData)
 		c.edit(&pm)
-		if _, err := UnprotectPrivate(f.s, &pm, f.secretTree(), f.senderDataSecret); !errors.Is(err, suite.ErrDecrypt) {
+		if _, err := UnprotectPrivate(f.s, &pm, f.secretTree(), f.senderDataSecret, VerifyWith(f.s, f.sigPub, f.groupContext)); !errors.Is(err, suite.ErrDecrypt) {
 			t.Errorf("tampered %s: %v, want ErrDecrypt", c.name, err)
 		}
 	}
-	if _, err := UnprotectPrivate(f.s, third, f.secretTree(), bytes.Repeat([]byte{6}, 32)); !errors.Is(err, suite.ErrDecrypt) {
+	if _, err := UnprotectPrivate(f.s, third, f.secretTree(), bytes.Repeat([]byte{6}, 32), VerifyWith(f.s, f.sigPub, f.groupContext)); !errors.Is(err, suite.ErrDecrypt) {
 		t.Errorf("wrong sender data secret: %v, want ErrDecrypt", err)
 	}
 }

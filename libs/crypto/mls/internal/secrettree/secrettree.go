@@ -14,6 +14,7 @@ package secrettree
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/suite"
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/treemath"
@@ -156,14 +157,7 @@ func (t *Tree) advance(r *ratchet) (*KeyNonce, error) {
 		return nil, ErrGenerationExhausted
 	}
 	g := r.next
-	kn := &KeyNonce{
-		Generation: g,
-		Key:        t.suite.DeriveTreeSecret(r.secret, "key", g, t.suite.KeySize()),
-		Nonce:      t.suite.DeriveTreeSecret(r.secret, "nonce", g, t.suite.NonceSize()),
-	}
-	next := t.suite.DeriveTreeSecret(r.secret, "secret", g, t.suite.HashSize())
-	clear(r.secret)
-	r.secret = next
+	kn := t.derive(&r.secret, g)
 	if g == ^uint32(0) {
 		r.exhausted = true
 	} else {
@@ -181,33 +175,153 @@ func (t *Tree) Next(l treemath.LeafIndex, kind ContentKind) (*KeyNonce, error) {
 	return t.advance(r)
 }
 
-// Get returns the key and nonce of leaf l at generation g, for receiving.
-// Each generation is returned at most once. Generations skipped on the way
-// to g are kept, up to the window, for late messages.
-func (t *Tree) Get(l treemath.LeafIndex, kind ContentKind, g uint32) (*KeyNonce, error) {
-	r, err := t.ratchet(l, kind)
-	if err != nil {
-		return nil, err
+// Open passes the key and nonce of leaf l at generation g to open, for
+// receiving, and consumes the generation only if open returns nil: a message
+// that fails to authenticate (a copy altered by the Delivery Service or on
+// the path, or a forgery) leaves the tree as it was, so the genuine message
+// still opens (RFC 9420, Section 9.2: a key is deleted once used to decrypt
+// a message). On success the generation's key is erased, and generations
+// skipped on the way to g are kept, up to the window, for late messages.
+// Each generation opens successfully at most once. open must not keep kn.
+func (t *Tree) Open(l treemath.LeafIndex, kind ContentKind, g uint32, open func(kn *KeyNonce) error) error {
+	if uint32(l) >= t.leaves {
+		return fmt.Errorf("%w: leaf %d of %d", ErrLeafOutOfRange, l, t.leaves)
+	}
+	r, installed := t.ratchets[ratchetID{l, kind}]
+	if !installed {
+		// First message from this leaf: derive its ratchet without touching
+		// the tree, which keeps the path's secrets until open succeeds.
+		secret, err := t.peekRatchetSecret(l, kind)
+		if err != nil {
+			return err
+		}
+		r = &ratchet{secret: secret}
+		defer clear(secret)
 	}
 	if g < r.next || r.exhausted {
 		kn, ok := r.skipped[g]
 		if !ok {
-			return nil, fmt.Errorf("%w: leaf %d generation %d", ErrGenerationUsed, l, g)
+			return fmt.Errorf("%w: leaf %d generation %d", ErrGenerationUsed, l, g)
+		}
+		if err := open(kn); err != nil {
+			return err
 		}
 		delete(r.skipped, g)
-		return kn, nil
+		clear(kn.Key)
+		clear(kn.Nonce)
+		return nil
 	}
 	if g-r.next > t.limits.MaxForward {
-		return nil, fmt.Errorf("%w: leaf %d generation %d, ratchet at %d", ErrGenerationTooFar, l, g, r.next)
+		return fmt.Errorf("%w: leaf %d generation %d, ratchet at %d", ErrGenerationTooFar, l, g, r.next)
 	}
-	for r.next < g {
-		kn, err := t.advance(r)
-		if err != nil {
-			return nil, err
+	// Walk a copy of the ratchet to g, keeping the last window of skipped
+	// keys; r itself moves only once open succeeds.
+	secret := slices.Clone(r.secret)
+	var skipped []*KeyNonce
+	for gen := r.next; gen < g; gen++ {
+		kn := t.derive(&secret, gen)
+		if t.limits.Window <= 0 {
+			erase(kn)
+			continue
 		}
-		t.keep(r, kn)
+		if len(skipped) == t.limits.Window {
+			erase(skipped[0])
+			skipped = skipped[1:]
+		}
+		skipped = append(skipped, kn)
 	}
-	return t.advance(r)
+	kn := t.derive(&secret, g)
+	err := open(kn)
+	erase(kn)
+	if err != nil {
+		clear(secret)
+		for _, s := range skipped {
+			erase(s)
+		}
+		return err
+	}
+	if !installed {
+		if r, err = t.ratchet(l, kind); err != nil {
+			return err
+		}
+	}
+	clear(r.secret)
+	r.secret = secret
+	if g == ^uint32(0) {
+		r.exhausted = true
+	} else {
+		r.next = g + 1
+	}
+	for _, s := range skipped {
+		t.keep(r, s)
+	}
+	return nil
+}
+
+// Get returns the key and nonce of leaf l at generation g and consumes the
+// generation at once, authenticated or not. It is for test vectors and
+// tests; messages are opened with Open.
+func (t *Tree) Get(l treemath.LeafIndex, kind ContentKind, g uint32) (*KeyNonce, error) {
+	var out *KeyNonce
+	err := t.Open(l, kind, g, func(kn *KeyNonce) error {
+		out = &KeyNonce{Generation: kn.Generation, Key: slices.Clone(kn.Key), Nonce: slices.Clone(kn.Nonce)}
+		return nil
+	})
+	return out, err
+}
+
+// derive returns the key and nonce of generation g from *secret, the
+// ratchet secret of that generation, and replaces *secret with the next
+// generation's, erasing the old one.
+func (t *Tree) derive(secret *[]byte, g uint32) *KeyNonce {
+	kn := &KeyNonce{
+		Generation: g,
+		Key:        t.suite.DeriveTreeSecret(*secret, "key", g, t.suite.KeySize()),
+		Nonce:      t.suite.DeriveTreeSecret(*secret, "nonce", g, t.suite.NonceSize()),
+	}
+	next := t.suite.DeriveTreeSecret(*secret, "secret", g, t.suite.HashSize())
+	clear(*secret)
+	*secret = next
+	return kn
+}
+
+func erase(kn *KeyNonce) {
+	clear(kn.Key)
+	clear(kn.Nonce)
+}
+
+// peekRatchetSecret derives the first secret of leaf l's ratchet of the
+// given kind from the nearest stored ancestor, storing nothing.
+func (t *Tree) peekRatchetSecret(l treemath.LeafIndex, kind ContentKind) ([]byte, error) {
+	x := l.Node()
+	root := treemath.Root(t.leaves)
+	path := []treemath.NodeIndex{x}
+	for {
+		if _, ok := t.nodes[path[len(path)-1]]; ok {
+			break
+		}
+		if path[len(path)-1] == root {
+			return nil, fmt.Errorf("%w: leaf %d secret already consumed", ErrGenerationUsed, l)
+		}
+		path = append(path, path[len(path)-1].Parent())
+	}
+	secret := slices.Clone(t.nodes[path[len(path)-1]])
+	for i := len(path) - 1; i > 0; i-- {
+		side := []byte("left")
+		if path[i-1] == path[i].Right() {
+			side = []byte("right")
+		}
+		child := t.suite.ExpandWithLabel(secret, "tree", side, t.suite.HashSize())
+		clear(secret)
+		secret = child
+	}
+	label := "handshake"
+	if kind == Application {
+		label = "application"
+	}
+	out := t.suite.ExpandWithLabel(secret, label, nil, t.suite.HashSize())
+	clear(secret)
+	return out, nil
 }
 
 // keep stores a skipped key, evicting the oldest beyond the window.

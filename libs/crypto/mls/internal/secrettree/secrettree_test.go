@@ -69,3 +69,57 @@ func TestSendAndReceiveAgree(t *testing.T) {
 		t.Error("application and handshake keys coincide")
 	}
 }
+
+// TestFailedOpenConsumesNothing checks that a generation is consumed only
+// when the message under it opens: a failed open, at the head of a ratchet
+// never used, ahead of it or at a skipped generation, leaves every key
+// where it was.
+func TestFailedOpenConsumesNothing(t *testing.T) {
+	tree := newTestTree(t, Limits{MaxForward: 10, Window: 4})
+	want := newTestTree(t, Limits{MaxForward: 10, Window: 4})
+	refuse := errors.New("tag mismatch")
+	fail := func(*KeyNonce) error { return refuse }
+	leaf := treemath.LeafIndex(3)
+	for _, g := range []uint32{0, 5, 10} {
+		if err := tree.Open(leaf, Application, g, fail); !errors.Is(err, refuse) {
+			t.Fatalf("failed open of generation %d: %v", g, err)
+		}
+	}
+	// Generation 5 opens; 0..4 become skipped keys, of which the window
+	// keeps 1..4.
+	check := func(g uint32) {
+		t.Helper()
+		got, err := tree.Get(leaf, Application, g)
+		if err != nil {
+			t.Fatalf("generation %d after failed opens: %v", g, err)
+		}
+		exp, err := want.Get(leaf, Application, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Key, exp.Key) || !bytes.Equal(got.Nonce, exp.Nonce) {
+			t.Fatalf("generation %d: key differs from an untouched tree's", g)
+		}
+	}
+	check(5)
+	if err := tree.Open(leaf, Application, 2, fail); !errors.Is(err, refuse) {
+		t.Fatalf("failed open of skipped generation 2: %v", err)
+	}
+	check(2)
+	check(4)
+	if _, err := tree.Get(leaf, Application, 0); !errors.Is(err, ErrGenerationUsed) {
+		t.Fatalf("generation 0 outside the window: %v, want ErrGenerationUsed", err)
+	}
+	if _, err := tree.Get(leaf, Application, 2); !errors.Is(err, ErrGenerationUsed) {
+		t.Fatalf("generation 2 twice: %v, want ErrGenerationUsed", err)
+	}
+	// The sibling leaf, whose path the failed opens walked, is intact.
+	sib, err := tree.Get(2, Handshake, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, _ := want.Get(2, Handshake, 0)
+	if !bytes.Equal(sib.Key, exp.Key) {
+		t.Fatal("sibling leaf's key differs")
+	}
+}

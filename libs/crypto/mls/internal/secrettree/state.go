@@ -10,13 +10,24 @@ import (
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/treemath"
 )
 
-// Clone returns an independent copy of t.
+// Clone returns a copy of t that shares no secret bytes with it: node
+// secrets, ratchet secrets and skipped keys are copied, since using a key
+// erases it in place.
 func (t *Tree) Clone() *Tree {
-	c := &Tree{suite: t.suite, leaves: t.leaves, limits: t.limits, nodes: maps.Clone(t.nodes), ratchets: make(map[ratchetID]*ratchet, len(t.ratchets))}
+	c := &Tree{suite: t.suite, leaves: t.leaves, limits: t.limits, nodes: make(map[treemath.NodeIndex][]byte, len(t.nodes)), ratchets: make(map[ratchetID]*ratchet, len(t.ratchets))}
+	for x, s := range t.nodes {
+		c.nodes[x] = slices.Clone(s)
+	}
 	for id, r := range t.ratchets {
 		cr := *r
 		cr.secret = slices.Clone(r.secret)
-		cr.skipped = maps.Clone(r.skipped)
+		cr.skipped = nil
+		if r.skipped != nil {
+			cr.skipped = make(map[uint32]*KeyNonce, len(r.skipped))
+			for g, kn := range r.skipped {
+				cr.skipped[g] = &KeyNonce{Generation: kn.Generation, Key: slices.Clone(kn.Key), Nonce: slices.Clone(kn.Nonce)}
+			}
+		}
 		cr.skipOrder = slices.Clone(r.skipOrder)
 		c.ratchets[id] = &cr
 	}

@@ -10,6 +10,8 @@ import (
 	"crypto/hkdf"
 	"errors"
 	"fmt"
+	"math"
+	"sync"
 
 	// The hash functions MLS cipher suites use must be linked in for
 	// crypto.Hash.New.
@@ -104,4 +106,31 @@ func appendVector(dst, v []byte) ([]byte, error) {
 		return nil, errors.New("mlskeystest: vector too long")
 	}
 	return append(dst, v...), nil
+}
+
+// CounterStore is an mlskeys.CounterStore in memory: keyrings sharing one
+// see each other's reservations, as keyrings of one member sharing a
+// persisted store do across restarts. It is safe for concurrent use.
+type CounterStore struct {
+	mu     sync.Mutex
+	floors map[[2]uint64]uint64
+}
+
+// NewCounterStore returns an empty store.
+func NewCounterStore() *CounterStore {
+	return &CounterStore{floors: make(map[[2]uint64]uint64)}
+}
+
+// Reserve raises the floor of (epoch, kid) by n and returns the old one.
+func (s *CounterStore) Reserve(epoch, kid, n uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := [2]uint64{epoch, kid}
+	floor := s.floors[key]
+	if floor > math.MaxUint64-n {
+		s.floors[key] = math.MaxUint64
+	} else {
+		s.floors[key] = floor + n
+	}
+	return floor, nil
 }
