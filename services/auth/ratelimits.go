@@ -5,7 +5,9 @@ import "github.com/guardyn/guardyn/libs/ratelimit"
 // DefaultRateLimits gives the limit of every action the service checks (Limiter keys are
 // "action|caller", the caller being a user id, a username or, before login, the peer
 // address). It is generous to people and tight on what an attacker repeats: bundle
-// fetches consume one-time prekeys, logins and registrations guess or flood.
+// fetches consume one-time prekeys, logins and registrations guess or flood. Logins are
+// limited per username and per address, so one address cannot spread guesses over many
+// names.
 func DefaultRateLimits() ratelimit.Policy {
 	per := func(perSecond float64, burst int) ratelimit.Config {
 		return ratelimit.Config{Rate: perSecond, Burst: burst, MaxKeys: 1 << 16}
@@ -15,6 +17,7 @@ func DefaultRateLimits() ratelimit.Policy {
 		"challenge":      per(1, 10),
 		"challenge-peer": per(20, 200),
 		"login":          per(1, 10),
+		"login-peer":     per(20, 200),
 		"refresh":        per(10, 100),
 		"link":           per(0.2, 5),
 		"link-status":    per(2, 20),
