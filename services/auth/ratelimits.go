@@ -25,12 +25,17 @@ func DefaultRateLimits() ratelimit.Policy {
 		// draining one device's pool takes sustained fetches well beyond this.
 		"bundles":             per(2, 100),
 		"bundles-target":      per(0.5, 20),
+		"bundles-pair":        per(1.0/600, 5),
 		"lookup":              per(5, 100),
 		"export":              per(0.1, 2),
 		"certificate":         per(1, 20),
 		"upload-prekeys":      per(1, 20),
 		"upload-key-packages": per(1, 20),
 		"claim-key-packages":  per(2, 100),
+		// Per (caller, target) and per target: one caller cannot drain a target's key
+		// packages, nor keep its budget used up for others.
+		"claim-key-packages-pair":   per(1.0/60, 10),
+		"claim-key-packages-target": per(0.1, 50),
 		// Reads and changes of one's own account.
 		"account":    per(20, 200),
 		"trust-root": per(10, 100),
