@@ -1,11 +1,9 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
+	"crypto/subtle"
 	"errors"
 	"time"
 
@@ -123,7 +121,13 @@ func (s *Server) GetLoginChallenge(ctx context.Context, req *authv1.GetLoginChal
 	return &authv1.GetLoginChallengeResponse{Nonce: nonce, ExpiresAt: ts(rec.ExpiresAt)}, nil
 }
 
-// Login verifies a signed challenge and issues tokens.
+// loginTimeout bounds the store work of one login once it has reached the server; see
+// Login.
+const loginTimeout = 10 * time.Second
+
+// Login verifies a signed challenge and issues tokens. The signature is verified outside
+// every transaction: the single kv writer only consumes the nonce and stores the session,
+// and a bad nonce costs it nothing at all.
 func (s *Server) Login(ctx context.Context, req *authv1.LoginRequest) (*authv1.LoginResponse, error) {
 	if req.GetUsername() == "" || len(req.GetNonce()) != 32 || len(req.GetSignature()) == 0 || req.GetDeviceId() == 0 {
 		return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "username, device id, 32-byte nonce and signature are required")
@@ -131,140 +135,157 @@ func (s *Server) Login(ctx context.Context, req *authv1.LoginRequest) (*authv1.L
 	if err := s.allow("login", req.GetUsername()); err != nil {
 		return nil, err
 	}
+	if err := s.allow("login-peer", peerKey(ctx)); err != nil {
+		return nil, err
+	}
+	// A login that reached the server consumes its nonce even when the caller gives up
+	// or the connection drops, so a signed request cannot be replayed after a cancel.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loginTimeout)
+	defer cancel()
+	expired := server.Error(codes.Unauthenticated, reasonChallengeExpired, "login challenge unknown, used or expired")
 	failed := server.Error(codes.Unauthenticated, reasonLoginFailed, "login failed")
 	now := s.now()
-	var userID string
-	err := s.store.Update(ctx, func(tx kv.Tx) error {
-		var ch challengeRecord
+	var ch challengeRecord
+	var account *accountRecord
+	var dev *deviceRecord
+	err := s.view(ctx, "login", func(tx kv.Tx) error {
+		account, dev = nil, nil
 		if err := getJSON(tx, challengeKey(req.GetNonce()), &ch); isNotFound(err) {
-			return abort(server.Error(codes.Unauthenticated, reasonChallengeExpired, "login challenge unknown, used or expired"))
+			return abort(expired)
 		} else if err != nil {
 			return err
 		}
-		// A nonce is consumed by its first attempt, successful or not.
+		var err error
+		if account, err = lookupAccount(tx, req.GetUsername()); isNotFound(err) {
+			account = nil
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if dev, err = loadDevice(tx, account.UserID, req.GetDeviceId()); isNotFound(err) {
+			dev = nil
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	challengeOK := !now.After(ch.ExpiresAt) && ch.Username == req.GetUsername() && ch.DeviceID == req.GetDeviceId()
+	verified := false
+	if challengeOK && dev != nil {
+		ik, err := keys.ParseIdentityKey(dev.IdentityKey)
+		if err != nil {
+			return nil, s.internal(ctx, "login", err)
+		}
+		verified = ik.Verify(keys.ContextLoginChallenge, LoginStatement(req.GetUsername(), req.GetDeviceId(), req.GetNonce()), req.GetSignature()) == nil
+	}
+	// One transaction consumes the nonce, whatever the outcome (a nonce is used by its
+	// first attempt, and of two concurrent attempts only one finds it), and stores the
+	// session of a successful login.
+	family := make([]byte, familyIDSize)
+	rand.Read(family)
+	refresh, hash := newRefreshToken(family)
+	expires := now.Add(s.cfg.RefreshTokenTTL)
+	var consumed, stored bool
+	err = s.update(ctx, "login", func(tx kv.Tx) error {
+		consumed, stored = false, false
+		if _, err := tx.Get(challengeKey(req.GetNonce())); isNotFound(err) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		consumed = true
 		if err := tx.Delete(challengeKey(req.GetNonce())); err != nil {
 			return err
 		}
-		if now.After(ch.ExpiresAt) || ch.Username != req.GetUsername() || ch.DeviceID != req.GetDeviceId() {
-			return errChallengeRejected
+		if !verified {
+			return nil
 		}
-		account, err := lookupAccount(tx, req.GetUsername())
-		if isNotFound(err) {
-			return errLoginFailed
+		// The device may have been removed since the read.
+		if _, err := tx.Get(deviceKey(account.UserID, dev.ID)); isNotFound(err) {
+			return nil
 		} else if err != nil {
 			return err
 		}
-		dev, err := loadDevice(tx, account.UserID, req.GetDeviceId())
-		if isNotFound(err) {
-			return errLoginFailed
-		} else if err != nil {
+		if err := makeRoomForFamily(tx, account.UserID, dev.ID); err != nil {
 			return err
 		}
-		ik, err := keys.ParseIdentityKey(dev.IdentityKey)
-		if err != nil {
-			return err
-		}
-		if ik.Verify(keys.ContextLoginChallenge, LoginStatement(req.GetUsername(), req.GetDeviceId(), req.GetNonce()), req.GetSignature()) != nil {
-			return errLoginFailed
-		}
-		userID = account.UserID
-		return nil
+		stored = true
+		return putFamily(tx, family, &familyRecord{UserID: account.UserID, DeviceID: dev.ID}, hash, expires)
 	})
-	// The nonce must stay consumed even when the login fails, so failures after the
-	// delete are reported by sentinel values and the transaction is committed by
-	// returning nil from a second, tiny update.
 	switch {
-	case errors.Is(err, errChallengeRejected):
-		s.consumeNonce(ctx, req.GetNonce())
-		return nil, server.Error(codes.Unauthenticated, reasonChallengeExpired, "login challenge unknown, used or expired")
-	case errors.Is(err, errLoginFailed):
-		s.consumeNonce(ctx, req.GetNonce())
-		return nil, failed
 	case err != nil:
-		return nil, s.mapTxErr(ctx, "login", err)
+		return nil, err
+	case !consumed || !challengeOK:
+		return nil, expired
+	case !stored:
+		return nil, failed
 	}
-	var family [16]byte
-	rand.Read(family[:])
-	pair, err := s.issueTokens(ctx, userID, req.GetDeviceId(), family)
+	pair, err := s.tokenPair(ctx, account.UserID, dev.ID, family, refresh, expires)
 	if err != nil {
 		return nil, err
 	}
-	return &authv1.LoginResponse{UserId: userID, Tokens: pair}, nil
+	return &authv1.LoginResponse{UserId: account.UserID, Tokens: pair}, nil
 }
 
-var (
-	errChallengeRejected = errors.New("challenge rejected")
-	errLoginFailed       = errors.New("login failed")
-)
-
-func (s *Server) consumeNonce(ctx context.Context, nonce []byte) {
-	if err := s.store.Update(ctx, func(tx kv.Tx) error { return tx.Delete(challengeKey(nonce)) }); err != nil {
-		s.log.WarnContext(ctx, "auth: consuming login nonce failed", "err", err)
-	}
-}
-
-// issueTokens stores a new refresh token of family and signs an access token.
-func (s *Server) issueTokens(ctx context.Context, userID string, deviceID uint32, family [16]byte) (*authv1.TokenPair, error) {
-	access, claims, err := s.tokens.Issue(userID, deviceID, family)
+// tokenPair signs an access token of the session family to go with its refresh token.
+func (s *Server) tokenPair(ctx context.Context, userID string, deviceID uint32, family []byte, refresh string, refreshExpires time.Time) (*authv1.TokenPair, error) {
+	var fam [familyIDSize]byte
+	copy(fam[:], family)
+	access, claims, err := s.tokens.Issue(userID, deviceID, fam)
 	if err != nil {
 		return nil, s.internal(ctx, "issue token", err)
-	}
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	refresh := base64.RawURLEncoding.EncodeToString(raw)
-	hash := sha256.Sum256([]byte(refresh))
-	rec := refreshRecord{UserID: userID, DeviceID: deviceID, FamilyID: family[:], ExpiresAt: s.now().Add(s.cfg.RefreshTokenTTL)}
-	if err := s.update(ctx, "store refresh token", func(tx kv.Tx) error {
-		if err := tx.Put(refreshIndexKey(userID, hash[:]), nil); err != nil {
-			return err
-		}
-		return putJSON(tx, refreshKey(hash[:]), rec)
-	}); err != nil {
-		return nil, err
 	}
 	return &authv1.TokenPair{
 		AccessToken:           access,
 		AccessTokenExpiresAt:  ts(claims.ExpiresAt),
 		RefreshToken:          refresh,
-		RefreshTokenExpiresAt: ts(rec.ExpiresAt),
+		RefreshTokenExpiresAt: ts(refreshExpires),
 	}, nil
 }
 
-// RefreshToken rotates a refresh token; a reused one revokes its whole family.
+// RefreshToken rotates a refresh token: the presented token is replaced by a new one in
+// its family's record, so it stops existing; a reused one deletes its whole family.
 func (s *Server) RefreshToken(ctx context.Context, req *authv1.RefreshTokenRequest) (*authv1.RefreshTokenResponse, error) {
 	if err := s.allow("refresh", peerKey(ctx)); err != nil {
 		return nil, err
 	}
-	hash := sha256.Sum256([]byte(req.GetRefreshToken()))
+	invalid := server.Error(codes.Unauthenticated, reasonRefreshTokenInvalid, "refresh token invalid or revoked")
+	family, ok := familyOf(req.GetRefreshToken())
+	if !ok {
+		return nil, invalid
+	}
+	hash := hashToken(req.GetRefreshToken())
 	now := s.now()
-	var rec refreshRecord
+	refresh, newHash := newRefreshToken(family)
+	expires := now.Add(s.cfg.RefreshTokenTTL)
+	var f familyRecord
 	reused := false
 	err := s.update(ctx, "refresh", func(tx kv.Tx) error {
 		reused = false
-		if err := getJSON(tx, refreshKey(hash[:]), &rec); isNotFound(err) {
-			return abort(server.Error(codes.Unauthenticated, reasonRefreshTokenInvalid, "refresh token invalid or revoked"))
+		if err := getJSON(tx, familyKey(family), &f); isNotFound(err) {
+			return abort(invalid)
 		} else if err != nil {
 			return err
 		}
-		if _, err := tx.Get(familyKey(rec.FamilyID)); err == nil {
-			return abort(server.Error(codes.Unauthenticated, reasonRefreshTokenInvalid, "refresh token revoked"))
-		} else if !isNotFound(err) {
-			return err
+		if f.Removed {
+			return abort(server.Error(codes.Unauthenticated, reasonDeviceRemoved, "device has been removed"))
 		}
-		if rec.Used {
+		if subtle.ConstantTimeCompare(f.Current, hash) != 1 {
+			// A rotated token of a live family: one of its holders stole it.
 			reused = true
-			return tx.Put(familyKey(rec.FamilyID), nil)
+			return deleteFamily(tx, family, &f)
 		}
-		if now.After(rec.ExpiresAt) {
+		if now.After(f.ExpiresAt) {
 			return abort(server.Error(codes.Unauthenticated, reasonRefreshTokenExpired, "refresh token expired; log in again"))
 		}
-		if _, err := tx.Get(deviceKey(rec.UserID, rec.DeviceID)); isNotFound(err) {
+		if _, err := tx.Get(deviceKey(f.UserID, f.DeviceID)); isNotFound(err) {
 			return abort(server.Error(codes.Unauthenticated, reasonDeviceRemoved, "device has been removed"))
 		} else if err != nil {
 			return err
 		}
-		rec.Used = true
-		return putJSON(tx, refreshKey(hash[:]), rec)
+		return putFamily(tx, family, &f, newHash, expires)
 	})
 	if err != nil {
 		return nil, err
@@ -272,9 +293,7 @@ func (s *Server) RefreshToken(ctx context.Context, req *authv1.RefreshTokenReque
 	if reused {
 		return nil, server.Error(codes.Unauthenticated, reasonRefreshTokenReused, "refresh token was already used; its session is revoked, log in again")
 	}
-	var family [16]byte
-	copy(family[:], rec.FamilyID)
-	pair, err := s.issueTokens(ctx, rec.UserID, rec.DeviceID, family)
+	pair, err := s.tokenPair(ctx, f.UserID, f.DeviceID, family, refresh, expires)
 	if err != nil {
 		return nil, err
 	}
@@ -317,6 +336,9 @@ func (s *Server) RemoveDevice(ctx context.Context, req *authv1.RemoveDeviceReque
 	if err := s.allow("account", p.UserID); err != nil {
 		return nil, err
 	}
+	// The device's keys are erased after the removal commits, in bounded transactions.
+	purge := purgeRecord{UserID: p.UserID, DeviceIDs: []uint32{req.GetDeviceId()}}
+	var purgeID string
 	err = s.update(ctx, "remove device", func(tx kv.Tx) error {
 		devs, err := loadDevices(tx, p.UserID)
 		if err != nil {
@@ -335,17 +357,23 @@ func (s *Server) RemoveDevice(ctx context.Context, req *authv1.RemoveDeviceReque
 		if err := tx.Delete(deviceKey(p.UserID, req.GetDeviceId())); err != nil {
 			return err
 		}
-		return deleteDeviceKeys(tx, p.UserID, req.GetDeviceId())
+		if err := clearDeviceFamilies(tx, p.UserID, req.GetDeviceId()); err != nil {
+			return err
+		}
+		purgeID, err = startPurge(tx, purge)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.finishPurge(ctx, purgeID, purge)
 	s.publish(ctx, "device removed", func(e Events) error { return e.DeviceRemoved(ctx, p.UserID, req.GetDeviceId()) })
 	s.publish(ctx, "devices changed", func(e Events) error { return e.DevicesChanged(ctx, p.UserID) })
 	return &authv1.RemoveDeviceResponse{}, nil
 }
 
-// DeleteAccount erases the caller's account, devices, keys and tokens.
+// DeleteAccount erases the caller's account, devices, keys and tokens. The account and
+// its devices go in one transaction; what they owned follows in bounded ones.
 func (s *Server) DeleteAccount(ctx context.Context, req *authv1.DeleteAccountRequest) (*authv1.DeleteAccountResponse, error) {
 	p, err := caller(ctx)
 	if err != nil {
@@ -355,6 +383,8 @@ func (s *Server) DeleteAccount(ctx context.Context, req *authv1.DeleteAccountReq
 		return nil, err
 	}
 	var deviceIDs []uint32
+	var purge purgeRecord
+	var purgeID string
 	err = s.update(ctx, "delete account", func(tx kv.Tx) error {
 		deviceIDs = deviceIDs[:0]
 		account, err := loadAccount(tx, p.UserID)
@@ -370,46 +400,25 @@ func (s *Server) DeleteAccount(ctx context.Context, req *authv1.DeleteAccountReq
 		}
 		for _, d := range devs {
 			deviceIDs = append(deviceIDs, d.ID)
-			if err := deleteDeviceKeys(tx, p.UserID, d.ID); err != nil {
-				return err
-			}
 		}
 		if err := deletePrefix(tx, devicePrefix(p.UserID)); err != nil {
 			return err
 		}
-		refreshes, err := kv.ScanPrefix(tx, refreshIndexPrefix(p.UserID), 0)
-		if err != nil {
-			return err
-		}
-		for _, r := range refreshes {
-			hash := bytes.TrimPrefix(r.Key, refreshIndexPrefix(p.UserID))
-			if err := tx.Delete(refreshKey(hash)); err != nil {
-				return err
-			}
-			if err := tx.Delete(r.Key); err != nil {
-				return err
-			}
-		}
-		links, err := kv.ScanPrefix(tx, linkIndexPrefix(p.UserID), 0)
-		if err != nil {
-			return err
-		}
-		for _, l := range links {
-			if err := tx.Delete(linkKey(string(bytes.TrimPrefix(l.Key, linkIndexPrefix(p.UserID))))); err != nil {
-				return err
-			}
-			if err := tx.Delete(l.Key); err != nil {
-				return err
-			}
-		}
 		if err := tx.Delete(usernameKey(account.Username)); err != nil {
 			return err
 		}
-		return tx.Delete(accountKey(p.UserID))
+		if err := tx.Delete(accountKey(p.UserID)); err != nil {
+			return err
+		}
+		// Keys, sessions and links go after the account, in bounded transactions.
+		purge = purgeRecord{UserID: p.UserID, DeviceIDs: deviceIDs, Account: true}
+		purgeID, err = startPurge(tx, purge)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.finishPurge(ctx, purgeID, purge)
 	s.publish(ctx, "account deleted", func(e Events) error { return e.AccountDeleted(ctx, p.UserID, deviceIDs) })
 	s.publish(ctx, "devices changed", func(e Events) error { return e.DevicesChanged(ctx, p.UserID) })
 	return &authv1.DeleteAccountResponse{}, nil
@@ -538,38 +547,41 @@ func (s *Server) GetTrustRoot(ctx context.Context, _ *authv1.GetTrustRootRequest
 	return s.trust, nil
 }
 
-// Sweep deletes expired login challenges and undecided device links. The binary runs it
-// periodically; it keeps the store from growing with abandoned requests.
+// Sweep deletes expired login challenges, undecided device links and sessions, and
+// finishes erasures a crash interrupted. The binary runs it periodically; it keeps the
+// store from growing with abandoned requests. Each transaction deletes at most
+// purgeBatch keys.
 func (s *Server) Sweep(ctx context.Context) error {
 	now := s.now()
-	return s.store.Update(ctx, func(tx kv.Tx) error {
-		challenges, err := kv.ScanPrefix(tx, []byte(prefix+"challenge/"), 0)
-		if err != nil {
+	if err := s.sweepPrefix(ctx, prefix+"challenge/", func(_, v []byte) (bool, []byte) {
+		var rec challengeRecord
+		return decodeJSON(v, &rec) != nil || now.After(rec.ExpiresAt), nil
+	}); err != nil {
+		return err
+	}
+	if err := s.sweepPrefix(ctx, prefix+"link/", func(_, v []byte) (bool, []byte) {
+		var rec linkRecord
+		if decodeJSON(v, &rec) != nil {
+			return true, nil
+		}
+		if !now.After(rec.ExpiresAt.Add(time.Hour)) {
+			return false, nil
+		}
+		if rec.UserID == "" {
+			return true, nil
+		}
+		return true, linkIndexKey(rec.UserID, rec.ID)
+	}); err != nil {
+		return err
+	}
+	if err := s.sweepFamilies(ctx); err != nil {
+		return err
+	}
+	// Sessions as stored before families replaced them can no longer be used.
+	for _, legacy := range []string{prefix + "refresh/", prefix + "refreshidx/"} {
+		if err := s.purgePrefix(ctx, purgeStep{prefix: []byte(legacy)}); err != nil {
 			return err
 		}
-		for _, c := range challenges {
-			var rec challengeRecord
-			if decodeErr := decodeJSON(c.Value, &rec); decodeErr != nil || now.After(rec.ExpiresAt) {
-				if err := tx.Delete(c.Key); err != nil {
-					return err
-				}
-			}
-		}
-		links, err := kv.ScanPrefix(tx, []byte(prefix+"link/"), 0)
-		if err != nil {
-			return err
-		}
-		for _, l := range links {
-			var rec linkRecord
-			if decodeErr := decodeJSON(l.Value, &rec); decodeErr != nil || now.After(rec.ExpiresAt.Add(time.Hour)) {
-				if err := tx.Delete(l.Key); err != nil {
-					return err
-				}
-				if err := tx.Delete(linkIndexKey(rec.UserID, rec.ID)); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
+	}
+	return s.resumePurges(ctx)
 }

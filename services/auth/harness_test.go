@@ -85,12 +85,22 @@ func (c *clock) Advance(d time.Duration) {
 
 func newEnv(t *testing.T, limits auth.Limiter) *env {
 	t.Helper()
+	return newEnvWrapped(t, limits, nil)
+}
+
+// newEnvWrapped is newEnv with the service's store wrapped by wrap (nil: unwrapped).
+func newEnvWrapped(t *testing.T, limits auth.Limiter, wrap func(kv.Store) kv.Store) *env {
+	t.Helper()
 	dir := t.TempDir()
+	var store kv.Store
 	store, err := embedded.Open(filepath.Join(dir, embedded.FileName), embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	if wrap != nil {
+		store = wrap(store)
+	}
 	_, tokenKey, _ := ed25519.GenerateKey(nil)
 	_, certKey, _ := ed25519.GenerateKey(nil)
 	clk := &clock{t: time.Now()}

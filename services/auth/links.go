@@ -139,9 +139,8 @@ func (s *Server) decideLink(ctx context.Context, op, linkID string, decide func(
 		if err := decide(tx, callerAccount{p.UserID}, &l); err != nil {
 			return err
 		}
-		if err := tx.Delete(linkIndexKey(p.UserID, l.ID)); err != nil {
-			return err
-		}
+		// The index entry stays until Sweep deletes the link, so that deleting the
+		// account finds decided links too.
 		return putJSON(tx, linkKey(l.ID), l)
 	})
 }

@@ -253,11 +253,14 @@ func (s *Server) GetKeyBundles(ctx context.Context, req *authv1.GetKeyBundlesReq
 	if err := s.allow("bundles", p.UserID); err != nil {
 		return nil, err
 	}
-	// One-time prekeys of a target are handed out at a bounded rate across all callers,
-	// so that many accounts together cannot drain them. Past that rate bundles still come,
-	// with the last-resort ML-KEM key and no one-time keys: sessions stay possible, the
-	// pool is left alone.
-	claimOneTime := s.allow("bundles-target", req.GetUserId()) == nil
+	// One-time prekeys of a target are handed out at a bounded rate across all callers
+	// (bundles-target), so that many accounts together cannot drain them, and each caller
+	// gets a small share of that rate (bundles-pair), so that one caller cannot keep it
+	// used up for everyone else: a caller past its share does not touch the target's
+	// budget. Past either, bundles still come, with the last-resort ML-KEM key and no
+	// one-time keys: sessions stay possible, the pool is left alone.
+	claimOneTime := s.allow("bundles-pair", p.UserID+"|"+req.GetUserId()) == nil &&
+		s.allow("bundles-target", req.GetUserId()) == nil
 	type low struct {
 		device   uint32
 		ec, kems int
@@ -416,6 +419,15 @@ func (s *Server) ClaimKeyPackages(ctx context.Context, req *authv1.ClaimKeyPacka
 		return nil, err
 	}
 	if err := s.allow("claim-key-packages", p.UserID); err != nil {
+		return nil, err
+	}
+	// As for prekey bundles: a target's key packages go out at a bounded rate, of which
+	// each caller gets a small share, checked first so that a caller past its share
+	// leaves the target's budget to others.
+	if err := s.allow("claim-key-packages-pair", p.UserID+"|"+req.GetUserId()); err != nil {
+		return nil, err
+	}
+	if err := s.allow("claim-key-packages-target", req.GetUserId()); err != nil {
 		return nil, err
 	}
 	resp := &authv1.ClaimKeyPackagesResponse{}

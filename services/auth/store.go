@@ -21,9 +21,9 @@ import (
 //	auth/kem/<user>/<u32be device>/<u32be id> → signedKeyRecord (one-time ML-KEM prekey)
 //	auth/kp/<user>/<u32be device>/<u64be seq> → MLS KeyPackage
 //	auth/challenge/<nonce>                    → challengeRecord
-//	auth/refresh/<sha256(token)>              → refreshRecord
-//	auth/family/<family id>                   → "" once the family is revoked
-//	auth/refreshidx/<user>/<sha256(token)>    → "" (to erase an account's tokens)
+//	auth/family/<family id>                   → familyRecord (a session: hash of its live refresh token)
+//	auth/familyidx/<user>/<u32be device>/<family id> → "" (a device's sessions)
+//	auth/purge/<id>                           → purgeRecord (an erasure still running)
 //	auth/link/<link id>                       → linkRecord
 //	auth/linkidx/<user>/<link id>             → "" (pending links of an account)
 //
@@ -44,11 +44,12 @@ func linkIndexPrefix(user string) []byte {
 	return []byte(prefix + "linkidx/" + user + "/")
 }
 func linkIndexKey(user, id string) []byte { return append(linkIndexPrefix(user), id...) }
+
+// refreshIndexPrefix is the index of refresh tokens as stored before sessions became
+// families (auth/refreshidx/<user>/<sha256(token)>, auth/refresh/<sha256(token)>); the
+// erasure and the sweep delete what is left of it.
 func refreshIndexPrefix(user string) []byte {
 	return []byte(prefix + "refreshidx/" + user + "/")
-}
-func refreshIndexKey(user string, hash []byte) []byte {
-	return append(refreshIndexPrefix(user), hash...)
 }
 func devicePrefix(user string) []byte { return []byte(prefix + "device/" + user + "/") }
 
@@ -98,15 +99,6 @@ type challengeRecord struct {
 	Username  string    `json:"username"`
 	DeviceID  uint32    `json:"device_id"`
 	ExpiresAt time.Time `json:"expires_at"`
-}
-
-type refreshRecord struct {
-	UserID    string    `json:"user_id"`
-	DeviceID  uint32    `json:"device_id"`
-	FamilyID  []byte    `json:"family_id"`
-	ExpiresAt time.Time `json:"expires_at"`
-	// Used marks a rotated token: presenting it again means it was stolen.
-	Used bool `json:"used"`
 }
 
 type linkState int
@@ -193,21 +185,6 @@ func loadDevices(tx kv.Tx, user string) ([]deviceRecord, error) {
 func countPrefix(tx kv.Tx, p []byte) (int, error) {
 	pairs, err := tx.Scan(p, kv.PrefixEnd(p), 0)
 	return len(pairs), err
-}
-
-// deleteDeviceKeys erases every key and key package of one device.
-func deleteDeviceKeys(tx kv.Tx, user string, device uint32) error {
-	for _, k := range [][]byte{perDevice("spk", user, device), perDevice("lrk", user, device)} {
-		if err := tx.Delete(k); err != nil {
-			return err
-		}
-	}
-	for _, kind := range []string{"otk", "kem", "kp"} {
-		if err := deletePrefix(tx, perDevicePool(kind, user, device)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func deletePrefix(tx kv.Tx, p []byte) error {

@@ -94,8 +94,8 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 // Update implements kv.Store. The embedded store never conflicts: transactions run one
-// after another. fn runs again when another transaction in its group commit fails, so it
-// can be called more than once.
+// after another, and a failing transaction in the same group commit does not rerun fn
+// (only a failure to undo its writes, or of the disk, can).
 func (s *Store) Update(ctx context.Context, fn func(kv.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -189,20 +189,26 @@ func (s *Store) commitLoop() {
 	}
 }
 
-// commitBatch commits batch in one bbolt transaction. A transaction whose fn fails is
-// taken out and rerun alone, so its error reflects a state no other failed transaction
-// touched, and the rest are rerun together; as in bbolt's own Batch.
+// commitBatch commits batch in one bbolt transaction. Each fn runs once: a failing one has
+// its writes undone inside the shared transaction (see tx.undo), so its error reflects the
+// state its batch predecessors left and its neighbours are not rerun for it. Only when an
+// undo itself fails is the bbolt transaction rolled back; then the transaction whose undo
+// failed runs alone and the rest are rerun together, as in bbolt's own Batch.
 func (s *Store) commitBatch(batch []*request) {
 	var solo []*request
 	for len(batch) > 0 {
-		failed, err := s.tryBatch(batch)
-		if failed >= 0 {
-			solo = append(solo, batch[failed])
-			batch = append(batch[:failed:failed], batch[failed+1:]...)
+		results, broken, err := s.tryBatch(batch)
+		if broken >= 0 {
+			solo = append(solo, batch[broken])
+			batch = append(batch[:broken:broken], batch[broken+1:]...)
 			continue
 		}
-		for _, r := range batch {
-			s.finish(r, err)
+		for i, r := range batch {
+			if err != nil {
+				s.finish(r, err)
+				continue
+			}
+			s.finish(r, results[i])
 		}
 		break
 	}
@@ -211,24 +217,29 @@ func (s *Store) commitBatch(batch []*request) {
 	}
 }
 
-// tryBatch runs every fn in one transaction. It returns the index of the first fn that
-// failed (after rolling back), or -1 and the commit error.
-func (s *Store) tryBatch(batch []*request) (int, error) {
+// tryBatch runs every fn in one transaction and commits it. It returns each fn's error
+// and the commit error; or, after rolling back, the index of the fn whose writes could
+// not be undone (-1 otherwise).
+func (s *Store) tryBatch(batch []*request) ([]error, int, error) {
 	btx, err := s.db.Begin(true)
 	if err != nil {
-		return -1, fmt.Errorf("begin kv transaction: %w", err)
+		return nil, -1, fmt.Errorf("begin kv transaction: %w", err)
 	}
 	bucket := btx.Bucket(bucketName)
+	results := make([]error, len(batch))
 	for i, r := range batch {
-		if err := run(r, bucket, true); err != nil {
-			btx.Rollback()
-			return i, nil
+		t := &tx{ctx: r.ctx, bucket: bucket, writable: true, undoable: true}
+		if results[i] = run(r, t); results[i] != nil {
+			if t.rollback() != nil {
+				btx.Rollback()
+				return nil, i, nil
+			}
 		}
 	}
 	if err := btx.Commit(); err != nil {
-		return -1, fmt.Errorf("commit kv transaction: %w", err)
+		return nil, -1, fmt.Errorf("commit kv transaction: %w", err)
 	}
-	return -1, nil
+	return results, -1, nil
 }
 
 func (s *Store) runSolo(r *request) error {
@@ -239,7 +250,7 @@ func (s *Store) runSolo(r *request) error {
 	if err != nil {
 		return fmt.Errorf("begin kv transaction: %w", err)
 	}
-	if err := run(r, btx.Bucket(bucketName), true); err != nil {
+	if err := run(r, &tx{ctx: r.ctx, bucket: btx.Bucket(bucketName), writable: true}); err != nil {
 		btx.Rollback()
 		return err
 	}
@@ -267,12 +278,11 @@ func (p *fnPanic) Error() string {
 	return fmt.Sprintf("kv: transaction function panicked: %v", p.value)
 }
 
-// run calls r.fn on a fresh Tx, turning a canceled context or a panic into an error.
-func run(r *request, bucket *bbolt.Bucket, writable bool) (err error) {
+// run calls r.fn on t, turning a canceled context or a panic into an error.
+func run(r *request, t *tx) (err error) {
 	if err := r.ctx.Err(); err != nil {
 		return err
 	}
-	t := &tx{ctx: r.ctx, bucket: bucket, writable: writable}
 	defer t.finish()
 	defer func() {
 		if v := recover(); v != nil {
@@ -288,6 +298,46 @@ type tx struct {
 	bucket   *bbolt.Bucket
 	writable bool
 	done     bool
+	// undoable records, before every write, what the key held, so that the writes of
+	// one failed fn can be taken back without rolling back its batch.
+	undoable bool
+	undo     []prior
+}
+
+// prior is a key's value before a write; existed is false for a missing key.
+type prior struct {
+	key, value []byte
+	existed    bool
+}
+
+// remember records key's current value for rollback.
+func (t *tx) remember(key []byte) {
+	if !t.undoable {
+		return
+	}
+	p := prior{key: bytes.Clone(key)}
+	if k, v := t.bucket.Cursor().Seek(key); k != nil && bytes.Equal(k, key) {
+		p.value, p.existed = bytes.Clone(v), true
+	}
+	t.undo = append(t.undo, p)
+}
+
+// rollback restores every key t wrote, newest write first.
+func (t *tx) rollback() error {
+	for i := len(t.undo) - 1; i >= 0; i-- {
+		p := t.undo[i]
+		var err error
+		if p.existed {
+			err = t.bucket.Put(p.key, append([]byte{}, p.value...))
+		} else {
+			err = t.bucket.Delete(p.key)
+		}
+		if err != nil {
+			return fmt.Errorf("undo write of %q: %w", p.key, err)
+		}
+	}
+	t.undo = nil
+	return nil
 }
 
 func (t *tx) finish() { t.done = true }
@@ -324,6 +374,7 @@ func (t *tx) Put(key, value []byte) error {
 	if !t.writable {
 		return kv.ErrReadOnly
 	}
+	t.remember(key)
 	// bbolt keeps the slices until commit, after fn has returned and the caller may
 	// reuse them.
 	if err := t.bucket.Put(bytes.Clone(key), append([]byte{}, value...)); err != nil {
@@ -339,6 +390,7 @@ func (t *tx) Delete(key []byte) error {
 	if !t.writable {
 		return kv.ErrReadOnly
 	}
+	t.remember(key)
 	if err := t.bucket.Delete(key); err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}

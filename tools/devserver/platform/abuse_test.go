@@ -560,6 +560,7 @@ func TestEveryLimitedRPCIsRateLimited(t *testing.T) {
 	// The setup registers and logs in two accounts from this peer; leave one call each.
 	policy["register"] = ratelimit.Config{Rate: 0.0001, Burst: 3, MaxKeys: 1000}
 	policy["challenge-peer"] = ratelimit.Config{Rate: 0.0001, Burst: 3, MaxKeys: 1000}
+	policy["login-peer"] = ratelimit.Config{Rate: 0.0001, Burst: 3, MaxKeys: 1000}
 	e := startWith(t, func(c *platform.Config) { c.Limits = policy })
 	ctx := context.Background()
 	alice, bob := e.register(t, "alice"), e.register(t, "bob")
