@@ -29,9 +29,11 @@ type child struct {
 	cmd  *exec.Cmd
 	addr string
 	dir  string
+	bin  string
 }
 
-// start runs the devserver on a fresh data dir and waits until it listens.
+// start runs the devserver on a fresh data dir, with rate limits off, and waits until it
+// listens.
 func (f *serverFlags) start(ctx context.Context) (*child, error) {
 	dir, err := os.MkdirTemp("", "guardyn-loadgen-")
 	if err != nil {
@@ -43,20 +45,31 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./tools/devserver")
 		build.Stderr = os.Stderr
 		if err := build.Run(); err != nil {
+			os.RemoveAll(dir)
 			return nil, fmt.Errorf("build devserver (run loadgen from the repository root): %w", err)
 		}
 	}
+	c := &child{dir: dir, bin: bin}
 	// Every simulated device connects from 127.0.0.1, so per-peer limits on registration
 	// would throttle the setup, not measure the platform.
-	cmd := exec.Command(bin, "-data-dir", filepath.Join(dir, "data"), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-rate-limits=false")
+	if err := c.launch(false); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return c, nil
+}
+
+// launch starts the server process on the child's data dir and waits until it listens.
+func (c *child) launch(rateLimits bool) error {
+	cmd := exec.Command(c.bin, "-data-dir", filepath.Join(c.dir, "data"), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-rate-limits="+strconv.FormatBool(rateLimits))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
-	c := &child{cmd: cmd, dir: dir}
+	c.cmd = cmd
 	ready := make(chan string, 1)
 	go func() {
 		lines := bufio.NewScanner(out)
@@ -69,14 +82,23 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 	}()
 	select {
 	case c.addr = <-ready:
-		return c, nil
+		return nil
 	case <-time.After(60 * time.Second):
-		c.stop()
-		return nil, fmt.Errorf("devserver did not start")
+		c.halt()
+		return fmt.Errorf("devserver did not start")
 	}
 }
 
-func (c *child) stop() {
+// restart stops the server and starts it again on the same data dir, so that accounts
+// registered with rate limits off meet a server that enforces them. It listens on a new
+// address: connections made before must be replaced.
+func (c *child) restart(rateLimits bool) error {
+	c.halt()
+	return c.launch(rateLimits)
+}
+
+// halt stops the server process, gracefully if it stops within 15 s.
+func (c *child) halt() {
 	c.cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
 	go func() { c.cmd.Wait(); close(done) }()
@@ -86,6 +108,10 @@ func (c *child) stop() {
 		c.cmd.Process.Kill()
 		<-done
 	}
+}
+
+func (c *child) stop() {
+	c.halt()
 	os.RemoveAll(c.dir)
 }
 
