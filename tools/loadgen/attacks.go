@@ -166,9 +166,11 @@ func (t *tally) get(attack string) map[string]int {
 	return out
 }
 
-// countCall tallies a call's outcome unless it ended because the attack phase did.
+// countCall tallies a call's outcome; a call still running when the attack phase ended
+// counts as such (a slow call is a finding too).
 func countCall(ctx context.Context, calls *tally, attack string, err error) {
 	if err != nil && ctx.Err() != nil {
+		calls.add(attack, "cut off at the end of the phase")
 		return
 	}
 	calls.add(attack, outcome(err))
@@ -341,9 +343,7 @@ func loginFlood(ctx context.Context, c authv1.AuthServiceClient, own []*rawdevic
 func tryLogin(ctx context.Context, c authv1.AuthServiceClient, username string, device uint32, id *keys.Identity, attack string, calls *tally) {
 	ch, err := c.GetLoginChallenge(ctx, &authv1.GetLoginChallengeRequest{Username: username, DeviceId: device})
 	if err != nil {
-		if ctx.Err() == nil {
-			calls.add(attack, "challenge "+outcome(err))
-		}
+		countCall(ctx, calls, attack+" (challenge)", err)
 		return
 	}
 	sig, err := id.Sign(keys.ContextLoginChallenge, auth.LoginStatement(username, device, ch.GetNonce()))
