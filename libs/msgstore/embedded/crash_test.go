@@ -55,8 +55,9 @@ func crashID(round, worker, i int) msgstore.ID {
 }
 
 // crashChild appends from 16 goroutines forever, printing "ack <inbox> <id>" once an
-// Append returned nil and "del <inbox> <id>" once a Delete did. Each line is one write
-// to the pipe, so it arrives whole or not at all.
+// Append returned nil and "del <inbox> <id>" just before calling Delete, so the parent
+// treats a message as maybe deleted from the moment its delete may have begun. Each line
+// is one write to the pipe, so it arrives whole or not at all.
 func crashChild(dir string, round int) {
 	s, err := embedded.Open(dir, embedded.Options{SegmentSize: 256 << 10})
 	if err != nil {
@@ -83,11 +84,14 @@ func crashChild(dir string, round int) {
 				}
 				say("ack", in, id)
 				if i%3 == 0 {
+					// Announced before the call: a kill after Delete but before the
+					// line would otherwise leave the parent expecting a message whose
+					// delete another Append's sync may have made durable.
+					say("del", in, id)
 					if err := s.Delete(context.Background(), m.Inbox, []msgstore.ID{id}); err != nil {
 						fmt.Fprintln(os.Stderr, err)
 						os.Exit(3)
 					}
-					say("del", in, id)
 				}
 			}
 		})
@@ -138,7 +142,8 @@ func TestKill9(t *testing.T) {
 				acked[k] = true
 				acks++
 			case "del":
-				// A delete may or may not survive: the message may come back.
+				// Announced before Delete is called: from here on the delete may or
+				// may not survive, so the message may or may not come back.
 				delete(acked, k)
 			}
 			if acks >= killAt && !killed {
