@@ -17,4 +17,5 @@ const (
 	reasonEpochMismatch    = "EPOCH_MISMATCH"
 	reasonWelcomeNotFound  = "WELCOME_NOT_FOUND"
 	reasonDeviceNotFound   = "DEVICE_NOT_FOUND"
+	reasonLimitExceeded    = "LIMIT_EXCEEDED"
 )

@@ -182,7 +182,7 @@ var messagingRPCs = []struct {
 	{"CreateGroup", func() proto.Message { return &messagingv1.CreateGroupRequest{} },
 		[]string{"LIMIT_EXCEEDED", "MALFORMED_REQUEST", "GROUP_EXISTS", "RATE_LIMITED"}},
 	{"SubmitCommit", func() proto.Message { return &messagingv1.SubmitCommitRequest{} },
-		[]string{"LIMIT_EXCEEDED", "MALFORMED_REQUEST", "GROUP_NOT_FOUND", "NOT_GROUP_MEMBER", "EPOCH_CONFLICT", "RATE_LIMITED"}},
+		[]string{"LIMIT_EXCEEDED", "MALFORMED_REQUEST", "GROUP_NOT_FOUND", "DEVICE_NOT_FOUND", "NOT_GROUP_MEMBER", "EPOCH_CONFLICT", "INBOX_FULL", "RATE_LIMITED"}},
 	{"SendGroupMessage", func() proto.Message { return &messagingv1.SendGroupMessageRequest{} },
 		[]string{"LIMIT_EXCEEDED", "MALFORMED_REQUEST", "GROUP_NOT_FOUND", "NOT_GROUP_MEMBER", "EPOCH_MISMATCH", "INBOX_FULL", "RATE_LIMITED"}},
 }
@@ -200,6 +200,7 @@ var reasonCodes = map[string]codes.Code{
 	"NOT_GROUP_MEMBER":  codes.PermissionDenied,
 	"EPOCH_CONFLICT":    codes.Aborted,
 	"EPOCH_MISMATCH":    codes.FailedPrecondition,
+	"DEVICE_NOT_FOUND":  codes.NotFound,
 }
 
 // call runs one request through the field-limit validator and the handler, as the gRPC

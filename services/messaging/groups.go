@@ -1,10 +1,13 @@
 package messaging
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -25,10 +28,15 @@ import (
 // The MLS delivery service keeps its registry in the kv store under "msg/":
 //
 //	msg/group/<hex group id>                          → groupRecord
-//	msg/welcome/<hex group id>/<user>/<device>        → welcomeRecord
+//	msg/welcome/<hex group id>/<user>/<device>        → welcomeRecord (a reference)
+//	msg/welcome-body/<hex group id>/<epoch>           → the Welcome, stored once per commit
+//	msg/fanout/<hex group id>/<epoch>                 → outbox entry: fanOutRecord
 //
 // It never sees group secrets: commits, proposals, Welcomes and GroupInfos are opaque MLS
-// messages. It only orders them: one commit per epoch, the first one wins.
+// messages, and handshakes arrive as PrivateMessage, so it cannot read which proposals a
+// commit carries. It only orders them: one commit per epoch, the first one wins. The
+// membership it keeps is what committers declare (added, removed), which is what decides
+// where commits and Welcomes go.
 
 type member struct {
 	UserID   string `json:"u"`
@@ -40,16 +48,30 @@ type groupRecord struct {
 	Members   []member  `json:"members"`
 	GroupInfo []byte    `json:"group_info"`
 	CreatedAt time.Time `json:"created_at"`
+	// Last is the commit that moved the group to Epoch, so that its committer's retry
+	// (the response was lost) succeeds instead of meeting EPOCH_CONFLICT.
+	Last *lastCommit `json:"last,omitempty"`
 }
 
+type lastCommit struct {
+	Hash []byte    `json:"hash"` // SHA-256 of the commit message
+	By   member    `json:"by"`
+	At   time.Time `json:"at"`
+}
+
+// welcomeRecord points a device at the Welcome that added it; the Welcome itself is
+// stored once under welcomeBodyKey. Records written before that carry it inline.
 type welcomeRecord struct {
 	Epoch   uint64 `json:"epoch"`
-	Welcome []byte `json:"welcome"`
+	Welcome []byte `json:"welcome,omitempty"`
 }
 
 func groupKey(gid []byte) []byte { return []byte("msg/group/" + hex.EncodeToString(gid)) }
 func welcomeKey(gid []byte, m member) []byte {
 	return []byte("msg/welcome/" + hex.EncodeToString(gid) + "/" + m.UserID + "/" + inboxOf(m.UserID, m.DeviceID).DeviceID)
+}
+func welcomeBodyKey(gid []byte, epoch uint64) []byte {
+	return fmt.Appendf(nil, "msg/welcome-body/%x/%020d", gid, epoch)
 }
 
 func (g *groupRecord) has(m member) bool { return slices.Contains(g.Members, m) }
@@ -170,6 +192,11 @@ func (s *Server) CreateGroup(ctx context.Context, req *messagingv1.CreateGroupRe
 }
 
 // SubmitCommit accepts the first commit of an epoch and fans it out.
+//
+// The epoch advance and the fan-out it owes are one kv transaction: the fan-out is an
+// outbox entry (fanOutRecord) that is delivered right after the commit and, should the
+// process die first, by the replayer after the restart. Nothing the RPC accepted is lost
+// and the group cannot split between the stores.
 func (s *Server) SubmitCommit(ctx context.Context, req *messagingv1.SubmitCommitRequest) (*messagingv1.SubmitCommitResponse, error) {
 	p, err := caller(ctx)
 	if err != nil {
@@ -196,71 +223,178 @@ func (s *Server) SubmitCommit(ctx context.Context, req *messagingv1.SubmitCommit
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkDevicesExist(ctx, append(slices.Clone(added), welcomed...)); err != nil {
+	if !sameMembers(added, welcomed) {
+		return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "welcome_recipients must be exactly the added devices, and a commit that adds devices needs a Welcome")
+	}
+	commit := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT, Payload: req.GetCommit(), GroupId: req.GetGroupId(), Epoch: req.GetEpoch()}
+	commitSize := proto.Size(commit)
+	if commitSize > msgstore.MaxBodySize {
+		return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "a %v of %d bytes does not fit an inbox", commit.GetKind(), len(commit.GetPayload()))
+	}
+	hash := sha256.Sum256(req.GetCommit())
+	id := fanOutID(req.GetGroupId(), req.GetEpoch())
+
+	// Everything that can refuse the commit is checked before the transaction, against
+	// the epoch's membership (which only a commit changes, and the transaction checks
+	// the epoch again).
+	g, err := s.loadGroupView(ctx, req.GetGroupId())
+	if err != nil {
 		return nil, err
 	}
-	// Both deliveries must fit the inbox before the epoch moves: a commit accepted but
-	// never delivered would split the group.
-	commit := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT, Payload: req.GetCommit(), GroupId: req.GetGroupId(), Epoch: req.GetEpoch()}
-	welcome := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME, Payload: req.GetWelcome(), GroupId: req.GetGroupId(), Epoch: req.GetEpoch() + 1}
-	for _, d := range []*messagingv1.Delivery{commit, welcome} {
-		if proto.Size(d) > msgstore.MaxBodySize {
-			return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "a %v of %d bytes does not fit an inbox", d.GetKind(), len(d.GetPayload()))
-		}
+	if g.isRetry(req.GetEpoch(), hash[:], self(p)) {
+		return s.committed(ctx, id, g.Epoch, g.Last.At), nil
 	}
-	var before []member
-	var epoch uint64
+	if !g.has(self(p)) {
+		return nil, server.Error(codes.PermissionDenied, reasonNotGroupMember, "the calling device is not a member of the group")
+	}
+	if req.GetEpoch() != g.Epoch {
+		return nil, epochError(codes.Aborted, reasonEpochConflict, g.Epoch)
+	}
+	if err := g.checkChange(added, removed); err != nil {
+		return nil, err
+	}
+	if err := s.checkDevicesExist(ctx, added); err != nil {
+		return nil, err
+	}
+	recipients := slices.DeleteFunc(slices.Clone(g.Members), func(m member) bool { return m == self(p) })
+	notice := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME, GroupId: req.GetGroupId(), Epoch: req.GetEpoch() + 1}
+	total := int64(commitSize)*int64(len(recipients)) + int64(proto.Size(notice)+len(msgstore.ID{}))*int64(len(added)) +
+		int64(len(req.GetWelcome())) + int64(len(req.GetGroupInfo()))
+	if total > s.commitBytes {
+		return nil, server.Error(codes.InvalidArgument, reasonLimitExceeded, "the commit would store %d bytes for %d devices; the limit is %d", total, len(recipients)+len(added), s.commitBytes)
+	}
+	// Inbox caps hold for handshakes too; a removed device's full inbox cannot block the
+	// commit that removes it.
+	if err := s.checkInboxCaps(ctx, append(slices.DeleteFunc(slices.Clone(recipients), func(m member) bool { return slices.Contains(removed, m) }), added...)); err != nil {
+		return nil, err
+	}
+
+	rec := fanOutRecord{Sender: self(p), GroupID: req.GetGroupId(), Epoch: req.GetEpoch(), Commit: req.GetCommit(), To: recipients, Welcomed: added, At: s.now()}
+	entry, err := json.Marshal(rec)
+	if err != nil {
+		return nil, s.internal(ctx, "encode fan-out", err)
+	}
 	err = s.groupTx(ctx, "submit commit", true, func(tx kv.Tx) error {
 		g, err := loadGroup(tx, req.GetGroupId())
 		if err != nil {
 			return err
 		}
-		if !g.has(self(p)) {
-			return txAbort{server.Error(codes.PermissionDenied, reasonNotGroupMember, "the calling device is not a member of the group")}
+		if g.isRetry(req.GetEpoch(), hash[:], self(p)) {
+			return txAbort{errRetried{g}}
 		}
 		if req.GetEpoch() != g.Epoch {
 			return txAbort{epochError(codes.Aborted, reasonEpochConflict, g.Epoch)}
 		}
-		for _, r := range removed {
-			if !g.has(r) {
-				return txAbort{server.Error(codes.InvalidArgument, reasonMalformedRequest, "device %s/%d is not a member", r.UserID, r.DeviceID)}
-			}
-		}
-		before = slices.Clone(g.Members)
 		g.Members = slices.DeleteFunc(g.Members, func(m member) bool { return slices.Contains(removed, m) })
-		for _, a := range added {
-			if !g.has(a) {
-				g.Members = append(g.Members, a)
-			}
-		}
+		g.Members = append(g.Members, added...)
 		g.Epoch++
 		g.GroupInfo = req.GetGroupInfo()
-		epoch = g.Epoch
-		for _, w := range welcomed {
-			b, err := json.Marshal(welcomeRecord{Epoch: g.Epoch, Welcome: req.GetWelcome()})
+		g.Last = &lastCommit{Hash: hash[:], By: self(p), At: rec.At}
+		if len(added) > 0 {
+			if err := tx.Put(welcomeBodyKey(req.GetGroupId(), g.Epoch), req.GetWelcome()); err != nil {
+				return err
+			}
+			ref, err := json.Marshal(welcomeRecord{Epoch: g.Epoch})
 			if err != nil {
 				return err
 			}
-			if err := tx.Put(welcomeKey(req.GetGroupId(), w), b); err != nil {
-				return err
+			for _, w := range added {
+				if err := tx.Put(welcomeKey(req.GetGroupId(), w), ref); err != nil {
+					return err
+				}
 			}
+		}
+		if err := s.fanouts.Add(tx, id, entry); err != nil {
+			return err
 		}
 		return putGroup(tx, req.GetGroupId(), g)
 	})
+	var retried errRetried
+	if errors.As(err, &retried) {
+		return s.committed(ctx, id, retried.g.Epoch, retried.g.Last.At), nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	now := s.now()
-	recipients := slices.DeleteFunc(before, func(m member) bool { return m == self(p) })
-	if err := s.fanOut(ctx, p, req.GetCommit(), commit, recipients, now, false); err != nil {
-		return nil, err
+	return s.committed(ctx, id, req.GetEpoch()+1, rec.At), nil
+}
+
+// errRetried ends a commit transaction that found its own commit already accepted.
+type errRetried struct{ g *groupRecord }
+
+func (errRetried) Error() string { return "commit already accepted" }
+
+// committed runs the fan-out of an accepted commit, unless it ran already, and answers
+// the committer. A failed fan-out is not the committer's failure: the entry is durable
+// and the replayer retries it.
+func (s *Server) committed(ctx context.Context, id string, epoch uint64, at time.Time) *messagingv1.SubmitCommitResponse {
+	if err := s.fanouts.Deliver(ctx, id); err != nil {
+		s.log.WarnContext(ctx, "messaging: commit fan-out failed; the replayer retries it", "fanout", id, "err", err)
 	}
-	if len(welcomed) > 0 {
-		if err := s.fanOut(ctx, p, req.GetWelcome(), welcome, welcomed, now, false); err != nil {
-			return nil, err
+	return &messagingv1.SubmitCommitResponse{Epoch: epoch, ServerTime: timestamppb.New(at)}
+}
+
+// isRetry reports whether the commit that moved the group to its epoch was this one,
+// from this device.
+func (g *groupRecord) isRetry(epoch uint64, hash []byte, by member) bool {
+	return g.Last != nil && epoch+1 == g.Epoch && g.Last.By == by && bytes.Equal(g.Last.Hash, hash)
+}
+
+// checkChange refuses membership changes that do not fit the group: removing a
+// non-member, adding a member, both at once, or growing past MaxGroupDevices.
+func (g *groupRecord) checkChange(added, removed []member) error {
+	for _, r := range removed {
+		if !g.has(r) {
+			return server.Error(codes.InvalidArgument, reasonMalformedRequest, "device %s/%d is not a member", r.UserID, r.DeviceID)
 		}
 	}
-	return &messagingv1.SubmitCommitResponse{Epoch: epoch, ServerTime: timestamppb.New(now)}, nil
+	for _, a := range added {
+		if g.has(a) || slices.Contains(removed, a) {
+			return server.Error(codes.InvalidArgument, reasonMalformedRequest, "device %s/%d is a member already", a.UserID, a.DeviceID)
+		}
+	}
+	if n := len(g.Members) - len(removed) + len(added); n > MaxGroupDevices {
+		return server.Error(codes.InvalidArgument, reasonLimitExceeded, "the group would have %d devices; the limit is %d", n, MaxGroupDevices)
+	}
+	return nil
+}
+
+// sameMembers reports whether a and b hold the same devices (each lists a device once).
+func sameMembers(a, b []member) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, m := range a {
+		if !slices.Contains(b, m) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkInboxCaps refuses a fan-out to a device whose inbox is full.
+func (s *Server) checkInboxCaps(ctx context.Context, to []member) error {
+	for _, m := range to {
+		n, err := s.inboxes.Count(ctx, inboxOf(m.UserID, m.DeviceID))
+		if err != nil {
+			return s.internal(ctx, "count inbox", err)
+		}
+		if n >= s.cap {
+			return server.Error(codes.ResourceExhausted, reasonInboxFull, "device %s/%d's inbox is full", m.UserID, m.DeviceID)
+		}
+	}
+	return nil
+}
+
+// loadGroupView loads a group in a read-only transaction.
+func (s *Server) loadGroupView(ctx context.Context, gid []byte) (*groupRecord, error) {
+	var g *groupRecord
+	err := s.groupTx(ctx, "load group", false, func(tx kv.Tx) error {
+		var err error
+		g, err = loadGroup(tx, gid)
+		return err
+	})
+	return g, err
 }
 
 // fanOut stores delivery for every recipient device that still exists and wakes them.
@@ -280,17 +414,13 @@ func (s *Server) fanOut(ctx context.Context, p authn.Principal, idempotencyKey [
 	}
 	scope := append([]byte{byte(d.GetKind())}, d.GetGroupId()...)
 	msgs := make([]msgstore.Message, 0, len(to))
+	if checkCap {
+		if err := s.checkInboxCaps(ctx, to); err != nil {
+			return err
+		}
+	}
 	for _, m := range to {
 		inbox := inboxOf(m.UserID, m.DeviceID)
-		if checkCap {
-			n, err := s.inboxes.Count(ctx, inbox)
-			if err != nil {
-				return s.internal(ctx, "count inbox", err)
-			}
-			if n >= s.cap {
-				return server.Error(codes.ResourceExhausted, reasonInboxFull, "device %s/%d's inbox is full", m.UserID, m.DeviceID)
-			}
-		}
 		msgs = append(msgs, msgstore.Message{
 			Inbox: inbox, ID: messageID(p, scope, idempotencyKey, m.UserID, m.DeviceID), Kind: msgstore.Kind(d.GetKind()),
 			Body: body, Timestamp: now, Expiry: now.Add(s.ttl),
@@ -452,7 +582,11 @@ func (s *Server) FetchWelcome(ctx context.Context, req *messagingv1.FetchWelcome
 		} else if err != nil {
 			return err
 		}
-		return json.Unmarshal(b, &w)
+		if err := json.Unmarshal(b, &w); err != nil || len(w.Welcome) > 0 {
+			return err
+		}
+		w.Welcome, err = tx.Get(welcomeBodyKey(req.GetGroupId(), w.Epoch))
+		return err
 	})
 	if err != nil {
 		return nil, err

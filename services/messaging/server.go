@@ -27,6 +27,7 @@ import (
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/kv"
 	"github.com/guardyn/guardyn/libs/msgstore"
+	"github.com/guardyn/guardyn/libs/outbox"
 	"github.com/guardyn/guardyn/libs/server"
 	eventsv1 "github.com/guardyn/guardyn/proto/guardyn/events/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
@@ -39,6 +40,12 @@ const (
 	DefaultInboxLimit = 10000
 	// DefaultWindow bounds the deliveries a Receive stream has sent but not seen acked.
 	DefaultWindow = 1024
+	// DefaultCommitFanOutBytes bounds what one accepted commit stores: the commit once
+	// per recipient device, the Welcome once, its notices and the GroupInfo.
+	DefaultCommitFanOutBytes = 64 << 20
+	// MaxGroupDevices bounds the member devices of a group, as CreateGroup bounds its
+	// initial members.
+	MaxGroupDevices = 1000
 )
 
 // Directory tells which devices an account has right now (the auth service owns that).
@@ -70,6 +77,8 @@ type Config struct {
 	MessageTTL time.Duration
 	InboxLimit int
 	Window     int
+	// CommitFanOutBytes: see DefaultCommitFanOutBytes.
+	CommitFanOutBytes int64
 }
 
 // Server implements messagingv1.MessagingServiceServer.
@@ -88,6 +97,13 @@ type Server struct {
 	window  int
 	hub     *hub
 	sub     *nats.Subscription
+
+	commitBytes int64
+	// fanouts holds accepted commits' fan-outs until every inbox has them; a replayer
+	// runs from New to Close.
+	fanouts     *outbox.Outbox
+	stopReplay  context.CancelFunc
+	replayEnded chan struct{}
 }
 
 // New returns a Server and subscribes it to live events; Close unsubscribes.
@@ -116,6 +132,15 @@ func New(cfg Config) (*Server, error) {
 	if s.window == 0 {
 		s.window = DefaultWindow
 	}
+	s.commitBytes = cfg.CommitFanOutBytes
+	if s.commitBytes == 0 {
+		s.commitBytes = DefaultCommitFanOutBytes
+	}
+	fanouts, err := s.newFanOuts(cfg.Groups)
+	if err != nil {
+		return nil, fmt.Errorf("messaging: %w", err)
+	}
+	s.fanouts = fanouts
 	sub, err := cfg.Conn.Subscribe(bus.SubjectDeliverAll, s.onLiveEvent)
 	if err != nil {
 		return nil, fmt.Errorf("messaging: subscribe to live events: %w", err)
@@ -126,11 +151,23 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("messaging: live event limits: %w", err)
 	}
 	s.sub = sub
+	// The replayer delivers the fan-outs a crash left behind, then retries failed ones.
+	ctx, stop := context.WithCancel(context.Background())
+	s.stopReplay, s.replayEnded = stop, make(chan struct{})
+	go func() {
+		defer close(s.replayEnded)
+		_ = s.fanouts.Run(ctx)
+	}()
 	return s, nil
 }
 
-// Close stops receiving live events. Streams end when the gRPC server stops.
-func (s *Server) Close() error { return s.sub.Unsubscribe() }
+// Close stops receiving live events and replaying fan-outs. Streams end when the gRPC
+// server stops.
+func (s *Server) Close() error {
+	s.stopReplay()
+	<-s.replayEnded
+	return s.sub.Unsubscribe()
+}
 
 func caller(ctx context.Context) (authn.Principal, error) {
 	p, ok := authn.FromContext(ctx)

@@ -19,7 +19,14 @@ import (
 // The crash test re-executes the test binary as a child that writes until it is killed.
 const crashPathEnv = "GUARDYN_KV_CRASH_PATH"
 
+// powerlossChild runs a child of the power-loss tests (powerloss_test.go) if the
+// environment asks for one and reports whether it did; nil where they do not build.
+var powerlossChild func() bool
+
 func TestMain(m *testing.M) {
+	if powerlossChild != nil && powerlossChild() {
+		os.Exit(0)
+	}
 	if path := os.Getenv(crashPathEnv); path != "" {
 		crashChild(path)
 		os.Exit(0)

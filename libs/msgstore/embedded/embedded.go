@@ -155,6 +155,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open msgstore: %w", err)
 	}
+	// A new directory's entry is durable only once its parent is synced; without it a
+	// power cut can lose the directory with every segment synced inside it.
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return nil, fmt.Errorf("open msgstore: %w", err)
+	}
 	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open msgstore lock: %w", err)

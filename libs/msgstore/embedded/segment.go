@@ -139,10 +139,16 @@ func (e *errTornTail) Unwrap() error { return e.cause }
 // it stops and returns an *errTornTail holding that offset; the caller decides whether
 // that is a torn tail to cut or corruption. It never panics on any input.
 func scanSegment(data []byte, fn func(r *record.Record, off, n int) error) (firstSeq uint64, end int, err error) {
-	// Segments are created with their header synced before use, so a short header can
-	// only be a crash during creation, while a wrong one is damage.
+	// Segments are created with their header synced before use, so a short or zeroed
+	// header can only be a crash during creation, while a wrong one is damage.
 	if len(data) < segmentHeaderSize {
 		return 0, 0, &errTornTail{validLen: 0, cause: errors.New("short segment header")}
+	}
+	// The directory entry of a segment being created can become durable before its
+	// contents, through a directory sync made meanwhile by compaction: a crash then
+	// leaves zeros where the header goes. Such a segment never held a record.
+	if allZero(data[:segmentHeaderSize]) {
+		return 0, 0, &errTornTail{validLen: 0, cause: errors.New("segment header never written")}
 	}
 	version := len(segmentMagic) - 1
 	if string(data[:version]) != segmentMagic[:version] {

@@ -479,6 +479,9 @@ func TestMessagingDocumentedErrors(t *testing.T) {
 		{"SubmitCommit/GROUP_NOT_FOUND", commit(alice, &messagingv1.SubmitCommitRequest{GroupId: clientID(), Commit: []byte("c"), GroupInfo: []byte("g")}), codes.NotFound, "GROUP_NOT_FOUND"},
 		{"SubmitCommit/NOT_GROUP_MEMBER", commit(carol, &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: []byte("c"), GroupInfo: []byte("g")}), codes.PermissionDenied, "NOT_GROUP_MEMBER"},
 		{"SubmitCommit/EPOCH_CONFLICT", commit(alice, &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 3, Commit: []byte("c"), GroupInfo: []byte("g")}), codes.Aborted, "EPOCH_CONFLICT"},
+		{"SubmitCommit/MALFORMED_REQUEST recipients are not the added devices", commit(alice, &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: []byte("c"), GroupInfo: []byte("g"), Welcome: []byte("w"), WelcomeRecipients: addrs(carol)}), codes.InvalidArgument, "MALFORMED_REQUEST"},
+		{"SubmitCommit/MALFORMED_REQUEST adding a member", commit(alice, &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: []byte("c"), GroupInfo: []byte("g"), Welcome: []byte("w"), WelcomeRecipients: addrs(bob), Added: addrs(bob)}), codes.InvalidArgument, "MALFORMED_REQUEST"},
+		{"SubmitCommit/INBOX_FULL", commit(alice, &messagingv1.SubmitCommitRequest{GroupId: fullGroup, Commit: []byte("c"), GroupInfo: []byte("g")}), codes.ResourceExhausted, "INBOX_FULL"},
 
 		{"SubmitProposal/LIMIT_EXCEEDED", proposal(alice, &messagingv1.SubmitProposalRequest{GroupId: gid, Proposal: make([]byte, 64<<10+1)}), codes.InvalidArgument, "LIMIT_EXCEEDED"},
 		{"SubmitProposal/MALFORMED_REQUEST", proposal(alice, &messagingv1.SubmitProposalRequest{GroupId: gid}), codes.InvalidArgument, "MALFORMED_REQUEST"},

@@ -148,8 +148,8 @@ func TestGroupMembersMustExist(t *testing.T) {
 	wantErr(t, err, codes.NotFound, "DEVICE_NOT_FOUND")
 	gid := clientID()
 	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs(alice, bob), GroupInfo: []byte("gi")}))
-	_, err = e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: []byte("c"), GroupInfo: []byte("g"),
-		Added: []*commonv1.DeviceAddress{{UserId: bob.UserID, DeviceId: 9}}})
+	_, err = e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: []byte("c"), GroupInfo: []byte("g"), Welcome: []byte("w"),
+		Added: []*commonv1.DeviceAddress{{UserId: bob.UserID, DeviceId: 9}}, WelcomeRecipients: []*commonv1.DeviceAddress{{UserId: bob.UserID, DeviceId: 9}}})
 	wantErr(t, err, codes.NotFound, "DEVICE_NOT_FOUND")
 	if info := must(e.msg.GetGroupInfo(alice.ctx(t), &messagingv1.GetGroupInfoRequest{GroupId: gid})); info.GetEpoch() != 0 {
 		t.Fatalf("a refused commit moved the epoch to %d", info.GetEpoch())

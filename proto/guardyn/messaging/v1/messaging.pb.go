@@ -43,7 +43,8 @@ const (
 	DeliveryKind_DELIVERY_KIND_GROUP_COMMIT DeliveryKind = 4
 	// An MLS Proposal from SubmitProposal.
 	DeliveryKind_DELIVERY_KIND_GROUP_PROPOSAL DeliveryKind = 5
-	// An MLS Welcome adding this device to a group.
+	// This device was added to a group: the payload is empty and epoch is the epoch joined;
+	// fetch the MLS Welcome, stored once for every device the commit added, with FetchWelcome.
 	DeliveryKind_DELIVERY_KIND_WELCOME DeliveryKind = 6
 )
 
@@ -827,7 +828,7 @@ type Delivery struct {
 	// What the payload is.
 	Kind DeliveryKind `protobuf:"varint,2,opt,name=kind,proto3,enum=guardyn.messaging.v1.DeliveryKind" json:"kind,omitempty"`
 	// The ciphertext as the sender submitted it: a sealed envelope for DELIVERY_KIND_MESSAGE and
-	// DELIVERY_KIND_EPHEMERAL, an MLS message for the group kinds.
+	// DELIVERY_KIND_EPHEMERAL, an MLS message for the group kinds, empty for DELIVERY_KIND_WELCOME.
 	Payload []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
 	// Group the payload belongs to; set for the group kinds only.
 	GroupId []byte `protobuf:"bytes,4,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
@@ -1116,7 +1117,7 @@ type SubmitCommitRequest struct {
 	// MLSMessage carrying the Welcome for added members; empty when nobody is added.
 	// Max: 1 MiB.
 	Welcome []byte `protobuf:"bytes,4,opt,name=welcome,proto3" json:"welcome,omitempty"`
-	// Devices to deliver the Welcome to. Max: 1000 items.
+	// Devices to deliver the Welcome to: exactly the devices in added. Max: 1000 items.
 	WelcomeRecipients []*v1.DeviceAddress `protobuf:"bytes,5,rep,name=welcome_recipients,json=welcomeRecipients,proto3" json:"welcome_recipients,omitempty"`
 	// MLSMessage carrying the GroupInfo of the new epoch. Max: 512 KiB.
 	GroupInfo []byte `protobuf:"bytes,6,opt,name=group_info,json=groupInfo,proto3" json:"group_info,omitempty"`

@@ -129,20 +129,30 @@ type MessagingServiceClient interface {
 	CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*CreateGroupResponse, error)
 	// SubmitCommit submits the MLS Commit that moves a group from epoch to epoch + 1. Exactly one
 	// commit is accepted per epoch: the first one wins, later ones fail with EPOCH_CONFLICT and
-	// their senders must process the winning commit (delivered through Receive) and retry. On
-	// success the commit is delivered to every member device but the sender, the Welcome to the
-	// listed new devices, and the stored membership and GroupInfo are updated atomically.
+	// their senders must process the winning commit (delivered through Receive) and retry. A
+	// retry of the accepted commit by the device that submitted it (same bytes, same epoch)
+	// succeeds again. On success the stored membership and GroupInfo are updated and the
+	// commit's delivery is queued in one transaction; the commit then reaches every member
+	// device of the old epoch but the sender, and each added device gets a
+	// DELIVERY_KIND_WELCOME notice (the Welcome is stored once; fetch it with FetchWelcome).
+	// Commits may be PrivateMessages: the service reads no proposal, and trusts the declared
+	// added and removed devices only to route deliveries.
 	//
 	// Errors:
-	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
-	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: empty commit or GroupInfo, a Welcome without
-	//     recipients or recipients without a Welcome, removing a device that is not a member, or
-	//     a commit or Welcome too large to store with its delivery header.
+	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum, the group
+	//     would exceed 1000 member devices, or the commit times its recipients plus the
+	//     Welcome and GroupInfo exceed 64 MiB of storage.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: empty commit or GroupInfo, welcome_recipients not
+	//     exactly the added devices (a commit that adds devices needs a Welcome, a Welcome needs
+	//     added devices), removing a device that is not a member, adding one that is, or a
+	//     commit too large to store with its delivery header.
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
-	//   - NOT_FOUND/DEVICE_NOT_FOUND: an added device or Welcome recipient does not exist.
+	//   - NOT_FOUND/DEVICE_NOT_FOUND: an added device does not exist.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
 	//   - ABORTED/EPOCH_CONFLICT: epoch is not the group's current epoch (another commit won); an
 	//     EpochConflict detail names the current epoch.
+	//   - RESOURCE_EXHAUSTED/INBOX_FULL: a member device that the commit does not remove, or an
+	//     added device, has an inbox holding its maximum of undelivered messages.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
@@ -421,20 +431,30 @@ type MessagingServiceServer interface {
 	CreateGroup(context.Context, *CreateGroupRequest) (*CreateGroupResponse, error)
 	// SubmitCommit submits the MLS Commit that moves a group from epoch to epoch + 1. Exactly one
 	// commit is accepted per epoch: the first one wins, later ones fail with EPOCH_CONFLICT and
-	// their senders must process the winning commit (delivered through Receive) and retry. On
-	// success the commit is delivered to every member device but the sender, the Welcome to the
-	// listed new devices, and the stored membership and GroupInfo are updated atomically.
+	// their senders must process the winning commit (delivered through Receive) and retry. A
+	// retry of the accepted commit by the device that submitted it (same bytes, same epoch)
+	// succeeds again. On success the stored membership and GroupInfo are updated and the
+	// commit's delivery is queued in one transaction; the commit then reaches every member
+	// device of the old epoch but the sender, and each added device gets a
+	// DELIVERY_KIND_WELCOME notice (the Welcome is stored once; fetch it with FetchWelcome).
+	// Commits may be PrivateMessages: the service reads no proposal, and trusts the declared
+	// added and removed devices only to route deliveries.
 	//
 	// Errors:
-	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
-	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: empty commit or GroupInfo, a Welcome without
-	//     recipients or recipients without a Welcome, removing a device that is not a member, or
-	//     a commit or Welcome too large to store with its delivery header.
+	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum, the group
+	//     would exceed 1000 member devices, or the commit times its recipients plus the
+	//     Welcome and GroupInfo exceed 64 MiB of storage.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: empty commit or GroupInfo, welcome_recipients not
+	//     exactly the added devices (a commit that adds devices needs a Welcome, a Welcome needs
+	//     added devices), removing a device that is not a member, adding one that is, or a
+	//     commit too large to store with its delivery header.
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
-	//   - NOT_FOUND/DEVICE_NOT_FOUND: an added device or Welcome recipient does not exist.
+	//   - NOT_FOUND/DEVICE_NOT_FOUND: an added device does not exist.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
 	//   - ABORTED/EPOCH_CONFLICT: epoch is not the group's current epoch (another commit won); an
 	//     EpochConflict detail names the current epoch.
+	//   - RESOURCE_EXHAUSTED/INBOX_FULL: a member device that the commit does not remove, or an
+	//     added device, has an inbox holding its maximum of undelivered messages.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.

@@ -1,0 +1,159 @@
+//go:build linux && amd64
+
+package powerloss_test
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/guardyn/guardyn/libs/internal/powerloss"
+)
+
+const childEnv = "GUARDYN_POWERLOSS_TEST_ROOT"
+
+func TestMain(m *testing.M) {
+	if root := os.Getenv(childEnv); root != "" {
+		if err := child(root); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// child writes to three files: "synced" is written, synced and its directory synced;
+// "nodir" is written and synced but its directory entry never is; in "synced" a second
+// write follows the sync.
+func child(root string) error {
+	if err := powerloss.Child(); err != nil {
+		return err
+	}
+	create := func(name string) (*os.File, error) {
+		return os.OpenFile(filepath.Join(root, name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	}
+	f, err := create("synced")
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt([]byte("durable"), 0); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	d, err := os.Open(root)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		return err
+	}
+	fmt.Println("synced")
+	if _, err := f.WriteAt([]byte("-and-lost"), 7); err != nil {
+		return err
+	}
+	fmt.Println("written")
+	g, err := create("nodir")
+	if err != nil {
+		return err
+	}
+	if _, err := g.WriteAt([]byte("x"), 0); err != nil {
+		return err
+	}
+	if err := g.Sync(); err != nil {
+		return err
+	}
+	fmt.Println("done")
+	return nil
+}
+
+func TestRestore(t *testing.T) {
+	root := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+root)
+	tr, err := powerloss.Run(cmd, root, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(tr.Summary())
+	lines, at := tr.LineEvents()
+	if want := []string{"powerloss: traced", "synced", "written", "done"}; fmt.Sprint(lines) != fmt.Sprint(want) {
+		t.Fatalf("lines %q, want %q", lines, want)
+	}
+	syncs := tr.Syncs()
+	if len(syncs) != 3 {
+		t.Fatalf("%d syncs traced, want 3", len(syncs))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	read := func(dir, name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if os.IsNotExist(err) {
+			return "<none>"
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for _, c := range []struct {
+		k      int
+		loss   powerloss.Loss
+		synced string
+	}{
+		{syncs[1], powerloss.DropAll, "<none>"},      // before the directory sync ran
+		{syncs[1] + 1, powerloss.DropAll, "durable"}, // after it
+		{at[2] + 1, powerloss.DropAll, "durable"},    // the second write is lost
+		{at[2] + 1, powerloss.KeepAll, "durable-and-lost"},
+		{tr.Len(), powerloss.DropAll, "durable"},
+	} {
+		d := tr.Replay()
+		if err := d.Advance(c.k); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "disk")
+		if err := d.Restore(dir, c.loss, rng); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(dir, "synced"); got != c.synced {
+			t.Errorf("cut at %d, %v: synced holds %q, want %q", c.k, c.loss, got, c.synced)
+		}
+		if got := read(dir, "nodir"); got != "<none>" {
+			t.Errorf("cut at %d, %v: nodir exists (%q) though its directory was never synced", c.k, c.loss, got)
+		}
+	}
+	// Torn and Reorder keep some prefix or subset of the lost write.
+	d := tr.Replay()
+	d.Advance(tr.Len())
+	seen := map[string]bool{}
+	for i := range 40 {
+		dir := filepath.Join(t.TempDir(), fmt.Sprint("disk", i))
+		loss := powerloss.Torn
+		if i%2 == 1 {
+			loss = powerloss.Reorder
+		}
+		if err := d.Restore(dir, loss, rng); err != nil {
+			t.Fatal(err)
+		}
+		got := read(dir, "synced")
+		if !bytes.HasPrefix([]byte("durable-and-lost"), []byte(got)) && got != "durable" {
+			t.Fatalf("%v left %q", loss, got)
+		}
+		seen[got] = true
+	}
+	if len(seen) < 3 {
+		t.Fatalf("torn and reordered cuts gave only %v", seen)
+	}
+}
+
+func TestChildUntraced(t *testing.T) {
+	if err := powerloss.Child(); err == nil {
+		t.Fatal("Child succeeded in a process nobody traces")
+	}
+}
