@@ -360,13 +360,13 @@ func (r *abuseReport) print(out io.Writer, f abuseFlags, left leftover) {
 	h := r.honest
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\thonest msg/s\tp50\tp99\tmax\tdelivered\tduplicates\tsends refused\treceive errors\tjunk received\tserver CPU\tloadgen CPU\tserver RSS max\t")
+	fmt.Fprintln(tw, "phase\thonest msg/s\tp50\tp99\tmax\tstored p99\tdelivered\tduplicates\tsends refused\treceive errors\tjunk received\tserver CPU\tloadgen CPU\tserver RSS max\t")
 	for _, ph := range []int{phaseQuiet, phaseAttack} {
 		st := r.phases[ph]
 		hs := h.snapshot(ph)
-		fmt.Fprintf(tw, "%s\t%.0f\t%v\t%v\t%v\t%d\t%d\t%d\t%d\t%d (%s)\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%.0f\t%v\t%v\t%v\t%v\t%d\t%d\t%d\t%d\t%d (%s)\t%s\t%s\t%s\t\n",
 			phaseNames[ph], float64(hs.delivered)/st.elapsed.Seconds(),
-			hs.pct(0.50), hs.pct(0.99), hs.pct(1), hs.delivered, hs.duplicates,
+			hs.pct(0.50), hs.pct(0.99), hs.pct(1), percentile(hs.storeLatencies, 0.99), hs.delivered, hs.duplicates,
 			sum(hs.refused), sum(hs.recvErrors), hs.junk, bytesString(hs.junkBytes),
 			cores(st.serverCPU, st.elapsed), cores(st.selfCPU, st.elapsed), mib(st.rssMax))
 	}

@@ -50,17 +50,21 @@ type honestLoad struct {
 type honestStats struct {
 	delivered, duplicates int
 	latencies             []time.Duration
-	refused               map[string]int // honest sends the server refused, by reason
-	recvErrors            map[string]int // honest Receive streams that broke, by reason
-	junk                  int            // attacker deliveries the honest receivers got
+	storeLatencies        []time.Duration // send → answered as stored
+	refused               map[string]int  // honest sends the server refused, by reason
+	recvErrors            map[string]int  // honest Receive streams that broke, by reason
+	junk                  int             // attacker deliveries the honest receivers got
 	junkBytes             int64
 }
 
-func (s *honestStats) pct(p float64) time.Duration {
-	if len(s.latencies) == 0 {
+func (s *honestStats) pct(p float64) time.Duration { return percentile(s.latencies, p) }
+
+// percentile of sorted durations.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
 		return 0
 	}
-	return s.latencies[min(len(s.latencies)-1, int(p*float64(len(s.latencies))))].Round(10 * time.Microsecond)
+	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))].Round(10 * time.Microsecond)
 }
 
 // honestPair is a pair with the bookkeeping of each message.
@@ -69,9 +73,10 @@ type honestPair struct {
 	load  *honestLoad
 	slots chan struct{} // one token per message in flight end to end
 
-	mu   sync.Mutex
-	sent map[uint64]*sentMsg // sent, not yet delivered
-	seen []uint64            // bit n: request n was delivered
+	mu      sync.Mutex
+	sent    map[uint64]*sentMsg  // sent, not yet delivered
+	pending map[uint64]time.Time // sent, not yet answered: when
+	seen    []uint64             // bit n: request n was delivered
 }
 
 type sentMsg struct {
@@ -87,7 +92,7 @@ func newHonestLoad(pairs []*pair, inflight, size int) *honestLoad {
 		h.stats[i] = &honestStats{refused: map[string]int{}, recvErrors: map[string]int{}}
 	}
 	for _, p := range pairs {
-		h.pairs = append(h.pairs, &honestPair{pair: p, load: h, slots: make(chan struct{}, inflight), sent: map[uint64]*sentMsg{}})
+		h.pairs = append(h.pairs, &honestPair{pair: p, load: h, slots: make(chan struct{}, inflight), sent: map[uint64]*sentMsg{}, pending: map[uint64]time.Time{}})
 	}
 	return h
 }
@@ -246,6 +251,7 @@ func (p *honestPair) send(ctx context.Context) {
 			now := time.Now()
 			p.mu.Lock()
 			p.sent[id] = &sentMsg{phase: p.load.current(), at: now, slot: true}
+			p.pending[id] = now
 			p.mu.Unlock()
 			binary.BigEndian.PutUint64(payload[8:], uint64(now.UnixNano()))
 			binary.BigEndian.PutUint64(payload[16:], id)
@@ -279,6 +285,13 @@ func (p *honestPair) readAnswers(stream grpc.BidiStreamingClient[messagingv1.Sen
 		}
 		p.mu.Lock()
 		m := p.sent[resp.GetRequestId()]
+		if at, ok := p.pending[resp.GetRequestId()]; ok {
+			delete(p.pending, resp.GetRequestId())
+			if resp.GetError() == nil {
+				d := time.Since(at)
+				p.load.record(func(s *honestStats) { s.storeLatencies = append(s.storeLatencies, d) })
+			}
+		}
 		if e := resp.GetError(); e != nil {
 			if m != nil {
 				p.release(m)
@@ -302,6 +315,7 @@ func (p *honestPair) streamBroke(err error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	clear(p.pending)
 	for _, m := range p.sent {
 		if !m.stored {
 			p.release(m)
