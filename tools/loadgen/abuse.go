@@ -210,9 +210,14 @@ func abuse(ctx context.Context, f abuseFlags, out io.Writer) (*abuseReport, erro
 		setupConns.Close()
 		return nil, err
 	}
+	rep := &abuseReport{calls: newTally()}
 	att, err := setupAttackers(ctx, authv1.NewAuthServiceClient(setupConn), f, pairs)
 	if err == nil {
 		err = uploadHonestKeys(ctx, setupConns, pairs, f.prekeys, f.keyPackages)
+	}
+	if err == nil && len(att.backlog) > 0 {
+		fmt.Fprintf(out, "loadgen abuse: queueing the memory attack's backlogs (%s)…\n", bytesString(int64(f.backlogDevices*f.backlogMsgs*f.backlogSize)))
+		att.fill(ctx, setupConn, f, rep.calls)
 	}
 	setupConns.Close()
 	if err != nil {
@@ -248,7 +253,6 @@ func abuse(ctx context.Context, f abuseFlags, out io.Writer) (*abuseReport, erro
 	fmt.Fprintf(out, "loadgen abuse: %d honest pairs × %d in flight, %d-byte envelopes, rate limits %s, server %s\n", f.pairs, f.inflight, f.size, limits, addr)
 	fmt.Fprintf(out, "attacks: %s\n", f.describeAttacks())
 
-	rep := &abuseReport{calls: newTally()}
 	honest := newHonestLoad(pairs, f.inflight, f.size)
 	rep.honest = honest
 	runCtx, cancel := context.WithCancel(ctx)
@@ -341,7 +345,7 @@ func (f *abuseFlags) describeAttacks() string {
 		case "jam":
 			parts = append(parts, fmt.Sprintf("jam (%d victims, %d × %s every %v)", f.jamVictims, f.jamBurst, bytesString(int64(f.jamSize)), f.jamInterval))
 		case "backlog":
-			parts = append(parts, fmt.Sprintf("backlog (%d devices × %d × %s, reconnecting %g/s without acks)", f.backlogDevices, f.backlogMsgs, bytesString(int64(f.backlogSize)), f.reconnectRate))
+			parts = append(parts, fmt.Sprintf("backlog (%d devices holding %d × %s each, queued before the quiet phase, reconnecting %g/s without acks)", f.backlogDevices, f.backlogMsgs, bytesString(int64(f.backlogSize)), f.reconnectRate))
 		case "groups":
 			parts = append(parts, fmt.Sprintf("groups (a %s Welcome to %d added devices every %v)", bytesString(int64(f.welcomeSize)), f.groupRecipients, f.groupInterval))
 		case "login":

@@ -53,7 +53,7 @@ func TestAbuseScenario(t *testing.T) {
 			t.Errorf("%s phase: the server's memory was not sampled", phaseNames[ph])
 		}
 	}
-	for _, attack := range []string{"1 jam: send", "2 backlog: fill", "2 backlog: reconnect", "3 groups: create", "3 groups: commit", "8 login: wrong signature", "8 login: valid signature", "10 drain: bundles", "10 drain: key packages"} {
+	for _, attack := range []string{"1 jam: send", "2 backlog: fill (setup)", "2 backlog: reconnect", "3 groups: create", "3 groups: commit", "8 login: wrong signature", "8 login: valid signature", "10 drain: bundles", "10 drain: key packages"} {
 		if sum(rep.calls.get(attack)) == 0 {
 			t.Errorf("attack %q made no call that was answered", attack)
 		}

@@ -101,8 +101,8 @@ func (a *attackers) run(ctx context.Context, conn *grpc.ClientConn, f abuseFlags
 	for i, j := range a.jammers {
 		goAttack(func() { jam(ctx, msg, j, pairs[i].receiver, f, calls) })
 	}
-	if a.filler != nil {
-		goAttack(func() { fillAndReconnect(ctx, msg, a.filler, a.backlog, f, calls) })
+	if len(a.backlog) > 0 {
+		goAttack(func() { reconnect(ctx, msg, a.backlog, f, calls) })
 	}
 	if a.grouper != nil {
 		goAttack(func() { amplify(ctx, msg, a.grouper, a.sinks, f, calls) })
@@ -226,49 +226,66 @@ func jam(ctx context.Context, c messagingv1.MessagingServiceClient, attacker, vi
 	}
 }
 
-// fillAndReconnect is item 2: queue a large backlog for each of the attacker's devices,
-// then have each device open Receive, read and drop the connection, again and again,
-// never acknowledging, so that the server reads the backlog over and over.
-func fillAndReconnect(ctx context.Context, c messagingv1.MessagingServiceClient, filler *rawdevice.Device, devices []*rawdevice.Device, f abuseFlags, calls *tally) {
+// fill queues the memory attack's backlogs, before the measured phases: how fast one
+// account can push bytes into the store is the jam's part; this attack is about what the
+// server does with a backlog that is there.
+func (a *attackers) fill(ctx context.Context, conn *grpc.ClientConn, f abuseFlags, calls *tally) {
+	if a.filler == nil {
+		return
+	}
+	c := messagingv1.NewMessagingServiceClient(conn)
 	payload := make([]byte, f.backlogSize)
-	var wg sync.WaitGroup
-	for _, d := range devices {
+	for _, d := range a.backlog {
 		reqs := make([]*messagingv1.SendMessageRequest, f.backlogMsgs)
 		for i := range reqs {
 			reqs[i] = rawdevice.SendRequest(d.UserID, payload, d.ID)
 		}
-		sendBurst(ctx, c, filler, "2 backlog: fill", reqs, calls)
+		sendBurst(ctx, c, a.filler, "2 backlog: fill (setup)", reqs, calls)
 	}
+}
+
+// reconnect is item 2: each device that holds a large backlog opens Receive, reads and
+// drops the stream, again and again, never acknowledging, so that the server reads the
+// backlog over and over.
+func reconnect(ctx context.Context, c messagingv1.MessagingServiceClient, devices []*rawdevice.Device, f abuseFlags, calls *tally) {
+	var wg sync.WaitGroup
 	for _, d := range devices {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			lim := rate.NewLimiter(rate.Limit(f.reconnectRate), 1)
 			for lim.Wait(ctx) == nil {
-				countCall(ctx, calls, "2 backlog: reconnect", readAndDrop(ctx, c, d))
+				calls.add("2 backlog: reconnect", readAndDrop(ctx, c, d))
 			}
 		}()
 	}
 	wg.Wait()
 }
 
-// readAndDrop opens a Receive stream, reads until the backlog is complete and closes it
-// without acknowledging anything. It accepts responses of any size: what fails is the
-// server's doing.
-func readAndDrop(ctx context.Context, c messagingv1.MessagingServiceClient, d *rawdevice.Device) error {
-	sctx, cancel := context.WithTimeout(d.Context(ctx), 10*time.Second)
+// readAndDrop opens a Receive stream, reads until the backlog is complete or for a few
+// responses, and drops the stream without acknowledging anything: a server that waits for
+// acknowledgements before sending more would otherwise hold each attacker on one stream.
+// It accepts responses of any size: what fails is the server's doing.
+func readAndDrop(ctx context.Context, c messagingv1.MessagingServiceClient, d *rawdevice.Device) string {
+	sctx, cancel := context.WithTimeout(d.Context(ctx), 3*time.Second)
 	defer cancel()
 	stream, err := c.Receive(sctx, grpc.MaxCallRecvMsgSize(64<<20))
 	if err != nil {
-		return err
+		return outcome(err)
 	}
-	for {
+	for n := 1; ; n++ {
 		resp, err := stream.Recv()
-		if err != nil {
-			return err
-		}
-		if resp.GetBacklogComplete() {
-			return nil
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return "cut off at the end of the phase"
+		case err != nil && sctx.Err() != nil:
+			return fmt.Sprintf("dropped after %d responses in 3 s", n-1)
+		case err != nil:
+			return outcome(err)
+		case resp.GetBacklogComplete():
+			return "ok, read the whole backlog"
+		case n == 4:
+			return "ok, dropped after 4 responses"
 		}
 	}
 }
