@@ -285,13 +285,14 @@ func abuse(ctx context.Context, f abuseFlags, out io.Writer) (*abuseReport, erro
 			go func() { defer wg.Done(); during(phaseCtx) }()
 		}
 		// Halfway through, every honest sender fetches its receiver's key bundle and
-		// claims a key package, as someone starting a conversation or a group would.
+		// claims a key package, as someone starting a conversation or a group would. The
+		// phase waits for the answers, however slow.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			select {
 			case <-time.After(d / 2):
-				st.keyBundles, st.keyPkgs = probeKeys(phaseCtx, pairs)
+				st.keyBundles, st.keyPkgs = probeKeys(runCtx, pairs)
 			case <-phaseCtx.Done():
 			}
 		}()
@@ -517,7 +518,7 @@ func probeKeys(ctx context.Context, pairs []*pair) (bundles, kps probeResult) {
 			b, berr := c.GetKeyBundles(p.sender.Context(gctx), &authv1.GetKeyBundlesRequest{UserId: p.receiver.UserID})
 			k, kerr := c.ClaimKeyPackages(p.sender.Context(gctx), &authv1.ClaimKeyPackagesRequest{UserId: p.receiver.UserID})
 			if gctx.Err() != nil {
-				return nil // the phase ended first: not a result
+				return nil // the run was interrupted: not a result
 			}
 			mu.Lock()
 			defer mu.Unlock()
