@@ -254,8 +254,8 @@ func checkImage(path string, want map[string]bool) (err error) {
 
 // checkPages runs bbolt's own consistency check on the file, if there is one.
 func checkPages(path string) error {
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return nil // a power cut before the file was durable; Open creates it
+	if fi, err := os.Stat(path); errors.Is(err, os.ErrNotExist) || (err == nil && fi.Size() == 0) {
+		return nil // a power cut before the file was durable; Open initializes it
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
