@@ -175,6 +175,17 @@ func Run(cmd *exec.Cmd, root string, timeout time.Duration) (*Trace, error) {
 	defer timer.Stop()
 
 	status, err := tr.loop(pid)
+	if err != nil {
+		// The loop gave up on a child that may still run: end and reap it.
+		syscall.Kill(pid, syscall.SIGKILL)
+		var ws syscall.WaitStatus
+		for {
+			tid, werr := syscall.Wait4(-1, &ws, syscall.WALL, nil)
+			if (werr != nil && !errors.Is(werr, syscall.EINTR)) || (tid == pid && (ws.Exited() || ws.Signaled())) {
+				break
+			}
+		}
+	}
 	if err == nil && tr.err != nil {
 		err = tr.err
 	}
