@@ -81,6 +81,14 @@ func New(cfg Config) (*Limiter, error) {
 // Allow takes one token from key's bucket. When it refuses, retryAfter is
 // how long until a token will be available (for a RetryInfo detail).
 func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
+	return l.AllowN(key, 1)
+}
+
+// AllowN takes n tokens from key's bucket at once, for limits on amounts
+// rather than events (bytes sent). It takes nothing when it refuses; n above
+// the burst is always refused, so the burst must hold the largest amount
+// one event may carry.
+func (l *Limiter) AllowN(key string, n int) (ok bool, retryAfter time.Duration) {
 	now := l.now()
 	s := &l.shards[maphash.String(l.seed, key)%shardCount]
 	s.mu.Lock()
@@ -93,10 +101,13 @@ func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 		b = rate.NewLimiter(l.limit, l.burst)
 		s.buckets[key] = b
 	}
-	if b.AllowN(now, 1) {
+	if b.AllowN(now, n) {
 		return true, 0
 	}
-	missing := 1 - b.TokensAt(now)
+	if n > l.burst {
+		return false, l.refill
+	}
+	missing := float64(n) - b.TokensAt(now)
 	return false, time.Duration(missing / float64(l.limit) * float64(time.Second))
 }
 
@@ -154,11 +165,17 @@ func NewActions(p Policy) (*Actions, error) {
 
 // Allow takes a token for key "action|caller"; actions without a limit always pass.
 func (a *Actions) Allow(key string) bool {
+	return a.AllowN(key, 1)
+}
+
+// AllowN takes n tokens for key "action|caller" (see Limiter.AllowN); actions
+// without a limit always pass.
+func (a *Actions) AllowN(key string, n int) bool {
 	action, _, _ := strings.Cut(key, "|")
 	l, ok := a.limiters[action]
 	if !ok {
 		return true
 	}
-	allowed, _ := l.Allow(key)
+	allowed, _ := l.AllowN(key, n)
 	return allowed
 }

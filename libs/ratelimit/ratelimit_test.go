@@ -183,3 +183,29 @@ func TestActions(t *testing.T) {
 		t.Fatal("a bad policy was accepted")
 	}
 }
+
+// TestAllowNLimitsAmounts: AllowN takes n tokens at once, takes nothing when it refuses
+// (a small amount still passes after a large one was refused), and refuses more than the
+// burst outright.
+func TestAllowNLimitsAmounts(t *testing.T) {
+	l, c := newLimiter(t, Config{Rate: 100, Burst: 1000, MaxKeys: 16})
+	if ok, _ := l.AllowN("k", 600); !ok {
+		t.Fatal("600 of a 1000 burst refused")
+	}
+	if ok, wait := l.AllowN("k", 600); ok || wait <= 0 {
+		t.Fatalf("600 more of 400 left: ok %v, retry after %v", ok, wait)
+	}
+	if ok, _ := l.AllowN("k", 400); !ok {
+		t.Fatal("a refused AllowN took tokens: 400 of 400 left refused")
+	}
+	if ok, _ := l.AllowN("k", 1); ok {
+		t.Fatal("empty bucket allowed one more")
+	}
+	c.Advance(2 * time.Second)
+	if ok, _ := l.AllowN("k", 200); !ok {
+		t.Fatal("200 refused after refilling 200")
+	}
+	if ok, _ := l.AllowN("other", 1001); ok {
+		t.Fatal("more than the burst allowed")
+	}
+}

@@ -45,9 +45,13 @@ type chain struct {
 	unaries, streams, receiving atomic.Int64
 }
 
-// idle reports whether every call left is a stream waiting for its client.
-func (c *chain) idle() bool {
-	return c.unaries.Load() == 0 && c.streams.Load() == c.receiving.Load()
+// onlyWaitingStreams reports whether the calls left are all streams blocked reading from
+// their clients. With no calls at all it is false: GracefulStop then ends by itself, after
+// the last responses are written (the counters drop when a handler returns, a moment before
+// its response goes out).
+func (c *chain) onlyWaitingStreams() bool {
+	streams := c.streams.Load()
+	return streams > 0 && c.unaries.Load() == 0 && streams == c.receiving.Load()
 }
 
 func (c *chain) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {

@@ -278,18 +278,27 @@ func (s *Server) shutdown() {
 	}()
 	// Unary calls finish within the drain timeout; streams end now (chain.stream).
 	// A stream blocked reading from its client cannot be woken from the server
-	// side: once nothing but such streams is left, there is nothing to wait for.
+	// side: once nothing but such streams has been left for a while (so that a
+	// call that just returned has had its response written), there is nothing to
+	// wait for.
 	s.stop()
 	timer := time.NewTimer(s.drain)
 	defer timer.Stop()
+	const settle = 100 * time.Millisecond
 	poll := time.NewTicker(5 * time.Millisecond)
 	defer poll.Stop()
+	var waitingSince time.Time
 	for done := false; !done; {
 		select {
 		case <-stopped:
 			done = true
-		case <-poll.C:
-			if s.chain.idle() {
+		case now := <-poll.C:
+			switch {
+			case !s.chain.onlyWaitingStreams():
+				waitingSince = time.Time{}
+			case waitingSince.IsZero():
+				waitingSince = now
+			case now.Sub(waitingSince) >= settle:
 				s.grpc.Stop()
 				<-stopped
 				done = true

@@ -568,7 +568,7 @@ func (s *Server) Sweep(ctx context.Context) error {
 			return false, nil
 		}
 		if rec.UserID == "" {
-			return true, nil
+			return true, linkNameKey(rec.Username, rec.ID)
 		}
 		return true, linkIndexKey(rec.UserID, rec.ID)
 	}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/mlkem"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"maps"
 	"path/filepath"
@@ -221,6 +222,10 @@ var authRPCs = []struct {
 		append([]string{"LIMIT_EXCEEDED", "USER_NOT_FOUND", "DEVICE_NOT_FOUND", "RATE_LIMITED"}, tokenReasons...)},
 	{"UploadKeyPackages", func() proto.Message { return &authv1.UploadKeyPackagesRequest{} },
 		append([]string{"LIMIT_EXCEEDED", "MALFORMED_REQUEST", "KEY_PACKAGE_LIMIT_REACHED", "RATE_LIMITED"}, tokenReasons...)},
+	{"RefreshToken", func() proto.Message { return &authv1.RefreshTokenRequest{} },
+		[]string{"LIMIT_EXCEEDED", "REFRESH_TOKEN_INVALID", "REFRESH_TOKEN_EXPIRED", "REFRESH_TOKEN_REUSED", "DEVICE_REMOVED", "RATE_LIMITED"}},
+	{"ClaimKeyPackages", func() proto.Message { return &authv1.ClaimKeyPackagesRequest{} },
+		append([]string{"LIMIT_EXCEEDED", "USER_NOT_FOUND", "RATE_LIMITED"}, tokenReasons...)},
 }
 
 // reasonCodes is the one gRPC code of each reason (common.proto, docs/api.md).
@@ -236,6 +241,8 @@ var reasonCodes = map[string]codes.Code{
 	"KEY_PACKAGE_LIMIT_REACHED": codes.ResourceExhausted,
 	"TOKEN_MISSING":             codes.Unauthenticated, "TOKEN_INVALID": codes.Unauthenticated,
 	"TOKEN_EXPIRED": codes.Unauthenticated, "DEVICE_REMOVED": codes.Unauthenticated,
+	"REFRESH_TOKEN_INVALID": codes.Unauthenticated, "REFRESH_TOKEN_EXPIRED": codes.Unauthenticated,
+	"REFRESH_TOKEN_REUSED": codes.Unauthenticated,
 }
 
 // prepare makes a fuzzed request usable: "@alice" and "@bob" user ids become the real
@@ -245,6 +252,10 @@ var reasonCodes = map[string]codes.Code{
 func (e *handlerEnv) prepare(t *testing.T, req proto.Message, resign bool) {
 	switch r := req.(type) {
 	case *authv1.GetKeyBundlesRequest:
+		if id, ok := e.users[r.GetUserId()]; ok {
+			r.UserId = id
+		}
+	case *authv1.ClaimKeyPackagesRequest:
 		if id, ok := e.users[r.GetUserId()]; ok {
 			r.UserId = id
 		}
@@ -292,6 +303,10 @@ func (e *handlerEnv) call(req proto.Message) error {
 		_, err = e.svc.GetKeyBundles(e.asAlice(), r)
 	case *authv1.UploadKeyPackagesRequest:
 		_, err = e.svc.UploadKeyPackages(e.asAlice(), r)
+	case *authv1.RefreshTokenRequest:
+		_, err = e.svc.RefreshToken(context.Background(), r)
+	case *authv1.ClaimKeyPackagesRequest:
+		_, err = e.svc.ClaimKeyPackages(e.asAlice(), r)
 	}
 	return err
 }
@@ -329,6 +344,15 @@ func authSeeds(tb testing.TB) map[int][]proto.Message {
 		5: {
 			&authv1.UploadKeyPackagesRequest{KeyPackages: [][]byte{[]byte("kp1"), []byte("kp2")}},
 			&authv1.UploadKeyPackagesRequest{KeyPackages: [][]byte{{}}},
+		},
+		6: {
+			&authv1.RefreshTokenRequest{RefreshToken: "forged"},
+			&authv1.RefreshTokenRequest{RefreshToken: base64.RawURLEncoding.EncodeToString(make([]byte, 48))},
+			&authv1.RefreshTokenRequest{RefreshToken: base64.RawURLEncoding.EncodeToString(make([]byte, 47)) + "="},
+		},
+		7: {
+			&authv1.ClaimKeyPackagesRequest{UserId: "@bob"},
+			&authv1.ClaimKeyPackagesRequest{UserId: "nobody"},
 		},
 	}
 }
@@ -377,6 +401,9 @@ func FuzzAuthHandlers(f *testing.F) {
 		if login, ok := req.(*authv1.LoginRequest); ok {
 			// A nonce is consumed by its first Login attempt, successful or not.
 			delete(before, "auth/challenge/"+string(login.GetNonce()))
+		}
+		if reason == "REFRESH_TOKEN_REUSED" {
+			return // a reused token deletes its session, as documented
 		}
 		if !maps.Equal(before, after) {
 			t.Fatalf("%s rejected with %v but changed the store: %d keys before, %d after", rpc.name, err, len(before), len(after))

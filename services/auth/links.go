@@ -39,11 +39,23 @@ func (s *Server) StartDeviceLink(ctx context.Context, req *authv1.StartDeviceLin
 		ID: newID(16), Username: req.GetUsername(), IdentityKey: ik.Bytes(), DeviceName: req.GetDeviceName(),
 		CreatedAt: now, ExpiresAt: now.Add(s.cfg.LinkTTL), State: linkPending,
 	}
+	tooMany := server.Error(codes.ResourceExhausted, reasonRateLimited, "too many pending device links for this account")
 	err = s.update(ctx, "start device link", func(tx kv.Tx) error {
 		account, err := lookupAccount(tx, req.GetUsername())
 		if isNotFound(err) {
 			// Record a link nobody can ever approve, so the call does not reveal
-			// which usernames exist; it expires like any other.
+			// which usernames exist; it expires like any other, and the same cap on
+			// pending links applies, per username, so the cap does not tell either.
+			pending, err := s.pendingLinksOfName(tx, req.GetUsername())
+			if err != nil {
+				return err
+			}
+			if pending >= maxPendingLinks {
+				return abort(tooMany)
+			}
+			if err := tx.Put(linkNameKey(req.GetUsername(), link.ID), nil); err != nil {
+				return err
+			}
 			return putJSON(tx, linkKey(link.ID), link)
 		} else if err != nil {
 			return err
@@ -54,7 +66,7 @@ func (s *Server) StartDeviceLink(ctx context.Context, req *authv1.StartDeviceLin
 			return err
 		}
 		if len(pending) >= maxPendingLinks {
-			return abort(server.Error(codes.ResourceExhausted, reasonRateLimited, "too many pending device links for this account"))
+			return abort(tooMany)
 		}
 		if err := tx.Put(linkIndexKey(account.UserID, link.ID), nil); err != nil {
 			return err
@@ -88,6 +100,40 @@ func (s *Server) pendingLinks(tx kv.Tx, user string) ([]linkRecord, error) {
 		}
 	}
 	return out, nil
+}
+
+// linkNameKey indexes the links asked for a username that has no account:
+//
+//	auth/linkname/<username>/<link id> → ""
+func linkNameKey(username, id string) []byte {
+	return []byte(prefix + "linkname/" + username + "/" + id)
+}
+
+// pendingLinksOfName counts the unexpired links asked for a username that has no
+// account, forgetting index entries whose link is gone.
+func (s *Server) pendingLinksOfName(tx kv.Tx, username string) (int, error) {
+	p := linkNameKey(username, "")
+	idx, err := kv.ScanPrefix(tx, p, 0)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range idx {
+		var l linkRecord
+		err := getJSON(tx, linkKey(string(e.Key[len(p):])), &l)
+		if isNotFound(err) {
+			if err := tx.Delete(e.Key); err != nil {
+				return 0, err
+			}
+			continue
+		} else if err != nil {
+			return 0, err
+		}
+		if l.State == linkPending && s.now().Before(l.ExpiresAt) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // ListPendingDeviceLinks lists the caller's account's undecided links.

@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/kv"
@@ -383,4 +385,49 @@ func (e *env) linkDevice(t *testing.T, d *device) *device {
 	linked := &device{username: d.username, id: approved.GetDeviceId(), identity: id, prekeys: keys.NewPreKeyStore()}
 	e.login(t, linked)
 	return linked
+}
+
+// TestPendingLinkCapDoesNotRevealUsernames: the cap on pending device links answers the
+// same for a username with an account and one without, so a stranger cannot tell which
+// names exist by starting links until the cap trips.
+func TestPendingLinkCapDoesNotRevealUsernames(t *testing.T) {
+	e := newEnv(t, nil)
+	e.register(t, "alice")
+	outcomes := func(username string) []codes.Code {
+		var out []codes.Code
+		for i := range 7 {
+			id, _ := keys.GenerateIdentity()
+			ik := id.Public().Bytes()
+			name := fmt.Sprintf("device %d", i)
+			_, err := e.client.StartDeviceLink(context.Background(), &authv1.StartDeviceLinkRequest{Username: username, IdentityKey: ik, DeviceName: name,
+				Signature: sign(t, id, keys.ContextDeviceLink, auth.DeviceLinkStatement(username, ik, name))})
+			out = append(out, status.Code(err))
+		}
+		return out
+	}
+	known, unknown := outcomes("alice"), outcomes("nobody")
+	if !slices.Equal(known, unknown) {
+		t.Fatalf("link requests for an existing name end %v, for a free name %v", known, unknown)
+	}
+	if known[6] != codes.ResourceExhausted {
+		t.Fatalf("7 pending links were accepted: %v", known)
+	}
+	// The cap of the free name frees up as its links expire and are swept.
+	e.clock.Advance(2 * time.Hour)
+	if err := e.svc.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := outcomes("nobody"); got[0] != codes.OK {
+		t.Fatalf("after expiry, a link for a free name: %v", got[0])
+	}
+	// The sweep deleted the expired links' index entries: only the 5 new ones are left.
+	n := 0
+	for _, p := range e.storeDump(t) {
+		if bytes.HasPrefix(p.Key, []byte("auth/linkname/")) {
+			n++
+		}
+	}
+	if n != 5 {
+		t.Fatalf("%d index entries of links for a free name, want the 5 live ones", n)
+	}
 }

@@ -25,7 +25,8 @@ import (
 //	auth/familyidx/<user>/<u32be device>/<family id> → "" (a device's sessions)
 //	auth/purge/<id>                           → purgeRecord (an erasure still running)
 //	auth/link/<link id>                       → linkRecord
-//	auth/linkidx/<user>/<link id>             → "" (pending links of an account)
+//	auth/linkidx/<user>/<link id>             → "" (links of an account, until swept)
+//	auth/linkname/<username>/<link id>        → "" (links asked for a name without account)
 //
 // User ids are 32 lowercase hex characters and never contain '/', so "<user>/" prefixes
 // never overlap.

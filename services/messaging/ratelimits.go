@@ -15,5 +15,9 @@ func DefaultRateLimits() ratelimit.Policy {
 		"receive":   per(1, 20),
 		"group":     per(50, 500),
 		"ack":       per(2000, 5000),
+		// Sealed bytes sent per account, so that the request limit is no licence to
+		// send the largest requests: 16 MiB/s, bursts of 64 MiB (16 requests of 16
+		// envelopes of 256 KiB).
+		"send-bytes": {Rate: 16 << 20, Burst: 64 << 20, MaxKeys: 1 << 16},
 	}
 }

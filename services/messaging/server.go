@@ -55,9 +55,11 @@ type Directory interface {
 	Devices(ctx context.Context, userID string) ([]uint32, bool, error)
 }
 
-// Limiter rate-limits by key; Allow reports whether one more event may happen now.
+// Limiter rate-limits by key; Allow reports whether one more event may happen now, AllowN
+// whether an amount n (bytes) may pass now.
 type Limiter interface {
 	Allow(key string) bool
+	AllowN(key string, n int) bool
 }
 
 // Config holds the dependencies of a Server.
@@ -184,6 +186,24 @@ func (s *Server) allow(action, key string) error {
 	return server.Error(codes.ResourceExhausted, reasonRateLimited, "too many %s requests; retry later", action)
 }
 
+// allowBytes applies a limit on amounts: the sealed bytes a caller sends, so that the
+// request limit is not a licence to send thousands of the largest requests a second.
+func (s *Server) allowBytes(action, key string, n int) error {
+	if s.limits == nil || n == 0 || s.limits.AllowN(action+"|"+key, n) {
+		return nil
+	}
+	return server.Error(codes.ResourceExhausted, reasonRateLimited, "too many bytes sent; retry later")
+}
+
+// sealedBytes is the payload a send stores: its sealed envelopes.
+func sealedBytes(req *messagingv1.SendMessageRequest) int {
+	n := 0
+	for _, e := range req.GetEnvelopes() {
+		n += len(e.GetSealedEnvelope())
+	}
+	return n
+}
+
 func (s *Server) internal(ctx context.Context, op string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()
@@ -226,6 +246,9 @@ func (s *Server) SendMessage(ctx context.Context, req *messagingv1.SendMessageRe
 		return nil, err
 	}
 	if err := s.allow("send", p.UserID); err != nil {
+		return nil, err
+	}
+	if err := s.allowBytes("send-bytes", p.UserID, sealedBytes(req)); err != nil {
 		return nil, err
 	}
 	return s.send(ctx, p, req)
@@ -409,6 +432,9 @@ func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messag
 			return err
 		}
 		if err := s.allow("send", p.UserID); err != nil {
+			return err
+		}
+		if err := s.allowBytes("send-bytes", p.UserID, sealedBytes(req.GetMessage())); err != nil {
 			return err
 		}
 		// The token was checked when the stream opened; a device removed since must

@@ -116,18 +116,6 @@ type Trace struct {
 // at 0 through Len().
 func (t *Trace) Len() int { return len(t.events) }
 
-// Lines returns the lines the child wrote to standard output before event k.
-func (t *Trace) Lines(k int) []string {
-	var out []string
-	for _, i := range t.lineIdx {
-		if i >= k {
-			break
-		}
-		out = append(out, t.events[i].line)
-	}
-	return out
-}
-
 // LineEvents returns, for every line the child wrote, its text and the index of its
 // event: a cut at or before that index comes before the line was written.
 func (t *Trace) LineEvents() (lines []string, at []int) {

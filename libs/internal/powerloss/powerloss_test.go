@@ -17,9 +17,18 @@ import (
 
 const childEnv = "GUARDYN_POWERLOSS_TEST_ROOT"
 
+const modeEnv = "GUARDYN_POWERLOSS_TEST_MODE"
+
 func TestMain(m *testing.M) {
 	if root := os.Getenv(childEnv); root != "" {
-		if err := child(root); err != nil {
+		run := child
+		switch os.Getenv(modeEnv) {
+		case "write":
+			run = writeChild
+		case "untraced":
+			run = untracedChild
+		}
+		if err := run(root); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
@@ -155,5 +164,39 @@ func TestRestore(t *testing.T) {
 func TestChildUntraced(t *testing.T) {
 	if err := powerloss.Child(); err == nil {
 		t.Fatal("Child succeeded in a process nobody traces")
+	}
+}
+
+// writeChild writes to a file under the root with write(2), which the model does not
+// cover.
+func writeChild(root string) error {
+	if err := powerloss.Child(); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(root, "f"))
+	if err != nil {
+		return err
+	}
+	_, err = f.Write([]byte("unmodeled"))
+	return err
+}
+
+// untracedChild writes and syncs without calling Child first.
+func untracedChild(root string) error {
+	return os.WriteFile(filepath.Join(root, "f"), []byte("unseen"), 0o600)
+}
+
+// TestUnmodeledFails checks that a trace the model cannot follow is an error, not a
+// weaker test: a write(2) to a file under the root, and a child that never called Child.
+func TestUnmodeledFails(t *testing.T) {
+	for _, mode := range []string{"write", "untraced"} {
+		root := t.TempDir()
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"="+root, modeEnv+"="+mode)
+		if _, err := powerloss.Run(cmd, root, time.Minute); err == nil {
+			t.Errorf("%s: Run succeeded", mode)
+		} else {
+			t.Logf("%s: %v", mode, err)
+		}
 	}
 }

@@ -175,6 +175,17 @@ func Run(cmd *exec.Cmd, root string, timeout time.Duration) (*Trace, error) {
 	defer timer.Stop()
 
 	status, err := tr.loop(pid)
+	if err != nil {
+		// The loop gave up on a child that may still run: end and reap it.
+		syscall.Kill(pid, syscall.SIGKILL)
+		var ws syscall.WaitStatus
+		for {
+			tid, werr := syscall.Wait4(-1, &ws, syscall.WALL, nil)
+			if (werr != nil && !errors.Is(werr, syscall.EINTR)) || (tid == pid && (ws.Exited() || ws.Signaled())) {
+				break
+			}
+		}
+	}
 	if err == nil && tr.err != nil {
 		err = tr.err
 	}
@@ -266,6 +277,10 @@ func (tr *tracer) loop(pid int) (syscall.WaitStatus, error) {
 		switch s := ws.StopSignal(); {
 		case s == syscall.SIGTRAP && ws.TrapCause() == ptraceEventSeccomp:
 			c, err := tr.enter(tid)
+			if err != nil && gone(tid) {
+				// Killed by the child's exit while stopped: the call never runs.
+				c, err = nil, nil
+			}
 			tr.fail(err)
 			if c != nil && tr.err == nil {
 				tr.calls[tid] = c
@@ -273,8 +288,14 @@ func (tr *tracer) loop(pid int) (syscall.WaitStatus, error) {
 			}
 		case s == syscall.SIGTRAP|0x80:
 			if c := tr.calls[tid]; c != nil {
-				delete(tr.calls, tid)
-				tr.fail(tr.exit(tid, c))
+				done, err := tr.exit(tid, c)
+				if err != nil && gone(tid) {
+					err = nil // killed by the child's exit: the call stays in flight
+				}
+				if done {
+					delete(tr.calls, tid)
+				}
+				tr.fail(err)
 			}
 		case s == syscall.SIGTRAP && ws.TrapCause() == ptraceEventClone:
 		case s == syscall.SIGSTOP:
@@ -376,16 +397,29 @@ func (tr *tracer) enter(tid int) (*call, error) {
 	return nil, nil
 }
 
-// exit records call c, which thread tid has just returned from.
-func (tr *tracer) exit(tid int, c *call) error {
+// gone reports whether thread tid is no longer stopped for the tracer, as when the
+// child's exit killed it.
+func gone(tid int) bool {
+	var regs syscall.PtraceRegs
+	return errors.Is(syscall.PtraceGetRegs(tid, &regs), syscall.ESRCH)
+}
+
+// exit records call c, which thread tid has just returned from, and reports whether it
+// did: not if the return value could not be read.
+func (tr *tracer) exit(tid int, c *call) (bool, error) {
 	var regs syscall.PtraceRegs
 	if err := syscall.PtraceGetRegs(tid, &regs); err != nil {
-		return fmt.Errorf("ptrace getregs: %w", err)
+		return false, fmt.Errorf("ptrace getregs: %w", err)
 	}
 	ret := int64(regs.Rax)
 	if ret < 0 {
-		return nil // failed: nothing changed
+		return true, nil // failed: nothing changed
 	}
+	return true, tr.record(c, ret)
+}
+
+// record adds the event of call c, which returned ret.
+func (tr *tracer) record(c *call, ret int64) error {
 	switch c.nr {
 	case sysWrite:
 		tr.stdout(c.data[:ret])
@@ -408,7 +442,7 @@ func (tr *tracer) exit(tid int, c *call) error {
 		if tr.syncs++; tr.syncs%16 == 1 {
 			real, err := os.ReadFile(fmt.Sprintf("/proc/%d/fd/%d", tr.pid, c.fd))
 			if err != nil {
-				return fmt.Errorf("read %s: %w", c.file.path, err)
+				return fmt.Errorf("read %s to check the model: %w", c.file.path, err)
 			}
 			if !bytes.Equal(real, tr.cur[c.file]) {
 				return fmt.Errorf("model of %s differs from the file at sync %d: a write was not seen", c.file.path, tr.syncs)

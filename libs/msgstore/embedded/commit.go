@@ -66,6 +66,10 @@ func (s *Store) commitLoop() {
 // then applies them to the index and answers the callers.
 func (s *Store) commit(batch []*request) {
 	err := s.writeBatch(batch)
+	if s.failed != nil && s.broken.Load() == nil {
+		failed := s.failed
+		s.broken.Store(&failed)
+	}
 	for _, r := range batch {
 		switch {
 		case r.done != nil:

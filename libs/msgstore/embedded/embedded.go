@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -79,6 +80,9 @@ type Store struct {
 	segments []*segment
 	// filesClosed is set by Close, for readers that passed the closed check before it.
 	filesClosed bool
+
+	// broken is failed, published for Ready.
+	broken atomic.Pointer[error]
 
 	// Owned by the committer goroutine.
 	nextSeq  uint64

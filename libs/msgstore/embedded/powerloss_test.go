@@ -48,6 +48,7 @@ var powerlossScenarios = map[string]func(root string, round int) error{
 	"burst":    burstChild,
 	"close":    closeChild,
 	"cut":      cutChild,
+	"reopen":   reopenChild,
 	"roll":     rollChild,
 	"sequence": sequenceChild,
 }
@@ -503,11 +504,23 @@ func sequenceChild(root string, _ int) error {
 	return nil
 }
 
+// reopenChild opens the store and exits: Open replaces a last segment without records
+// by a new one that must carry the next sequence number on.
+func reopenChild(root string, _ int) error {
+	if _, err := embedded.Open(filepath.Join(root, embedded.DirName), embedded.Options{SegmentSize: 4 << 10}); err != nil {
+		return err
+	}
+	fmt.Println("opened")
+	return nil
+}
+
 // TestPowerLossKeepsSequence checks that after a power cut a cursor handed out before it
 // still finds every message appended later, even when compaction removed every segment
 // with a message, and that a segment compaction removed stays removed (the disk bound).
-// It fails without the sync of a new segment's header or the directory sync after a
-// compaction.
+// A second round reopens the store a cut at the end of the first left, whose only
+// segment holds no record, so Open replaces it by a new one. It fails without the sync
+// of a new segment's header at a roll or at its creation, or without the directory sync
+// after a compaction.
 func TestPowerLossKeepsSequence(t *testing.T) {
 	rng := newRNG(t)
 	root := t.TempDir()
@@ -521,9 +534,27 @@ func TestPowerLossKeepsSequence(t *testing.T) {
 		t.Fatal(err)
 	}
 	removed := strings.TrimPrefix(lines[2], "compacted ")
+	checkSequence(t, tr, rng, cursor, at[1], at[2], removed)
+
+	d := tr.Replay()
+	if err := d.Advance(tr.Len()); err != nil {
+		t.Fatal(err)
+	}
+	root2 := filepath.Join(t.TempDir(), "root")
+	if err := d.Restore(root2, powerloss.DropAll, rng); err != nil {
+		t.Fatal(err)
+	}
+	tr2 := tracePowerloss(t, "reopen", root2, 1)
+	checkSequence(t, tr2, rng, cursor, 0, tr2.Len(), removed)
+}
+
+// checkSequence checks the cuts of tr after event from: the store opens, a message
+// appended then comes after cursor, and removed is gone in cuts after event gone.
+func checkSequence(t *testing.T, tr *powerloss.Trace, rng *rand.Rand, cursor []byte, from, gone int, removed string) {
+	t.Helper()
 	d := tr.Replay()
 	for _, k := range cutPoints(tr, rng, 1000) {
-		if k <= at[1] {
+		if k <= from {
 			continue
 		}
 		if err := d.Advance(k); err != nil {
@@ -535,7 +566,7 @@ func TestPowerLossKeepsSequence(t *testing.T) {
 				t.Fatal(err)
 			}
 			dir := filepath.Join(img, embedded.DirName)
-			if _, err := os.Stat(filepath.Join(dir, removed)); k > at[2] && err == nil {
+			if _, err := os.Stat(filepath.Join(dir, removed)); k > gone && err == nil {
 				t.Fatalf("power cut at event %d with %v: segment %s came back after compaction removed it", k, loss, removed)
 			}
 			s, err := embedded.Open(dir, embedded.Options{SegmentSize: 4 << 10})

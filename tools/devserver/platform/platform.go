@@ -62,6 +62,9 @@ type Platform struct {
 	auth *auth.Server
 	stop []func()
 	log  *slog.Logger
+	// The stores, for tests that break them.
+	kv      *kvembedded.Store
+	inboxes *msgembedded.Store
 }
 
 // Start opens the stores and the bus under cfg.DataDir and binds the listeners. Call Run to
@@ -172,7 +175,14 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p.auth = authSvc
+	p.auth, p.kv, p.inboxes = authSvc, kvStore, inboxes
+	// Ready only while every store and the bus work: the msgstore refuses writes after a
+	// failed write, the kv store when its writer cannot commit.
+	ready := server.ReadyAll(
+		server.Check{Name: "kv", Ready: kvStore.Ready},
+		server.Check{Name: "msgstore", Ready: inboxes.Ready},
+		server.Check{Name: "bus", Ready: b.Ready},
+	)
 	p.srv, err = server.New(server.Config{
 		GRPCAddr: cfg.GRPCAddr, AdminAddr: cfg.AdminAddr,
 		Register: func(r grpc.ServiceRegistrar) {
@@ -181,7 +191,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		},
 		Auth:         authn.NewInterceptor(verifier, auth.PublicMethods()...),
 		Validate:     server.FieldLimits(fieldLimits),
-		Ready:        b.Ready,
+		Ready:        ready,
 		Reflection:   cfg.Reflection,
 		Logger:       cfg.Logger,
 		GRPCOptions:  cfg.GRPCOptions,

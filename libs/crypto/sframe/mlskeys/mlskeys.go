@@ -17,7 +17,7 @@
 // of the key derivation, that gives each sender its own key and nonces. So
 // any member of the group can derive every other member's sending keys and
 // forge frames that the others accept as that member's: SFrame with MLS keys
-// authenticates the group, not the sender (RFC 9605, Section 9.5). Where
+// authenticates the group, not the sender (RFC 9605, Section 7.2). Where
 // sender authentication matters, the application signs inside the frame.
 //
 // A sender's counter must never repeat under one key, across restarts and

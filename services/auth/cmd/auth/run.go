@@ -86,7 +86,7 @@ func run(ctx context.Context, opts options) error {
 		Register:     func(r grpc.ServiceRegistrar) { authv1.RegisterAuthServiceServer(r, svc) },
 		Auth:         authn.NewInterceptor(verifier, auth.PublicMethods()...),
 		Validate:     server.FieldLimits(fieldLimits),
-		Ready:        b.Ready,
+		Ready:        server.ReadyAll(server.Check{Name: "kv", Ready: store.Ready}, server.Check{Name: "bus", Ready: b.Ready}),
 		Reflection:   opts.Reflection,
 		Logger:       log,
 		DrainTimeout: opts.DrainTimeout,

@@ -87,12 +87,19 @@ func run(ctx context.Context, opts options) error {
 	if err != nil {
 		return err
 	}
+	// Ready only while the stores and the bus work: the msgstore refuses writes after a
+	// failed write, the kv store when its writer cannot commit.
+	ready := server.ReadyAll(
+		server.Check{Name: "kv", Ready: groups.Ready},
+		server.Check{Name: "msgstore", Ready: inboxes.Ready},
+		server.Check{Name: "bus", Ready: b.Ready},
+	)
 	srv, err := server.New(server.Config{
 		GRPCAddr: opts.GRPCAddr, AdminAddr: opts.AdminAddr,
 		Register:        func(r grpc.ServiceRegistrar) { messagingv1.RegisterMessagingServiceServer(r, svc) },
 		Auth:            authn.NewInterceptor(verifier),
 		Validate:        server.FieldLimits(fieldLimits),
-		Ready:           b.Ready,
+		Ready:           ready,
 		Reflection:      opts.Reflection,
 		Logger:          log,
 		DrainTimeout:    opts.DrainTimeout,
