@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -189,6 +190,15 @@ func (c *Client) listenOnce(ctx context.Context, once bool, handle func(Event), 
 		for len(ids) > 0 {
 			n := min(len(ids), maxAcksPerRequest)
 			if err := stream.Send(&messagingv1.ReceiveRequest{AckMessageIds: ids[:n]}); err != nil {
+				if errors.Is(err, io.EOF) {
+					// The server ended the stream; Recv says why (a restart is
+					// UNAVAILABLE, on which Listen reconnects).
+					for {
+						if _, rerr := stream.Recv(); rerr != nil {
+							return rerr
+						}
+					}
+				}
 				return err
 			}
 			ids = ids[n:]
