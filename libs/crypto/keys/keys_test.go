@@ -334,6 +334,35 @@ func TestParsePreKeyStoreErrors(t *testing.T) {
 	}
 }
 
+// TestParsePreKeyStoreCanonical: the decoder accepts only the order MarshalBinary writes, so a
+// store has one encoding (FuzzParsePreKeyStore found a reordered one accepted).
+func TestParsePreKeyStoreCanonical(t *testing.T) {
+	st := keys.NewPreKeyStore()
+	if _, err := st.GenerateOneTimePreKeys(2); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := st.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.ParsePreKeyStore(enc); err != nil {
+		t.Fatalf("canonical store: %v", err)
+	}
+	// Find the two one-time entries (id, scalar) by their ids and swap them.
+	const entry = 4 + keys.PrivateKeySize
+	first := bytes.Index(enc, []byte{0, 0, 0, 2, 0, 0, 0, 1})
+	if first < 0 {
+		t.Fatal("one-time prekey count and first id not found in the encoding")
+	}
+	first += 4
+	swapped := bytes.Clone(enc)
+	copy(swapped[first:], enc[first+entry:first+2*entry])
+	copy(swapped[first+entry:], enc[first:first+entry])
+	if _, err := keys.ParsePreKeyStore(swapped); !errors.Is(err, keys.ErrMalformed) {
+		t.Fatalf("store with descending one-time ids: got %v, want ErrMalformed", err)
+	}
+}
+
 func TestNonP256KeysRejected(t *testing.T) {
 	x, err := ecdh.X25519().NewPrivateKey(make([]byte, 32))
 	if err != nil {

@@ -309,13 +309,15 @@ func (r *reader) count(minEntry int, what string) int {
 	return int(n)
 }
 
-// checkID rejects duplicate ids and ids at or above the kind's next-id counter.
-func checkID[K any](held map[uint32]K, next, id uint32, what string) error {
+// checkID rejects ids at or above the kind's next-id counter and ids not above the previous
+// entry's (prev, 0 for the first): MarshalBinary writes each kind in ascending id order, and
+// accepting only that order gives every store exactly one encoding (and rules out duplicates).
+func checkID(next, prev, id uint32, what string) error {
 	if id == 0 || id >= next {
 		return fmt.Errorf("%s id %d outside 1..%d: %w", what, id, next-1, ErrMalformed)
 	}
-	if _, dup := held[id]; dup {
-		return fmt.Errorf("duplicate %s id %d: %w", what, id, ErrMalformed)
+	if id <= prev {
+		return fmt.Errorf("%s id %d after id %d, want ascending ids: %w", what, id, prev, ErrMalformed)
 	}
 	return nil
 }
@@ -334,6 +336,7 @@ func ParsePreKeyStore(data []byte) (*PreKeyStore, error) {
 	s.nextKEM = r.u32("next kem id")
 
 	n := r.count(minSignedEntry, "signed prekey")
+	var prev uint32
 	for range n {
 		id := r.u32("signed prekey id")
 		scalar := r.bytes(PrivateKeySize, "signed prekey")
@@ -341,9 +344,10 @@ func ParsePreKeyStore(data []byte) (*PreKeyStore, error) {
 		if r.err != nil {
 			break
 		}
-		if err := checkID(s.signed, s.nextEC, id, "signed prekey"); err != nil {
+		if err := checkID(s.nextEC, prev, id, "signed prekey"); err != nil {
 			return nil, err
 		}
+		prev = id
 		priv, err := ecdh.P256().NewPrivateKey(scalar)
 		if err != nil {
 			return nil, fmt.Errorf("signed prekey %d: %w: %v", id, ErrMalformed, err)
@@ -352,15 +356,17 @@ func ParsePreKeyStore(data []byte) (*PreKeyStore, error) {
 	}
 
 	n = r.count(oneTimeEntry, "one-time prekey")
+	prev = 0
 	for range n {
 		id := r.u32("one-time prekey id")
 		scalar := r.bytes(PrivateKeySize, "one-time prekey")
 		if r.err != nil {
 			break
 		}
-		if err := checkID(s.oneTime, s.nextEC, id, "one-time prekey"); err != nil {
+		if err := checkID(s.nextEC, prev, id, "one-time prekey"); err != nil {
 			return nil, err
 		}
+		prev = id
 		if _, clash := s.signed[id]; clash {
 			return nil, fmt.Errorf("one-time prekey id %d is also a signed prekey id: %w", id, ErrMalformed)
 		}
@@ -372,6 +378,7 @@ func ParsePreKeyStore(data []byte) (*PreKeyStore, error) {
 	}
 
 	n = r.count(minKEMEntry, "kem prekey")
+	prev = 0
 	for range n {
 		id := r.u32("kem prekey id")
 		lastResort := r.bool("kem prekey last resort")
@@ -380,9 +387,10 @@ func ParsePreKeyStore(data []byte) (*PreKeyStore, error) {
 		if r.err != nil {
 			break
 		}
-		if err := checkID(s.kem, s.nextKEM, id, "kem prekey"); err != nil {
+		if err := checkID(s.nextKEM, prev, id, "kem prekey"); err != nil {
 			return nil, err
 		}
+		prev = id
 		dk, err := mlkem.NewDecapsulationKey768(seed)
 		if err != nil {
 			return nil, fmt.Errorf("kem prekey %d: %w: %v", id, ErrMalformed, err)
