@@ -30,6 +30,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/pqxdh"
@@ -91,10 +92,15 @@ type Config struct {
 	// MaxSkippedKeys bounds stored skipped keys across chains, oldest evicted; 0 means
 	// ratchet.DefaultMaxSkippedKeys.
 	MaxSkippedKeys int
+	// MaxSkippedSteps and MaxSkippedAge expire skipped keys after that many receiving DH ratchet
+	// steps or that long; 0 means ratchet.DefaultMaxSkippedSteps and ratchet.DefaultMaxSkippedAge.
+	MaxSkippedSteps int
+	MaxSkippedAge   time.Duration
 }
 
 func (c Config) ratchet() ratchet.Config {
-	return ratchet.Config{HeaderEncryption: c.HeaderEncryption, MaxSkip: c.MaxSkip, MaxSkippedKeys: c.MaxSkippedKeys}
+	return ratchet.Config{HeaderEncryption: c.HeaderEncryption, MaxSkip: c.MaxSkip, MaxSkippedKeys: c.MaxSkippedKeys,
+		MaxSkippedSteps: c.MaxSkippedSteps, MaxSkippedAge: c.MaxSkippedAge}
 }
 
 // PreKeyStore is what Accept needs from the responder's prekeys: lookups by id, and consuming the
