@@ -500,12 +500,15 @@ func decryptFrom(id *keys.Identity, pre *keys.PreKeyStore, dev *peerDevice, open
 	if opened.ContentType != envelope.ContentPreKeyMessage {
 		return nil, lastErr
 	}
-	sess, pt, err := session.Accept(id, pre, opened.Content, sessionConfig)
+	// The certificate's key is the one the handshake must claim: Accept refuses any other
+	// before it touches the prekeys.
+	expected, err := keys.ParseIdentityKey(certKey)
+	if err != nil {
+		return nil, fmt.Errorf("sender certificate identity key: %w", err)
+	}
+	sess, pt, err := session.Accept(id, pre, opened.Content, expected, sessionConfig)
 	if err != nil {
 		return nil, err
-	}
-	if !bytes.Equal(sess.RemoteIdentity().Bytes(), certKey) {
-		return nil, errors.New("handshake identity key differs from the sender certificate's")
 	}
 	enc, err := sess.MarshalBinary()
 	if err != nil {

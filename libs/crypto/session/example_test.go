@@ -41,7 +41,7 @@ func Example() {
 	check(err)
 
 	// Bob accepts the session from the first message; the one-time prekeys are now consumed.
-	bobSession, plaintext, err := session.Accept(bob, bobStore, first, cfg)
+	bobSession, plaintext, err := session.Accept(bob, bobStore, first, alice.Public(), cfg)
 	check(err)
 	fmt.Printf("Bob reads %q from a verified sender: %v\n", plaintext, bobSession.RemoteIdentity().Equal(alice.Public()))
 	oneTime, kemOneTime := bobStore.Counts()

@@ -70,7 +70,7 @@ func (c *conversation) deliverToBob() {
 	var got []byte
 	var err error
 	if c.bob == nil {
-		c.bob, got, err = session.Accept(c.bobDev.Identity, c.bobDev.Store, m.msg, c.cfg)
+		c.bob, got, err = session.Accept(c.bobDev.Identity, c.bobDev.Store, m.msg, keystest.Identity("alice").Public(), c.cfg)
 	} else {
 		got, err = c.bob.Decrypt(nil, m.msg)
 	}
