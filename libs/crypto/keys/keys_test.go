@@ -6,6 +6,7 @@ import (
 	"errors"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/keys/keystest"
@@ -41,7 +42,7 @@ func TestParseIdentityKeyRejectsInvalidPoints(t *testing.T) {
 		if _, err := keys.ParseOneTimePreKeyPublic(1, b); !errors.Is(err, keys.ErrInvalidKey) {
 			t.Errorf("%s one-time: got %v, want ErrInvalidKey", name, err)
 		}
-		if _, err := keys.ParseSignedPreKeyPublic(1, b, []byte{1}); !errors.Is(err, keys.ErrInvalidKey) {
+		if _, err := keys.ParseSignedPreKeyPublic(1, time.Unix(1, 0), b, []byte{1}); !errors.Is(err, keys.ErrInvalidKey) {
 			t.Errorf("%s signed: got %v, want ErrInvalidKey", name, err)
 		}
 	}
@@ -212,7 +213,7 @@ func TestParseBundleErrors(t *testing.T) {
 func TestPreKeyStoreLifecycle(t *testing.T) {
 	id := keystest.Identity("store")
 	s := keys.NewPreKeyStore()
-	spk, err := s.GenerateSignedPreKey(id)
+	spk, err := s.GenerateSignedPreKey(id, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,11 +229,11 @@ func TestPreKeyStoreLifecycle(t *testing.T) {
 			t.Fatalf("one-time and signed EC prekeys share id %d", k.ID)
 		}
 	}
-	kems, err := s.GenerateKEMPreKeys(id, 2)
+	kems, err := s.GenerateKEMPreKeys(id, 2, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	lr, err := s.GenerateLastResortKEMPreKey(id)
+	lr, err := s.GenerateLastResortKEMPreKey(id, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +319,7 @@ func TestPreKeyStoreLifecycle(t *testing.T) {
 
 func TestParsePreKeyStoreErrors(t *testing.T) {
 	enc, _ := keystest.NewDevice("bob").Store.MarshalBinary()
-	if _, err := keys.ParsePreKeyStore(append([]byte{2}, enc[1:]...)); !errors.Is(err, keys.ErrUnsupportedVersion) {
+	if _, err := keys.ParsePreKeyStore(append([]byte{3}, enc[1:]...)); !errors.Is(err, keys.ErrUnsupportedVersion) {
 		t.Errorf("unknown version: %v", err)
 	}
 	for n := range enc {
@@ -371,7 +372,7 @@ func TestNonP256KeysRejected(t *testing.T) {
 	if _, err := keys.NewOneTimePreKey(1, x); !errors.Is(err, keys.ErrInvalidKey) {
 		t.Errorf("X25519 one-time prekey: %v", err)
 	}
-	if _, err := keys.NewSignedPreKey(keystest.Identity("a"), 1, x); !errors.Is(err, keys.ErrInvalidKey) {
+	if _, err := keys.NewSignedPreKey(keystest.Identity("a"), 1, time.Now(), x); !errors.Is(err, keys.ErrInvalidKey) {
 		t.Errorf("X25519 signed prekey: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys/keystest"
 )
@@ -48,7 +49,7 @@ func runKAT(t *testing.T, v katVector) (sk, ad, header []byte) {
 	encaps := func(ek *mlkem.EncapsulationKey768) ([]byte, []byte, error) {
 		return mlkemtest.Encapsulate768(ek, random[:])
 	}
-	init, err := initiate(keystest.Identity(v.Initiator), bundle, keystest.ECDHKey(v.Ephemeral), encaps)
+	init, err := initiate(keystest.Identity(v.Initiator), bundle, time.Now(), keystest.ECDHKey(v.Ephemeral), encaps)
 	if err != nil {
 		t.Fatalf("%s: initiate: %v", v.Name, err)
 	}

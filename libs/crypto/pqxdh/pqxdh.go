@@ -37,6 +37,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 )
@@ -93,17 +94,22 @@ func encapsulate(ek *mlkem.EncapsulationKey768) ([]byte, []byte, error) {
 }
 
 // Initiate runs the initiator's side of PQXDH against bundle. It verifies the bundle's signatures
-// first and fails with [keys.ErrBadSignature] if either is bad.
+// first and fails with [keys.ErrBadSignature] if either is bad, then refuses a signed or KEM
+// prekey signed more than [keys.MaxPreKeyAge] ago (by the system clock) with
+// [keys.ErrPreKeyExpired].
 func Initiate(identity *keys.Identity, bundle *keys.Bundle) (*Initiation, error) {
 	ek, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("pqxdh: generate ephemeral key: %w", err)
 	}
-	return initiate(identity, bundle, ek, encapsulate)
+	return initiate(identity, bundle, time.Now(), ek, encapsulate)
 }
 
-func initiate(identity *keys.Identity, bundle *keys.Bundle, ek *ecdh.PrivateKey, encaps encapsulateFunc) (*Initiation, error) {
+func initiate(identity *keys.Identity, bundle *keys.Bundle, now time.Time, ek *ecdh.PrivateKey, encaps encapsulateFunc) (*Initiation, error) {
 	if err := bundle.Verify(); err != nil {
+		return nil, fmt.Errorf("pqxdh: %w", err)
+	}
+	if err := bundle.CheckAge(now); err != nil {
 		return nil, fmt.Errorf("pqxdh: %w", err)
 	}
 	ss, ct, err := encaps(bundle.KEMPreKey.Key)

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/keys/keystest"
@@ -299,7 +300,7 @@ func TestKEMBinding(t *testing.T) {
 	alice := keystest.Identity("alice")
 	bob := keystest.NewDevice("bob")
 	other := keystest.NewDevice("bob") // same identity and EC prekeys, other signatures
-	otherKEM, err := keys.NewKEMPreKey(other.Identity, bob.Bundle.KEMPreKey.ID, keystest.KEMKey("bob/other-kem"), false)
+	otherKEM, err := keys.NewKEMPreKey(other.Identity, bob.Bundle.KEMPreKey.ID, time.Now(), keystest.KEMKey("bob/other-kem"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +313,7 @@ func TestKEMBinding(t *testing.T) {
 		fixed := func(*mlkem.EncapsulationKey768) ([]byte, []byte, error) {
 			return bytes.Clone(ss), bytes.Clone(ciphertext), nil
 		}
-		init, err := initiate(alice, bundle, keystest.ECDHKey("alice/ek/binding"), fixed)
+		init, err := initiate(alice, bundle, time.Now(), keystest.ECDHKey("alice/ek/binding"), fixed)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,5 +330,23 @@ func TestKEMBinding(t *testing.T) {
 		if bytes.Equal(init.AssociatedData, base.AssociatedData) {
 			t.Errorf("%s, same KEM secret: same AD", name)
 		}
+	}
+}
+
+// TestInitiateRefusesOldPreKeys: a correctly signed bundle whose signed prekey was created more
+// than keys.MaxPreKeyAge ago is refused before any key agreement.
+func TestInitiateRefusesOldPreKeys(t *testing.T) {
+	bob := keystest.Identity("bob")
+	spk, err := keys.NewSignedPreKey(bob, 1, time.Now().Add(-keys.MaxPreKeyAge-time.Hour), keystest.ECDHKey("bob/old-spk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kem, err := keys.NewKEMPreKey(bob, 1, time.Now(), keystest.KEMKey("bob/kem"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := &keys.Bundle{IdentityKey: bob.Public(), SignedPreKey: spk.Public(), KEMPreKey: kem.Public()}
+	if _, err := Initiate(keystest.Identity("alice"), bundle); !errors.Is(err, keys.ErrPreKeyExpired) {
+		t.Fatalf("Initiate with a %v-old signed prekey: %v, want keys.ErrPreKeyExpired", keys.MaxPreKeyAge+time.Hour, err)
 	}
 }

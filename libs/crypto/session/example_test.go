@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/session"
@@ -21,13 +22,13 @@ func Example() {
 	bob, err := keys.GenerateIdentity()
 	check(err)
 	bobStore := keys.NewPreKeyStore()
-	spk, err := bobStore.GenerateSignedPreKey(bob)
+	spk, err := bobStore.GenerateSignedPreKey(bob, time.Now())
 	check(err)
 	opks, err := bobStore.GenerateOneTimePreKeys(10)
 	check(err)
-	kems, err := bobStore.GenerateKEMPreKeys(bob, 10)
+	kems, err := bobStore.GenerateKEMPreKeys(bob, 10, time.Now())
 	check(err)
-	_, err = bobStore.GenerateLastResortKEMPreKey(bob)
+	_, err = bobStore.GenerateLastResortKEMPreKey(bob, time.Now())
 	check(err)
 
 	// Alice fetches Bob's bundle from the server and starts a session.
