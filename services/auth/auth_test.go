@@ -218,11 +218,11 @@ func toBundle(t *testing.T, b *authv1.KeyBundle) *keys.Bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spk, err := keys.ParseSignedPreKeyPublic(b.GetSignedEcPrekey().GetId(), b.GetSignedEcPrekey().GetPublicKey(), b.GetSignedEcPrekey().GetSignature())
+	spk, err := keys.ParseSignedPreKeyPublic(b.GetSignedEcPrekey().GetId(), time.Unix(b.GetSignedEcPrekey().GetCreatedAt(), 0), b.GetSignedEcPrekey().GetPublicKey(), b.GetSignedEcPrekey().GetSignature())
 	if err != nil {
 		t.Fatal(err)
 	}
-	kem, err := keys.ParseKEMPreKeyPublic(b.GetKemPrekey().GetId(), b.GetKemPrekey().GetPublicKey(), b.GetKemPrekeyIsLastResort(), b.GetKemPrekey().GetSignature())
+	kem, err := keys.ParseKEMPreKeyPublic(b.GetKemPrekey().GetId(), time.Unix(b.GetKemPrekey().GetCreatedAt(), 0), b.GetKemPrekey().GetPublicKey(), b.GetKemPrekeyIsLastResort(), b.GetKemPrekey().GetSignature())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,10 +289,10 @@ func TestUploadPreKeysRejectsBadKeys(t *testing.T) {
 	bob := e.register(t, "bob")
 	mallory, _ := keys.GenerateIdentity()
 	store := keys.NewPreKeyStore()
-	spk, _ := store.GenerateSignedPreKey(mallory)
-	lrk, _ := store.GenerateLastResortKEMPreKey(bob.identity)
-	okSPK, _ := store.GenerateSignedPreKey(bob.identity)
-	lrkMsg := &authv1.SignedKemPreKey{Id: lrk.ID, PublicKey: lrk.Key.Bytes(), Signature: lrk.Signature}
+	spk, _ := store.GenerateSignedPreKey(mallory, time.Now())
+	lrk, _ := store.GenerateLastResortKEMPreKey(bob.identity, time.Now())
+	okSPK, _ := store.GenerateSignedPreKey(bob.identity, time.Now())
+	lrkMsg := &authv1.SignedKemPreKey{Id: lrk.ID, CreatedAt: lrk.Created.Unix(), PublicKey: lrk.Key.Bytes(), Signature: lrk.Signature}
 	cases := []struct {
 		name   string
 		req    *authv1.UploadPreKeysRequest
@@ -300,18 +300,18 @@ func TestUploadPreKeysRejectsBadKeys(t *testing.T) {
 		reason string
 	}{
 		{"signed by another key", &authv1.UploadPreKeysRequest{
-			SignedEcPrekey:      &authv1.SignedEcPreKey{Id: spk.ID, PublicKey: spk.Key.Bytes(), Signature: spk.Signature},
+			SignedEcPrekey:      &authv1.SignedEcPreKey{Id: spk.ID, CreatedAt: spk.Created.Unix(), PublicKey: spk.Key.Bytes(), Signature: spk.Signature},
 			LastResortKemPrekey: lrkMsg}, codes.InvalidArgument, "BAD_PREKEY_SIGNATURE"},
 		{"off-curve prekey", &authv1.UploadPreKeysRequest{
 			SignedEcPrekey:      &authv1.SignedEcPreKey{Id: 9, PublicKey: append([]byte{4}, make([]byte, 64)...), Signature: spk.Signature},
 			LastResortKemPrekey: lrkMsg}, codes.InvalidArgument, "INVALID_PREKEY"},
 		{"last resort flag forged", &authv1.UploadPreKeysRequest{
-			SignedEcPrekey:    &authv1.SignedEcPreKey{Id: okSPK.ID, PublicKey: okSPK.Key.Bytes(), Signature: okSPK.Signature},
+			SignedEcPrekey:    &authv1.SignedEcPreKey{Id: okSPK.ID, CreatedAt: okSPK.Created.Unix(), PublicKey: okSPK.Key.Bytes(), Signature: okSPK.Signature},
 			OneTimeKemPrekeys: []*authv1.SignedKemPreKey{lrkMsg}}, codes.InvalidArgument, "BAD_PREKEY_SIGNATURE"},
 		{"no signed prekeys yet", &authv1.UploadPreKeysRequest{
 			OneTimeEcPrekeys: []*authv1.EcPreKey{{Id: 1, PublicKey: okSPK.Key.Bytes()}}}, codes.FailedPrecondition, "NO_SIGNED_PREKEY"},
 		{"duplicate ids", &authv1.UploadPreKeysRequest{
-			SignedEcPrekey:      &authv1.SignedEcPreKey{Id: okSPK.ID, PublicKey: okSPK.Key.Bytes(), Signature: okSPK.Signature},
+			SignedEcPrekey:      &authv1.SignedEcPreKey{Id: okSPK.ID, CreatedAt: okSPK.Created.Unix(), PublicKey: okSPK.Key.Bytes(), Signature: okSPK.Signature},
 			LastResortKemPrekey: lrkMsg,
 			OneTimeEcPrekeys:    []*authv1.EcPreKey{{Id: 7, PublicKey: okSPK.Key.Bytes()}, {Id: 7, PublicKey: okSPK.Key.Bytes()}}}, codes.InvalidArgument, "DUPLICATE_PREKEY_ID"},
 	}

@@ -63,18 +63,23 @@ func fuzzKEMKey(tb testing.TB, i byte) []byte {
 	return dk.EncapsulationKey().Bytes()
 }
 
-func signedECStatement(id uint32, pub []byte) []byte {
-	return append(binary.BigEndian.AppendUint32(nil, id), pub...)
+func signedECStatement(id uint32, created int64, pub []byte) []byte {
+	b := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(nil, id), uint64(created))
+	return append(b, pub...)
 }
 
-func kemStatement(id uint32, lastResort bool, pub []byte) []byte {
+func kemStatement(id uint32, lastResort bool, created int64, pub []byte) []byte {
 	b := binary.BigEndian.AppendUint32(nil, id)
 	flag := byte(0)
 	if lastResort {
 		flag = 1
 	}
-	return append(append(b, flag, 1), pub...)
+	b = binary.BigEndian.AppendUint64(append(b, flag, 1), uint64(created))
+	return append(b, pub...)
 }
+
+// fuzzCreated is the creation time of the seed prekeys (2027-01-15).
+const fuzzCreated = 1_800_000_000
 
 // handlerEnv is one auth Server called in process: the embedded kv store in a temp dir
 // and a real embedded NATS (libs/bus) carrying its events. Authenticated calls carry an
@@ -154,12 +159,12 @@ func mustSign(tb testing.TB, id *keys.Identity, c keys.Context, msg []byte) []by
 func validPreKeys(tb testing.TB, base uint32) *authv1.UploadPreKeysRequest {
 	tb.Helper()
 	req := &authv1.UploadPreKeysRequest{
-		SignedEcPrekey:      &authv1.SignedEcPreKey{Id: base, PublicKey: fuzzECKey(tb, 0)},
-		LastResortKemPrekey: &authv1.SignedKemPreKey{Id: base, PublicKey: fuzzKEMKey(tb, 0)},
+		SignedEcPrekey:      &authv1.SignedEcPreKey{Id: base, PublicKey: fuzzECKey(tb, 0), CreatedAt: fuzzCreated},
+		LastResortKemPrekey: &authv1.SignedKemPreKey{Id: base, PublicKey: fuzzKEMKey(tb, 0), CreatedAt: fuzzCreated},
 	}
 	for i := range uint32(3) {
 		req.OneTimeEcPrekeys = append(req.OneTimeEcPrekeys, &authv1.EcPreKey{Id: base + 1 + i, PublicKey: fuzzECKey(tb, byte(i+1))})
-		req.OneTimeKemPrekeys = append(req.OneTimeKemPrekeys, &authv1.SignedKemPreKey{Id: base + 1 + i, PublicKey: fuzzKEMKey(tb, byte(i+1))})
+		req.OneTimeKemPrekeys = append(req.OneTimeKemPrekeys, &authv1.SignedKemPreKey{Id: base + 1 + i, PublicKey: fuzzKEMKey(tb, byte(i+1)), CreatedAt: fuzzCreated})
 	}
 	return req
 }
@@ -169,13 +174,13 @@ func validPreKeys(tb testing.TB, base uint32) *authv1.UploadPreKeysRequest {
 func (e *handlerEnv) resignPreKeys(tb testing.TB, id *keys.Identity, req *authv1.UploadPreKeysRequest) *authv1.UploadPreKeysRequest {
 	tb.Helper()
 	if k := req.GetSignedEcPrekey(); k != nil {
-		k.Signature = mustSign(tb, id, keys.ContextSignedPreKey, signedECStatement(k.GetId(), k.GetPublicKey()))
+		k.Signature = mustSign(tb, id, keys.ContextSignedPreKey, signedECStatement(k.GetId(), k.GetCreatedAt(), k.GetPublicKey()))
 	}
 	if k := req.GetLastResortKemPrekey(); k != nil {
-		k.Signature = mustSign(tb, id, keys.ContextKEMPreKey, kemStatement(k.GetId(), true, k.GetPublicKey()))
+		k.Signature = mustSign(tb, id, keys.ContextKEMPreKey, kemStatement(k.GetId(), true, k.GetCreatedAt(), k.GetPublicKey()))
 	}
 	for _, k := range req.GetOneTimeKemPrekeys() {
-		k.Signature = mustSign(tb, id, keys.ContextKEMPreKey, kemStatement(k.GetId(), false, k.GetPublicKey()))
+		k.Signature = mustSign(tb, id, keys.ContextKEMPreKey, kemStatement(k.GetId(), false, k.GetCreatedAt(), k.GetPublicKey()))
 	}
 	return req
 }

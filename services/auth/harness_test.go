@@ -225,16 +225,16 @@ func (e *env) tryLogin(d *device) error {
 func (e *env) uploadPreKeys(t *testing.T, d *device, n int) *authv1.UploadPreKeysResponse {
 	t.Helper()
 	req := &authv1.UploadPreKeysRequest{}
-	spk, err := d.prekeys.GenerateSignedPreKey(d.identity)
+	spk, err := d.prekeys.GenerateSignedPreKey(d.identity, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.SignedEcPrekey = &authv1.SignedEcPreKey{Id: spk.ID, PublicKey: spk.Key.Bytes(), Signature: spk.Signature}
-	lrk, err := d.prekeys.GenerateLastResortKEMPreKey(d.identity)
+	req.SignedEcPrekey = &authv1.SignedEcPreKey{Id: spk.ID, CreatedAt: spk.Created.Unix(), PublicKey: spk.Key.Bytes(), Signature: spk.Signature}
+	lrk, err := d.prekeys.GenerateLastResortKEMPreKey(d.identity, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.LastResortKemPrekey = &authv1.SignedKemPreKey{Id: lrk.ID, PublicKey: lrk.Key.Bytes(), Signature: lrk.Signature}
+	req.LastResortKemPrekey = &authv1.SignedKemPreKey{Id: lrk.ID, CreatedAt: lrk.Created.Unix(), PublicKey: lrk.Key.Bytes(), Signature: lrk.Signature}
 	otks, err := d.prekeys.GenerateOneTimePreKeys(n)
 	if err != nil {
 		t.Fatal(err)
@@ -242,12 +242,12 @@ func (e *env) uploadPreKeys(t *testing.T, d *device, n int) *authv1.UploadPreKey
 	for _, k := range otks {
 		req.OneTimeEcPrekeys = append(req.OneTimeEcPrekeys, &authv1.EcPreKey{Id: k.ID, PublicKey: k.Key.Bytes()})
 	}
-	kems, err := d.prekeys.GenerateKEMPreKeys(d.identity, n)
+	kems, err := d.prekeys.GenerateKEMPreKeys(d.identity, n, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range kems {
-		req.OneTimeKemPrekeys = append(req.OneTimeKemPrekeys, &authv1.SignedKemPreKey{Id: k.ID, PublicKey: k.Key.Bytes(), Signature: k.Signature})
+		req.OneTimeKemPrekeys = append(req.OneTimeKemPrekeys, &authv1.SignedKemPreKey{Id: k.ID, CreatedAt: k.Created.Unix(), PublicKey: k.Key.Bytes(), Signature: k.Signature})
 	}
 	resp, err := e.client.UploadPreKeys(d.ctx(), req)
 	if err != nil {

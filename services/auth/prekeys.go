@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -43,12 +44,12 @@ func (s *Server) UploadPreKeys(ctx context.Context, req *authv1.UploadPreKeysReq
 	var counts *authv1.PreKeyCounts
 	err = s.update(ctx, "upload prekeys", func(tx kv.Tx) error {
 		if spk := req.GetSignedEcPrekey(); spk != nil {
-			if err := putJSON(tx, perDevice("spk", p.UserID, p.DeviceID), signedKeyRecord{ID: spk.GetId(), PublicKey: spk.GetPublicKey(), Signature: spk.GetSignature()}); err != nil {
+			if err := putJSON(tx, perDevice("spk", p.UserID, p.DeviceID), signedKeyRecord{ID: spk.GetId(), PublicKey: spk.GetPublicKey(), Signature: spk.GetSignature(), CreatedAt: spk.GetCreatedAt()}); err != nil {
 				return err
 			}
 		}
 		if lrk := req.GetLastResortKemPrekey(); lrk != nil {
-			if err := putJSON(tx, perDevice("lrk", p.UserID, p.DeviceID), signedKeyRecord{ID: lrk.GetId(), PublicKey: lrk.GetPublicKey(), Signature: lrk.GetSignature()}); err != nil {
+			if err := putJSON(tx, perDevice("lrk", p.UserID, p.DeviceID), signedKeyRecord{ID: lrk.GetId(), PublicKey: lrk.GetPublicKey(), Signature: lrk.GetSignature(), CreatedAt: lrk.GetCreatedAt()}); err != nil {
 				return err
 			}
 		}
@@ -68,7 +69,7 @@ func (s *Server) UploadPreKeys(ctx context.Context, req *authv1.UploadPreKeysReq
 			}
 		}
 		for _, k := range req.GetOneTimeKemPrekeys() {
-			rec := signedKeyRecord{ID: k.GetId(), PublicKey: k.GetPublicKey(), Signature: k.GetSignature()}
+			rec := signedKeyRecord{ID: k.GetId(), PublicKey: k.GetPublicKey(), Signature: k.GetSignature(), CreatedAt: k.GetCreatedAt()}
 			if err := putPooledJSON(tx, "kem", p, k.GetId(), rec); err != nil {
 				return err
 			}
@@ -98,7 +99,7 @@ func verifyUpload(ik *keys.IdentityKey, req *authv1.UploadPreKeysRequest) error 
 		return server.Error(codes.InvalidArgument, reasonBadPreKeySignature, "%s: signature does not verify under the device identity key", what)
 	}
 	if spk := req.GetSignedEcPrekey(); spk != nil {
-		pub, err := keys.ParseSignedPreKeyPublic(spk.GetId(), spk.GetPublicKey(), spk.GetSignature())
+		pub, err := keys.ParseSignedPreKeyPublic(spk.GetId(), time.Unix(spk.GetCreatedAt(), 0), spk.GetPublicKey(), spk.GetSignature())
 		if err != nil {
 			return invalid("signed EC prekey", err)
 		}
@@ -107,7 +108,7 @@ func verifyUpload(ik *keys.IdentityKey, req *authv1.UploadPreKeysRequest) error 
 		}
 	}
 	if lrk := req.GetLastResortKemPrekey(); lrk != nil {
-		pub, err := keys.ParseKEMPreKeyPublic(lrk.GetId(), lrk.GetPublicKey(), true, lrk.GetSignature())
+		pub, err := keys.ParseKEMPreKeyPublic(lrk.GetId(), time.Unix(lrk.GetCreatedAt(), 0), lrk.GetPublicKey(), true, lrk.GetSignature())
 		if err != nil {
 			return invalid("last-resort ML-KEM prekey", err)
 		}
@@ -132,7 +133,7 @@ func verifyUpload(ik *keys.IdentityKey, req *authv1.UploadPreKeysRequest) error 
 		ecIDs = append(ecIDs, k.GetId())
 	}
 	for _, k := range req.GetOneTimeKemPrekeys() {
-		pub, err := keys.ParseKEMPreKeyPublic(k.GetId(), k.GetPublicKey(), false, k.GetSignature())
+		pub, err := keys.ParseKEMPreKeyPublic(k.GetId(), time.Unix(k.GetCreatedAt(), 0), k.GetPublicKey(), false, k.GetSignature())
 		if err != nil {
 			return invalid(fmt.Sprintf("one-time ML-KEM prekey %d", k.GetId()), err)
 		}
@@ -331,7 +332,7 @@ func (s *Server) claimBundle(tx kv.Tx, user string, d deviceRecord, oneTime bool
 	bundle := &authv1.KeyBundle{
 		DeviceId:       d.ID,
 		IdentityKey:    d.IdentityKey,
-		SignedEcPrekey: &authv1.SignedEcPreKey{Id: spk.ID, PublicKey: spk.PublicKey, Signature: spk.Signature},
+		SignedEcPrekey: &authv1.SignedEcPreKey{Id: spk.ID, PublicKey: spk.PublicKey, Signature: spk.Signature, CreatedAt: spk.CreatedAt},
 	}
 	ecPool := perDevicePool("otk", user, d.ID)
 	ecs, err := tx.Scan(ecPool, kv.PrefixEnd(ecPool), 0)
@@ -367,7 +368,7 @@ func (s *Server) claimBundle(tx kv.Tx, user string, d deviceRecord, oneTime bool
 		}
 		bundle.KemPrekeyIsLastResort = true
 	}
-	bundle.KemPrekey = &authv1.SignedKemPreKey{Id: kem.ID, PublicKey: kem.PublicKey, Signature: kem.Signature}
+	bundle.KemPrekey = &authv1.SignedKemPreKey{Id: kem.ID, PublicKey: kem.PublicKey, Signature: kem.Signature, CreatedAt: kem.CreatedAt}
 	return bundle, len(ecs), len(kems), nil
 }
 

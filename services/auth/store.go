@@ -94,6 +94,9 @@ type signedKeyRecord struct {
 	ID        uint32 `json:"id"`
 	PublicKey []byte `json:"public_key"`
 	Signature []byte `json:"signature"`
+	// CreatedAt is the signed creation time (Unix seconds); 0 in records stored before prekeys
+	// had one, which initiators refuse until the device uploads new keys.
+	CreatedAt int64 `json:"created_at,omitempty"`
 }
 
 type challengeRecord struct {

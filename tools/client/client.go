@@ -67,6 +67,7 @@ type Client struct {
 	msg             messagingv1.MessagingServiceClient
 	now             func() time.Time
 	requireVerified bool
+	typing          typingReplays
 }
 
 func newClient(cfg Config, v *vault.Vault) *Client {

@@ -3,28 +3,37 @@ package client
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 )
 
+// PreKeyRotation is how often the signed EC prekey and the last-resort ML-KEM prekey are
+// replaced: they serve every initiator until then. Initiators refuse keys older than
+// keys.MaxPreKeyAge (30 days), so a device that comes online at least every three weeks stays
+// reachable; replaced keys are forgotten once no initiator accepts them any more.
+const PreKeyRotation = 7 * 24 * time.Hour
+
 // uploadInitialPreKeys generates the signed EC prekey, the last-resort ML-KEM prekey and a
 // batch of one-time prekeys of each kind, saves their private halves, then uploads them.
 func (c *Client) uploadInitialPreKeys(ctx context.Context) error {
 	return c.uploadPreKeys(ctx, func(id *keys.Identity, st *keys.PreKeyStore, req *authv1.UploadPreKeysRequest) error {
-		if err := addSigned(st, id, req, true, true); err != nil {
+		if err := addSigned(st, id, req, true, true, c.now()); err != nil {
 			return err
 		}
-		return addOneTime(st, id, req, PreKeyBatch, PreKeyBatch)
+		return addOneTime(st, id, req, PreKeyBatch, PreKeyBatch, c.now())
 	})
 }
 
 // ReplenishPreKeys tops up the device's one-time prekeys on the server when fewer than
-// PreKeyLowWater of a kind are left, and uploads a signed or last-resort prekey the server
-// lacks (a registration interrupted before its first upload). It returns how many one-time
-// prekeys of each kind it uploaded.
+// PreKeyLowWater of a kind are left, uploads a signed or last-resort prekey the server lacks
+// (a registration interrupted before its first upload), and rotates the signed and
+// last-resort prekeys once older than PreKeyRotation (forgetting rotated-out keys that no
+// initiator accepts any more). It returns how many one-time prekeys of each kind it uploaded.
 func (c *Client) ReplenishPreKeys(ctx context.Context) (ec, kem int, err error) {
 	var counts *authv1.PreKeyCounts
+	var rotateSPK, rotateLR bool
 	if err := c.cycle(func(s *state) error {
 		actx, err := c.bearer(ctx, s)
 		if err != nil {
@@ -35,6 +44,20 @@ func (c *Client) ReplenishPreKeys(ctx context.Context) (ec, kem int, err error) 
 			return fmt.Errorf("client: get prekey counts: %w", err)
 		}
 		counts = resp.GetCounts()
+		st, err := s.preKeys()
+		if err != nil {
+			return err
+		}
+		due := func(created time.Time) bool { return !c.now().Before(created.Add(PreKeyRotation)) }
+		if k := st.NewestSignedPreKey(); k != nil && due(k.Created()) {
+			rotateSPK = true
+		}
+		if k := st.NewestLastResortKEMPreKey(); k != nil && due(k.Created()) {
+			rotateLR = true
+		}
+		if st.PruneReplaced(c.now().Add(-keys.MaxPreKeyAge)) > 0 {
+			return s.setPreKeys(st)
+		}
 		return nil
 	}); err != nil {
 		return 0, 0, err
@@ -45,15 +68,16 @@ func (c *Client) ReplenishPreKeys(ctx context.Context) (ec, kem int, err error) 
 	if n := int(counts.GetOneTimeKemPrekeys()); n < PreKeyLowWater {
 		kem = PreKeyBatch - n
 	}
-	needSPK, needLR := !counts.GetHasSignedEcPrekey(), !counts.GetHasLastResortKemPrekey()
+	needSPK := rotateSPK || !counts.GetHasSignedEcPrekey()
+	needLR := rotateLR || !counts.GetHasLastResortKemPrekey()
 	if ec == 0 && kem == 0 && !needSPK && !needLR {
 		return 0, 0, nil
 	}
 	err = c.uploadPreKeys(ctx, func(id *keys.Identity, st *keys.PreKeyStore, req *authv1.UploadPreKeysRequest) error {
-		if err := addSigned(st, id, req, needSPK, needLR); err != nil {
+		if err := addSigned(st, id, req, needSPK, needLR, c.now()); err != nil {
 			return err
 		}
-		return addOneTime(st, id, req, ec, kem)
+		return addOneTime(st, id, req, ec, kem, c.now())
 	})
 	if err != nil {
 		return 0, 0, err
@@ -61,16 +85,16 @@ func (c *Client) ReplenishPreKeys(ctx context.Context) (ec, kem int, err error) 
 	return ec, kem, nil
 }
 
-func addSigned(st *keys.PreKeyStore, id *keys.Identity, req *authv1.UploadPreKeysRequest, spk, lastResort bool) error {
+func addSigned(st *keys.PreKeyStore, id *keys.Identity, req *authv1.UploadPreKeysRequest, spk, lastResort bool, now time.Time) error {
 	if spk {
-		k, err := st.GenerateSignedPreKey(id)
+		k, err := st.GenerateSignedPreKey(id, now)
 		if err != nil {
 			return fmt.Errorf("client: generate signed prekey: %w", err)
 		}
-		req.SignedEcPrekey = &authv1.SignedEcPreKey{Id: k.ID, PublicKey: k.Key.Bytes(), Signature: k.Signature}
+		req.SignedEcPrekey = &authv1.SignedEcPreKey{Id: k.ID, PublicKey: k.Key.Bytes(), Signature: k.Signature, CreatedAt: k.Created.Unix()}
 	}
 	if lastResort {
-		k, err := st.GenerateLastResortKEMPreKey(id)
+		k, err := st.GenerateLastResortKEMPreKey(id, now)
 		if err != nil {
 			return fmt.Errorf("client: generate last-resort prekey: %w", err)
 		}
@@ -111,7 +135,7 @@ func (c *Client) uploadPreKeys(ctx context.Context, gen func(*keys.Identity, *ke
 	return nil
 }
 
-func addOneTime(st *keys.PreKeyStore, id *keys.Identity, req *authv1.UploadPreKeysRequest, ec, kem int) error {
+func addOneTime(st *keys.PreKeyStore, id *keys.Identity, req *authv1.UploadPreKeysRequest, ec, kem int, now time.Time) error {
 	if ec > 0 {
 		otks, err := st.GenerateOneTimePreKeys(ec)
 		if err != nil {
@@ -122,7 +146,7 @@ func addOneTime(st *keys.PreKeyStore, id *keys.Identity, req *authv1.UploadPreKe
 		}
 	}
 	if kem > 0 {
-		kems, err := st.GenerateKEMPreKeys(id, kem)
+		kems, err := st.GenerateKEMPreKeys(id, kem, now)
 		if err != nil {
 			return fmt.Errorf("client: generate ML-KEM prekeys: %w", err)
 		}
@@ -134,7 +158,7 @@ func addOneTime(st *keys.PreKeyStore, id *keys.Identity, req *authv1.UploadPreKe
 }
 
 func kemProto(k *keys.KEMPreKeyPublic) *authv1.SignedKemPreKey {
-	return &authv1.SignedKemPreKey{Id: k.ID, PublicKey: k.Key.Bytes(), Signature: k.Signature}
+	return &authv1.SignedKemPreKey{Id: k.ID, PublicKey: k.Key.Bytes(), Signature: k.Signature, CreatedAt: k.Created.Unix()}
 }
 
 // bundleFromProto parses a key bundle from the server; session.Initiate verifies its
@@ -145,7 +169,7 @@ func bundleFromProto(b *authv1.KeyBundle) (*keys.Bundle, error) {
 		return nil, fmt.Errorf("client: bundle of device %d: identity key: %w", b.GetDeviceId(), err)
 	}
 	spk := b.GetSignedEcPrekey()
-	sp, err := keys.ParseSignedPreKeyPublic(spk.GetId(), spk.GetPublicKey(), spk.GetSignature())
+	sp, err := keys.ParseSignedPreKeyPublic(spk.GetId(), time.Unix(spk.GetCreatedAt(), 0), spk.GetPublicKey(), spk.GetSignature())
 	if err != nil {
 		return nil, fmt.Errorf("client: bundle of device %d: signed prekey: %w", b.GetDeviceId(), err)
 	}
@@ -156,7 +180,7 @@ func bundleFromProto(b *authv1.KeyBundle) (*keys.Bundle, error) {
 		}
 	}
 	kp := b.GetKemPrekey()
-	if bundle.KEMPreKey, err = keys.ParseKEMPreKeyPublic(kp.GetId(), kp.GetPublicKey(), b.GetKemPrekeyIsLastResort(), kp.GetSignature()); err != nil {
+	if bundle.KEMPreKey, err = keys.ParseKEMPreKeyPublic(kp.GetId(), time.Unix(kp.GetCreatedAt(), 0), kp.GetPublicKey(), b.GetKemPrekeyIsLastResort(), kp.GetSignature()); err != nil {
 		return nil, fmt.Errorf("client: bundle of device %d: ML-KEM prekey: %w", b.GetDeviceId(), err)
 	}
 	return bundle, nil

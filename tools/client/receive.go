@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -189,6 +190,15 @@ func (c *Client) listenOnce(ctx context.Context, once bool, handle func(Event), 
 		for len(ids) > 0 {
 			n := min(len(ids), maxAcksPerRequest)
 			if err := stream.Send(&messagingv1.ReceiveRequest{AckMessageIds: ids[:n]}); err != nil {
+				if errors.Is(err, io.EOF) {
+					// The server ended the stream; Recv says why (a restart is
+					// UNAVAILABLE, on which Listen reconnects).
+					for {
+						if _, rerr := stream.Recv(); rerr != nil {
+							return rerr
+						}
+					}
+				}
 				return err
 			}
 			ids = ids[n:]
@@ -358,8 +368,9 @@ func (c *Client) processBatch(ctx context.Context, s *state, deliveries []*messa
 	return nil
 }
 
-// openEphemeral opens a typing indicator. Anything that does not authenticate, or comes
-// from a changed identity, is ignored: nothing is stored, so nothing is lost.
+// openEphemeral opens a typing indicator. Anything that does not authenticate, comes from a
+// changed identity, or is stale or a replay (see maxTypingSkew) is ignored: nothing is
+// stored, so nothing is lost.
 func (c *Client) openEphemeral(ctx context.Context, s *state, id *keys.Identity, d *messagingv1.Delivery) (Event, bool) {
 	opened, err := envelope.Open(id.ECDH(), s.DeviceID, ed25519.PublicKey(s.TrustRoot), d.GetServerTime().AsTime(), d.GetPayload())
 	if err != nil || opened.ContentType != envelope.ContentTyping {
@@ -370,7 +381,7 @@ func (c *Client) openEphemeral(ctx context.Context, s *state, id *keys.Identity,
 		return Event{}, false
 	}
 	m, err := content.Decode(opened.Content)
-	if err != nil || m.Kind != content.KindTyping || m.From != name {
+	if err != nil || m.Kind != content.KindTyping || m.From != name || !c.typing.accept(m.ID, m.Sent, c.now()) {
 		return Event{}, false
 	}
 	return Event{Kind: EventTyping, Peer: name, From: name, FromDevice: opened.Sender.DeviceID(), ID: m.ID, Sent: m.Sent, Received: d.GetServerTime().AsTime()}, true
@@ -539,12 +550,15 @@ func decryptFrom(id *keys.Identity, pre *keys.PreKeyStore, dev *peerDevice, open
 	if opened.ContentType != envelope.ContentPreKeyMessage {
 		return nil, lastErr
 	}
-	sess, pt, err := session.Accept(id, pre, opened.Content, sessionConfig)
+	// The certificate's key is the one the handshake must claim: Accept refuses any other
+	// before it touches the prekeys.
+	expected, err := keys.ParseIdentityKey(certKey)
+	if err != nil {
+		return nil, fmt.Errorf("sender certificate identity key: %w", err)
+	}
+	sess, pt, err := session.Accept(id, pre, opened.Content, expected, sessionConfig)
 	if err != nil {
 		return nil, err
-	}
-	if !bytes.Equal(sess.RemoteIdentity().Bytes(), certKey) {
-		return nil, errors.New("handshake identity key differs from the sender certificate's")
 	}
 	enc, err := sess.MarshalBinary()
 	if err != nil {

@@ -3,7 +3,9 @@ package client
 import (
 	"context"
 	"crypto/ecdh"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -295,6 +297,7 @@ func (c *Client) deliveryEnvelopes(ctx context.Context, s *state, username strin
 func (c *Client) startSessions(ctx context.Context, s *state, username string, ct *contact) error {
 	var missing []uint32
 	for _, devID := range ct.sortedDevices() {
+		dropOutdatedSessions(ct.Devices[devID])
 		if len(ct.Devices[devID].Sessions) == 0 {
 			missing = append(missing, devID)
 		}
@@ -350,6 +353,16 @@ func (c *Client) startSessions(ctx context.Context, s *state, username string, c
 		}
 	}
 	return nil
+}
+
+// dropOutdatedSessions forgets sessions of a format this version refuses (PQXDH v1 and ratchet
+// wire v1, whose message keys gave deterministic AES-GCM nonces): the device then starts a
+// new session with a fresh key bundle, and the peer accepts it as a new handshake.
+func dropOutdatedSessions(dev *peerDevice) {
+	dev.Sessions = slices.DeleteFunc(dev.Sessions, func(enc []byte) bool {
+		_, err := session.Unmarshal(enc)
+		return errors.Is(err, session.ErrUnsupportedVersion)
+	})
 }
 
 func keysEqual(a, b []byte) bool {

@@ -113,17 +113,19 @@ func (c *cli) background(t *testing.T, profile string, args ...string) (*exec.Cm
 func waitLine(t *testing.T, lines <-chan string, re *regexp.Regexp) []string {
 	t.Helper()
 	timeout := time.After(30 * time.Second)
+	var seen []string
 	for {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				t.Fatalf("output ended before a line matching %s", re)
+				t.Fatalf("output ended before a line matching %s; it printed:\n%s", re, strings.Join(seen, "\n"))
 			}
 			if m := re.FindStringSubmatch(l); m != nil {
 				return m
 			}
+			seen = append(seen, l)
 		case <-timeout:
-			t.Fatalf("no line matching %s within 30s", re)
+			t.Fatalf("no line matching %s within 30s; it printed:\n%s", re, strings.Join(seen, "\n"))
 		}
 	}
 }

@@ -456,17 +456,18 @@ func readBacklog(ctx context.Context, p *pair) (honest, junk int, err error) {
 // ML-KEM prekey and n one-time prekeys of each kind.
 func preKeyUpload(d *rawdevice.Device, n int) (*authv1.UploadPreKeysRequest, error) {
 	store := keys.NewPreKeyStore()
-	spk, err := store.GenerateSignedPreKey(d.Identity)
+	now := time.Now()
+	spk, err := store.GenerateSignedPreKey(d.Identity, now)
 	if err != nil {
 		return nil, err
 	}
-	lrk, err := store.GenerateLastResortKEMPreKey(d.Identity)
+	lrk, err := store.GenerateLastResortKEMPreKey(d.Identity, now)
 	if err != nil {
 		return nil, err
 	}
 	req := &authv1.UploadPreKeysRequest{
-		SignedEcPrekey:      &authv1.SignedEcPreKey{Id: spk.ID, PublicKey: spk.Key.Bytes(), Signature: spk.Signature},
-		LastResortKemPrekey: &authv1.SignedKemPreKey{Id: lrk.ID, PublicKey: lrk.Key.Bytes(), Signature: lrk.Signature},
+		SignedEcPrekey:      &authv1.SignedEcPreKey{Id: spk.ID, CreatedAt: spk.Created.Unix(), PublicKey: spk.Key.Bytes(), Signature: spk.Signature},
+		LastResortKemPrekey: &authv1.SignedKemPreKey{Id: lrk.ID, CreatedAt: lrk.Created.Unix(), PublicKey: lrk.Key.Bytes(), Signature: lrk.Signature},
 	}
 	if n == 0 {
 		return req, nil
@@ -478,12 +479,12 @@ func preKeyUpload(d *rawdevice.Device, n int) (*authv1.UploadPreKeysRequest, err
 	for _, k := range ots {
 		req.OneTimeEcPrekeys = append(req.OneTimeEcPrekeys, &authv1.EcPreKey{Id: k.ID, PublicKey: k.Key.Bytes()})
 	}
-	kems, err := store.GenerateKEMPreKeys(d.Identity, n)
+	kems, err := store.GenerateKEMPreKeys(d.Identity, n, now)
 	if err != nil {
 		return nil, err
 	}
 	for _, k := range kems {
-		req.OneTimeKemPrekeys = append(req.OneTimeKemPrekeys, &authv1.SignedKemPreKey{Id: k.ID, PublicKey: k.Key.Bytes(), Signature: k.Signature})
+		req.OneTimeKemPrekeys = append(req.OneTimeKemPrekeys, &authv1.SignedKemPreKey{Id: k.ID, CreatedAt: k.Created.Unix(), PublicKey: k.Key.Bytes(), Signature: k.Signature})
 	}
 	return req, nil
 }

@@ -3,6 +3,8 @@ package keys
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
+	"time"
 )
 
 // reader consumes a byte slice front to back. The first failure sticks: later reads return zero
@@ -45,6 +47,31 @@ func (r *reader) u32(what string) uint32 {
 		return 0
 	}
 	return binary.BigEndian.Uint32(b)
+}
+
+// created reads a creation time: uint64 Unix seconds, which must fit an int64, 0 for unknown
+// (the form checks come from the constructors and parsers that use it).
+func (r *reader) created(what string) time.Time {
+	b := r.bytes(8, what+" creation time")
+	if b == nil {
+		return time.Time{}
+	}
+	v := binary.BigEndian.Uint64(b)
+	if v > math.MaxInt64 && r.err == nil {
+		r.err = fmt.Errorf("%s creation time %d: %w", what, v, ErrMalformed)
+	}
+	if v == 0 {
+		return time.Time{} // unknown: a key migrated from a version 1 store
+	}
+	return time.Unix(int64(v), 0)
+}
+
+// appendCreated appends a creation time as uint64 Unix seconds, the zero time as 0.
+func appendCreated(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return binary.BigEndian.AppendUint64(b, 0)
+	}
+	return binary.BigEndian.AppendUint64(b, uint64(t.Unix()))
 }
 
 // bool reads one byte that must be 0 or 1, so every value has exactly one encoding.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 )
@@ -41,7 +42,7 @@ func ExamplePreKeyStore() {
 		log.Fatal(err)
 	}
 	store := keys.NewPreKeyStore()
-	spk, err := store.GenerateSignedPreKey(device)
+	spk, err := store.GenerateSignedPreKey(device, time.Now())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -49,11 +50,11 @@ func ExamplePreKeyStore() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	kem, err := store.GenerateKEMPreKeys(device, 100)
+	kem, err := store.GenerateKEMPreKeys(device, 100, time.Now())
 	if err != nil {
 		log.Fatal(err)
 	}
-	lastResort, err := store.GenerateLastResortKEMPreKey(device)
+	lastResort, err := store.GenerateLastResortKEMPreKey(device, time.Now())
 	if err != nil {
 		log.Fatal(err)
 	}

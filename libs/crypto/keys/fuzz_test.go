@@ -3,6 +3,7 @@ package keys_test
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/keys/keystest"
@@ -54,6 +55,16 @@ func FuzzParsePreKeyStore(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if data[0] == 1 {
+			// A version 1 store is read once and written back as version 2.
+			again, err := keys.ParsePreKeyStore(enc)
+			if err != nil {
+				t.Fatalf("migrated store does not parse: %v", err)
+			}
+			if data, err = again.MarshalBinary(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if !bytes.Equal(enc, data) {
 			t.Fatal("accepted store does not re-encode to its input")
 		}
@@ -84,11 +95,12 @@ func FuzzParseIdentity(f *testing.F) {
 // FuzzParsePreKeyPublic covers the per-field parsers the server uses on uploaded prekeys.
 func FuzzParsePreKeyPublic(f *testing.F) {
 	dev := keystest.NewDevice("fuzz")
-	f.Add(uint32(1), dev.Bundle.SignedPreKey.Key.Bytes(), dev.Bundle.SignedPreKey.Signature, false)
-	f.Add(uint32(2), dev.LastResortBundle.KEMPreKey.Key.Bytes(), dev.LastResortBundle.KEMPreKey.Signature, true)
-	f.Add(uint32(0), []byte{4}, []byte{}, false)
-	f.Fuzz(func(t *testing.T, id uint32, key, sig []byte, lastResort bool) {
-		if p, err := keys.ParseSignedPreKeyPublic(id, key, sig); err == nil {
+	spk, kem := dev.Bundle.SignedPreKey, dev.LastResortBundle.KEMPreKey
+	f.Add(uint32(1), spk.Created.Unix(), spk.Key.Bytes(), spk.Signature, false)
+	f.Add(uint32(2), kem.Created.Unix(), kem.Key.Bytes(), kem.Signature, true)
+	f.Add(uint32(0), int64(0), []byte{4}, []byte{}, false)
+	f.Fuzz(func(t *testing.T, id uint32, created int64, key, sig []byte, lastResort bool) {
+		if p, err := keys.ParseSignedPreKeyPublic(id, time.Unix(created, 0), key, sig); err == nil {
 			if !bytes.Equal(p.Key.Bytes(), key) {
 				t.Fatal("signed prekey does not re-encode")
 			}
@@ -97,7 +109,7 @@ func FuzzParsePreKeyPublic(f *testing.F) {
 		if p, err := keys.ParseOneTimePreKeyPublic(id, key); err == nil && !bytes.Equal(p.Key.Bytes(), key) {
 			t.Fatal("one-time prekey does not re-encode")
 		}
-		if p, err := keys.ParseKEMPreKeyPublic(id, key, lastResort, sig); err == nil {
+		if p, err := keys.ParseKEMPreKeyPublic(id, time.Unix(created, 0), key, lastResort, sig); err == nil {
 			if !bytes.Equal(p.Key.Bytes(), key) {
 				t.Fatal("kem prekey does not re-encode")
 			}

@@ -8,6 +8,9 @@
 // Signatures are ECDSA P-256 with SHA-256, ASN.1 DER encoded (at most [MaxSignatureSize] bytes),
 // always over a domain-separated statement: see [Identity.Sign] and the Context constants.
 //
+// Signed and KEM prekeys carry a signed creation time; initiators refuse those older than
+// [MaxPreKeyAge] ([Bundle.CheckAge]), and devices rotate them well before.
+//
 // Encodings: public keys are SEC 1 uncompressed points (65 bytes) and ML-KEM-768 encapsulation
 // keys (1184 bytes). Private material for local storage is a versioned binary format; decoders
 // reject unknown versions with [ErrUnsupportedVersion] and malformed input with [ErrMalformed].
@@ -50,5 +53,7 @@ const (
 	KEMSeedSize = 64
 )
 
-// encodingVersion is the first byte of every encoding produced by this package.
+// encodingVersion is the first byte of the identity encoding; bundles and prekey stores have
+// their own versions (bundleVersion, storeVersion), which moved on when prekeys got creation
+// times.
 const encodingVersion = 1

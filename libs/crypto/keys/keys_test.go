@@ -6,6 +6,7 @@ import (
 	"errors"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/keys/keystest"
@@ -41,7 +42,7 @@ func TestParseIdentityKeyRejectsInvalidPoints(t *testing.T) {
 		if _, err := keys.ParseOneTimePreKeyPublic(1, b); !errors.Is(err, keys.ErrInvalidKey) {
 			t.Errorf("%s one-time: got %v, want ErrInvalidKey", name, err)
 		}
-		if _, err := keys.ParseSignedPreKeyPublic(1, b, []byte{1}); !errors.Is(err, keys.ErrInvalidKey) {
+		if _, err := keys.ParseSignedPreKeyPublic(1, time.Unix(1, 0), b, []byte{1}); !errors.Is(err, keys.ErrInvalidKey) {
 			t.Errorf("%s signed: got %v, want ErrInvalidKey", name, err)
 		}
 	}
@@ -212,7 +213,7 @@ func TestParseBundleErrors(t *testing.T) {
 func TestPreKeyStoreLifecycle(t *testing.T) {
 	id := keystest.Identity("store")
 	s := keys.NewPreKeyStore()
-	spk, err := s.GenerateSignedPreKey(id)
+	spk, err := s.GenerateSignedPreKey(id, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,11 +229,11 @@ func TestPreKeyStoreLifecycle(t *testing.T) {
 			t.Fatalf("one-time and signed EC prekeys share id %d", k.ID)
 		}
 	}
-	kems, err := s.GenerateKEMPreKeys(id, 2)
+	kems, err := s.GenerateKEMPreKeys(id, 2, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	lr, err := s.GenerateLastResortKEMPreKey(id)
+	lr, err := s.GenerateLastResortKEMPreKey(id, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +319,7 @@ func TestPreKeyStoreLifecycle(t *testing.T) {
 
 func TestParsePreKeyStoreErrors(t *testing.T) {
 	enc, _ := keystest.NewDevice("bob").Store.MarshalBinary()
-	if _, err := keys.ParsePreKeyStore(append([]byte{2}, enc[1:]...)); !errors.Is(err, keys.ErrUnsupportedVersion) {
+	if _, err := keys.ParsePreKeyStore(append([]byte{3}, enc[1:]...)); !errors.Is(err, keys.ErrUnsupportedVersion) {
 		t.Errorf("unknown version: %v", err)
 	}
 	for n := range enc {
@@ -334,6 +335,35 @@ func TestParsePreKeyStoreErrors(t *testing.T) {
 	}
 }
 
+// TestParsePreKeyStoreCanonical: the decoder accepts only the order MarshalBinary writes, so a
+// store has one encoding (FuzzParsePreKeyStore found a reordered one accepted).
+func TestParsePreKeyStoreCanonical(t *testing.T) {
+	st := keys.NewPreKeyStore()
+	if _, err := st.GenerateOneTimePreKeys(2); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := st.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.ParsePreKeyStore(enc); err != nil {
+		t.Fatalf("canonical store: %v", err)
+	}
+	// Find the two one-time entries (id, scalar) by their ids and swap them.
+	const entry = 4 + keys.PrivateKeySize
+	first := bytes.Index(enc, []byte{0, 0, 0, 2, 0, 0, 0, 1})
+	if first < 0 {
+		t.Fatal("one-time prekey count and first id not found in the encoding")
+	}
+	first += 4
+	swapped := bytes.Clone(enc)
+	copy(swapped[first:], enc[first+entry:first+2*entry])
+	copy(swapped[first+entry:], enc[first:first+entry])
+	if _, err := keys.ParsePreKeyStore(swapped); !errors.Is(err, keys.ErrMalformed) {
+		t.Fatalf("store with descending one-time ids: got %v, want ErrMalformed", err)
+	}
+}
+
 func TestNonP256KeysRejected(t *testing.T) {
 	x, err := ecdh.X25519().NewPrivateKey(make([]byte, 32))
 	if err != nil {
@@ -342,7 +372,7 @@ func TestNonP256KeysRejected(t *testing.T) {
 	if _, err := keys.NewOneTimePreKey(1, x); !errors.Is(err, keys.ErrInvalidKey) {
 		t.Errorf("X25519 one-time prekey: %v", err)
 	}
-	if _, err := keys.NewSignedPreKey(keystest.Identity("a"), 1, x); !errors.Is(err, keys.ErrInvalidKey) {
+	if _, err := keys.NewSignedPreKey(keystest.Identity("a"), 1, time.Now(), x); !errors.Is(err, keys.ErrInvalidKey) {
 		t.Errorf("X25519 signed prekey: %v", err)
 	}
 }

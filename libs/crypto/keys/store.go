@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 )
 
 // MaxStoredPreKeys bounds how many prekeys of one kind (signed, one-time EC, KEM) a store holds,
@@ -56,15 +57,16 @@ func takeIDs(next *uint32, n, held int, kind string) (uint32, error) {
 	return first, nil
 }
 
-// GenerateSignedPreKey generates and stores a new signed prekey and returns its public form.
-// Older signed prekeys stay until [PreKeyStore.RemoveSignedPreKey], so sessions started against
-// them while the new one propagates still work.
-func (s *PreKeyStore) GenerateSignedPreKey(owner *Identity) (*SignedPreKeyPublic, error) {
+// GenerateSignedPreKey generates and stores a new signed prekey created at now and returns its
+// public form. Older signed prekeys stay until [PreKeyStore.RemoveSignedPreKey] or
+// [PreKeyStore.PruneReplaced], so sessions started against them while the new one propagates
+// still work.
+func (s *PreKeyStore) GenerateSignedPreKey(owner *Identity, now time.Time) (*SignedPreKeyPublic, error) {
 	id, err := takeIDs(&s.nextEC, 1, len(s.signed), "signed")
 	if err != nil {
 		return nil, err
 	}
-	k, err := GenerateSignedPreKey(owner, id)
+	k, err := GenerateSignedPreKey(owner, id, now)
 	if err != nil {
 		return nil, err
 	}
@@ -90,29 +92,30 @@ func (s *PreKeyStore) GenerateOneTimePreKeys(n int) ([]*OneTimePreKeyPublic, err
 	return out, nil
 }
 
-// GenerateKEMPreKeys generates, signs and stores n one-time ML-KEM-768 prekeys.
-func (s *PreKeyStore) GenerateKEMPreKeys(owner *Identity, n int) ([]*KEMPreKeyPublic, error) {
-	return s.generateKEM(owner, n, false)
+// GenerateKEMPreKeys generates, signs and stores n one-time ML-KEM-768 prekeys created at now.
+func (s *PreKeyStore) GenerateKEMPreKeys(owner *Identity, n int, now time.Time) ([]*KEMPreKeyPublic, error) {
+	return s.generateKEM(owner, n, false, now)
 }
 
-// GenerateLastResortKEMPreKey generates, signs and stores a last-resort ML-KEM-768 prekey, used by
-// initiators when the server has no one-time KEM prekey left. It is never consumed.
-func (s *PreKeyStore) GenerateLastResortKEMPreKey(owner *Identity) (*KEMPreKeyPublic, error) {
-	out, err := s.generateKEM(owner, 1, true)
+// GenerateLastResortKEMPreKey generates, signs and stores a last-resort ML-KEM-768 prekey created
+// at now, used by initiators when the server has no one-time KEM prekey left. It is never
+// consumed; a newer one replaces it ([PreKeyStore.PruneReplaced]).
+func (s *PreKeyStore) GenerateLastResortKEMPreKey(owner *Identity, now time.Time) (*KEMPreKeyPublic, error) {
+	out, err := s.generateKEM(owner, 1, true, now)
 	if err != nil {
 		return nil, err
 	}
 	return out[0], nil
 }
 
-func (s *PreKeyStore) generateKEM(owner *Identity, n int, lastResort bool) ([]*KEMPreKeyPublic, error) {
+func (s *PreKeyStore) generateKEM(owner *Identity, n int, lastResort bool, now time.Time) ([]*KEMPreKeyPublic, error) {
 	first, err := takeIDs(&s.nextKEM, n, len(s.kem), "kem")
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*KEMPreKeyPublic, 0, n)
 	for i := range uint32(n) {
-		k, err := GenerateKEMPreKey(owner, first+i, lastResort)
+		k, err := GenerateKEMPreKey(owner, first+i, lastResort, now)
 		if err != nil {
 			return nil, err
 		}
@@ -239,6 +242,54 @@ func (s *PreKeyStore) RemoveKEMPreKey(id uint32) error {
 	return nil
 }
 
+// NewestSignedPreKey returns the most recently issued signed prekey (the one uploaded last),
+// or nil if the store holds none.
+func (s *PreKeyStore) NewestSignedPreKey() *SignedPreKey {
+	var newest *SignedPreKey
+	for _, k := range s.signed {
+		if newest == nil || k.id > newest.id {
+			newest = k
+		}
+	}
+	return newest
+}
+
+// NewestLastResortKEMPreKey returns the most recently issued last-resort KEM prekey, or nil.
+func (s *PreKeyStore) NewestLastResortKEMPreKey() *KEMPreKey {
+	var newest *KEMPreKey
+	for _, k := range s.kem {
+		if k.lastResort && (newest == nil || k.id > newest.id) {
+			newest = k
+		}
+	}
+	return newest
+}
+
+// PruneReplaced forgets signed prekeys and last-resort KEM prekeys created before cutoff, except
+// the newest of each kind (still in use), and reports how many it removed. Pass now minus
+// [MaxPreKeyAge]: no initiator accepts a key older than that, so no handshake can still need it,
+// and a device compromised later does not give away the sessions made with it.
+func (s *PreKeyStore) PruneReplaced(cutoff time.Time) int {
+	removed := 0
+	if newest := s.NewestSignedPreKey(); newest != nil {
+		for id, k := range s.signed {
+			if k != newest && k.created.Before(cutoff) {
+				delete(s.signed, id)
+				removed++
+			}
+		}
+	}
+	if newest := s.NewestLastResortKEMPreKey(); newest != nil {
+		for id, k := range s.kem {
+			if k.lastResort && k != newest && k.created.Before(cutoff) {
+				delete(s.kem, id)
+				removed++
+			}
+		}
+	}
+	return removed
+}
+
 // Counts reports how many one-time EC and one-time KEM prekeys remain, so the client knows when
 // to generate and upload more.
 func (s *PreKeyStore) Counts() (oneTime, kemOneTime int) {
@@ -255,27 +306,40 @@ func sortedIDs[K any](m map[uint32]K) []uint32 {
 	return slices.SortedFunc(maps.Keys(m), cmp.Compare[uint32])
 }
 
-// Minimum encoded entry sizes, used to bound counts before allocating.
+// Minimum encoded entry sizes, used to bound counts before allocating (version 1 entries are
+// 8 bytes shorter, without the creation time).
 const (
 	minSignedEntry = 4 + PrivateKeySize + 1 + 1
 	oneTimeEntry   = 4 + PrivateKeySize
 	minKEMEntry    = 4 + 1 + KEMSeedSize + 1 + 1
 )
 
-// MarshalBinary encodes the store for local storage (version 1). The result holds secrets.
+// Store encoding versions: 2 adds the signed creation times of signed and KEM prekeys. Version 1
+// is still read, for profiles saved before: its keys get the zero creation time, which makes the
+// client rotate them at once (they can no longer be re-signed with a time nobody knows).
+const (
+	storeVersion       = 2
+	legacyStoreVersion = 1
+)
+
+// MarshalBinary encodes the store for local storage (version 2; creation times are Unix
+// seconds). The result holds secrets.
 //
 //	u8 version | u32 next ec id | u32 next kem id
-//	| u32 n | n × (u32 id | scalar (32) | u8 sig len | sig)                     signed prekeys
-//	| u32 n | n × (u32 id | scalar (32))                                         one-time prekeys
-//	| u32 n | n × (u32 id | u8 last resort | seed (64) | u8 sig len | sig)       kem prekeys
+//	| u32 n | n × (u32 id | u64 created | scalar (32) | u8 sig len | sig)                   signed prekeys
+//	| u32 n | n × (u32 id | scalar (32))                                                     one-time prekeys
+//	| u32 n | n × (u32 id | u8 last resort | u64 created | seed (64) | u8 sig len | sig)     kem prekeys
+//
+// Entries of each kind are in ascending id order, the only order ParsePreKeyStore accepts.
 func (s *PreKeyStore) MarshalBinary() ([]byte, error) {
-	out := []byte{encodingVersion}
+	out := []byte{storeVersion}
 	out = binary.BigEndian.AppendUint32(out, s.nextEC)
 	out = binary.BigEndian.AppendUint32(out, s.nextKEM)
 	out = binary.BigEndian.AppendUint32(out, uint32(len(s.signed)))
 	for _, id := range sortedIDs(s.signed) {
 		k := s.signed[id]
 		out = binary.BigEndian.AppendUint32(out, id)
+		out = appendCreated(out, k.created)
 		out = append(out, k.private.Bytes()...)
 		out = appendSignature(out, k.signature)
 	}
@@ -289,6 +353,7 @@ func (s *PreKeyStore) MarshalBinary() ([]byte, error) {
 		k := s.kem[id]
 		out = binary.BigEndian.AppendUint32(out, id)
 		out = appendBool(out, k.lastResort)
+		out = appendCreated(out, k.created)
 		out = append(out, k.private.Bytes()...)
 		out = appendSignature(out, k.signature)
 	}
@@ -309,24 +374,34 @@ func (r *reader) count(minEntry int, what string) int {
 	return int(n)
 }
 
-// checkID rejects duplicate ids and ids at or above the kind's next-id counter.
-func checkID[K any](held map[uint32]K, next, id uint32, what string) error {
+// checkID rejects ids at or above the kind's next-id counter and ids not above the previous
+// entry's (prev, 0 for the first): MarshalBinary writes each kind in ascending id order, and
+// accepting only that order gives every store exactly one encoding (and rules out duplicates).
+func checkID(next, prev, id uint32, what string) error {
 	if id == 0 || id >= next {
 		return fmt.Errorf("%s id %d outside 1..%d: %w", what, id, next-1, ErrMalformed)
 	}
-	if _, dup := held[id]; dup {
-		return fmt.Errorf("duplicate %s id %d: %w", what, id, ErrMalformed)
+	if id <= prev {
+		return fmt.Errorf("%s id %d after id %d, want ascending ids: %w", what, id, prev, ErrMalformed)
 	}
 	return nil
 }
 
-// ParsePreKeyStore decodes the output of [PreKeyStore.MarshalBinary].
+// ParsePreKeyStore decodes the output of [PreKeyStore.MarshalBinary], or a version 1 store
+// (whose signed and KEM prekeys get the zero creation time).
 func ParsePreKeyStore(data []byte) (*PreKeyStore, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("prekey store: empty input: %w", ErrMalformed)
 	}
-	if data[0] != encodingVersion {
+	if data[0] != storeVersion && data[0] != legacyStoreVersion {
 		return nil, fmt.Errorf("prekey store version %d: %w", data[0], ErrUnsupportedVersion)
+	}
+	// created reads an entry's creation time (version 2), or gives the zero time (version 1).
+	created := func(r *reader, what string) time.Time {
+		if data[0] == legacyStoreVersion {
+			return time.Time{}
+		}
+		return r.created(what)
 	}
 	r := &reader{b: data[1:]}
 	s := NewPreKeyStore()
@@ -334,33 +409,38 @@ func ParsePreKeyStore(data []byte) (*PreKeyStore, error) {
 	s.nextKEM = r.u32("next kem id")
 
 	n := r.count(minSignedEntry, "signed prekey")
+	var prev uint32
 	for range n {
 		id := r.u32("signed prekey id")
+		at := created(r, "signed prekey")
 		scalar := r.bytes(PrivateKeySize, "signed prekey")
 		sig := r.signature("signed prekey")
 		if r.err != nil {
 			break
 		}
-		if err := checkID(s.signed, s.nextEC, id, "signed prekey"); err != nil {
+		if err := checkID(s.nextEC, prev, id, "signed prekey"); err != nil {
 			return nil, err
 		}
+		prev = id
 		priv, err := ecdh.P256().NewPrivateKey(scalar)
 		if err != nil {
 			return nil, fmt.Errorf("signed prekey %d: %w: %v", id, ErrMalformed, err)
 		}
-		s.signed[id] = &SignedPreKey{id: id, private: priv, signature: append([]byte(nil), sig...)}
+		s.signed[id] = &SignedPreKey{id: id, created: at, private: priv, signature: append([]byte(nil), sig...)}
 	}
 
 	n = r.count(oneTimeEntry, "one-time prekey")
+	prev = 0
 	for range n {
 		id := r.u32("one-time prekey id")
 		scalar := r.bytes(PrivateKeySize, "one-time prekey")
 		if r.err != nil {
 			break
 		}
-		if err := checkID(s.oneTime, s.nextEC, id, "one-time prekey"); err != nil {
+		if err := checkID(s.nextEC, prev, id, "one-time prekey"); err != nil {
 			return nil, err
 		}
+		prev = id
 		if _, clash := s.signed[id]; clash {
 			return nil, fmt.Errorf("one-time prekey id %d is also a signed prekey id: %w", id, ErrMalformed)
 		}
@@ -372,22 +452,25 @@ func ParsePreKeyStore(data []byte) (*PreKeyStore, error) {
 	}
 
 	n = r.count(minKEMEntry, "kem prekey")
+	prev = 0
 	for range n {
 		id := r.u32("kem prekey id")
 		lastResort := r.bool("kem prekey last resort")
+		at := created(r, "kem prekey")
 		seed := r.bytes(KEMSeedSize, "kem prekey")
 		sig := r.signature("kem prekey")
 		if r.err != nil {
 			break
 		}
-		if err := checkID(s.kem, s.nextKEM, id, "kem prekey"); err != nil {
+		if err := checkID(s.nextKEM, prev, id, "kem prekey"); err != nil {
 			return nil, err
 		}
+		prev = id
 		dk, err := mlkem.NewDecapsulationKey768(seed)
 		if err != nil {
 			return nil, fmt.Errorf("kem prekey %d: %w: %v", id, ErrMalformed, err)
 		}
-		s.kem[id] = &KEMPreKey{id: id, private: dk, lastResort: lastResort, signature: append([]byte(nil), sig...)}
+		s.kem[id] = &KEMPreKey{id: id, created: at, private: dk, lastResort: lastResort, signature: append([]byte(nil), sig...)}
 	}
 	if err := r.done("prekey store"); err != nil {
 		return nil, fmt.Errorf("prekey store: %w", err)

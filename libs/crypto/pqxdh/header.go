@@ -22,13 +22,15 @@ type Header struct {
 }
 
 const (
-	// headerVersion is the first byte of an encoded Header.
-	headerVersion = 1
+	// headerVersion is the first byte of an encoded Header: protocol version 2, with KB.
+	headerVersion = 2
+	// legacyHeaderVersion is protocol version 1, without KB, refused.
+	legacyHeaderVersion = 1
 	// MaxHeaderSize bounds an encoded Header.
 	MaxHeaderSize = 1 + 2*keys.PublicKeySize + 4 + 1 + 4 + 4 + 2 + mlkem.CiphertextSize768
 )
 
-// AppendBinary appends the header's encoding (version 1) to b:
+// AppendBinary appends the header's encoding (version 2) to b:
 //
 //	u8 version | IK_A (65) | EK_A (65) | u32 spk id | u8 has opk | [u32 opk id] | u32 kem id
 //	| u16 ct len | ct
@@ -67,7 +69,11 @@ func ParseHeader(data []byte) (*Header, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("empty header: %w", ErrMalformed)
 	}
-	if data[0] != headerVersion {
+	switch data[0] {
+	case headerVersion:
+	case legacyHeaderVersion:
+		return nil, fmt.Errorf("header version 1 predates the KEM binding of PQXDH v2; the initiator must start again: %w", ErrUnsupportedVersion)
+	default:
 		return nil, fmt.Errorf("header version %d: %w", data[0], ErrUnsupportedVersion)
 	}
 	if len(data) < fixed {

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys/keystest"
 )
@@ -48,7 +49,7 @@ func runKAT(t *testing.T, v katVector) (sk, ad, header []byte) {
 	encaps := func(ek *mlkem.EncapsulationKey768) ([]byte, []byte, error) {
 		return mlkemtest.Encapsulate768(ek, random[:])
 	}
-	init, err := initiate(keystest.Identity(v.Initiator), bundle, keystest.ECDHKey(v.Ephemeral), encaps)
+	init, err := initiate(keystest.Identity(v.Initiator), bundle, time.Now(), keystest.ECDHKey(v.Ephemeral), encaps)
 	if err != nil {
 		t.Fatalf("%s: initiate: %v", v.Name, err)
 	}
@@ -115,8 +116,8 @@ func TestKnownAnswers(t *testing.T) {
 	}
 }
 
-// TestKeyScheduleByHand recomputes SK for the first vector straight from its definition, so the
-// frozen vectors are not merely whatever the code happened to output.
+// TestKeyScheduleByHand recomputes SK and AD for the first vector straight from their definition,
+// so the frozen vectors are not merely whatever the code happened to output.
 func TestKeyScheduleByHand(t *testing.T) {
 	bob := keystest.NewDevice("bob")
 	ikA := keystest.Identity("alice")
@@ -147,13 +148,18 @@ func TestKeyScheduleByHand(t *testing.T) {
 	ikm = append(ikm, dh(ek, spk.PrivateKey().PublicKey())...)
 	ikm = append(ikm, dh(ek, opk.PrivateKey().PublicKey())...)
 	ikm = append(ikm, ss...)
-	want, err := hkdf.Key(sha256.New, ikm, make([]byte, 32), "Guardyn_PQXDH_P-256_SHA-256_ML-KEM-768", 32)
+	kb := sha256.Sum256(append(bob.Bundle.KEMPreKey.Key.Bytes(), ct...)) // KB = SHA-256(PQPK_B || CT)
+	want, err := hkdf.Key(sha256.New, ikm, make([]byte, 32), "Guardyn_PQXDH_v2_P-256_SHA-256_ML-KEM-768"+string(kb[:]), 32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _, header := runKAT(t, katVector{Name: "by hand", Initiator: "alice", Responder: "bob", Ephemeral: "alice/ek/1", Encaps: "encaps/1", OneTimePreKeys: true})
+	wantAD := append(append(ikA.Public().Bytes(), bob.Identity.Public().Bytes()...), kb[:]...)
+	got, ad, header := runKAT(t, katVector{Name: "by hand", Initiator: "alice", Responder: "bob", Ephemeral: "alice/ek/1", Encaps: "encaps/1", OneTimePreKeys: true})
 	if !bytes.Equal(got, want) {
 		t.Fatal("SK differs from the documented key schedule")
+	}
+	if !bytes.Equal(ad, wantAD) {
+		t.Fatal("AD differs from IK_A || IK_B || KB")
 	}
 	if !bytes.HasSuffix(header, ct) {
 		t.Fatal("header does not end with the KEM ciphertext")

@@ -9,13 +9,21 @@
 //
 //	DH1 = DH(IK_A, SPK_B)   DH2 = DH(EK_A, IK_B)   DH3 = DH(EK_A, SPK_B)   DH4 = DH(EK_A, OPK_B)
 //	(CT, SS) = ML-KEM-768.Encaps(PQPK_B)
-//	SK = HKDF-SHA256(salt = 32 zero bytes, IKM = F || DH1 || DH2 || DH3 [|| DH4] || SS, info = [Info])
-//	AD = IK_A || IK_B (65-byte SEC 1 uncompressed points)
+//	KB = SHA-256(PQPK_B || CT)
+//	SK = HKDF-SHA256(salt = 32 zero bytes, IKM = F || DH1 || DH2 || DH3 [|| DH4] || SS, info = [Info] || KB)
+//	AD = IK_A || IK_B || KB (65-byte SEC 1 uncompressed points, then 32 bytes)
 //
 // F is 32 0xFF bytes: as in the PQXDH spec, it makes the start of the IKM never a valid scalar or
 // point encoding. DH outputs are 32-byte P-256 x-coordinates; DH4 is present exactly when the
-// bundle carried a one-time EC prekey. Prekey signatures are checked by [keys.Bundle.Verify]
-// (ECDSA P-256/SHA-256 over domain-separated statements, see package keys).
+// bundle carried a one-time EC prekey. KB binds the KEM public key and ciphertext into both SK
+// and AD, so a session key cannot be shared by two handshakes that differ in either, whatever
+// the KEM's own binding properties (the KEM re-encapsulation concern raised against PQXDH
+// revision 1). Prekey signatures are checked by [keys.Bundle.Verify] (ECDSA P-256/SHA-256 over
+// domain-separated statements, see package keys).
+//
+// This is protocol version 2 (header version 2, [Info] with "v2"). Version 1 omitted KB; its
+// headers are refused with [ErrUnsupportedVersion], and sessions made by it are refused by
+// package session, so they are started again.
 //
 // [PQXDH]: https://signal.org/docs/specifications/pqxdh/
 // [FIPS 203]: https://doi.org/10.6028/NIST.FIPS.203
@@ -29,18 +37,21 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 )
 
 const (
-	// Info is the HKDF info string: application, curve, hash and KEM joined by '_', as the PQXDH
-	// spec prescribes.
-	Info = "Guardyn_PQXDH_P-256_SHA-256_ML-KEM-768"
+	// Info is the HKDF info string: application and protocol version, curve, hash and KEM joined
+	// by '_', as the PQXDH spec prescribes. KB follows it in the info.
+	Info = "Guardyn_PQXDH_v2_P-256_SHA-256_ML-KEM-768"
 	// SharedKeySize is the length of SK.
 	SharedKeySize = 32
-	// AssociatedDataSize is the length of AD = IK_A || IK_B.
-	AssociatedDataSize = 2 * keys.PublicKeySize
+	// KEMBindingSize is the length of KB = SHA-256(PQPK_B || CT).
+	KEMBindingSize = sha256.Size
+	// AssociatedDataSize is the length of AD = IK_A || IK_B || KB.
+	AssociatedDataSize = 2*keys.PublicKeySize + KEMBindingSize
 	// dhSize is the length of a P-256 ECDH output (the x-coordinate).
 	dhSize = 32
 	// fSize is the length of F, the 0xFF prefix of the HKDF input.
@@ -64,7 +75,7 @@ type Initiation struct {
 	// SharedKey is SK, the secret that seeds the Double Ratchet. The caller should clear it once
 	// the ratchet is initialised.
 	SharedKey []byte
-	// AssociatedData is AD = IK_A || IK_B; every message of the session authenticates it.
+	// AssociatedData is AD = IK_A || IK_B || KB; every message of the session authenticates it.
 	AssociatedData []byte
 	// Header goes in the clear with the initiator's first messages.
 	Header *Header
@@ -83,17 +94,22 @@ func encapsulate(ek *mlkem.EncapsulationKey768) ([]byte, []byte, error) {
 }
 
 // Initiate runs the initiator's side of PQXDH against bundle. It verifies the bundle's signatures
-// first and fails with [keys.ErrBadSignature] if either is bad.
+// first and fails with [keys.ErrBadSignature] if either is bad, then refuses a signed or KEM
+// prekey signed more than [keys.MaxPreKeyAge] ago (by the system clock) with
+// [keys.ErrPreKeyExpired].
 func Initiate(identity *keys.Identity, bundle *keys.Bundle) (*Initiation, error) {
 	ek, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("pqxdh: generate ephemeral key: %w", err)
 	}
-	return initiate(identity, bundle, ek, encapsulate)
+	return initiate(identity, bundle, time.Now(), ek, encapsulate)
 }
 
-func initiate(identity *keys.Identity, bundle *keys.Bundle, ek *ecdh.PrivateKey, encaps encapsulateFunc) (*Initiation, error) {
+func initiate(identity *keys.Identity, bundle *keys.Bundle, now time.Time, ek *ecdh.PrivateKey, encaps encapsulateFunc) (*Initiation, error) {
 	if err := bundle.Verify(); err != nil {
+		return nil, fmt.Errorf("pqxdh: %w", err)
+	}
+	if err := bundle.CheckAge(now); err != nil {
 		return nil, fmt.Errorf("pqxdh: %w", err)
 	}
 	ss, ct, err := encaps(bundle.KEMPreKey.Key)
@@ -129,13 +145,14 @@ func initiate(identity *keys.Identity, bundle *keys.Bundle, ek *ecdh.PrivateKey,
 	if ikm, err = appendKeyMaterial(ikm, steps, ss); err != nil {
 		return nil, err
 	}
-	sk, err := deriveSharedKey(ikm)
+	kb := kemBinding(bundle.KEMPreKey.Key, ct)
+	sk, err := deriveSharedKey(ikm, &kb)
 	if err != nil {
 		return nil, err
 	}
 	return &Initiation{
 		SharedKey:          sk,
-		AssociatedData:     associatedData(identity.Public(), bundle.IdentityKey),
+		AssociatedData:     associatedData(identity.Public(), bundle.IdentityKey, &kb),
 		Header:             h,
 		RemoteIdentity:     bundle.IdentityKey,
 		RemoteSignedPreKey: bundle.SignedPreKey.Key,
@@ -153,7 +170,7 @@ type PreKeyStore interface {
 type Response struct {
 	// SharedKey is SK; the caller should clear it once the ratchet is initialised.
 	SharedKey []byte
-	// AssociatedData is AD = IK_A || IK_B.
+	// AssociatedData is AD = IK_A || IK_B || KB.
 	AssociatedData []byte
 	// RemoteIdentity is Alice's identity key, as claimed by the header. It is authenticated only
 	// once a message encrypted under SK decrypts.
@@ -210,13 +227,14 @@ func Respond(identity *keys.Identity, store PreKeyStore, h *Header) (*Response, 
 	if ikm, err = appendKeyMaterial(ikm, steps, ss); err != nil {
 		return nil, err
 	}
-	sk, err := deriveSharedKey(ikm)
+	kb := kemBinding(kem.PrivateKey().EncapsulationKey(), h.KEMCiphertext)
+	sk, err := deriveSharedKey(ikm, &kb)
 	if err != nil {
 		return nil, err
 	}
 	return &Response{
 		SharedKey:      sk,
-		AssociatedData: associatedData(h.IdentityKey, identity.Public()),
+		AssociatedData: associatedData(h.IdentityKey, identity.Public(), &kb),
 		RemoteIdentity: h.IdentityKey,
 		SignedPreKey:   spk.PrivateKey(),
 	}, nil
@@ -250,20 +268,30 @@ func appendKeyMaterial(ikm []byte, steps []dhStep, ss []byte) ([]byte, error) {
 	return append(ikm, ss...), nil
 }
 
-// deriveSharedKey is the PQXDH KDF: HKDF-SHA256 with a zero salt and info Info.
-func deriveSharedKey(ikm []byte) ([]byte, error) {
+// kemBinding is KB = SHA-256(PQPK_B || CT); both have fixed lengths, so the input is unambiguous.
+func kemBinding(pk *mlkem.EncapsulationKey768, ct []byte) [KEMBindingSize]byte {
+	h := sha256.New()
+	h.Write(pk.Bytes())
+	h.Write(ct)
+	var kb [KEMBindingSize]byte
+	h.Sum(kb[:0])
+	return kb
+}
+
+// deriveSharedKey is the PQXDH KDF: HKDF-SHA256 with a zero salt and info Info || KB.
+func deriveSharedKey(ikm []byte, kb *[KEMBindingSize]byte) ([]byte, error) {
 	var salt [sha256.Size]byte
-	sk, err := hkdf.Key(sha256.New, ikm, salt[:], Info, SharedKeySize)
+	sk, err := hkdf.Key(sha256.New, ikm, salt[:], Info+string(kb[:]), SharedKeySize)
 	if err != nil {
 		return nil, fmt.Errorf("pqxdh: hkdf: %w", err)
 	}
 	return sk, nil
 }
 
-// associatedData returns IK_A || IK_B.
-func associatedData(initiator, responder *keys.IdentityKey) []byte {
+// associatedData returns IK_A || IK_B || KB.
+func associatedData(initiator, responder *keys.IdentityKey, kb *[KEMBindingSize]byte) []byte {
 	ad := make([]byte, 0, AssociatedDataSize)
 	ad, _ = initiator.AppendBinary(ad)
 	ad, _ = responder.AppendBinary(ad)
-	return ad
+	return append(ad, kb[:]...)
 }

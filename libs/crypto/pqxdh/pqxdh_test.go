@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/mlkem"
+	"crypto/sha256"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/keys/keystest"
@@ -41,9 +43,11 @@ func TestAgreement(t *testing.T) {
 			if len(init.SharedKey) != SharedKeySize || !bytes.Equal(init.SharedKey, resp.SharedKey) {
 				t.Fatal("shared keys differ")
 			}
+			kb := sha256.Sum256(append(bundle.KEMPreKey.Key.Bytes(), init.Header.KEMCiphertext...))
 			want := append(alice.Public().Bytes(), bob.Identity.Public().Bytes()...)
+			want = append(want, kb[:]...)
 			if !bytes.Equal(init.AssociatedData, want) || !bytes.Equal(resp.AssociatedData, want) {
-				t.Fatal("AD is not IK_A || IK_B")
+				t.Fatal("AD is not IK_A || IK_B || SHA-256(PQPK_B || CT)")
 			}
 			if !resp.RemoteIdentity.Equal(alice.Public()) || !init.RemoteIdentity.Equal(bob.Identity.Public()) {
 				t.Fatal("remote identities wrong")
@@ -228,10 +232,12 @@ func TestHeaderEncoding(t *testing.T) {
 		if _, err := ParseHeader(append(bytes.Clone(enc), 0)); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("%s: trailing byte: %v", name, err)
 		}
-		v := bytes.Clone(enc)
-		v[0] = 2
-		if _, err := ParseHeader(v); !errors.Is(err, ErrUnsupportedVersion) {
-			t.Fatalf("%s: version 2: %v", name, err)
+		for _, version := range []byte{0, 1, 3} { // 1: PQXDH v1, without the KEM binding
+			v := bytes.Clone(enc)
+			v[0] = version
+			if _, err := ParseHeader(v); !errors.Is(err, ErrUnsupportedVersion) {
+				t.Fatalf("%s: version %d: %v", name, version, err)
+			}
 		}
 		offCurve := bytes.Clone(enc)
 		offCurve[1+65+64] ^= 1 // last byte of EK_A
@@ -284,4 +290,63 @@ func FuzzParseHeader(f *testing.F) {
 			t.Fatal("short shared key")
 		}
 	})
+}
+
+// TestKEMBinding: SK and AD depend on the KEM public key and ciphertext themselves, not only on
+// the KEM's shared secret. A KEM that gave the same secret for another ciphertext or another
+// public key (re-encapsulation) must not give the same session: here a stand-in KEM returns one
+// fixed secret whatever it is given.
+func TestKEMBinding(t *testing.T) {
+	alice := keystest.Identity("alice")
+	bob := keystest.NewDevice("bob")
+	other := keystest.NewDevice("bob") // same identity and EC prekeys, other signatures
+	otherKEM, err := keys.NewKEMPreKey(other.Identity, bob.Bundle.KEMPreKey.ID, time.Now(), keystest.KEMKey("bob/other-kem"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherBundle := *bob.Bundle
+	otherBundle.KEMPreKey = otherKEM.Public()
+	ss := bytes.Repeat([]byte{7}, 32)
+	ct := func(fill byte) []byte { return bytes.Repeat([]byte{fill}, mlkem.CiphertextSize768) }
+	run := func(bundle *keys.Bundle, ciphertext []byte) *Initiation {
+		t.Helper()
+		fixed := func(*mlkem.EncapsulationKey768) ([]byte, []byte, error) {
+			return bytes.Clone(ss), bytes.Clone(ciphertext), nil
+		}
+		init, err := initiate(alice, bundle, time.Now(), keystest.ECDHKey("alice/ek/binding"), fixed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return init
+	}
+	base := run(bob.Bundle, ct(1))
+	for name, init := range map[string]*Initiation{
+		"other ciphertext": run(bob.Bundle, ct(2)),
+		"other KEM key":    run(&otherBundle, ct(1)),
+	} {
+		if bytes.Equal(init.SharedKey, base.SharedKey) {
+			t.Errorf("%s, same KEM secret: same SK", name)
+		}
+		if bytes.Equal(init.AssociatedData, base.AssociatedData) {
+			t.Errorf("%s, same KEM secret: same AD", name)
+		}
+	}
+}
+
+// TestInitiateRefusesOldPreKeys: a correctly signed bundle whose signed prekey was created more
+// than keys.MaxPreKeyAge ago is refused before any key agreement.
+func TestInitiateRefusesOldPreKeys(t *testing.T) {
+	bob := keystest.Identity("bob")
+	spk, err := keys.NewSignedPreKey(bob, 1, time.Now().Add(-keys.MaxPreKeyAge-time.Hour), keystest.ECDHKey("bob/old-spk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kem, err := keys.NewKEMPreKey(bob, 1, time.Now(), keystest.KEMKey("bob/kem"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := &keys.Bundle{IdentityKey: bob.Public(), SignedPreKey: spk.Public(), KEMPreKey: kem.Public()}
+	if _, err := Initiate(keystest.Identity("alice"), bundle); !errors.Is(err, keys.ErrPreKeyExpired) {
+		t.Fatalf("Initiate with a %v-old signed prekey: %v, want keys.ErrPreKeyExpired", keys.MaxPreKeyAge+time.Hour, err)
+	}
 }

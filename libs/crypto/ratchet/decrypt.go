@@ -42,7 +42,7 @@ func (s *State) Decrypt(dst, message, ad []byte) ([]byte, error) {
 }
 
 func (s *State) decryptPlainHeader(dst, prefix, body, ad []byte) ([]byte, error) {
-	h := parseHeader(prefix[1:])
+	h := parseHeader(prefix[1+messageNonceLen:])
 	id := chainID(h.dh)
 	c := &s.c
 	switch {
@@ -97,8 +97,8 @@ func (s *State) openHeader(hk *[keyLen]byte, cache *headerAEAD, prefix []byte) (
 	if err != nil {
 		return header{}, false
 	}
-	nonce := prefix[1 : 1+headerNonceLen]
-	plain, err := aead.Open(s.headerBuf[:0], nonce, prefix[1+headerNonceLen:], prefix[:1])
+	nonce := prefix[1 : 1+messageNonceLen]
+	plain, err := aead.Open(s.headerBuf[:0], nonce, prefix[1+messageNonceLen:], prefix[:1])
 	if err != nil {
 		return header{}, false
 	}
@@ -132,7 +132,10 @@ func (s *State) decryptSkipped(dst []byte, id *chainID, n uint32, prefix, body, 
 	if i < 0 {
 		return nil, fmt.Errorf("message %d: %w", n, ErrDuplicate)
 	}
-	out, err := s.openBody(dst, &s.skipped.keys[i].mk, body, s.associatedData(ad, prefix))
+	if s.skipped.keys[i].expired(&s.cfg, s.c.steps, s.now().Unix()) {
+		return nil, fmt.Errorf("message %d: its skipped key expired: %w", n, ErrDuplicate)
+	}
+	out, err := s.openBody(dst, &s.skipped.keys[i].mk, prefix[1:1+messageNonceLen], body, s.associatedData(ad, prefix))
 	if err != nil {
 		return nil, fmt.Errorf("skipped message %d: %w", n, err)
 	}
@@ -153,7 +156,7 @@ func (s *State) receive(dst []byte, p *pending, n uint32, prefix, body, ad []byt
 		return nil, err
 	}
 	next, mk := kdfCK(&p.c.ckr)
-	out, err := s.openBody(dst, &mk, body, s.associatedData(ad, prefix))
+	out, err := s.openBody(dst, &mk, prefix[1:1+messageNonceLen], body, s.associatedData(ad, prefix))
 	clear(mk[:])
 	if err != nil {
 		clear(next[:])
@@ -174,6 +177,7 @@ func (s *State) commit(p *pending) {
 		s.skipped.add(p.skipped, s.cfg.MaxSkippedKeys)
 		clear(p.skipped)
 	}
+	s.expireSkipped()
 }
 
 // skipTo is SkipMessageKeys: it derives and queues the keys of messages nr..until-1 of the
@@ -187,9 +191,10 @@ func (s *State) skipTo(p *pending, until uint32) error {
 		return nil
 	}
 	id := c.recvChain(s.cfg.HeaderEncryption)
+	now := s.now().Unix()
 	for c.nr < until {
 		next, mk := kdfCK(&c.ckr)
-		p.skipped = append(p.skipped, skippedKey{chain: id, n: c.nr, mk: mk})
+		p.skipped = append(p.skipped, skippedKey{chain: id, n: c.nr, step: c.steps, stored: now, mk: mk})
 		clear(mk[:])
 		c.ckr = next
 		c.nr++
@@ -208,6 +213,9 @@ func (s *State) dhRatchet(c *core, remote *[pubKeyLen]byte) error {
 		c.prev, c.hasPrev = c.recvChain(he), true
 	}
 	c.pn, c.ns, c.nr = c.ns, 0, 0
+	if c.steps < math.MaxUint32 { // saturates: by then every older skipped key has expired
+		c.steps++
+	}
 	if he {
 		c.hks, c.hasHKs = c.nhks, true
 		c.hkr, c.hasHKr = c.nhkr, true

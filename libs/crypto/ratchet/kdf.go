@@ -13,8 +13,10 @@ const (
 	infoInit = "Guardyn Ratchet v1 init"
 	// infoRoot is KDF_RK: a root key and a DH output give the next root, chain and header keys.
 	infoRoot = "Guardyn Ratchet v1 root"
-	// infoMessage turns one message key into an AES-256-GCM key and nonce.
-	infoMessage = "Guardyn Ratchet v1 message"
+	// infoMessage, followed by the message's random nonce, turns one message key into an
+	// AES-256-GCM key and nonce (wire version 2; version 1 used "Guardyn Ratchet v1 message"
+	// alone).
+	infoMessage = "Guardyn Ratchet v2 message"
 )
 
 // KDF_CK inputs: Signal's recommended HMAC-SHA256 constants.
@@ -118,18 +120,21 @@ func (k *hmacKey) wipe() {
 func hkdfSHA256(out []byte, salt *[keyLen]byte, ikm []byte, info string) {
 	var extract hmacKey
 	extract.init(salt)
-	hkdfWithSalt(out, &extract, ikm, info)
+	hkdfWithSalt(out, &extract, ikm, info, nil)
 	extract.wipe()
 }
 
-// hkdfWithSalt is hkdfSHA256 with the salt's HMAC key already prepared.
-func hkdfWithSalt(out []byte, salt *hmacKey, ikm []byte, info string) {
+// hkdfWithSalt is hkdfSHA256 with the salt's HMAC key already prepared and info || infoSuffix
+// as the info (infoSuffix at most messageNonceLen bytes).
+func hkdfWithSalt(out []byte, salt *hmacKey, ikm []byte, info string, infoSuffix []byte) {
 	var prk, t [keyLen]byte
 	salt.sum(&prk, ikm, nil, nil)
 	var expand hmacKey
 	expand.init(&prk)
-	var infoBuf [32]byte // every info string above fits
-	infoBytes := infoBuf[:copy(infoBuf[:], info)]
+	var infoBuf [32 + messageNonceLen]byte // every info string above and a message nonce fit
+	n := copy(infoBuf[:], info)
+	n += copy(infoBuf[n:], infoSuffix)
+	infoBytes := infoBuf[:n]
 	var counter [1]byte
 	var prev []byte
 	for len(out) > 0 {
@@ -193,15 +198,16 @@ const (
 	aeadTagLen   = 16
 )
 
-// messageAEADKeys derives the AES-256-GCM key and nonce of one message key with HKDF-SHA256
-// (zero salt, as Signal's ENCRYPT does). The nonce is deterministic yet never repeats under a
-// key: every message key, hence every AES key, encrypts exactly one message.
+// messageAEADKeys derives the AES-256-GCM key and nonce of one message from its message key and
+// its random message nonce with HKDF-SHA256 (zero salt, as Signal's ENCRYPT does; info is
+// infoMessage || nonce). Each message key encrypts one message; should a restored older state
+// use one again, the fresh random nonce still gives a new key and nonce.
 // zeroSalt is the HMAC key of the all-zero salt, prepared once per State.
-func messageAEADKeys(zeroSalt *hmacKey, mk *[keyLen]byte) (key [aeadKeyLen]byte, nonce [aeadNonceLen]byte) {
+func messageAEADKeys(zeroSalt *hmacKey, mk *[keyLen]byte, nonce []byte) (key [aeadKeyLen]byte, aeadNonce [aeadNonceLen]byte) {
 	var buf [aeadKeyLen + aeadNonceLen]byte
-	hkdfWithSalt(buf[:], zeroSalt, mk[:], infoMessage)
+	hkdfWithSalt(buf[:], zeroSalt, mk[:], infoMessage, nonce)
 	copy(key[:], buf[:aeadKeyLen])
-	copy(nonce[:], buf[aeadKeyLen:])
+	copy(aeadNonce[:], buf[aeadKeyLen:])
 	clear(buf[:])
-	return key, nonce
+	return key, aeadNonce
 }

@@ -74,10 +74,14 @@ func TestUnmarshalRejectsBadFields(t *testing.T) {
 		flagsAt     = 1
 		maxSkipAt   = 2
 		maxStoreAt  = 6
-		scalarAt    = 10
+		maxStepsAt  = 10
+		maxAgeAt    = 14
+		scalarAt    = 18
 		dhrAt       = scalarAt + 32
+		stepsAt     = stateFixedLen - 8
 		countAt     = stateFixedLen - 4
 		firstSkipAt = stateFixedLen
+		skipStepAt  = firstSkipAt + pubKeyLen + 4
 	)
 	for _, tc := range []struct {
 		name string
@@ -85,7 +89,12 @@ func TestUnmarshalRejectsBadFields(t *testing.T) {
 		want error
 	}{
 		{"version 0", func(b []byte) { b[0] = 0 }, ErrUnsupportedVersion},
-		{"version 2", func(b []byte) { b[0] = 2 }, ErrUnsupportedVersion},
+		{"version 1 (before expiry and random nonces)", func(b []byte) { b[0] = 1 }, ErrUnsupportedVersion},
+		{"version 3", func(b []byte) { b[0] = 3 }, ErrUnsupportedVersion},
+		{"zero max skipped steps", func(b []byte) { copy(b[maxStepsAt:], []byte{0, 0, 0, 0}) }, ErrMalformed},
+		{"zero max skipped age", func(b []byte) { copy(b[maxAgeAt:], []byte{0, 0, 0, 0}) }, ErrMalformed},
+		{"max skipped age above limit", func(b []byte) { copy(b[maxAgeAt:], []byte{0xff, 0xff, 0xff, 0xff}) }, ErrMalformed},
+		{"skipped key from a later step", func(b []byte) { copy(b[skipStepAt:], b[stepsAt:stepsAt+4]); b[skipStepAt+3]++ }, ErrMalformed},
 		{"unknown flag", func(b []byte) { b[flagsAt] |= 0x80 }, ErrMalformed},
 		{"header keys without header encryption", func(b []byte) { b[flagsAt] |= flagHasHKr }, ErrMalformed},
 		{"zero max skip", func(b []byte) { copy(b[maxSkipAt:], []byte{0, 0, 0, 0}) }, ErrMalformed},

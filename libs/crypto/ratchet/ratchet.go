@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"time"
 )
 
 // Defaults and hard limits of Config.
@@ -22,6 +23,16 @@ const (
 	// MaxConfigLimit caps both Config limits (and the state decoder): skipped-key lookups are
 	// linear in the store size.
 	MaxConfigLimit = 1 << 16
+	// DefaultMaxSkippedSteps is how many receiving DH ratchet steps a skipped key outlives. The
+	// peer starts a new sending chain only after hearing from us, so five steps are five round
+	// trips during which the message never came (libsignal likewise keeps five old receiving
+	// chains); the Double Ratchet specification advises deleting skipped keys after some steps.
+	DefaultMaxSkippedSteps = 5
+	// DefaultMaxSkippedAge is how long a skipped key is kept: the messaging service's default
+	// inbox retention, after which the message it would open can no longer arrive.
+	DefaultMaxSkippedAge = 30 * 24 * time.Hour
+	// MaxSkippedAgeLimit caps Config.MaxSkippedAge (the state stores it in whole seconds).
+	MaxSkippedAgeLimit = 10 * 365 * 24 * time.Hour
 )
 
 // Config chooses the ratchet's options. The zero value is plain headers with default limits.
@@ -34,6 +45,12 @@ type Config struct {
 	// MaxSkippedKeys bounds stored skipped keys across chains, oldest evicted; 0 means
 	// DefaultMaxSkippedKeys. It must be at least MaxSkip.
 	MaxSkippedKeys int
+	// MaxSkippedSteps deletes a skipped key once the receiving ratchet has taken more than this
+	// many DH steps since the key was stored; 0 means DefaultMaxSkippedSteps.
+	MaxSkippedSteps int
+	// MaxSkippedAge deletes a skipped key once it has been stored this long (by the system
+	// clock); 0 means DefaultMaxSkippedAge. Whole seconds, at most MaxSkippedAgeLimit.
+	MaxSkippedAge time.Duration
 }
 
 func (c Config) resolve() (Config, error) {
@@ -43,7 +60,17 @@ func (c Config) resolve() (Config, error) {
 	if c.MaxSkippedKeys == 0 {
 		c.MaxSkippedKeys = max(DefaultMaxSkippedKeys, c.MaxSkip)
 	}
+	if c.MaxSkippedSteps == 0 {
+		c.MaxSkippedSteps = DefaultMaxSkippedSteps
+	}
+	if c.MaxSkippedAge == 0 {
+		c.MaxSkippedAge = DefaultMaxSkippedAge
+	}
 	switch {
+	case c.MaxSkippedSteps < 0 || c.MaxSkippedSteps > MaxConfigLimit:
+		return c, fmt.Errorf("max skipped steps %d outside [0, %d]: %w", c.MaxSkippedSteps, MaxConfigLimit, ErrInvalidConfig)
+	case c.MaxSkippedAge < 0 || c.MaxSkippedAge > MaxSkippedAgeLimit || c.MaxSkippedAge%time.Second != 0:
+		return c, fmt.Errorf("max skipped age %v outside [0, %v] or not whole seconds: %w", c.MaxSkippedAge, MaxSkippedAgeLimit, ErrInvalidConfig)
 	case c.MaxSkip < 0 || c.MaxSkip > MaxConfigLimit:
 		return c, fmt.Errorf("max skip %d outside [0, %d]: %w", c.MaxSkip, MaxConfigLimit, ErrInvalidConfig)
 	case c.MaxSkippedKeys < 0 || c.MaxSkippedKeys > MaxConfigLimit:
@@ -103,6 +130,9 @@ type core struct {
 	// to PN, so a message of it whose key is not in the store is reported as ErrDuplicate.
 	prev    chainID
 	hasPrev bool
+
+	// steps counts receiving DH ratchet steps; skipped keys record it to expire by steps.
+	steps uint32
 }
 
 // State is one side of a Double Ratchet session.
@@ -111,9 +141,11 @@ type State struct {
 	cfg     Config
 	c       core
 	skipped skippedStore
-	// rand feeds DH key generation and header nonces; nil means crypto/rand. Tests set a
+	// rand feeds DH key generation and message nonces; nil means crypto/rand. Tests set a
 	// deterministic stream (Go 1.26 ecdh.GenerateKey ignores its reader).
 	rand io.Reader
+	// clock dates skipped keys for MaxSkippedAge; nil means time.Now. Tests set a fixed one.
+	clock func() time.Time
 	// adBuf is scratch for CONCAT(AD, header), kept so steady-state messages do not allocate.
 	adBuf []byte
 	// headerBuf is scratch for a plaintext header on its way into or out of header encryption.
@@ -281,29 +313,41 @@ func (s *State) Encrypt(dst, plaintext, ad []byte) ([]byte, error) {
 	dst = grow(dst, pl)
 	prefix := dst[start : start+pl]
 	prefix[0] = versionFor(he)
+	// A fresh random nonce per message enters the body's key derivation: should this state ever
+	// be restored from an older copy and encrypt again under the same message key, the AES-GCM
+	// key and nonce still differ (see the package doc).
+	nonce := prefix[1 : 1+messageNonceLen]
+	if err := s.readRandom(nonce); err != nil {
+		return nil, err
+	}
 	if he {
-		nonce := prefix[1 : 1+headerNonceLen]
-		if err := s.readRandom(nonce); err != nil {
-			return nil, err
-		}
 		h.put(s.headerBuf[:])
 		aead, err := s.sendHeader.get(&c.hks)
 		if err != nil {
 			return nil, err
 		}
-		aead.Seal(prefix[1+headerNonceLen:1+headerNonceLen], nonce, s.headerBuf[:], prefix[:1])
+		aead.Seal(prefix[1+messageNonceLen:1+messageNonceLen], nonce, s.headerBuf[:], prefix[:1])
 	} else {
-		h.put(prefix[1:])
+		h.put(prefix[1+messageNonceLen:])
 	}
 	s.adBuf = append(s.adBuf, prefix...)
-	out, err := s.sealBody(dst, &mk, plaintext, s.adBuf)
+	out, err := s.sealBody(dst, &mk, nonce, plaintext, s.adBuf)
 	if err != nil {
 		return nil, err
 	}
 	clear(c.cks[:])
 	c.cks = next
 	c.ns++
+	s.expireSkipped()
 	return out, nil
+}
+
+// now reads the State's clock.
+func (s *State) now() time.Time {
+	if s.clock != nil {
+		return s.clock()
+	}
+	return time.Now()
 }
 
 // grow extends b by n bytes, reusing its capacity when it can.

@@ -169,7 +169,7 @@ func TestUnknownMessageVersion(t *testing.T) {
 	bothModes(t, func(t *testing.T, cfg Config) {
 		alice, bob := newTestPair(t, cfg, 20)
 		msg := mustEncrypt(t, alice, []byte("x"), nil)
-		for _, v := range []byte{0x00, 0x03, 0x7f, 0xff} {
+		for _, v := range []byte{0x00, legacyVersionPlainHeader, legacyVersionEncryptedHeader, 0x05, 0x7f, 0xff} {
 			bad := bytes.Clone(msg)
 			bad[0] = v
 			mustReject(t, bob, bad, nil, ErrUnsupportedVersion)
@@ -325,7 +325,7 @@ func TestReceiveCounterExhausted(t *testing.T) {
 	alice, bob := newTestPair(t, Config{}, 26)
 	mustDecrypt(t, bob, mustEncrypt(t, alice, []byte("a"), nil), nil, []byte("a"))
 	msg := mustEncrypt(t, alice, []byte("b"), nil)
-	copy(msg[1+pubKeyLen+4:], []byte{0xff, 0xff, 0xff, 0xff}) // N
+	copy(msg[1+messageNonceLen+pubKeyLen+4:], []byte{0xff, 0xff, 0xff, 0xff}) // N
 	bob.c.nr = 1<<32 - 3
 	mustReject(t, bob, msg, nil, ErrCounterExhausted)
 }

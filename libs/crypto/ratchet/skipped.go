@@ -1,5 +1,7 @@
 package ratchet
 
+import "time"
+
 // chainID names a receiving chain in the skipped-key store: the sender's ratchet public key
 // without header encryption, the chain's 32-byte header key (zero padded) with it, as Signal's
 // MKSKIPPED is indexed by (DHr, n) or (HKr, n).
@@ -14,11 +16,17 @@ func headerKeyChain(hk *[keyLen]byte) chainID {
 type skippedKey struct {
 	chain chainID
 	n     uint32
-	mk    [keyLen]byte
+	// step is the receiving DH step count (core.steps) and stored the Unix time in seconds when
+	// the key was stored, for expiry by Config.MaxSkippedSteps and Config.MaxSkippedAge.
+	step   uint32
+	stored int64
+	mk     [keyLen]byte
 }
 
-// skippedStore holds message keys of messages not yet received, oldest first. Lookups are linear:
-// the store is bounded (Config.MaxSkippedKeys) and only out-of-order messages consult it.
+// skippedStore holds message keys of messages not yet received, oldest first, so their steps
+// (and, while the clock does not go back, their times) never decrease along the slice. Lookups
+// are linear: the store is bounded (Config.MaxSkippedKeys) and only out-of-order messages
+// consult it.
 type skippedStore struct {
 	keys []skippedKey
 }
@@ -65,9 +73,39 @@ func (s *skippedStore) remove(i int) {
 // add appends keys in order and then evicts the oldest entries beyond limit, wiping them.
 func (s *skippedStore) add(keys []skippedKey, limit int) {
 	s.keys = append(s.keys, keys...)
-	if over := len(s.keys) - limit; over > 0 {
-		clear(s.keys[:over])
-		s.keys = append(s.keys[:0], s.keys[over:]...)
-		clear(s.keys[len(s.keys) : len(s.keys)+over])
+	s.evictOldest(len(s.keys) - limit)
+}
+
+// evictOldest deletes and wipes the n oldest entries (none if n <= 0).
+func (s *skippedStore) evictOldest(n int) {
+	if n <= 0 {
+		return
 	}
+	clear(s.keys[:n])
+	s.keys = append(s.keys[:0], s.keys[n:]...)
+	clear(s.keys[len(s.keys) : len(s.keys)+n])
+}
+
+// expired reports whether k has outlived cfg's MaxSkippedSteps (steps is the current receiving
+// DH step count) or MaxSkippedAge (now in Unix seconds).
+func (k *skippedKey) expired(cfg *Config, steps uint32, now int64) bool {
+	return steps-k.step > uint32(cfg.MaxSkippedSteps) || k.stored <= now-int64(cfg.MaxSkippedAge/time.Second)
+}
+
+// expireSkipped deletes the skipped keys that have expired, as the Double Ratchet specification
+// advises (after some DH steps or some time): a key kept forever would let whoever later reads
+// the state decrypt a message the peer sent long ago. The store is oldest first, so this stops
+// at the first live key; a key left behind because the clock went back is still refused by
+// decryptSkipped.
+func (s *State) expireSkipped() {
+	keys := s.skipped.keys
+	if len(keys) == 0 {
+		return
+	}
+	now := s.now().Unix()
+	n := 0
+	for n < len(keys) && keys[n].expired(&s.cfg, s.c.steps, now) {
+		n++
+	}
+	s.skipped.evictOldest(n)
 }

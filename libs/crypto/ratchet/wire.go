@@ -8,26 +8,33 @@ import (
 	"fmt"
 )
 
-// Wire format of one message (all integers big-endian; docs/crypto/ratchet.md has the tables):
+// Wire format of one message, version 2 (all integers big-endian; docs/crypto/ratchet.md has the
+// tables):
 //
-//	plain header:     version 0x01 | DH ratchet key (65) | PN (4) | N (4) | AES-256-GCM(body) | tag (16)
-//	encrypted header: version 0x02 | nonce (12) | AES-256-GCM_HK(header) (73+16) | AES-256-GCM(body) | tag (16)
+//	plain header:     version 0x03 | nonce (12) | DH ratchet key (65) | PN (4) | N (4) | AES-256-GCM(body) | tag (16)
+//	encrypted header: version 0x04 | nonce (12) | AES-256-GCM_HK(header) (73+16) | AES-256-GCM(body) | tag (16)
 //
-// The body AEAD authenticates the caller's associated data followed by every byte before the
-// body (version and header, encrypted or not), Signal's CONCAT(AD, header); the header length is
-// fixed per version, so the concatenation is unambiguous. The header AEAD authenticates the
-// version byte.
+// The nonce is random per message. The body's AES-256-GCM key and nonce are derived from the
+// message key and this nonce, so even a message key used twice (a state restored from an older
+// copy) never repeats a key and nonce pair; with header encryption the same nonce is the header
+// AEAD's. The body AEAD authenticates the caller's associated data followed by every byte before
+// the body (version, nonce and header, encrypted or not), Signal's CONCAT(AD, header); the prefix
+// length is fixed per version, so the concatenation is unambiguous. The header AEAD authenticates
+// the version byte. Versions 0x01 and 0x02 (deterministic body nonces) are refused.
 const (
-	versionPlainHeader     = 0x01
-	versionEncryptedHeader = 0x02
+	versionPlainHeader     = 0x03
+	versionEncryptedHeader = 0x04
+	// Version 1 of the wire format, refused since version 2 (ErrUnsupportedVersion).
+	legacyVersionPlainHeader     = 0x01
+	legacyVersionEncryptedHeader = 0x02
 
 	pubKeyLen = 65 // uncompressed SEC1 P-256 point
 	headerLen = pubKeyLen + 4 + 4
 
-	headerNonceLen     = 12
-	encHeaderLen       = headerNonceLen + headerLen + aeadTagLen
-	plainPrefixLen     = 1 + headerLen
-	encryptedPrefixLen = 1 + encHeaderLen
+	messageNonceLen    = 12
+	encHeaderLen       = headerLen + aeadTagLen
+	plainPrefixLen     = 1 + messageNonceLen + headerLen
+	encryptedPrefixLen = 1 + messageNonceLen + encHeaderLen
 )
 
 // header is Signal's HEADER(dh, pn, n).
@@ -76,6 +83,8 @@ func checkVersion(message []byte, headerEncryption bool) error {
 		return nil
 	case versionPlainHeader, versionEncryptedHeader:
 		return fmt.Errorf("message version %#x does not match this session's header mode: %w", v, ErrMalformed)
+	case legacyVersionPlainHeader, legacyVersionEncryptedHeader:
+		return fmt.Errorf("message version %#x predates random message nonces (version 2); the session must be started again: %w", v, ErrUnsupportedVersion)
 	default:
 		return fmt.Errorf("message version %#x: %w", v, ErrUnsupportedVersion)
 	}
@@ -115,11 +124,12 @@ func (c *headerAEAD) get(key *[keyLen]byte) (cipher.AEAD, error) {
 	return aead, nil
 }
 
-// sealBody appends the body ciphertext of message key mk to dst. The nonce lives in the State:
-// a local would escape through the cipher.AEAD interface and cost an allocation.
-func (s *State) sealBody(dst []byte, mk *[keyLen]byte, plaintext, ad []byte) ([]byte, error) {
+// sealBody appends the body ciphertext of message key mk and message nonce to dst. The AEAD
+// nonce lives in the State: a local would escape through the cipher.AEAD interface and cost an
+// allocation.
+func (s *State) sealBody(dst []byte, mk *[keyLen]byte, nonce, plaintext, ad []byte) ([]byte, error) {
 	var key [aeadKeyLen]byte
-	key, s.nonceBuf = messageAEADKeys(&s.zeroSalt, mk)
+	key, s.nonceBuf = messageAEADKeys(&s.zeroSalt, mk, nonce)
 	defer clear(key[:])
 	aead, err := newAESGCM(key[:])
 	if err != nil {
@@ -128,10 +138,10 @@ func (s *State) sealBody(dst []byte, mk *[keyLen]byte, plaintext, ad []byte) ([]
 	return aead.Seal(dst, s.nonceBuf[:], plaintext, ad), nil
 }
 
-// openBody appends the plaintext of body under message key mk to dst.
-func (s *State) openBody(dst []byte, mk *[keyLen]byte, body, ad []byte) ([]byte, error) {
+// openBody appends the plaintext of body under message key mk and message nonce to dst.
+func (s *State) openBody(dst []byte, mk *[keyLen]byte, nonce, body, ad []byte) ([]byte, error) {
 	var key [aeadKeyLen]byte
-	key, s.nonceBuf = messageAEADKeys(&s.zeroSalt, mk)
+	key, s.nonceBuf = messageAEADKeys(&s.zeroSalt, mk, nonce)
 	defer clear(key[:])
 	aead, err := newAESGCM(key[:])
 	if err != nil {

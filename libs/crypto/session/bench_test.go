@@ -55,7 +55,7 @@ func BenchmarkSessionHandshake(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, _, err := session.Accept(bob.Identity, store, msg, cfg); err != nil {
+		if _, _, err := session.Accept(bob.Identity, store, msg, alice.Public(), cfg); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/session"
@@ -21,13 +22,13 @@ func Example() {
 	bob, err := keys.GenerateIdentity()
 	check(err)
 	bobStore := keys.NewPreKeyStore()
-	spk, err := bobStore.GenerateSignedPreKey(bob)
+	spk, err := bobStore.GenerateSignedPreKey(bob, time.Now())
 	check(err)
 	opks, err := bobStore.GenerateOneTimePreKeys(10)
 	check(err)
-	kems, err := bobStore.GenerateKEMPreKeys(bob, 10)
+	kems, err := bobStore.GenerateKEMPreKeys(bob, 10, time.Now())
 	check(err)
-	_, err = bobStore.GenerateLastResortKEMPreKey(bob)
+	_, err = bobStore.GenerateLastResortKEMPreKey(bob, time.Now())
 	check(err)
 
 	// Alice fetches Bob's bundle from the server and starts a session.
@@ -41,7 +42,7 @@ func Example() {
 	check(err)
 
 	// Bob accepts the session from the first message; the one-time prekeys are now consumed.
-	bobSession, plaintext, err := session.Accept(bob, bobStore, first, cfg)
+	bobSession, plaintext, err := session.Accept(bob, bobStore, first, alice.Public(), cfg)
 	check(err)
 	fmt.Printf("Bob reads %q from a verified sender: %v\n", plaintext, bobSession.RemoteIdentity().Equal(alice.Public()))
 	oneTime, kemOneTime := bobStore.Counts()

@@ -35,7 +35,7 @@ func FuzzAccept(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		before, _ := bob.Store.MarshalBinary()
 		for _, cfg := range configs {
-			s, _, err := session.Accept(bob.Identity, bob.Store, data, cfg)
+			s, _, err := session.Accept(bob.Identity, bob.Store, data, keystest.Identity("alice").Public(), cfg)
 			if err != nil {
 				after, _ := bob.Store.MarshalBinary()
 				if !bytes.Equal(before, after) {

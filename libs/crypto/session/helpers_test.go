@@ -46,7 +46,7 @@ func newPair(t testing.TB, cfg session.Config) *pair {
 	}
 	first := mustEncrypt(t, p.alice, "first")
 	var pt []byte
-	if p.bob, pt, err = session.Accept(p.bobDevice.Identity, p.bobDevice.Store, first, cfg); err != nil {
+	if p.bob, pt, err = session.Accept(p.bobDevice.Identity, p.bobDevice.Store, first, p.aliceID.Public(), cfg); err != nil {
 		t.Fatalf("Accept: %v", err)
 	}
 	if string(pt) != "first" {

@@ -43,7 +43,7 @@ func generateKAT(t *testing.T) []katVector {
 			t.Fatal(err)
 		}
 		first := mustEncrypt(t, alice, v.First)
-		bobSession, _, err := session.Accept(bob.Identity, bob.Store, first, cfg)
+		bobSession, _, err := session.Accept(bob.Identity, bob.Store, first, keystest.Identity("alice").Public(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +91,7 @@ func TestKnownAnswers(t *testing.T) {
 			t.Fatal(err)
 		}
 		bob := keystest.NewDevice("bob")
-		bobSession, pt, err := session.Accept(bob.Identity, bob.Store, first, cfg)
+		bobSession, pt, err := session.Accept(bob.Identity, bob.Store, first, keystest.Identity("alice").Public(), cfg)
 		if err != nil || string(pt) != v.First {
 			t.Fatalf("header encryption %v: frozen first message: %q, %v", v.HeaderEncryption, pt, err)
 		}

@@ -3,6 +3,7 @@ package session
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
@@ -11,18 +12,22 @@ import (
 )
 
 const (
-	stateVersion = 1
+	// stateVersion 2: AD carries PQXDH v2's KEM binding and the ratchet state is version 2.
+	stateVersion = 2
+	// legacyStateVersion is a session of PQXDH v1 and ratchet wire v1: refused, to be started
+	// again.
+	legacyStateVersion = 1
 
 	flagInitiator = 1 << 0 // this device ran Initiate
 	flagPending   = 1 << 1 // initiator still sends prekey messages
 	knownFlags    = flagInitiator | flagPending
 )
 
-// MarshalBinary encodes the session for local storage (version 1). The result holds secrets and
+// MarshalBinary encodes the session for local storage (version 2). The result holds secrets and
 // must be stored encrypted.
 //
 //	u8 version | u8 flags (bit 0 initiator, bit 1 awaiting first reply)
-//	| AD = IK_A || IK_B (130)
+//	| AD = IK_A || IK_B || KB (162)
 //	| responder only: SHA-256 of the PQXDH header (32)
 //	| awaiting reply only: u16 length | prekey message prefix
 //	| ratchet state (package ratchet encoding, to the end)
@@ -57,7 +62,11 @@ func Unmarshal(data []byte) (*Session, error) {
 	if len(data) < 2 {
 		return nil, fmt.Errorf("session state of %d bytes: %w", len(data), ErrMalformed)
 	}
-	if data[0] != stateVersion {
+	switch data[0] {
+	case stateVersion:
+	case legacyStateVersion:
+		return nil, fmt.Errorf("session state version 1 predates PQXDH v2 and ratchet v2; start a new session: %w", ErrUnsupportedVersion)
+	default:
 		return nil, fmt.Errorf("session state version %d: %w", data[0], ErrUnsupportedVersion)
 	}
 	flags := data[1]
@@ -72,7 +81,7 @@ func Unmarshal(data []byte) (*Session, error) {
 	s := &Session{initiator: initiator, ad: append([]byte(nil), rest[:pqxdh.AssociatedDataSize]...)}
 	rest = rest[pqxdh.AssociatedDataSize:]
 	ikA, errA := keys.ParseIdentityKey(s.ad[:keys.PublicKeySize])
-	ikB, errB := keys.ParseIdentityKey(s.ad[keys.PublicKeySize:])
+	ikB, errB := keys.ParseIdentityKey(s.ad[keys.PublicKeySize : 2*keys.PublicKeySize])
 	if errA != nil || errB != nil {
 		return nil, fmt.Errorf("session state identity keys: %w", ErrMalformed)
 	}
@@ -106,7 +115,9 @@ func Unmarshal(data []byte) (*Session, error) {
 		rest = rest[2+n:]
 	}
 	st, err := ratchet.Unmarshal(rest)
-	if err != nil {
+	if errors.Is(err, ratchet.ErrUnsupportedVersion) {
+		return nil, fmt.Errorf("session state: %w: %w", ErrUnsupportedVersion, err)
+	} else if err != nil {
 		return nil, fmt.Errorf("session state: %w: %w", ErrMalformed, err)
 	}
 	s.ratchet = st

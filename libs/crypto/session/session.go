@@ -3,13 +3,19 @@
 //
 // The initiator fetches the peer's [keys.Bundle] and calls [Initiate]; every message it encrypts
 // is a prekey message, carrying the PQXDH header, until the first reply decrypts. The responder
-// calls [Accept] with the first prekey message it receives, which authenticates that message
-// before consuming the one-time prekeys it used. Both sides then call [Session.Encrypt] and
+// calls [Accept] with the first prekey message it receives and the identity key it expects the
+// sender to have (from an authenticated source, such as the envelope's sender certificate):
+// Accept refuses any other identity before touching the prekeys, and consumes the one-time
+// prekeys only once the message has authenticated. Both sides then call [Session.Encrypt] and
 // [Session.Decrypt]; messages may arrive in any order, lost or duplicated (duplicates are rejected
 // with [ErrDuplicate]). [Session.MarshalBinary] and [Unmarshal] persist a session across restarts.
 //
-// Every message authenticates AD = IK_A || IK_B (the two identity keys) together with its own
-// session-level prefix, so a message cannot move between sessions or change its type.
+// Persist the session after every Encrypt before the message leaves the device, and never
+// encrypt from an older copy (see package ratchet).
+//
+// Every message authenticates AD = IK_A || IK_B || KB (the two identity keys and PQXDH's KEM
+// binding) together with its own session-level prefix, so a message cannot move between
+// sessions or change its type.
 //
 // Wire format of a message (version 1):
 //
@@ -30,6 +36,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/pqxdh"
@@ -72,6 +79,9 @@ var (
 	// ErrHandshakeMismatch reports a prekey message whose PQXDH header is not the one this
 	// session was created from: the peer started a new session, which the caller should Accept.
 	ErrHandshakeMismatch = errors.New("session: prekey message of another handshake")
+	// ErrIdentityMismatch reports a prekey message whose sender identity is not the one the
+	// caller expected; Accept refuses it before looking up or consuming any prekey.
+	ErrIdentityMismatch = errors.New("session: prekey message from an unexpected identity")
 
 	// ErrDecrypt reports a message that does not authenticate: tampered, or for another session.
 	ErrDecrypt = ratchet.ErrDecrypt
@@ -91,10 +101,15 @@ type Config struct {
 	// MaxSkippedKeys bounds stored skipped keys across chains, oldest evicted; 0 means
 	// ratchet.DefaultMaxSkippedKeys.
 	MaxSkippedKeys int
+	// MaxSkippedSteps and MaxSkippedAge expire skipped keys after that many receiving DH ratchet
+	// steps or that long; 0 means ratchet.DefaultMaxSkippedSteps and ratchet.DefaultMaxSkippedAge.
+	MaxSkippedSteps int
+	MaxSkippedAge   time.Duration
 }
 
 func (c Config) ratchet() ratchet.Config {
-	return ratchet.Config{HeaderEncryption: c.HeaderEncryption, MaxSkip: c.MaxSkip, MaxSkippedKeys: c.MaxSkippedKeys}
+	return ratchet.Config{HeaderEncryption: c.HeaderEncryption, MaxSkip: c.MaxSkip, MaxSkippedKeys: c.MaxSkippedKeys,
+		MaxSkippedSteps: c.MaxSkippedSteps, MaxSkippedAge: c.MaxSkippedAge}
 }
 
 // PreKeyStore is what Accept needs from the responder's prekeys: lookups by id, and consuming the
@@ -196,10 +211,16 @@ func IsPreKeyMessage(msg []byte) bool {
 }
 
 // Accept starts the responder's side of a session from the first prekey message received from a
-// device, and returns the session with that message's plaintext. It consumes the one-time prekeys
-// the message used only after the message has authenticated: on any error store is unchanged. A
+// device, and returns the session with that message's plaintext. expected is the identity key
+// the sender must have, learned from an authenticated source (the sealed envelope's sender
+// certificate, a pinned contact): a message claiming any other identity fails with
+// [ErrIdentityMismatch] before any prekey is looked up. Accept consumes the one-time prekeys the
+// message used only after the message has authenticated: on any error store is unchanged. A
 // second Accept of a message using the same one-time prekey fails with [keys.ErrPreKeyUsed].
-func Accept(identity *keys.Identity, store PreKeyStore, message []byte, cfg Config) (*Session, []byte, error) {
+func Accept(identity *keys.Identity, store PreKeyStore, message []byte, expected *keys.IdentityKey, cfg Config) (*Session, []byte, error) {
+	if expected == nil {
+		return nil, nil, fmt.Errorf("session: accept without an expected peer identity: %w", ErrIdentityMismatch)
+	}
 	p, err := parseMessage(message)
 	if err != nil {
 		return nil, nil, fmt.Errorf("session: %w", err)
@@ -210,6 +231,9 @@ func Accept(identity *keys.Identity, store PreKeyStore, message []byte, cfg Conf
 	h, err := pqxdh.ParseHeader(p.header)
 	if err != nil {
 		return nil, nil, fmt.Errorf("session: %w", err)
+	}
+	if !h.IdentityKey.Equal(expected) {
+		return nil, nil, ErrIdentityMismatch
 	}
 	resp, err := pqxdh.Respond(identity, store, h)
 	if err != nil {

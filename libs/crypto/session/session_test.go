@@ -29,7 +29,7 @@ func TestPreKeyMessagesUntilFirstReply(t *testing.T) {
 				}
 			}
 			// The third message arrives first and starts Bob's session; the others are late.
-			bobSession, pt, err := session.Accept(bob.Identity, bob.Store, m3, cfg)
+			bobSession, pt, err := session.Accept(bob.Identity, bob.Store, m3, keystest.Identity("alice").Public(), cfg)
 			if err != nil || string(pt) != "three" {
 				t.Fatalf("Accept: %q, %v", pt, err)
 			}
@@ -40,7 +40,7 @@ func TestPreKeyMessagesUntilFirstReply(t *testing.T) {
 			mustDecrypt(t, bobSession, m1, "one")
 			mustDecrypt(t, bobSession, m2, "two")
 			// The one-time prekeys are gone: the same handshake cannot start a second session.
-			if _, _, err := session.Accept(bob.Identity, bob.Store, m1, cfg); !errors.Is(err, keys.ErrPreKeyUsed) {
+			if _, _, err := session.Accept(bob.Identity, bob.Store, m1, keystest.Identity("alice").Public(), cfg); !errors.Is(err, keys.ErrPreKeyUsed) {
 				t.Fatalf("second Accept: got %v, want ErrPreKeyUsed", err)
 			}
 			if _, err := bobSession.Decrypt(nil, m2); !errors.Is(err, session.ErrDuplicate) {
@@ -69,7 +69,7 @@ func TestLastResortBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bobSession, pt, err := session.Accept(bob.Identity, bob.Store, mustEncrypt(t, alice, "hi"), session.Config{})
+	bobSession, pt, err := session.Accept(bob.Identity, bob.Store, mustEncrypt(t, alice, "hi"), keystest.Identity("alice").Public(), session.Config{})
 	if err != nil || string(pt) != "hi" {
 		t.Fatalf("Accept: %q, %v", pt, err)
 	}
@@ -94,7 +94,7 @@ func TestEveryByteFlippedPreKeyMessage(t *testing.T) {
 			for i := range msg {
 				bad := bytes.Clone(msg)
 				bad[i] ^= 0x01
-				if s, _, err := session.Accept(bob.Identity, bob.Store, bad, cfg); err == nil || s != nil {
+				if s, _, err := session.Accept(bob.Identity, bob.Store, bad, keystest.Identity("alice").Public(), cfg); err == nil || s != nil {
 					t.Fatalf("byte %d flipped: Accept succeeded", i)
 				}
 			}
@@ -102,7 +102,7 @@ func TestEveryByteFlippedPreKeyMessage(t *testing.T) {
 			if !bytes.Equal(before, after) {
 				t.Fatal("failed Accepts changed the prekey store")
 			}
-			if _, pt, err := session.Accept(bob.Identity, bob.Store, msg, cfg); err != nil || string(pt) != "a first message" {
+			if _, pt, err := session.Accept(bob.Identity, bob.Store, msg, keystest.Identity("alice").Public(), cfg); err != nil || string(pt) != "a first message" {
 				t.Fatalf("genuine message after tampered ones: %q, %v", pt, err)
 			}
 		})
@@ -182,7 +182,7 @@ func TestWrongRecipient(t *testing.T) {
 			first := mustEncrypt(t, alice, "for Bob")
 			// Eve holds prekeys under the same ids but derives another key.
 			eve := keystest.NewDevice("eve")
-			if _, _, err := session.Accept(eve.Identity, eve.Store, first, cfg); !errors.Is(err, session.ErrDecrypt) {
+			if _, _, err := session.Accept(eve.Identity, eve.Store, first, keystest.Identity("alice").Public(), cfg); !errors.Is(err, session.ErrDecrypt) {
 				t.Fatalf("Accept by the wrong device: got %v, want ErrDecrypt", err)
 			}
 			if n, k := eve.Store.Counts(); n != 1 || k != 1 {
@@ -195,7 +195,7 @@ func TestWrongRecipient(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			carolSession, _, err := session.Accept(carol.Identity, carol.Store, mustEncrypt(t, other, "x"), cfg)
+			carolSession, _, err := session.Accept(carol.Identity, carol.Store, mustEncrypt(t, other, "x"), keystest.Identity("alice").Public(), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -242,7 +242,7 @@ func TestHandshakeMismatch(t *testing.T) {
 	if _, err := p.alice.Decrypt(nil, m); !errors.Is(err, session.ErrHandshakeMismatch) {
 		t.Fatalf("prekey message at an initiator: got %v, want ErrHandshakeMismatch", err)
 	}
-	if _, pt, err := session.Accept(fresh.Identity, fresh.Store, m, session.Config{}); err != nil || string(pt) != "new session" {
+	if _, pt, err := session.Accept(fresh.Identity, fresh.Store, m, keystest.Identity("alice").Public(), session.Config{}); err != nil || string(pt) != "new session" {
 		t.Fatalf("Accept of the new session: %q, %v", pt, err)
 	}
 }
@@ -267,11 +267,11 @@ func TestMessageFormatErrors(t *testing.T) {
 		if _, err := p.bob.Decrypt(nil, c.msg); !errors.Is(err, c.want) {
 			t.Errorf("Decrypt %s: got %v, want %v", name, err, c.want)
 		}
-		if _, _, err := session.Accept(bob.Identity, bob.Store, c.msg, session.Config{}); !errors.Is(err, c.want) {
+		if _, _, err := session.Accept(bob.Identity, bob.Store, c.msg, keystest.Identity("alice").Public(), session.Config{}); !errors.Is(err, c.want) {
 			t.Errorf("Accept %s: got %v, want %v", name, err, c.want)
 		}
 	}
-	if _, _, err := session.Accept(bob.Identity, bob.Store, m, session.Config{}); !errors.Is(err, session.ErrNotPreKeyMessage) {
+	if _, _, err := session.Accept(bob.Identity, bob.Store, m, keystest.Identity("alice").Public(), session.Config{}); !errors.Is(err, session.ErrNotPreKeyMessage) {
 		t.Errorf("Accept of a normal message: got %v, want ErrNotPreKeyMessage", err)
 	}
 	if _, err := p.alice.Encrypt(nil, make([]byte, session.MaxPlaintextSize+1)); !errors.Is(err, session.ErrTooLarge) {
@@ -311,19 +311,19 @@ func TestMissingKEMCiphertextAndBadHeader(t *testing.T) {
 	stripped[len(stripped)-2], stripped[len(stripped)-1] = 0, 0
 	noCT := append([]byte{1, 1, byte(len(stripped) >> 8), byte(len(stripped))}, stripped...)
 	noCT = append(noCT, m[4+hdrLen:]...)
-	if _, _, err := session.Accept(bob.Identity, bob.Store, noCT, session.Config{}); !errors.Is(err, pqxdh.ErrMissingKEMCiphertext) {
+	if _, _, err := session.Accept(bob.Identity, bob.Store, noCT, keystest.Identity("alice").Public(), session.Config{}); !errors.Is(err, pqxdh.ErrMissingKEMCiphertext) {
 		t.Fatalf("missing KEM ciphertext: got %v", err)
 	}
 	// Unknown signed prekey id (bytes 4+1+65+65 .. +4 of the message).
 	unknown := bytes.Clone(m)
 	unknown[4+1+130+3] = 0x7f
-	if _, _, err := session.Accept(bob.Identity, bob.Store, unknown, session.Config{}); !errors.Is(err, keys.ErrUnknownPreKey) {
+	if _, _, err := session.Accept(bob.Identity, bob.Store, unknown, keystest.Identity("alice").Public(), session.Config{}); !errors.Is(err, keys.ErrUnknownPreKey) {
 		t.Fatalf("unknown signed prekey: got %v", err)
 	}
 	// Off-curve ephemeral key.
 	offCurve := bytes.Clone(m)
 	offCurve[4+1+65+64] ^= 1
-	if _, _, err := session.Accept(bob.Identity, bob.Store, offCurve, session.Config{}); !errors.Is(err, keys.ErrInvalidKey) {
+	if _, _, err := session.Accept(bob.Identity, bob.Store, offCurve, keystest.Identity("alice").Public(), session.Config{}); !errors.Is(err, keys.ErrInvalidKey) {
 		t.Fatalf("off-curve ephemeral key: got %v", err)
 	}
 }
@@ -334,7 +334,7 @@ func TestConfigMismatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := session.Accept(bob.Identity, bob.Store, mustEncrypt(t, alice, "x"), session.Config{}); err == nil {
+	if _, _, err := session.Accept(bob.Identity, bob.Store, mustEncrypt(t, alice, "x"), keystest.Identity("alice").Public(), session.Config{}); err == nil {
 		t.Fatal("header-encrypted message accepted by a plain-header responder")
 	}
 }
@@ -376,10 +376,12 @@ func TestUnmarshalErrors(t *testing.T) {
 				t.Fatalf("%s: truncation to %d: got %v", name, n, err)
 			}
 		}
-		v := bytes.Clone(enc)
-		v[0] = 9
-		if _, err := session.Unmarshal(v); !errors.Is(err, session.ErrUnsupportedVersion) {
-			t.Fatalf("%s: version: %v", name, err)
+		for _, version := range []byte{1, 9} { // 1: PQXDH v1 and ratchet v1, refused
+			v := bytes.Clone(enc)
+			v[0] = version
+			if _, err := session.Unmarshal(v); !errors.Is(err, session.ErrUnsupportedVersion) {
+				t.Fatalf("%s: version %d: %v", name, version, err)
+			}
 		}
 		f := bytes.Clone(enc)
 		f[1] |= 0x80
@@ -392,5 +394,31 @@ func TestUnmarshalErrors(t *testing.T) {
 	enc[1] = 0x02
 	if _, err := session.Unmarshal(enc); !errors.Is(err, session.ErrMalformed) {
 		t.Fatalf("pending responder: %v", err)
+	}
+}
+
+// TestAcceptChecksIdentityFirst: a genuine prekey message delivered as if from another sender
+// (a relay that re-wraps Alice's message under Mallory's envelope) is refused before any prekey
+// is touched, so Alice's own delivery still starts the session. Before Accept took the expected
+// identity, the caller could only compare identities after the prekeys were consumed, and the
+// genuine delivery then failed with keys.ErrPreKeyUsed.
+func TestAcceptChecksIdentityFirst(t *testing.T) {
+	bob := keystest.NewDevice("bob")
+	alice, err := session.Initiate(keystest.Identity("alice"), bob.Bundle, session.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := mustEncrypt(t, alice, "from Alice")
+	before, _ := bob.Store.MarshalBinary()
+	for name, expected := range map[string]*keys.IdentityKey{"mallory": keystest.Identity("mallory").Public(), "none": nil} {
+		if s, _, err := session.Accept(bob.Identity, bob.Store, first, expected, session.Config{}); !errors.Is(err, session.ErrIdentityMismatch) || s != nil {
+			t.Fatalf("expected %s: got %v, want ErrIdentityMismatch", name, err)
+		}
+	}
+	if after, _ := bob.Store.MarshalBinary(); !bytes.Equal(before, after) {
+		t.Fatal("refused Accept changed the prekey store")
+	}
+	if _, pt, err := session.Accept(bob.Identity, bob.Store, first, keystest.Identity("alice").Public(), session.Config{}); err != nil || string(pt) != "from Alice" {
+		t.Fatalf("genuine delivery after the refused one: %q, %v", pt, err)
 	}
 }

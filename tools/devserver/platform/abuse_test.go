@@ -73,16 +73,16 @@ func preKeyUpload(t *testing.T, d *device, store *keys.PreKeyStore, first bool, 
 	t.Helper()
 	req := &authv1.UploadPreKeysRequest{}
 	if first {
-		spk := must(store.GenerateSignedPreKey(d.Identity))
-		req.SignedEcPrekey = &authv1.SignedEcPreKey{Id: spk.ID, PublicKey: spk.Key.Bytes(), Signature: spk.Signature}
-		lrk := must(store.GenerateLastResortKEMPreKey(d.Identity))
-		req.LastResortKemPrekey = &authv1.SignedKemPreKey{Id: lrk.ID, PublicKey: lrk.Key.Bytes(), Signature: lrk.Signature}
+		spk := must(store.GenerateSignedPreKey(d.Identity, time.Now()))
+		req.SignedEcPrekey = &authv1.SignedEcPreKey{Id: spk.ID, CreatedAt: spk.Created.Unix(), PublicKey: spk.Key.Bytes(), Signature: spk.Signature}
+		lrk := must(store.GenerateLastResortKEMPreKey(d.Identity, time.Now()))
+		req.LastResortKemPrekey = &authv1.SignedKemPreKey{Id: lrk.ID, CreatedAt: lrk.Created.Unix(), PublicKey: lrk.Key.Bytes(), Signature: lrk.Signature}
 	}
 	for _, k := range must(store.GenerateOneTimePreKeys(n)) {
 		req.OneTimeEcPrekeys = append(req.OneTimeEcPrekeys, &authv1.EcPreKey{Id: k.ID, PublicKey: k.Key.Bytes()})
 	}
-	for _, k := range must(store.GenerateKEMPreKeys(d.Identity, n)) {
-		req.OneTimeKemPrekeys = append(req.OneTimeKemPrekeys, &authv1.SignedKemPreKey{Id: k.ID, PublicKey: k.Key.Bytes(), Signature: k.Signature})
+	for _, k := range must(store.GenerateKEMPreKeys(d.Identity, n, time.Now())) {
+		req.OneTimeKemPrekeys = append(req.OneTimeKemPrekeys, &authv1.SignedKemPreKey{Id: k.ID, CreatedAt: k.Created.Unix(), PublicKey: k.Key.Bytes(), Signature: k.Signature})
 	}
 	return req
 }
@@ -160,9 +160,9 @@ func TestAuthDocumentedErrors(t *testing.T) {
 	}
 	carol := e.register(t, "carol")
 
-	spk := must(aliceKeys.GenerateSignedPreKey(alice.Identity))
+	spk := must(aliceKeys.GenerateSignedPreKey(alice.Identity, time.Now()))
 	otk := must(aliceKeys.GenerateOneTimePreKeys(1))[0]
-	kemByOther := must(aliceKeys.GenerateKEMPreKeys(otherID, 1))[0]
+	kemByOther := must(aliceKeys.GenerateKEMPreKeys(otherID, 1, time.Now()))[0]
 
 	a := e.auth
 	runErrCases(t, []errCase{
@@ -334,7 +334,7 @@ func TestAuthDocumentedErrors(t *testing.T) {
 			return err
 		}, codes.InvalidArgument, "INVALID_PREKEY"},
 		{"UploadPreKeys/BAD_PREKEY_SIGNATURE", func() error {
-			_, err := a.UploadPreKeys(alice.ctx(t), &authv1.UploadPreKeysRequest{OneTimeKemPrekeys: []*authv1.SignedKemPreKey{{Id: kemByOther.ID, PublicKey: kemByOther.Key.Bytes(), Signature: kemByOther.Signature}}})
+			_, err := a.UploadPreKeys(alice.ctx(t), &authv1.UploadPreKeysRequest{OneTimeKemPrekeys: []*authv1.SignedKemPreKey{{Id: kemByOther.ID, CreatedAt: kemByOther.Created.Unix(), PublicKey: kemByOther.Key.Bytes(), Signature: kemByOther.Signature}}})
 			return err
 		}, codes.InvalidArgument, "BAD_PREKEY_SIGNATURE"},
 		{"UploadPreKeys/DUPLICATE_PREKEY_ID", func() error {
@@ -351,7 +351,7 @@ func TestAuthDocumentedErrors(t *testing.T) {
 			return err
 		}, codes.ResourceExhausted, "PREKEY_LIMIT_REACHED"},
 		{"UploadPreKeys/BAD_PREKEY_SIGNATURE on the signed prekey", func() error {
-			_, err := a.UploadPreKeys(alice.ctx(t), &authv1.UploadPreKeysRequest{SignedEcPrekey: &authv1.SignedEcPreKey{Id: spk.ID, PublicKey: spk.Key.Bytes(), Signature: signWith(t, otherID, keys.ContextSignedPreKey, []byte("x"))}})
+			_, err := a.UploadPreKeys(alice.ctx(t), &authv1.UploadPreKeysRequest{SignedEcPrekey: &authv1.SignedEcPreKey{Id: spk.ID, CreatedAt: spk.Created.Unix(), PublicKey: spk.Key.Bytes(), Signature: signWith(t, otherID, keys.ContextSignedPreKey, []byte("x"))}})
 			return err
 		}, codes.InvalidArgument, "BAD_PREKEY_SIGNATURE"},
 

@@ -15,6 +15,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"fmt"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 )
@@ -76,21 +77,23 @@ type Device struct {
 }
 
 // NewDevice builds the device for label. Every key is a function of label; only the ECDSA
-// signatures vary between calls (they are randomized), which changes no derived secret.
+// signatures (randomized) and the prekeys' creation time (the time of the call, so that
+// initiators accept them) vary between calls, which changes no derived secret.
 func NewDevice(label string) *Device {
 	id := Identity(label)
+	created := time.Now()
 	must := func(err error) {
 		if err != nil {
 			panic(fmt.Sprintf("keystest: device %q: %v", label, err))
 		}
 	}
-	spk, err := keys.NewSignedPreKey(id, 1, ECDHKey(label+"/spk/1"))
+	spk, err := keys.NewSignedPreKey(id, 1, created, ECDHKey(label+"/spk/1"))
 	must(err)
 	opk, err := keys.NewOneTimePreKey(2, ECDHKey(label+"/opk/2"))
 	must(err)
-	kem, err := keys.NewKEMPreKey(id, 1, KEMKey(label+"/kem/1"), false)
+	kem, err := keys.NewKEMPreKey(id, 1, created, KEMKey(label+"/kem/1"), false)
 	must(err)
-	lastResort, err := keys.NewKEMPreKey(id, 2, KEMKey(label+"/kem/2"), true)
+	lastResort, err := keys.NewKEMPreKey(id, 2, created, KEMKey(label+"/kem/2"), true)
 	must(err)
 
 	store := keys.NewPreKeyStore()

@@ -1901,8 +1901,11 @@ type SignedEcPreKey struct {
 	// P-256 public key, SEC1 uncompressed. Exactly: 65 bytes.
 	PublicKey []byte `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	// Signature by the device identity key under context "signed-prekey" over
-	// u32be(id) || public_key. Max: 72 bytes.
-	Signature     []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	// u32be(id) || u64be(created_at) || public_key. Max: 72 bytes.
+	Signature []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	// Creation time in Unix seconds, covered by the signature; initiators refuse a prekey
+	// created more than 30 days ago (libs/crypto/keys.MaxPreKeyAge).
+	CreatedAt     int64 `protobuf:"varint,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1958,6 +1961,13 @@ func (x *SignedEcPreKey) GetSignature() []byte {
 	return nil
 }
 
+func (x *SignedEcPreKey) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
 // SignedKemPreKey is a signed ML-KEM-768 prekey (PQXDH PQPK), one-time or last-resort.
 type SignedKemPreKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1966,9 +1976,12 @@ type SignedKemPreKey struct {
 	// ML-KEM-768 encapsulation key (FIPS 203). Exactly: 1184 bytes.
 	PublicKey []byte `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	// Signature by the device identity key under context "kem-prekey" over
-	// u32be(id) || u8(last_resort ? 1 : 0) || u8(1 = ML-KEM-768) || public_key, so a one-time key
-	// cannot pass as a last-resort key or the reverse. Max: 72 bytes.
-	Signature     []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	// u32be(id) || u8(last_resort ? 1 : 0) || u8(1 = ML-KEM-768) || u64be(created_at) || public_key,
+	// so a one-time key cannot pass as a last-resort key or the reverse. Max: 72 bytes.
+	Signature []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	// Creation time in Unix seconds, covered by the signature; initiators refuse a prekey
+	// created more than 30 days ago (libs/crypto/keys.MaxPreKeyAge).
+	CreatedAt     int64 `protobuf:"varint,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2022,6 +2035,13 @@ func (x *SignedKemPreKey) GetSignature() []byte {
 		return x.Signature
 	}
 	return nil
+}
+
+func (x *SignedKemPreKey) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
 }
 
 // UploadPreKeysRequest uploads prekeys of the calling device.
@@ -3348,17 +3368,21 @@ const file_guardyn_auth_v1_auth_proto_rawDesc = "" +
 	"\bEcPreKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x02 \x01(\fR\tpublicKey\"]\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\"|\n" +
 	"\x0eSignedEcPreKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"^\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\x03R\tcreatedAt\"}\n" +
 	"\x0fSignedKemPreKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xd5\x02\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\x03R\tcreatedAt\"\xd5\x02\n" +
 	"\x14UploadPreKeysRequest\x12I\n" +
 	"\x10signed_ec_prekey\x18\x01 \x01(\v2\x1f.guardyn.auth.v1.SignedEcPreKeyR\x0esignedEcPrekey\x12H\n" +
 	"\x13one_time_ec_prekeys\x18\x02 \x03(\v2\x19.guardyn.auth.v1.EcPreKeyR\x10oneTimeEcPrekeys\x12Q\n" +
