@@ -345,7 +345,7 @@ func (st *liveStream) drain() error {
 		st.mu.Unlock()
 		// Messages already sent live come back until they are acked; read past them.
 		limit := min(room+sent, msgstore.MaxBatch)
-		msgs, err := st.s.inboxes.Read(st.ctx, st.inbox, st.cursor, limit)
+		msgs, err := st.s.inboxes.Read(st.ctx, st.inbox, st.cursor, limit, msgstore.MaxReadBytes)
 		if err != nil {
 			return st.s.internal(st.ctx, "read inbox", err)
 		}
@@ -400,7 +400,7 @@ func (st *liveStream) resync() error {
 	present := make(map[msgstore.ID]struct{})
 	var cursor msgstore.Cursor
 	for {
-		msgs, err := st.s.inboxes.Read(st.ctx, st.inbox, cursor, msgstore.MaxBatch)
+		msgs, err := st.s.inboxes.Read(st.ctx, st.inbox, cursor, msgstore.MaxBatch, msgstore.MaxReadBytes)
 		if err != nil {
 			return st.s.internal(st.ctx, "read inbox", err)
 		}

@@ -164,7 +164,7 @@ func TestKill9(t *testing.T) {
 		for in, inbox := range crashInboxes {
 			var cursor msgstore.Cursor
 			for {
-				page, err := s.Read(context.Background(), inbox, cursor, 500)
+				page, err := s.Read(context.Background(), inbox, cursor, 500, msgstore.MaxReadBytes)
 				if err != nil {
 					t.Fatalf("round %d: read: %v", round, err)
 				}
