@@ -34,6 +34,7 @@ type backlogResult struct {
 	baseRSS, peakRSS int64 // bytes: after the restart, and the most seen while reconnecting
 	reconnects       int64
 	failed           int64 // streams the server ended with an error
+	firstErr         error // the first of those errors
 	received         int64 // bytes of payload
 }
 
@@ -55,7 +56,7 @@ func runBacklog(ctx context.Context, args []string) error {
 		return err
 	}
 	if res.failed > 0 {
-		return fmt.Errorf("%d of %d streams failed", res.failed, res.reconnects)
+		return fmt.Errorf("%d of %d streams failed, the first with: %w", res.failed, res.reconnects, res.firstErr)
 	}
 	if f.maxRSSMiB > 0 && res.peakRSS > int64(f.maxRSSMiB)<<20 {
 		return fmt.Errorf("server RSS reached %.1f MiB, over the bound of %d MiB", mib(res.peakRSS), f.maxRSSMiB)
@@ -157,9 +158,14 @@ func backlog(ctx context.Context, f backlogFlags) (*backlogResult, error) {
 	res.peakRSS = res.baseRSS
 	conns := newConnPool(srv.addr, 0)
 	defer conns.Close()
-	runCtx, cancel := context.WithTimeout(ctx, f.duration)
+	// Canceled rather than given a deadline: a deadline travels with each stream, and the
+	// server may end a stream on it just before this process notices, which would look
+	// like a failure.
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	time.AfterFunc(f.duration, cancel)
 	var reconnects, failed, received atomic.Int64
+	var firstErr atomic.Pointer[error]
 	g, gctx = errgroup.WithContext(runCtx)
 	for _, d := range devices {
 		c, err := conns.get()
@@ -177,6 +183,7 @@ func backlog(ctx context.Context, f backlogFlags) (*backlogResult, error) {
 					// A stream that fails (as every one did when a response could
 					// exceed the transport's limits) is retried, as clients do.
 					failed.Add(1)
+					firstErr.CompareAndSwap(nil, &err)
 				}
 				reconnects.Add(1)
 			}
@@ -201,6 +208,10 @@ func backlog(ctx context.Context, f backlogFlags) (*backlogResult, error) {
 		return nil, err
 	}
 	res.reconnects, res.failed, res.received = reconnects.Load(), failed.Load(), received.Load()
+	if p := firstErr.Load(); p != nil {
+		res.firstErr = *p
+		fmt.Printf("the first stream that failed: %v\n", res.firstErr)
+	}
 	fmt.Printf("%d devices reconnected %d times in %v (%d streams failed) and received %.1f MiB without acknowledging\n", f.devices, res.reconnects, f.duration, res.failed, mib(res.received))
 	fmt.Printf("server RSS: %.1f MiB after the restart, at most %.1f MiB while reconnecting\n", mib(res.baseRSS), mib(res.peakRSS))
 	return res, nil

@@ -36,6 +36,6 @@ func TestBacklogReconnectsKeepServerMemoryBounded(t *testing.T) {
 			mib(grew), mib(res.baseRSS), mib(res.peakRSS), devices, perStream>>20)
 	}
 	if res.failed > 0 || res.reconnects < devices || res.received == 0 {
-		t.Fatalf("%d reconnects (%d failed) received %d bytes: the devices did not read their backlogs", res.reconnects, res.failed, res.received)
+		t.Fatalf("%d reconnects (%d failed, the first with %v) received %d bytes: the devices did not read their backlogs", res.reconnects, res.failed, res.firstErr, res.received)
 	}
 }
