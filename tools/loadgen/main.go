@@ -13,6 +13,10 @@
 // per message.
 // idle: opens one Receive stream per device and reports the server's resident memory per
 // connected device.
+// backlog: queues a large backlog of group messages for many devices, restarts the server
+// and has every device reconnect in a loop, reading a little each time without
+// acknowledging; reports the server's peak resident memory, which must not grow with the
+// backlog.
 //
 // Devices connect one connection each, as phones do, or with -conns N spread over N
 // shared connections, as behind an edge proxy. docs/perf-throughput.md and
@@ -42,6 +46,8 @@ func main() {
 		err = runThroughput(ctx, os.Args[2:])
 	case "idle":
 		err = runIdle(ctx, os.Args[2:])
+	case "backlog":
+		err = runBacklog(ctx, os.Args[2:])
 	case "-h", "--help", "help":
 		usage()
 		return

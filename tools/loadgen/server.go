@@ -29,6 +29,7 @@ type child struct {
 	cmd  *exec.Cmd
 	addr string
 	dir  string
+	bin  string
 }
 
 // start runs the devserver on a fresh data dir and waits until it listens.
@@ -46,17 +47,34 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 			return nil, fmt.Errorf("build devserver (run loadgen from the repository root): %w", err)
 		}
 	}
+	c := &child{dir: dir, bin: bin}
+	if err := c.launch(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return c, nil
+}
+
+// restart stops the child and starts it again on the same data dir: a fresh process,
+// as after a deploy, that every device reconnects to.
+func (c *child) restart() error {
+	c.halt()
+	return c.launch()
+}
+
+// launch runs the devserver on c's data dir and waits until it listens.
+func (c *child) launch() error {
 	// Every simulated device connects from 127.0.0.1, so per-peer limits on registration
 	// would throttle the setup, not measure the platform.
-	cmd := exec.Command(bin, "-data-dir", filepath.Join(dir, "data"), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-rate-limits=false")
+	cmd := exec.Command(c.bin, "-data-dir", filepath.Join(c.dir, "data"), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-rate-limits=false")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
-	c := &child{cmd: cmd, dir: dir}
+	c.cmd = cmd
 	ready := make(chan string, 1)
 	go func() {
 		lines := bufio.NewScanner(out)
@@ -69,14 +87,20 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 	}()
 	select {
 	case c.addr = <-ready:
-		return c, nil
+		return nil
 	case <-time.After(60 * time.Second):
-		c.stop()
-		return nil, fmt.Errorf("devserver did not start")
+		c.halt()
+		return fmt.Errorf("devserver did not start")
 	}
 }
 
 func (c *child) stop() {
+	c.halt()
+	os.RemoveAll(c.dir)
+}
+
+// halt stops the process and keeps its data dir.
+func (c *child) halt() {
 	c.cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
 	go func() { c.cmd.Wait(); close(done) }()
@@ -86,7 +110,6 @@ func (c *child) stop() {
 		c.cmd.Process.Kill()
 		<-done
 	}
-	os.RemoveAll(c.dir)
 }
 
 // rss returns the resident memory of the child in bytes, from /proc.
