@@ -29,6 +29,11 @@ const (
 	MaxBatch = 4096
 	// MaxBatchBytes bounds the total body size of one Append.
 	MaxBatchBytes = 64 << 20
+	// MaxReadBytes is the largest byte budget of one Read.
+	MaxReadBytes = 64 << 20
+	// ReadOverhead is the most bytes of its own bookkeeping per message that a backend
+	// may count against the byte budget of a Read, besides the body.
+	ReadOverhead = 1 << 10
 )
 
 // Errors returned by every backend; test for them with errors.Is.
@@ -108,9 +113,22 @@ type Store interface {
 	// is accepted and never returned.
 	Append(ctx context.Context, msgs []Message) error
 
-	// Read returns up to limit unexpired messages of inbox that come after the cursor,
-	// in append order. limit must be 1 to MaxBatch.
-	Read(ctx context.Context, inbox Inbox, after Cursor, limit int) ([]Message, error)
+	// Read returns unexpired messages of inbox that come after the cursor, in append
+	// order: at most limit of them, and no more than fit in maxBytes of body, so that
+	// the caller's memory is bounded by its budget and not by what senders queued. The
+	// first message comes whatever its size: a message larger than the budget comes
+	// alone, and paging always progresses. A backend may count up to ReadOverhead bytes
+	// per message besides its body against the budget. A page shorter than limit does
+	// not mean the inbox is exhausted; an empty page does. limit must be 1 to MaxBatch
+	// and maxBytes 1 to MaxReadBytes.
+	Read(ctx context.Context, inbox Inbox, after Cursor, limit, maxBytes int) ([]Message, error)
+
+	// ReadIDs is Read without bodies, for callers that only need to know which messages
+	// an inbox holds: the ids of up to limit unexpired messages after the cursor, in
+	// append order, and the cursor of the last of them (after itself when there are
+	// none). What it costs does not depend on the size of the bodies. limit must be 1
+	// to MaxBatch.
+	ReadIDs(ctx context.Context, inbox Inbox, after Cursor, limit int) ([]ID, Cursor, error)
 
 	// Delete removes the messages with the given ids from inbox, as the device
 	// acknowledges them; unknown ids are ignored. Later Reads no longer return them, but
@@ -143,6 +161,14 @@ func CheckIDs(ids []ID) error {
 func CheckLimit(limit int) error {
 	if limit < 1 || limit > MaxBatch {
 		return fmt.Errorf("%w: limit %d outside 1 to %d", ErrInvalid, limit, MaxBatch)
+	}
+	return nil
+}
+
+// CheckReadBytes validates the byte budget of Read.
+func CheckReadBytes(maxBytes int) error {
+	if maxBytes < 1 || maxBytes > MaxReadBytes {
+		return fmt.Errorf("%w: byte budget %d outside 1 to %d", ErrInvalid, maxBytes, MaxReadBytes)
 	}
 	return nil
 }

@@ -24,11 +24,16 @@ func TestChecks(t *testing.T) {
 		"batch size":  msgstore.CheckMessages(make([]msgstore.Message, msgstore.MaxBatch+1)),
 		"ids":         msgstore.CheckIDs(make([]msgstore.ID, msgstore.MaxBatch+1)),
 		"limit":       msgstore.CheckLimit(0),
+		"no budget":   msgstore.CheckReadBytes(0),
+		"big budget":  msgstore.CheckReadBytes(msgstore.MaxReadBytes + 1),
 	}
 	for name, err := range bad {
 		if !errors.Is(err, msgstore.ErrInvalid) {
 			t.Errorf("%s: %v, want msgstore.ErrInvalid", name, err)
 		}
+	}
+	if err := msgstore.CheckReadBytes(msgstore.MaxReadBytes); err != nil {
+		t.Errorf("CheckReadBytes(MaxReadBytes) = %v", err)
 	}
 	if err := msgstore.CheckLimit(msgstore.MaxBatch); err != nil {
 		t.Errorf("CheckLimit(MaxBatch) = %v", err)

@@ -78,7 +78,7 @@ func startNode(t *testing.T, dir string) *node {
 // readInbox returns the deliveries stored for one device, in order.
 func readInbox(t *testing.T, s msgstore.Store, in msgstore.Inbox) []*messagingv1.Delivery {
 	t.Helper()
-	msgs, err := s.Read(context.Background(), in, nil, msgstore.MaxBatch)
+	msgs, err := s.Read(context.Background(), in, nil, msgstore.MaxBatch, msgstore.MaxReadBytes)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -67,6 +68,17 @@ const eventBuffer = 16
 // maxBatch bounds the deliveries of one ReceiveResponse.
 const maxBatch = 256
 
+// responseBudget bounds the encoded deliveries of one ReceiveResponse. Without it a
+// backlog of large messages packs into a response past the transport's message limit,
+// the stream fails on every reconnect before the device learns a single id, and the
+// inbox stays jammed. A delivery larger than the budget goes alone, so no response
+// exceeds messagingv1.MaxReceiveResponseSize, the receive limit clients set.
+const responseBudget = 256 << 10
+
+// readBudget bounds the message bytes one step of draining the inbox reads, so that the
+// memory of a stream does not grow with its backlog.
+const readBudget = 256 << 10
+
 // pumpLinger is how long a stream's pump waits for more work before its goroutine ends.
 // A busy stream keeps its pump; an idle one holds no goroutine but the handler's.
 const pumpLinger = time.Second
@@ -109,7 +121,36 @@ type liveStream struct {
 	// Owned by the pump.
 	cursor      msgstore.Cursor
 	backlogDone bool // the client was told backlog_complete
-	batch       []*messagingv1.Delivery
+	batch       response
+}
+
+// response gathers the deliveries of one ReceiveResponse within maxBatch and
+// responseBudget.
+type response struct {
+	deliveries []*messagingv1.Delivery
+	size       int // encoded size of the deliveries field
+}
+
+// deliverySize is what d adds to an encoded ReceiveResponse.
+func deliverySize(d *messagingv1.Delivery) int {
+	return protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(d))
+}
+
+// fits reports whether a delivery of encoded size n may join r; anything fits an empty
+// response.
+func (r *response) fits(n int) bool {
+	return len(r.deliveries) == 0 || len(r.deliveries) < maxBatch && r.size+n <= responseBudget
+}
+
+func (r *response) add(d *messagingv1.Delivery, n int) {
+	r.deliveries = append(r.deliveries, d)
+	r.size += n
+}
+
+// reset empties r, keeping its array but not the deliveries.
+func (r *response) reset() {
+	clear(r.deliveries)
+	r.deliveries, r.size = r.deliveries[:0], 0
 }
 
 // Receive streams the calling device's backlog, then its live deliveries, and takes its
@@ -227,7 +268,7 @@ func (st *liveStream) pump() {
 			continue
 		}
 		st.pumping = false
-		st.batch = nil
+		st.batch = response{}
 		st.mu.Unlock()
 		return
 	}
@@ -241,8 +282,7 @@ func (st *liveStream) work(ev *eventsv1.LiveEvent) error {
 			return err
 		}
 	}
-	batch := st.batch[:0]
-	for len(batch) < maxBatch {
+	for range maxBatch {
 		if ev == nil {
 			select {
 			case ev = <-st.events:
@@ -252,21 +292,25 @@ func (st *liveStream) work(ev *eventsv1.LiveEvent) error {
 				break
 			}
 		}
-		var err error
-		if batch, err = st.handle(ev, batch); err != nil {
-			return err
-		}
-		ev = nil
-	}
-	if len(batch) > 0 {
-		err := st.rs.Send(&messagingv1.ReceiveResponse{Deliveries: batch})
-		clear(batch)
+		d, err := st.handle(ev)
 		if err != nil {
 			return err
 		}
-		st.startReader()
+		ev = nil
+		if d == nil {
+			continue
+		}
+		n := deliverySize(d)
+		if !st.batch.fits(n) {
+			if err := st.send(&st.batch, false); err != nil {
+				return err
+			}
+		}
+		st.batch.add(d, n)
 	}
-	st.batch = batch[:0]
+	if err := st.send(&st.batch, false); err != nil {
+		return err
+	}
 	st.mu.Lock()
 	drain := st.lagging && len(st.inflight) < st.s.window
 	st.mu.Unlock()
@@ -276,33 +320,51 @@ func (st *liveStream) work(ev *eventsv1.LiveEvent) error {
 	return nil
 }
 
-// handle applies one live event, appending deliveries to send to batch.
-func (st *liveStream) handle(ev *eventsv1.LiveEvent, batch []*messagingv1.Delivery) ([]*messagingv1.Delivery, error) {
+// send sends the deliveries of r, if any, in one response and empties r. backlogDone
+// marks it as the response that completes the backlog.
+func (st *liveStream) send(r *response, backlogDone bool) error {
+	if len(r.deliveries) == 0 && !backlogDone {
+		return nil
+	}
+	err := st.rs.Send(&messagingv1.ReceiveResponse{Deliveries: r.deliveries, BacklogComplete: backlogDone})
+	sent := len(r.deliveries) > 0
+	r.reset()
+	if err != nil {
+		return err
+	}
+	if sent {
+		st.startReader()
+	}
+	return nil
+}
+
+// handle applies one live event and returns the delivery to send, if any.
+func (st *liveStream) handle(ev *eventsv1.LiveEvent) (*messagingv1.Delivery, error) {
 	switch e := ev.GetEvent().(type) {
 	case *eventsv1.LiveEvent_Delivery:
 		d := e.Delivery
 		if len(d.GetMessageId()) == 0 { // ephemeral: never stored, never acked
-			return append(batch, d), nil
+			return d, nil
 		}
 		id := msgstore.ID(d.GetMessageId())
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		if _, sent := st.inflight[id]; sent {
-			return batch, nil
+			return nil, nil
 		}
 		if st.lagging || len(st.inflight) >= st.s.window {
 			st.lagging = true // it is in the inbox; drain sends it when the window frees up
-			return batch, nil
+			return nil, nil
 		}
 		st.addInflight(id)
-		return append(batch, d), nil
+		return d, nil
 	case *eventsv1.LiveEvent_Acked:
 		st.acked(e.Acked.GetMessageIds())
-		return batch, nil
+		return nil, nil
 	case *eventsv1.LiveEvent_Removed:
 		return nil, server.Error(codes.Unauthenticated, reasonDeviceRemoved, "this device has been removed")
 	}
-	return batch, nil
+	return nil, nil
 }
 
 // addInflight records a delivery as sent; st.mu is held.
@@ -331,9 +393,11 @@ func (st *liveStream) acked(ids [][]byte) {
 }
 
 // drain sends stored messages after the cursor until the inbox is exhausted or the window
-// is full. The response that exhausts the inbox for the first time carries
-// backlog_complete; a backlog larger than the window completes as the client acks.
+// is full. Each step reads at most readBudget bytes, whatever the backlog holds. Once a
+// read finds nothing more, the client is told backlog_complete (the first time only); a
+// backlog larger than the window completes as the client acks.
 func (st *liveStream) drain() error {
+	var out response
 	for {
 		st.mu.Lock()
 		room, sent := st.s.window-len(st.inflight), len(st.inflight)
@@ -345,11 +409,21 @@ func (st *liveStream) drain() error {
 		st.mu.Unlock()
 		// Messages already sent live come back until they are acked; read past them.
 		limit := min(room+sent, msgstore.MaxBatch)
-		msgs, err := st.s.inboxes.Read(st.ctx, st.inbox, st.cursor, limit)
+		msgs, err := st.s.inboxes.Read(st.ctx, st.inbox, st.cursor, limit, readBudget)
 		if err != nil {
 			return st.s.internal(st.ctx, "read inbox", err)
 		}
-		var out []*messagingv1.Delivery
+		if len(msgs) == 0 {
+			st.mu.Lock()
+			st.lagging = false
+			st.mu.Unlock()
+			if st.backlogDone {
+				return nil
+			}
+			st.backlogDone = true
+			return st.send(&out, true)
+		}
+		var ds []*messagingv1.Delivery
 		st.mu.Lock()
 		for _, m := range msgs {
 			if len(st.inflight) >= st.s.window {
@@ -365,58 +439,53 @@ func (st *liveStream) drain() error {
 				continue
 			}
 			st.addInflight(m.ID)
-			out = append(out, d)
-		}
-		exhausted := len(msgs) < limit && len(st.inflight) < st.s.window
-		if exhausted {
-			st.lagging = false
+			ds = append(ds, d)
 		}
 		st.mu.Unlock()
-		for len(out) > 0 {
-			n := min(len(out), maxBatch)
-			resp := &messagingv1.ReceiveResponse{Deliveries: out[:n]}
-			out = out[n:]
-			if len(out) == 0 && exhausted && !st.backlogDone {
-				resp.BacklogComplete, st.backlogDone = true, true
+		clear(msgs)
+		for _, d := range ds {
+			n := deliverySize(d)
+			if !out.fits(n) {
+				if err := st.send(&out, false); err != nil {
+					return err
+				}
 			}
-			if err := st.rs.Send(resp); err != nil {
-				return err
-			}
-			st.startReader()
+			out.add(d, n)
 		}
-		if exhausted {
-			if !st.backlogDone {
-				st.backlogDone = true
-				return st.rs.Send(&messagingv1.ReceiveResponse{BacklogComplete: true})
-			}
-			return nil
+		if err := st.send(&out, false); err != nil {
+			return err
 		}
 	}
 }
 
 // resync recovers from dropped live events: forget acknowledgements we may have missed by
-// keeping only in-flight ids still in the inbox, then read the inbox from its start.
+// keeping only in-flight ids still in the inbox, then read the inbox from its start. It
+// reads ids only: its memory is bounded by the window and one page of ids, not by the
+// bodies in the inbox.
 func (st *liveStream) resync() error {
-	present := make(map[msgstore.ID]struct{})
+	st.mu.Lock()
+	gone := make(map[msgstore.ID]struct{}, len(st.inflight))
+	for id := range st.inflight {
+		gone[id] = struct{}{}
+	}
+	st.mu.Unlock()
 	var cursor msgstore.Cursor
-	for {
-		msgs, err := st.s.inboxes.Read(st.ctx, st.inbox, cursor, msgstore.MaxBatch)
+	for len(gone) > 0 {
+		ids, next, err := st.s.inboxes.ReadIDs(st.ctx, st.inbox, cursor, msgstore.MaxBatch)
 		if err != nil {
 			return st.s.internal(st.ctx, "read inbox", err)
 		}
-		for _, m := range msgs {
-			cursor = m.Cursor
-			present[m.ID] = struct{}{}
-		}
-		if len(msgs) < msgstore.MaxBatch {
+		if len(ids) == 0 {
 			break
 		}
+		for _, id := range ids {
+			delete(gone, id)
+		}
+		cursor = next
 	}
 	st.mu.Lock()
-	for id := range st.inflight {
-		if _, ok := present[id]; !ok {
-			delete(st.inflight, id)
-		}
+	for id := range gone {
+		delete(st.inflight, id)
 	}
 	st.lagging = true
 	st.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -178,7 +179,8 @@ func (c *Client) listenOnce(ctx context.Context, once bool, handle func(Event), 
 	}
 	sctx, cancel := context.WithCancel(actx)
 	defer cancel()
-	stream, err := c.msg.Receive(sctx)
+	// Accept the largest response a server sends, whatever the connection's default.
+	stream, err := c.msg.Receive(sctx, grpc.MaxCallRecvMsgSize(messagingv1.MaxReceiveResponseSize))
 	if err != nil {
 		return fmt.Errorf("client: receive: %w", err)
 	}

@@ -373,7 +373,7 @@ func (r *abuseReport) print(out io.Writer, f abuseFlags, left leftover) {
 			phaseNames[ph], float64(hs.delivered)/st.elapsed.Seconds(),
 			hs.pct(0.50), hs.pct(0.99), hs.pct(1), percentile(hs.storeLatencies, 0.99), hs.delivered, hs.duplicates,
 			sum(hs.refused), sum(hs.recvErrors), hs.junk, bytesString(hs.junkBytes),
-			cores(st.serverCPU, st.elapsed), cores(st.selfCPU, st.elapsed), mib(st.rssMax))
+			cores(st.serverCPU, st.elapsed), cores(st.selfCPU, st.elapsed), mibString(st.rssMax))
 	}
 	tw.Flush()
 	quiet, attack := r.phases[phaseQuiet], r.phases[phaseAttack]
@@ -405,7 +405,7 @@ func (r *abuseReport) print(out io.Writer, f abuseFlags, left leftover) {
 		}
 		st := r.phases[ph]
 		fmt.Fprintf(out, "%s: honest key fetches: %d/%d bundles with one-time prekeys, %d/%d key-package claims served; server RSS at the end %s\n",
-			phaseNames[ph], st.keyBundles.served, st.keyBundles.total, st.keyPkgs.served, st.keyPkgs.total, mib(st.rssEnd))
+			phaseNames[ph], st.keyBundles.served, st.keyBundles.total, st.keyPkgs.served, st.keyPkgs.total, mibString(st.rssEnd))
 	}
 	fmt.Fprintln(out, "attacker calls (outcome: count):")
 	for _, a := range r.calls.names() {
@@ -444,7 +444,7 @@ func cores(cpu, elapsed time.Duration) string {
 	return fmt.Sprintf("%.2f", cpu.Seconds()/elapsed.Seconds())
 }
 
-func mib(b int64) string {
+func mibString(b int64) string {
 	if b <= 0 {
 		return "-"
 	}

@@ -5,6 +5,7 @@
 //
 //	go run ./tools/loadgen throughput -senders 64 -duration 20s
 //	go run ./tools/loadgen idle -devices 10000
+//	go run ./tools/loadgen backlog
 //	go run ./tools/loadgen abuse
 //
 // throughput: each sender streams 1:1 messages (SendStream) to its own receiver, which
@@ -20,6 +21,10 @@
 // reports the honest throughput, latency and losses of each phase, the attackers' calls
 // by outcome and the server's CPU and memory, and exits non-zero if an honest message
 // the server stored was never delivered.
+// backlog: queues a large backlog of group messages for many devices, restarts the server
+// and has every device reconnect in a loop, reading a little each time without
+// acknowledging; reports the server's peak resident memory, which must not grow with the
+// backlog.
 //
 // Devices connect one connection each, as phones do, or with -conns N spread over N
 // shared connections, as behind an edge proxy. docs/perf-throughput.md and
@@ -51,6 +56,8 @@ func main() {
 		err = runIdle(ctx, os.Args[2:])
 	case "abuse":
 		err = runAbuse(ctx, os.Args[2:], os.Stdout)
+	case "backlog":
+		err = runBacklog(ctx, os.Args[2:])
 	case "-h", "--help", "help":
 		usage()
 		return
@@ -73,6 +80,7 @@ func usage() {
 modes:
   throughput   1:1 messages sent → delivered → acked: msg/s, p50/p99 latency, server RSS
   idle         open Receive streams and report server memory per connected device
+  backlog      devices with large backlogs reconnect in a loop: the server's peak RSS
   abuse        honest pairs chatting, quiet and then under attack (issue 18 items 1, 2, 3, 8, 10):
                honest msg/s, p50/p99 and losses per phase, attacker calls by outcome
 

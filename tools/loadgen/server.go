@@ -89,9 +89,10 @@ func (c *child) launch(rateLimits bool) error {
 	}
 }
 
-// restart stops the server and starts it again on the same data dir, so that accounts
-// registered with rate limits off meet a server that enforces them. It listens on a new
-// address: connections made before must be replaced.
+// restart stops the server and starts it again on the same data dir: a fresh process, as
+// after a deploy, that every device reconnects to, or one that enforces rate limits for
+// accounts registered without them. It listens on a new address: connections made before
+// must be replaced.
 func (c *child) restart(rateLimits bool) error {
 	c.halt()
 	return c.launch(rateLimits)

@@ -178,7 +178,7 @@ func TestKill9(t *testing.T) {
 		for in, inbox := range crashInboxes {
 			var cursor msgstore.Cursor
 			for {
-				page, err := s.Read(context.Background(), inbox, cursor, 500)
+				page, err := s.Read(context.Background(), inbox, cursor, 500, msgstore.MaxReadBytes)
 				if err != nil {
 					t.Fatalf("round %d: read: %v", round, err)
 				}
@@ -254,7 +254,7 @@ func TestZeroedSegmentHeader(t *testing.T) {
 		if err != nil {
 			t.Fatalf("zeroed header after the last segment with records: %v", err)
 		}
-		got, err := s.Read(ctx, in, nil, 10)
+		got, err := s.Read(ctx, in, nil, 10, msgstore.MaxReadBytes)
 		if err != nil || len(got) != 1 || string(got[0].Body) != "kept" {
 			t.Fatalf("read %d messages, %v; want the one appended", len(got), err)
 		}

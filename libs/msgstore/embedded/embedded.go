@@ -463,30 +463,26 @@ func (s *Store) dropIfEmpty(in msgstore.Inbox, ib *inbox) {
 	ib.sweep()
 }
 
-// Read implements msgstore.Store.
-func (s *Store) Read(ctx context.Context, in msgstore.Inbox, after msgstore.Cursor, limit int) ([]msgstore.Message, error) {
-	if err := ctx.Err(); err != nil {
+// A record holds a message's body and at most msgstore.ReadOverhead bytes more, so that
+// Read may count records against its budget (this fails to compile otherwise).
+var _ [msgstore.ReadOverhead - (record.HeaderSize + record.MaxSize - msgstore.MaxBodySize)]struct{}
+
+// Read implements msgstore.Store. The budget counts whole records, which hold the body
+// and at most msgstore.ReadOverhead bytes more; it bounds the one buffer the records are
+// read into and the returned bodies alias.
+func (s *Store) Read(ctx context.Context, in msgstore.Inbox, after msgstore.Cursor, limit, maxBytes int) ([]msgstore.Message, error) {
+	afterSeq, err := checkRead(ctx, in, after, limit)
+	if err != nil {
 		return nil, err
 	}
-	if err := in.Validate(); err != nil {
+	if err := msgstore.CheckReadBytes(maxBytes); err != nil {
 		return nil, err
-	}
-	if err := msgstore.CheckLimit(limit); err != nil {
-		return nil, err
-	}
-	var afterSeq uint64
-	switch len(after) {
-	case 0:
-	case 8:
-		afterSeq = binary.BigEndian.Uint64(after)
-	default:
-		return nil, fmt.Errorf("%w: cursor of %d bytes", msgstore.ErrInvalid, len(after))
 	}
 	if afterSeq == math.MaxUint64 {
 		return nil, nil
 	}
 	for {
-		locs, total, err := s.locate(in, afterSeq, limit)
+		locs, total, err := s.locate(in, afterSeq, limit, maxBytes)
 		if err != nil || len(locs) == 0 {
 			return nil, err
 		}
@@ -500,6 +496,47 @@ func (s *Store) Read(ctx context.Context, in msgstore.Inbox, after msgstore.Curs
 	}
 }
 
+// ReadIDs implements msgstore.Store from the index alone, without reading the log.
+func (s *Store) ReadIDs(ctx context.Context, in msgstore.Inbox, after msgstore.Cursor, limit int) ([]msgstore.ID, msgstore.Cursor, error) {
+	afterSeq, err := checkRead(ctx, in, after, limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	if afterSeq == math.MaxUint64 {
+		return nil, after, nil
+	}
+	locs, _, err := s.locate(in, afterSeq, limit, math.MaxInt)
+	if err != nil || len(locs) == 0 {
+		return nil, after, err
+	}
+	ids := make([]msgstore.ID, len(locs))
+	for i, l := range locs {
+		ids[i] = l.id
+	}
+	return ids, binary.BigEndian.AppendUint64(nil, locs[len(locs)-1].seq), nil
+}
+
+// checkRead validates the arguments Read and ReadIDs share and decodes the cursor.
+func checkRead(ctx context.Context, in msgstore.Inbox, after msgstore.Cursor, limit int) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := in.Validate(); err != nil {
+		return 0, err
+	}
+	if err := msgstore.CheckLimit(limit); err != nil {
+		return 0, err
+	}
+	switch len(after) {
+	case 0:
+		return 0, nil
+	case 8:
+		return binary.BigEndian.Uint64(after), nil
+	default:
+		return 0, fmt.Errorf("%w: cursor of %d bytes", msgstore.ErrInvalid, len(after))
+	}
+}
+
 // location is where a message's record is, copied out of the index so the file can be
 // read without holding mu, which would delay commits.
 type location struct {
@@ -510,8 +547,9 @@ type location struct {
 	id  msgstore.ID
 }
 
-// locate returns up to limit live messages of inbox after afterSeq, and their total size.
-func (s *Store) locate(in msgstore.Inbox, afterSeq uint64, limit int) ([]location, int, error) {
+// locate returns up to limit live messages of inbox after afterSeq that fit in maxBytes
+// (at least one), and their total size.
+func (s *Store) locate(in msgstore.Inbox, afterSeq uint64, limit, maxBytes int) ([]location, int, error) {
 	if s.isClosed() {
 		return nil, 0, msgstore.ErrClosed
 	}
@@ -532,6 +570,9 @@ func (s *Store) locate(in msgstore.Inbox, afterSeq uint64, limit int) ([]locatio
 		e := &ib.entries[i]
 		if e.dead || e.expired(now) {
 			continue
+		}
+		if len(locs) > 0 && int(e.n) > maxBytes-total {
+			break
 		}
 		locs = append(locs, location{seg: e.seg, off: e.off, n: e.n, seq: e.seq, id: e.id})
 		total += int(e.n)

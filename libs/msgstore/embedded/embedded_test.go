@@ -117,7 +117,7 @@ func TestCompactionBoundsDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	got, err := s.Read(ctx, offline, nil, msgstore.MaxBatch)
+	got, err := s.Read(ctx, offline, nil, msgstore.MaxBatch, msgstore.MaxReadBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestTornTail(t *testing.T) {
 		if err != nil {
 			t.Fatalf("open with tail torn at %d: %v", cut, err)
 		}
-		got, err := s.Read(context.Background(), in, nil, 10)
+		got, err := s.Read(context.Background(), in, nil, 10, msgstore.MaxReadBytes)
 		if err != nil || len(got) != 4 {
 			t.Fatalf("tail torn at %d: read %d messages, %v; want 4", cut, len(got), err)
 		}
@@ -230,7 +230,7 @@ func TestTornTail(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err = s.Read(context.Background(), in, nil, 10)
+		got, err = s.Read(context.Background(), in, nil, 10, msgstore.MaxReadBytes)
 		if err != nil || len(got) != 5 || string(got[4].Body) != string(body(4)) {
 			t.Fatalf("tail torn at %d: after re-append read %d messages, %v", cut, len(got), err)
 		}
@@ -265,7 +265,7 @@ func TestGarbageTail(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			if got, err := s.Read(context.Background(), in, nil, 10); err != nil || len(got) != 5 {
+			if got, err := s.Read(context.Background(), in, nil, 10, msgstore.MaxReadBytes); err != nil || len(got) != 5 {
 				t.Fatalf("read %d messages, %v; want 5", len(got), err)
 			}
 		})
@@ -486,7 +486,7 @@ func TestReadDuringCompaction(t *testing.T) {
 			return
 		default:
 		}
-		got, err := s.Read(ctx, kept, nil, 100)
+		got, err := s.Read(ctx, kept, nil, 100, msgstore.MaxReadBytes)
 		if err != nil {
 			t.Fatalf("read during compaction: %v", err)
 		}

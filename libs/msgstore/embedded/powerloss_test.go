@@ -137,7 +137,7 @@ func readInboxes(s msgstore.Store) (map[crashKey]bool, error) {
 	for in, inbox := range crashInboxes {
 		var cursor msgstore.Cursor
 		for {
-			page, err := s.Read(context.Background(), inbox, cursor, 500)
+			page, err := s.Read(context.Background(), inbox, cursor, 500, msgstore.MaxReadBytes)
 			if err != nil {
 				return nil, fmt.Errorf("read: %w", err)
 			}
@@ -451,7 +451,7 @@ func TestPowerLossAfterCut(t *testing.T) {
 			if err != nil {
 				t.Fatalf("power cut at event %d with %v: open: %v", k, loss, err)
 			}
-			got, err := s.Read(context.Background(), crashInboxes[0], nil, 100)
+			got, err := s.Read(context.Background(), crashInboxes[0], nil, 100, msgstore.MaxReadBytes)
 			s.Close()
 			if err != nil || len(got) < 40 {
 				t.Fatalf("power cut at event %d with %v: read %d messages, %v; want at least 40", k, loss, len(got), err)
@@ -475,7 +475,7 @@ func sequenceChild(root string, _ int) error {
 	if err := s.Append(ctx, []msgstore.Message{big}); err != nil {
 		return err
 	}
-	got, err := s.Read(ctx, crashInboxes[0], nil, 10)
+	got, err := s.Read(ctx, crashInboxes[0], nil, 10, msgstore.MaxReadBytes)
 	if err != nil || len(got) != 1 {
 		return fmt.Errorf("read %d messages, %v", len(got), err)
 	}
@@ -578,7 +578,7 @@ func checkSequence(t *testing.T, tr *powerloss.Trace, rng *rand.Rand, cursor []b
 			if err := s.Append(context.Background(), []msgstore.Message{m}); err != nil {
 				t.Fatal(err)
 			}
-			got, err := s.Read(context.Background(), crashInboxes[0], cursor, 10)
+			got, err := s.Read(context.Background(), crashInboxes[0], cursor, 10, msgstore.MaxReadBytes)
 			s.Close()
 			if err != nil || !slices.ContainsFunc(got, func(g msgstore.Message) bool { return g.ID == id }) {
 				t.Fatalf("power cut at event %d with %v: a message appended after the cut is not after the cursor handed out before it (read %d, %v)",
@@ -687,7 +687,7 @@ func TestPowerLossAtRoll(t *testing.T) {
 			if err != nil {
 				t.Fatalf("power cut at event %d with %v: open: %v", k, loss, err)
 			}
-			got, err := s.Read(context.Background(), crashInboxes[0], nil, 1000)
+			got, err := s.Read(context.Background(), crashInboxes[0], nil, 1000, msgstore.MaxReadBytes)
 			s.Close()
 			if err != nil || len(got) < len(msgs)-1 {
 				t.Fatalf("power cut at event %d with %v: read %d messages, %v; want at least %d", k, loss, len(got), err, len(msgs)-1)

@@ -119,7 +119,7 @@ func FuzzOpen(f *testing.F) {
 		}
 		ctx := context.Background()
 		for _, inbox := range []msgstore.Inbox{in, other} {
-			msgs, err := s.Read(ctx, inbox, nil, msgstore.MaxBatch)
+			msgs, err := s.Read(ctx, inbox, nil, msgstore.MaxBatch, msgstore.MaxReadBytes)
 			if err == nil {
 				for _, m := range msgs {
 					if err := s.Delete(ctx, inbox, []msgstore.ID{m.ID}); err != nil {

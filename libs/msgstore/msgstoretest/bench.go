@@ -59,7 +59,7 @@ func Benchmark(b *testing.B, open Opener) {
 		s := openForBench(b, open)
 		fill(b, s, 0, 100*benchInboxes, 200)
 		Parallel(b, 2, 100, func(i int) error {
-			msgs, err := s.Read(context.Background(), benchInbox(i), nil, 100)
+			msgs, err := s.Read(context.Background(), benchInbox(i), nil, 100, msgstore.MaxReadBytes)
 			if err == nil && len(msgs) != 100 {
 				err = fmt.Errorf("read %d messages, want 100", len(msgs))
 			}

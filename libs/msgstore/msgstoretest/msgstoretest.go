@@ -59,6 +59,8 @@ func Run(t *testing.T, open Opener) {
 	}{
 		{"AppendRead", testAppendRead},
 		{"Paging", testPaging},
+		{"ReadBudget", testReadBudget},
+		{"ReadIDs", testReadIDs},
 		{"Idempotent", testIdempotent},
 		{"Delete", testDelete},
 		{"DeleteInbox", testDeleteInbox},
@@ -145,14 +147,14 @@ func readAll(tb testing.TB, s msgstore.Store, in msgstore.Inbox) []msgstore.Mess
 	var all []msgstore.Message
 	var cursor msgstore.Cursor
 	for {
-		page, err := s.Read(context.Background(), in, cursor, 7)
+		page, err := s.Read(context.Background(), in, cursor, 7, msgstore.MaxReadBytes)
 		if err != nil {
 			tb.Fatalf("read %s: %v", in, err)
 		}
-		all = append(all, page...)
-		if len(page) < 7 {
+		if len(page) == 0 {
 			return all
 		}
+		all = append(all, page...)
 		cursor = page[len(page)-1].Cursor
 	}
 }
@@ -209,28 +211,150 @@ func testPaging(t *testing.T, e *env) {
 		want = append(want, m)
 		appendOK(t, e.store, m)
 	}
-	page, err := e.store.Read(context.Background(), alice, nil, 10)
+	page, err := e.store.Read(context.Background(), alice, nil, 10, msgstore.MaxReadBytes)
 	if err != nil || len(page) != 10 {
 		t.Fatalf("first page: %d messages, %v", len(page), err)
 	}
-	page, err = e.store.Read(context.Background(), alice, page[9].Cursor, 10)
+	page, err = e.store.Read(context.Background(), alice, page[9].Cursor, 10, msgstore.MaxReadBytes)
 	if err != nil || len(page) != 10 || page[0].ID != want[10].ID {
 		t.Fatalf("second page: %d messages, %v", len(page), err)
 	}
 	// Re-reading from the same cursor gives the same page.
-	again, err := e.store.Read(context.Background(), alice, page[4].Cursor, 1)
+	again, err := e.store.Read(context.Background(), alice, page[4].Cursor, 1, msgstore.MaxReadBytes)
 	if err != nil || len(again) != 1 || again[0].ID != want[15].ID {
 		t.Fatalf("read after cursor 14: %v, %v", again, err)
 	}
 	expectInbox(t, e.store, alice, want)
 	last := readAll(t, e.store, alice)[24].Cursor
-	if page, err := e.store.Read(context.Background(), alice, last, 10); err != nil || len(page) != 0 {
+	if page, err := e.store.Read(context.Background(), alice, last, 10, msgstore.MaxReadBytes); err != nil || len(page) != 0 {
 		t.Fatalf("read after the last cursor: %d messages, %v", len(page), err)
 	}
 	// New messages come after every older cursor.
 	appendOK(t, e.store, e.msg(alice, 1000))
-	if page, err := e.store.Read(context.Background(), alice, last, 10); err != nil || len(page) != 1 || page[0].ID != idOf(1000) {
+	if page, err := e.store.Read(context.Background(), alice, last, 10, msgstore.MaxReadBytes); err != nil || len(page) != 1 || page[0].ID != idOf(1000) {
 		t.Fatalf("read of a new message after the last cursor: %v, %v", page, err)
+	}
+}
+
+// testReadBudget checks that Read stays within its byte budget, returns a message larger
+// than the budget alone, counts at most ReadOverhead per message besides the body, and
+// that paging with a small budget still reaches every message in order.
+func testReadBudget(t *testing.T, e *env) {
+	ctx := context.Background()
+	const size = 10 << 10
+	sizes := []int{size, size, size, 3 * size, size, 1, msgstore.MaxBodySize, size, 0, size}
+	var want []msgstore.Message
+	for i, n := range sizes {
+		m := e.msg(alice, i)
+		m.Body = bytes.Repeat([]byte{byte(i)}, n)
+		want = append(want, m)
+		appendOK(t, e.store, m)
+	}
+	bodies := func(page []msgstore.Message) int {
+		total := 0
+		for _, m := range page {
+			total += len(m.Body)
+		}
+		return total
+	}
+	// Three bodies and their overhead fit; a fourth does not.
+	budget := 3*(size+msgstore.ReadOverhead) + size/2
+	page, err := e.store.Read(ctx, alice, nil, 100, budget)
+	if err != nil || len(page) != 3 {
+		t.Fatalf("read with a budget of 3.5 bodies: %d messages, %v; want 3", len(page), err)
+	}
+	// A message larger than the budget comes alone, and nothing after it.
+	page, err = e.store.Read(ctx, alice, page[2].Cursor, 100, budget)
+	if err != nil || len(page) != 1 || page[0].ID != want[3].ID || len(page[0].Body) != 3*size {
+		t.Fatalf("read of a message larger than the budget: %d messages, %v; want it alone", len(page), err)
+	}
+	for _, budget := range []int{1, 100, size, 2*size + 1, 5 * size, msgstore.MaxBodySize, msgstore.MaxReadBytes} {
+		var got []msgstore.Message
+		var cursor msgstore.Cursor
+		for {
+			page, err := e.store.Read(ctx, alice, cursor, 100, budget)
+			if err != nil {
+				t.Fatalf("budget %d: %v", budget, err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			if len(page) > 1 && bodies(page) > budget {
+				t.Fatalf("budget %d: a page of %d messages holds %d body bytes", budget, len(page), bodies(page))
+			}
+			got = append(got, page...)
+			cursor = page[len(page)-1].Cursor
+		}
+		if len(got) != len(want) {
+			t.Fatalf("budget %d: paging read %d of %d messages", budget, len(got), len(want))
+		}
+		for i := range got {
+			if err := sameMessage(&got[i], &want[i]); err != nil {
+				t.Fatalf("budget %d: message %d: %v", budget, i, err)
+			}
+		}
+	}
+	e.store = e.reopen(t, e.store)
+	if page, err := e.store.Read(ctx, alice, nil, 100, 1); err != nil || len(page) != 1 || page[0].ID != want[0].ID {
+		t.Fatalf("read with a budget of one byte after reopen: %d messages, %v; want the first alone", len(page), err)
+	}
+}
+
+// testReadIDs checks that ReadIDs lists what Read would return, page by page.
+func testReadIDs(t *testing.T, e *env) {
+	ctx := context.Background()
+	var want []msgstore.ID
+	for i := range 30 {
+		m := e.msg(alice, 100-i)
+		if i == 5 {
+			m.Body = make([]byte, msgstore.MaxBodySize)
+		}
+		appendOK(t, e.store, m)
+		want = append(want, m.ID)
+	}
+	appendOK(t, e.store, e.msg(bob, 1))
+	deleteOK(t, e.store, alice, 100, 90)
+	want = append(want[1:10], want[11:]...)
+	ids, cursor, err := e.store.ReadIDs(ctx, msgstore.Inbox{UserID: "nobody", DeviceID: "x"}, nil, 10)
+	if err != nil || len(ids) != 0 || len(cursor) != 0 {
+		t.Fatalf("ids of an empty inbox: %x, cursor %x, %v", ids, cursor, err)
+	}
+	var got []msgstore.ID
+	cursor = nil
+	for {
+		ids, next, err := e.store.ReadIDs(ctx, alice, cursor, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) > 4 {
+			t.Fatalf("%d ids for a limit of 4", len(ids))
+		}
+		if len(ids) == 0 {
+			if !bytes.Equal(next, cursor) {
+				t.Fatalf("an empty page moved the cursor from %x to %x", cursor, next)
+			}
+			break
+		}
+		// The cursor ReadIDs returns is the one Read gives the last of them.
+		page, err := e.store.Read(ctx, alice, cursor, len(ids), msgstore.MaxReadBytes)
+		if err != nil || len(page) != len(ids) || page[len(page)-1].ID != ids[len(ids)-1] || !bytes.Equal(page[len(page)-1].Cursor, next) {
+			t.Fatalf("Read after cursor %x disagrees with ReadIDs: %d messages, %v", cursor, len(page), err)
+		}
+		got = append(got, ids...)
+		cursor = next
+	}
+	if len(got) != len(want) {
+		t.Fatalf("ReadIDs listed %d ids, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("id %d = %x, want %x", i, got[i], want[i])
+		}
+	}
+	// Expired messages are not listed.
+	e.clock.Advance(48 * time.Hour)
+	if ids, _, err := e.store.ReadIDs(ctx, alice, nil, 10); err != nil || len(ids) != 0 {
+		t.Fatalf("after every expiry: %d ids, %v", len(ids), err)
 	}
 }
 
@@ -416,16 +540,32 @@ func testBadInput(t *testing.T, e *env) {
 	expectInbox(t, e.store, alice, nil)
 
 	bad := msgstore.Inbox{UserID: "alice"}
-	if _, err := e.store.Read(ctx, bad, nil, 1); !errors.Is(err, msgstore.ErrInvalid) {
+	if _, err := e.store.Read(ctx, bad, nil, 1, msgstore.MaxReadBytes); !errors.Is(err, msgstore.ErrInvalid) {
 		t.Errorf("read of bad inbox = %v", err)
 	}
 	for _, limit := range []int{0, -1, msgstore.MaxBatch + 1} {
-		if _, err := e.store.Read(ctx, alice, nil, limit); !errors.Is(err, msgstore.ErrInvalid) {
+		if _, err := e.store.Read(ctx, alice, nil, limit, msgstore.MaxReadBytes); !errors.Is(err, msgstore.ErrInvalid) {
 			t.Errorf("read with limit %d = %v", limit, err)
 		}
 	}
-	if _, err := e.store.Read(ctx, alice, msgstore.Cursor("not a cursor of ours, certainly"), 1); !errors.Is(err, msgstore.ErrInvalid) {
+	if _, err := e.store.Read(ctx, alice, msgstore.Cursor("not a cursor of ours, certainly"), 1, msgstore.MaxReadBytes); !errors.Is(err, msgstore.ErrInvalid) {
 		t.Errorf("read with garbage cursor = %v", err)
+	}
+	for _, budget := range []int{0, -1, msgstore.MaxReadBytes + 1} {
+		if _, err := e.store.Read(ctx, alice, nil, 1, budget); !errors.Is(err, msgstore.ErrInvalid) {
+			t.Errorf("read with byte budget %d = %v", budget, err)
+		}
+	}
+	if _, _, err := e.store.ReadIDs(ctx, bad, nil, 1); !errors.Is(err, msgstore.ErrInvalid) {
+		t.Errorf("ReadIDs of bad inbox = %v", err)
+	}
+	for _, limit := range []int{0, -1, msgstore.MaxBatch + 1} {
+		if _, _, err := e.store.ReadIDs(ctx, alice, nil, limit); !errors.Is(err, msgstore.ErrInvalid) {
+			t.Errorf("ReadIDs with limit %d = %v", limit, err)
+		}
+	}
+	if _, _, err := e.store.ReadIDs(ctx, alice, msgstore.Cursor("not a cursor of ours, certainly"), 1); !errors.Is(err, msgstore.ErrInvalid) {
+		t.Errorf("ReadIDs with garbage cursor = %v", err)
 	}
 	if err := e.store.Delete(ctx, bad, nil); !errors.Is(err, msgstore.ErrInvalid) {
 		t.Errorf("delete in bad inbox = %v", err)
@@ -452,7 +592,8 @@ func testClosed(t *testing.T, e *env) {
 		"DeleteInbox": e.store.DeleteInbox(ctx, alice),
 		"Close":       e.store.Close(),
 	}
-	_, checks["Read"] = e.store.Read(ctx, alice, nil, 1)
+	_, checks["Read"] = e.store.Read(ctx, alice, nil, 1, msgstore.MaxReadBytes)
+	_, _, checks["ReadIDs"] = e.store.ReadIDs(ctx, alice, nil, 1)
 	_, checks["Count"] = e.store.Count(ctx, alice)
 	for name, err := range checks {
 		if !errors.Is(err, msgstore.ErrClosed) {
@@ -469,7 +610,8 @@ func testContextCanceled(t *testing.T, e *env) {
 		"Delete":      e.store.Delete(ctx, alice, []msgstore.ID{idOf(1)}),
 		"DeleteInbox": e.store.DeleteInbox(ctx, alice),
 	}
-	_, checks["Read"] = e.store.Read(ctx, alice, nil, 1)
+	_, checks["Read"] = e.store.Read(ctx, alice, nil, 1, msgstore.MaxReadBytes)
+	_, _, checks["ReadIDs"] = e.store.ReadIDs(ctx, alice, nil, 1)
 	_, checks["Count"] = e.store.Count(ctx, alice)
 	for name, err := range checks {
 		if !errors.Is(err, context.Canceled) {

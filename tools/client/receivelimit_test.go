@@ -1,0 +1,93 @@
+package client_test
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
+	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	"github.com/guardyn/guardyn/tools/client"
+	"github.com/guardyn/guardyn/tools/client/clienttest"
+	"github.com/guardyn/guardyn/tools/internal/rawdevice"
+)
+
+// TestListenAcceptsTheLargestResponse queues deliveries of every size up to the largest
+// (a 1 MiB Welcome) for a client whose connection limits received messages to 512 KiB,
+// as an app may for its other calls. Listen sets its stream's receive limit to
+// messagingv1.MaxReceiveResponseSize, so it reads and acknowledges all of them; with the
+// connection's limit the stream failed at the Welcome on every reconnect (issue 18,
+// finding 1).
+func TestListenAcceptsTheLargestResponse(t *testing.T) {
+	p := clienttest.Start(t)
+	cfg := p.Config("victim")
+	cfg.Conn = p.Dial(t, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(512<<10)))
+	victim, err := client.Register(clienttest.Context(t), cfg, "victim", "victim's phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	who, err := victim.Whoami()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := clienttest.Context(t)
+	mallory, err := rawdevice.Register(ctx, authv1.NewAuthServiceClient(p.Conn), "mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := messagingv1.NewMessagingServiceClient(p.Conn)
+	mctx := mallory.Context(ctx)
+	victimAddr := &commonv1.DeviceAddress{UserId: who.UserID, DeviceId: who.DeviceID}
+	malloryAddr := &commonv1.DeviceAddress{UserId: mallory.UserID, DeviceId: mallory.ID}
+	gid := []byte("group of small and large messages")
+	if _, err := msg.CreateGroup(mctx, &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{malloryAddr, victimAddr}, GroupInfo: []byte("gi")}); err != nil {
+		t.Fatal(err)
+	}
+	const messages, welcomes = 20, 2
+	for i := range messages {
+		if _, err := msg.SendGroupMessage(mctx, &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: bytes.Repeat([]byte{byte(i)}, (i+1)*(256<<10)/messages), ClientMessageId: rawdevice.NewMessageID()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range welcomes {
+		gid := fmt.Appendf(nil, "welcome group %d", i)
+		if _, err := msg.CreateGroup(mctx, &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{malloryAddr}, GroupInfo: []byte("gi")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := msg.SubmitCommit(mctx, &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 0, Commit: []byte("c"), GroupInfo: []byte("g"),
+			Welcome: make([]byte, 1<<20), WelcomeRecipients: []*commonv1.DeviceAddress{victimAddr}, Added: []*commonv1.DeviceAddress{victimAddr}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// This client reads no group traffic: it reports each delivery as undecryptable and
+	// acknowledges it.
+	listen := func() (dropped int) {
+		t.Helper()
+		done := false
+		if err := victim.Listen(clienttest.Context(t), true, func(ev client.Event) {
+			switch ev.Kind {
+			case client.EventUndecryptable:
+				dropped++
+			case client.EventBacklogDone:
+				done = true
+			}
+		}); err != nil {
+			t.Fatalf("listen after %d deliveries: %v", dropped, err)
+		}
+		if !done {
+			t.Fatal("listen ended before the backlog did")
+		}
+		return dropped
+	}
+	if n := listen(); n != messages+welcomes {
+		t.Fatalf("listen reported %d deliveries, want %d", n, messages+welcomes)
+	}
+	if n := listen(); n != 0 {
+		t.Fatalf("%d deliveries came back after they were acknowledged", n)
+	}
+}
