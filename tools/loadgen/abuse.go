@@ -29,6 +29,7 @@ type abuseFlags struct {
 	attacks    string
 
 	pairs, inflight, size   int
+	rounds                  int
 	warmup, duration, drain time.Duration
 	prekeys, keyPackages    int
 
@@ -58,7 +59,8 @@ func (f *abuseFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.inflight, "inflight", 2, "messages each honest sender keeps in flight end to end")
 	fs.IntVar(&f.size, "size", 256, "honest envelope size in bytes")
 	fs.DurationVar(&f.warmup, "warmup", 3*time.Second, "honest load before the quiet phase")
-	fs.DurationVar(&f.duration, "duration", 15*time.Second, "length of each measured phase (quiet, then attack)")
+	fs.IntVar(&f.rounds, "rounds", 3, "rounds of a quiet window followed by an attack window; interleaving them spreads the machine's noise over both")
+	fs.DurationVar(&f.duration, "duration", 6*time.Second, "length of each window (quiet or attack) of a round")
 	fs.DurationVar(&f.drain, "drain", 15*time.Second, "after the attack, how long the honest receivers may take to get what is still in flight")
 	fs.IntVar(&f.prekeys, "prekeys", 100, "one-time prekeys of each kind each honest receiver uploads (for the drain attack to drain)")
 	fs.IntVar(&f.keyPackages, "key-packages", 100, "MLS key packages each honest receiver uploads")
@@ -91,8 +93,8 @@ func (f *abuseFlags) validate() error {
 		return fmt.Errorf("-size must be at least %d bytes", honestHeader)
 	case f.jamVictims > f.pairs:
 		return errors.New("-jam-victims cannot exceed -pairs")
-	case f.duration <= 0:
-		return errors.New("-duration must be positive")
+	case f.duration <= 0 || f.rounds < 1:
+		return errors.New("-duration must be positive and -rounds at least 1")
 	case f.prekeys > 100:
 		return errors.New("-prekeys is at most 100 (one upload)")
 	case f.keyPackages > 100:
@@ -154,8 +156,9 @@ const (
 
 var phaseNames = [phaseCount]string{"warm-up", "quiet", "attack", "drain"}
 
-// phaseStats is what one phase measured.
+// phaseStats is what one phase measured, over all its windows.
 type phaseStats struct {
+	windows    int
 	elapsed    time.Duration
 	serverCPU  time.Duration // -1: not measured
 	selfCPU    time.Duration
@@ -173,6 +176,7 @@ type abuseReport struct {
 	honest *honestLoad
 	phases [phaseCount]phaseStats
 	calls  *tally
+	left   leftover // what a fresh Receive found in the honest inboxes after the run
 }
 
 func (r *abuseReport) lost() int {
@@ -251,6 +255,7 @@ func abuse(ctx context.Context, f abuseFlags, out io.Writer) (*abuseReport, erro
 	defer attackConn.Close()
 
 	fmt.Fprintf(out, "loadgen abuse: %d honest pairs × %d in flight, %d-byte envelopes, rate limits %s, server %s\n", f.pairs, f.inflight, f.size, limits, addr)
+	fmt.Fprintf(out, "%d rounds of a %v quiet window then a %v attack window\n", f.rounds, f.duration, f.duration)
 	fmt.Fprintf(out, "attacks: %s\n", f.describeAttacks())
 
 	honest := newHonestLoad(pairs, f.inflight, f.size)
@@ -265,10 +270,13 @@ func abuse(ctx context.Context, f abuseFlags, out io.Writer) (*abuseReport, erro
 	if srv != nil {
 		sampler = startRSSSampler(runCtx, srv, 250*time.Millisecond)
 	}
-	measure := func(phase int, d time.Duration, during func(context.Context)) error {
+	for i := range rep.phases {
+		rep.phases[i].serverCPU = -1
+	}
+	// measure runs one window of a phase and adds what it measured to the phase's figures.
+	measure := func(phase int, d time.Duration, probe bool, during func(context.Context)) error {
 		honest.setPhase(phase)
 		st := &rep.phases[phase]
-		st.serverCPU = -1
 		var cpu0 time.Duration
 		cpuErr := errors.New("no child")
 		if srv != nil {
@@ -286,40 +294,46 @@ func abuse(ctx context.Context, f abuseFlags, out io.Writer) (*abuseReport, erro
 		}
 		// Halfway through, every honest sender fetches its receiver's key bundle and
 		// claims a key package, as someone starting a conversation or a group would. The
-		// phase waits for the answers, however slow.
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case <-time.After(d / 2):
-				st.keyBundles, st.keyPkgs = probeKeys(runCtx, pairs)
-			case <-phaseCtx.Done():
-			}
-		}()
+		// window waits for the answers, however slow.
+		if probe {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				select {
+				case <-time.After(d / 2):
+					st.keyBundles, st.keyPkgs = probeKeys(runCtx, pairs)
+				case <-phaseCtx.Done():
+				}
+			}()
+		}
 		<-phaseCtx.Done()
 		wg.Wait()
-		st.elapsed = time.Since(start)
-		st.selfCPU = selfCPU() - self0
+		st.windows++
+		st.elapsed += time.Since(start)
+		st.selfCPU += selfCPU() - self0
 		if srv != nil {
 			if cpu, err := srv.cpu(); err == nil && cpuErr == nil {
-				st.serverCPU = cpu - cpu0
+				st.serverCPU = max(st.serverCPU, 0) + cpu - cpu0
 			}
-			st.rssMax = sampler.max()
+			st.rssMax = max(st.rssMax, sampler.max())
 			st.rssEnd, _ = srv.rss()
 		}
 		return ctx.Err()
 	}
 
-	if err := measure(phaseWarmup, f.warmup, nil); err != nil {
+	if err := measure(phaseWarmup, f.warmup, false, nil); err != nil {
 		return nil, err
 	}
-	if err := measure(phaseQuiet, f.duration, nil); err != nil {
-		return nil, err
-	}
-	if err := measure(phaseAttack, f.duration, func(actx context.Context) {
-		att.run(actx, attackConn, f, pairs, rep.calls)
-	}); err != nil {
-		return nil, err
+	for round := range f.rounds {
+		last := round == f.rounds-1 // the honest key probes run once per phase, in the last round
+		if err := measure(phaseQuiet, f.duration, last, nil); err != nil {
+			return nil, err
+		}
+		if err := measure(phaseAttack, f.duration, last, func(actx context.Context) {
+			att.run(actx, attackConn, f, pairs, rep.calls)
+		}); err != nil {
+			return nil, err
+		}
 	}
 
 	// Stop sending, and give the receivers the drain time to get what is in flight.
@@ -333,9 +347,8 @@ func abuse(ctx context.Context, f abuseFlags, out io.Writer) (*abuseReport, erro
 	time.Sleep(500 * time.Millisecond) // for the last acknowledgements to reach the server
 	cancel()
 	honest.wait()
-	left := honestLeftInInboxes(ctx, pairs)
-
-	rep.print(out, f, left)
+	rep.left = honestLeftInInboxes(ctx, pairs)
+	rep.print(out, f, rep.left)
 	return rep, nil
 }
 

@@ -13,7 +13,11 @@ import (
 
 // TestAbuseScenario runs the abuse scenario at a tiny scale against the devserver built
 // from this tree, with the production rate limits, and checks that each phase carried
-// honest traffic, that every attack reached the server and that the report says so.
+// honest traffic, that every attack reached the server and that the report says so; and
+// that the jam, 24 envelopes of 256 KiB queued at once for an honest receiver (more than
+// the 5 MiB a response may have), loses none of its pair's messages and leaves its inbox
+// readable. Before Receive responses were bounded by bytes, that victim's stream failed at
+// every reconnect and its pair's messages were never delivered.
 func TestAbuseScenario(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "devserver")
 	build := exec.Command("go", "build", "-o", bin, "./tools/devserver")
@@ -24,9 +28,9 @@ func TestAbuseScenario(t *testing.T) {
 	}
 	f, err := parseAbuseFlags([]string{
 		"-server-bin", bin,
-		"-pairs", "2", "-inflight", "1", "-warmup", "500ms", "-duration", "3s", "-drain", "20s",
+		"-pairs", "2", "-inflight", "1", "-warmup", "500ms", "-rounds", "2", "-duration", "2s", "-drain", "20s",
 		"-prekeys", "5", "-key-packages", "5",
-		"-jam-victims", "1", "-jam-burst", "4", "-jam-size", "65536", "-jam-interval", "500ms",
+		"-jam-victims", "1", "-jam-burst", "24", "-jam-size", "262144", "-jam-interval", "1s",
 		"-backlog-devices", "2", "-backlog-msgs", "4", "-backlog-size", "65536",
 		"-group-recipients", "2", "-welcome-size", "65536", "-group-interval", "500ms",
 		"-login-rate", "20", "-drainers", "1", "-drain-rate", "10",
@@ -63,6 +67,12 @@ func TestAbuseScenario(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "honest throughput under attack / quiet: ") {
 		t.Error("the report has no throughput ratio")
+	}
+	if lost := rep.lost(); lost > 0 {
+		t.Errorf("%d honest messages were stored and never delivered", lost)
+	}
+	if rep.left.unreadable > 0 || rep.left.honest > 0 {
+		t.Errorf("after the run: %d honest receivers' inboxes unreadable (%v), %d honest messages left in them", rep.left.unreadable, rep.left.err, rep.left.honest)
 	}
 }
 

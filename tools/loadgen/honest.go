@@ -369,7 +369,8 @@ func (p *honestPair) receive(ctx context.Context, ready chan<- struct{}) {
 func (p *honestPair) receiveOnce(ctx context.Context, c messagingv1.MessagingServiceClient, synced func()) error {
 	sctx, cancel := context.WithCancel(p.receiver.Context(ctx))
 	defer cancel()
-	stream, err := c.Receive(sctx)
+	// The receive limit of the client (tools/client): the largest response a server sends.
+	stream, err := c.Receive(sctx, grpc.MaxCallRecvMsgSize(messagingv1.MaxReceiveResponseSize))
 	if err != nil {
 		return err
 	}
