@@ -65,11 +65,15 @@ func (s *Server) handleAuthEvent(ctx context.Context, subject string, data []byt
 	if dir, ok := s.dir.(interface{ Forget(string) }); ok {
 		dir.Forget(user)
 	}
+	// End the streams first: deleting a large inbox takes a while, and a removed device
+	// must not keep receiving meanwhile.
+	for _, d := range devices {
+		s.publish(ctx, user, d, &eventsv1.LiveEvent{Event: &eventsv1.LiveEvent_Removed{Removed: &eventsv1.DeviceRemoved{UserId: user, DeviceId: d}}})
+	}
 	for _, d := range devices {
 		if err := s.inboxes.DeleteInbox(ctx, inboxOf(user, d)); err != nil {
 			return err
 		}
-		s.publish(ctx, user, d, &eventsv1.LiveEvent{Event: &eventsv1.LiveEvent_Removed{Removed: &eventsv1.DeviceRemoved{UserId: user, DeviceId: d}}})
 	}
 	return nil
 }

@@ -17,4 +17,7 @@ const (
 	reasonEpochMismatch    = "EPOCH_MISMATCH"
 	reasonWelcomeNotFound  = "WELCOME_NOT_FOUND"
 	reasonDeviceNotFound   = "DEVICE_NOT_FOUND"
+	// reasonDirectoryUnavailable comes with Unavailable: the device directory could not
+	// answer; retry.
+	reasonDirectoryUnavailable = "DIRECTORY_UNAVAILABLE"
 )

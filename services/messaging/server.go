@@ -25,6 +25,7 @@ import (
 
 	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/bus"
+	"github.com/guardyn/guardyn/libs/directory"
 	"github.com/guardyn/guardyn/libs/kv"
 	"github.com/guardyn/guardyn/libs/msgstore"
 	"github.com/guardyn/guardyn/libs/server"
@@ -41,7 +42,9 @@ const (
 	DefaultWindow = 1024
 )
 
-// Directory tells which devices an account has right now (the auth service owns that).
+// Directory tells which devices an account has right now (the auth service owns that);
+// libs/directory implements it. An error wrapping directory.ErrUnavailable is answered
+// as Unavailable. If it also has a Forget(userID string) method, the auth events call it.
 type Directory interface {
 	// Devices returns the current device ids of a user in ascending order, and false when
 	// no such account exists.
@@ -153,6 +156,16 @@ func (s *Server) internal(ctx context.Context, op string, err error) error {
 	}
 	s.log.ErrorContext(ctx, "messaging: failure", "op", op, "err", err)
 	return server.Error(codes.Internal, server.ReasonInternal, "%s failed", op)
+}
+
+// directoryError maps a failed device-list lookup: an unreachable directory is a
+// temporary Unavailable the client retries, never a verdict about the device.
+func (s *Server) directoryError(ctx context.Context, err error) error {
+	if errors.Is(err, directory.ErrUnavailable) && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "messaging: device directory unavailable", "err", err)
+		return server.Error(codes.Unavailable, reasonDirectoryUnavailable, "device directory unavailable; retry")
+	}
+	return s.internal(ctx, "device directory", err)
 }
 
 func inboxOf(userID string, deviceID uint32) msgstore.Inbox {
@@ -301,7 +314,7 @@ func (s *Server) checkDeviceList(ctx context.Context, p authn.Principal, recipie
 	}
 	current, found, err := s.dir.Devices(ctx, recipient)
 	if err != nil {
-		return s.internal(ctx, "device directory", err)
+		return s.directoryError(ctx, err)
 	}
 	if !found {
 		return server.Error(codes.NotFound, reasonUserNotFound, "no account %q", recipient)
@@ -379,7 +392,7 @@ func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messag
 		if removed, err := s.deviceRemoved(ctx, p); err != nil {
 			return err
 		} else if removed {
-			return server.Error(codes.Unauthenticated, reasonDeviceRemoved, "this device has been removed")
+			return errDeviceRemoved()
 		}
 		select {
 		case queue <- req:
@@ -454,7 +467,7 @@ func (s *Server) sendBatch(ctx context.Context, p authn.Principal, reqs []*messa
 func (s *Server) deviceRemoved(ctx context.Context, p authn.Principal) (bool, error) {
 	devices, found, err := s.dir.Devices(ctx, p.UserID)
 	if err != nil {
-		return false, s.internal(ctx, "device directory", err)
+		return false, s.directoryError(ctx, err)
 	}
 	return !found || !slices.Contains(devices, p.DeviceID), nil
 }
