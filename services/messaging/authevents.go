@@ -3,12 +3,19 @@ package messaging
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/guardyn/guardyn/libs/bus"
 	eventsv1 "github.com/guardyn/guardyn/proto/guardyn/events/v1"
+)
+
+// Retry delays of a failed auth event: the first, and the most it grows to.
+const (
+	authEventRetry    = 250 * time.Millisecond
+	authEventMaxRetry = 30 * time.Second
 )
 
 // ConsumeAuthEvents deletes the inboxes of removed devices and deleted accounts, and ends
@@ -19,6 +26,9 @@ func (s *Server) ConsumeAuthEvents(ctx context.Context, b *bus.Bus) (jetstream.C
 	if err := b.EnsureAuthEvents(ctx); err != nil {
 		return nil, fmt.Errorf("messaging: %w", err)
 	}
+	// No MaxDeliver: a removal must take effect however long the store is down, so a
+	// failing event is retried for ever, ever more rarely (authEventRetry doubling up to
+	// authEventMaxRetry), instead of in a tight loop.
 	cons, err := b.JetStream().CreateOrUpdateConsumer(ctx, bus.StreamAuthEvents, jetstream.ConsumerConfig{
 		Durable:        "messaging",
 		FilterSubjects: []string{bus.SubjectDeviceRemoved, bus.SubjectAccountDeleted},
@@ -30,7 +40,9 @@ func (s *Server) ConsumeAuthEvents(ctx context.Context, b *bus.Bus) (jetstream.C
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		if err := s.handleAuthEvent(ctx, m.Subject(), m.Data()); err != nil {
 			s.log.Warn("messaging: auth event failed; will be redelivered", "subject", m.Subject(), "err", err)
-			_ = m.Nak()
+			if err := bus.NakWithBackoff(m, authEventRetry, authEventMaxRetry); err != nil {
+				s.log.Warn("messaging: auth event nak failed; redelivered after the ack wait", "err", err)
+			}
 			return
 		}
 		_ = m.Ack()
