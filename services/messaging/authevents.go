@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/guardyn/guardyn/libs/bus"
 	eventsv1 "github.com/guardyn/guardyn/proto/guardyn/events/v1"
+	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 )
 
 // Retry delays of a failed auth event: the first, and the most it grows to.
@@ -88,4 +90,40 @@ func (s *Server) handleAuthEvent(ctx context.Context, subject string, data []byt
 		}
 	}
 	return nil
+}
+
+// ConsumePreKeyNotices tells devices on their Receive stream that their one-time prekeys
+// are running out (the auth service's PreKeysLow events), so they replenish without
+// polling. A device connected to no instance misses the notice; it checks its counts when
+// it next connects, as clients do when they start listening. Call Stop on the returned
+// Consumer to stop consuming.
+func (s *Server) ConsumePreKeyNotices(ctx context.Context, b *bus.Bus) (*bus.Consumer, error) {
+	if err := b.EnsureAuthEvents(ctx); err != nil {
+		return nil, fmt.Errorf("messaging: %w", err)
+	}
+	c, err := bus.Consume(ctx, b, bus.ConsumerConfig{
+		Stream: bus.StreamAuthEvents, Durable: "messaging-prekeys", FilterSubject: bus.SubjectPrekeysLow,
+		RetryDelay: authEventRetry, MaxRetryDelay: authEventMaxRetry,
+	}, decodePreKeysLow, func(ctx context.Context, ev *eventsv1.PreKeysLow) bool {
+		s.publish(ctx, ev.GetUserId(), ev.GetDeviceId(), &eventsv1.LiveEvent{Event: &eventsv1.LiveEvent_PrekeysLow{PrekeysLow: &messagingv1.PreKeysLow{
+			OneTimeEcPrekeys: ev.GetOneTimeEcPrekeys(), OneTimeKemPrekeys: ev.GetOneTimeKemPrekeys(),
+		}}})
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("messaging: prekey notices: %w", err)
+	}
+	return c, nil
+}
+
+// decodePreKeysLow parses a PreKeysLow event; one naming no device is malformed.
+func decodePreKeysLow(data []byte) (*eventsv1.PreKeysLow, error) {
+	var ev eventsv1.PreKeysLow
+	if err := proto.Unmarshal(data, &ev); err != nil {
+		return nil, fmt.Errorf("prekeys low event: %w", err)
+	}
+	if ev.GetUserId() == "" || ev.GetDeviceId() == 0 {
+		return nil, errors.New("prekeys low event: no device")
+	}
+	return &ev, nil
 }

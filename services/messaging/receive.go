@@ -306,6 +306,9 @@ func (st *liveStream) handle(ev *eventsv1.LiveEvent, batch []*messagingv1.Delive
 		return batch, nil
 	case *eventsv1.LiveEvent_Removed:
 		return nil, errDeviceRemoved()
+	case *eventsv1.LiveEvent_PrekeysLow:
+		// A notice, not a delivery: it goes out at once, on a response of its own.
+		return batch, st.rs.Send(&messagingv1.ReceiveResponse{PrekeysLow: e.PrekeysLow})
 	}
 	return batch, nil
 }

@@ -170,6 +170,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 	p.stop = append(p.stop, consumer.Stop)
 	p.consumer = consumer
+	notices, err := msgSvc.ConsumePreKeyNotices(context.WithoutCancel(ctx), b)
+	if err != nil {
+		return nil, err
+	}
+	p.stop = append(p.stop, notices.Stop)
 
 	// Every call is checked against the auth store itself, in this process: a device is
 	// refused from the moment its removal commits, by every service. (The directory's

@@ -81,6 +81,11 @@ func run(ctx context.Context, opts options) error {
 		return err
 	}
 	defer consumer.Stop()
+	notices, err := svc.ConsumePreKeyNotices(context.WithoutCancel(ctx), b)
+	if err != nil {
+		return err
+	}
+	defer notices.Stop()
 	verifier, err := authn.NewVerifier(authn.VerifierConfig{Keys: []ed25519.PublicKey{tokenKey}, Revocations: devices, Now: time.Now})
 	if err != nil {
 		return err
