@@ -63,6 +63,11 @@ type Config struct {
 	// Groups holds the MLS delivery-service registry (epochs, members, Welcomes).
 	Groups    kv.Store
 	Directory Directory
+	// Revocations, if set, answers with authority whether a device was removed; open
+	// streams ask it every revocationRecheck besides the Directory's cache, so a removal
+	// ends them even when no change event reached the cache. The all-in-one server
+	// passes the auth store.
+	Revocations authn.Revocations
 	// Conn carries live events between messaging instances (NATS).
 	Conn *nats.Conn
 
@@ -82,6 +87,7 @@ type Server struct {
 	inboxes msgstore.Store
 	groups  kv.Store
 	dir     Directory
+	revoked authn.Revocations // nil: ask dir
 	conn    *nats.Conn
 	limits  Limiter
 	now     func() time.Time
@@ -105,7 +111,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{
-		inboxes: cfg.Inboxes, groups: cfg.Groups, dir: cfg.Directory, conn: cfg.Conn,
+		inboxes: cfg.Inboxes, groups: cfg.Groups, dir: cfg.Directory, revoked: cfg.Revocations, conn: cfg.Conn,
 		limits: cfg.Limits, now: cfg.Now, log: cfg.Logger,
 		ttl: cfg.MessageTTL, cap: cfg.InboxLimit, window: cfg.Window,
 		hub: newHub(),
@@ -376,6 +382,7 @@ func (s *Server) SendStream(stream messagingv1.MessagingService_SendStreamServer
 // readSends queues the stream's requests until the client closes its side, a check
 // fails or answering fails.
 func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messagingv1.MessagingService_SendStreamServer, queue chan<- *messagingv1.SendStreamRequest, failed <-chan struct{}) error {
+	rechecked := s.now() // the interceptor has just checked
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -388,8 +395,9 @@ func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messag
 			return err
 		}
 		// The token was checked when the stream opened; a device removed since must
-		// not keep sending on it. The directory answers from its cache.
-		if removed, err := s.deviceRemoved(ctx, p); err != nil {
+		// not keep sending on it. The directory answers from its cache, the
+		// authoritative check at most every revocationRecheck.
+		if removed, err := s.deviceRemoved(ctx, p, &rechecked); err != nil {
 			return err
 		} else if removed {
 			return errDeviceRemoved()
@@ -463,8 +471,26 @@ func (s *Server) sendBatch(ctx context.Context, p authn.Principal, reqs []*messa
 	return out
 }
 
-// deviceRemoved reports whether the caller's device has left its account.
-func (s *Server) deviceRemoved(ctx context.Context, p authn.Principal) (bool, error) {
+// revocationRecheck is how often an open stream asks Config.Revocations, the
+// authoritative answer, whether its device was removed; in between it trusts the
+// directory's cache, which change events keep current. A store read per message would
+// cost the send path several microseconds.
+const revocationRecheck = 250 * time.Millisecond
+
+// deviceRemoved reports whether the caller's device has left its account: from
+// Config.Revocations when *rechecked is revocationRecheck old (then updated), otherwise
+// from the directory.
+func (s *Server) deviceRemoved(ctx context.Context, p authn.Principal, rechecked *time.Time) (bool, error) {
+	if now := s.now(); s.revoked != nil && now.Sub(*rechecked) >= revocationRecheck {
+		removed, err := s.revoked.IsDeviceRevoked(ctx, p.UserID, p.DeviceID)
+		if err != nil {
+			return false, s.directoryError(ctx, fmt.Errorf("%w: %w", directory.ErrUnavailable, err))
+		}
+		*rechecked = now
+		if removed {
+			return true, nil
+		}
+	}
 	devices, found, err := s.dir.Devices(ctx, p.UserID)
 	if err != nil {
 		return false, s.directoryError(ctx, err)

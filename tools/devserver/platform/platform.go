@@ -157,7 +157,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	p.stop = append(p.stop, func() { changes.Unsubscribe() })
 	p.changes = changes
 	msgSvc, err := messaging.New(messaging.Config{
-		Inboxes: inboxes, Groups: kvStore, Directory: devices, Conn: b.Conn(),
+		Inboxes: inboxes, Groups: kvStore, Directory: devices, Revocations: authSvc, Conn: b.Conn(),
 		Limits: limits, Logger: cfg.Logger, InboxLimit: cfg.InboxLimit,
 	})
 	if err != nil {

@@ -118,12 +118,41 @@ func TestRemovalIsSeenWithoutChangeEvents(t *testing.T) {
 	bob2 := e.link(t, bob)
 	must(e.auth.ListDevices(bob2.ctx(t), &authv1.ListDevicesRequest{}))
 	must(e.msg.AckMessages(bob2.ctx(t), &messagingv1.AckMessagesRequest{}))
+	sends := must(e.msg.SendStream(bob2.ctx(t)))
+	if err := sends.Send(&messagingv1.SendStreamRequest{RequestId: 1, Message: rawdeviceSend(bob, "hi")}); err != nil {
+		t.Fatal(err)
+	}
+	if resp := must(sends.Recv()); resp.GetSent() == nil {
+		t.Fatalf("send before the removal failed: %v", resp.GetError())
+	}
 	e.p.LoseDeviceEventsForTest()
 	must(e.auth.RemoveDevice(bob.ctx(t), &authv1.RemoveDeviceRequest{DeviceId: bob2.ID}))
 	_, err := e.auth.ListDevices(bob2.ctx(t), &authv1.ListDevicesRequest{})
 	wantErr(t, err, codes.Unauthenticated, "DEVICE_REMOVED")
 	_, err = e.msg.AckMessages(bob2.ctx(t), &messagingv1.AckMessagesRequest{})
 	wantErr(t, err, codes.Unauthenticated, "DEVICE_REMOVED")
+	// The open SendStream refuses sends within a second, too.
+	removed := time.Now()
+	for id := uint64(2); ; id++ {
+		if err := sends.Send(&messagingv1.SendStreamRequest{RequestId: id, Message: rawdeviceSend(bob, "after")}); err == nil {
+			resp, err := sends.Recv()
+			if err != nil {
+				wantErr(t, err, codes.Unauthenticated, "DEVICE_REMOVED")
+				break
+			}
+			if time.Since(removed) > revokeWithin {
+				t.Fatalf("a removed device still sends on its open stream %v after the removal: %v", revokeWithin, resp)
+			}
+		} else {
+			_, err := sends.Recv()
+			wantErr(t, err, codes.Unauthenticated, "DEVICE_REMOVED")
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if elapsed := time.Since(removed); elapsed > revokeWithin {
+		t.Fatalf("the open SendStream was refused only after %v", elapsed)
+	}
 }
 
 // TestDirectoryOutageIsUnavailable: when the auth service does not answer device-list
