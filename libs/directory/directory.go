@@ -203,6 +203,13 @@ func (c *Client) Forget(userID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.version++
+	_, cached := c.entries[userID]
+	if _, inFlight := c.flights[userID]; !cached && !inFlight {
+		// Nothing to drop and no lookup to outrun (one whose flight an earlier Forget
+		// removed is refused by that Forget's record, or by c.evicted): a burst of
+		// changes of users this process never asks about takes no room in the cache.
+		return
+	}
 	e := c.entry(userID)
 	e.devices, e.found, e.valid, e.forgot = nil, false, false, c.version
 	// Lookups arriving from now on must not join a request sent before the change.

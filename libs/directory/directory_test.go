@@ -18,6 +18,7 @@ type source struct {
 	devices map[string][]uint32
 	err     error
 	gate    chan struct{}
+	gated   string // the user whose lookups the gate holds; "" for all
 	started chan string
 	calls   atomic.Int64
 }
@@ -52,6 +53,9 @@ func (s *source) Devices(ctx context.Context, user string) ([]uint32, bool, erro
 	s.mu.Lock()
 	// Read the answer when the call starts, as a request to the auth service would.
 	devs, ok, err, gate := slices.Clone(s.devices[user]), s.devices[user] != nil, s.err, s.gate
+	if s.gated != "" && s.gated != user {
+		gate = nil
+	}
 	s.mu.Unlock()
 	s.started <- user
 	if gate != nil {
@@ -117,7 +121,10 @@ func TestForgetWinsOverLookupInFlight(t *testing.T) {
 func TestForgetAfterEviction(t *testing.T) {
 	src := newSource()
 	src.set("bob", 1, 2)
+	src.set("carol", 1)
+	src.set("dave", 1)
 	c := New(src, Options{TTL: time.Hour, MaxEntries: 2})
+	src.gated = "bob"
 	release := src.hold()
 	done := make(chan struct{})
 	go func() {
@@ -126,8 +133,11 @@ func TestForgetAfterEviction(t *testing.T) {
 	}()
 	<-src.started
 	c.Forget("bob")
-	c.Forget("carol") // push bob's tombstone out
-	c.Forget("dave")
+	devicesOf(t, c, "carol") // push bob's record out
+	devicesOf(t, c, "dave")
+	if c.Len() != 2 {
+		t.Fatalf("cache holds %d users, want 2", c.Len())
+	}
 	release()
 	<-done
 	src.mu.Lock()
@@ -136,6 +146,23 @@ func TestForgetAfterEviction(t *testing.T) {
 	src.set("bob", 1)
 	if got := devicesOf(t, c, "bob"); !slices.Equal(got, []uint32{1}) {
 		t.Fatalf("a lookup from before an evicted Forget was cached: %v", got)
+	}
+}
+
+// TestForgetOfUnknownUsersTakesNoRoom: change events for users this process never looked
+// up do not push the users it serves out of the cache.
+func TestForgetOfUnknownUsersTakesNoRoom(t *testing.T) {
+	src := newSource()
+	src.set("bob", 1)
+	c := New(src, Options{TTL: time.Hour, MaxEntries: 4})
+	devicesOf(t, c, "bob")
+	for i := range 100 {
+		c.Forget(fmt.Sprint("stranger", i))
+	}
+	before := src.calls.Load()
+	devicesOf(t, c, "bob")
+	if src.calls.Load() != before || c.Len() != 1 {
+		t.Fatalf("forgetting strangers evicted bob (%d users cached)", c.Len())
 	}
 }
 
