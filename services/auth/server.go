@@ -168,13 +168,20 @@ func PublicMethods() []string {
 func (s *Server) TokenPublicKey() ed25519.PublicKey { return s.tokenPK }
 
 // IsDeviceRevoked implements authn.Revocations from the store: a device that no longer
-// exists (removed, or its account deleted) is revoked at once.
-func (s *Server) IsDeviceRevoked(ctx context.Context, userID string, deviceID uint32) bool {
+// exists (removed, or its account deleted) is revoked as soon as its removal commits. A
+// store failure is an error, not a revocation.
+func (s *Server) IsDeviceRevoked(ctx context.Context, userID string, deviceID uint32) (bool, error) {
 	err := s.store.View(ctx, func(tx kv.Tx) error {
 		_, err := tx.Get(deviceKey(userID, deviceID))
 		return err
 	})
-	return err != nil
+	switch {
+	case isNotFound(err):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("auth: device lookup: %w", err)
+	}
+	return false, nil
 }
 
 // Devices returns the current device ids of a user (nil for an unknown user). The
