@@ -16,6 +16,7 @@ import (
 	"github.com/guardyn/guardyn/libs/kv"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	eventsv1 "github.com/guardyn/guardyn/proto/guardyn/events/v1"
 )
 
 // errAbort carries a status error out of a transaction function unchanged.
@@ -317,6 +318,7 @@ func (s *Server) RemoveDevice(ctx context.Context, req *authv1.RemoveDeviceReque
 	if err := s.allow("account", p.UserID); err != nil {
 		return nil, err
 	}
+	var event string
 	err = s.update(ctx, "remove device", func(tx kv.Tx) error {
 		devs, err := loadDevices(tx, p.UserID)
 		if err != nil {
@@ -335,12 +337,15 @@ func (s *Server) RemoveDevice(ctx context.Context, req *authv1.RemoveDeviceReque
 		if err := tx.Delete(deviceKey(p.UserID, req.GetDeviceId())); err != nil {
 			return err
 		}
+		if event, err = s.addEvent(tx, eventDeviceRemoved, &eventsv1.DeviceRemoved{UserId: p.UserID, DeviceId: req.GetDeviceId()}); err != nil {
+			return err
+		}
 		return deleteDeviceKeys(tx, p.UserID, req.GetDeviceId())
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.publish(ctx, "device removed", func(e Events) error { return e.DeviceRemoved(ctx, p.UserID, req.GetDeviceId()) })
+	s.flushEvent(ctx, event)
 	s.publish(ctx, "devices changed", func(e Events) error { return e.DevicesChanged(ctx, p.UserID) })
 	return &authv1.RemoveDeviceResponse{}, nil
 }
@@ -355,6 +360,7 @@ func (s *Server) DeleteAccount(ctx context.Context, req *authv1.DeleteAccountReq
 		return nil, err
 	}
 	var deviceIDs []uint32
+	var event string
 	err = s.update(ctx, "delete account", func(tx kv.Tx) error {
 		deviceIDs = deviceIDs[:0]
 		account, err := loadAccount(tx, p.UserID)
@@ -405,12 +411,15 @@ func (s *Server) DeleteAccount(ctx context.Context, req *authv1.DeleteAccountReq
 		if err := tx.Delete(usernameKey(account.Username)); err != nil {
 			return err
 		}
+		if event, err = s.addEvent(tx, eventAccountDeleted, &eventsv1.AccountDeleted{UserId: p.UserID, DeviceIds: deviceIDs}); err != nil {
+			return err
+		}
 		return tx.Delete(accountKey(p.UserID))
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.publish(ctx, "account deleted", func(e Events) error { return e.AccountDeleted(ctx, p.UserID, deviceIDs) })
+	s.flushEvent(ctx, event)
 	s.publish(ctx, "devices changed", func(e Events) error { return e.DevicesChanged(ctx, p.UserID) })
 	return &authv1.DeleteAccountResponse{}, nil
 }
