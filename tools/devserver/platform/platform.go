@@ -254,6 +254,13 @@ func (p *Platform) Run(ctx context.Context) error {
 		}
 	}()
 	defer func() { stopSweeping(); <-swept }()
+	// Auth events a crash or a bus outage left in the outbox are published until acked.
+	replayed := make(chan struct{})
+	go func() {
+		defer close(replayed)
+		_ = p.auth.ReplayEvents(sweepCtx)
+	}()
+	defer func() { stopSweeping(); <-replayed }()
 	return p.srv.Run(ctx)
 }
 

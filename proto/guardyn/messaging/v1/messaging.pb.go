@@ -1178,7 +1178,7 @@ type SubmitCommitRequest struct {
 	GroupId []byte `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
 	// Epoch the commit was created in (the group's current epoch if nobody else committed).
 	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	// MLSMessage carrying the Commit. Max: 256 KiB.
+	// MLSMessage carrying the Commit as a PrivateMessage. Max: 256 KiB.
 	Commit []byte `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
 	// MLSMessage carrying the Welcome for added members; empty when nobody is added.
 	// Max: 1 MiB.
@@ -1390,7 +1390,7 @@ type SubmitProposalRequest struct {
 	GroupId []byte `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
 	// Epoch the proposal was created in; must be the current epoch.
 	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	// MLSMessage carrying the Proposal. Max: 64 KiB.
+	// MLSMessage carrying the Proposal as a PrivateMessage. Max: 64 KiB.
 	Proposal      []byte `protobuf:"bytes,3,opt,name=proposal,proto3" json:"proposal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

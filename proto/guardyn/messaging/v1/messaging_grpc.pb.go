@@ -135,8 +135,9 @@ type MessagingServiceClient interface {
 	// commit's delivery is queued in one transaction; the commit then reaches every member
 	// device of the old epoch but the sender, and each added device gets a
 	// DELIVERY_KIND_WELCOME notice (the Welcome is stored once; fetch it with FetchWelcome).
-	// Commits may be PrivateMessages: the service reads no proposal, and trusts the declared
-	// added and removed devices only to route deliveries.
+	// Handshakes are PrivateMessages: the service reads only their outer group id, epoch and
+	// content type, and the KeyPackageRefs of the Welcome, and trusts the declared added and
+	// removed devices to route deliveries.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum, the group
@@ -144,8 +145,10 @@ type MessagingServiceClient interface {
 	//     Welcome and GroupInfo exceed 64 MiB of storage.
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: empty commit or GroupInfo, welcome_recipients not
 	//     exactly the added devices (a commit that adds devices needs a Welcome, a Welcome needs
-	//     added devices), removing a device that is not a member, adding one that is, or a
-	//     commit too large to store with its delivery header.
+	//     added devices), removing a device that is not a member, adding one that is, a commit
+	//     that is not an MLS PrivateMessage of this group and epoch carrying a commit, a Welcome
+	//     that does not name one distinct KeyPackageRef per added device, or a commit too large
+	//     to store with its delivery header.
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
 	//   - NOT_FOUND/DEVICE_NOT_FOUND: an added device does not exist.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
@@ -157,12 +160,13 @@ type MessagingServiceClient interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	SubmitCommit(ctx context.Context, in *SubmitCommitRequest, opts ...grpc.CallOption) (*SubmitCommitResponse, error)
-	// SubmitProposal forwards an MLS Proposal (as a PublicMessage or PrivateMessage) for the
-	// current epoch to every member device but the sender.
+	// SubmitProposal forwards an MLS Proposal, sent as a PrivateMessage, for the current epoch
+	// to every member device but the sender.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
-	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the proposal is empty.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the proposal is empty, or is not an MLS
+	//     PrivateMessage of this group and epoch carrying a proposal.
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
 	//   - ABORTED/EPOCH_CONFLICT: epoch is not the group's current epoch; an EpochConflict detail
@@ -437,8 +441,9 @@ type MessagingServiceServer interface {
 	// commit's delivery is queued in one transaction; the commit then reaches every member
 	// device of the old epoch but the sender, and each added device gets a
 	// DELIVERY_KIND_WELCOME notice (the Welcome is stored once; fetch it with FetchWelcome).
-	// Commits may be PrivateMessages: the service reads no proposal, and trusts the declared
-	// added and removed devices only to route deliveries.
+	// Handshakes are PrivateMessages: the service reads only their outer group id, epoch and
+	// content type, and the KeyPackageRefs of the Welcome, and trusts the declared added and
+	// removed devices to route deliveries.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum, the group
@@ -446,8 +451,10 @@ type MessagingServiceServer interface {
 	//     Welcome and GroupInfo exceed 64 MiB of storage.
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: empty commit or GroupInfo, welcome_recipients not
 	//     exactly the added devices (a commit that adds devices needs a Welcome, a Welcome needs
-	//     added devices), removing a device that is not a member, adding one that is, or a
-	//     commit too large to store with its delivery header.
+	//     added devices), removing a device that is not a member, adding one that is, a commit
+	//     that is not an MLS PrivateMessage of this group and epoch carrying a commit, a Welcome
+	//     that does not name one distinct KeyPackageRef per added device, or a commit too large
+	//     to store with its delivery header.
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
 	//   - NOT_FOUND/DEVICE_NOT_FOUND: an added device does not exist.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
@@ -459,12 +466,13 @@ type MessagingServiceServer interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	SubmitCommit(context.Context, *SubmitCommitRequest) (*SubmitCommitResponse, error)
-	// SubmitProposal forwards an MLS Proposal (as a PublicMessage or PrivateMessage) for the
-	// current epoch to every member device but the sender.
+	// SubmitProposal forwards an MLS Proposal, sent as a PrivateMessage, for the current epoch
+	// to every member device but the sender.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
-	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the proposal is empty.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the proposal is empty, or is not an MLS
+	//     PrivateMessage of this group and epoch carrying a proposal.
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
 	//   - ABORTED/EPOCH_CONFLICT: epoch is not the group's current epoch; an EpochConflict detail
