@@ -62,6 +62,8 @@ type MessagingServiceClient interface {
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many messages; retry later.
+	//   - UNAVAILABLE/DIRECTORY_UNAVAILABLE, REVOCATION_UNAVAILABLE: the device directory did not
+	//     answer; retry with the same client_message_id.
 	SendMessage(ctx context.Context, in *SendMessageRequest, opts ...grpc.CallOption) (*SendMessageResponse, error)
 	// SendStream sends many messages over one stream, for high-throughput clients: every request
 	// carries a caller-chosen request id and gets exactly one response with the same id, in any
@@ -73,6 +75,8 @@ type MessagingServiceClient interface {
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many messages; reopen later.
+	//   - UNAVAILABLE/DIRECTORY_UNAVAILABLE, REVOCATION_UNAVAILABLE: the device directory did not
+	//     answer; reopen and resend.
 	SendStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SendStreamRequest, SendStreamResponse], error)
 	// SendEphemeral forwards short-lived signals (typing indicators, call signalling) to the
 	// recipient's devices that are online now. Nothing is stored: offline devices never see them.
@@ -87,6 +91,8 @@ type MessagingServiceClient interface {
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many signals; retry later.
+	//   - UNAVAILABLE/DIRECTORY_UNAVAILABLE, REVOCATION_UNAVAILABLE: the device directory did not
+	//     answer; retry.
 	SendEphemeral(ctx context.Context, in *SendEphemeralRequest, opts ...grpc.CallOption) (*SendEphemeralResponse, error)
 	// Receive streams the calling device's deliveries: first its stored backlog in order, then
 	// live deliveries as they arrive. Stored deliveries stay in the inbox until acknowledged, so
@@ -103,6 +109,8 @@ type MessagingServiceClient interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device; also sent
 	//     mid-stream when the device is removed.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: reconnecting or acknowledging too often; retry later.
+	//   - UNAVAILABLE/REVOCATION_UNAVAILABLE: the device directory could not tell whether the
+	//     device was removed; reconnect (the device was not removed).
 	//   - UNAVAILABLE: the server is shutting down; reconnect.
 	Receive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReceiveRequest, ReceiveResponse], error)
 	// AckMessages deletes delivered messages from the calling device's inbox. Unknown or already
@@ -368,6 +376,8 @@ type MessagingServiceServer interface {
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many messages; retry later.
+	//   - UNAVAILABLE/DIRECTORY_UNAVAILABLE, REVOCATION_UNAVAILABLE: the device directory did not
+	//     answer; retry with the same client_message_id.
 	SendMessage(context.Context, *SendMessageRequest) (*SendMessageResponse, error)
 	// SendStream sends many messages over one stream, for high-throughput clients: every request
 	// carries a caller-chosen request id and gets exactly one response with the same id, in any
@@ -379,6 +389,8 @@ type MessagingServiceServer interface {
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many messages; reopen later.
+	//   - UNAVAILABLE/DIRECTORY_UNAVAILABLE, REVOCATION_UNAVAILABLE: the device directory did not
+	//     answer; reopen and resend.
 	SendStream(grpc.BidiStreamingServer[SendStreamRequest, SendStreamResponse]) error
 	// SendEphemeral forwards short-lived signals (typing indicators, call signalling) to the
 	// recipient's devices that are online now. Nothing is stored: offline devices never see them.
@@ -393,6 +405,8 @@ type MessagingServiceServer interface {
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many signals; retry later.
+	//   - UNAVAILABLE/DIRECTORY_UNAVAILABLE, REVOCATION_UNAVAILABLE: the device directory did not
+	//     answer; retry.
 	SendEphemeral(context.Context, *SendEphemeralRequest) (*SendEphemeralResponse, error)
 	// Receive streams the calling device's deliveries: first its stored backlog in order, then
 	// live deliveries as they arrive. Stored deliveries stay in the inbox until acknowledged, so
@@ -409,6 +423,8 @@ type MessagingServiceServer interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device; also sent
 	//     mid-stream when the device is removed.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: reconnecting or acknowledging too often; retry later.
+	//   - UNAVAILABLE/REVOCATION_UNAVAILABLE: the device directory could not tell whether the
+	//     device was removed; reconnect (the device was not removed).
 	//   - UNAVAILABLE: the server is shutting down; reconnect.
 	Receive(grpc.BidiStreamingServer[ReceiveRequest, ReceiveResponse]) error
 	// AckMessages deletes delivered messages from the calling device's inbox. Unknown or already
