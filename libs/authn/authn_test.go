@@ -40,12 +40,20 @@ func (c *fakeClock) Advance(d time.Duration) {
 type revokedSet struct {
 	mu  sync.Mutex
 	set map[Principal]bool
+	err error
 }
 
-func (r *revokedSet) IsDeviceRevoked(_ context.Context, user string, device uint32) bool {
+func (r *revokedSet) IsDeviceRevoked(_ context.Context, user string, device uint32) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.set[Principal{user, device}]
+	return r.set[Principal{user, device}], r.err
+}
+
+// Fail makes every later answer an error, as a directory outage does.
+func (r *revokedSet) Fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.err = err
 }
 
 func (r *revokedSet) Revoke(user string, device uint32) {
@@ -410,6 +418,34 @@ func TestCachedTokensStillExpireAndRevoke(t *testing.T) {
 	f.clock.Advance(15 * time.Minute)
 	if _, err := icpt.Authenticate(bob, method); server.Reason(err) != ReasonTokenExpired {
 		t.Errorf("cached expired token: %v", err)
+	}
+}
+
+// TestDirectoryOutageIsUnavailable checks that a revocation check that cannot be answered
+// refuses the call as Unavailable, for cached and fresh tokens alike, and never tells the
+// device it was removed: DEVICE_REMOVED is permanent and clients act on it.
+func TestDirectoryOutageIsUnavailable(t *testing.T) {
+	f := newFixture(t, 0)
+	icpt := NewInterceptor(f.verifier)
+	const method = "/guardyn.messaging.v1.MessagingService/Receive"
+	cached := incoming("Bearer " + f.issue(t, "alice", 1))
+	if _, err := icpt.Authenticate(cached, method); err != nil {
+		t.Fatal(err)
+	}
+	fresh := incoming("Bearer " + f.issue(t, "alice", 2))
+	f.revoked.Fail(errors.New("directory down"))
+	for name, ctx := range map[string]context.Context{"cached": cached, "fresh": fresh} {
+		_, err := icpt.Authenticate(ctx, method)
+		if status.Code(err) != codes.Unavailable || server.Reason(err) != ReasonRevocationUnavailable {
+			t.Errorf("%s token during an outage: %v (reason %q), want Unavailable/%s", name, err, server.Reason(err), ReasonRevocationUnavailable)
+		}
+	}
+	if _, err := f.verifier.Verify(context.Background(), f.issue(t, "alice", 3)); !errors.Is(err, ErrRevocationUnknown) || errors.Is(err, ErrDeviceRevoked) {
+		t.Errorf("Verify during an outage: %v, want ErrRevocationUnknown", err)
+	}
+	f.revoked.Fail(nil)
+	if _, err := icpt.Authenticate(cached, method); err != nil {
+		t.Errorf("after the outage: %v", err)
 	}
 }
 

@@ -18,6 +18,10 @@ const (
 	ReasonTokenInvalid  = "TOKEN_INVALID"
 	ReasonTokenExpired  = "TOKEN_EXPIRED"
 	ReasonDeviceRemoved = "DEVICE_REMOVED"
+	// ReasonRevocationUnavailable comes with Unavailable: the device directory
+	// could not tell whether the device was removed. Retry; the device may well
+	// be fine.
+	ReasonRevocationUnavailable = "REVOCATION_UNAVAILABLE"
 )
 
 // Principal is the authenticated device making a call.
@@ -52,7 +56,7 @@ type Interceptor struct {
 
 	// Prebuilt so that rejecting a flood of bad tokens allocates nothing
 	// beyond the token parse; messages are fixed to leak nothing.
-	errMissing, errInvalid, errExpired, errRemoved error
+	errMissing, errInvalid, errExpired, errRemoved, errUnknown error
 }
 
 var _ server.Authenticator = (*Interceptor)(nil)
@@ -68,6 +72,7 @@ func NewInterceptor(v *Verifier, publicMethods ...string) *Interceptor {
 		errInvalid: server.Error(codes.Unauthenticated, ReasonTokenInvalid, "invalid access token"),
 		errExpired: server.Error(codes.Unauthenticated, ReasonTokenExpired, "access token expired"),
 		errRemoved: server.Error(codes.Unauthenticated, ReasonDeviceRemoved, "device removed"),
+		errUnknown: server.Error(codes.Unavailable, ReasonRevocationUnavailable, "device directory unavailable; retry"),
 	}
 	for _, m := range publicMethods {
 		i.public[m] = true
@@ -99,6 +104,8 @@ func (i *Interceptor) Authenticate(ctx context.Context, fullMethod string) (cont
 		return nil, i.errExpired
 	case errors.Is(err, ErrDeviceRevoked):
 		return nil, i.errRemoved
+	case errors.Is(err, ErrRevocationUnknown):
+		return nil, i.errUnknown
 	default:
 		return nil, i.errInvalid
 	}

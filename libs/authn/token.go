@@ -55,14 +55,17 @@ var encoding = base64.RawURLEncoding.Strict()
 // Errors returned by token decoding and verification. Every verification
 // failure wraps exactly one of them.
 var (
-	ErrMalformed      = errors.New("malformed access token")
-	ErrVersion        = errors.New("unsupported access token version")
-	ErrUnknownKey     = errors.New("access token signed by an unknown key")
-	ErrSignature      = errors.New("access token signature invalid")
-	ErrExpired        = errors.New("access token expired")
-	ErrNotYetValid    = errors.New("access token issued in the future")
-	ErrDeviceRevoked  = errors.New("access token device removed")
-	errLifetimeTooBig = fmt.Errorf("%w: lifetime exceeds %v", ErrMalformed, MaxLifetime)
+	ErrMalformed     = errors.New("malformed access token")
+	ErrVersion       = errors.New("unsupported access token version")
+	ErrUnknownKey    = errors.New("access token signed by an unknown key")
+	ErrSignature     = errors.New("access token signature invalid")
+	ErrExpired       = errors.New("access token expired")
+	ErrNotYetValid   = errors.New("access token issued in the future")
+	ErrDeviceRevoked = errors.New("access token device removed")
+	// ErrRevocationUnknown: whether the device was removed cannot be told right
+	// now (the directory is unreachable); retry later.
+	ErrRevocationUnknown = errors.New("device revocation status unavailable")
+	errLifetimeTooBig    = fmt.Errorf("%w: lifetime exceeds %v", ErrMalformed, MaxLifetime)
 )
 
 // KeyID identifies a signing key inside tokens, so verifiers can hold the

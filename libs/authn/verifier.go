@@ -10,19 +10,22 @@ import (
 )
 
 // Revocations tells a Verifier which devices were removed since their
-// tokens were issued. The auth service implements it and keeps every
-// process's view current over the bus. Implementations must be fast (it runs
-// on every call) and safe for concurrent use; one that cannot answer should
-// report true, failing closed.
+// tokens were issued. The auth service implements it from its store, and
+// libs/directory for every other process. Implementations must be fast (it
+// runs on every call) and safe for concurrent use. One that cannot answer
+// returns an error: the call is refused as unavailable (ErrRevocationUnknown),
+// failing closed without telling a device it was removed when it was not.
 type Revocations interface {
-	IsDeviceRevoked(ctx context.Context, userID string, deviceID uint32) bool
+	IsDeviceRevoked(ctx context.Context, userID string, deviceID uint32) (bool, error)
 }
 
 // NoRevocations revokes nothing; for tools and tests without an auth service.
 type NoRevocations struct{}
 
 // IsDeviceRevoked always reports false.
-func (NoRevocations) IsDeviceRevoked(context.Context, string, uint32) bool { return false }
+func (NoRevocations) IsDeviceRevoked(context.Context, string, uint32) (bool, error) {
+	return false, nil
+}
 
 // Defaults for VerifierConfig.
 const (
@@ -110,8 +113,8 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if err := v.checkTimes(raw.claims.IssuedAt, raw.claims.ExpiresAt); err != nil {
 		return Claims{}, err
 	}
-	if v.revoked.IsDeviceRevoked(ctx, raw.claims.UserID, raw.claims.DeviceID) {
-		return Claims{}, ErrDeviceRevoked
+	if err := v.checkRevoked(ctx, raw.claims.UserID, raw.claims.DeviceID); err != nil {
+		return Claims{}, err
 	}
 	return raw.claims, nil
 }
@@ -129,8 +132,8 @@ func (v *Verifier) principal(ctx context.Context, token string) (*Principal, err
 			if !v.now().Before(e.expires) {
 				return nil, ErrExpired
 			}
-			if v.revoked.IsDeviceRevoked(ctx, p.UserID, p.DeviceID) {
-				return nil, ErrDeviceRevoked
+			if err := v.checkRevoked(ctx, p.UserID, p.DeviceID); err != nil {
+				return nil, err
 			}
 			return p, nil
 		}
@@ -144,6 +147,19 @@ func (v *Verifier) principal(ctx context.Context, token string) (*Principal, err
 		v.remember(token, p, c.ExpiresAt)
 	}
 	return p, nil
+}
+
+// checkRevoked returns ErrDeviceRevoked for a removed device and an error wrapping
+// ErrRevocationUnknown when that cannot be told now.
+func (v *Verifier) checkRevoked(ctx context.Context, userID string, deviceID uint32) error {
+	revoked, err := v.revoked.IsDeviceRevoked(ctx, userID, deviceID)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrRevocationUnknown, err)
+	case revoked:
+		return ErrDeviceRevoked
+	}
+	return nil
 }
 
 func (v *Verifier) remember(token string, p *Principal, exp time.Time) {

@@ -354,3 +354,115 @@ func unescape(t *testing.T, tok string) string {
 	}
 	return string(out)
 }
+
+// TestEveryStreamIsBoundedByBytes: a stream without a byte limit is refused, the auth
+// event stream and KV buckets have one, and a stream at its limit stays within it.
+func TestEveryStreamIsBoundedByBytes(t *testing.T) {
+	b := startBus(t, t.TempDir(), EmbeddedOptions{})
+	ctx := testCtx(t)
+	if err := b.EnsureStream(ctx, jetstream.StreamConfig{Name: "UNBOUNDED", Subjects: []string{"unbounded.>"}}); !errors.Is(err, ErrUnboundedStream) {
+		t.Fatalf("stream without MaxBytes: %v, want ErrUnboundedStream", err)
+	}
+	if err := b.EnsureAuthEvents(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := b.KeyValue(ctx, "presence", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvStatus, err := kv.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, max := range map[string]int64{
+		StreamAuthEvents:           streamMaxBytes(t, b, StreamAuthEvents),
+		"KV bucket " + kv.Bucket(): kvStatus.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.MaxBytes,
+	} {
+		if max <= 0 {
+			t.Errorf("%s has no byte limit (MaxBytes %d)", name, max)
+		}
+	}
+	const limit = 64 << 10
+	if err := b.EnsureStream(ctx, jetstream.StreamConfig{Name: "SMALL", Subjects: []string{"small.>"}, MaxBytes: limit, Discard: jetstream.DiscardOld}); err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 1<<10)
+	for range 256 {
+		if err := b.Publish(ctx, "small.x", payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream, err := b.JetStream().Stream(ctx, "SMALL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Bytes > limit {
+		t.Errorf("stream holds %d bytes, limit %d", info.State.Bytes, limit)
+	}
+}
+
+func streamMaxBytes(t *testing.T, b *Bus, name string) int64 {
+	t.Helper()
+	s, err := b.JetStream().Stream(testCtx(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Config.MaxBytes
+}
+
+// TestConsumerBacksOff: a message the handler keeps refusing is redelivered after waits
+// that double from RetryDelay up to MaxRetryDelay, not at a fixed pace.
+func TestConsumerBacksOff(t *testing.T) {
+	b := startBus(t, t.TempDir(), EmbeddedOptions{})
+	ctx := testCtx(t)
+	if err := b.EnsureAuthEvents(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const base, limit = 100 * time.Millisecond, 400 * time.Millisecond
+	attempts := make(chan time.Time, 20)
+	c, err := Consume(ctx, b, ConsumerConfig{
+		Stream: StreamAuthEvents, Durable: "backoff", FilterSubject: SubjectPrekeysLow,
+		RetryDelay: base, MaxRetryDelay: limit, MaxDeliver: -1,
+	}, atoi, func(context.Context, int) bool { attempts <- time.Now(); return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	if err := b.Publish(ctx, SubjectPrekeysLow, []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	var at []time.Time
+	for len(at) < 6 {
+		select {
+		case a := <-attempts:
+			at = append(at, a)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d attempts", len(at))
+		}
+	}
+	for i := 1; i < len(at); i++ {
+		want := Backoff(uint64(i), base, limit)
+		if gap := at[i].Sub(at[i-1]); gap < want*9/10 {
+			t.Errorf("attempt %d came %v after the previous, want at least %v", i+1, gap, want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for n, want := range []time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 6: 30 * time.Second, 100: 30 * time.Second} {
+		if want == 0 {
+			continue
+		}
+		if got := Backoff(uint64(n), time.Second, 30*time.Second); got != want {
+			t.Errorf("Backoff(%d) = %v, want %v", n, got, want)
+		}
+	}
+}

@@ -10,18 +10,31 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// ErrUnboundedStream reports a stream configuration without a byte limit.
+var ErrUnboundedStream = errors.New("stream has no byte limit")
+
 // EnsureStream creates the stream or updates it to cfg; call it at start-up
-// from every process that publishes to or consumes from it.
+// from every process that publishes to or consumes from it. Every stream must
+// be bounded by bytes (cfg.MaxBytes > 0): a count or age limit alone lets a
+// publisher of large or many messages fill the disk.
 func (b *Bus) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	if cfg.MaxBytes <= 0 {
+		return fmt.Errorf("ensure stream %s: %w", cfg.Name, ErrUnboundedStream)
+	}
 	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 	}
 	return nil
 }
 
+// AuthEventsMaxBytes bounds StreamAuthEvents. An event takes about 100 bytes
+// stored, so the bound holds about two million of them; when it is reached the
+// oldest go first, which consumers have long acknowledged.
+const AuthEventsMaxBytes = 256 << 20
+
 // EnsureAuthEvents creates StreamAuthEvents: file-backed, auth events kept
-// for 30 days so a consumer that was down for a while still sees every
-// device removal.
+// for 30 days (and at most AuthEventsMaxBytes) so a consumer that was down
+// for a while still sees every device removal.
 func (b *Bus) EnsureAuthEvents(ctx context.Context) error {
 	return b.EnsureStream(ctx, jetstream.StreamConfig{
 		Name:      StreamAuthEvents,
@@ -29,6 +42,8 @@ func (b *Bus) EnsureAuthEvents(ctx context.Context) error {
 		Storage:   jetstream.FileStorage,
 		Retention: jetstream.LimitsPolicy,
 		MaxAge:    30 * 24 * time.Hour,
+		MaxBytes:  AuthEventsMaxBytes,
+		Discard:   jetstream.DiscardOld,
 	})
 }
 
@@ -48,14 +63,37 @@ type ConsumerConfig struct {
 	// FilterSubject narrows the stream to one subject (wildcards allowed).
 	FilterSubject string
 	// MaxDeliver bounds redeliveries of a message the handler keeps
-	// refusing; 0 means 10.
+	// refusing; 0 means 10, -1 unlimited.
 	MaxDeliver int
 	// AckWait is how long a message may be processed before redelivery;
 	// 0 means 30s.
 	AckWait time.Duration
-	// RetryDelay is how long a refused message waits before redelivery;
-	// 0 means 1s.
-	RetryDelay time.Duration
+	// RetryDelay is how long a refused message waits before its first
+	// redelivery; 0 means 1s. Each further refusal doubles the wait, up to
+	// MaxRetryDelay (0: RetryDelay, a fixed delay), so a handler failing for a
+	// while is retried ever more rarely instead of spinning.
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
+}
+
+// Backoff is the wait before redelivering a message refused for the n-th
+// time (n ≥ 1): base doubled n-1 times, at most limit.
+func Backoff(n uint64, base, limit time.Duration) time.Duration {
+	d := base
+	for i := uint64(1); i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// NakWithBackoff asks for msg to be redelivered after Backoff of its delivery
+// count.
+func NakWithBackoff(msg jetstream.Msg, base, limit time.Duration) error {
+	n := uint64(1)
+	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 0 {
+		n = md.NumDelivered
+	}
+	return msg.NakWithDelay(Backoff(n, base, limit))
 }
 
 // Consumer is a running durable consumer.
@@ -91,6 +129,7 @@ func Consume[T any](ctx context.Context, b *Bus, cfg ConsumerConfig,
 	if cfg.RetryDelay == 0 {
 		cfg.RetryDelay = time.Second
 	}
+	cfg.MaxRetryDelay = max(cfg.MaxRetryDelay, cfg.RetryDelay)
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
 		Durable:       cfg.Durable,
 		FilterSubject: cfg.FilterSubject,
@@ -118,7 +157,7 @@ func Consume[T any](ctx context.Context, b *Bus, cfg ConsumerConfig,
 			}
 			return
 		}
-		if err := msg.NakWithDelay(cfg.RetryDelay); err != nil {
+		if err := NakWithBackoff(msg, cfg.RetryDelay, cfg.MaxRetryDelay); err != nil {
 			log.Warn("nak failed; message will be redelivered after ack wait", slog.Any("error", err))
 		}
 	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {

@@ -14,6 +14,7 @@ import (
 	"github.com/guardyn/guardyn/libs/kv"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	eventsv1 "github.com/guardyn/guardyn/proto/guardyn/events/v1"
 )
 
 // errAbort carries a status error out of a transaction function unchanged.
@@ -338,7 +339,7 @@ func (s *Server) RemoveDevice(ctx context.Context, req *authv1.RemoveDeviceReque
 	}
 	// The device's keys are erased after the removal commits, in bounded transactions.
 	purge := purgeRecord{UserID: p.UserID, DeviceIDs: []uint32{req.GetDeviceId()}}
-	var purgeID string
+	var purgeID, event string
 	err = s.update(ctx, "remove device", func(tx kv.Tx) error {
 		devs, err := loadDevices(tx, p.UserID)
 		if err != nil {
@@ -360,6 +361,9 @@ func (s *Server) RemoveDevice(ctx context.Context, req *authv1.RemoveDeviceReque
 		if err := clearDeviceFamilies(tx, p.UserID, req.GetDeviceId()); err != nil {
 			return err
 		}
+		if event, err = s.addEvent(tx, eventDeviceRemoved, &eventsv1.DeviceRemoved{UserId: p.UserID, DeviceId: req.GetDeviceId()}); err != nil {
+			return err
+		}
 		purgeID, err = startPurge(tx, purge)
 		return err
 	})
@@ -367,7 +371,7 @@ func (s *Server) RemoveDevice(ctx context.Context, req *authv1.RemoveDeviceReque
 		return nil, err
 	}
 	s.finishPurge(ctx, purgeID, purge)
-	s.publish(ctx, "device removed", func(e Events) error { return e.DeviceRemoved(ctx, p.UserID, req.GetDeviceId()) })
+	s.flushEvent(ctx, event)
 	s.publish(ctx, "devices changed", func(e Events) error { return e.DevicesChanged(ctx, p.UserID) })
 	return &authv1.RemoveDeviceResponse{}, nil
 }
@@ -384,7 +388,7 @@ func (s *Server) DeleteAccount(ctx context.Context, req *authv1.DeleteAccountReq
 	}
 	var deviceIDs []uint32
 	var purge purgeRecord
-	var purgeID string
+	var purgeID, event string
 	err = s.update(ctx, "delete account", func(tx kv.Tx) error {
 		deviceIDs = deviceIDs[:0]
 		account, err := loadAccount(tx, p.UserID)
@@ -410,6 +414,9 @@ func (s *Server) DeleteAccount(ctx context.Context, req *authv1.DeleteAccountReq
 		if err := tx.Delete(accountKey(p.UserID)); err != nil {
 			return err
 		}
+		if event, err = s.addEvent(tx, eventAccountDeleted, &eventsv1.AccountDeleted{UserId: p.UserID, DeviceIds: deviceIDs}); err != nil {
+			return err
+		}
 		// Keys, sessions and links go after the account, in bounded transactions.
 		purge = purgeRecord{UserID: p.UserID, DeviceIDs: deviceIDs, Account: true}
 		purgeID, err = startPurge(tx, purge)
@@ -419,7 +426,7 @@ func (s *Server) DeleteAccount(ctx context.Context, req *authv1.DeleteAccountReq
 		return nil, err
 	}
 	s.finishPurge(ctx, purgeID, purge)
-	s.publish(ctx, "account deleted", func(e Events) error { return e.AccountDeleted(ctx, p.UserID, deviceIDs) })
+	s.flushEvent(ctx, event)
 	s.publish(ctx, "devices changed", func(e Events) error { return e.DevicesChanged(ctx, p.UserID) })
 	return &authv1.DeleteAccountResponse{}, nil
 }

@@ -416,6 +416,9 @@ func TestDeleteAccountErasesEverything(t *testing.T) {
 	err = e.store.View(context.Background(), func(tx kv.Tx) error {
 		pairs, err := kv.ScanPrefix(tx, []byte("auth/"), 0)
 		for _, p := range pairs {
+			if bytes.HasPrefix(p.Key, []byte("auth/outbox/")) {
+				continue // the AccountDeleted event; TestPublishedEventsLeaveTheOutbox checks it goes
+			}
 			if bytes.Contains(p.Key, []byte(alice.userID)) || bytes.Contains(p.Value, []byte(alice.userID)) || bytes.Contains(p.Value, alice.identity.Public().Bytes()) {
 				t.Errorf("left after deletion: %q = %q", p.Key, p.Value)
 			}
@@ -535,5 +538,37 @@ func TestSweepDeletesAbandonedChallengesAndLinks(t *testing.T) {
 	}
 	if n := count("auth/challenge/") + count("auth/link/") + count("auth/linkidx/"); n != 0 {
 		t.Fatalf("%d abandoned entries left after sweep", n)
+	}
+}
+
+// TestPreKeysLowIsPublishedOncePerFall: draining a device's pools publishes a low-prekey
+// event when they fall below the threshold and when they empty, not on every bundle fetch
+// while they are low (before: one event per fetch, persisted, so any caller could fill the
+// event stream by fetching bundles).
+func TestPreKeysLowIsPublishedOncePerFall(t *testing.T) {
+	e := newEnv(t, nil)
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	e.uploadPreKeys(t, bob, auth.DefaultLowPreKeyThreshold+5)
+	for range 3 * auth.DefaultLowPreKeyThreshold {
+		if _, err := e.client.GetKeyBundles(alice.ctx(), &authv1.GetKeyBundlesRequest{UserId: bob.userID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.events.mu.Lock()
+	low := len(e.events.low)
+	e.events.mu.Unlock()
+	if low != 2 {
+		t.Fatalf("%d bundle fetches draining a pool of %d published %d low-prekey events, want 2 (below %d, empty)",
+			3*auth.DefaultLowPreKeyThreshold, auth.DefaultLowPreKeyThreshold+5, low, auth.DefaultLowPreKeyThreshold)
+	}
+	// Replenished and drained again: told again.
+	e.uploadPreKeys(t, bob, auth.DefaultLowPreKeyThreshold)
+	if _, err := e.client.GetKeyBundles(alice.ctx(), &authv1.GetKeyBundlesRequest{UserId: bob.userID}); err != nil {
+		t.Fatal(err)
+	}
+	e.events.mu.Lock()
+	defer e.events.mu.Unlock()
+	if len(e.events.low) != 3 {
+		t.Fatalf("after a refill and a fetch: %d events, want 3", len(e.events.low))
 	}
 }

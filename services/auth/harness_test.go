@@ -32,6 +32,8 @@ type recordedEvents struct {
 	low     []uint32
 	deleted []string
 	changed int
+	// down makes DeviceRemoved and AccountDeleted fail, as an unreachable bus would.
+	down bool
 }
 
 func (r *recordedEvents) DevicesChanged(context.Context, string) error {
@@ -43,12 +45,18 @@ func (r *recordedEvents) DevicesChanged(context.Context, string) error {
 func (r *recordedEvents) DeviceRemoved(_ context.Context, u string, d uint32) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.down {
+		return errors.New("bus unreachable")
+	}
 	r.removed = append(r.removed, u)
 	return nil
 }
 func (r *recordedEvents) AccountDeleted(_ context.Context, u string, _ []uint32) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.down {
+		return errors.New("bus unreachable")
+	}
 	r.deleted = append(r.deleted, u)
 	return nil
 }

@@ -303,7 +303,7 @@ func (s *Server) GetKeyBundles(ctx context.Context, req *authv1.GetKeyBundlesReq
 				continue
 			}
 			resp.Bundles = append(resp.Bundles, bundle)
-			if ec < s.cfg.LowPreKeyThreshold || kems < s.cfg.LowPreKeyThreshold {
+			if s.fellBelowThreshold(bundle, ec, kems) {
 				lows = append(lows, low{d.ID, ec, kems})
 			}
 		}
@@ -316,6 +316,17 @@ func (s *Server) GetKeyBundles(ctx context.Context, req *authv1.GetKeyBundlesReq
 		s.publish(ctx, "prekeys low", func(e Events) error { return e.PreKeysLow(ctx, req.GetUserId(), l.device, l.ec, l.kems) })
 	}
 	return resp, nil
+}
+
+// fellBelowThreshold reports whether the claim of bundle, leaving ec and kems one-time
+// prekeys, took a pool to just below the threshold or emptied it. The owner is told at
+// those two points of each fall, not on every fetch while its pools are low (which let any
+// caller flood the event stream); a fetch that claims no one-time key (an empty pool, or
+// the per-target budget spent) changes nothing the owner has not been told.
+func (s *Server) fellBelowThreshold(bundle *authv1.KeyBundle, ec, kems int) bool {
+	t := s.cfg.LowPreKeyThreshold
+	crossed := func(left int) bool { return left == t-1 || left == 0 }
+	return bundle.GetOneTimeEcPrekey() != nil && crossed(ec) || !bundle.GetKemPrekeyIsLastResort() && crossed(kems)
 }
 
 // claimBundle takes one one-time EC prekey and one one-time ML-KEM prekey (or the

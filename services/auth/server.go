@@ -24,6 +24,7 @@ import (
 	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/crypto/envelope"
 	"github.com/guardyn/guardyn/libs/kv"
+	"github.com/guardyn/guardyn/libs/outbox"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 )
@@ -48,8 +49,10 @@ const (
 )
 
 // Events tells other services what changed. The all-in-one server publishes them on
-// NATS; a nil Events publishes nothing. Errors are logged, not returned to clients: the
-// state change has already committed and the subscribers reconcile from the store.
+// NATS; a nil Events publishes nothing. DeviceRemoved and AccountDeleted are committed
+// to an outbox with the change and retried until they return nil (ReplayEvents), so
+// they must return only once the bus has the event, and subscribers must be idempotent;
+// the other events are best effort and their errors are logged.
 type Events interface {
 	// DevicesChanged: a device was added to or removed from the account.
 	DevicesChanged(ctx context.Context, userID string) error
@@ -97,6 +100,9 @@ type Server struct {
 	cfg     Config
 	trust   *authv1.GetTrustRootResponse
 	tokenPK ed25519.PublicKey
+	// outbox holds DeviceRemoved and AccountDeleted until the bus has them; nil
+	// without Events.
+	outbox *outbox.Outbox
 }
 
 // New returns a Server over cfg.Store.
@@ -127,7 +133,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("auth: certificate issuer: %w", err)
 	}
 	kid := authn.KeyIDOf(tokens.PublicKey())
-	return &Server{
+	s := &Server{
 		store:   cfg.Store,
 		tokens:  tokens,
 		certs:   certs,
@@ -142,7 +148,13 @@ func New(cfg Config) (*Server, error) {
 			TokenKey:             tokens.PublicKey(),
 			KeyId:                hex.EncodeToString(kid[:]),
 		},
-	}, nil
+	}
+	if cfg.Events != nil {
+		if s.outbox, err = s.newEventOutbox(); err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+	}
+	return s, nil
 }
 
 func setDefault(d *time.Duration, v time.Duration) {
@@ -168,13 +180,20 @@ func PublicMethods() []string {
 func (s *Server) TokenPublicKey() ed25519.PublicKey { return s.tokenPK }
 
 // IsDeviceRevoked implements authn.Revocations from the store: a device that no longer
-// exists (removed, or its account deleted) is revoked at once.
-func (s *Server) IsDeviceRevoked(ctx context.Context, userID string, deviceID uint32) bool {
+// exists (removed, or its account deleted) is revoked as soon as its removal commits. A
+// store failure is an error, not a revocation.
+func (s *Server) IsDeviceRevoked(ctx context.Context, userID string, deviceID uint32) (bool, error) {
 	err := s.store.View(ctx, func(tx kv.Tx) error {
 		_, err := tx.Get(deviceKey(userID, deviceID))
 		return err
 	})
-	return err != nil
+	switch {
+	case isNotFound(err):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("auth: device lookup: %w", err)
+	}
+	return false, nil
 }
 
 // Devices returns the current device ids of a user (nil for an unknown user). The

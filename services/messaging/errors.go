@@ -18,4 +18,7 @@ const (
 	reasonWelcomeNotFound  = "WELCOME_NOT_FOUND"
 	reasonDeviceNotFound   = "DEVICE_NOT_FOUND"
 	reasonLimitExceeded    = "LIMIT_EXCEEDED"
+	// reasonDirectoryUnavailable comes with Unavailable: the device directory could not
+	// answer; retry.
+	reasonDirectoryUnavailable = "DIRECTORY_UNAVAILABLE"
 )

@@ -108,8 +108,8 @@ func TestCommitFanOutSurvivesACrash(t *testing.T) {
 	}
 	first.inboxes.fail.Store(true)
 	commits := []*messagingv1.SubmitCommitRequest{
-		{GroupId: gid, Epoch: 0, Commit: []byte("commit 0"), GroupInfo: []byte("gi1")},
-		{GroupId: gid, Epoch: 1, Commit: []byte("commit 1"), GroupInfo: []byte("gi2"), Welcome: []byte("welcome"),
+		{GroupId: gid, Epoch: 0, Commit: mlsPrivateMessage(gid, 0, mlsCommit, 0), GroupInfo: []byte("gi1")},
+		{GroupId: gid, Epoch: 1, Commit: mlsPrivateMessage(gid, 1, mlsCommit, 0), GroupInfo: []byte("gi2"), Welcome: mlsWelcome(mlsRef(1)),
 			Added: []*commonv1.DeviceAddress{addr(bobID, 3)}, WelcomeRecipients: []*commonv1.DeviceAddress{addr(bobID, 3)}},
 	}
 	for i, c := range commits {
@@ -158,7 +158,7 @@ func TestCommitFanOutSurvivesACrash(t *testing.T) {
 		t.Fatalf("the added device got a %v of epoch %d", w[0].GetKind(), w[0].GetEpoch())
 	}
 	welcome, err := second.svc.FetchWelcome(authn.NewContext(context.Background(), authn.Principal{UserID: bobID, DeviceID: 3}), &messagingv1.FetchWelcomeRequest{GroupId: gid})
-	if err != nil || string(welcome.GetWelcome()) != "welcome" {
+	if err != nil || string(welcome.GetWelcome()) != string(commits[1].GetWelcome()) {
 		t.Fatalf("FetchWelcome after the restart: %q, %v", welcome.GetWelcome(), err)
 	}
 
@@ -168,7 +168,7 @@ func TestCommitFanOutSurvivesACrash(t *testing.T) {
 		t.Fatalf("retry of the accepted commit: epoch %d, %v", resp.GetEpoch(), err)
 	}
 	// Bob's commit for the same epoch still loses.
-	if _, err := second.svc.SubmitCommit(asBob, &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 1, Commit: []byte("commit 1"), GroupInfo: []byte("gi2")}); err == nil {
+	if _, err := second.svc.SubmitCommit(asBob, &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 1, Commit: commits[1].GetCommit(), GroupInfo: []byte("gi2")}); err == nil {
 		t.Fatal("another device's commit for an ended epoch was accepted")
 	}
 	if n, _ := second.inboxes.Count(context.Background(), inbox(bobID, 1)); n != 2 {

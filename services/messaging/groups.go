@@ -256,6 +256,14 @@ func (s *Server) SubmitCommit(ctx context.Context, req *messagingv1.SubmitCommit
 	if err := s.checkDevicesExist(ctx, added); err != nil {
 		return nil, err
 	}
+	if err := checkHandshake(req.GetCommit(), req.GetGroupId(), req.GetEpoch(), true); err != nil {
+		return nil, err
+	}
+	if len(added) > 0 {
+		if err := checkWelcome(req.GetWelcome(), len(added)); err != nil {
+			return nil, err
+		}
+	}
 	recipients := slices.DeleteFunc(slices.Clone(g.Members), func(m member) bool { return m == self(p) })
 	notice := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME, GroupId: req.GetGroupId(), Epoch: req.GetEpoch() + 1}
 	total := int64(commitSize)*int64(len(recipients)) + int64(proto.Size(notice)+len(msgstore.ID{}))*int64(len(added)) +
@@ -511,6 +519,9 @@ func (s *Server) SubmitProposal(ctx context.Context, req *messagingv1.SubmitProp
 	}
 	if req.GetEpoch() != g.Epoch {
 		return nil, epochError(codes.Aborted, reasonEpochConflict, g.Epoch)
+	}
+	if err := checkHandshake(req.GetProposal(), req.GetGroupId(), g.Epoch, false); err != nil {
+		return nil, err
 	}
 	now := s.now()
 	d := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_PROPOSAL, Payload: req.GetProposal(), GroupId: req.GetGroupId(), Epoch: g.Epoch}

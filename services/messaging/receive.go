@@ -197,8 +197,13 @@ func (s *Server) Receive(rs grpc.BidiStreamingServer[messagingv1.ReceiveRequest,
 }
 
 // offer hands an event to the stream without ever blocking the publisher. When the buffer
-// is full the event is dropped and the stream resynchronises from its inbox.
+// is full the event is dropped and the stream resynchronises from its inbox. A removal
+// never waits in the buffer: it ends the call at once, however full the buffer is.
 func (st *liveStream) offer(ev *eventsv1.LiveEvent) {
+	if ev.GetRemoved() != nil {
+		st.fail(errDeviceRemoved())
+		return
+	}
 	select {
 	case st.events <- ev:
 	default:
@@ -362,9 +367,17 @@ func (st *liveStream) handle(ev *eventsv1.LiveEvent) (*messagingv1.Delivery, err
 		st.acked(e.Acked.GetMessageIds())
 		return nil, nil
 	case *eventsv1.LiveEvent_Removed:
-		return nil, server.Error(codes.Unauthenticated, reasonDeviceRemoved, "this device has been removed")
+		return nil, errDeviceRemoved()
+	case *eventsv1.LiveEvent_PrekeysLow:
+		// A notice, not a delivery: it goes out at once, on a response of its own.
+		return nil, st.rs.Send(&messagingv1.ReceiveResponse{PrekeysLow: e.PrekeysLow})
 	}
 	return nil, nil
+}
+
+// errDeviceRemoved ends the calls of a device that has left its account.
+func errDeviceRemoved() error {
+	return server.Error(codes.Unauthenticated, reasonDeviceRemoved, "this device has been removed")
 }
 
 // addInflight records a delivery as sent; st.mu is held.

@@ -25,6 +25,7 @@ import (
 
 	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/bus"
+	"github.com/guardyn/guardyn/libs/directory"
 	"github.com/guardyn/guardyn/libs/kv"
 	"github.com/guardyn/guardyn/libs/msgstore"
 	"github.com/guardyn/guardyn/libs/outbox"
@@ -48,7 +49,9 @@ const (
 	MaxGroupDevices = 1000
 )
 
-// Directory tells which devices an account has right now (the auth service owns that).
+// Directory tells which devices an account has right now (the auth service owns that);
+// libs/directory implements it. An error wrapping directory.ErrUnavailable is answered
+// as Unavailable. If it also has a Forget(userID string) method, the auth events call it.
 type Directory interface {
 	// Devices returns the current device ids of a user in ascending order, and false when
 	// no such account exists.
@@ -69,6 +72,11 @@ type Config struct {
 	// Groups holds the MLS delivery-service registry (epochs, members, Welcomes).
 	Groups    kv.Store
 	Directory Directory
+	// Revocations, if set, answers with authority whether a device was removed; open
+	// streams ask it every revocationRecheck besides the Directory's cache, so a removal
+	// ends them even when no change event reached the cache. The all-in-one server
+	// passes the auth store.
+	Revocations authn.Revocations
 	// Conn carries live events between messaging instances (NATS).
 	Conn *nats.Conn
 
@@ -90,6 +98,7 @@ type Server struct {
 	inboxes msgstore.Store
 	groups  kv.Store
 	dir     Directory
+	revoked authn.Revocations // nil: ask dir
 	conn    *nats.Conn
 	limits  Limiter
 	now     func() time.Time
@@ -120,7 +129,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{
-		inboxes: cfg.Inboxes, groups: cfg.Groups, dir: cfg.Directory, conn: cfg.Conn,
+		inboxes: cfg.Inboxes, groups: cfg.Groups, dir: cfg.Directory, revoked: cfg.Revocations, conn: cfg.Conn,
 		limits: cfg.Limits, now: cfg.Now, log: cfg.Logger,
 		ttl: cfg.MessageTTL, cap: cfg.InboxLimit, window: cfg.Window,
 		hub: newHub(),
@@ -210,6 +219,16 @@ func (s *Server) internal(ctx context.Context, op string, err error) error {
 	}
 	s.log.ErrorContext(ctx, "messaging: failure", "op", op, "err", err)
 	return server.Error(codes.Internal, server.ReasonInternal, "%s failed", op)
+}
+
+// directoryError maps a failed device-list lookup: an unreachable directory is a
+// temporary Unavailable the client retries, never a verdict about the device.
+func (s *Server) directoryError(ctx context.Context, err error) error {
+	if errors.Is(err, directory.ErrUnavailable) && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "messaging: device directory unavailable", "err", err)
+		return server.Error(codes.Unavailable, reasonDirectoryUnavailable, "device directory unavailable; retry")
+	}
+	return s.internal(ctx, "device directory", err)
 }
 
 func inboxOf(userID string, deviceID uint32) msgstore.Inbox {
@@ -361,7 +380,7 @@ func (s *Server) checkDeviceList(ctx context.Context, p authn.Principal, recipie
 	}
 	current, found, err := s.dir.Devices(ctx, recipient)
 	if err != nil {
-		return s.internal(ctx, "device directory", err)
+		return s.directoryError(ctx, err)
 	}
 	if !found {
 		return server.Error(codes.NotFound, reasonUserNotFound, "no account %q", recipient)
@@ -423,6 +442,7 @@ func (s *Server) SendStream(stream messagingv1.MessagingService_SendStreamServer
 // readSends queues the stream's requests until the client closes its side, a check
 // fails or answering fails.
 func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messagingv1.MessagingService_SendStreamServer, queue chan<- *messagingv1.SendStreamRequest, failed <-chan struct{}) error {
+	rechecked := s.now() // the interceptor has just checked
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -438,11 +458,12 @@ func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messag
 			return err
 		}
 		// The token was checked when the stream opened; a device removed since must
-		// not keep sending on it. The directory answers from its cache.
-		if removed, err := s.deviceRemoved(ctx, p); err != nil {
+		// not keep sending on it. The directory answers from its cache, the
+		// authoritative check at most every revocationRecheck.
+		if removed, err := s.deviceRemoved(ctx, p, &rechecked); err != nil {
 			return err
 		} else if removed {
-			return server.Error(codes.Unauthenticated, reasonDeviceRemoved, "this device has been removed")
+			return errDeviceRemoved()
 		}
 		select {
 		case queue <- req:
@@ -513,11 +534,29 @@ func (s *Server) sendBatch(ctx context.Context, p authn.Principal, reqs []*messa
 	return out
 }
 
-// deviceRemoved reports whether the caller's device has left its account.
-func (s *Server) deviceRemoved(ctx context.Context, p authn.Principal) (bool, error) {
+// revocationRecheck is how often an open stream asks Config.Revocations, the
+// authoritative answer, whether its device was removed; in between it trusts the
+// directory's cache, which change events keep current. A store read per message would
+// cost the send path several microseconds.
+const revocationRecheck = 250 * time.Millisecond
+
+// deviceRemoved reports whether the caller's device has left its account: from
+// Config.Revocations when *rechecked is revocationRecheck old (then updated), otherwise
+// from the directory.
+func (s *Server) deviceRemoved(ctx context.Context, p authn.Principal, rechecked *time.Time) (bool, error) {
+	if now := s.now(); s.revoked != nil && now.Sub(*rechecked) >= revocationRecheck {
+		removed, err := s.revoked.IsDeviceRevoked(ctx, p.UserID, p.DeviceID)
+		if err != nil {
+			return false, s.directoryError(ctx, fmt.Errorf("%w: %w", directory.ErrUnavailable, err))
+		}
+		*rechecked = now
+		if removed {
+			return true, nil
+		}
+	}
 	devices, found, err := s.dir.Devices(ctx, p.UserID)
 	if err != nil {
-		return false, s.internal(ctx, "device directory", err)
+		return false, s.directoryError(ctx, err)
 	}
 	return !found || !slices.Contains(devices, p.DeviceID), nil
 }

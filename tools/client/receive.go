@@ -104,9 +104,9 @@ const (
 // decrypted, and the new session state and messages are saved, before it is acknowledged:
 // a crash at any point loses nothing, and redeliveries are dropped by server message id.
 // Text messages from contacts are answered with delivery receipts. Prekeys are topped up at
-// the start and after handshakes consumed some. Devices of this account that this device
-// did not approve are reported at the start, and new devices of contacts or of the account
-// when a message reveals them.
+// the start, after handshakes consumed some, and when the server says they run low. Devices
+// of this account that this device did not approve are reported at the start, and new
+// devices of contacts or of the account when a message reveals them.
 func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) error {
 	unlock, err := c.vault.LockReceiver()
 	if err != nil {
@@ -228,6 +228,13 @@ func (c *Client) listenOnce(ctx context.Context, once bool, handle func(Event), 
 		if len(resp.GetDeliveries()) > 0 {
 			if err := c.handleBatch(ctx, resp.GetDeliveries(), handle, ack); err != nil {
 				return err
+			}
+		}
+		if resp.GetPrekeysLow() != nil {
+			// The server says new contacts are draining our one-time prekeys: top up now
+			// rather than when we next start.
+			if _, _, err := c.ReplenishPreKeys(ctx); err != nil {
+				handle(Event{Kind: EventWarning, Err: fmt.Errorf("prekey top-up failed: %w", err)})
 			}
 		}
 		if resp.GetBacklogComplete() {

@@ -310,3 +310,67 @@ func TestGarbageDeliveryDropped(t *testing.T) {
 		t.Fatalf("garbage came back: %+v", evs)
 	}
 }
+
+// TestListenerToppedUpWhenPreKeysRunLow drains a listening device's one-time prekeys
+// through the API: the server tells it on its Receive stream, and it uploads more while
+// still listening, without restarting or polling (before: the low-prekey events were
+// stored and never delivered; the pool stayed low until the device's next start).
+func TestListenerToppedUpWhenPreKeysRunLow(t *testing.T) {
+	p := clienttest.StartWithLimits(t, ratelimit.Policy{})
+	alice, bob := p.Register(t, "alice"), p.Register(t, "bob")
+	ctx := clienttest.Context(t)
+	auth := authv1.NewAuthServiceClient(p.Conn)
+	bobCtx, err := bob.BearerForTest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	who, err := bob.Whoami()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listening, stop := context.WithCancel(ctx)
+	defer stop()
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		var once sync.Once
+		done <- bob.Listen(listening, false, func(ev client.Event) {
+			if ev.Kind == client.EventBacklogDone {
+				once.Do(func() { close(ready) })
+			}
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("listen ended: %v", err)
+	}
+	aliceCtx, err := alice.BearerForTest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Leave fewer than the server's threshold (services/auth.DefaultLowPreKeyThreshold).
+	const serverThreshold = 10
+	for range client.PreKeyBatch - serverThreshold + 1 {
+		if _, err := auth.GetKeyBundles(aliceCtx, &authv1.GetKeyBundlesRequest{UserId: who.UserID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := auth.GetPreKeyCounts(bobCtx, &authv1.GetPreKeyCountsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := resp.GetCounts(); c.GetOneTimeEcPrekeys() == client.PreKeyBatch && c.GetOneTimeKemPrekeys() == client.PreKeyBatch {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the listening device did not top up its prekeys: %v", c)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+}

@@ -22,6 +22,10 @@ type MessageInfo struct {
 	Commit bool
 	// Proposal is true for a handshake message carrying a proposal.
 	Proposal bool
+	// NewMembers holds, for a Welcome, the KeyPackageRef of every member it
+	// adds (RFC 9420 §12.4.3.1: these are in the clear), so a Delivery Service
+	// can check how many devices a Welcome is for.
+	NewMembers [][]byte
 }
 
 // Inspect decodes msg far enough to fill a MessageInfo. It checks syntax
@@ -44,7 +48,11 @@ func Inspect(msg []byte) (*MessageInfo, error) {
 	case wire.WireGroupInfo:
 		gc := &m.GroupInfo.GroupContext
 		info.GroupID, info.Epoch = gc.GroupID, gc.Epoch
-	case wire.WireWelcome, wire.WireKeyPackage:
+	case wire.WireWelcome:
+		for _, s := range m.Welcome.Secrets {
+			info.NewMembers = append(info.NewMembers, s.NewMember)
+		}
+	case wire.WireKeyPackage:
 	default:
 		return nil, fmt.Errorf("%w: wire format %d", ErrUnexpectedMessage, m.WireFormat)
 	}

@@ -120,6 +120,14 @@ func FuzzOpen(f *testing.F) {
 		ctx := context.Background()
 		for _, inbox := range []msgstore.Inbox{in, other} {
 			msgs, err := s.Read(ctx, inbox, nil, msgstore.MaxBatch, msgstore.MaxReadBytes)
+			// ReadIDs answers from the index what Read found in the log; a budget of one
+			// byte still reads the first message.
+			if ids, _, idErr := s.ReadIDs(ctx, inbox, nil, msgstore.MaxBatch); err == nil && (idErr != nil || len(ids) != len(msgs)) {
+				t.Fatalf("ReadIDs listed %d ids (%v), Read returned %d messages", len(ids), idErr, len(msgs))
+			}
+			if first, ferr := s.Read(ctx, inbox, nil, msgstore.MaxBatch, 1); err == nil && ferr == nil && len(msgs) > 0 && (len(first) != 1 || first[0].ID != msgs[0].ID) {
+				t.Fatalf("Read with a budget of one byte returned %d messages", len(first))
+			}
 			if err == nil {
 				for _, m := range msgs {
 					if err := s.Delete(ctx, inbox, []msgstore.ID{m.ID}); err != nil {

@@ -22,6 +22,7 @@ import (
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/services/auth"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
+	"github.com/guardyn/guardyn/tools/internal/mlsframe"
 	"github.com/guardyn/guardyn/tools/internal/rawdevice"
 )
 
@@ -481,7 +482,9 @@ func TestMessagingDocumentedErrors(t *testing.T) {
 		{"SubmitCommit/EPOCH_CONFLICT", commit(alice, &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 3, Commit: []byte("c"), GroupInfo: []byte("g")}), codes.Aborted, "EPOCH_CONFLICT"},
 		{"SubmitCommit/MALFORMED_REQUEST recipients are not the added devices", commit(alice, &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: []byte("c"), GroupInfo: []byte("g"), Welcome: []byte("w"), WelcomeRecipients: addrs(carol)}), codes.InvalidArgument, "MALFORMED_REQUEST"},
 		{"SubmitCommit/MALFORMED_REQUEST adding a member", commit(alice, &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: []byte("c"), GroupInfo: []byte("g"), Welcome: []byte("w"), WelcomeRecipients: addrs(bob), Added: addrs(bob)}), codes.InvalidArgument, "MALFORMED_REQUEST"},
-		{"SubmitCommit/INBOX_FULL", commit(alice, &messagingv1.SubmitCommitRequest{GroupId: fullGroup, Commit: []byte("c"), GroupInfo: []byte("g")}), codes.ResourceExhausted, "INBOX_FULL"},
+		{"SubmitCommit/INBOX_FULL", commit(alice, &messagingv1.SubmitCommitRequest{GroupId: fullGroup, Commit: mlsframe.PrivateMessage(fullGroup, 0, mlsframe.Commit, 0), GroupInfo: []byte("g")}), codes.ResourceExhausted, "INBOX_FULL"},
+		{"SubmitCommit/MALFORMED_REQUEST not an MLS PrivateMessage commit", commit(alice, &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Proposal, 0), GroupInfo: []byte("g")}), codes.InvalidArgument, "MALFORMED_REQUEST"},
+		{"SubmitProposal/MALFORMED_REQUEST not an MLS PrivateMessage proposal", proposal(alice, &messagingv1.SubmitProposalRequest{GroupId: gid, Proposal: []byte("p")}), codes.InvalidArgument, "MALFORMED_REQUEST"},
 
 		{"SubmitProposal/LIMIT_EXCEEDED", proposal(alice, &messagingv1.SubmitProposalRequest{GroupId: gid, Proposal: make([]byte, 64<<10+1)}), codes.InvalidArgument, "LIMIT_EXCEEDED"},
 		{"SubmitProposal/MALFORMED_REQUEST", proposal(alice, &messagingv1.SubmitProposalRequest{GroupId: gid}), codes.InvalidArgument, "MALFORMED_REQUEST"},
@@ -747,7 +750,7 @@ func TestLimitsAtTheMaximumPassAndOneOverFails(t *testing.T) {
 			return err
 		}},
 		{"SubmitProposal.proposal 64 KiB", func() error {
-			_, err := m.SubmitProposal(alice.ctx(t), &messagingv1.SubmitProposalRequest{GroupId: gid, Proposal: make([]byte, 64<<10)})
+			_, err := m.SubmitProposal(alice.ctx(t), &messagingv1.SubmitProposalRequest{GroupId: gid, Proposal: mlsframe.PrivateMessage(gid, 0, mlsframe.Proposal, 64<<10)})
 			return err
 		}, func() error {
 			_, err := m.SubmitProposal(alice.ctx(t), &messagingv1.SubmitProposalRequest{GroupId: gid, Proposal: make([]byte, 64<<10+1)})
@@ -942,7 +945,7 @@ func TestConcurrentCommitsHaveOneWinner(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			_, errs[i] = e.msg.SubmitCommit(ctx, &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 0,
-				Commit: fmt.Appendf(nil, "commit by %d", i), GroupInfo: fmt.Appendf(nil, "gi1 by %d", i)})
+				Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 100+i), GroupInfo: fmt.Appendf(nil, "gi1 by %d", i)})
 		})
 	}
 	close(start)
@@ -980,7 +983,7 @@ func TestConcurrentCommitsHaveOneWinner(t *testing.T) {
 		}
 		r := e.receive(t, d)
 		got := r.next(t)
-		if got.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT || string(got.GetPayload()) != fmt.Sprintf("commit by %d", winner) {
+		if got.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT || !bytes.Equal(got.GetPayload(), mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 100+winner)) {
 			t.Fatalf("member %d got %v, want the winning commit", i, got)
 		}
 		<-r.backlog

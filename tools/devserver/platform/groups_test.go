@@ -13,6 +13,7 @@ import (
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
+	"github.com/guardyn/guardyn/tools/internal/mlsframe"
 )
 
 // The delivery-service abuse tests (issue 18, finding 3): one member must not be able to
@@ -55,9 +56,9 @@ func TestWelcomeRecipientsMustBeTheAddedDevices(t *testing.T) {
 		"added device with no Welcome": {Added: addrs(carol)},
 	} {
 		t.Run(name, func(t *testing.T) {
-			req.GroupId, req.Commit, req.GroupInfo = gid, []byte("c"), []byte("g")
+			req.GroupId, req.Commit, req.GroupInfo = gid, mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 0), []byte("g")
 			if len(req.WelcomeRecipients) > 0 {
-				req.Welcome = []byte("w")
+				req.Welcome = mlsframe.Welcome(mlsframe.Ref(1))
 			}
 			_, err := e.msg.SubmitCommit(alice.ctx(t), req)
 			wantErr(t, err, codes.InvalidArgument, "MALFORMED_REQUEST")
@@ -84,9 +85,13 @@ func TestWelcomeIsStoredOnce(t *testing.T) {
 	}
 	gid := clientID()
 	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs(alice), GroupInfo: []byte("gi")}))
-	welcome := bytes.Repeat([]byte("W"), 1<<20)
+	refs := make([][]byte, n)
+	for i := range refs {
+		refs[i] = mlsframe.Ref(i)
+	}
+	welcome := mlsframe.PaddedWelcome(1<<20, refs...)
 	before := dirSize(t, e.dir)
-	must(e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: []byte("c"), GroupInfo: []byte("g"),
+	must(e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 0), GroupInfo: []byte("g"),
 		Welcome: welcome, Added: addrs(joiners...), WelcomeRecipients: addrs(joiners...)}))
 	grown := dirSize(t, e.dir) - before
 	// The kv file grows by whole mmap steps, so allow a few MiB over the one copy.
@@ -117,10 +122,10 @@ func TestCommitFanOutIsBounded(t *testing.T) {
 	}
 	gid := clientID()
 	must(e.msg.CreateGroup(members[0].ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs(members...), GroupInfo: []byte("gi")}))
-	_, err := e.msg.SubmitCommit(members[0].ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: make([]byte, 256<<10), GroupInfo: []byte("g")})
+	_, err := e.msg.SubmitCommit(members[0].ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 256<<10), GroupInfo: []byte("g")})
 	wantErr(t, err, codes.InvalidArgument, "LIMIT_EXCEEDED")
 	// A commit of a realistic size for the group goes through.
-	if resp := must(e.msg.SubmitCommit(members[0].ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: make([]byte, 16<<10), GroupInfo: []byte("g")})); resp.GetEpoch() != 1 {
+	if resp := must(e.msg.SubmitCommit(members[0].ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 16<<10), GroupInfo: []byte("g")})); resp.GetEpoch() != 1 {
 		t.Fatalf("epoch after the commit = %d, want 1 (the refused one must not count)", resp.GetEpoch())
 	}
 }
@@ -136,15 +141,15 @@ func TestCommitsRespectInboxCaps(t *testing.T) {
 	}
 	gid := clientID()
 	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs(alice, bob, full), GroupInfo: []byte("gi")}))
-	_, err := e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: []byte("c0"), GroupInfo: []byte("g")})
+	_, err := e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 0), GroupInfo: []byte("g")})
 	wantErr(t, err, codes.ResourceExhausted, "INBOX_FULL")
 	// Adding a device whose inbox is full is refused the same way.
 	gid2 := clientID()
 	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid2, Members: addrs(alice, bob), GroupInfo: []byte("gi")}))
-	_, err = e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid2, Commit: []byte("c0"), GroupInfo: []byte("g"),
-		Welcome: []byte("w"), Added: addrs(full), WelcomeRecipients: addrs(full)})
+	_, err = e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid2, Commit: mlsframe.PrivateMessage(gid2, 0, mlsframe.Commit, 0), GroupInfo: []byte("g"),
+		Welcome: mlsframe.Welcome(mlsframe.Ref(1)), Added: addrs(full), WelcomeRecipients: addrs(full)})
 	wantErr(t, err, codes.ResourceExhausted, "INBOX_FULL")
-	if resp := must(e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: []byte("remove full"), GroupInfo: []byte("g"), Removed: addrs(full)})); resp.GetEpoch() != 1 {
+	if resp := must(e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 50), GroupInfo: []byte("g"), Removed: addrs(full)})); resp.GetEpoch() != 1 {
 		t.Fatalf("epoch after removing the full device = %d", resp.GetEpoch())
 	}
 }
@@ -157,7 +162,7 @@ func TestRetriedCommitSucceeds(t *testing.T) {
 	alice, bob := e.register(t, "alice"), e.register(t, "bob")
 	gid := clientID()
 	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs(alice, bob), GroupInfo: []byte("gi")}))
-	req := &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: []byte("commit 0"), GroupInfo: []byte("g1")}
+	req := &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 0), GroupInfo: []byte("g1")}
 	first := must(e.msg.SubmitCommit(alice.ctx(t), req))
 	again, err := e.msg.SubmitCommit(alice.ctx(t), req)
 	if err != nil {
@@ -166,14 +171,72 @@ func TestRetriedCommitSucceeds(t *testing.T) {
 	if again.GetEpoch() != 1 || !again.GetServerTime().AsTime().Equal(first.GetServerTime().AsTime()) {
 		t.Fatalf("retry answered epoch %d at %v, first answer epoch %d at %v", again.GetEpoch(), again.GetServerTime().AsTime(), first.GetEpoch(), first.GetServerTime().AsTime())
 	}
-	_, err = e.msg.SubmitCommit(bob.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: []byte("commit 0"), GroupInfo: []byte("g1")})
+	_, err = e.msg.SubmitCommit(bob.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: req.GetCommit(), GroupInfo: []byte("g1")})
 	wantErr(t, err, codes.Aborted, "EPOCH_CONFLICT")
-	_, err = e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: []byte("another commit 0"), GroupInfo: []byte("g1")})
+	_, err = e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 77), GroupInfo: []byte("g1")})
 	wantErr(t, err, codes.Aborted, "EPOCH_CONFLICT")
 	r := e.receive(t, bob)
-	if d := r.next(t); d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT || string(d.GetPayload()) != "commit 0" {
-		t.Fatalf("bob got %v", d)
+	if d := r.next(t); d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT || !bytes.Equal(d.GetPayload(), req.GetCommit()) {
+		t.Fatalf("bob got a %v of %d bytes", d.GetKind(), len(d.GetPayload()))
 	}
 	<-r.backlog
 	r.none(t, 300*time.Millisecond)
+}
+
+// TestHandshakesMustBePrivateMessagesOfTheirGroupAndEpoch (issue 18, "Also"): the service
+// reads only what RFC 9420 leaves in the clear, and checks it against the request: a
+// handshake must be a PrivateMessage (a PublicMessage would show it proposals and
+// credentials) of the request's group and epoch with the right content type, and a
+// Welcome must name one distinct KeyPackageRef per added device.
+func TestHandshakesMustBePrivateMessagesOfTheirGroupAndEpoch(t *testing.T) {
+	e := unlimited(t)
+	alice, bob, carol := e.register(t, "alice"), e.register(t, "bob"), e.register(t, "carol")
+	gid := clientID()
+	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs(alice, bob), GroupInfo: []byte("gi")}))
+	commit := func(c []byte) *messagingv1.SubmitCommitRequest {
+		return &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: c, GroupInfo: []byte("g")}
+	}
+	adding := func(w []byte) *messagingv1.SubmitCommitRequest {
+		r := commit(mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 0))
+		r.Welcome, r.Added, r.WelcomeRecipients = w, addrs(carol), addrs(carol)
+		return r
+	}
+	for name, req := range map[string]*messagingv1.SubmitCommitRequest{
+		"not MLS":                   commit([]byte("commit")),
+		"PublicMessage":             commit(mlsframe.PublicCommit(gid, 0)),
+		"another group":             commit(mlsframe.PrivateMessage(clientID(), 0, mlsframe.Commit, 0)),
+		"another epoch":             commit(mlsframe.PrivateMessage(gid, 1, mlsframe.Commit, 0)),
+		"a proposal":                commit(mlsframe.PrivateMessage(gid, 0, mlsframe.Proposal, 0)),
+		"application data":          commit(mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 0)),
+		"Welcome not MLS":           adding([]byte("welcome")),
+		"Welcome is a commit":       adding(mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 0)),
+		"Welcome for two devices":   adding(mlsframe.Welcome(mlsframe.Ref(1), mlsframe.Ref(2))),
+		"Welcome names a ref twice": {GroupId: gid, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 0), GroupInfo: []byte("g"), Welcome: mlsframe.Welcome(mlsframe.Ref(1), mlsframe.Ref(1)), Added: addrs(carol, e.link(t, carol)), WelcomeRecipients: nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if req.WelcomeRecipients == nil && req.Welcome != nil {
+				req.WelcomeRecipients = req.Added
+			}
+			_, err := e.msg.SubmitCommit(alice.ctx(t), req)
+			wantErr(t, err, codes.InvalidArgument, "MALFORMED_REQUEST")
+		})
+	}
+	for name, p := range map[string][]byte{
+		"not MLS":       []byte("proposal"),
+		"a commit":      mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 0),
+		"another epoch": mlsframe.PrivateMessage(gid, 3, mlsframe.Proposal, 0),
+	} {
+		t.Run("proposal "+name, func(t *testing.T) {
+			_, err := e.msg.SubmitProposal(alice.ctx(t), &messagingv1.SubmitProposalRequest{GroupId: gid, Proposal: p})
+			wantErr(t, err, codes.InvalidArgument, "MALFORMED_REQUEST")
+		})
+	}
+	if info := must(e.msg.GetGroupInfo(alice.ctx(t), &messagingv1.GetGroupInfoRequest{GroupId: gid})); info.GetEpoch() != 0 || len(info.GetMembers()) != 2 {
+		t.Fatalf("refused handshakes changed the group: epoch %d, %d members", info.GetEpoch(), len(info.GetMembers()))
+	}
+	// The PrivateMessage handshakes of the group's epoch go through.
+	must(e.msg.SubmitProposal(alice.ctx(t), &messagingv1.SubmitProposalRequest{GroupId: gid, Proposal: mlsframe.PrivateMessage(gid, 0, mlsframe.Proposal, 0)}))
+	if resp := must(e.msg.SubmitCommit(alice.ctx(t), adding(mlsframe.Welcome(mlsframe.Ref(1))))); resp.GetEpoch() != 1 {
+		t.Fatalf("epoch after a well-formed commit = %d", resp.GetEpoch())
+	}
 }

@@ -17,6 +17,7 @@ import (
 
 // env is a whole platform in this process, reached over real gRPC on loopback.
 type env struct {
+	p    *platform.Platform
 	dir  string
 	conn *grpc.ClientConn
 	auth authv1.AuthServiceClient
@@ -52,7 +53,7 @@ func startWith(t *testing.T, tune func(*platform.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &env{dir: dir, conn: conn, auth: authv1.NewAuthServiceClient(conn), msg: messagingv1.NewMessagingServiceClient(conn)}
+	return &env{p: p, dir: dir, conn: conn, auth: authv1.NewAuthServiceClient(conn), msg: messagingv1.NewMessagingServiceClient(conn)}
 }
 
 // device is a logged-in device driven over the raw API.

@@ -18,6 +18,7 @@ import (
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
+	"github.com/guardyn/guardyn/tools/internal/mlsframe"
 	"github.com/guardyn/guardyn/tools/internal/rawdevice"
 )
 
@@ -362,8 +363,8 @@ func TestGroupDeliveryService(t *testing.T) {
 
 	bobStream := e.receive(t, bob)
 	<-bobStream.backlog
-	commit := &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 0, Commit: []byte("commit-a"), GroupInfo: []byte("gi1"),
-		Welcome: []byte("welcome"), WelcomeRecipients: []*commonv1.DeviceAddress{addr(carol)}, Added: []*commonv1.DeviceAddress{addr(carol)}}
+	commit := &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 0, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 0), GroupInfo: []byte("gi1"),
+		Welcome: mlsframe.Welcome(mlsframe.Ref(1)), WelcomeRecipients: []*commonv1.DeviceAddress{addr(carol)}, Added: []*commonv1.DeviceAddress{addr(carol)}}
 	if resp := must(e.msg.SubmitCommit(alice.ctx(t), commit)); resp.GetEpoch() != 1 {
 		t.Fatalf("epoch after commit = %d", resp.GetEpoch())
 	}
@@ -373,14 +374,14 @@ func TestGroupDeliveryService(t *testing.T) {
 	if c, ok := status.Convert(err).Details()[1].(*messagingv1.EpochConflict); !ok || c.GetCurrentEpoch() != 1 {
 		t.Fatalf("conflict detail = %v", status.Convert(err).Details())
 	}
-	if d := bobStream.next(t); d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT || string(d.GetPayload()) != "commit-a" || !bytes.Equal(d.GetGroupId(), gid) {
+	if d := bobStream.next(t); d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT || !bytes.Equal(d.GetPayload(), commit.GetCommit()) || !bytes.Equal(d.GetGroupId(), gid) {
 		t.Fatalf("bob got %v", d)
 	}
 	carolStream := e.receive(t, carol)
 	if d := carolStream.next(t); d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME || len(d.GetPayload()) != 0 || d.GetEpoch() != 1 {
 		t.Fatalf("carol got %v", d)
 	}
-	if w := must(e.msg.FetchWelcome(carol.ctx(t), &messagingv1.FetchWelcomeRequest{GroupId: gid})); string(w.GetWelcome()) != "welcome" {
+	if w := must(e.msg.FetchWelcome(carol.ctx(t), &messagingv1.FetchWelcomeRequest{GroupId: gid})); !bytes.Equal(w.GetWelcome(), commit.GetWelcome()) {
 		t.Fatalf("fetched welcome %q", w.GetWelcome())
 	}
 	// Application messages: current and previous epoch accepted, others refused.

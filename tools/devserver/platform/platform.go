@@ -15,11 +15,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
 	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/config"
+	"github.com/guardyn/guardyn/libs/directory"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
 	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
 	"github.com/guardyn/guardyn/libs/ratelimit"
@@ -65,6 +68,10 @@ type Platform struct {
 	// The stores, for tests that break them.
 	kv      *kvembedded.Store
 	inboxes *msgembedded.Store
+
+	// What keeps the process's view of devices current, kept for tests that cut it.
+	dirSub, changes *nats.Subscription
+	consumer        jetstream.ConsumeContext
 }
 
 // Start opens the stores and the bus under cfg.DataDir and binds the listeners. Call Run to
@@ -143,14 +150,17 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 	p.stop = append(p.stop, func() { dirSub.Unsubscribe() })
+	p.dirSub = dirSub
 
-	directory, err := messaging.NewBusDirectory(b.Conn(), 0)
+	devices := directory.New(directory.NewBusSource(b.Conn()), directory.Options{})
+	changes, err := directory.Subscribe(b.Conn(), devices)
 	if err != nil {
 		return nil, err
 	}
-	p.stop = append(p.stop, func() { directory.Close() })
+	p.stop = append(p.stop, func() { changes.Unsubscribe() })
+	p.changes = changes
 	msgSvc, err := messaging.New(messaging.Config{
-		Inboxes: inboxes, Groups: kvStore, Directory: directory, Conn: b.Conn(),
+		Inboxes: inboxes, Groups: kvStore, Directory: devices, Revocations: authSvc, Conn: b.Conn(),
 		Limits: limits, Logger: cfg.Logger, InboxLimit: cfg.InboxLimit,
 	})
 	if err != nil {
@@ -162,11 +172,19 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 	p.stop = append(p.stop, consumer.Stop)
+	p.consumer = consumer
+	notices, err := msgSvc.ConsumePreKeyNotices(context.WithoutCancel(ctx), b)
+	if err != nil {
+		return nil, err
+	}
+	p.stop = append(p.stop, notices.Stop)
 
-	// Messaging checks revocation through its cached directory (one lookup per cached
-	// user), auth through its own store; both see a removed device at once.
+	// Every call is checked against the auth store itself, in this process: a device is
+	// refused from the moment its removal commits, by every service. (The directory's
+	// cache serves device lists for sends, and revocation in a messaging process of its
+	// own, where change events keep it current.)
 	verifier, err := authn.NewVerifier(authn.VerifierConfig{
-		Keys: []ed25519.PublicKey{authSvc.TokenPublicKey()}, Revocations: directory, Now: time.Now,
+		Keys: []ed25519.PublicKey{authSvc.TokenPublicKey()}, Revocations: authSvc, Now: time.Now,
 	})
 	if err != nil {
 		return nil, err
@@ -236,6 +254,13 @@ func (p *Platform) Run(ctx context.Context) error {
 		}
 	}()
 	defer func() { stopSweeping(); <-swept }()
+	// Auth events a crash or a bus outage left in the outbox are published until acked.
+	replayed := make(chan struct{})
+	go func() {
+		defer close(replayed)
+		_ = p.auth.ReplayEvents(sweepCtx)
+	}()
+	defer func() { stopSweeping(); <-replayed }()
 	return p.srv.Run(ctx)
 }
 

@@ -12,6 +12,7 @@ import (
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
+	"github.com/guardyn/guardyn/tools/internal/mlsframe"
 )
 
 // Regression, found by the abuse tests: a commit, group message or Welcome at its
@@ -29,7 +30,7 @@ func TestGroupPayloadsAtTheirMaximum(t *testing.T) {
 		}
 	})
 	t.Run("SubmitCommit 256 KiB", func(t *testing.T) {
-		_, err := e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 0, Commit: make([]byte, 256<<10), GroupInfo: []byte("g1")})
+		_, err := e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 0, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 256<<10), GroupInfo: []byte("g1")})
 		info := must(e.msg.GetGroupInfo(alice.ctx(t), &messagingv1.GetGroupInfoRequest{GroupId: gid}))
 		if err != nil {
 			t.Fatalf("commit at its 256 KiB maximum: %v; the group is now at epoch %d", err, info.GetEpoch())
@@ -37,8 +38,8 @@ func TestGroupPayloadsAtTheirMaximum(t *testing.T) {
 	})
 	t.Run("SubmitCommit Welcome 1 MiB", func(t *testing.T) {
 		epoch := must(e.msg.GetGroupInfo(alice.ctx(t), &messagingv1.GetGroupInfoRequest{GroupId: gid})).GetEpoch()
-		_, err := e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: epoch, Commit: []byte("c"), GroupInfo: []byte("g"),
-			Welcome: make([]byte, 1<<20), WelcomeRecipients: addrs(carol), Added: addrs(carol)})
+		_, err := e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: epoch, Commit: mlsframe.PrivateMessage(gid, epoch, mlsframe.Commit, 0), GroupInfo: []byte("g"),
+			Welcome: mlsframe.PaddedWelcome(1<<20, mlsframe.Ref(1)), WelcomeRecipients: addrs(carol), Added: addrs(carol)})
 		after := must(e.msg.GetGroupInfo(alice.ctx(t), &messagingv1.GetGroupInfoRequest{GroupId: gid})).GetEpoch()
 		if err != nil {
 			t.Fatalf("Welcome at its 1 MiB maximum: %v; epoch went from %d to %d", err, epoch, after)
@@ -131,7 +132,7 @@ func TestProposalsRespectTheInboxCap(t *testing.T) {
 	gid := clientID()
 	must(e.msg.CreateGroup(mallory.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs(mallory, alice), GroupInfo: []byte("gi")}))
 	for i := range 10 {
-		if _, err := e.msg.SubmitProposal(mallory.ctx(t), &messagingv1.SubmitProposalRequest{GroupId: gid, Proposal: []byte{byte(i)}}); err != nil {
+		if _, err := e.msg.SubmitProposal(mallory.ctx(t), &messagingv1.SubmitProposalRequest{GroupId: gid, Proposal: mlsframe.PrivateMessage(gid, 0, mlsframe.Proposal, 100+i)}); err != nil {
 			wantErr(t, err, codes.ResourceExhausted, "INBOX_FULL")
 			return
 		}

@@ -203,6 +203,11 @@ const (
 	ErrorReason_ERROR_REASON_INVALID_PUSH_TARGET ErrorReason = 80
 	// NOT_FOUND: the device has no push target.
 	ErrorReason_ERROR_REASON_PUSH_TARGET_NOT_FOUND ErrorReason = 81
+	// UNAVAILABLE: the device directory could not tell whether the token's device was removed;
+	// retry. Never a removal.
+	ErrorReason_ERROR_REASON_REVOCATION_UNAVAILABLE ErrorReason = 90
+	// UNAVAILABLE: the device directory could not answer a recipient's device list; retry.
+	ErrorReason_ERROR_REASON_DIRECTORY_UNAVAILABLE ErrorReason = 91
 )
 
 // Enum value maps for ErrorReason.
@@ -260,6 +265,8 @@ var (
 		70: "ERROR_REASON_WATCH_LIMIT_REACHED",
 		80: "ERROR_REASON_INVALID_PUSH_TARGET",
 		81: "ERROR_REASON_PUSH_TARGET_NOT_FOUND",
+		90: "ERROR_REASON_REVOCATION_UNAVAILABLE",
+		91: "ERROR_REASON_DIRECTORY_UNAVAILABLE",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":               0,
@@ -314,6 +321,8 @@ var (
 		"ERROR_REASON_WATCH_LIMIT_REACHED":       70,
 		"ERROR_REASON_INVALID_PUSH_TARGET":       80,
 		"ERROR_REASON_PUSH_TARGET_NOT_FOUND":     81,
+		"ERROR_REASON_REVOCATION_UNAVAILABLE":    90,
+		"ERROR_REASON_DIRECTORY_UNAVAILABLE":     91,
 	}
 )
 
@@ -433,7 +442,7 @@ const file_guardyn_common_v1_common_proto_rawDesc = "" +
 	"\x19PUSH_PLATFORM_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PUSH_PLATFORM_APNS\x10\x01\x12\x15\n" +
 	"\x11PUSH_PLATFORM_FCM\x10\x02\x12\x1a\n" +
-	"\x16PUSH_PLATFORM_WEB_PUSH\x10\x03*\xad\x0e\n" +
+	"\x16PUSH_PLATFORM_WEB_PUSH\x10\x03*\xfe\x0e\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bERROR_REASON_LIMIT_EXCEEDED\x10\x01\x12\"\n" +
@@ -487,7 +496,9 @@ const file_guardyn_common_v1_common_proto_rawDesc = "" +
 	"\x1fERROR_REASON_CAPABILITY_EXPIRED\x10E\x12$\n" +
 	" ERROR_REASON_WATCH_LIMIT_REACHED\x10F\x12$\n" +
 	" ERROR_REASON_INVALID_PUSH_TARGET\x10P\x12&\n" +
-	"\"ERROR_REASON_PUSH_TARGET_NOT_FOUND\x10Q:8\n" +
+	"\"ERROR_REASON_PUSH_TARGET_NOT_FOUND\x10Q\x12'\n" +
+	"#ERROR_REASON_REVOCATION_UNAVAILABLE\x10Z\x12&\n" +
+	"\"ERROR_REASON_DIRECTORY_UNAVAILABLE\x10[:8\n" +
 	"\x06public\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\bR\x06publicB=Z;github.com/guardyn/guardyn/proto/guardyn/common/v1;commonv1b\x06proto3"
 
 var (

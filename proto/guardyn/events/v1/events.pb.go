@@ -192,7 +192,9 @@ func (x *AccountDeleted) GetDeviceIds() []uint32 {
 }
 
 // PreKeysLow says that a device's pool of one-time prekeys is running out, so that the device
-// is told to upload more (by a push, or when it next connects).
+// is told to upload more: the messaging service consumes it and tells the device on its Receive
+// stream; a device that is offline checks its counts when it next connects. The auth service
+// publishes it once per fall below the threshold, not on every bundle fetch.
 type PreKeysLow struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Account of the device. Max: 64 characters.
@@ -385,6 +387,7 @@ type LiveEvent struct {
 	//	*LiveEvent_Delivery
 	//	*LiveEvent_Acked
 	//	*LiveEvent_Removed
+	//	*LiveEvent_PrekeysLow
 	Event         isLiveEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -454,6 +457,15 @@ func (x *LiveEvent) GetRemoved() *DeviceRemoved {
 	return nil
 }
 
+func (x *LiveEvent) GetPrekeysLow() *v1.PreKeysLow {
+	if x != nil {
+		if x, ok := x.Event.(*LiveEvent_PrekeysLow); ok {
+			return x.PrekeysLow
+		}
+	}
+	return nil
+}
+
 type isLiveEvent_Event interface {
 	isLiveEvent_Event()
 }
@@ -473,11 +485,18 @@ type LiveEvent_Removed struct {
 	Removed *DeviceRemoved `protobuf:"bytes,3,opt,name=removed,proto3,oneof"`
 }
 
+type LiveEvent_PrekeysLow struct {
+	// The device's one-time prekeys are running out: tell it on its stream.
+	PrekeysLow *v1.PreKeysLow `protobuf:"bytes,4,opt,name=prekeys_low,json=prekeysLow,proto3,oneof"`
+}
+
 func (*LiveEvent_Delivery) isLiveEvent_Event() {}
 
 func (*LiveEvent_Acked) isLiveEvent_Event() {}
 
 func (*LiveEvent_Removed) isLiveEvent_Event() {}
+
+func (*LiveEvent_PrekeysLow) isLiveEvent_Event() {}
 
 // Acked lists message ids a device acknowledged.
 type Acked struct {
@@ -551,11 +570,13 @@ const file_guardyn_events_v1_events_proto_rawDesc = "" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x1d\n" +
 	"\n" +
 	"device_ids\x18\x02 \x03(\rR\tdeviceIds\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\xc2\x01\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\x87\x02\n" +
 	"\tLiveEvent\x12<\n" +
 	"\bdelivery\x18\x01 \x01(\v2\x1e.guardyn.messaging.v1.DeliveryH\x00R\bdelivery\x120\n" +
 	"\x05acked\x18\x02 \x01(\v2\x18.guardyn.events.v1.AckedH\x00R\x05acked\x12<\n" +
-	"\aremoved\x18\x03 \x01(\v2 .guardyn.events.v1.DeviceRemovedH\x00R\aremovedB\a\n" +
+	"\aremoved\x18\x03 \x01(\v2 .guardyn.events.v1.DeviceRemovedH\x00R\aremoved\x12C\n" +
+	"\vprekeys_low\x18\x04 \x01(\v2 .guardyn.messaging.v1.PreKeysLowH\x00R\n" +
+	"prekeysLowB\a\n" +
 	"\x05event\"(\n" +
 	"\x05Acked\x12\x1f\n" +
 	"\vmessage_ids\x18\x01 \x03(\fR\n" +
@@ -584,16 +605,18 @@ var file_guardyn_events_v1_events_proto_goTypes = []any{
 	(*LiveEvent)(nil),          // 6: guardyn.events.v1.LiveEvent
 	(*Acked)(nil),              // 7: guardyn.events.v1.Acked
 	(*v1.Delivery)(nil),        // 8: guardyn.messaging.v1.Delivery
+	(*v1.PreKeysLow)(nil),      // 9: guardyn.messaging.v1.PreKeysLow
 }
 var file_guardyn_events_v1_events_proto_depIdxs = []int32{
 	8, // 0: guardyn.events.v1.LiveEvent.delivery:type_name -> guardyn.messaging.v1.Delivery
 	7, // 1: guardyn.events.v1.LiveEvent.acked:type_name -> guardyn.events.v1.Acked
 	1, // 2: guardyn.events.v1.LiveEvent.removed:type_name -> guardyn.events.v1.DeviceRemoved
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	9, // 3: guardyn.events.v1.LiveEvent.prekeys_low:type_name -> guardyn.messaging.v1.PreKeysLow
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_guardyn_events_v1_events_proto_init() }
@@ -605,6 +628,7 @@ func file_guardyn_events_v1_events_proto_init() {
 		(*LiveEvent_Delivery)(nil),
 		(*LiveEvent_Acked)(nil),
 		(*LiveEvent_Removed)(nil),
+		(*LiveEvent_PrekeysLow)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -771,8 +771,11 @@ type ReceiveResponse struct {
 	// True on the response that ends the stored backlog (it may carry no deliveries); every later
 	// delivery is live.
 	BacklogComplete bool `protobuf:"varint,2,opt,name=backlog_complete,json=backlogComplete,proto3" json:"backlog_complete,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Set when the device's one-time prekeys on the server are running out: upload more with
+	// AuthService.UploadPreKeys. It may come on a response without deliveries.
+	PrekeysLow    *PreKeysLow `protobuf:"bytes,3,opt,name=prekeys_low,json=prekeysLow,proto3" json:"prekeys_low,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReceiveResponse) Reset() {
@@ -819,6 +822,69 @@ func (x *ReceiveResponse) GetBacklogComplete() bool {
 	return false
 }
 
+func (x *ReceiveResponse) GetPrekeysLow() *PreKeysLow {
+	if x != nil {
+		return x.PrekeysLow
+	}
+	return nil
+}
+
+// PreKeysLow tells a device that its pools of one-time prekeys are running low, so that it
+// replenishes them without polling GetPreKeyCounts.
+type PreKeysLow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One-time EC prekeys left.
+	OneTimeEcPrekeys uint32 `protobuf:"varint,1,opt,name=one_time_ec_prekeys,json=oneTimeEcPrekeys,proto3" json:"one_time_ec_prekeys,omitempty"`
+	// One-time ML-KEM prekeys left.
+	OneTimeKemPrekeys uint32 `protobuf:"varint,2,opt,name=one_time_kem_prekeys,json=oneTimeKemPrekeys,proto3" json:"one_time_kem_prekeys,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *PreKeysLow) Reset() {
+	*x = PreKeysLow{}
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreKeysLow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreKeysLow) ProtoMessage() {}
+
+func (x *PreKeysLow) ProtoReflect() protoreflect.Message {
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreKeysLow.ProtoReflect.Descriptor instead.
+func (*PreKeysLow) Descriptor() ([]byte, []int) {
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PreKeysLow) GetOneTimeEcPrekeys() uint32 {
+	if x != nil {
+		return x.OneTimeEcPrekeys
+	}
+	return 0
+}
+
+func (x *PreKeysLow) GetOneTimeKemPrekeys() uint32 {
+	if x != nil {
+		return x.OneTimeKemPrekeys
+	}
+	return 0
+}
+
 // Delivery is one message for the receiving device.
 type Delivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -842,7 +908,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[12]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +920,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[12]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +933,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{12}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Delivery) GetMessageId() []byte {
@@ -923,7 +989,7 @@ type AckMessagesRequest struct {
 
 func (x *AckMessagesRequest) Reset() {
 	*x = AckMessagesRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[13]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1001,7 @@ func (x *AckMessagesRequest) String() string {
 func (*AckMessagesRequest) ProtoMessage() {}
 
 func (x *AckMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[13]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1014,7 @@ func (x *AckMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckMessagesRequest.ProtoReflect.Descriptor instead.
 func (*AckMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{13}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AckMessagesRequest) GetMessageIds() [][]byte {
@@ -967,7 +1033,7 @@ type AckMessagesResponse struct {
 
 func (x *AckMessagesResponse) Reset() {
 	*x = AckMessagesResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[14]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1045,7 @@ func (x *AckMessagesResponse) String() string {
 func (*AckMessagesResponse) ProtoMessage() {}
 
 func (x *AckMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[14]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1058,7 @@ func (x *AckMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckMessagesResponse.ProtoReflect.Descriptor instead.
 func (*AckMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{14}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{15}
 }
 
 // CreateGroupRequest registers a new MLS group.
@@ -1010,7 +1076,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[15]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1088,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[15]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1101,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{15}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateGroupRequest) GetGroupId() []byte {
@@ -1070,7 +1136,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[16]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1148,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[16]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1161,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{16}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateGroupResponse) GetEpoch() uint64 {
@@ -1112,7 +1178,7 @@ type SubmitCommitRequest struct {
 	GroupId []byte `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
 	// Epoch the commit was created in (the group's current epoch if nobody else committed).
 	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	// MLSMessage carrying the Commit. Max: 256 KiB.
+	// MLSMessage carrying the Commit as a PrivateMessage. Max: 256 KiB.
 	Commit []byte `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
 	// MLSMessage carrying the Welcome for added members; empty when nobody is added.
 	// Max: 1 MiB.
@@ -1131,7 +1197,7 @@ type SubmitCommitRequest struct {
 
 func (x *SubmitCommitRequest) Reset() {
 	*x = SubmitCommitRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[17]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1209,7 @@ func (x *SubmitCommitRequest) String() string {
 func (*SubmitCommitRequest) ProtoMessage() {}
 
 func (x *SubmitCommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[17]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1222,7 @@ func (x *SubmitCommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitCommitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitCommitRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{17}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SubmitCommitRequest) GetGroupId() []byte {
@@ -1228,7 +1294,7 @@ type SubmitCommitResponse struct {
 
 func (x *SubmitCommitResponse) Reset() {
 	*x = SubmitCommitResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[18]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1306,7 @@ func (x *SubmitCommitResponse) String() string {
 func (*SubmitCommitResponse) ProtoMessage() {}
 
 func (x *SubmitCommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[18]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1319,7 @@ func (x *SubmitCommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitCommitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitCommitResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{18}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubmitCommitResponse) GetEpoch() uint64 {
@@ -1282,7 +1348,7 @@ type EpochConflict struct {
 
 func (x *EpochConflict) Reset() {
 	*x = EpochConflict{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[19]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1360,7 @@ func (x *EpochConflict) String() string {
 func (*EpochConflict) ProtoMessage() {}
 
 func (x *EpochConflict) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[19]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1373,7 @@ func (x *EpochConflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochConflict.ProtoReflect.Descriptor instead.
 func (*EpochConflict) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{19}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EpochConflict) GetCurrentEpoch() uint64 {
@@ -1324,7 +1390,7 @@ type SubmitProposalRequest struct {
 	GroupId []byte `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
 	// Epoch the proposal was created in; must be the current epoch.
 	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	// MLSMessage carrying the Proposal. Max: 64 KiB.
+	// MLSMessage carrying the Proposal as a PrivateMessage. Max: 64 KiB.
 	Proposal      []byte `protobuf:"bytes,3,opt,name=proposal,proto3" json:"proposal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1332,7 +1398,7 @@ type SubmitProposalRequest struct {
 
 func (x *SubmitProposalRequest) Reset() {
 	*x = SubmitProposalRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[20]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1410,7 @@ func (x *SubmitProposalRequest) String() string {
 func (*SubmitProposalRequest) ProtoMessage() {}
 
 func (x *SubmitProposalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[20]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1423,7 @@ func (x *SubmitProposalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitProposalRequest.ProtoReflect.Descriptor instead.
 func (*SubmitProposalRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{20}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubmitProposalRequest) GetGroupId() []byte {
@@ -1392,7 +1458,7 @@ type SubmitProposalResponse struct {
 
 func (x *SubmitProposalResponse) Reset() {
 	*x = SubmitProposalResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[21]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1470,7 @@ func (x *SubmitProposalResponse) String() string {
 func (*SubmitProposalResponse) ProtoMessage() {}
 
 func (x *SubmitProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[21]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1483,7 @@ func (x *SubmitProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitProposalResponse.ProtoReflect.Descriptor instead.
 func (*SubmitProposalResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{21}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SubmitProposalResponse) GetServerTime() *timestamppb.Timestamp {
@@ -1444,7 +1510,7 @@ type SendGroupMessageRequest struct {
 
 func (x *SendGroupMessageRequest) Reset() {
 	*x = SendGroupMessageRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[22]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1522,7 @@ func (x *SendGroupMessageRequest) String() string {
 func (*SendGroupMessageRequest) ProtoMessage() {}
 
 func (x *SendGroupMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[22]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1535,7 @@ func (x *SendGroupMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendGroupMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendGroupMessageRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{22}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SendGroupMessageRequest) GetGroupId() []byte {
@@ -1511,7 +1577,7 @@ type SendGroupMessageResponse struct {
 
 func (x *SendGroupMessageResponse) Reset() {
 	*x = SendGroupMessageResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[23]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1589,7 @@ func (x *SendGroupMessageResponse) String() string {
 func (*SendGroupMessageResponse) ProtoMessage() {}
 
 func (x *SendGroupMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[23]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1602,7 @@ func (x *SendGroupMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendGroupMessageResponse.ProtoReflect.Descriptor instead.
 func (*SendGroupMessageResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{23}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SendGroupMessageResponse) GetServerTime() *timestamppb.Timestamp {
@@ -1557,7 +1623,7 @@ type FetchWelcomeRequest struct {
 
 func (x *FetchWelcomeRequest) Reset() {
 	*x = FetchWelcomeRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[24]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1635,7 @@ func (x *FetchWelcomeRequest) String() string {
 func (*FetchWelcomeRequest) ProtoMessage() {}
 
 func (x *FetchWelcomeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[24]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1648,7 @@ func (x *FetchWelcomeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchWelcomeRequest.ProtoReflect.Descriptor instead.
 func (*FetchWelcomeRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{24}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FetchWelcomeRequest) GetGroupId() []byte {
@@ -1605,7 +1671,7 @@ type FetchWelcomeResponse struct {
 
 func (x *FetchWelcomeResponse) Reset() {
 	*x = FetchWelcomeResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[25]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1683,7 @@ func (x *FetchWelcomeResponse) String() string {
 func (*FetchWelcomeResponse) ProtoMessage() {}
 
 func (x *FetchWelcomeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[25]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1696,7 @@ func (x *FetchWelcomeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchWelcomeResponse.ProtoReflect.Descriptor instead.
 func (*FetchWelcomeResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{25}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FetchWelcomeResponse) GetWelcome() []byte {
@@ -1658,7 +1724,7 @@ type GetGroupInfoRequest struct {
 
 func (x *GetGroupInfoRequest) Reset() {
 	*x = GetGroupInfoRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[26]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1736,7 @@ func (x *GetGroupInfoRequest) String() string {
 func (*GetGroupInfoRequest) ProtoMessage() {}
 
 func (x *GetGroupInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[26]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1749,7 @@ func (x *GetGroupInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetGroupInfoRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{26}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetGroupInfoRequest) GetGroupId() []byte {
@@ -1708,7 +1774,7 @@ type GetGroupInfoResponse struct {
 
 func (x *GetGroupInfoResponse) Reset() {
 	*x = GetGroupInfoResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[27]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1786,7 @@ func (x *GetGroupInfoResponse) String() string {
 func (*GetGroupInfoResponse) ProtoMessage() {}
 
 func (x *GetGroupInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[27]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1799,7 @@ func (x *GetGroupInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetGroupInfoResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{27}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetGroupInfoResponse) GetEpoch() uint64 {
@@ -1803,12 +1869,18 @@ const file_guardyn_messaging_v1_messaging_proto_rawDesc = "" +
 	"\vserver_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\"8\n" +
 	"\x0eReceiveRequest\x12&\n" +
-	"\x0fack_message_ids\x18\x01 \x03(\fR\rackMessageIds\"|\n" +
+	"\x0fack_message_ids\x18\x01 \x03(\fR\rackMessageIds\"\xbf\x01\n" +
 	"\x0fReceiveResponse\x12>\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1e.guardyn.messaging.v1.DeliveryR\n" +
 	"deliveries\x12)\n" +
-	"\x10backlog_complete\x18\x02 \x01(\bR\x0fbacklogComplete\"\xe9\x01\n" +
+	"\x10backlog_complete\x18\x02 \x01(\bR\x0fbacklogComplete\x12A\n" +
+	"\vprekeys_low\x18\x03 \x01(\v2 .guardyn.messaging.v1.PreKeysLowR\n" +
+	"prekeysLow\"l\n" +
+	"\n" +
+	"PreKeysLow\x12-\n" +
+	"\x13one_time_ec_prekeys\x18\x01 \x01(\rR\x10oneTimeEcPrekeys\x12/\n" +
+	"\x14one_time_kem_prekeys\x18\x02 \x01(\rR\x11oneTimeKemPrekeys\"\xe9\x01\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\fR\tmessageId\x126\n" +
@@ -1907,7 +1979,7 @@ func file_guardyn_messaging_v1_messaging_proto_rawDescGZIP() []byte {
 }
 
 var file_guardyn_messaging_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_guardyn_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_guardyn_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_guardyn_messaging_v1_messaging_proto_goTypes = []any{
 	(DeliveryKind)(0),                // 0: guardyn.messaging.v1.DeliveryKind
 	(*DeviceEnvelope)(nil),           // 1: guardyn.messaging.v1.DeviceEnvelope
@@ -1922,73 +1994,75 @@ var file_guardyn_messaging_v1_messaging_proto_goTypes = []any{
 	(*SendEphemeralResponse)(nil),    // 10: guardyn.messaging.v1.SendEphemeralResponse
 	(*ReceiveRequest)(nil),           // 11: guardyn.messaging.v1.ReceiveRequest
 	(*ReceiveResponse)(nil),          // 12: guardyn.messaging.v1.ReceiveResponse
-	(*Delivery)(nil),                 // 13: guardyn.messaging.v1.Delivery
-	(*AckMessagesRequest)(nil),       // 14: guardyn.messaging.v1.AckMessagesRequest
-	(*AckMessagesResponse)(nil),      // 15: guardyn.messaging.v1.AckMessagesResponse
-	(*CreateGroupRequest)(nil),       // 16: guardyn.messaging.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),      // 17: guardyn.messaging.v1.CreateGroupResponse
-	(*SubmitCommitRequest)(nil),      // 18: guardyn.messaging.v1.SubmitCommitRequest
-	(*SubmitCommitResponse)(nil),     // 19: guardyn.messaging.v1.SubmitCommitResponse
-	(*EpochConflict)(nil),            // 20: guardyn.messaging.v1.EpochConflict
-	(*SubmitProposalRequest)(nil),    // 21: guardyn.messaging.v1.SubmitProposalRequest
-	(*SubmitProposalResponse)(nil),   // 22: guardyn.messaging.v1.SubmitProposalResponse
-	(*SendGroupMessageRequest)(nil),  // 23: guardyn.messaging.v1.SendGroupMessageRequest
-	(*SendGroupMessageResponse)(nil), // 24: guardyn.messaging.v1.SendGroupMessageResponse
-	(*FetchWelcomeRequest)(nil),      // 25: guardyn.messaging.v1.FetchWelcomeRequest
-	(*FetchWelcomeResponse)(nil),     // 26: guardyn.messaging.v1.FetchWelcomeResponse
-	(*GetGroupInfoRequest)(nil),      // 27: guardyn.messaging.v1.GetGroupInfoRequest
-	(*GetGroupInfoResponse)(nil),     // 28: guardyn.messaging.v1.GetGroupInfoResponse
-	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
-	(*v1.DeviceAddress)(nil),         // 30: guardyn.common.v1.DeviceAddress
+	(*PreKeysLow)(nil),               // 13: guardyn.messaging.v1.PreKeysLow
+	(*Delivery)(nil),                 // 14: guardyn.messaging.v1.Delivery
+	(*AckMessagesRequest)(nil),       // 15: guardyn.messaging.v1.AckMessagesRequest
+	(*AckMessagesResponse)(nil),      // 16: guardyn.messaging.v1.AckMessagesResponse
+	(*CreateGroupRequest)(nil),       // 17: guardyn.messaging.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),      // 18: guardyn.messaging.v1.CreateGroupResponse
+	(*SubmitCommitRequest)(nil),      // 19: guardyn.messaging.v1.SubmitCommitRequest
+	(*SubmitCommitResponse)(nil),     // 20: guardyn.messaging.v1.SubmitCommitResponse
+	(*EpochConflict)(nil),            // 21: guardyn.messaging.v1.EpochConflict
+	(*SubmitProposalRequest)(nil),    // 22: guardyn.messaging.v1.SubmitProposalRequest
+	(*SubmitProposalResponse)(nil),   // 23: guardyn.messaging.v1.SubmitProposalResponse
+	(*SendGroupMessageRequest)(nil),  // 24: guardyn.messaging.v1.SendGroupMessageRequest
+	(*SendGroupMessageResponse)(nil), // 25: guardyn.messaging.v1.SendGroupMessageResponse
+	(*FetchWelcomeRequest)(nil),      // 26: guardyn.messaging.v1.FetchWelcomeRequest
+	(*FetchWelcomeResponse)(nil),     // 27: guardyn.messaging.v1.FetchWelcomeResponse
+	(*GetGroupInfoRequest)(nil),      // 28: guardyn.messaging.v1.GetGroupInfoRequest
+	(*GetGroupInfoResponse)(nil),     // 29: guardyn.messaging.v1.GetGroupInfoResponse
+	(*timestamppb.Timestamp)(nil),    // 30: google.protobuf.Timestamp
+	(*v1.DeviceAddress)(nil),         // 31: guardyn.common.v1.DeviceAddress
 }
 var file_guardyn_messaging_v1_messaging_proto_depIdxs = []int32{
 	1,  // 0: guardyn.messaging.v1.SendMessageRequest.envelopes:type_name -> guardyn.messaging.v1.DeviceEnvelope
 	4,  // 1: guardyn.messaging.v1.SendMessageResponse.stored:type_name -> guardyn.messaging.v1.StoredEnvelope
-	29, // 2: guardyn.messaging.v1.SendMessageResponse.server_time:type_name -> google.protobuf.Timestamp
+	30, // 2: guardyn.messaging.v1.SendMessageResponse.server_time:type_name -> google.protobuf.Timestamp
 	2,  // 3: guardyn.messaging.v1.SendStreamRequest.message:type_name -> guardyn.messaging.v1.SendMessageRequest
 	3,  // 4: guardyn.messaging.v1.SendStreamResponse.sent:type_name -> guardyn.messaging.v1.SendMessageResponse
 	8,  // 5: guardyn.messaging.v1.SendStreamResponse.error:type_name -> guardyn.messaging.v1.SendError
 	5,  // 6: guardyn.messaging.v1.SendError.device_list_mismatch:type_name -> guardyn.messaging.v1.DeviceListMismatch
 	1,  // 7: guardyn.messaging.v1.SendEphemeralRequest.envelopes:type_name -> guardyn.messaging.v1.DeviceEnvelope
-	29, // 8: guardyn.messaging.v1.SendEphemeralResponse.server_time:type_name -> google.protobuf.Timestamp
-	13, // 9: guardyn.messaging.v1.ReceiveResponse.deliveries:type_name -> guardyn.messaging.v1.Delivery
-	0,  // 10: guardyn.messaging.v1.Delivery.kind:type_name -> guardyn.messaging.v1.DeliveryKind
-	29, // 11: guardyn.messaging.v1.Delivery.server_time:type_name -> google.protobuf.Timestamp
-	30, // 12: guardyn.messaging.v1.CreateGroupRequest.members:type_name -> guardyn.common.v1.DeviceAddress
-	30, // 13: guardyn.messaging.v1.SubmitCommitRequest.welcome_recipients:type_name -> guardyn.common.v1.DeviceAddress
-	30, // 14: guardyn.messaging.v1.SubmitCommitRequest.added:type_name -> guardyn.common.v1.DeviceAddress
-	30, // 15: guardyn.messaging.v1.SubmitCommitRequest.removed:type_name -> guardyn.common.v1.DeviceAddress
-	29, // 16: guardyn.messaging.v1.SubmitCommitResponse.server_time:type_name -> google.protobuf.Timestamp
-	29, // 17: guardyn.messaging.v1.SubmitProposalResponse.server_time:type_name -> google.protobuf.Timestamp
-	29, // 18: guardyn.messaging.v1.SendGroupMessageResponse.server_time:type_name -> google.protobuf.Timestamp
-	30, // 19: guardyn.messaging.v1.GetGroupInfoResponse.members:type_name -> guardyn.common.v1.DeviceAddress
-	2,  // 20: guardyn.messaging.v1.MessagingService.SendMessage:input_type -> guardyn.messaging.v1.SendMessageRequest
-	6,  // 21: guardyn.messaging.v1.MessagingService.SendStream:input_type -> guardyn.messaging.v1.SendStreamRequest
-	9,  // 22: guardyn.messaging.v1.MessagingService.SendEphemeral:input_type -> guardyn.messaging.v1.SendEphemeralRequest
-	11, // 23: guardyn.messaging.v1.MessagingService.Receive:input_type -> guardyn.messaging.v1.ReceiveRequest
-	14, // 24: guardyn.messaging.v1.MessagingService.AckMessages:input_type -> guardyn.messaging.v1.AckMessagesRequest
-	16, // 25: guardyn.messaging.v1.MessagingService.CreateGroup:input_type -> guardyn.messaging.v1.CreateGroupRequest
-	18, // 26: guardyn.messaging.v1.MessagingService.SubmitCommit:input_type -> guardyn.messaging.v1.SubmitCommitRequest
-	21, // 27: guardyn.messaging.v1.MessagingService.SubmitProposal:input_type -> guardyn.messaging.v1.SubmitProposalRequest
-	23, // 28: guardyn.messaging.v1.MessagingService.SendGroupMessage:input_type -> guardyn.messaging.v1.SendGroupMessageRequest
-	25, // 29: guardyn.messaging.v1.MessagingService.FetchWelcome:input_type -> guardyn.messaging.v1.FetchWelcomeRequest
-	27, // 30: guardyn.messaging.v1.MessagingService.GetGroupInfo:input_type -> guardyn.messaging.v1.GetGroupInfoRequest
-	3,  // 31: guardyn.messaging.v1.MessagingService.SendMessage:output_type -> guardyn.messaging.v1.SendMessageResponse
-	7,  // 32: guardyn.messaging.v1.MessagingService.SendStream:output_type -> guardyn.messaging.v1.SendStreamResponse
-	10, // 33: guardyn.messaging.v1.MessagingService.SendEphemeral:output_type -> guardyn.messaging.v1.SendEphemeralResponse
-	12, // 34: guardyn.messaging.v1.MessagingService.Receive:output_type -> guardyn.messaging.v1.ReceiveResponse
-	15, // 35: guardyn.messaging.v1.MessagingService.AckMessages:output_type -> guardyn.messaging.v1.AckMessagesResponse
-	17, // 36: guardyn.messaging.v1.MessagingService.CreateGroup:output_type -> guardyn.messaging.v1.CreateGroupResponse
-	19, // 37: guardyn.messaging.v1.MessagingService.SubmitCommit:output_type -> guardyn.messaging.v1.SubmitCommitResponse
-	22, // 38: guardyn.messaging.v1.MessagingService.SubmitProposal:output_type -> guardyn.messaging.v1.SubmitProposalResponse
-	24, // 39: guardyn.messaging.v1.MessagingService.SendGroupMessage:output_type -> guardyn.messaging.v1.SendGroupMessageResponse
-	26, // 40: guardyn.messaging.v1.MessagingService.FetchWelcome:output_type -> guardyn.messaging.v1.FetchWelcomeResponse
-	28, // 41: guardyn.messaging.v1.MessagingService.GetGroupInfo:output_type -> guardyn.messaging.v1.GetGroupInfoResponse
-	31, // [31:42] is the sub-list for method output_type
-	20, // [20:31] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	30, // 8: guardyn.messaging.v1.SendEphemeralResponse.server_time:type_name -> google.protobuf.Timestamp
+	14, // 9: guardyn.messaging.v1.ReceiveResponse.deliveries:type_name -> guardyn.messaging.v1.Delivery
+	13, // 10: guardyn.messaging.v1.ReceiveResponse.prekeys_low:type_name -> guardyn.messaging.v1.PreKeysLow
+	0,  // 11: guardyn.messaging.v1.Delivery.kind:type_name -> guardyn.messaging.v1.DeliveryKind
+	30, // 12: guardyn.messaging.v1.Delivery.server_time:type_name -> google.protobuf.Timestamp
+	31, // 13: guardyn.messaging.v1.CreateGroupRequest.members:type_name -> guardyn.common.v1.DeviceAddress
+	31, // 14: guardyn.messaging.v1.SubmitCommitRequest.welcome_recipients:type_name -> guardyn.common.v1.DeviceAddress
+	31, // 15: guardyn.messaging.v1.SubmitCommitRequest.added:type_name -> guardyn.common.v1.DeviceAddress
+	31, // 16: guardyn.messaging.v1.SubmitCommitRequest.removed:type_name -> guardyn.common.v1.DeviceAddress
+	30, // 17: guardyn.messaging.v1.SubmitCommitResponse.server_time:type_name -> google.protobuf.Timestamp
+	30, // 18: guardyn.messaging.v1.SubmitProposalResponse.server_time:type_name -> google.protobuf.Timestamp
+	30, // 19: guardyn.messaging.v1.SendGroupMessageResponse.server_time:type_name -> google.protobuf.Timestamp
+	31, // 20: guardyn.messaging.v1.GetGroupInfoResponse.members:type_name -> guardyn.common.v1.DeviceAddress
+	2,  // 21: guardyn.messaging.v1.MessagingService.SendMessage:input_type -> guardyn.messaging.v1.SendMessageRequest
+	6,  // 22: guardyn.messaging.v1.MessagingService.SendStream:input_type -> guardyn.messaging.v1.SendStreamRequest
+	9,  // 23: guardyn.messaging.v1.MessagingService.SendEphemeral:input_type -> guardyn.messaging.v1.SendEphemeralRequest
+	11, // 24: guardyn.messaging.v1.MessagingService.Receive:input_type -> guardyn.messaging.v1.ReceiveRequest
+	15, // 25: guardyn.messaging.v1.MessagingService.AckMessages:input_type -> guardyn.messaging.v1.AckMessagesRequest
+	17, // 26: guardyn.messaging.v1.MessagingService.CreateGroup:input_type -> guardyn.messaging.v1.CreateGroupRequest
+	19, // 27: guardyn.messaging.v1.MessagingService.SubmitCommit:input_type -> guardyn.messaging.v1.SubmitCommitRequest
+	22, // 28: guardyn.messaging.v1.MessagingService.SubmitProposal:input_type -> guardyn.messaging.v1.SubmitProposalRequest
+	24, // 29: guardyn.messaging.v1.MessagingService.SendGroupMessage:input_type -> guardyn.messaging.v1.SendGroupMessageRequest
+	26, // 30: guardyn.messaging.v1.MessagingService.FetchWelcome:input_type -> guardyn.messaging.v1.FetchWelcomeRequest
+	28, // 31: guardyn.messaging.v1.MessagingService.GetGroupInfo:input_type -> guardyn.messaging.v1.GetGroupInfoRequest
+	3,  // 32: guardyn.messaging.v1.MessagingService.SendMessage:output_type -> guardyn.messaging.v1.SendMessageResponse
+	7,  // 33: guardyn.messaging.v1.MessagingService.SendStream:output_type -> guardyn.messaging.v1.SendStreamResponse
+	10, // 34: guardyn.messaging.v1.MessagingService.SendEphemeral:output_type -> guardyn.messaging.v1.SendEphemeralResponse
+	12, // 35: guardyn.messaging.v1.MessagingService.Receive:output_type -> guardyn.messaging.v1.ReceiveResponse
+	16, // 36: guardyn.messaging.v1.MessagingService.AckMessages:output_type -> guardyn.messaging.v1.AckMessagesResponse
+	18, // 37: guardyn.messaging.v1.MessagingService.CreateGroup:output_type -> guardyn.messaging.v1.CreateGroupResponse
+	20, // 38: guardyn.messaging.v1.MessagingService.SubmitCommit:output_type -> guardyn.messaging.v1.SubmitCommitResponse
+	23, // 39: guardyn.messaging.v1.MessagingService.SubmitProposal:output_type -> guardyn.messaging.v1.SubmitProposalResponse
+	25, // 40: guardyn.messaging.v1.MessagingService.SendGroupMessage:output_type -> guardyn.messaging.v1.SendGroupMessageResponse
+	27, // 41: guardyn.messaging.v1.MessagingService.FetchWelcome:output_type -> guardyn.messaging.v1.FetchWelcomeResponse
+	29, // 42: guardyn.messaging.v1.MessagingService.GetGroupInfo:output_type -> guardyn.messaging.v1.GetGroupInfoResponse
+	32, // [32:43] is the sub-list for method output_type
+	21, // [21:32] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_guardyn_messaging_v1_messaging_proto_init() }
@@ -2006,7 +2080,7 @@ func file_guardyn_messaging_v1_messaging_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_guardyn_messaging_v1_messaging_proto_rawDesc), len(file_guardyn_messaging_v1_messaging_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -62,6 +62,8 @@ type MessagingServiceClient interface {
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many messages; retry later.
+	//   - UNAVAILABLE/DIRECTORY_UNAVAILABLE, REVOCATION_UNAVAILABLE: the device directory did not
+	//     answer; retry with the same client_message_id.
 	SendMessage(ctx context.Context, in *SendMessageRequest, opts ...grpc.CallOption) (*SendMessageResponse, error)
 	// SendStream sends many messages over one stream, for high-throughput clients: every request
 	// carries a caller-chosen request id and gets exactly one response with the same id, in any
@@ -73,6 +75,8 @@ type MessagingServiceClient interface {
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many messages; reopen later.
+	//   - UNAVAILABLE/DIRECTORY_UNAVAILABLE, REVOCATION_UNAVAILABLE: the device directory did not
+	//     answer; reopen and resend.
 	SendStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SendStreamRequest, SendStreamResponse], error)
 	// SendEphemeral forwards short-lived signals (typing indicators, call signalling) to the
 	// recipient's devices that are online now. Nothing is stored: offline devices never see them.
@@ -87,6 +91,8 @@ type MessagingServiceClient interface {
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many signals; retry later.
+	//   - UNAVAILABLE/DIRECTORY_UNAVAILABLE, REVOCATION_UNAVAILABLE: the device directory did not
+	//     answer; retry.
 	SendEphemeral(ctx context.Context, in *SendEphemeralRequest, opts ...grpc.CallOption) (*SendEphemeralResponse, error)
 	// Receive streams the calling device's deliveries: first its stored backlog in order, then
 	// live deliveries as they arrive. Stored deliveries stay in the inbox until acknowledged, so
@@ -103,6 +109,8 @@ type MessagingServiceClient interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device; also sent
 	//     mid-stream when the device is removed.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: reconnecting or acknowledging too often; retry later.
+	//   - UNAVAILABLE/REVOCATION_UNAVAILABLE: the device directory could not tell whether the
+	//     device was removed; reconnect (the device was not removed).
 	//   - UNAVAILABLE: the server is shutting down; reconnect.
 	Receive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReceiveRequest, ReceiveResponse], error)
 	// AckMessages deletes delivered messages from the calling device's inbox. Unknown or already
@@ -135,8 +143,9 @@ type MessagingServiceClient interface {
 	// commit's delivery is queued in one transaction; the commit then reaches every member
 	// device of the old epoch but the sender, and each added device gets a
 	// DELIVERY_KIND_WELCOME notice (the Welcome is stored once; fetch it with FetchWelcome).
-	// Commits may be PrivateMessages: the service reads no proposal, and trusts the declared
-	// added and removed devices only to route deliveries.
+	// Handshakes are PrivateMessages: the service reads only their outer group id, epoch and
+	// content type, and the KeyPackageRefs of the Welcome, and trusts the declared added and
+	// removed devices to route deliveries.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum, the group
@@ -144,8 +153,10 @@ type MessagingServiceClient interface {
 	//     Welcome and GroupInfo exceed 64 MiB of storage.
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: empty commit or GroupInfo, welcome_recipients not
 	//     exactly the added devices (a commit that adds devices needs a Welcome, a Welcome needs
-	//     added devices), removing a device that is not a member, adding one that is, or a
-	//     commit too large to store with its delivery header.
+	//     added devices), removing a device that is not a member, adding one that is, a commit
+	//     that is not an MLS PrivateMessage of this group and epoch carrying a commit, a Welcome
+	//     that does not name one distinct KeyPackageRef per added device, or a commit too large
+	//     to store with its delivery header.
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
 	//   - NOT_FOUND/DEVICE_NOT_FOUND: an added device does not exist.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
@@ -157,12 +168,13 @@ type MessagingServiceClient interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	SubmitCommit(ctx context.Context, in *SubmitCommitRequest, opts ...grpc.CallOption) (*SubmitCommitResponse, error)
-	// SubmitProposal forwards an MLS Proposal (as a PublicMessage or PrivateMessage) for the
-	// current epoch to every member device but the sender.
+	// SubmitProposal forwards an MLS Proposal, sent as a PrivateMessage, for the current epoch
+	// to every member device but the sender.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
-	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the proposal is empty.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the proposal is empty, or is not an MLS
+	//     PrivateMessage of this group and epoch carrying a proposal.
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
 	//   - ABORTED/EPOCH_CONFLICT: epoch is not the group's current epoch; an EpochConflict detail
@@ -364,6 +376,8 @@ type MessagingServiceServer interface {
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many messages; retry later.
+	//   - UNAVAILABLE/DIRECTORY_UNAVAILABLE, REVOCATION_UNAVAILABLE: the device directory did not
+	//     answer; retry with the same client_message_id.
 	SendMessage(context.Context, *SendMessageRequest) (*SendMessageResponse, error)
 	// SendStream sends many messages over one stream, for high-throughput clients: every request
 	// carries a caller-chosen request id and gets exactly one response with the same id, in any
@@ -375,6 +389,8 @@ type MessagingServiceServer interface {
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many messages; reopen later.
+	//   - UNAVAILABLE/DIRECTORY_UNAVAILABLE, REVOCATION_UNAVAILABLE: the device directory did not
+	//     answer; reopen and resend.
 	SendStream(grpc.BidiStreamingServer[SendStreamRequest, SendStreamResponse]) error
 	// SendEphemeral forwards short-lived signals (typing indicators, call signalling) to the
 	// recipient's devices that are online now. Nothing is stored: offline devices never see them.
@@ -389,6 +405,8 @@ type MessagingServiceServer interface {
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many signals; retry later.
+	//   - UNAVAILABLE/DIRECTORY_UNAVAILABLE, REVOCATION_UNAVAILABLE: the device directory did not
+	//     answer; retry.
 	SendEphemeral(context.Context, *SendEphemeralRequest) (*SendEphemeralResponse, error)
 	// Receive streams the calling device's deliveries: first its stored backlog in order, then
 	// live deliveries as they arrive. Stored deliveries stay in the inbox until acknowledged, so
@@ -405,6 +423,8 @@ type MessagingServiceServer interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device; also sent
 	//     mid-stream when the device is removed.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: reconnecting or acknowledging too often; retry later.
+	//   - UNAVAILABLE/REVOCATION_UNAVAILABLE: the device directory could not tell whether the
+	//     device was removed; reconnect (the device was not removed).
 	//   - UNAVAILABLE: the server is shutting down; reconnect.
 	Receive(grpc.BidiStreamingServer[ReceiveRequest, ReceiveResponse]) error
 	// AckMessages deletes delivered messages from the calling device's inbox. Unknown or already
@@ -437,8 +457,9 @@ type MessagingServiceServer interface {
 	// commit's delivery is queued in one transaction; the commit then reaches every member
 	// device of the old epoch but the sender, and each added device gets a
 	// DELIVERY_KIND_WELCOME notice (the Welcome is stored once; fetch it with FetchWelcome).
-	// Commits may be PrivateMessages: the service reads no proposal, and trusts the declared
-	// added and removed devices only to route deliveries.
+	// Handshakes are PrivateMessages: the service reads only their outer group id, epoch and
+	// content type, and the KeyPackageRefs of the Welcome, and trusts the declared added and
+	// removed devices to route deliveries.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum, the group
@@ -446,8 +467,10 @@ type MessagingServiceServer interface {
 	//     Welcome and GroupInfo exceed 64 MiB of storage.
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: empty commit or GroupInfo, welcome_recipients not
 	//     exactly the added devices (a commit that adds devices needs a Welcome, a Welcome needs
-	//     added devices), removing a device that is not a member, adding one that is, or a
-	//     commit too large to store with its delivery header.
+	//     added devices), removing a device that is not a member, adding one that is, a commit
+	//     that is not an MLS PrivateMessage of this group and epoch carrying a commit, a Welcome
+	//     that does not name one distinct KeyPackageRef per added device, or a commit too large
+	//     to store with its delivery header.
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
 	//   - NOT_FOUND/DEVICE_NOT_FOUND: an added device does not exist.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
@@ -459,12 +482,13 @@ type MessagingServiceServer interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	SubmitCommit(context.Context, *SubmitCommitRequest) (*SubmitCommitResponse, error)
-	// SubmitProposal forwards an MLS Proposal (as a PublicMessage or PrivateMessage) for the
-	// current epoch to every member device but the sender.
+	// SubmitProposal forwards an MLS Proposal, sent as a PrivateMessage, for the current epoch
+	// to every member device but the sender.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
-	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the proposal is empty.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the proposal is empty, or is not an MLS
+	//     PrivateMessage of this group and epoch carrying a proposal.
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
 	//   - ABORTED/EPOCH_CONFLICT: epoch is not the group's current epoch; an EpochConflict detail

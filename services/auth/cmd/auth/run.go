@@ -96,6 +96,14 @@ func run(ctx context.Context, opts options) error {
 	}
 	fmt.Printf("auth: gRPC on %s, admin on %s, NATS %s\n", srv.GRPCAddr(), srv.AdminAddr(), b.ClientURL())
 	go sweep(ctx, svc)
+	// Publishes the auth events a crash or a bus outage left in the outbox.
+	replayCtx, stopReplay := context.WithCancel(ctx)
+	replayed := make(chan struct{})
+	go func() {
+		defer close(replayed)
+		_ = svc.ReplayEvents(replayCtx)
+	}()
+	defer func() { stopReplay(); <-replayed }()
 	return srv.Run(ctx)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/config"
+	"github.com/guardyn/guardyn/libs/directory"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
 	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
 	"github.com/guardyn/guardyn/libs/ratelimit"
@@ -56,11 +57,12 @@ func run(ctx context.Context, opts options) error {
 		return err
 	}
 	defer b.Close()
-	directory, err := messaging.NewBusDirectory(b.Conn(), 0)
+	devices := directory.New(directory.NewBusSource(b.Conn()), directory.Options{})
+	changes, err := directory.Subscribe(b.Conn(), devices)
 	if err != nil {
 		return err
 	}
-	defer directory.Close()
+	defer changes.Unsubscribe()
 	policy := messaging.DefaultRateLimits()
 	if !opts.rateLimits {
 		policy = ratelimit.Policy{}
@@ -69,7 +71,7 @@ func run(ctx context.Context, opts options) error {
 	if err != nil {
 		return err
 	}
-	svc, err := messaging.New(messaging.Config{Inboxes: inboxes, Groups: groups, Directory: directory, Conn: b.Conn(), Limits: limits, Logger: log})
+	svc, err := messaging.New(messaging.Config{Inboxes: inboxes, Groups: groups, Directory: devices, Conn: b.Conn(), Limits: limits, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -79,7 +81,12 @@ func run(ctx context.Context, opts options) error {
 		return err
 	}
 	defer consumer.Stop()
-	verifier, err := authn.NewVerifier(authn.VerifierConfig{Keys: []ed25519.PublicKey{tokenKey}, Revocations: directory, Now: time.Now})
+	notices, err := svc.ConsumePreKeyNotices(context.WithoutCancel(ctx), b)
+	if err != nil {
+		return err
+	}
+	defer notices.Stop()
+	verifier, err := authn.NewVerifier(authn.VerifierConfig{Keys: []ed25519.PublicKey{tokenKey}, Revocations: devices, Now: time.Now})
 	if err != nil {
 		return err
 	}

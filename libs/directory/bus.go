@@ -1,0 +1,57 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/guardyn/guardyn/libs/bus"
+	eventsv1 "github.com/guardyn/guardyn/proto/guardyn/events/v1"
+)
+
+// BusSource asks the auth service's directory responder over NATS request/reply
+// (bus.SubjectDirectoryDevices).
+type BusSource struct{ nc *nats.Conn }
+
+// NewBusSource returns a Source that asks over nc.
+func NewBusSource(nc *nats.Conn) *BusSource { return &BusSource{nc: nc} }
+
+// Devices implements Source. ctx bounds the request.
+func (s *BusSource) Devices(ctx context.Context, userID string) ([]uint32, bool, error) {
+	req, err := proto.Marshal(&eventsv1.DeviceListRequest{UserId: userID})
+	if err != nil {
+		return nil, false, fmt.Errorf("encode device list request: %w", err)
+	}
+	msg, err := s.nc.RequestWithContext(ctx, bus.SubjectDirectoryDevices, req)
+	if err != nil {
+		return nil, false, fmt.Errorf("device list request: %w", err)
+	}
+	var resp eventsv1.DeviceListResponse
+	if err := proto.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, false, fmt.Errorf("device list reply: %w", err)
+	}
+	if resp.GetError() != "" {
+		return nil, false, errors.New("device list reply: " + resp.GetError())
+	}
+	return resp.GetDeviceIds(), resp.GetFound(), nil
+}
+
+// Subscribe forgets a user's cached devices whenever the auth service announces that
+// they changed (bus.SubjectDevicesChanged), until the subscription is unsubscribed.
+// Announcements are core NATS: one lost is covered by the TTL and, for removals, by the
+// durable DeviceRemoved event whose consumers call Forget too.
+func Subscribe(nc *nats.Conn, c *Client) (*nats.Subscription, error) {
+	sub, err := nc.Subscribe(bus.SubjectDevicesChanged, func(m *nats.Msg) {
+		var ev eventsv1.DevicesChanged
+		if proto.Unmarshal(m.Data, &ev) == nil && ev.GetUserId() != "" {
+			c.Forget(ev.GetUserId())
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("directory: subscribe to device changes: %w", err)
+	}
+	return sub, nil
+}
