@@ -18,6 +18,7 @@ import (
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/services/auth"
+	"github.com/guardyn/guardyn/tools/internal/mlsframe"
 	"github.com/guardyn/guardyn/tools/internal/rawdevice"
 )
 
@@ -291,26 +292,29 @@ func readAndDrop(ctx context.Context, c messagingv1.MessagingServiceClient, d *r
 }
 
 // amplify is item 3: every interval, create a group and commit to it once, adding many
-// devices with a Welcome of the largest size. The Welcome recipients are exactly the
-// added devices, as a well-formed commit has them.
+// devices with a Welcome of the largest size. The commit is well formed as far as the
+// Delivery Service can see (a PrivateMessage of the group and epoch carrying a commit, a
+// Welcome naming one KeyPackageRef per added device, the recipients exactly the added
+// devices): an attacker needs no more, since the rest is ciphertext.
 func amplify(ctx context.Context, c messagingv1.MessagingServiceClient, attacker *rawdevice.Device, sinks []*rawdevice.Device, f abuseFlags, calls *tally) {
 	self := &commonv1.DeviceAddress{UserId: attacker.UserID, DeviceId: attacker.ID}
 	var added []*commonv1.DeviceAddress
-	for _, s := range sinks {
+	var refs [][]byte
+	for i, s := range sinks {
 		added = append(added, &commonv1.DeviceAddress{UserId: s.UserID, DeviceId: s.ID})
+		refs = append(refs, mlsframe.Ref(i))
 	}
-	welcome := make([]byte, f.welcomeSize)
-	rand.Read(welcome)
-	small := make([]byte, 1024)
-	rand.Read(small)
+	welcome := mlsframe.PaddedWelcome(f.welcomeSize, refs...)
+	groupInfo := make([]byte, 1024)
+	rand.Read(groupInfo)
 	for ctx.Err() == nil {
 		start := time.Now()
 		gid := rawdevice.NewMessageID()
-		_, err := c.CreateGroup(attacker.Context(ctx), &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{self}, GroupInfo: small})
+		_, err := c.CreateGroup(attacker.Context(ctx), &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{self}, GroupInfo: groupInfo})
 		countCall(ctx, calls, "3 groups: create", err)
 		if err == nil {
 			_, err = c.SubmitCommit(attacker.Context(ctx), &messagingv1.SubmitCommitRequest{
-				GroupId: gid, Epoch: 0, Commit: small, GroupInfo: small,
+				GroupId: gid, Epoch: 0, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 1024), GroupInfo: groupInfo,
 				Welcome: welcome, WelcomeRecipients: added, Added: added,
 			})
 			countCall(ctx, calls, "3 groups: commit", err)
