@@ -179,6 +179,10 @@ func (o *Outbox) Add(tx kv.Tx, id string, payload []byte) error {
 	if err := tx.Put(o.key(id), encodeEntry(0, payload)); err != nil {
 		return fmt.Errorf("outbox: add %s: %w", id, err)
 	}
+	// A new payload under a delivered id needs its own delivery.
+	o.mu.Lock()
+	delete(o.settled, id)
+	o.mu.Unlock()
 	return o.settle(tx, id)
 }
 

@@ -392,3 +392,23 @@ func TestConfigIsChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestReAddedIDIsDeliveredAgain: adding a new payload under an id delivered before makes
+// it pending again, and it is delivered.
+func TestReAddedIDIsDeliveredAgain(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	r := newRecorder()
+	o := newOutbox(t, s, r.handle, nil)
+	add(t, s, o, "e1", "first")
+	if err := o.Deliver(context.Background(), "e1"); err != nil {
+		t.Fatal(err)
+	}
+	add(t, s, o, "e1", "second")
+	if err := o.Deliver(context.Background(), "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.deliveries("e1"); len(got) != 2 || got[1] != "second" {
+		t.Fatalf("deliveries %q, want [first second]", got)
+	}
+}
