@@ -466,3 +466,47 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyNewSkipsTheBacklog: a consumer created with OnlyNew sees only what is published
+// after it exists, and after a restart resumes where it stopped.
+func TestOnlyNewSkipsTheBacklog(t *testing.T) {
+	b := startBus(t, t.TempDir(), EmbeddedOptions{})
+	ctx := testCtx(t)
+	if err := b.EnsureAuthEvents(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := b.Publish(ctx, SubjectPrekeysLow, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := ConsumerConfig{Stream: StreamAuthEvents, Durable: "new", FilterSubject: SubjectPrekeysLow, OnlyNew: true}
+	got := make(chan int, 10)
+	c, err := Consume(ctx, b, cfg, atoi, func(_ context.Context, n int) bool { got <- n; return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, SubjectPrekeysLow, []byte("10")); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-got; n != 10 {
+		t.Fatalf("first message handled: %d, want 10 (the backlog skipped)", n)
+	}
+	c.Stop()
+	if err := b.Publish(ctx, SubjectPrekeysLow, []byte("11")); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Consume(ctx, b, cfg, atoi, func(_ context.Context, n int) bool { got <- n; return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	select {
+	case n := <-got:
+		if n != 11 {
+			t.Fatalf("after the restart: %d, want 11", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the restarted consumer missed what was published while it was stopped")
+	}
+}

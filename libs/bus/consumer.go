@@ -74,6 +74,10 @@ type ConsumerConfig struct {
 	// while is retried ever more rarely instead of spinning.
 	RetryDelay    time.Duration
 	MaxRetryDelay time.Duration
+	// OnlyNew makes a consumer created now skip the messages already in the
+	// stream (notices that are stale by then); once created, it resumes where
+	// it stopped like any durable consumer.
+	OnlyNew bool
 }
 
 // Backoff is the wait before redelivering a message refused for the n-th
@@ -130,11 +134,15 @@ func Consume[T any](ctx context.Context, b *Bus, cfg ConsumerConfig,
 		cfg.RetryDelay = time.Second
 	}
 	cfg.MaxRetryDelay = max(cfg.MaxRetryDelay, cfg.RetryDelay)
+	deliver := jetstream.DeliverAllPolicy
+	if cfg.OnlyNew {
+		deliver = jetstream.DeliverNewPolicy
+	}
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
 		Durable:       cfg.Durable,
 		FilterSubject: cfg.FilterSubject,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+		DeliverPolicy: deliver,
 		MaxDeliver:    cfg.MaxDeliver,
 		AckWait:       cfg.AckWait,
 	})

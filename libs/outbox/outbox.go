@@ -6,7 +6,8 @@
 // neither does. After the commit it calls [Outbox.Deliver] for read-your-writes latency;
 // [Outbox.Run], started once per process, hands every entry still in the outbox to the
 // [Handler] until the handler succeeds, retrying failures with backoff, and after a
-// restart delivers what a crash left behind.
+// restart delivers what a crash left behind. A delivered entry is removed by the next
+// transaction that adds one (or by Run), so the outbox costs no commit of its own.
 //
 // Delivery is at least once: an entry may reach the handler twice (a crash after the
 // handler succeeded and before the entry was removed, or Deliver and Run racing), so
@@ -87,6 +88,16 @@ type Outbox struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool
+	// settled are entries delivered in this process whose removal (or, with Linger, the
+	// record of delivery) has not been written yet: it rides on the next transaction that
+	// adds an entry, or on Run's next pass, instead of costing a commit of its own. Losing
+	// it in a crash costs one more delivery, which handlers tolerate.
+	settled map[string]settledEntry
+}
+
+type settledEntry struct {
+	payload []byte
+	at      int64 // delivery time, Unix nanoseconds
 }
 
 // New returns an Outbox over cfg.Store.
@@ -112,7 +123,7 @@ func New(cfg Config) (*Outbox, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Outbox{cfg: cfg, prefix: []byte(cfg.Prefix), kick: make(chan struct{}, 1), inflight: map[string]bool{}}, nil
+	return &Outbox{cfg: cfg, prefix: []byte(cfg.Prefix), kick: make(chan struct{}, 1), inflight: map[string]bool{}, settled: map[string]settledEntry{}}, nil
 }
 
 // entry is the stored form: a version byte, the time the handler last succeeded (0:
@@ -168,7 +179,67 @@ func (o *Outbox) Add(tx kv.Tx, id string, payload []byte) error {
 	if err := tx.Put(o.key(id), encodeEntry(0, payload)); err != nil {
 		return fmt.Errorf("outbox: add %s: %w", id, err)
 	}
+	// A new payload under a delivered id needs its own delivery.
+	o.mu.Lock()
+	delete(o.settled, id)
+	o.mu.Unlock()
+	return o.settle(tx, id)
+}
+
+// settle writes into tx the removals (or, with Linger, the delivery records) of entries
+// delivered in this process, except the entry id being added. An entry leaves settled
+// only once a later transaction sees its removal or record committed: a transaction may
+// be rolled back or rerun (kv.Store.Update), and a settlement lost with it would cost a
+// redelivery.
+func (o *Outbox) settle(tx kv.Tx, except string) error {
+	o.mu.Lock()
+	pending := make(map[string]settledEntry, len(o.settled))
+	for id, e := range o.settled {
+		if id != except {
+			pending[id] = e
+		}
+	}
+	o.mu.Unlock()
+	var written []string
+	for id, e := range pending {
+		key := o.key(id)
+		b, err := tx.Get(key)
+		if err != nil && !errors.Is(err, kv.ErrNotFound) {
+			return fmt.Errorf("outbox: settle %s: %w", id, err)
+		}
+		if err == nil && string(b) == string(encodeEntry(0, e.payload)) {
+			if o.cfg.Linger <= 0 {
+				err = tx.Delete(key)
+			} else {
+				err = tx.Put(key, encodeEntry(e.at, e.payload))
+			}
+			if err != nil {
+				return fmt.Errorf("outbox: settle %s: %w", id, err)
+			}
+			continue
+		}
+		// Gone, recorded, or replaced by a newer Add (which needs its own delivery).
+		written = append(written, id)
+	}
+	o.mu.Lock()
+	for _, id := range written {
+		if o.settled[id].at == pending[id].at {
+			delete(o.settled, id)
+		}
+	}
+	o.mu.Unlock()
 	return nil
+}
+
+// flush writes the pending settlements in a transaction of their own.
+func (o *Outbox) flush(ctx context.Context) error {
+	o.mu.Lock()
+	n := len(o.settled)
+	o.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	return o.cfg.Store.Update(ctx, func(tx kv.Tx) error { return o.settle(tx, "") })
 }
 
 // Pending reports whether id is in the outbox and not yet delivered, inside tx.
@@ -183,7 +254,13 @@ func (o *Outbox) Pending(tx kv.Tx, id string) (bool, error) {
 		return false, err
 	}
 	at, _, err := decodeEntry(b)
-	return err == nil && at == 0, err
+	if err != nil || at != 0 {
+		return false, err
+	}
+	o.mu.Lock()
+	_, done := o.settled[id]
+	o.mu.Unlock()
+	return !done, nil
 }
 
 // Deliver hands the entry id to the handler now, if it is still pending, and records
@@ -216,7 +293,10 @@ func (o *Outbox) Deliver(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("outbox: load %s: %w", id, err)
 	}
-	if !pending {
+	o.mu.Lock()
+	_, done := o.settled[id]
+	o.mu.Unlock()
+	if !pending || done {
 		return nil
 	}
 	if err := o.deliver(ctx, id, payload); err != nil {
@@ -226,33 +306,15 @@ func (o *Outbox) Deliver(ctx context.Context, id string) error {
 	return nil
 }
 
-// deliver runs the handler on one entry and records the success.
+// deliver runs the handler on one entry and records the success in memory; the store
+// learns of it with the next transaction (see settled).
 func (o *Outbox) deliver(ctx context.Context, id string, payload []byte) error {
 	if err := o.cfg.Handle(ctx, id, payload); err != nil {
 		return fmt.Errorf("outbox: deliver %s: %w", id, err)
 	}
-	key := o.key(id)
-	err := o.cfg.Store.Update(ctx, func(tx kv.Tx) error {
-		b, err := tx.Get(key)
-		if errors.Is(err, kv.ErrNotFound) {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		at, p, err := decodeEntry(b)
-		if err != nil || at != 0 || string(p) != string(payload) {
-			// Malformed, already delivered, or replaced by a newer Add meanwhile: a newer
-			// payload still needs its own delivery.
-			return err
-		}
-		if o.cfg.Linger <= 0 {
-			return tx.Delete(key)
-		}
-		return tx.Put(key, encodeEntry(o.cfg.Now().UnixNano(), payload))
-	})
-	if err != nil {
-		return fmt.Errorf("outbox: mark %s delivered: %w", id, err)
-	}
+	o.mu.Lock()
+	o.settled[id] = settledEntry{payload: payload, at: o.cfg.Now().UnixNano()}
+	o.mu.Unlock()
 	return nil
 }
 
@@ -363,6 +425,12 @@ func (o *Outbox) reset(ctx context.Context) error {
 
 // pass walks the whole outbox once and reports whether any delivery failed.
 func (o *Outbox) pass(ctx context.Context) (failed bool) {
+	if err := o.flush(ctx); err != nil {
+		if ctx.Err() == nil {
+			o.cfg.Logger.WarnContext(ctx, "outbox: recording deliveries failed", "prefix", o.cfg.Prefix, "err", err)
+		}
+		return true
+	}
 	start, end := o.prefix, kv.PrefixEnd(o.prefix)
 	for ctx.Err() == nil {
 		var pairs []kv.Pair
@@ -415,7 +483,10 @@ func (o *Outbox) visit(ctx context.Context, p kv.Pair) error {
 			return tx.Delete(p.Key)
 		})
 	}
-	if !o.claim(id) {
+	o.mu.Lock()
+	_, done := o.settled[id]
+	o.mu.Unlock()
+	if done || !o.claim(id) {
 		return nil
 	}
 	defer o.release(id)

@@ -136,12 +136,30 @@ func TestDeliverAfterCommitRemovesTheEntry(t *testing.T) {
 	if got := r.deliveries("e1"); len(got) != 1 || got[0] != "hello" {
 		t.Fatalf("delivered %q, want [hello]", got)
 	}
-	if n := length(t, o); n != 0 {
-		t.Fatalf("%d entries left after delivery, want 0", n)
+	waitDelivered(t, s, o, "e1")
+	// The removal rides on the next transaction that adds an entry, not a commit of its own.
+	add(t, s, o, "e2", "next")
+	if err := s.View(context.Background(), func(tx kv.Tx) error {
+		pairs, err := kv.ScanPrefix(tx, []byte("test/outbox/"), 0)
+		if len(pairs) != 1 || string(pairs[0].Key) != "test/outbox/e2" {
+			t.Errorf("outbox holds %d entries after the next Add, want only e2", len(pairs))
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 	// A second Deliver of a delivered entry does nothing.
 	if err := o.Deliver(context.Background(), "e1"); err != nil || len(r.deliveries("e1")) != 1 {
 		t.Fatalf("second Deliver: %v, deliveries %q", err, r.deliveries("e1"))
+	}
+	// Run records what no later Add took along.
+	if err := o.Deliver(context.Background(), "e2"); err != nil {
+		t.Fatal(err)
+	}
+	runInBackground(t, o)
+	waitEmpty(t, o)
+	if len(r.deliveries("e2")) != 1 {
+		t.Fatalf("e2 delivered %d times", len(r.deliveries("e2")))
 	}
 }
 
@@ -179,12 +197,18 @@ func TestRunRetriesAFailingHandlerUntilItSucceeds(t *testing.T) {
 	runInBackground(t, o)
 	r.waitFor(t, "e1")
 	r.waitFor(t, "e2")
+	waitEmpty(t, o)
+}
+
+// waitEmpty waits until the outbox holds no entry.
+func waitEmpty(t *testing.T, o *outbox.Outbox) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for length(t, o) != 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d entries still in the outbox", length(t, o))
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -326,6 +350,7 @@ func TestLingeringEntriesAreRedeliveredAfterRestartThenExpire(t *testing.T) {
 	if err := first.Deliver(context.Background(), "e1"); err != nil {
 		t.Fatal(err)
 	}
+	waitDelivered(t, s, first, "e1")
 	if n := length(t, first); n != 1 {
 		t.Fatalf("%d entries after a delivery with Linger, want 1", n)
 	}
@@ -365,5 +390,25 @@ func TestConfigIsChecked(t *testing.T) {
 		if _, err := outbox.New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
 		}
+	}
+}
+
+// TestReAddedIDIsDeliveredAgain: adding a new payload under an id delivered before makes
+// it pending again, and it is delivered.
+func TestReAddedIDIsDeliveredAgain(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	r := newRecorder()
+	o := newOutbox(t, s, r.handle, nil)
+	add(t, s, o, "e1", "first")
+	if err := o.Deliver(context.Background(), "e1"); err != nil {
+		t.Fatal(err)
+	}
+	add(t, s, o, "e1", "second")
+	if err := o.Deliver(context.Background(), "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.deliveries("e1"); len(got) != 2 || got[1] != "second" {
+		t.Fatalf("deliveries %q, want [first second]", got)
 	}
 }

@@ -104,6 +104,9 @@ func (s *Server) ConsumePreKeyNotices(ctx context.Context, b *bus.Bus) (*bus.Con
 	c, err := bus.Consume(ctx, b, bus.ConsumerConfig{
 		Stream: bus.StreamAuthEvents, Durable: "messaging-prekeys", FilterSubject: bus.SubjectPrekeysLow,
 		RetryDelay: authEventRetry, MaxRetryDelay: authEventMaxRetry,
+		// Notices stored before the consumer existed (the stream kept them unconsumed for
+		// up to 30 days) are stale: skip them rather than send every device a burst.
+		OnlyNew: true,
 	}, decodePreKeysLow, func(ctx context.Context, ev *eventsv1.PreKeysLow) bool {
 		s.publish(ctx, ev.GetUserId(), ev.GetDeviceId(), &eventsv1.LiveEvent{Event: &eventsv1.LiveEvent_PrekeysLow{PrekeysLow: &messagingv1.PreKeysLow{
 			OneTimeEcPrekeys: ev.GetOneTimeEcPrekeys(), OneTimeKemPrekeys: ev.GetOneTimeKemPrekeys(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,13 @@ func (h *hub) detach(key inboxKey, st *liveStream) {
 	if h.streams[key] == st {
 		delete(h.streams, key)
 	}
+}
+
+// snapshot returns the streams open now.
+func (h *hub) snapshot() map[inboxKey]*liveStream {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return maps.Clone(h.streams)
 }
 
 func (h *hub) get(key inboxKey) *liveStream {

@@ -53,6 +53,9 @@ type Config struct {
 	Logger *slog.Logger
 	// InboxLimit caps each device's undelivered messages (0: the messaging default).
 	InboxLimit int
+	// StreamRecheck is how often open Receive streams are checked for a removed device
+	// (0: the messaging default).
+	StreamRecheck time.Duration
 	// Reflection enables gRPC server reflection (development only).
 	Reflection bool
 	// GRPCOptions are passed to the gRPC server.
@@ -161,7 +164,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	p.changes = changes
 	msgSvc, err := messaging.New(messaging.Config{
 		Inboxes: inboxes, Groups: kvStore, Directory: devices, Revocations: authSvc, Conn: b.Conn(),
-		Limits: limits, Logger: cfg.Logger, InboxLimit: cfg.InboxLimit,
+		Limits: limits, Logger: cfg.Logger, InboxLimit: cfg.InboxLimit, StreamRecheck: cfg.StreamRecheck,
 	})
 	if err != nil {
 		return nil, err

@@ -165,3 +165,22 @@ func TestDirectoryOutageIsUnavailable(t *testing.T) {
 	_, err := e.send(t, alice, bob, []byte("x"))
 	wantErr(t, err, codes.Unavailable, "DIRECTORY_UNAVAILABLE")
 }
+
+// TestRemovalEndsAStreamWhoseEventWasLost: the Removed live event that ends a removed
+// device's Receive stream travels on core NATS between messaging instances and can be
+// lost; the periodic recheck of open streams still ends it.
+func TestRemovalEndsAStreamWhoseEventWasLost(t *testing.T) {
+	e := startWith(t, func(c *platform.Config) { c.StreamRecheck = 200 * time.Millisecond })
+	bob := e.register(t, "bob")
+	bob2 := e.link(t, bob)
+	r := e.receive(t, bob2)
+	<-r.backlog
+	e.p.LoseDeviceEventsForTest()
+	must(e.auth.RemoveDevice(bob.ctx(t), &authv1.RemoveDeviceRequest{DeviceId: bob2.ID}))
+	select {
+	case err := <-r.errs:
+		wantErr(t, err, codes.Unauthenticated, "DEVICE_REMOVED")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the removed device's stream outlived its lost Removed event")
+	}
+}
