@@ -148,7 +148,7 @@ func backlog(ctx context.Context, f backlogFlags) (*backlogResult, error) {
 	}
 	fmt.Printf("queued in %v; restarting the server\n", time.Since(start).Round(time.Millisecond))
 
-	if err := srv.restart(); err != nil {
+	if err := srv.restart(false); err != nil {
 		return nil, err
 	}
 	res := &backlogResult{}

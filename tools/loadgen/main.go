@@ -5,6 +5,8 @@
 //
 //	go run ./tools/loadgen throughput -senders 64 -duration 20s
 //	go run ./tools/loadgen idle -devices 10000
+//	go run ./tools/loadgen backlog
+//	go run ./tools/loadgen abuse
 //
 // throughput: each sender streams 1:1 messages (SendStream) to its own receiver, which
 // reads its Receive stream and acknowledges each batch on it; a message counts when it is
@@ -13,6 +15,12 @@
 // per message.
 // idle: opens one Receive stream per device and reports the server's resident memory per
 // connected device.
+// abuse: honest pairs chat through a quiet phase and then an attack phase in which
+// attackers run items 1, 2, 3, 8 and 10 of issue 18 (inbox jam, backlog memory, group
+// Welcome amplification, login floods, key draining) against the same server; it
+// reports the honest throughput, latency and losses of each phase, the attackers' calls
+// by outcome and the server's CPU and memory, and exits non-zero if an honest message
+// the server stored was never delivered.
 // backlog: queues a large backlog of group messages for many devices, restarts the server
 // and has every device reconnect in a loop, reading a little each time without
 // acknowledging; reports the server's peak resident memory, which must not grow with the
@@ -20,7 +28,7 @@
 //
 // Devices connect one connection each, as phones do, or with -conns N spread over N
 // shared connections, as behind an edge proxy. docs/perf-throughput.md and
-// docs/perf-idle.md have the figures.
+// docs/perf-idle.md have the figures; docs/perf-throughput.md "Under attack" those of abuse.
 package main
 
 import (
@@ -46,6 +54,8 @@ func main() {
 		err = runThroughput(ctx, os.Args[2:])
 	case "idle":
 		err = runIdle(ctx, os.Args[2:])
+	case "abuse":
+		err = runAbuse(ctx, os.Args[2:], os.Stdout)
 	case "backlog":
 		err = runBacklog(ctx, os.Args[2:])
 	case "-h", "--help", "help":
@@ -70,6 +80,9 @@ func usage() {
 modes:
   throughput   1:1 messages sent → delivered → acked: msg/s, p50/p99 latency, server RSS
   idle         open Receive streams and report server memory per connected device
+  backlog      devices with large backlogs reconnect in a loop: the server's peak RSS
+  abuse        honest pairs chatting, quiet and then under attack (issue 18 items 1, 2, 3, 8, 10):
+               honest msg/s, p50/p99 and losses per phase, attacker calls by outcome
 
 Run "loadgen <mode> -h" for the flags of a mode.
 `)

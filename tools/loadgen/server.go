@@ -32,7 +32,8 @@ type child struct {
 	bin  string
 }
 
-// start runs the devserver on a fresh data dir and waits until it listens.
+// start runs the devserver on a fresh data dir, with rate limits off, and waits until it
+// listens.
 func (f *serverFlags) start(ctx context.Context) (*child, error) {
 	dir, err := os.MkdirTemp("", "guardyn-loadgen-")
 	if err != nil {
@@ -44,29 +45,23 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./tools/devserver")
 		build.Stderr = os.Stderr
 		if err := build.Run(); err != nil {
+			os.RemoveAll(dir)
 			return nil, fmt.Errorf("build devserver (run loadgen from the repository root): %w", err)
 		}
 	}
 	c := &child{dir: dir, bin: bin}
-	if err := c.launch(); err != nil {
+	// Every simulated device connects from 127.0.0.1, so per-peer limits on registration
+	// would throttle the setup, not measure the platform.
+	if err := c.launch(false); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	return c, nil
 }
 
-// restart stops the child and starts it again on the same data dir: a fresh process,
-// as after a deploy, that every device reconnects to.
-func (c *child) restart() error {
-	c.halt()
-	return c.launch()
-}
-
-// launch runs the devserver on c's data dir and waits until it listens.
-func (c *child) launch() error {
-	// Every simulated device connects from 127.0.0.1, so per-peer limits on registration
-	// would throttle the setup, not measure the platform.
-	cmd := exec.Command(c.bin, "-data-dir", filepath.Join(c.dir, "data"), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-rate-limits=false")
+// launch starts the server process on the child's data dir and waits until it listens.
+func (c *child) launch(rateLimits bool) error {
+	cmd := exec.Command(c.bin, "-data-dir", filepath.Join(c.dir, "data"), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-rate-limits="+strconv.FormatBool(rateLimits))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -94,12 +89,16 @@ func (c *child) launch() error {
 	}
 }
 
-func (c *child) stop() {
+// restart stops the server and starts it again on the same data dir: a fresh process, as
+// after a deploy, that every device reconnects to, or one that enforces rate limits for
+// accounts registered without them. It listens on a new address: connections made before
+// must be replaced.
+func (c *child) restart(rateLimits bool) error {
 	c.halt()
-	os.RemoveAll(c.dir)
+	return c.launch(rateLimits)
 }
 
-// halt stops the process and keeps its data dir.
+// halt stops the server process, gracefully if it stops within 15 s.
 func (c *child) halt() {
 	c.cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
@@ -110,6 +109,11 @@ func (c *child) halt() {
 		c.cmd.Process.Kill()
 		<-done
 	}
+}
+
+func (c *child) stop() {
+	c.halt()
+	os.RemoveAll(c.dir)
 }
 
 // rss returns the resident memory of the child in bytes, from /proc.
