@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"bytes"
-	"fmt"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -16,15 +15,15 @@ import (
 )
 
 // TestListenAcceptsTheLargestResponse queues deliveries of every size up to the largest
-// (a 1 MiB Welcome) for a client whose connection limits received messages to 512 KiB,
-// as an app may for its other calls. Listen sets its stream's receive limit to
-// messagingv1.MaxReceiveResponseSize, so it reads and acknowledges all of them; with the
-// connection's limit the stream failed at the Welcome on every reconnect (issue 18,
-// finding 1).
+// an inbox holds (a 256 KiB group message; Welcomes are fetched by reference) for a client
+// whose connection limits received messages to 128 KiB, as an app may for its other calls.
+// Listen sets its stream's receive limit to messagingv1.MaxReceiveResponseSize, so it reads
+// and acknowledges all of them; with the connection's limit the stream failed at the
+// largest delivery on every reconnect (issue 18, finding 1).
 func TestListenAcceptsTheLargestResponse(t *testing.T) {
 	p := clienttest.Start(t)
 	cfg := p.Config("victim")
-	cfg.Conn = p.Dial(t, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(512<<10)))
+	cfg.Conn = p.Dial(t, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(128<<10)))
 	victim, err := client.Register(clienttest.Context(t), cfg, "victim", "victim's phone")
 	if err != nil {
 		t.Fatal(err)
@@ -53,13 +52,10 @@ func TestListenAcceptsTheLargestResponse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i := range welcomes {
-		gid := fmt.Appendf(nil, "welcome group %d", i)
-		if _, err := msg.CreateGroup(mctx, &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{malloryAddr}, GroupInfo: []byte("gi")}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := msg.SubmitCommit(mctx, &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 0, Commit: []byte("c"), GroupInfo: []byte("g"),
-			Welcome: make([]byte, 1<<20), WelcomeRecipients: []*commonv1.DeviceAddress{victimAddr}, Added: []*commonv1.DeviceAddress{victimAddr}}); err != nil {
+	// Then group messages at their 256 KiB maximum, the largest deliveries an inbox holds
+	// now that a Welcome is fetched by reference.
+	for range welcomes {
+		if _, err := msg.SendGroupMessage(mctx, &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: make([]byte, 256<<10), ClientMessageId: rawdevice.NewMessageID()}); err != nil {
 			t.Fatal(err)
 		}
 	}

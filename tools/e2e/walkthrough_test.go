@@ -60,7 +60,9 @@ func TestREADMEWalkthrough(t *testing.T) {
 		"terminal 2: guardyn approve":                                {want: []string{`^\S+ +"laptop" +fingerprint`}, waitFor: []string{"terminal 3: guardyn approve"}},
 		"terminal 2: guardyn approve <link-id>":                      {want: []string{`approved "laptop" as device 2`}},
 		`terminal 4: guardyn send alice "hi alice, your laptop gets this too"`: {want: []string{
-			`^sent [0-9a-f]{32} to alice$`, `warning: alice has a new device 2`}},
+			`^sent [0-9a-f]{32} to alice$`, `warning: alice has a new device 2`},
+			// The laptop uploads its prekeys before it says it is linked.
+			waitFor: []string{"terminal 3: linked: this profile is device 2 of alice"}},
 		"terminal 4: guardyn safety-number alice": {want: []string{`^(\d{5} ){11}\d{5}$`, `this number changed since you last trusted alice`}},
 		"terminal 4: guardyn trust alice":         {want: []string{`now trusting alice's current identity keys`}},
 		"terminal 3: guardyn listen --once":       {want: []string{`\] bob: hi alice, your laptop gets this too$`}, retry: true},
