@@ -13,6 +13,7 @@ import (
 
 	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/bus"
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
 	"github.com/guardyn/guardyn/libs/msgstore"
 	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
@@ -108,8 +109,8 @@ func TestCommitFanOutSurvivesACrash(t *testing.T) {
 	}
 	first.inboxes.fail.Store(true)
 	commits := []*messagingv1.SubmitCommitRequest{
-		{GroupId: gid, Epoch: 0, Commit: mlsPrivateMessage(gid, 0, mlsCommit, 0), GroupInfo: []byte("gi1")},
-		{GroupId: gid, Epoch: 1, Commit: mlsPrivateMessage(gid, 1, mlsCommit, 0), GroupInfo: []byte("gi2"), Welcome: mlsWelcome(mlsRef(1)),
+		{GroupId: gid, Epoch: 0, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 0), GroupInfo: []byte("gi1")},
+		{GroupId: gid, Epoch: 1, Commit: mlsframe.PrivateMessage(gid, 1, mlsframe.Commit, 0), GroupInfo: []byte("gi2"), Welcome: mlsframe.Welcome(mlsframe.Ref(1)),
 			Added: []*commonv1.DeviceAddress{addr(bobID, 3)}, WelcomeRecipients: []*commonv1.DeviceAddress{addr(bobID, 3)}},
 	}
 	for i, c := range commits {

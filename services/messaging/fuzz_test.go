@@ -18,6 +18,7 @@ import (
 
 	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/bus"
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	"github.com/guardyn/guardyn/libs/kv"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
 	"github.com/guardyn/guardyn/libs/msgstore"
@@ -268,9 +269,9 @@ func messagingSeeds() map[int][]proto.Message {
 			&messagingv1.CreateGroupRequest{GroupId: []byte("g3"), Members: []*commonv1.DeviceAddress{addr(bobID, 0)}},
 		},
 		4: {
-			&messagingv1.SubmitCommitRequest{GroupId: fuzzGroup, Epoch: 0, Commit: mlsPrivateMessage(fuzzGroup, 0, mlsCommit, 0), GroupInfo: []byte("gi1"),
-				Welcome: mlsWelcome(mlsRef(1)), WelcomeRecipients: []*commonv1.DeviceAddress{addr(bobID, 3)}, Added: []*commonv1.DeviceAddress{addr(bobID, 3)}},
-			&messagingv1.SubmitCommitRequest{GroupId: fuzzGroup, Epoch: 0, Commit: mlsPrivateMessage(fuzzGroup, 0, mlsCommit, 0), GroupInfo: []byte("gi1"), Removed: []*commonv1.DeviceAddress{addr(bobID, 1)}},
+			&messagingv1.SubmitCommitRequest{GroupId: fuzzGroup, Epoch: 0, Commit: mlsframe.PrivateMessage(fuzzGroup, 0, mlsframe.Commit, 0), GroupInfo: []byte("gi1"),
+				Welcome: mlsframe.Welcome(mlsframe.Ref(1)), WelcomeRecipients: []*commonv1.DeviceAddress{addr(bobID, 3)}, Added: []*commonv1.DeviceAddress{addr(bobID, 3)}},
+			&messagingv1.SubmitCommitRequest{GroupId: fuzzGroup, Epoch: 0, Commit: mlsframe.PrivateMessage(fuzzGroup, 0, mlsframe.Commit, 0), GroupInfo: []byte("gi1"), Removed: []*commonv1.DeviceAddress{addr(bobID, 1)}},
 			&messagingv1.SubmitCommitRequest{GroupId: fuzzGroup, Epoch: 9, Commit: []byte("c"), GroupInfo: []byte("g")},
 			&messagingv1.SubmitCommitRequest{GroupId: fuzzGroup, Epoch: 0, Commit: []byte("c"), GroupInfo: []byte("g"), Removed: []*commonv1.DeviceAddress{addr(bobID, 2)}},
 			&messagingv1.SubmitCommitRequest{GroupId: fuzzGroup, Commit: []byte("c"), GroupInfo: []byte("g"), Welcome: []byte("w")},

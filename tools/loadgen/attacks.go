@@ -18,7 +18,7 @@ import (
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/services/auth"
-	"github.com/guardyn/guardyn/tools/internal/mlsframe"
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	"github.com/guardyn/guardyn/tools/internal/rawdevice"
 )
 

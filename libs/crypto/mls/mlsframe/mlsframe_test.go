@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls"
-	"github.com/guardyn/guardyn/tools/internal/mlsframe"
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 )
 
 // TestFramesInspect: the frames decode as the MLS library's Inspect reads them, at the
