@@ -9,12 +9,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
-	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	"github.com/guardyn/guardyn/tools/internal/rawdevice"
 )
 

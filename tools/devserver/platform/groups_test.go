@@ -10,10 +10,10 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
-	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 )
 
 // The delivery-service abuse tests (issue 18, finding 3): one member must not be able to

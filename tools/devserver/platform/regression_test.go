@@ -7,12 +7,12 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
-	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 )
 
 // Regression, found by the abuse tests: a commit, group message or Welcome at its
