@@ -26,6 +26,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+
+	"github.com/guardyn/guardyn/libs/buildinfo"
 )
 
 // Defaults applied by [New] to zero fields of [Config].
@@ -200,6 +202,12 @@ func withDefaults(cfg Config) Config {
 		cfg.Metrics.MustRegister(
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			// The release stamp (docs/release.md), so a deployment shows what it runs.
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name:        "guardyn_build_info",
+				Help:        "Always 1; the labels name the release version and source commit of this binary.",
+				ConstLabels: prometheus.Labels{"version": buildinfo.Version, "commit": buildinfo.Commit},
+			}, func() float64 { return 1 }),
 		)
 	}
 	if cfg.MaxMessageBytes <= 0 {
