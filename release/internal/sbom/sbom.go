@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/anchore/syft/syft"
+	"github.com/anchore/syft/syft/cataloging"
 	"github.com/anchore/syft/syft/format/cyclonedxjson"
 	"github.com/anchore/syft/syft/format/spdxjson"
 	"github.com/anchore/syft/syft/sbom"
@@ -34,6 +35,9 @@ const (
 	SPDXVersion      = "2.3"
 	CycloneDXVersion = "1.6"
 )
+
+// goBinaryCataloger is syft's cataloger of Go build information.
+const goBinaryCataloger = "go-module-binary-cataloger"
 
 // Subject identifies what an SBOM describes: an image for one platform.
 type Subject struct {
@@ -59,7 +63,11 @@ func Generate(ctx context.Context, binPath string, s Subject) (Documents, error)
 		return Documents{}, fmt.Errorf("sbom %s %s: source: %w", s.Name, s.Platform, err)
 	}
 	defer src.Close()
-	cfg := syft.DefaultCreateSBOMConfig().WithParallelism(1)
+	// Only the Go binary cataloger: the file is a static Go binary, and the
+	// default set would run OS package catalogers (which need drivers
+	// such as sqlite registered) over it for nothing.
+	cfg := syft.DefaultCreateSBOMConfig().WithParallelism(1).
+		WithCatalogerSelection(cataloging.NewSelectionRequest().WithDefaults(goBinaryCataloger))
 	doc, err := syft.CreateSBOM(ctx, src, cfg)
 	if err != nil {
 		return Documents{}, fmt.Errorf("sbom %s %s: %w", s.Name, s.Platform, err)
