@@ -48,6 +48,25 @@ func BuildDB(ctx context.Context, dir string) error {
 	if _, err := os.Stat(osv); err != nil {
 		return fmt.Errorf("vulndb: %w", err)
 	}
+	return BuildDBFrom(ctx, osv, dir)
+}
+
+// OSVDir returns the directory of OSV files of the pinned vulndb module.
+func OSVDir(ctx context.Context) (string, error) {
+	out, err := goCmd(ctx, "", nil, "mod", "download", "-json", DBModule+"@"+DBVersion)
+	if err != nil {
+		return "", fmt.Errorf("vulndb: %w", err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		return "", fmt.Errorf("vulndb: go mod download: no directory in %q", out)
+	}
+	return filepath.Join(mod.Dir, "data", "osv"), nil
+}
+
+// BuildDBFrom writes the govulncheck database for the OSV files in osv
+// into dir with the pinned vulndb's cmd/indexdb.
+func BuildDBFrom(ctx context.Context, osv, dir string) error {
 	// indexdb builds in package@version mode: its own go.mod, not release's.
 	if _, err := goCmd(ctx, "", []string{"GOFLAGS="}, "run", DBModule+"/cmd/indexdb@"+DBVersion, "-vulns", osv, "-out", dir); err != nil {
 		return fmt.Errorf("vulndb: indexdb: %w", err)
