@@ -252,7 +252,10 @@ func Missing(doc []byte, main Module, deps []Module, mainVersion string) ([]stri
 		return false
 	}
 	var missing []string
-	if !has(main.Path, main.Version, mainVersion) {
+	// syft lists no package for a main module without a version, which is
+	// every release binary's ("(devel)": -buildvcs=false); it is the
+	// bundle's own source, named by the provenance instead.
+	if main.Version != "(devel)" && !has(main.Path, main.Version, mainVersion) {
 		missing = append(missing, fmt.Sprintf("%s@%s (main module; sbom has %v)", main.Path, main.Version, listed[main.Path]))
 	}
 	for _, d := range deps {
