@@ -67,7 +67,7 @@ func agree(t testing.TB, ms ...*member) {
 }
 
 func TestGroupLifecycleAllSuites(t *testing.T) {
-	for cs := mls.CipherSuite(1); cs <= 7; cs++ {
+	for _, cs := range mls.CipherSuites() {
 		for _, private := range []bool{false, true} {
 			t.Run(fmt.Sprintf("suite%d/private=%v", cs, private), func(t *testing.T) {
 				a, b, c, d := newMember(t, cs, "a"), newMember(t, cs, "b"), newMember(t, cs, "c"), newMember(t, cs, "d")
