@@ -583,3 +583,36 @@ func TestExternalSenderViewOfGroupInfo(t *testing.T) {
 		t.Error("key package identity")
 	}
 }
+
+// A reinit into a suite with another hash size: the resumption PSK's nonce
+// has the new suite's Nh (RFC 9420, Sections 8.4 and 12.1.4), not the old
+// group's. Found by the interop endpoint's scripts (reinit change_ciphersuite
+// from suites 4 to 7).
+func TestReInitChangesHashSize(t *testing.T) {
+	for _, c := range []struct{ from, to mls.CipherSuite }{
+		{mls.P256AES128GCMSHA256P256, mls.P521AES256GCMSHA512P521},
+		{mls.P384AES256GCMSHA384P384, mls.DefaultCipherSuite},
+	} {
+		ms := setupSuite(t, c.from, 2)
+		p, err := ms[0].g.Propose(mls.ReInitProposal([]byte("next"), c.to, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		broadcast(t, p, ms[1])
+		res, err := ms[1].g.Commit(mls.CommitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deliver(t, ms[1], res, ms[0])
+		n0, n1 := newMember(t, c.to, "0"), newMember(t, c.to, "1")
+		next, welcome, err := ms[0].g.ReInit(n0.id, [][]byte{n1.kp.Bytes()}, nil)
+		if err != nil {
+			t.Fatalf("reinit from suite %d to %d: %v", c.from, c.to, err)
+		}
+		joined, err := mls.Join(n1.kp, welcome, trustAll, &mls.JoinOptions{ResumeFrom: []*mls.Group{ms[1].g}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		agree(t, &member{g: next}, &member{g: joined})
+	}
+}

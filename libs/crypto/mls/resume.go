@@ -6,9 +6,11 @@ import (
 	"github.com/guardyn/guardyn/libs/crypto/mls/internal/wire"
 )
 
-// resumptionPSK names g's current resumption PSK for the given use.
-func (g *Group) resumptionPSK(usage wire.ResumptionPSKUsage) (wire.PreSharedKeyID, error) {
-	nonce, err := randomBytes(g.s.HashSize())
+// resumptionPSK names g's current resumption PSK for the given use in a
+// group of another suite possibly: the nonce has the Nh of the group whose
+// key schedule uses it (RFC 9420, Section 8.4), nonceSize.
+func (g *Group) resumptionPSK(usage wire.ResumptionPSKUsage, nonceSize int) (wire.PreSharedKeyID, error) {
+	nonce, err := randomBytes(nonceSize)
 	if err != nil {
 		return wire.PreSharedKeyID{}, err
 	}
@@ -35,7 +37,7 @@ func newGroupResuming(from *Group, usage wire.ResumptionPSKUsage, id *Identity, 
 	if opts == nil {
 		opts = &SubgroupOptions{}
 	}
-	psk, err := from.resumptionPSK(usage)
+	psk, err := from.resumptionPSK(usage, id.suite.HashSize())
 	if err != nil {
 		return nil, nil, err
 	}
