@@ -23,6 +23,7 @@ type Bus struct {
 	js       jetstream.JetStream
 	embedded *server.Server
 	log      *slog.Logger
+	obs      Observer // nil: not observed
 }
 
 // EmbeddedOptions configures StartEmbedded.
@@ -162,10 +163,15 @@ func (b *Bus) ClientURL() string {
 	return b.embedded.ClientURL()
 }
 
-// Ready reports whether the connection is up, for readiness probes.
-func (b *Bus) Ready(context.Context) error {
+// Ready reports whether the connection is up and JetStream answers, for readiness
+// probes: a NATS server whose JetStream is down or disabled accepts core messages but
+// loses every durable event and consumer.
+func (b *Bus) Ready(ctx context.Context) error {
 	if !b.nc.IsConnected() {
 		return fmt.Errorf("nats: %s", b.nc.Status())
+	}
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("nats jetstream: %w", err)
 	}
 	return nil
 }
