@@ -209,7 +209,7 @@ guardyn_inbox_depth_count 1
 			children[sp.Name] = true
 		}
 	}
-	if !children["msgstore.append"] || !children["msgstore.count"] {
-		t.Errorf("child spans %v; want msgstore.append and msgstore.count", children)
+	if !children["msgstore.append"] || children["msgstore.count"] {
+		t.Errorf("child spans %v; want msgstore.append (count is timed only)", children)
 	}
 }

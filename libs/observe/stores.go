@@ -50,7 +50,7 @@ func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
 
 // storeOp is one operation of one store, its metrics resolved once.
 type storeOp struct {
-	span    string
+	span    string // "": timed only, never a span
 	attrs   []attribute.KeyValue
 	seconds prometheus.Observer
 	errors  prometheus.Counter
@@ -67,6 +67,9 @@ func (m *storeMetrics) op(store, op string) *storeOp {
 
 // begin starts timing a call, with a child span when ctx is traced.
 func (o *storeOp) begin(ctx context.Context) (context.Context, trace.Span, time.Time) {
+	if o.span == "" {
+		return ctx, nil, time.Now()
+	}
 	ctx, span := startChild(ctx, o.span, trace.SpanKindInternal, o.attrs...)
 	return ctx, span, time.Now()
 }
@@ -111,13 +114,17 @@ func (s *kvStore) View(ctx context.Context, fn func(kv.Tx) error) (err error) {
 	return s.Store.View(ctx, fn)
 }
 
-// Messages wraps a msgstore.Store so that every call is timed (store "msgstore") and
-// traced when the caller is, and every Count feeds the inbox depth histogram.
+// Messages wraps a msgstore.Store so that every call is timed (store "msgstore") and,
+// but for Count, traced when the caller is; every Count feeds the inbox depth histogram.
 func (o *Observer) Messages(s msgstore.Store) msgstore.Store {
 	op := func(name string) *storeOp { return o.stores.op("msgstore", name) }
+	// Count runs once per envelope of every send and costs a map lookup: a span for each
+	// would cost more than the call (docs/observability.md, "Overhead"). It is timed only.
+	count := op("count")
+	count.span = ""
 	return &msgStore{Store: s, depth: o.stores.depth,
 		append: op("append"), read: op("read"), readIDs: op("read_ids"), delete: op("delete"),
-		count: op("count"), deleteInbox: op("delete_inbox"),
+		count: count, deleteInbox: op("delete_inbox"),
 	}
 }
 
