@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/guardyn/guardyn/libs/observe/observetest"
 )
 
 // TestREADMEWalkthrough runs the walkthrough of the repository README as written: every
@@ -70,7 +72,16 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 
 	bin := t.TempDir()
-	server := startServerBinary(t, root)
+	// The server runs as an operator debugging it would: debug logs, every call traced to
+	// a collector. After the walkthrough both are scanned for what must never be in them.
+	collector, err := observetest.Start(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer collector.Close()
+	var serverLog lockedBuffer
+	srv := startServerBinary(t, root, &serverLog, "-log-level", "debug", "-otlp-endpoint", collector.Addr(), "-otlp-insecure")
+	server := srv.addr
 	profiles := t.TempDir()
 	// HOME is a fresh directory (the profiles default under it); the go command keeps the
 	// caches it found, rather than deriving new, empty ones from HOME.
@@ -150,6 +161,9 @@ func TestREADMEWalkthrough(t *testing.T) {
 	for _, term := range terms {
 		term.finish(t)
 	}
+	// Stopping the server flushes its last spans.
+	srv.stop()
+	checkObservability(t, steps, serverLog.String(), collector.Spans())
 }
 
 // walkStep is one command of the walkthrough.
@@ -363,9 +377,16 @@ func (tm *terminal) output() string {
 	return strings.Join(tm.lines, "\n")
 }
 
+// runningServer is a server binary started by startServerBinary.
+type runningServer struct {
+	addr string // gRPC
+	stop func() // SIGTERM and wait; idempotent
+}
+
 // startServerBinary builds the all-in-one server and runs it on free loopback ports with a
-// fresh data directory, as the README's first command does; it returns the gRPC address.
-func startServerBinary(t *testing.T, root string) string {
+// fresh data directory and extra flags, as the README's first command does, its log going
+// to stderr.
+func startServerBinary(t *testing.T, root string, stderr io.Writer, args ...string) runningServer {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "guardyn-server")
 	build := exec.Command("go", "build", "-o", bin, "./tools/devserver")
@@ -373,7 +394,8 @@ func startServerBinary(t *testing.T, root string) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build server: %v\n%s", err, out)
 	}
-	srv := exec.Command(bin, "-data-dir", t.TempDir(), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
+	srv := exec.Command(bin, append([]string{"-data-dir", t.TempDir(), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, args...)...)
+	srv.Stderr = stderr
 	out, err := srv.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -381,10 +403,14 @@ func startServerBinary(t *testing.T, root string) string {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		srv.Process.Signal(syscall.SIGTERM)
-		srv.Wait()
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			srv.Process.Signal(syscall.SIGTERM)
+			srv.Wait()
+		})
+	}
+	t.Cleanup(stop)
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -397,10 +423,10 @@ func startServerBinary(t *testing.T, root string) string {
 	}()
 	select {
 	case a := <-addr:
-		return a
+		return runningServer{addr: a, stop: stop}
 	case <-time.After(90 * time.Second):
 		t.Fatal("server did not start")
-		return ""
+		return runningServer{}
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/guardyn/guardyn/libs/directory"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
 	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
+	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
@@ -51,6 +52,9 @@ type Config struct {
 	// disables rate limiting.
 	Limits ratelimit.Policy
 	Logger *slog.Logger
+	// Observer gives the process its metrics registry and tracer (libs/observe); nil
+	// makes one that exports no traces. Logger, when set, wins over the Observer's.
+	Observer *observe.Observer
 	// InboxLimit caps each device's undelivered messages (0: the messaging default).
 	InboxLimit int
 	// StreamRecheck is how often open Receive streams are checked for a removed device
@@ -83,18 +87,27 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("platform: data dir is required")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("platform: data dir: %w", err)
 	}
-	p := &Platform{log: cfg.Logger}
+	p := &Platform{}
 	defer func() {
 		if err != nil {
 			p.close()
 		}
 	}()
+	obs := cfg.Observer
+	if obs == nil {
+		if obs, err = observe.New(ctx, observe.Config{Service: "guardyn"}); err != nil {
+			return nil, err
+		}
+		// Closed last: it flushes the spans of everything closed before it.
+		p.stop = append(p.stop, func() { obs.Close(context.Background()) })
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = obs.Logger()
+	}
+	p.log = cfg.Logger
 
 	tokenKey, err := config.LoadOrCreateEd25519Key(filepath.Join(cfg.DataDir, "keys", "token.key"))
 	if err != nil {
@@ -105,19 +118,21 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 
-	kvStore, err := kvembedded.Open(filepath.Join(cfg.DataDir, kvembedded.FileName), kvembedded.Options{})
+	kvFile, err := kvembedded.Open(filepath.Join(cfg.DataDir, kvembedded.FileName), kvembedded.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("platform: kv store: %w", err)
 	}
-	p.stop = append(p.stop, func() { kvStore.Close() })
+	p.stop = append(p.stop, func() { kvFile.Close() })
+	kvStore := obs.KV("kv", kvFile)
 
-	inboxes, err := msgembedded.Open(filepath.Join(cfg.DataDir, msgembedded.DirName), msgembedded.Options{
+	inboxFiles, err := msgembedded.Open(filepath.Join(cfg.DataDir, msgembedded.DirName), msgembedded.Options{
 		OnError: func(err error) { cfg.Logger.Warn("message store", "err", err) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("platform: message store: %w", err)
 	}
-	p.stop = append(p.stop, func() { inboxes.Close() })
+	p.stop = append(p.stop, func() { inboxFiles.Close() })
+	inboxes := obs.Messages(inboxFiles)
 
 	var b *bus.Bus
 	if cfg.NATSURL != "" {
@@ -129,6 +144,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, fmt.Errorf("platform: nats: %w", err)
 	}
 	p.stop = append(p.stop, func() { b.Close() })
+	b.Observe(obs)
 
 	if cfg.Limits == nil {
 		cfg.Limits = DefaultPolicy()
@@ -196,12 +212,12 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p.auth, p.kv, p.inboxes = authSvc, kvStore, inboxes
+	p.auth, p.kv, p.inboxes = authSvc, kvFile, inboxFiles
 	// Ready only while every store and the bus work: the msgstore refuses writes after a
 	// failed write, the kv store when its writer cannot commit.
 	ready := server.ReadyAll(
-		server.Check{Name: "kv", Ready: kvStore.Ready},
-		server.Check{Name: "msgstore", Ready: inboxes.Ready},
+		server.Check{Name: "kv", Ready: kvFile.Ready},
+		server.Check{Name: "msgstore", Ready: inboxFiles.Ready},
 		server.Check{Name: "bus", Ready: b.Ready},
 	)
 	p.srv, err = server.New(server.Config{
@@ -214,6 +230,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		Validate:     server.FieldLimits(fieldLimits),
 		Ready:        ready,
 		Reflection:   cfg.Reflection,
+		Observer:     obs,
 		Logger:       cfg.Logger,
 		GRPCOptions:  cfg.GRPCOptions,
 		DrainTimeout: cfg.DrainTimeout,
