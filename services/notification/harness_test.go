@@ -20,6 +20,7 @@ import (
 	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
 	"github.com/guardyn/guardyn/proto/protolimits"
 	"github.com/guardyn/guardyn/services/notification"
+	"github.com/guardyn/guardyn/services/notification/notificationtest"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -49,7 +50,7 @@ type env struct {
 	svc    *notification.Server
 	bus    *bus.Bus
 	issuer *authn.Issuer
-	web    *webPushServer
+	web    *notificationtest.WebPushServer
 	apns   *apnsServer
 	fcm    *fcmServer
 }

@@ -14,6 +14,7 @@ import (
 
 	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
 	"github.com/guardyn/guardyn/services/notification"
+	"github.com/guardyn/guardyn/services/notification/notificationtest"
 )
 
 // trust returns HTTP options that trust srv's certificate and may reach it on loopback.
@@ -23,21 +24,15 @@ func trust(srv *httptest.Server) notification.HTTPOptions {
 	return notification.HTTPOptions{TLS: &tls.Config{RootCAs: pool}, AllowPrivate: true}
 }
 
-func newWebPush(t testing.TB) (*notification.WebPush, *webPushServer) {
+func newWebPush(t testing.TB) (*notification.WebPush, *notificationtest.WebPushServer) {
 	t.Helper()
 	vapid := must(ecdh.P256().GenerateKey(rand.Reader))
-	srv := newWebPushServer(t, vapid.PublicKey().Bytes())
+	srv := notificationtest.NewWebPushServer(t, vapid.PublicKey().Bytes())
 	wp, err := notification.NewWebPush(notification.WebPushConfig{VAPIDKey: vapid, Subject: "mailto:ops@guardyn.test", HTTP: trust(srv.Server)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return wp, srv
-}
-
-func (s *webPushServer) target(path string) *notificationv1.RegisterPushTargetRequest {
-	return &notificationv1.RegisterPushTargetRequest{Target: &notificationv1.RegisterPushTargetRequest_WebPush{WebPush: &notificationv1.WebPushTarget{
-		Endpoint: s.URL + path, P256Dh: s.ua.PublicKey().Bytes(), Auth: s.auth,
-	}}}
 }
 
 // TestWebPushProtocol: the push the server receives carries a VAPID JWT it verifies and an
@@ -46,18 +41,18 @@ func (s *webPushServer) target(path string) *notificationv1.RegisterPushTargetRe
 func TestWebPushProtocol(t *testing.T) {
 	wp, srv := newWebPush(t)
 	ctx := context.Background()
-	if err := wp.Push(ctx, srv.target("/push/a")); err != nil {
+	if err := wp.Push(ctx, srv.Target("/push/a")); err != nil {
 		t.Fatal(err)
 	}
-	if errs := srv.protocolErrors(); len(errs) > 0 {
+	if errs := srv.ProtocolErrors(); len(errs) > 0 {
 		t.Fatalf("push service refused: %v", errs)
 	}
-	if got := srv.payloads(); len(got) != 1 || got[0] != `{"wake":1}` {
+	if got := srv.Payloads(); len(got) != 1 || got[0] != `{"wake":1}` {
 		t.Fatalf("decrypted payloads %q", got)
 	}
 	for code, want := range map[int]string{410: "gone", 404: "gone", 500: "retry", 429: "retry", 413: "fail"} {
-		srv.answer("/push/b", code)
-		err := wp.Push(ctx, srv.target("/push/b"))
+		srv.Answer("/push/b", code)
+		err := wp.Push(ctx, srv.Target("/push/b"))
 		if got := classify(err); got != want {
 			t.Errorf("HTTP %d: %v classified %s, want %s", code, err, got, want)
 		}
@@ -81,15 +76,15 @@ func classify(err error) string {
 // connect to a loopback endpoint, whatever registration let through, and never retries it.
 func TestWebPushRefusesPrivateAddresses(t *testing.T) {
 	vapid := must(ecdh.P256().GenerateKey(rand.Reader))
-	srv := newWebPushServer(t, vapid.PublicKey().Bytes())
+	srv := notificationtest.NewWebPushServer(t, vapid.PublicKey().Bytes())
 	opts := trust(srv.Server)
 	opts.AllowPrivate = false
 	wp := must(notification.NewWebPush(notification.WebPushConfig{VAPIDKey: vapid, Subject: "mailto:ops@guardyn.test", HTTP: opts}))
-	err := wp.Push(context.Background(), srv.target("/push/a"))
+	err := wp.Push(context.Background(), srv.Target("/push/a"))
 	if err == nil || classify(err) != "fail" {
 		t.Fatalf("push to loopback: %v (%s)", err, classify(err))
 	}
-	if srv.hitsOf("/push/a") != 0 {
+	if srv.Hits("/push/a") != 0 {
 		t.Fatal("the request reached the loopback server")
 	}
 }

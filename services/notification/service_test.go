@@ -54,7 +54,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // device is left without a target.
 func TestBadPushTargetsStoreNothing(t *testing.T) {
 	e := start(t, func(c *notification.Config) { c.AllowPrivateEndpoints = false })
-	good := e.web.target("/push/x").GetWebPush()
+	good := e.web.Target("/push/x").GetWebPush()
 	web := func(endpoint string, p256dh, auth []byte) *notificationv1.RegisterPushTargetRequest {
 		return &notificationv1.RegisterPushTargetRequest{Target: &notificationv1.RegisterPushTargetRequest_WebPush{WebPush: &notificationv1.WebPushTarget{Endpoint: endpoint, P256Dh: p256dh, Auth: auth}}}
 	}
@@ -107,7 +107,7 @@ func TestBadPushTargetsStoreNothing(t *testing.T) {
 // failing, leaves a dead letter.
 func TestPushPipeline(t *testing.T) {
 	e := start(t, nil)
-	must(e.client.RegisterPushTarget(e.as(t, "bob", 1), e.web.target("/push/bob1")))
+	must(e.client.RegisterPushTarget(e.as(t, "bob", 1), e.web.Target("/push/bob1")))
 	must(e.client.RegisterPushTarget(e.as(t, "bob", 2), apnsTarget("bob2")))
 	must(e.client.RegisterPushTarget(e.as(t, "bob", 3), fcmTarget("bob3")))
 	list := must(e.client.ListPushTargets(e.as(t, "bob", 1), &notificationv1.ListPushTargetsRequest{}))
@@ -124,15 +124,15 @@ func TestPushPipeline(t *testing.T) {
 		}
 	}
 	eventually(t, "one push per device", func() bool {
-		return len(e.web.payloads()) == 1 && len(e.apns.tokens) == 1 && len(e.fcm.sent) == 1
+		return len(e.web.Payloads()) == 1 && len(e.apns.tokens) == 1 && len(e.fcm.sent) == 1
 	})
 	time.Sleep(300 * time.Millisecond)
-	if n := len(e.web.payloads()); n != 1 {
+	if n := len(e.web.Payloads()); n != 1 {
 		t.Fatalf("a burst of 10 notices made %d web pushes", n)
 	}
 
 	// Online in the presence bucket: no push.
-	must(e.client.RegisterPushTarget(e.as(t, "carol", 1), e.web.target("/push/carol")))
+	must(e.client.RegisterPushTarget(e.as(t, "carol", 1), e.web.Target("/push/carol")))
 	presence := must(e.bus.PresenceBucket(context.Background(), 0))
 	must(presence.Put(context.Background(), "carol.1", []byte("x")))
 	e.notice(t, "carol", 1)
@@ -145,14 +145,14 @@ func TestPushPipeline(t *testing.T) {
 	})
 
 	// Flaky: two 503s, then accepted.
-	e.web.answer("/push/erin", 503, 503)
-	must(e.client.RegisterPushTarget(e.as(t, "erin", 1), e.web.target("/push/erin")))
+	e.web.Answer("/push/erin", 503, 503)
+	must(e.client.RegisterPushTarget(e.as(t, "erin", 1), e.web.Target("/push/erin")))
 	e.notice(t, "erin", 1)
-	eventually(t, "retried push delivered", func() bool { return e.web.hitsOf("/push/erin") == 3 })
+	eventually(t, "retried push delivered", func() bool { return e.web.Hits("/push/erin") == 3 })
 
 	// Always failing: a dead letter after MaxAttempts (3), naming no endpoint.
-	e.web.answer("/push/frank", 500, 500, 500, 500, 500)
-	must(e.client.RegisterPushTarget(e.as(t, "frank", 1), e.web.target("/push/frank")))
+	e.web.Answer("/push/frank", 500, 500, 500, 500, 500)
+	must(e.client.RegisterPushTarget(e.as(t, "frank", 1), e.web.Target("/push/frank")))
 	e.notice(t, "frank", 1)
 	var dead []notification.DeadLetter
 	eventually(t, "dead letter", func() bool {
@@ -162,13 +162,13 @@ func TestPushPipeline(t *testing.T) {
 	if d := dead[0]; d.UserID != "frank" || d.Attempts != 3 || strings.Contains(d.Reason, "push/frank") || strings.Contains(d.Reason, "127.0.0.1") {
 		t.Fatalf("dead letter %+v", d)
 	}
-	if n := e.web.hitsOf("/push/frank"); n != 3 {
+	if n := e.web.Hits("/push/frank"); n != 3 {
 		t.Fatalf("frank's endpoint tried %d times, want 3", n)
 	}
-	if n := e.web.hitsOf("/push/carol"); n != 0 {
+	if n := e.web.Hits("/push/carol"); n != 0 {
 		t.Fatalf("online carol pushed %d times", n)
 	}
-	if errs := e.web.protocolErrors(); len(errs) > 0 {
+	if errs := e.web.ProtocolErrors(); len(errs) > 0 {
 		t.Fatalf("web push protocol errors: %v", errs)
 	}
 
