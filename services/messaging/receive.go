@@ -211,7 +211,8 @@ func (s *Server) Receive(rs grpc.BidiStreamingServer[messagingv1.ReceiveRequest,
 	// what arrives twice is recognised by its id.
 	key := inboxKey{p.UserID, p.DeviceID}
 	s.hub.attach(key, st)
-	defer s.hub.detach(key, st)
+	s.streamOpened(key)
+	defer s.streamEnded(key, st)
 	st.wake()
 
 	select {

@@ -193,6 +193,7 @@ func New(cfg Config) (*Server, error) {
 		s.checked.Add(1)
 		go s.recheckStreams(cfg.StreamRecheck)
 	}
+	s.startStreamReports()
 	return s, nil
 }
 
@@ -685,6 +686,7 @@ func (s *Server) AckMessages(ctx context.Context, req *messagingv1.AckMessagesRe
 // wake publishes a delivery to the device's live stream, wherever it is connected.
 func (s *Server) wake(ctx context.Context, userID string, deviceID uint32, d *messagingv1.Delivery) {
 	s.publish(ctx, userID, deviceID, &eventsv1.LiveEvent{Event: &eventsv1.LiveEvent_Delivery{Delivery: d}})
+	s.noticeIfAway(ctx, userID, deviceID, d.GetKind())
 }
 
 // publish sends a live event to the device's stream: directly when the stream is on this

@@ -22,8 +22,17 @@ import (
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
+	presencev1 "github.com/guardyn/guardyn/proto/guardyn/presence/v1"
 	"github.com/guardyn/guardyn/services/auth"
+	"github.com/guardyn/guardyn/tools/devserver/platform"
 )
+
+// nopProvider accepts every push and sends nothing, for tests that register targets of a
+// platform the test platform has no credentials for.
+type nopProvider struct{}
+
+func (nopProvider) Push(context.Context, *notificationv1.RegisterPushTargetRequest) error { return nil }
 
 // rpc is one method of the API with a plausible request.
 type rpc struct {
@@ -45,7 +54,7 @@ func firstErr[T any](recv func() (T, error)) error {
 // token and a removed device's token, then checks what another user's valid token can
 // reach.
 func TestAuthorizationTable(t *testing.T) {
-	e := start(t)
+	e := startWith(t, func(c *platform.Config) { c.FCM = nopProvider{} })
 	alice, mallory := e.register(t, "alice"), e.register(t, "mallory")
 	alice2 := e.link(t, alice)
 	removed := e.link(t, alice)
@@ -211,6 +220,48 @@ func TestAuthorizationTable(t *testing.T) {
 			return err
 		}},
 	}
+	pr, pu := e.pres, e.push
+	rpcs = append(rpcs,
+		rpc{presencev1.PresenceService_SetStatus_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pr.SetStatus(ctx, &presencev1.SetStatusRequest{Status: presencev1.PresenceStatus_PRESENCE_STATUS_ONLINE})
+			return err
+		}},
+		rpc{presencev1.PresenceService_Heartbeat_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pr.Heartbeat(ctx, &presencev1.HeartbeatRequest{})
+			return err
+		}},
+		rpc{presencev1.PresenceService_WatchPresence_FullMethodName, false, func(ctx context.Context) error {
+			s, err := pr.WatchPresence(ctx, &presencev1.WatchPresenceRequest{UserIds: []string{alice.UserID}})
+			if err != nil {
+				return err
+			}
+			return firstErr(s.Recv)
+		}},
+		rpc{presencev1.PresenceService_GetLastSeen_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pr.GetLastSeen(ctx, &presencev1.GetLastSeenRequest{UserIds: []string{alice.UserID}})
+			return err
+		}},
+		rpc{presencev1.PresenceService_SetPresencePrivacy_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pr.SetPresencePrivacy(ctx, &presencev1.SetPresencePrivacyRequest{Visibility: presencev1.PresenceVisibility_PRESENCE_VISIBILITY_EVERYONE})
+			return err
+		}},
+		rpc{presencev1.PresenceService_GetPresencePrivacy_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pr.GetPresencePrivacy(ctx, &presencev1.GetPresencePrivacyRequest{})
+			return err
+		}},
+		rpc{notificationv1.NotificationService_RegisterPushTarget_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pu.RegisterPushTarget(ctx, &notificationv1.RegisterPushTargetRequest{})
+			return err
+		}},
+		rpc{notificationv1.NotificationService_UnregisterPushTarget_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pu.UnregisterPushTarget(ctx, &notificationv1.UnregisterPushTargetRequest{})
+			return err
+		}},
+		rpc{notificationv1.NotificationService_ListPushTargets_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pu.ListPushTargets(ctx, &notificationv1.ListPushTargetsRequest{})
+			return err
+		}},
+	)
 
 	// The table must name every method the services expose.
 	var want, got []string
@@ -220,6 +271,8 @@ func TestAuthorizationTable(t *testing.T) {
 	}{
 		{authv1.AuthService_ServiceDesc.ServiceName, methodNames(authv1.AuthService_ServiceDesc.Methods, authv1.AuthService_ServiceDesc.Streams)},
 		{messagingv1.MessagingService_ServiceDesc.ServiceName, methodNames(messagingv1.MessagingService_ServiceDesc.Methods, messagingv1.MessagingService_ServiceDesc.Streams)},
+		{presencev1.PresenceService_ServiceDesc.ServiceName, methodNames(presencev1.PresenceService_ServiceDesc.Methods, presencev1.PresenceService_ServiceDesc.Streams)},
+		{notificationv1.NotificationService_ServiceDesc.ServiceName, methodNames(notificationv1.NotificationService_ServiceDesc.Methods, notificationv1.NotificationService_ServiceDesc.Streams)},
 	} {
 		for _, m := range sd.methods {
 			want = append(want, "/"+sd.name+"/"+m)
@@ -330,6 +383,26 @@ func otherUser(t *testing.T, e *env, alice, alice2, mallory *device, gid []byte)
 	wantErr(t, err, codes.NotFound, "GROUP_NOT_FOUND")
 	_, err = e.msg.CreateGroup(mallory.ctx(t), &messagingv1.CreateGroupRequest{GroupId: clientID(), Members: []*commonv1.DeviceAddress{{UserId: alice.UserID, DeviceId: 1}}})
 	wantErr(t, err, codes.InvalidArgument, "MALFORMED_REQUEST")
+	// Alice's push targets and presence settings are hers: mallory lists, removes and reads
+	// only his own, and alice's presence stays hidden from him.
+	must(e.push.RegisterPushTarget(alice.ctx(t), &notificationv1.RegisterPushTargetRequest{Target: &notificationv1.RegisterPushTargetRequest_Fcm{Fcm: &notificationv1.FcmTarget{RegistrationToken: "alice-token"}}}))
+	if l := must(e.push.ListPushTargets(mallory.ctx(t), &notificationv1.ListPushTargetsRequest{})); len(l.GetTargets()) != 0 {
+		t.Fatalf("mallory lists push targets %v", l.GetTargets())
+	}
+	_, err = e.push.UnregisterPushTarget(mallory.ctx(t), &notificationv1.UnregisterPushTargetRequest{})
+	wantErr(t, err, codes.NotFound, "PUSH_TARGET_NOT_FOUND")
+	if l := must(e.push.ListPushTargets(alice.ctx(t), &notificationv1.ListPushTargetsRequest{})); len(l.GetTargets()) != 1 {
+		t.Fatalf("alice's push target after mallory's calls: %v", l.GetTargets())
+	}
+	must(e.pres.SetPresencePrivacy(alice.ctx(t), &presencev1.SetPresencePrivacyRequest{Visibility: presencev1.PresenceVisibility_PRESENCE_VISIBILITY_CONTACTS, AllowedUserIds: []string{alice2.UserID}}))
+	must(e.pres.SetPresencePrivacy(mallory.ctx(t), &presencev1.SetPresencePrivacyRequest{Visibility: presencev1.PresenceVisibility_PRESENCE_VISIBILITY_EVERYONE}))
+	must(e.pres.SetStatus(alice.ctx(t), &presencev1.SetStatusRequest{Status: presencev1.PresenceStatus_PRESENCE_STATUS_BUSY}))
+	if p := must(e.pres.GetLastSeen(mallory.ctx(t), &presencev1.GetLastSeenRequest{UserIds: []string{alice.UserID}})).GetPresences()[0]; p.GetStatus() != presencev1.PresenceStatus_PRESENCE_STATUS_UNSPECIFIED || p.GetLastSeen() != nil {
+		t.Fatalf("mallory sees alice's presence %v", p)
+	}
+	if pv := must(e.pres.GetPresencePrivacy(mallory.ctx(t), &presencev1.GetPresencePrivacyRequest{})); pv.GetVisibility() != presencev1.PresenceVisibility_PRESENCE_VISIBILITY_EVERYONE || len(pv.GetAllowedUserIds()) != 0 {
+		t.Fatalf("mallory reads %v", pv)
+	}
 	cert := must(e.auth.GetSenderCertificate(mallory.ctx(t), &authv1.GetSenderCertificateRequest{}))
 	if bytes.Contains(cert.GetCertificate(), []byte(alice.UserID)) {
 		t.Fatal("mallory's sender certificate names alice")

@@ -30,9 +30,12 @@ import (
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
+	presencev1 "github.com/guardyn/guardyn/proto/guardyn/presence/v1"
 	"github.com/guardyn/guardyn/proto/protolimits"
 	"github.com/guardyn/guardyn/services/auth"
 	"github.com/guardyn/guardyn/services/messaging"
+	"github.com/guardyn/guardyn/services/notification"
 )
 
 // Config chooses where the platform keeps its data and listens.
@@ -64,6 +67,21 @@ type Config struct {
 	Reflection bool
 	// GRPCOptions are passed to the gRPC server.
 	GRPCOptions []grpc.ServerOption
+
+	// PresenceTTL is how long a device stays online after its last heartbeat (0:
+	// bus.PresenceTTL).
+	PresenceTTL time.Duration
+	// VAPIDSubject is the contact Web Push services see in VAPID JWTs (empty:
+	// mailto:postmaster@localhost); the VAPID key lives in DataDir/keys/vapid.key.
+	VAPIDSubject string
+	// WebPush, APNs and FCM replace the push providers (tests); nil keeps the default Web
+	// Push provider and no APNs or FCM, which need credentials.
+	WebPush, APNs, FCM notification.Provider
+	// AllowPrivatePushEndpoints accepts Web Push endpoints on loopback and private
+	// addresses: for tests against a local push service only.
+	AllowPrivatePushEndpoints bool
+	// PushCoalesceWindow: see notification.Config.CoalesceWindow.
+	PushCoalesceWindow time.Duration
 }
 
 // Platform is a running all-in-one server.
@@ -198,6 +216,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 	p.stop = append(p.stop, notices.Stop)
 
+	presSvc, pushSvc, err := p.startPresenceAndPush(ctx, cfg, kvStore, b, limits)
+	if err != nil {
+		return nil, err
+	}
+
 	// Every call is checked against the auth store itself, in this process: a device is
 	// refused from the moment its removal commits, by every service. (The directory's
 	// cache serves device lists for sends, and revocation in a messaging process of its
@@ -219,12 +242,15 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		server.Check{Name: "kv", Ready: kvFile.Ready},
 		server.Check{Name: "msgstore", Ready: inboxFiles.Ready},
 		server.Check{Name: "bus", Ready: b.Ready},
+		server.Check{Name: "presence", Ready: presSvc.Ready},
 	)
 	p.srv, err = server.New(server.Config{
 		GRPCAddr: cfg.GRPCAddr, AdminAddr: cfg.AdminAddr,
 		Register: func(r grpc.ServiceRegistrar) {
 			authv1.RegisterAuthServiceServer(r, authSvc)
 			messagingv1.RegisterMessagingServiceServer(r, msgSvc)
+			presencev1.RegisterPresenceServiceServer(r, presSvc)
+			notificationv1.RegisterNotificationServiceServer(r, pushSvc)
 		},
 		Auth:         authn.NewInterceptor(verifier, auth.PublicMethods()...),
 		Validate:     server.FieldLimits(fieldLimits),
