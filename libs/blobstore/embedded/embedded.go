@@ -49,13 +49,18 @@ func Open(dir string) (*Store, error) {
 	return s, nil
 }
 
-// Ready reports an error once the store is closed, for readiness checks.
-func (s *Store) Ready() error {
-	if s.closed.Load() {
-		return blobstore.ErrClosed
+// Ready reports whether the store is open and its directories are there, for readiness
+// probes.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.check(ctx); err != nil {
+		return err
 	}
-	_, err := os.Stat(s.blobs)
-	return err
+	for _, d := range []string{s.uploads, s.blobs} {
+		if _, err := os.Stat(d); err != nil {
+			return fmt.Errorf("blobstore: %w", err)
+		}
+	}
+	return nil
 }
 
 // Close marks the store closed. Files need no closing: every call opens its own.
