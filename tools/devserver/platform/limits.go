@@ -5,6 +5,7 @@ import (
 
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/services/auth"
+	"github.com/guardyn/guardyn/services/media"
 	"github.com/guardyn/guardyn/services/messaging"
 )
 
@@ -12,5 +13,6 @@ import (
 func DefaultPolicy() ratelimit.Policy {
 	p := auth.DefaultRateLimits()
 	maps.Copy(p, messaging.DefaultRateLimits())
+	maps.Copy(p, media.DefaultRateLimits())
 	return p
 }
