@@ -73,8 +73,8 @@ type Platform struct {
 	auth *auth.Server
 	// media sweeps expired uploads and blobs while Run serves.
 	media *media.Server
-	stop []func()
-	log  *slog.Logger
+	stop  []func()
+	log   *slog.Logger
 	// The stores, for tests that break them.
 	kv      *kvembedded.Store
 	inboxes *msgembedded.Store
