@@ -71,10 +71,11 @@ type Config struct {
 type Platform struct {
 	srv  *server.Server
 	auth *auth.Server
+	stop []func()
+	log  *slog.Logger
+
 	// media sweeps expired uploads and blobs while Run serves.
 	media *media.Server
-	stop  []func()
-	log   *slog.Logger
 	// The stores, for tests that break them.
 	kv      *kvembedded.Store
 	inboxes *msgembedded.Store
