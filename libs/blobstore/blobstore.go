@@ -1,11 +1,11 @@
 // Package blobstore defines where the media service keeps ciphertext: resumable uploads
-// that grow by appends at their committed offset, and immutable blobs named by the SHA-256
-// of their bytes; see docs/storage.md.
+// that grow by appends at their end and are committed by syncs, and immutable blobs named
+// by the SHA-256 of their bytes; see docs/storage.md.
 //
 // The store never interprets the bytes: clients encrypt files before upload
 // (libs/crypto/filecrypt). Ownership, quotas and expiry are the media service's business,
-// kept in its kv records; a Store only holds bytes and answers for their durability: an
-// Append that returned nil survives a crash of the process or the machine.
+// kept in its kv records; a Store only holds bytes and answers for their durability: what
+// a Sync reported committed survives a crash of the process or the machine.
 //
 // The embedded backend (blobstore/embedded) keeps one file per upload and per blob in the
 // data dir; a cluster backend (ScyllaDB chunk tables) plugs in behind the same interface,
@@ -37,7 +37,7 @@ var (
 	ErrNotFound = errors.New("blobstore: not found")
 	// ErrExists means an upload id is already taken.
 	ErrExists = errors.New("blobstore: already exists")
-	// ErrOffsetMismatch means an Append does not start at the committed size; the
+	// ErrOffsetMismatch means an Append does not start at the upload's current size; the
 	// wrapping [OffsetError] carries that size.
 	ErrOffsetMismatch = errors.New("blobstore: offset is not the committed size")
 	// ErrHashMismatch means an upload's bytes do not hash to the digest given to Commit.
@@ -48,13 +48,13 @@ var (
 
 // OffsetError is the error of an Append at the wrong offset; it wraps ErrOffsetMismatch.
 type OffsetError struct {
-	// Committed is the upload's durable size, where the next Append must start.
-	Committed int64
+	// Size is the upload's current size, where the next Append must start.
+	Size int64
 	Got       int64
 }
 
 func (e *OffsetError) Error() string {
-	return fmt.Sprintf("blobstore: append at offset %d, committed size is %d", e.Got, e.Committed)
+	return fmt.Sprintf("blobstore: append at offset %d, the upload has %d bytes", e.Got, e.Size)
 }
 
 func (e *OffsetError) Unwrap() error { return ErrOffsetMismatch }
@@ -95,18 +95,27 @@ func CheckUploadID(id string) error {
 }
 
 // Store holds uploads and blobs. It is safe for concurrent use.
+//
+// An upload grows by Appends, which need not be durable one by one; Sync makes everything
+// appended so far durable and returns that committed size. After a crash the upload is
+// back at its last committed size (bytes appended after the last Sync are gone) and the
+// next Append starts there. Syncing every few MiB rather than every chunk is what lets an
+// upload run at the disk's sequential speed.
 type Store interface {
 	// CreateUpload starts an empty upload named id, durably. ErrExists if the id is taken.
 	CreateUpload(ctx context.Context, id string) error
 	// Append writes data (1 to MaxAppendSize bytes) to upload id at offset, which must be
-	// its committed size (else an *OffsetError), and returns the new committed size.
-	// When Append returns nil the bytes are durable. Appends to one upload are
-	// serialized: of two at the same offset exactly one succeeds.
+	// its current size (else an *OffsetError naming it), and returns the new size. The
+	// bytes are durable only after a Sync. Appends to one upload are serialized: of two
+	// at the same offset exactly one succeeds.
 	Append(ctx context.Context, id string, offset int64, data []byte) (int64, error)
-	// UploadSize returns the committed size of upload id.
+	// Sync makes every byte appended to upload id durable and returns the committed size.
+	Sync(ctx context.Context, id string) (int64, error)
+	// UploadSize returns the committed size of upload id: what the last Sync made
+	// durable.
 	UploadSize(ctx context.Context, id string) (int64, error)
-	// Commit makes the bytes of upload id the blob named want, if they hash to want, and
-	// returns its size. On ErrHashMismatch nothing changes. The upload stays until
+	// Commit syncs upload id and makes its bytes the blob named want, if they hash to
+	// want, and returns its size. On ErrHashMismatch nothing changes. The upload stays until
 	// DeleteUpload, so a Commit repeated after a crash succeeds again; if the blob exists
 	// already (the same bytes uploaded before) it is kept as it is.
 	Commit(ctx context.Context, id string, want Digest) (int64, error)

@@ -25,6 +25,7 @@ func Run(t *testing.T, open Opener) {
 	}{
 		{"UploadCommitRead", testUploadCommitRead},
 		{"OffsetMismatch", testOffsetMismatch},
+		{"SyncCommits", testSyncCommits},
 		{"HashMismatchChangesNothing", testHashMismatch},
 		{"CommitIdempotent", testCommitIdempotent},
 		{"ConcurrentAppends", testConcurrentAppends},
@@ -58,6 +59,9 @@ func upload(t *testing.T, s blobstore.Store, id string, data []byte, chunk int) 
 		if err != nil || got != int64(end) {
 			t.Fatalf("Append at %d = %d, %v; want %d", off, got, err, end)
 		}
+	}
+	if n, err := s.Sync(ctx, id); err != nil || n != int64(len(data)) {
+		t.Fatalf("Sync = %d, %v; want %d", n, err, len(data))
 	}
 	return sha256.Sum256(data)
 }
@@ -111,7 +115,7 @@ func testOffsetMismatch(t *testing.T, s blobstore.Store) {
 	for _, off := range []int64{0, 50, 101, 1 << 40} {
 		_, err := s.Append(ctx, "u", off, []byte("x"))
 		var oe *blobstore.OffsetError
-		if !errors.Is(err, blobstore.ErrOffsetMismatch) || !errors.As(err, &oe) || oe.Committed != 100 {
+		if !errors.Is(err, blobstore.ErrOffsetMismatch) || !errors.As(err, &oe) || oe.Size != 100 {
 			t.Fatalf("Append at %d: err = %v, want an OffsetError at 100", off, err)
 		}
 	}
@@ -178,7 +182,7 @@ func testConcurrentAppends(t *testing.T, s blobstore.Store) {
 		}()
 	}
 	wg.Wait()
-	if n, _ := s.UploadSize(ctx, "u"); won != 1 || n != 1000 {
+	if n, _ := s.Sync(ctx, "u"); won != 1 || n != 1000 {
 		t.Fatalf("%d appends at offset 0 succeeded, size %d; want exactly one", won, n)
 	}
 }
@@ -209,6 +213,9 @@ func testDelete(t *testing.T, s blobstore.Store) {
 func testNotFound(t *testing.T, s blobstore.Store) {
 	if _, err := s.Append(ctx, "nope", 0, []byte("x")); !errors.Is(err, blobstore.ErrNotFound) {
 		t.Errorf("Append: %v", err)
+	}
+	if _, err := s.Sync(ctx, "nope"); !errors.Is(err, blobstore.ErrNotFound) {
+		t.Errorf("Sync: %v", err)
 	}
 	if _, err := s.UploadSize(ctx, "nope"); !errors.Is(err, blobstore.ErrNotFound) {
 		t.Errorf("UploadSize: %v", err)
@@ -243,5 +250,31 @@ func testInvalid(t *testing.T, s blobstore.Store) {
 	}
 	if n, _ := s.UploadSize(ctx, "u"); n != 0 {
 		t.Errorf("refused appends changed the size to %d", n)
+	}
+}
+
+// testSyncCommits: the committed size moves only with Sync, and Appends continue from the
+// upload's end, synced or not.
+func testSyncCommits(t *testing.T, s blobstore.Store) {
+	if err := s.CreateUpload(ctx, "u"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Append(ctx, "u", 0, fill(100, 1)); err != nil || n != 100 {
+		t.Fatalf("Append = %d, %v", n, err)
+	}
+	if n, _ := s.UploadSize(ctx, "u"); n != 0 {
+		t.Fatalf("UploadSize before Sync = %d, want 0", n)
+	}
+	if n, err := s.Append(ctx, "u", 100, fill(50, 2)); err != nil || n != 150 {
+		t.Fatalf("second Append = %d, %v", n, err)
+	}
+	if n, err := s.Sync(ctx, "u"); err != nil || n != 150 {
+		t.Fatalf("Sync = %d, %v", n, err)
+	}
+	if n, _ := s.UploadSize(ctx, "u"); n != 150 {
+		t.Fatalf("UploadSize after Sync = %d", n)
+	}
+	if n, err := s.Sync(ctx, "u"); err != nil || n != 150 {
+		t.Fatalf("Sync again = %d, %v", n, err)
 	}
 }

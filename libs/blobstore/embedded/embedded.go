@@ -8,7 +8,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash/maphash"
+	"encoding/binary"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -22,21 +23,30 @@ import (
 // DirName is the directory of the data dir the platform opens the store in.
 const DirName = "blobs"
 
-// Store keeps uploads in <dir>/uploads/<id> and blobs in <dir>/blobs/<hex digest>.
+// Store keeps uploads in <dir>/uploads/<id> and blobs in <dir>/blobs/<hex digest>. Each
+// upload has a sidecar <id>.sync holding its committed size in two slots written in turn
+// (sequence number, size, CRC-32C), so a write torn by a power cut leaves the other slot
+// intact. A Sync fsyncs the upload's bytes before it writes the slot that commits them.
 type Store struct {
 	uploads, blobs string
-	// locks serialize the Appends and Commits of one upload (by a hash of its id): the
-	// offset check and the write must not interleave.
-	locks  [64]sync.Mutex
-	seed   maphash.Seed
-	closed atomic.Bool
+	mu             sync.Mutex
+	open           map[string]*upload // uploads touched since Open, by id
+	closed         atomic.Bool
+}
+
+// upload is the in-memory view of one upload; mu serializes its Appends, Syncs and Commit.
+type upload struct {
+	mu           sync.Mutex
+	loaded, gone bool
+	size, synced int64
+	seq          uint64
 }
 
 var _ blobstore.Store = (*Store)(nil)
 
 // Open opens or creates a store in dir.
 func Open(dir string) (*Store, error) {
-	s := &Store{uploads: filepath.Join(dir, "uploads"), blobs: filepath.Join(dir, "blobs"), seed: maphash.MakeSeed()}
+	s := &Store{uploads: filepath.Join(dir, "uploads"), blobs: filepath.Join(dir, "blobs"), open: make(map[string]*upload)}
 	for _, d := range []string{dir, s.uploads, s.blobs} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("blobstore: %w", err)
@@ -76,15 +86,131 @@ func (s *Store) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (s *Store) lock(id string) *sync.Mutex {
-	return &s.locks[maphash.String(s.seed, id)%uint64(len(s.locks))]
-}
-
 func (s *Store) uploadPath(id string) (string, error) {
 	if err := blobstore.CheckUploadID(id); err != nil {
 		return "", err
 	}
 	return filepath.Join(s.uploads, id), nil
+}
+
+// Slots of the sidecar: sequence (8), committed size (8), CRC-32C of both (4), padding (4).
+const slotSize = 24
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// lock returns upload id locked and loaded: its committed size read from the sidecar and
+// anything past it (appended after the last Sync, before a crash) cut off.
+func (s *Store) lock(ctx context.Context, id string) (*upload, string, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, "", err
+	}
+	p, err := s.uploadPath(id)
+	if err != nil {
+		return nil, "", err
+	}
+	s.mu.Lock()
+	u := s.open[id]
+	if u == nil {
+		u = &upload{}
+		s.open[id] = u
+	}
+	s.mu.Unlock()
+	u.mu.Lock()
+	if u.gone {
+		u.mu.Unlock()
+		return s.lock(ctx, id) // deleted meanwhile: look again
+	}
+	if u.loaded {
+		return u, p, nil
+	}
+	if err := u.load(p); err != nil {
+		u.mu.Unlock()
+		if errors.Is(err, blobstore.ErrNotFound) {
+			s.forget(id, u)
+		}
+		return nil, "", err
+	}
+	return u, p, nil
+}
+
+// forget drops u from the open uploads (u.mu held).
+func (s *Store) forget(id string, u *upload) {
+	u.gone = true
+	s.mu.Lock()
+	if s.open[id] == u {
+		delete(s.open, id)
+	}
+	s.mu.Unlock()
+}
+
+func (u *upload) load(p string) error {
+	b, err := os.ReadFile(p + ".sync")
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: upload %s", blobstore.ErrNotFound, filepath.Base(p))
+	}
+	if err != nil {
+		return fmt.Errorf("blobstore: %w", err)
+	}
+	for i := 0; i+slotSize <= len(b); i += slotSize {
+		slot := b[i : i+slotSize]
+		if crc32.Checksum(slot[:16], castagnoli) != binary.BigEndian.Uint32(slot[16:20]) {
+			continue // never written, or torn
+		}
+		if seq := binary.BigEndian.Uint64(slot); seq >= u.seq {
+			u.seq, u.synced = seq, int64(binary.BigEndian.Uint64(slot[8:16]))
+		}
+	}
+	st, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: upload %s", blobstore.ErrNotFound, filepath.Base(p))
+	}
+	if err != nil {
+		return fmt.Errorf("blobstore: %w", err)
+	}
+	if st.Size() < u.synced {
+		return fmt.Errorf("blobstore: upload %s has %d bytes, %d were committed", filepath.Base(p), st.Size(), u.synced)
+	}
+	if st.Size() > u.synced {
+		if err := os.Truncate(p, u.synced); err != nil {
+			return fmt.Errorf("blobstore: %w", err)
+		}
+	}
+	u.size, u.loaded = u.synced, true
+	return nil
+}
+
+// sync makes u's bytes durable, then commits their size in the next sidecar slot.
+func (u *upload) sync(p string) error {
+	if u.synced == u.size {
+		return nil
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("blobstore: sync: %w", err)
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("blobstore: sync: %w", err)
+	}
+	side, err := os.OpenFile(p+".sync", os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("blobstore: sync: %w", err)
+	}
+	defer side.Close()
+	var slot [slotSize]byte
+	binary.BigEndian.PutUint64(slot[:], u.seq+1)
+	binary.BigEndian.PutUint64(slot[8:], uint64(u.size))
+	binary.BigEndian.PutUint32(slot[16:], crc32.Checksum(slot[:16], castagnoli))
+	if _, err := side.WriteAt(slot[:], int64((u.seq+1)%2)*slotSize); err != nil {
+		return fmt.Errorf("blobstore: sync: %w", err)
+	}
+	if err := side.Sync(); err != nil {
+		return fmt.Errorf("blobstore: sync: %w", err)
+	}
+	u.seq++
+	u.synced = u.size
+	return nil
 }
 
 func (s *Store) CreateUpload(ctx context.Context, id string) error {
@@ -95,99 +221,97 @@ func (s *Store) CreateUpload(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("%w: upload %s", blobstore.ErrExists, id)
-	}
-	if err != nil {
-		return fmt.Errorf("blobstore: create upload: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("blobstore: create upload: %w", err)
+	// The data file first: an upload exists once its sidecar does.
+	for _, name := range []string{p, p + ".sync"} {
+		f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			if name == p+".sync" {
+				return fmt.Errorf("%w: upload %s", blobstore.ErrExists, id)
+			}
+			if _, serr := os.Stat(p + ".sync"); serr == nil {
+				return fmt.Errorf("%w: upload %s", blobstore.ErrExists, id)
+			}
+			// A data file a crash left without its sidecar: take it over.
+			if err := os.Truncate(p, 0); err != nil {
+				return fmt.Errorf("blobstore: create upload: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("blobstore: create upload: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("blobstore: create upload: %w", err)
+		}
 	}
 	return syncDir(s.uploads)
 }
 
 func (s *Store) Append(ctx context.Context, id string, offset int64, data []byte) (int64, error) {
-	if err := s.check(ctx); err != nil {
-		return 0, err
+	if len(data) == 0 || len(data) > blobstore.MaxAppendSize {
+		if err := blobstore.CheckUploadID(id); err != nil {
+			return 0, err
+		}
+		return 0, fmt.Errorf("%w: append of %d bytes, want 1 to %d", blobstore.ErrInvalid, len(data), blobstore.MaxAppendSize)
 	}
-	p, err := s.uploadPath(id)
+	u, p, err := s.lock(ctx, id)
 	if err != nil {
 		return 0, err
 	}
-	if len(data) == 0 || len(data) > blobstore.MaxAppendSize {
-		return 0, fmt.Errorf("%w: append of %d bytes, want 1 to %d", blobstore.ErrInvalid, len(data), blobstore.MaxAppendSize)
+	defer u.mu.Unlock()
+	if offset != u.size {
+		return 0, &blobstore.OffsetError{Size: u.size, Got: offset}
 	}
-	mu := s.lock(id)
-	mu.Lock()
-	defer mu.Unlock()
 	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("%w: upload %s", blobstore.ErrNotFound, id)
-	}
 	if err != nil {
 		return 0, fmt.Errorf("blobstore: append: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("blobstore: append: %w", err)
-	}
-	// The file's size is the committed size: every byte in it was synced before the
-	// Append that wrote it returned. A crash during an Append leaves at most a prefix of
-	// its bytes, written one write at a time in order, which the client resumes after.
-	if st.Size() != offset {
-		return 0, &blobstore.OffsetError{Committed: st.Size(), Got: offset}
-	}
 	if _, err := f.WriteAt(data, offset); err != nil {
+		// Whatever part was written lies past u.size and is cut off or overwritten.
 		return 0, fmt.Errorf("blobstore: append: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("blobstore: append: sync: %w", err)
+	u.size += int64(len(data))
+	return u.size, nil
+}
+
+func (s *Store) Sync(ctx context.Context, id string) (int64, error) {
+	u, p, err := s.lock(ctx, id)
+	if err != nil {
+		return 0, err
 	}
-	return offset + int64(len(data)), nil
+	defer u.mu.Unlock()
+	if err := u.sync(p); err != nil {
+		return 0, err
+	}
+	return u.synced, nil
 }
 
 func (s *Store) UploadSize(ctx context.Context, id string) (int64, error) {
-	if err := s.check(ctx); err != nil {
-		return 0, err
-	}
-	p, err := s.uploadPath(id)
+	u, _, err := s.lock(ctx, id)
 	if err != nil {
 		return 0, err
 	}
-	st, err := os.Stat(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("%w: upload %s", blobstore.ErrNotFound, id)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("blobstore: %w", err)
-	}
-	return st.Size(), nil
+	defer u.mu.Unlock()
+	return u.synced, nil
 }
 
 func (s *Store) Commit(ctx context.Context, id string, want blobstore.Digest) (int64, error) {
-	if err := s.check(ctx); err != nil {
-		return 0, err
-	}
-	p, err := s.uploadPath(id)
+	u, p, err := s.lock(ctx, id)
 	if err != nil {
 		return 0, err
 	}
-	mu := s.lock(id)
-	mu.Lock()
-	defer mu.Unlock()
-	f, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("%w: upload %s", blobstore.ErrNotFound, id)
+	defer u.mu.Unlock()
+	if err := u.sync(p); err != nil {
+		return 0, err
 	}
+	f, err := os.Open(p)
 	if err != nil {
 		return 0, fmt.Errorf("blobstore: commit: %w", err)
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(h, io.NewSectionReader(f, 0, u.synced))
 	if err != nil {
 		return 0, fmt.Errorf("blobstore: commit: %w", err)
 	}
@@ -209,13 +333,22 @@ func (s *Store) Commit(ctx context.Context, id string, want blobstore.Digest) (i
 }
 
 func (s *Store) DeleteUpload(ctx context.Context, id string) error {
-	if err := s.check(ctx); err != nil {
-		return err
+	u, p, err := s.lock(ctx, id)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		if p, perr := s.uploadPath(id); perr == nil {
+			return remove(p) // a data file a crash left without its sidecar
+		}
+		return nil
 	}
-	p, err := s.uploadPath(id)
 	if err != nil {
 		return err
 	}
+	defer u.mu.Unlock()
+	// The sidecar first: without it the upload no longer exists.
+	if err := remove(p + ".sync"); err != nil {
+		return err
+	}
+	s.forget(id, u)
 	return remove(p)
 }
 
