@@ -50,7 +50,7 @@ var (
 type OffsetError struct {
 	// Size is the upload's current size, where the next Append must start.
 	Size int64
-	Got       int64
+	Got  int64
 }
 
 func (e *OffsetError) Error() string {

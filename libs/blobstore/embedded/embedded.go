@@ -6,9 +6,9 @@ package embedded
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"encoding/binary"
 	"hash/crc32"
 	"io"
 	"io/fs"
