@@ -91,6 +91,7 @@ func (c *Client) SendFile(ctx context.Context, username, path string) (*SentFile
 	if err != nil {
 		return nil, err
 	}
+	c.dropOrphans()
 	if up == nil {
 		if up, err = c.startUpload(ctx, abs, fi, username); err != nil {
 			return nil, err
@@ -180,6 +181,23 @@ func (c *Client) pendingFor(abs string, fi os.FileInfo, username string) (*pendi
 		}
 	}
 	return nil, nil
+}
+
+// dropOrphans deletes ciphertext files in the uploads directory that no pending upload
+// names: what a SendFile killed while encrypting left behind.
+func (c *Client) dropOrphans() {
+	s, err := c.view()
+	if err != nil {
+		return
+	}
+	dir := filepath.Join(c.home, uploadsDir)
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if !slices.ContainsFunc(s.Uploads, func(u *pendingUpload) bool { return u.Cipher == p }) {
+			os.Remove(p)
+		}
+	}
 }
 
 // startUpload encrypts the file under a fresh key, creates the upload and saves both in

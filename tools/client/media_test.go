@@ -192,3 +192,26 @@ func TestGetFileDetectsTampering(t *testing.T) {
 		t.Fatalf("ranged read of the changed chunk: err = %v", err)
 	}
 }
+
+// TestSendFileDropsOrphans: ciphertext a send killed while encrypting left in the profile
+// is deleted by the next send.
+func TestSendFileDropsOrphans(t *testing.T) {
+	p := clienttest.Start(t)
+	alice := p.Register(t, "alice")
+	p.Register(t, "bob")
+	orphan := filepath.Join(p.Profiles, "alice", "uploads", "0123456789abcdef.gyf")
+	if err := os.MkdirAll(filepath.Dir(orphan), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(orphan, []byte("half a ciphertext"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	randomFile(t, dir, "a.txt", 10)
+	if _, err := alice.SendFile(clienttest.Context(t), "bob", filepath.Join(dir, "a.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Fatalf("orphaned ciphertext kept: %v", err)
+	}
+}
