@@ -4,6 +4,8 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/sha256"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -113,6 +115,36 @@ func BenchmarkDownload(b *testing.B) {
 		}
 		if n != benchBlob {
 			b.Fatalf("downloaded %d bytes", n)
+		}
+	}
+}
+
+// BenchmarkLoopbackTCP copies 1 MiB buffers over a loopback TCP connection: the transport
+// ceiling of Upload and Download on this machine, without gRPC.
+func BenchmarkLoopbackTCP(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(io.Discard, c)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 1<<20)
+	b.SetBytes(1 << 20)
+	for b.Loop() {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
