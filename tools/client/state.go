@@ -41,6 +41,9 @@ type state struct {
 	// this device pinned about them.
 	Contacts map[string]*contact `json:"contacts"`
 	Seen     []string            `json:"seen"`
+	// Uploads are the file uploads this device started and has not finished, with their
+	// keys, so that a killed send-file resumes.
+	Uploads []*pendingUpload `json:"uploads,omitempty"`
 	// newLog collects the history entries of this cycle; they are appended to the vault's
 	// history file, not kept in the state, so a long history does not slow every save.
 	newLog []LogEntry
@@ -105,6 +108,8 @@ type LogEntry struct {
 	Body     string       `json:"body,omitempty"`
 	Ref      string       `json:"ref,omitempty"`
 	Sent     time.Time    `json:"sent"`
+	// File is the shared file of a content.KindFile entry.
+	File *content.File `json:"file,omitempty"`
 }
 
 func decodeState(b []byte) (*state, error) {

@@ -69,6 +69,14 @@ func TestREADMEWalkthrough(t *testing.T) {
 		"terminal 4: guardyn trust alice":         {want: []string{`now trusting alice's current identity keys`}},
 		"terminal 3: guardyn listen --once":       {want: []string{`\] bob: hi alice, your laptop gets this too$`}, retry: true},
 		"terminal 3: guardyn history":             {want: []string{`\] bob: hi alice, your laptop gets this too$`}},
+
+		// Files.
+		"terminal 2: head -c 3000000 /dev/urandom > /tmp/guardyn/photo.jpg": {},
+		"terminal 2: guardyn send-file bob /tmp/guardyn/photo.jpg":          {want: []string{`^sent file photo.jpg \(2.9 MiB\) to bob as [0-9a-f]{32}$`}},
+		"terminal 4: mkdir -p /tmp/guardyn/downloads":                       {},
+		"terminal 4: guardyn get <message-id> /tmp/guardyn/downloads": {want: []string{`^saved \S+/downloads/photo.jpg \(2.9 MiB, verified\)$`},
+			waitFor: []string{"terminal 1: fetch it with: guardyn get"}},
+		"terminal 4: cmp /tmp/guardyn/photo.jpg /tmp/guardyn/downloads/photo.jpg && echo same bytes": {want: []string{`^same bytes$`}},
 	}
 
 	bin := t.TempDir()
@@ -125,6 +133,10 @@ func TestREADMEWalkthrough(t *testing.T) {
 		for _, w := range exp.waitFor {
 			name, text, _ := strings.Cut(w, ": ")
 			output(name).waitFor(t, regexp.MustCompile(regexp.QuoteMeta(text)))
+		}
+		if strings.Contains(line, "<message-id>") {
+			m := output("terminal 1").waitFor(t, regexp.MustCompile(`guardyn get ([0-9a-f]{32})`))
+			line = strings.ReplaceAll(line, "<message-id>", m[1])
 		}
 		if strings.Contains(line, "<link-id>") {
 			m := output("terminal 3").waitFor(t, regexp.MustCompile(`guardyn approve (\S+)`))

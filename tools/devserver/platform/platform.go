@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/guardyn/guardyn/libs/authn"
+	blobembedded "github.com/guardyn/guardyn/libs/blobstore/embedded"
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/libs/directory"
@@ -29,18 +30,20 @@ import (
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	mediav1 "github.com/guardyn/guardyn/proto/guardyn/media/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
 	presencev1 "github.com/guardyn/guardyn/proto/guardyn/presence/v1"
 	"github.com/guardyn/guardyn/proto/protolimits"
 	"github.com/guardyn/guardyn/services/auth"
+	"github.com/guardyn/guardyn/services/media"
 	"github.com/guardyn/guardyn/services/messaging"
 	"github.com/guardyn/guardyn/services/notification"
 )
 
 // Config chooses where the platform keeps its data and listens.
 type Config struct {
-	// DataDir holds every durable byte: kv.db, msgstore/, nats/ and keys/.
+	// DataDir holds every durable byte: kv.db, msgstore/, blobs/, nats/ and keys/.
 	DataDir string
 	// GRPCAddr and AdminAddr are listen addresses; ":0" picks a free port.
 	GRPCAddr, AdminAddr string
@@ -63,6 +66,8 @@ type Config struct {
 	// StreamRecheck is how often open Receive streams are checked for a removed device
 	// (0: the messaging default).
 	StreamRecheck time.Duration
+	// Media adjusts the media service's quotas and limits (zero fields: its defaults).
+	Media media.Config
 	// Reflection enables gRPC server reflection (development only).
 	Reflection bool
 	// GRPCOptions are passed to the gRPC server.
@@ -90,9 +95,13 @@ type Platform struct {
 	auth *auth.Server
 	stop []func()
 	log  *slog.Logger
+
+	// media sweeps expired uploads and blobs while Run serves.
+	media *media.Server
 	// The stores, for tests that break them.
 	kv      *kvembedded.Store
 	inboxes *msgembedded.Store
+	blobs   *blobembedded.Store
 
 	// What keeps the process's view of devices current, kept for tests that cut it.
 	dirSub, changes *nats.Subscription
@@ -151,6 +160,17 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 	p.stop = append(p.stop, func() { inboxFiles.Close() })
 	inboxes := obs.Messages(inboxFiles)
+
+	blobs, err := blobembedded.Open(filepath.Join(cfg.DataDir, blobembedded.DirName))
+	if err != nil {
+		return nil, fmt.Errorf("platform: blob store: %w", err)
+	}
+	p.stop = append(p.stop, func() { blobs.Close() })
+	p.blobs = blobs
+	capKey, err := config.LoadOrCreateSecret(filepath.Join(cfg.DataDir, "keys", "media-capability.key"), media.CapabilityKeySize)
+	if err != nil {
+		return nil, err
+	}
 
 	var b *bus.Bus
 	if cfg.NATSURL != "" {
@@ -220,6 +240,14 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, err
 	}
+	mediaCfg := cfg.Media
+	mediaCfg.Records, mediaCfg.Blobs, mediaCfg.CapabilityKey = kvStore, blobs, capKey
+	mediaCfg.Limits, mediaCfg.Logger = limits, cfg.Logger
+	mediaSvc, err := media.New(mediaCfg)
+	if err != nil {
+		return nil, err
+	}
+	p.media = mediaSvc
 
 	// Every call is checked against the auth store itself, in this process: a device is
 	// refused from the moment its removal commits, by every service. (The directory's
@@ -241,6 +269,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	ready := server.ReadyAll(
 		server.Check{Name: "kv", Ready: kvFile.Ready},
 		server.Check{Name: "msgstore", Ready: inboxFiles.Ready},
+		server.Check{Name: "blobstore", Ready: blobs.Ready},
 		server.Check{Name: "bus", Ready: b.Ready},
 		server.Check{Name: "presence", Ready: presSvc.Ready},
 	)
@@ -251,6 +280,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 			messagingv1.RegisterMessagingServiceServer(r, msgSvc)
 			presencev1.RegisterPresenceServiceServer(r, presSvc)
 			notificationv1.RegisterNotificationServiceServer(r, pushSvc)
+			mediav1.RegisterMediaServiceServer(r, mediaSvc)
 		},
 		Auth:         authn.NewInterceptor(verifier, auth.PublicMethods()...),
 		Validate:     server.FieldLimits(fieldLimits),
@@ -307,6 +337,13 @@ func (p *Platform) Run(ctx context.Context) error {
 		_ = p.auth.ReplayEvents(sweepCtx)
 	}()
 	defer func() { stopSweeping(); <-replayed }()
+	// Expired uploads, leases and capabilities end, and unowned blobs are deleted.
+	mediaSwept := make(chan struct{})
+	go func() {
+		defer close(mediaSwept)
+		_ = p.media.Run(sweepCtx, 0)
+	}()
+	defer func() { stopSweeping(); <-mediaSwept }()
 	return p.srv.Run(ctx)
 }
 
