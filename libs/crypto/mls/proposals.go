@@ -458,3 +458,6 @@ func TreeMembers(groupInfo, tree []byte) (map[uint32][]byte, error) {
 	})
 	return out, nil
 }
+
+// Name returns the identity of the basic credential.
+func (id *Identity) Name() []byte { return slices.Clone(id.credential.Identity) }

@@ -579,7 +579,7 @@ func TestExternalSenderViewOfGroupInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	agree(t, append(ms, d)...)
-	if d.kp.Identity() != d.id {
+	if d.kp.Identity() != d.id || string(d.id.Name()) != "d" {
 		t.Error("key package identity")
 	}
 }
@@ -615,4 +615,30 @@ func TestReInitChangesHashSize(t *testing.T) {
 		}
 		agree(t, &member{g: next}, &member{g: joined})
 	}
+}
+
+// FuzzTreeMembers: any GroupInfo and tree bytes give members or an error,
+// never a panic; a member list only comes from a tree that decodes.
+func FuzzTreeMembers(f *testing.F) {
+	ms := setupSuite(f, mls.X25519AES128GCMSHA256Ed25519, 2)
+	inline, err := ms[0].g.GroupInfo(true)
+	if err != nil {
+		f.Fatal(err)
+	}
+	bare, err := ms[0].g.GroupInfo(false)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(inline, []byte(nil))
+	f.Add(bare, ms[0].g.RatchetTree())
+	f.Add(bare, []byte{0})
+	f.Fuzz(func(t *testing.T, gi, tree []byte) {
+		members, err := mls.TreeMembers(gi, tree)
+		if err == nil && len(members) == 0 {
+			t.Fatal("a tree without members decoded")
+		}
+		if err != nil && members != nil {
+			t.Fatal("members returned with an error")
+		}
+	})
 }
