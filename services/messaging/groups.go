@@ -266,7 +266,8 @@ func (s *Server) SubmitCommit(ctx context.Context, req *messagingv1.SubmitCommit
 	}
 	recipients := slices.DeleteFunc(slices.Clone(g.Members), func(m member) bool { return m == self(p) })
 	notice := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME, GroupId: req.GetGroupId(), Epoch: req.GetEpoch() + 1}
-	total := int64(commitSize)*int64(len(recipients)) + int64(proto.Size(notice)+len(msgstore.ID{}))*int64(len(added)) +
+	// The commit is stored once in the group log; each recipient gets a fixed-size notice.
+	total := int64(commitSize) + int64(logNoticeSize+len(msgstore.ID{}))*int64(len(recipients)) + int64(proto.Size(notice)+len(msgstore.ID{}))*int64(len(added)) +
 		int64(len(req.GetWelcome())) + int64(len(req.GetGroupInfo()))
 	if total > s.commitBytes {
 		return nil, server.Error(codes.InvalidArgument, reasonLimitExceeded, "the commit would store %d bytes for %d devices; the limit is %d", total, len(recipients)+len(added), s.commitBytes)
@@ -420,18 +421,28 @@ func (s *Server) fanOut(ctx context.Context, p authn.Principal, idempotencyKey [
 	if err != nil {
 		return s.internal(ctx, "encode delivery", err)
 	}
-	scope := append([]byte{byte(d.GetKind())}, d.GetGroupId()...)
+	scope := logScope(d)
 	msgs := make([]msgstore.Message, 0, len(to))
 	if checkCap {
 		if err := s.checkInboxCaps(ctx, to); err != nil {
 			return err
 		}
 	}
+	// A delivery with a payload is stored once in the group log, and each inbox gets a
+	// notice of it (grouplog.go); a payload-free Welcome notice is its own copy.
+	kind, expiry := msgstore.Kind(d.GetKind()), now.Add(s.ttl)
+	if len(d.GetPayload()) > 0 {
+		n, err := s.appendLog(ctx, logID(p, scope, idempotencyKey), d, now)
+		if err != nil {
+			return err
+		}
+		kind, body, expiry = kindLogNotice, n.marshal(), n.Expiry
+	}
 	for _, m := range to {
 		inbox := inboxOf(m.UserID, m.DeviceID)
 		msgs = append(msgs, msgstore.Message{
-			Inbox: inbox, ID: messageID(p, scope, idempotencyKey, m.UserID, m.DeviceID), Kind: msgstore.Kind(d.GetKind()),
-			Body: body, Timestamp: now, Expiry: now.Add(s.ttl),
+			Inbox: inbox, ID: messageID(p, scope, idempotencyKey, m.UserID, m.DeviceID), Kind: kind,
+			Body: body, Timestamp: now, Expiry: expiry,
 		})
 	}
 	for _, batch := range appendBatches(msgs) {
