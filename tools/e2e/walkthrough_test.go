@@ -48,9 +48,10 @@ func TestREADMEWalkthrough(t *testing.T) {
 		retry bool
 	}
 	expect := map[string]expectation{
-		"setup: go install ./cmd/guardyn":                            {},
-		"terminal 1: guardyn register --device-name phone bob":       {want: []string{`registered bob \(account \S+\) as device 1 "phone"`}},
-		"terminal 1: guardyn listen":                                 {want: []string{`\] alice: hello bob$`, `\] alice: a note from a pipe$`}},
+		"setup: go install ./cmd/guardyn":                      {},
+		"terminal 1: guardyn register --device-name phone bob": {want: []string{`registered bob \(account \S+\) as device 1 "phone"`}},
+		"terminal 1: guardyn listen": {want: []string{`\] alice: hello bob$`, `\] alice: a note from a pipe$`,
+			`\] you joined group trip$`, `\] trip / alice: hello trip$`, `\] alice changed group trip \(epoch \d+, 3 devices\)$`}},
 		"terminal 2: guardyn register --device-name phone alice":     {want: []string{`registered alice \(account \S+\) as device 1 "phone"`}},
 		`terminal 2: guardyn send bob "hello bob"`:                   {want: []string{`^sent [0-9a-f]{32} to bob$`}},
 		`terminal 2: echo "a note from a pipe" | guardyn send bob -`: {want: []string{`^sent [0-9a-f]{32} to bob$`}},
@@ -63,10 +64,22 @@ func TestREADMEWalkthrough(t *testing.T) {
 			`^sent [0-9a-f]{32} to alice$`, `warning: alice has a new device 2`},
 			// The laptop uploads its prekeys before it says it is linked.
 			waitFor: []string{"terminal 3: linked: this profile is device 2 of alice"}},
-		"terminal 4: guardyn safety-number alice": {want: []string{`^(\d{5} ){11}\d{5}$`, `this number changed since you last trusted alice`}},
-		"terminal 4: guardyn trust alice":         {want: []string{`now trusting alice's current identity keys`}},
-		"terminal 3: guardyn listen --once":       {want: []string{`\] bob: hi alice, your laptop gets this too$`}, retry: true},
-		"terminal 3: guardyn history":             {want: []string{`\] bob: hi alice, your laptop gets this too$`}},
+		"terminal 4: guardyn safety-number alice":                {want: []string{`^(\d{5} ){11}\d{5}$`, `this number changed since you last trusted alice`}},
+		"terminal 4: guardyn trust alice":                        {want: []string{`now trusting alice's current identity keys`}},
+		"terminal 3: guardyn listen --once":                      {want: []string{`\] bob: hi alice, your laptop gets this too$`}, retry: true},
+		"terminal 3: guardyn history":                            {want: []string{`\] bob: hi alice, your laptop gets this too$`}},
+		"terminal 5: guardyn register --device-name phone carol": {want: []string{`registered carol \(account \S+\) as device 1 "phone"`}},
+		"terminal 5: guardyn listen": {want: []string{`\] you joined group trip$`, `\] trip / alice: hello trip$`, `\] trip / bob: hi from bob$`,
+			`\] !!! alice removed you from group trip: you can no longer read or send there$`}},
+		"terminal 2: guardyn group create trip bob carol": {want: []string{`^created group trip with \[bob carol\]$`}},
+		`terminal 2: guardyn send trip "hello trip"`:      {want: []string{`^sent [0-9a-f]{32} to group trip$`}},
+		"terminal 2: guardyn group members trip": {want: []string{`^alice +device 1 .* this device$`, `^alice +device 2 .* verified$`,
+			`^bob +device 1 .* verified$`, `^carol +device 1 .* verified$`}},
+		// Bob's listen joins him to the group; he writes once it says so.
+		`terminal 4: guardyn send trip "hi from bob"`: {want: []string{`^sent [0-9a-f]{32} to group trip$`}, waitFor: []string{"terminal 1: you joined group trip"}},
+		"terminal 4: guardyn group update trip":       {want: []string{`^updated your keys in group trip$`}},
+		"terminal 2: guardyn group remove trip carol": {want: []string{`^removed \[carol\] from group trip$`}},
+		"terminal 2: guardyn history":                 {want: []string{`\] #trip / bob: hi from bob$`, `\] you -> #trip: hello trip$`}},
 	}
 
 	bin := t.TempDir()
