@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -26,13 +27,21 @@ import (
 // at-least-once and ordering guarantees of the inbox hold unchanged (members see a
 // group's entries in the order the service stored them).
 //
-//	msg/glog/<expiry, 20 decimal digits of Unix seconds>/<hex entry id> → logRecord
+//	msg/glog/<hex entry id>                             → logRecord
+//	msg/glogx/<expiry: 20 digits of Unix seconds>/<hex entry id> → empty (expiry index)
 //
-// Keys sort by expiry, so the sweeper deletes expired entries with one range scan from the
-// start; a notice expires with its entry, so no live notice ever points to a swept entry.
+// An entry's id derives from its sender and idempotency key, so a retried send rewrites
+// the same entry and its notices (same ids) are no-ops: the entry and the notices are
+// written at the same time, each durably, and a crash between them leaves either an
+// orphan entry (swept at its expiry) or notices whose entry the sender's retry writes;
+// the send is acknowledged only once both are durable. The sweeper walks the expiry
+// index from its start.
 
-// groupLogPrefix holds the group log entries.
-const groupLogPrefix = "msg/glog/"
+// groupLogPrefix holds the group log entries, groupLogExpiryPrefix their expiry index.
+const (
+	groupLogPrefix       = "msg/glog/"
+	groupLogExpiryPrefix = "msg/glogx/"
+)
 
 // kindLogNotice is the inbox kind of a logNotice; it is no DeliveryKind, so an inbox entry
 // written before the group log (a full encoded Delivery) is still told apart.
@@ -47,8 +56,8 @@ const (
 
 // Versions of the two encodings; a decoder refuses any other.
 const (
-	logRecordV1 = 1
-	logNoticeV1 = 1
+	logRecordV2 = 2
+	logNoticeV2 = 2
 )
 
 // logEntryID is the 16-byte id of one entry of the log.
@@ -60,13 +69,13 @@ type logRecord struct {
 	GroupID []byte
 	Epoch   uint64
 	At      time.Time
+	Expiry  time.Time // whole seconds
 	Payload []byte
 }
 
 // logNotice is what a member device's inbox holds for one log entry.
 type logNotice struct {
-	Expiry time.Time // Unix seconds; the entry's key starts with it
-	ID     logEntryID
+	ID logEntryID
 }
 
 // Errors of the decoders; both wrap errBadLogEncoding.
@@ -76,32 +85,41 @@ var errBadLogEncoding = errors.New("messaging: malformed group log encoding")
 const maxLogGroupID = 255
 
 // logNoticeSize is the encoded size of every notice.
-const logNoticeSize = 1 + 8 + 16
+const logNoticeSize = 1 + 16
 
-// marshal encodes r: version, kind, epoch, time (Unix nanoseconds), the group id with a
-// one-byte length, then the payload to the end.
+// logRecordHeader is the size of a record before its group id and payload.
+const logRecordHeader = 2 + 8 + 8 + 8 + 1
+
+// marshal encodes r: version, kind, epoch, time (Unix nanoseconds), expiry (Unix
+// seconds), the group id with a one-byte length, then the payload to the end.
 func (r *logRecord) marshal() ([]byte, error) {
 	if len(r.GroupID) > maxLogGroupID || r.Kind < 0 || r.Kind > 0xff {
 		return nil, fmt.Errorf("%w: group id of %d bytes, kind %d", errBadLogEncoding, len(r.GroupID), r.Kind)
 	}
-	b := make([]byte, 0, 2+8+8+1+len(r.GroupID)+len(r.Payload))
-	b = append(b, logRecordV1, byte(r.Kind))
+	b := make([]byte, 0, logRecordHeader+len(r.GroupID)+len(r.Payload))
+	b = append(b, logRecordV2, byte(r.Kind))
 	b = binary.BigEndian.AppendUint64(b, r.Epoch)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.At.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Expiry.Unix()))
 	b = append(b, byte(len(r.GroupID)))
 	b = append(b, r.GroupID...)
 	return append(b, r.Payload...), nil
 }
 
 // parseLogRecord decodes a record written by marshal. It refuses unknown versions, short
-// input and group ids that run past the end; the payload may be empty.
+// input, expiries out of range and group ids that run past the end; the payload may be
+// empty.
 func parseLogRecord(b []byte) (*logRecord, error) {
-	const head = 2 + 8 + 8 + 1
+	const head = logRecordHeader
 	if len(b) < head {
 		return nil, fmt.Errorf("%w: record of %d bytes is shorter than its %d-byte header", errBadLogEncoding, len(b), head)
 	}
-	if b[0] != logRecordV1 {
-		return nil, fmt.Errorf("%w: record version %d, want %d", errBadLogEncoding, b[0], logRecordV1)
+	if b[0] != logRecordV2 {
+		return nil, fmt.Errorf("%w: record version %d, want %d", errBadLogEncoding, b[0], logRecordV2)
+	}
+	exp := binary.BigEndian.Uint64(b[18:26])
+	if exp > maxExpiry {
+		return nil, fmt.Errorf("%w: expiry %d out of range", errBadLogEncoding, exp)
 	}
 	n := int(b[head-1])
 	if len(b) < head+n {
@@ -111,17 +129,16 @@ func parseLogRecord(b []byte) (*logRecord, error) {
 		Kind:    messagingv1.DeliveryKind(b[1]),
 		Epoch:   binary.BigEndian.Uint64(b[2:10]),
 		At:      time.Unix(0, int64(binary.BigEndian.Uint64(b[10:18]))).UTC(),
+		Expiry:  time.Unix(int64(exp), 0).UTC(),
 		GroupID: append([]byte(nil), b[head:head+n]...),
 		Payload: append([]byte(nil), b[head+n:]...),
 	}, nil
 }
 
-func (n logNotice) marshal() []byte {
-	b := make([]byte, 0, logNoticeSize)
-	b = append(b, logNoticeV1)
-	b = binary.BigEndian.AppendUint64(b, uint64(n.Expiry.Unix()))
-	return append(b, n.ID[:]...)
-}
+// maxExpiry bounds the expiry a record may carry: 20 decimal digits in the index key.
+const maxExpiry = 1 << 62
+
+func (n logNotice) marshal() []byte { return append([]byte{logNoticeV2}, n.ID[:]...) }
 
 // parseLogNotice decodes a notice written by marshal; anything but its exact size and
 // version is refused.
@@ -129,23 +146,21 @@ func parseLogNotice(b []byte) (logNotice, error) {
 	if len(b) != logNoticeSize {
 		return logNotice{}, fmt.Errorf("%w: notice of %d bytes, want %d", errBadLogEncoding, len(b), logNoticeSize)
 	}
-	if b[0] != logNoticeV1 {
-		return logNotice{}, fmt.Errorf("%w: notice version %d, want %d", errBadLogEncoding, b[0], logNoticeV1)
+	if b[0] != logNoticeV2 {
+		return logNotice{}, fmt.Errorf("%w: notice version %d, want %d", errBadLogEncoding, b[0], logNoticeV2)
 	}
-	exp := binary.BigEndian.Uint64(b[1:9])
-	if exp > 1<<62 {
-		return logNotice{}, fmt.Errorf("%w: expiry %d out of range", errBadLogEncoding, exp)
-	}
-	n := logNotice{Expiry: time.Unix(int64(exp), 0).UTC()}
-	copy(n.ID[:], b[9:])
+	var n logNotice
+	copy(n.ID[:], b[1:])
 	return n, nil
 }
 
 // key is where the entry a notice points to is stored.
-func (n logNotice) key() []byte { return logKey(n.Expiry, n.ID) }
+func (n logNotice) key() []byte { return logKey(n.ID) }
 
-func logKey(expiry time.Time, id logEntryID) []byte {
-	return []byte(groupLogPrefix + fmt.Sprintf("%020d", max(expiry.Unix(), 0)) + "/" + hex.EncodeToString(id[:]))
+func logKey(id logEntryID) []byte { return []byte(groupLogPrefix + hex.EncodeToString(id[:])) }
+
+func logExpiryKey(expiry time.Time, id logEntryID) []byte {
+	return []byte(groupLogExpiryPrefix + fmt.Sprintf("%020d", max(expiry.Unix(), 0)) + "/" + hex.EncodeToString(id[:]))
 }
 
 // logID names the entry of one group delivery: like messageID without a recipient, so a
@@ -163,19 +178,23 @@ func logID(sender authn.Principal, scope, idempotencyKey []byte) logEntryID {
 	return id
 }
 
-// appendLog stores d once in the group log and returns the notice every member inbox
-// gets for it. The entry expires with the notices, after the message TTL.
-func (s *Server) appendLog(ctx context.Context, id logEntryID, d *messagingv1.Delivery, now time.Time) (logNotice, error) {
-	// Whole seconds, so that the notice names the key exactly.
-	n := logNotice{Expiry: now.Add(s.ttl).Truncate(time.Second), ID: id}
-	b, err := (&logRecord{Kind: d.GetKind(), GroupID: d.GetGroupId(), Epoch: d.GetEpoch(), At: now, Payload: d.GetPayload()}).marshal()
+// appendLog stores d once in the group log, with its entry in the expiry index; the
+// entry expires with the notices, after the message TTL.
+func (s *Server) appendLog(ctx context.Context, id logEntryID, d *messagingv1.Delivery, now, expiry time.Time) error {
+	b, err := (&logRecord{Kind: d.GetKind(), GroupID: d.GetGroupId(), Epoch: d.GetEpoch(), At: now, Expiry: expiry, Payload: d.GetPayload()}).marshal()
 	if err != nil {
-		return n, s.internal(ctx, "encode group log entry", err)
+		return s.internal(ctx, "encode group log entry", err)
 	}
-	if err := s.groups.Update(ctx, func(tx kv.Tx) error { return tx.Put(n.key(), b) }); err != nil {
-		return n, s.internal(ctx, "store group log entry", err)
+	err = s.groups.Update(ctx, func(tx kv.Tx) error {
+		if err := tx.Put(logKey(id), b); err != nil {
+			return err
+		}
+		return tx.Put(logExpiryKey(expiry, id), nil)
+	})
+	if err != nil {
+		return s.internal(ctx, "store group log entry", err)
 	}
-	return n, nil
+	return nil
 }
 
 // storedDeliveries turns a page of inbox entries into the deliveries the client sees,
@@ -232,15 +251,18 @@ func (s *Server) storedDeliveries(ctx context.Context, msgs []msgstore.Message) 
 	return out, nil
 }
 
-// sweepLog deletes the log entries that expired by now, a batch per transaction, and
-// returns how many it deleted.
+// sweepLog deletes the log entries that expired by now, a batch of the expiry index per
+// transaction, and returns how many entries it deleted. An index key whose entry was
+// rewritten later (a retried send) with a later expiry leaves the entry alone.
 func (s *Server) sweepLog(ctx context.Context) (int, error) {
-	end := []byte(groupLogPrefix + fmt.Sprintf("%020d", s.now().Unix()))
+	now := s.now()
+	end := []byte(groupLogExpiryPrefix + fmt.Sprintf("%020d", now.Unix()+1))
 	total := 0
 	for {
-		n := 0
+		n, deleted := 0, 0
 		err := s.groups.Update(ctx, func(tx kv.Tx) error {
-			pairs, err := tx.Scan([]byte(groupLogPrefix), end, logSweepBatch)
+			n, deleted = 0, 0
+			pairs, err := tx.Scan([]byte(groupLogExpiryPrefix), end, logSweepBatch)
 			if err != nil {
 				return err
 			}
@@ -248,6 +270,26 @@ func (s *Server) sweepLog(ctx context.Context) (int, error) {
 				if err := tx.Delete(p.Key); err != nil {
 					return err
 				}
+				i := bytes.LastIndexByte(p.Key, '/')
+				var id logEntryID
+				if h, err := hex.DecodeString(string(p.Key[i+1:])); err != nil || len(h) != len(id) {
+					continue
+				} else {
+					copy(id[:], h)
+				}
+				b, err := tx.Get(logKey(id))
+				if errors.Is(err, kv.ErrNotFound) {
+					continue
+				} else if err != nil {
+					return err
+				}
+				if r, err := parseLogRecord(b); err == nil && r.Expiry.After(now) {
+					continue
+				}
+				if err := tx.Delete(logKey(id)); err != nil {
+					return err
+				}
+				deleted++
 			}
 			n = len(pairs)
 			return nil
@@ -255,7 +297,7 @@ func (s *Server) sweepLog(ctx context.Context) (int, error) {
 		if err != nil {
 			return total, err
 		}
-		total += n
+		total += deleted
 		if n < logSweepBatch {
 			return total, nil
 		}

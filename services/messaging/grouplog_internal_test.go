@@ -12,15 +12,15 @@ import (
 // FuzzParseLogRecord: the decoder of group log entries never panics, refuses with
 // errBadLogEncoding, and what it accepts encodes back to the same bytes.
 func FuzzParseLogRecord(f *testing.F) {
-	r := &logRecord{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_MESSAGE, GroupID: []byte("trip"), Epoch: 7, At: time.Unix(1, 2), Payload: []byte("ciphertext")}
+	r := &logRecord{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_MESSAGE, GroupID: []byte("trip"), Epoch: 7, At: time.Unix(1, 2), Expiry: time.Unix(1700000000, 0), Payload: []byte("ciphertext")}
 	b, err := r.marshal()
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(b)
 	f.Add(b[:5])
-	f.Add([]byte{2})
-	f.Add(append([]byte{1, 3}, make([]byte, 17)...))
+	f.Add([]byte{1})
+	f.Add(append([]byte{2, 3}, make([]byte, 25)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := parseLogRecord(b)
 		if err != nil {
@@ -38,8 +38,8 @@ func FuzzParseLogRecord(f *testing.F) {
 
 // FuzzParseLogNotice: the same for the notices in member inboxes.
 func FuzzParseLogNotice(f *testing.F) {
-	f.Add(logNotice{Expiry: time.Unix(1700000000, 0), ID: logEntryID{1, 2, 3}}.marshal())
-	f.Add([]byte{1})
+	f.Add(logNotice{ID: logEntryID{1, 2, 3}}.marshal())
+	f.Add([]byte{2})
 	f.Add(bytes.Repeat([]byte{0xff}, logNoticeSize))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n, err := parseLogNotice(b)
@@ -60,27 +60,29 @@ func FuzzParseLogNotice(f *testing.F) {
 
 // TestLogCodecsRefuseBadInput: every malformed encoding gets a clear error.
 func TestLogCodecsRefuseBadInput(t *testing.T) {
-	good, err := (&logRecord{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT, GroupID: []byte("g"), Payload: []byte("p")}).marshal()
+	good, err := (&logRecord{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT, GroupID: []byte("g"), Expiry: time.Unix(5, 0), Payload: []byte("p")}).marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
+	badExpiry := bytes.Clone(good)
+	copy(badExpiry[18:26], bytes.Repeat([]byte{0xff}, 8))
 	for name, b := range map[string][]byte{
 		"empty":         nil,
 		"short header":  good[:10],
-		"version 2":     append([]byte{2}, good[1:]...),
-		"group id past": append(append([]byte(nil), good[:18]...), 9, 'g'),
+		"version 1":     append([]byte{1}, good[1:]...),
+		"expiry":        badExpiry,
+		"group id past": append(append([]byte(nil), good[:logRecordHeader-1]...), 9, 'g'),
 	} {
 		if _, err := parseLogRecord(b); !errors.Is(err, errBadLogEncoding) {
 			t.Errorf("record %s: err = %v, want errBadLogEncoding", name, err)
 		}
 	}
-	notice := logNotice{Expiry: time.Unix(5, 0), ID: logEntryID{9}}.marshal()
+	notice := logNotice{ID: logEntryID{9}}.marshal()
 	for name, b := range map[string][]byte{
 		"empty":     nil,
 		"short":     notice[:logNoticeSize-1],
-		"long":      append(notice, 0),
-		"version 0": append([]byte{0}, notice[1:]...),
-		"expiry":    append(append([]byte{1}, bytes.Repeat([]byte{0xff}, 8)...), notice[9:]...),
+		"long":      append(bytes.Clone(notice), 0),
+		"version 1": append([]byte{1}, notice[1:]...),
 	} {
 		if _, err := parseLogNotice(b); !errors.Is(err, errBadLogEncoding) {
 			t.Errorf("notice %s: err = %v, want errBadLogEncoding", name, err)

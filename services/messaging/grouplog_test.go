@@ -3,6 +3,7 @@ package messaging_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -28,9 +29,13 @@ import (
 type countingKV struct {
 	kv.Store
 	written atomic.Int64
+	fail    atomic.Bool // every Update fails, as a full disk would make it
 }
 
 func (c *countingKV) Update(ctx context.Context, fn func(kv.Tx) error) error {
+	if c.fail.Load() {
+		return errors.New("injected: kv store unavailable")
+	}
 	return c.Store.Update(ctx, func(tx kv.Tx) error { return fn(countingTx{tx, &c.written}) })
 }
 
@@ -203,5 +208,30 @@ func TestGroupLogExpires(t *testing.T) {
 	node.clock.Add(2 * time.Minute)
 	if n, err := node.svc.SweepLogForTest(context.Background()); err != nil || n != 1 {
 		t.Fatalf("after the TTL the sweep deleted %d entries, %v; want 1", n, err)
+	}
+}
+
+// TestGroupSendRetryAfterLostLogEntry: the log entry and the notices are written at the
+// same time; when the entry's write fails the send fails, and the sender's retry (same
+// client message id) writes the entry the notices already name, so every member reads
+// the message exactly once.
+func TestGroupSendRetryAfterLostLogEntry(t *testing.T) {
+	gid := []byte("retry")
+	node, users := memberGroup(t, 3, gid)
+	req := &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: []byte("sealed"), ClientMessageId: bytes.Repeat([]byte{3}, 16)}
+	node.kv.fail.Store(true)
+	if _, err := node.svc.SendGroupMessage(as(users[0]), req); err == nil {
+		t.Fatal("the send succeeded although its log entry could not be stored")
+	}
+	node.kv.fail.Store(false)
+	node.clock.Add(3 * time.Second) // the retry comes later: the same entry all the same
+	if _, err := node.svc.SendGroupMessage(as(users[0]), req); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users[1:] {
+		got := readInbox(t, node.svc, node.inboxes, inbox(u, 1))
+		if len(got) != 1 || string(got[0].GetPayload()) != "sealed" {
+			t.Fatalf("%s reads %d deliveries", u, len(got))
+		}
 	}
 }

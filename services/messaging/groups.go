@@ -429,14 +429,16 @@ func (s *Server) fanOut(ctx context.Context, p authn.Principal, idempotencyKey [
 		}
 	}
 	// A delivery with a payload is stored once in the group log, and each inbox gets a
-	// notice of it (grouplog.go); a payload-free Welcome notice is its own copy.
-	kind, expiry := msgstore.Kind(d.GetKind()), now.Add(s.ttl)
+	// notice of it (grouplog.go), both written at once; a payload-free Welcome notice is
+	// its own copy.
+	kind, expiry := msgstore.Kind(d.GetKind()), now.Add(s.ttl).Truncate(time.Second)
+	logged := make(chan error, 1)
 	if len(d.GetPayload()) > 0 {
-		n, err := s.appendLog(ctx, logID(p, scope, idempotencyKey), d, now)
-		if err != nil {
-			return err
-		}
-		kind, body, expiry = kindLogNotice, n.marshal(), n.Expiry
+		id := logID(p, scope, idempotencyKey)
+		go func() { logged <- s.appendLog(ctx, id, d, now, expiry) }()
+		kind, body = kindLogNotice, logNotice{ID: id}.marshal()
+	} else {
+		logged <- nil
 	}
 	for _, m := range to {
 		inbox := inboxOf(m.UserID, m.DeviceID)
@@ -445,10 +447,17 @@ func (s *Server) fanOut(ctx context.Context, p authn.Principal, idempotencyKey [
 			Body: body, Timestamp: now, Expiry: expiry,
 		})
 	}
-	for _, batch := range appendBatches(msgs) {
+	batches := appendBatches(msgs)
+	for _, batch := range batches {
 		if err := s.inboxes.Append(ctx, batch); err != nil {
+			<-logged
 			return s.internal(ctx, "store group deliveries", err)
 		}
+	}
+	if err := <-logged; err != nil {
+		return err
+	}
+	for _, batch := range batches {
 		for _, m := range batch {
 			wake := proto.Clone(d).(*messagingv1.Delivery)
 			wake.MessageId, wake.ServerTime = append([]byte(nil), m.ID[:]...), timestamppb.New(now)
