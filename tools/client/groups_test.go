@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/tools/client"
 	"github.com/guardyn/guardyn/tools/client/clienttest"
@@ -126,8 +127,15 @@ func TestGroupChatEndToEnd(t *testing.T) {
 	}
 	wantView(t, "carol", carol, "joined trip", "trip alice: welcome back carol")
 
-	// bob's laptop was away for all of it: it catches up on every commit and message in
-	// order.
+	// bob's laptop was away for all of it, a week by its clock: it catches up on every
+	// commit and message in order.
+	cfg := p.Config("bob-laptop")
+	cfg.Now = func() time.Time { return time.Now().Add(7 * 24 * time.Hour) }
+	bob2, err = client.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bob2.Close)
 	wantView(t, "bob2", bob2,
 		"changed trip", "trip alice: welcome dave",
 		"changed trip", "trip alice: carol cannot read this",
