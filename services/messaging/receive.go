@@ -533,9 +533,14 @@ func (st *liveStream) drain() error {
 			st.backlogDone = true
 			return st.send(&out, true)
 		}
+		// Group log notices resolve to their one stored entry (grouplog.go).
+		stored, err := st.s.storedDeliveries(st.ctx, msgs)
+		if err != nil {
+			return err
+		}
 		var ds []*messagingv1.Delivery
 		st.mu.Lock()
-		for _, m := range msgs {
+		for i, m := range msgs {
 			if len(st.inflight) >= st.s.window {
 				break
 			}
@@ -543,9 +548,8 @@ func (st *liveStream) drain() error {
 			if _, sent := st.inflight[m.ID]; sent {
 				continue
 			}
-			d, err := storedDelivery(m)
-			if err != nil {
-				st.s.log.WarnContext(st.ctx, "messaging: undecodable stored delivery skipped", "err", err)
+			d := stored[i]
+			if d == nil {
 				continue
 			}
 			st.addInflight(m.ID)

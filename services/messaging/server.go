@@ -44,8 +44,9 @@ const (
 	DefaultInboxLimit = 10000
 	// DefaultWindow bounds the deliveries a Receive stream has sent but not seen acked.
 	DefaultWindow = 1024
-	// DefaultCommitFanOutBytes bounds what one accepted commit stores: the commit once
-	// per recipient device, the Welcome once, its notices and the GroupInfo.
+	// DefaultCommitFanOutBytes bounds what one accepted commit stores: the commit once in
+	// the group log, a notice per recipient device, the Welcome once, its notices and the
+	// GroupInfo.
 	DefaultCommitFanOutBytes = 64 << 20
 	// MaxGroupDevices bounds the member devices of a group, as CreateGroup bounds its
 	// initial members.
@@ -194,11 +195,13 @@ func New(cfg Config) (*Server, error) {
 		go s.recheckStreams(cfg.StreamRecheck)
 	}
 	s.startStreamReports()
+	s.checked.Add(1)
+	go s.sweepLogEvery(logSweepInterval)
 	return s, nil
 }
 
-// Close stops receiving live events, replaying fan-outs and rechecking streams. Streams
-// end when the gRPC server stops.
+// Close stops receiving live events, replaying fan-outs, sweeping the group log and
+// rechecking streams. Streams end when the gRPC server stops.
 func (s *Server) Close() error {
 	s.stopReplay()
 	<-s.replayEnded

@@ -62,6 +62,14 @@ const (
 	// EventFile is a shared file (File says what and how to fetch it; GetFile saves it),
 	// from a contact or, with Outgoing, a copy of one this account sent.
 	EventFile
+	// EventGroupJoined says this device joined Group (or learned its name).
+	EventGroupJoined
+	// EventGroupChanged says From committed a change to Group (members added or removed,
+	// keys updated); Body says the new epoch and size.
+	EventGroupChanged
+	// EventGroupRemoved says From removed this device from Group: it can read nothing
+	// sent there any more.
+	EventGroupRemoved
 )
 
 // Event is something Listen reports.
@@ -79,6 +87,8 @@ type Event struct {
 	Body     string
 	// Sent is the sender's clock; Received is when the server accepted the message.
 	Sent, Received time.Time
+	// Group is the group of a group event or message (Peer names it too).
+	Group string
 	// Fingerprint is the identity key fingerprint of a new device.
 	Fingerprint string
 	Err         error
@@ -123,6 +133,9 @@ func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) erro
 	}
 	defer unlock()
 	if _, _, err := c.ReplenishPreKeys(ctx); err != nil {
+		return err
+	}
+	if _, err := c.ReplenishKeyPackages(ctx); err != nil {
 		return err
 	}
 	var own []NewDevice
@@ -280,6 +293,8 @@ type batch struct {
 	senders  []string                // senders to send receipts to, in arrival order
 	receipts map[string][]content.ID // text messages to acknowledge, per sender
 	consumed bool                    // a handshake consumed one-time prekeys
+	// consumedKeyPackage: a Welcome used one of this device's MLS key packages.
+	consumedKeyPackage bool
 }
 
 func (b *batch) addReceipt(sender string, id content.ID) {
@@ -325,6 +340,11 @@ func (c *Client) handleBatch(ctx context.Context, deliveries []*messagingv1.Deli
 			handle(Event{Kind: EventWarning, Err: fmt.Errorf("prekey top-up failed: %w", err)})
 		}
 	}
+	if b.consumedKeyPackage {
+		if _, err := c.ReplenishKeyPackages(ctx); err != nil {
+			handle(Event{Kind: EventWarning, Err: fmt.Errorf("key package top-up failed: %w", err)})
+		}
+	}
 	return nil
 }
 
@@ -367,8 +387,18 @@ func (c *Client) processBatch(ctx context.Context, s *state, deliveries []*messa
 				s.markSeen(mid)
 				b.acks = append(b.acks, d.GetMessageId())
 			}
+		case messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_MESSAGE, messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT,
+			messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_PROPOSAL, messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME:
+			mid := hex.EncodeToString(d.GetMessageId())
+			if !s.seen(mid) {
+				if err := c.processGroup(ctx, s, d, b); err != nil {
+					return err
+				}
+				s.markSeen(mid)
+			}
+			b.acks = append(b.acks, d.GetMessageId())
 		default:
-			// Group deliveries need an MLS client; this one cannot use them.
+			// Deliveries of kinds this client does not know.
 			b.events = append(b.events, Event{Kind: EventUndecryptable, Received: d.GetServerTime().AsTime(),
 				Err: fmt.Errorf("unsupported delivery kind %s dropped", d.GetKind())})
 			if len(d.GetMessageId()) > 0 {

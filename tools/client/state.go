@@ -44,6 +44,8 @@ type state struct {
 	// Uploads are the file uploads this device started and has not finished, with their
 	// keys, so that a killed send-file resumes.
 	Uploads []*pendingUpload `json:"uploads,omitempty"`
+	// MLS holds this device's group-chat keys and groups (groups.go).
+	MLS *mlsDevice `json:"mls,omitempty"`
 	// newLog collects the history entries of this cycle; they are appended to the vault's
 	// history file, not kept in the state, so a long history does not slow every save.
 	newLog []LogEntry
@@ -101,6 +103,8 @@ type LogEntry struct {
 	ID string `json:"id"`
 	// Peer is the other party of the conversation.
 	Peer string `json:"peer"`
+	// From is the sending account of a group message (Peer is "#" and the group's name).
+	From string `json:"from,omitempty"`
 	// Outgoing marks messages this account sent (from this device or another one).
 	Outgoing bool         `json:"outgoing,omitempty"`
 	Device   uint32       `json:"device"`
