@@ -83,6 +83,19 @@ const maxBatch = 256
 // exceeds messagingv1.MaxReceiveResponseSize, the receive limit clients set.
 const responseBudget = 256 << 10
 
+// A stream's byte window bounds the encoded deliveries it has sent and not seen
+// acknowledged, besides the count window (Config.Window). It starts at initialWindowBytes
+// and grows by every acknowledged byte up to maxWindowBytes, as TCP's slow start does: a
+// device that acknowledges what it gets soon has megabytes in flight, while one that
+// reopens its stream and drops it unacknowledged, again and again, makes the server read
+// and send no more than initialWindowBytes each time (issue 18: 16 such devices cost
+// honest pairs a third of their throughput when each reconnect read 1 MiB and more). A
+// delivery larger than the window goes when nothing else is in flight.
+const (
+	initialWindowBytes = 256 << 10
+	maxWindowBytes     = 8 << 20
+)
+
 // readBudget bounds the message bytes one step of draining the inbox reads, so that the
 // memory of a stream does not grow with its backlog.
 const readBudget = 256 << 10
@@ -119,8 +132,11 @@ type liveStream struct {
 	closed  bool
 	reading bool // an ack reader runs
 	readEOF bool // the client closed its side: no more acknowledgements on the stream
-	// inflight holds deliveries sent and not yet acknowledged; at most the server's window.
-	inflight map[msgstore.ID]struct{}
+	// inflight holds deliveries sent and not yet acknowledged, with their encoded size:
+	// at most the server's window of them and, unless one alone, windowBytes of bytes.
+	inflight      map[msgstore.ID]int
+	inflightBytes int
+	windowBytes   int
 	// lagging means the inbox may hold messages not sent yet: the window was full, or
 	// the backlog has not been read.
 	lagging bool
@@ -169,17 +185,22 @@ func (s *Server) Receive(rs grpc.BidiStreamingServer[messagingv1.ReceiveRequest,
 	if err != nil {
 		return err
 	}
-	if err := s.allow("receive", p.UserID+"/"+inboxOf(p.UserID, p.DeviceID).DeviceID); err != nil {
+	deviceKey := p.UserID + "/" + inboxOf(p.UserID, p.DeviceID).DeviceID
+	if err := s.allow("receive", deviceKey); err != nil {
 		return err
+	}
+	if s.limits != nil && !s.limits.Allow("redeliver|"+deviceKey) {
+		return server.Error(codes.ResourceExhausted, reasonRateLimited, "this device dropped its recent streams with deliveries unacknowledged; retry later")
 	}
 	st := &liveStream{
 		s: s, rs: rs, ctx: ctx, caller: p, inbox: inboxOf(p.UserID, p.DeviceID),
-		events:     make(chan *eventsv1.LiveEvent, eventBuffer),
-		kick:       make(chan struct{}, 1),
-		superseded: make(chan struct{}),
-		stop:       make(chan struct{}),
-		fatal:      make(chan error, 1),
-		lagging:    true,
+		events:      make(chan *eventsv1.LiveEvent, eventBuffer),
+		kick:        make(chan struct{}, 1),
+		superseded:  make(chan struct{}),
+		stop:        make(chan struct{}),
+		fatal:       make(chan error, 1),
+		lagging:     true,
+		windowBytes: initialWindowBytes,
 	}
 	// Attach before the pump reads the backlog, so nothing stored in between is missed;
 	// what arrives twice is recognised by its id.
@@ -201,7 +222,45 @@ func (s *Server) Receive(rs grpc.BidiStreamingServer[messagingv1.ReceiveRequest,
 	// The pump must not send once the handler has returned. An ack reader blocked in
 	// Recv returns when the call ends and then touches nothing of the call.
 	st.pumped.Wait()
+	if s.limits != nil {
+		// What the device was sent and did not acknowledge will be read and sent again:
+		// the device pays for that, and may not reopen until its debt is paid.
+		if dropped := st.unacknowledged(); dropped > 0 {
+			s.limits.Debit("redeliver|"+deviceKey, dropped)
+		}
+	}
 	return err
+}
+
+// unacknowledged returns the bytes of the deliveries the ended stream sent that are still
+// in the inbox: those the device did not acknowledge, by any path, before the stream
+// ended. It reads ids only, and nothing when nothing was in flight.
+func (st *liveStream) unacknowledged() int {
+	st.mu.Lock()
+	left := maps.Clone(st.inflight)
+	st.mu.Unlock()
+	if len(left) == 0 {
+		return 0
+	}
+	// The call's context is over; the reads still need one.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(st.ctx), 5*time.Second)
+	defer cancel()
+	bytes := 0
+	var cursor msgstore.Cursor
+	for len(left) > 0 {
+		ids, next, err := st.s.inboxes.ReadIDs(ctx, st.inbox, cursor, msgstore.MaxBatch)
+		if err != nil || len(ids) == 0 {
+			break
+		}
+		for _, id := range ids {
+			if n, ok := left[id]; ok {
+				bytes += n
+				delete(left, id)
+			}
+		}
+		cursor = next
+	}
+	return bytes
 }
 
 // offer hands an event to the stream without ever blocking the publisher. When the buffer
@@ -276,7 +335,7 @@ func (st *liveStream) pump() {
 		// Whoever offered work while we were deciding to stop saw pumping still set and
 		// left the work to us: look once more under the lock that wake takes.
 		st.mu.Lock()
-		if !st.closed && (len(st.events) > 0 || st.overflowed.Load() || st.lagging && len(st.inflight) < st.s.window) {
+		if !st.closed && (len(st.events) > 0 || st.overflowed.Load() || st.lagging && st.roomLocked()) {
 			st.mu.Unlock()
 			continue
 		}
@@ -325,7 +384,7 @@ func (st *liveStream) work(ev *eventsv1.LiveEvent) error {
 		return err
 	}
 	st.mu.Lock()
-	drain := st.lagging && len(st.inflight) < st.s.window
+	drain := st.lagging && st.roomLocked()
 	st.mu.Unlock()
 	if drain {
 		return st.drain()
@@ -360,16 +419,17 @@ func (st *liveStream) handle(ev *eventsv1.LiveEvent) (*messagingv1.Delivery, err
 			return d, nil
 		}
 		id := msgstore.ID(d.GetMessageId())
+		n := deliverySize(d)
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		if _, sent := st.inflight[id]; sent {
 			return nil, nil
 		}
-		if st.lagging || len(st.inflight) >= st.s.window {
+		if st.lagging || !st.fitsLocked(n) {
 			st.lagging = true // it is in the inbox; drain sends it when the window frees up
 			return nil, nil
 		}
-		st.addInflight(id)
+		st.addInflight(id, n)
 		return d, nil
 	case *eventsv1.LiveEvent_Acked:
 		st.acked(e.Acked.GetMessageIds())
@@ -388,24 +448,50 @@ func errDeviceRemoved() error {
 	return server.Error(codes.Unauthenticated, reasonDeviceRemoved, "this device has been removed")
 }
 
-// addInflight records a delivery as sent; st.mu is held.
-func (st *liveStream) addInflight(id msgstore.ID) {
+// addInflight records a delivery of encoded size n as sent; st.mu is held.
+func (st *liveStream) addInflight(id msgstore.ID, n int) {
 	if st.inflight == nil {
-		st.inflight = make(map[msgstore.ID]struct{})
+		st.inflight = make(map[msgstore.ID]int)
 	}
-	st.inflight[id] = struct{}{}
+	st.inflight[id] = n
+	st.inflightBytes += n
 }
 
-// acked forgets acknowledged deliveries and wakes the pump if that frees the window for
-// messages waiting in the inbox.
+// forgetLocked drops a delivery from the window and reports its size; st.mu is held.
+func (st *liveStream) forgetLocked(id msgstore.ID) (int, bool) {
+	n, ok := st.inflight[id]
+	if ok {
+		delete(st.inflight, id)
+		st.inflightBytes -= n
+	}
+	return n, ok
+}
+
+// roomLocked reports whether the window has room for another delivery of some size;
+// st.mu is held.
+func (st *liveStream) roomLocked() bool {
+	return len(st.inflight) < st.s.window && (len(st.inflight) == 0 || st.inflightBytes < st.windowBytes)
+}
+
+// fitsLocked reports whether a delivery of encoded size n may be sent now: within both
+// windows, or alone; st.mu is held.
+func (st *liveStream) fitsLocked(n int) bool {
+	return len(st.inflight) < st.s.window && (len(st.inflight) == 0 || st.inflightBytes+n <= st.windowBytes)
+}
+
+// acked forgets acknowledged deliveries, grows the byte window by what they took, and
+// wakes the pump if that frees the window for messages waiting in the inbox.
 func (st *liveStream) acked(ids [][]byte) {
 	st.mu.Lock()
 	for _, b := range ids {
-		if len(b) == 16 {
-			delete(st.inflight, msgstore.ID(b))
+		if len(b) != 16 {
+			continue
+		}
+		if n, ok := st.forgetLocked(msgstore.ID(b)); ok {
+			st.windowBytes = min(st.windowBytes+n, maxWindowBytes)
 		}
 	}
-	resume := st.lagging && len(st.inflight) < st.s.window
+	resume := st.lagging && st.roomLocked()
 	st.mu.Unlock()
 	if resume {
 		st.signal()
@@ -422,7 +508,7 @@ func (st *liveStream) drain() error {
 	for {
 		st.mu.Lock()
 		room, sent := st.s.window-len(st.inflight), len(st.inflight)
-		if room <= 0 {
+		if !st.roomLocked() {
 			st.lagging = true
 			st.mu.Unlock()
 			return nil
@@ -445,21 +531,26 @@ func (st *liveStream) drain() error {
 			return st.send(&out, true)
 		}
 		var ds []*messagingv1.Delivery
+		full := false
 		st.mu.Lock()
 		for _, m := range msgs {
-			if len(st.inflight) >= st.s.window {
-				break
-			}
-			st.cursor = m.Cursor
 			if _, sent := st.inflight[m.ID]; sent {
+				st.cursor = m.Cursor
 				continue
 			}
 			d, err := storedDelivery(m)
 			if err != nil {
+				st.cursor = m.Cursor
 				st.s.log.WarnContext(st.ctx, "messaging: undecodable stored delivery skipped", "err", err)
 				continue
 			}
-			st.addInflight(m.ID)
+			n := deliverySize(d)
+			if !st.fitsLocked(n) {
+				st.lagging, full = true, true
+				break
+			}
+			st.cursor = m.Cursor
+			st.addInflight(m.ID, n)
 			ds = append(ds, d)
 		}
 		st.mu.Unlock()
@@ -475,6 +566,9 @@ func (st *liveStream) drain() error {
 		}
 		if err := st.send(&out, false); err != nil {
 			return err
+		}
+		if full {
+			return nil
 		}
 	}
 }
@@ -506,7 +600,7 @@ func (st *liveStream) resync() error {
 	}
 	st.mu.Lock()
 	for id := range gone {
-		delete(st.inflight, id)
+		st.forgetLocked(id)
 	}
 	st.lagging = true
 	st.mu.Unlock()

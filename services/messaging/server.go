@@ -60,10 +60,12 @@ type Directory interface {
 }
 
 // Limiter rate-limits by key; Allow reports whether one more event may happen now, AllowN
-// whether an amount n (bytes) may pass now.
+// whether an amount n (bytes) may pass now, and Debit charges an amount known only after
+// the fact, which may leave the key refused until it is paid back (libs/ratelimit).
 type Limiter interface {
 	Allow(key string) bool
 	AllowN(key string, n int) bool
+	Debit(key string, n int)
 }
 
 // Config holds the dependencies of a Server.
@@ -256,6 +258,19 @@ func (s *Server) allowBytes(action, key string, n int) error {
 	return server.Error(codes.ResourceExhausted, reasonRateLimited, "too many bytes sent; retry later")
 }
 
+// allowDeliveryBytes applies the byte budget of one sender account towards one recipient
+// device ("deliver-bytes"), far below the sender's own allowance ("send-bytes"): what one
+// device can receive and the server deliver to it is shared by everyone who writes to it,
+// so no one sender may take all of it. Without it, one account filled two honest inboxes
+// with 16 MiB a second and the deliveries' bytes cost every other pair a fifth of its
+// throughput (issue 18, inbox jam).
+func (s *Server) allowDeliveryBytes(p authn.Principal, recipient string, device uint32, n int) error {
+	if s.limits == nil || n == 0 || s.limits.AllowN("deliver-bytes|"+p.UserID+">"+recipient+"/"+strconv.FormatUint(uint64(device), 10), n) {
+		return nil
+	}
+	return server.Error(codes.ResourceExhausted, reasonRateLimited, "too many bytes sent to device %d of %q; retry later", device, recipient)
+}
+
 // sealedBytes is the payload a send stores: its sealed envelopes.
 func sealedBytes(req *messagingv1.SendMessageRequest) int {
 	n := 0
@@ -354,6 +369,11 @@ func (s *Server) prepare(ctx context.Context, p authn.Principal, req *messagingv
 	}
 	if err := s.checkDeviceList(ctx, p, req.GetRecipientUserId(), req.GetEnvelopes()); err != nil {
 		return nil, err
+	}
+	for _, env := range req.GetEnvelopes() {
+		if err := s.allowDeliveryBytes(p, req.GetRecipientUserId(), env.GetDeviceId(), len(env.GetSealedEnvelope())); err != nil {
+			return nil, err
+		}
 	}
 	now := s.now()
 	ps := &preparedSend{
