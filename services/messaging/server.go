@@ -271,6 +271,22 @@ func (s *Server) allowDeliveryBytes(p authn.Principal, recipient string, device 
 	return server.Error(codes.ResourceExhausted, reasonRateLimited, "too many bytes sent to device %d of %q; retry later", device, recipient)
 }
 
+// allowGroupBytes applies the byte limits of sends to a group message of n bytes stored
+// for the devices to: n against the sender's send-bytes, as one-to-one sends count their
+// envelopes, and each copy against the sender's deliver-bytes towards that device, so that
+// a group is no way around either.
+func (s *Server) allowGroupBytes(p authn.Principal, to []member, n int) error {
+	if err := s.allowBytes("send-bytes", p.UserID, n); err != nil {
+		return err
+	}
+	for _, m := range to {
+		if err := s.allowDeliveryBytes(p, m.UserID, m.DeviceID, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // sealedBytes is the payload a send stores: its sealed envelopes.
 func sealedBytes(req *messagingv1.SendMessageRequest) int {
 	n := 0

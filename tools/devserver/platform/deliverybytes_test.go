@@ -121,3 +121,32 @@ func TestUnacknowledgedRedeliveryIsCharged(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupMessagesCountAgainstByteBudgets: a group message counts against the sender's
+// byte budget towards each recipient device, as one-to-one sends do: mallory cannot jam
+// alice through a group she shares with her, and her messages to another group still
+// go. Before, group messages had no byte limit at all (only 50 requests a second).
+func TestGroupMessagesCountAgainstByteBudgets(t *testing.T) {
+	const budget = 1 << 20
+	e := startWith(t, func(c *platform.Config) {
+		c.Limits = platform.DefaultPolicy()
+		c.Limits["deliver-bytes"] = ratelimit.Config{Rate: 1, Burst: budget, MaxKeys: 100}
+	})
+	mallory, alice, carol := e.register(t, "mallory"), e.register(t, "alice"), e.register(t, "carol")
+	withAlice, withCarol := clientID(), clientID()
+	must(e.msg.CreateGroup(mallory.ctx(t), &messagingv1.CreateGroupRequest{GroupId: withAlice, Members: addrs(mallory, alice), GroupInfo: []byte("gi")}))
+	must(e.msg.CreateGroup(mallory.ctx(t), &messagingv1.CreateGroupRequest{GroupId: withCarol, Members: addrs(mallory, carol), GroupInfo: []byte("gi")}))
+	send := func(gid []byte) error {
+		_, err := e.msg.SendGroupMessage(mallory.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: make([]byte, 256<<10), ClientMessageId: clientID()})
+		return err
+	}
+	for i := range budget / (256 << 10) {
+		if err := send(withAlice); err != nil {
+			t.Fatalf("group message %d within the budget: %v", i, err)
+		}
+	}
+	wantErr(t, send(withAlice), codes.ResourceExhausted, "RATE_LIMITED")
+	if err := send(withCarol); err != nil {
+		t.Fatalf("group message to another group: %v", err)
+	}
+}
