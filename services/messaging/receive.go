@@ -364,7 +364,7 @@ func (st *liveStream) work(ev *eventsv1.LiveEvent) error {
 				break
 			}
 		}
-		d, err := st.handle(ev)
+		d, n, err := st.handle(ev)
 		if err != nil {
 			return err
 		}
@@ -372,7 +372,6 @@ func (st *liveStream) work(ev *eventsv1.LiveEvent) error {
 		if d == nil {
 			continue
 		}
-		n := deliverySize(d)
 		if !st.batch.fits(n) {
 			if err := st.send(&st.batch, false); err != nil {
 				return err
@@ -410,37 +409,38 @@ func (st *liveStream) send(r *response, backlogDone bool) error {
 	return nil
 }
 
-// handle applies one live event and returns the delivery to send, if any.
-func (st *liveStream) handle(ev *eventsv1.LiveEvent) (*messagingv1.Delivery, error) {
+// handle applies one live event and returns the delivery to send, if any, with its
+// encoded size.
+func (st *liveStream) handle(ev *eventsv1.LiveEvent) (*messagingv1.Delivery, int, error) {
 	switch e := ev.GetEvent().(type) {
 	case *eventsv1.LiveEvent_Delivery:
 		d := e.Delivery
 		if len(d.GetMessageId()) == 0 { // ephemeral: never stored, never acked
-			return d, nil
+			return d, deliverySize(d), nil
 		}
 		id := msgstore.ID(d.GetMessageId())
-		n := deliverySize(d)
 		st.mu.Lock()
 		defer st.mu.Unlock()
-		if _, sent := st.inflight[id]; sent {
-			return nil, nil
+		if _, sent := st.inflight[id]; sent || st.lagging {
+			return nil, 0, nil // if lagging, it is in the inbox and drain sends it in turn
 		}
-		if st.lagging || !st.fitsLocked(n) {
+		n := deliverySize(d)
+		if !st.fitsLocked(n) {
 			st.lagging = true // it is in the inbox; drain sends it when the window frees up
-			return nil, nil
+			return nil, 0, nil
 		}
 		st.addInflight(id, n)
-		return d, nil
+		return d, n, nil
 	case *eventsv1.LiveEvent_Acked:
 		st.acked(e.Acked.GetMessageIds())
-		return nil, nil
+		return nil, 0, nil
 	case *eventsv1.LiveEvent_Removed:
-		return nil, errDeviceRemoved()
+		return nil, 0, errDeviceRemoved()
 	case *eventsv1.LiveEvent_PrekeysLow:
 		// A notice, not a delivery: it goes out at once, on a response of its own.
-		return nil, st.rs.Send(&messagingv1.ReceiveResponse{PrekeysLow: e.PrekeysLow})
+		return nil, 0, st.rs.Send(&messagingv1.ReceiveResponse{PrekeysLow: e.PrekeysLow})
 	}
-	return nil, nil
+	return nil, 0, nil
 }
 
 // errDeviceRemoved ends the calls of a device that has left its account.
@@ -531,6 +531,7 @@ func (st *liveStream) drain() error {
 			return st.send(&out, true)
 		}
 		var ds []*messagingv1.Delivery
+		var sizes []int
 		full := false
 		st.mu.Lock()
 		for _, m := range msgs {
@@ -551,12 +552,12 @@ func (st *liveStream) drain() error {
 			}
 			st.cursor = m.Cursor
 			st.addInflight(m.ID, n)
-			ds = append(ds, d)
+			ds, sizes = append(ds, d), append(sizes, n)
 		}
 		st.mu.Unlock()
 		clear(msgs)
-		for _, d := range ds {
-			n := deliverySize(d)
+		for i, d := range ds {
+			n := sizes[i]
 			if !out.fits(n) {
 				if err := st.send(&out, false); err != nil {
 					return err
