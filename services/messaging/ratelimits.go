@@ -25,10 +25,10 @@ func DefaultRateLimits() ratelimit.Policy {
 		// 16 of these buckets from refilling, far from their MaxKeys.
 		"deliver-bytes": {Rate: 1 << 20, Burst: 4 << 20, MaxKeys: 1 << 16},
 		// Delivery bytes a device was sent and did not acknowledge before its stream
-		// ended ("user/device"), charged when the stream ends: a device in debt may not
-		// reopen Receive until it is paid back. 64 KiB/s, 1 MiB deep: a device that drops
-		// a full initial window (256 KiB) each time may reconnect every 4 s, one that
-		// acknowledges what it gets pays nothing.
+		// ended ("user/device"), charged when the stream ends, at most a fresh stream's
+		// window (256 KiB): a device in debt may not reopen Receive until it is paid back.
+		// 64 KiB/s, 1 MiB deep: a device that drops its stream unacknowledged may do so
+		// four times in a row, then every 4 s; one that acknowledges pays nothing.
 		"redeliver": {Rate: 64 << 10, Burst: 1 << 20, MaxKeys: 1 << 16},
 	}
 }

@@ -222,14 +222,22 @@ func (s *Server) Receive(rs grpc.BidiStreamingServer[messagingv1.ReceiveRequest,
 	// The pump must not send once the handler has returned. An ack reader blocked in
 	// Recv returns when the call ends and then touches nothing of the call.
 	st.pumped.Wait()
-	if s.limits != nil {
-		// What the device was sent and did not acknowledge will be read and sent again:
-		// the device pays for that, and may not reopen until its debt is paid.
-		if dropped := st.unacknowledged(); dropped > 0 {
-			s.limits.Debit("redeliver|"+deviceKey, dropped)
-		}
-	}
+	st.chargeDropped(deviceKey)
 	return err
+}
+
+// chargeDropped charges the device of an ended stream for what it was sent and did not
+// acknowledge: that will be read and sent again, and the device may not reopen until its
+// debt is paid. It pays at most a fresh stream's window, what a stream that acknowledges
+// nothing costs the server, so that a device whose connection drops with a large window
+// in flight is not held back long.
+func (st *liveStream) chargeDropped(deviceKey string) {
+	if st.s.limits == nil {
+		return
+	}
+	if dropped := st.unacknowledged(); dropped > 0 {
+		st.s.limits.Debit("redeliver|"+deviceKey, min(dropped, initialWindowBytes))
+	}
 }
 
 // unacknowledged returns the bytes of the deliveries the ended stream sent that are still

@@ -212,3 +212,44 @@ func TestLargeDeliveryGoesAlone(t *testing.T) {
 		t.Fatalf("sent %d deliveries of 1 MiB with nothing acknowledged; want exactly 1", got)
 	}
 }
+
+// debits records what a stream charges.
+type debits struct{ keys map[string]int }
+
+func (d *debits) Allow(string) bool       { return true }
+func (d *debits) AllowN(string, int) bool { return true }
+func (d *debits) Debit(key string, n int) { d.keys[key] += n }
+
+// TestDroppedStreamPaysAtMostAFreshWindow: a stream that ends with 4 MiB unacknowledged
+// (its window had grown) charges its device one fresh window, what a stream that
+// acknowledges nothing costs the server, not the 4 MiB: a device whose connection drops
+// mid-backlog is not held back for a minute. One that acknowledged everything pays
+// nothing.
+func TestDroppedStreamPaysAtMostAFreshWindow(t *testing.T) {
+	st, _, out := newTestStream(t, 64, 64<<10)
+	rec := &debits{keys: map[string]int{}}
+	st.s.limits = rec
+	st.windowBytes = maxWindowBytes
+	if err := st.drain(); err != nil {
+		t.Fatal(err)
+	}
+	if _, sent := sentDeliveries(out.sent); sent < 4<<20 {
+		t.Fatalf("sent %d bytes, want the whole 4 MiB backlog", sent)
+	}
+	st.chargeDropped("victim/1")
+	if got := rec.keys["redeliver|victim/1"]; got != initialWindowBytes {
+		t.Fatalf("charged %d bytes for 4 MiB dropped, want one fresh window of %d", got, initialWindowBytes)
+	}
+	var ids []msgstore.ID
+	for id := range st.inflight {
+		ids = append(ids, id)
+	}
+	if err := st.s.inboxes.Delete(context.Background(), st.inbox, ids); err != nil {
+		t.Fatal(err)
+	}
+	clear(rec.keys)
+	st.chargeDropped("victim/1")
+	if len(rec.keys) != 0 {
+		t.Fatalf("charged %v after every delivery was acknowledged", rec.keys)
+	}
+}
