@@ -289,8 +289,13 @@ func (s *Server) allowGroupBytes(p authn.Principal, to []member, n int) error {
 
 // sealedBytes is the payload a send stores: its sealed envelopes.
 func sealedBytes(req *messagingv1.SendMessageRequest) int {
+	return sumSealed(req.GetEnvelopes())
+}
+
+// sumSealed is the total size of envs' sealed envelopes.
+func sumSealed(envs []*messagingv1.DeviceEnvelope) int {
 	n := 0
-	for _, e := range req.GetEnvelopes() {
+	for _, e := range envs {
 		n += len(e.GetSealedEnvelope())
 	}
 	return n
@@ -683,6 +688,15 @@ func (s *Server) SendEphemeral(ctx context.Context, req *messagingv1.SendEphemer
 	}
 	if err := s.checkDeviceList(ctx, p, req.GetRecipientUserId(), req.GetEnvelopes()); err != nil {
 		return nil, err
+	}
+	// Signals are never stored but take the recipient's delivery bandwidth all the same.
+	if err := s.allowBytes("send-bytes", p.UserID, sumSealed(req.GetEnvelopes())); err != nil {
+		return nil, err
+	}
+	for _, env := range req.GetEnvelopes() {
+		if err := s.allowDeliveryBytes(p, req.GetRecipientUserId(), env.GetDeviceId(), len(env.GetSealedEnvelope())); err != nil {
+			return nil, err
+		}
 	}
 	now := timestamppb.New(s.now())
 	for _, env := range req.GetEnvelopes() {

@@ -150,3 +150,30 @@ func TestGroupMessagesCountAgainstByteBudgets(t *testing.T) {
 		t.Fatalf("group message to another group: %v", err)
 	}
 }
+
+// TestEphemeralSignalsCountAgainstByteBudgets: signals are never stored but take the
+// recipient's delivery bandwidth, so they count against the same byte budgets as sends:
+// mallory's signals to alice stop at her budget towards alice, bob's still go. Before,
+// only their request rate was limited (20 a second of up to 16 × 256 KiB).
+func TestEphemeralSignalsCountAgainstByteBudgets(t *testing.T) {
+	const budget = 1 << 20
+	e := startWith(t, func(c *platform.Config) {
+		c.Limits = platform.DefaultPolicy()
+		c.Limits["deliver-bytes"] = ratelimit.Config{Rate: 1, Burst: budget, MaxKeys: 100}
+	})
+	mallory, alice, bob := e.register(t, "mallory"), e.register(t, "alice"), e.register(t, "bob")
+	signal := func(from *device) error {
+		_, err := e.msg.SendEphemeral(from.ctx(t), &messagingv1.SendEphemeralRequest{RecipientUserId: alice.UserID,
+			Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: alice.ID, SealedEnvelope: make([]byte, 256<<10)}}})
+		return err
+	}
+	for i := range budget / (256 << 10) {
+		if err := signal(mallory); err != nil {
+			t.Fatalf("signal %d within the budget: %v", i, err)
+		}
+	}
+	wantErr(t, signal(mallory), codes.ResourceExhausted, "RATE_LIMITED")
+	if err := signal(bob); err != nil {
+		t.Fatalf("bob's signal to alice: %v", err)
+	}
+}
