@@ -594,6 +594,9 @@ func (s *Server) SendGroupMessage(ctx context.Context, req *messagingv1.SendGrou
 	now := s.now()
 	d := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_MESSAGE, Payload: req.GetPrivateMessage(), GroupId: req.GetGroupId(), Epoch: req.GetEpoch()}
 	to := slices.DeleteFunc(g.Members, func(m member) bool { return m == self(p) })
+	if err := s.allowGroupBytes(p, to, len(req.GetPrivateMessage())); err != nil {
+		return nil, err
+	}
 	if err := s.fanOut(ctx, p, req.GetClientMessageId(), d, to, now, true); err != nil {
 		return nil, err
 	}

@@ -161,14 +161,14 @@ func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) erro
 	delay := reconnectMin
 	for {
 		err := c.listenOnce(ctx, once, handle, connected)
-		if err == nil || ctx.Err() != nil || once || status.Code(err) != codes.Unavailable {
+		if err == nil || ctx.Err() != nil || once || !reconnectable(err) {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		// The server restarted or the connection dropped: reconnect; nothing is lost because
-		// unacknowledged messages stay in the inbox.
+		// The server restarted, the connection dropped or the server asked us to wait:
+		// reconnect; nothing is lost because unacknowledged messages stay in the inbox.
 		if !disconnected {
 			disconnected = true
 			delay = reconnectMin
@@ -181,6 +181,18 @@ func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) erro
 		}
 		delay = min(2*delay, reconnectMax)
 	}
+}
+
+// reconnectable reports whether Listen retries after err: the server restarted or the
+// connection dropped (UNAVAILABLE), or it refused the stream for now (RESOURCE_EXHAUSTED:
+// the device reconnected too often, or dropped deliveries unacknowledged and must wait
+// until that is paid back).
+func reconnectable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.ResourceExhausted:
+		return true
+	}
+	return false
 }
 
 // Reconnection backoff of Listen: quick after a restart, at most one attempt every few
