@@ -54,6 +54,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/guardyn/guardyn/libs/buildinfo"
 )
 
 // Config chooses where a process's logs and traces go.
@@ -106,6 +108,7 @@ func New(ctx context.Context, cfg Config) (*Observer, error) {
 	o.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildinfo.Metric(), // the release stamp (docs/release.md)
 	)
 	var err error
 	if o.stores, err = newStoreMetrics(o.registry); err != nil {
