@@ -213,3 +213,27 @@ guardyn_inbox_depth_count 1
 		t.Errorf("child spans %v; want msgstore.append (count is timed only)", children)
 	}
 }
+
+// TestPushesCounted: the notification service's hooks count pushes by provider and, for
+// failures, by reason.
+func TestPushesCounted(t *testing.T) {
+	obs, err := observe.New(testCtx(t), observe.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := obs.Pushes()
+	p.Sent("webpush", time.Millisecond)
+	p.Sent("webpush", time.Millisecond)
+	p.Failed("apns", "GONE", time.Millisecond)
+	const want = `
+# HELP guardyn_push_failed_total Push attempts that failed, by provider and reason.
+# TYPE guardyn_push_failed_total counter
+guardyn_push_failed_total{provider="apns",reason="GONE"} 1
+# HELP guardyn_push_sent_total Pushes the provider accepted, by provider.
+# TYPE guardyn_push_sent_total counter
+guardyn_push_sent_total{provider="webpush"} 2
+`
+	if err := testutil.GatherAndCompare(obs.Registry(), strings.NewReader(want), "guardyn_push_sent_total", "guardyn_push_failed_total"); err != nil {
+		t.Error(err)
+	}
+}
