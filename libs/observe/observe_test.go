@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -85,6 +87,10 @@ func echo(t *testing.T, obs *observe.Observer) *grpc.ClientConn {
 // and status, and without the peer's or the server's address, which otelgrpc records.
 // A client's traceparent does not choose the trace.
 func TestExportedSpansCarryNoAddresses(t *testing.T) {
+	// As in a process where some library set otel's global propagator, which otelgrpc
+	// would use by default.
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator()) })
 	obs, col, logs := tracing(t)
 	conn := echo(t, obs)
 	const clientTrace = "0af7651916cd43dd8448eb211c80319c"
