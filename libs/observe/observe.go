@@ -16,6 +16,7 @@
 // and then:
 //
 //  1. it logs with obs.Logger() (server.Config.Observer does that for the server);
+//
 //  2. it passes the Observer to libs/server (server.Config.Observer): the server then
 //     logs with obs.Logger(), serves obs.Registry() on /metrics, counts every RPC by
 //     method, code and reason, times it, gauges open streams, and traces every call;
