@@ -1,171 +1,370 @@
-// Package embedded is the single-node [msgstore.Store]: the inboxes live in a Pebble
-// database (an LSM tree with a write-ahead log) in the data dir; see docs/storage.md.
+// Package embedded is the single-node [msgstore.Store]: an append-only segmented log in
+// the data dir with group commit and an in-memory index per inbox; see docs/storage.md.
 //
-// Pebble keeps in memory only its memtables and a block cache of fixed size, so the
-// store's memory does not grow with the number of stored messages (the segmented log
-// this replaces kept an index of about 100 bytes per message in memory). Appends are
-// made durable by Pebble's write-ahead log, whose commit pipeline shares one fsync among
-// every append in flight: throughput grows with the number of concurrent appenders while
-// an idle store commits at once. Acknowledgement deletes are written without waiting for
-// a sync; they become durable with the next append's.
+// All writes go through one committer goroutine. Appends queued while a commit is
+// syncing form the next commit: one write and one fdatasync for all of them, so
+// throughput grows with the number of concurrent appenders while an idle store commits
+// at once. Segments are zero-filled ahead of time so that the sync flushes data only.
+// Acknowledgement deletes update the index at once and ride along in the next write
+// without waiting for a sync. Open replays the log to rebuild the index, cutting a torn
+// tail off the last segment with records. Segments are compacted oldest first by
+// copying their live records forward.
 package embedded
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/bloom"
-	"github.com/cockroachdb/pebble/v2/vfs"
-
 	"github.com/guardyn/guardyn/libs/msgstore"
+	"github.com/guardyn/guardyn/libs/msgstore/embedded/internal/record"
 )
 
-// DirName is the conventional directory of the message store inside the data dir.
+// DirName is the conventional directory of the message log inside the data dir.
 const DirName = "msgstore"
 
 const (
+	defaultSegmentSize     = 32 << 20
 	defaultReclaimInterval = time.Minute
-	// defaultCacheSize and defaultMemTableSize bound Pebble's memory: the block cache,
-	// and up to memTableStopWrites memtables (one taking writes, the others being
-	// flushed). Together about 192 MiB at most, whatever the number of messages.
-	defaultCacheSize    = 64 << 20
-	defaultMemTableSize = 32 << 20
-	memTableStopWrites  = 4
-	// reclaimChunk is how many expired messages one reclaim batch drops.
-	reclaimChunk = 1024
-	// inboxStripes is how many locks the inboxes are spread over.
-	inboxStripes = 256
+	// maxBatchRequests and maxBatchBytes bound how many calls share one commit; a
+	// single Append may exceed maxBatchBytes alone.
+	maxBatchRequests = 1024
+	maxBatchBytes    = 16 << 20
 )
 
 // Options tune a Store. The zero value is ready to use.
 type Options struct {
-	// ReclaimInterval is how often expired messages are deleted and so dropped from
-	// Count (default one minute).
+	// SegmentSize is the size at which the active segment is closed and a new one
+	// started (default 32 MiB). Segments after a new store's first are zero-filled to
+	// this size in the background once the active one is half full.
+	SegmentSize int64
+	// ReclaimInterval is how often expired messages are dropped from the index and
+	// so from Count (default one minute).
 	ReclaimInterval time.Duration
 	// Now is the clock for expiry (default time.Now).
 	Now func() time.Time
 	// OnError receives errors of background work that has no caller to report to:
-	// reclaiming expired messages, and Pebble's own background errors. Nil drops them.
+	// writing deletes, compaction, and torn tails cut off on Open. Nil drops them.
 	OnError func(error)
-	// CacheSize and MemTableSize override Pebble's block cache (default 64 MiB) and
-	// memtable size (default 32 MiB), for tests and benchmarks.
-	CacheSize, MemTableSize int64
-
-	// fs replaces the file system, for tests that inject failures.
-	fs vfs.FS
 }
 
 // Store is a msgstore.Store in one directory.
 type Store struct {
-	db      *pebble.DB
-	now     func() time.Time
-	onError func(error)
+	dir         string
+	segmentSize int64
+	now         func() time.Time
+	onError     func(error)
+	lock        *os.File
 
-	// mu guards closed: every call holds it for reading while it uses db, Close for
-	// writing, so db is never used after it was closed.
-	mu     sync.RWMutex
-	closed bool
+	// sendMu guards closed and sending on reqs, so Close never races a send.
+	sendMu  sync.RWMutex
+	closed  bool
+	reqs    chan *request
+	stopped chan struct{}
+	tick    *time.Ticker
 
-	// stripes serialize the writes of an inbox: a write looks up the ids it depends on
-	// and queues its batch, visible, before another write of the same inbox looks. Writes
-	// of different inboxes look up in parallel.
-	stripes [inboxStripes]sync.Mutex
-	// wmu orders the batches that take sequence numbers: they enter Pebble's log in
-	// sequence order. It is held only to number and queue a batch, never across a
-	// lookup or an fsync, so appends in flight share one fsync.
-	wmu     sync.Mutex
-	lastSeq uint64 // guarded by wmu
+	// mu guards the index: inboxes, the live and size fields of segments and the
+	// segment list. Readers copy locations out under it and read files without it.
+	mu       sync.RWMutex
+	inboxes  map[msgstore.Inbox]*inbox
+	segments []*segment
+	// filesClosed is set by Close, for readers that passed the closed check before it.
+	filesClosed bool
 
-	// durableSeq is the highest sequence number up to which every append is durable.
-	// Pebble makes a batch visible before its fsync; reads stop before the first message
-	// above durableSeq, so nobody sees, or holds a cursor past, a message a power cut
-	// can still take back (its sequence number would then be given out again). Batches
-	// enter the log in sequence order (under wmu) and an fsync covers everything before
-	// it, so the highest sequence number of a synced batch is such a bound.
-	durableSeq atomic.Uint64
-
-	// broken holds the first failed write: the store refuses writes from then on, and
-	// Ready reports it.
+	// broken is failed, published for Ready.
 	broken atomic.Pointer[error]
 
-	stop    chan struct{}
-	stopped chan struct{}
+	// Owned by the committer goroutine.
+	nextSeq  uint64
+	failed   error
+	unsynced bool
+	spare    chan spareResult // a spare segment under way
+	ready    *spareResult     // a spare segment created
+	buf      []byte
+	ops      []op
 }
 
 var _ msgstore.Store = (*Store)(nil)
 
-// Open opens or creates the store in dir. Pebble creates the directory and syncs its
-// parents, so a power cut cannot lose it with everything synced inside. The directory is
-// locked against a second Open, from this or another process, until Close.
+// request is one call waiting for the committer; exactly one of the payload fields is
+// set. done is nil for lazily durable deletes.
+type request struct {
+	msgs        []msgstore.Message
+	deleteInbox *msgstore.Inbox
+	deleted     *tombstone
+	done        chan error
+	size        int // body bytes, for bounding a batch
+}
+
+type tombstone struct {
+	inbox msgstore.Inbox
+	seqs  []uint64
+}
+
+// entry locates one message of an inbox in the log.
+type entry struct {
+	seq    uint64
+	id     msgstore.ID
+	seg    *segment
+	off    int64
+	n      int64
+	expiry int64 // Unix nanoseconds; 0 is never
+	dead   bool
+}
+
+func (e *entry) expired(now int64) bool { return e.expiry != 0 && e.expiry <= now }
+
+// inbox is the index of one device's messages: entries in sequence order, with dead
+// ones removed in bulk once they are half of the slice.
+type inbox struct {
+	entries []entry
+	byID    map[msgstore.ID]uint64
+	dead    int
+}
+
+func (ib *inbox) find(seq uint64) (int, bool) {
+	return slices.BinarySearchFunc(ib.entries, seq, func(e entry, seq uint64) int { return cmp.Compare(e.seq, seq) })
+}
+
+// kill marks entry i dead; the caller holds mu.
+func (ib *inbox) kill(i int) {
+	e := &ib.entries[i]
+	e.dead = true
+	e.seg.live -= e.n
+	delete(ib.byID, e.id)
+	ib.dead++
+}
+
+func (ib *inbox) sweep() {
+	if ib.dead < 32 || 2*ib.dead < len(ib.entries) {
+		return
+	}
+	ib.entries = slices.DeleteFunc(ib.entries, func(e entry) bool { return e.dead })
+	ib.dead = 0
+}
+
+// Open opens or creates the store in dir, replaying its log. The directory is locked
+// against a second Open, from this or another process, until Close.
 func Open(dir string, opts Options) (*Store, error) {
-	s := &Store{now: opts.Now, onError: opts.OnError, stop: make(chan struct{}), stopped: make(chan struct{})}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open msgstore: %w", err)
+	}
+	// A new directory's entry is durable only once its parent is synced; without it a
+	// power cut can lose the directory with every segment synced inside it.
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return nil, fmt.Errorf("open msgstore: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open msgstore lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("open msgstore %s: in use by another store: %w", dir, err)
+	}
+	s := &Store{
+		dir:         dir,
+		segmentSize: cmp.Or(opts.SegmentSize, defaultSegmentSize),
+		now:         opts.Now,
+		onError:     opts.OnError,
+		lock:        lock,
+		reqs:        make(chan *request, maxBatchRequests),
+		stopped:     make(chan struct{}),
+		inboxes:     map[msgstore.Inbox]*inbox{},
+		nextSeq:     1,
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	cache := pebble.NewCache(cmp.Or(opts.CacheSize, defaultCacheSize))
-	defer cache.Unref()
-	popts := &pebble.Options{
-		Cache:                       cache,
-		MemTableSize:                uint64(cmp.Or(opts.MemTableSize, defaultMemTableSize)),
-		MemTableStopWritesThreshold: memTableStopWrites,
-		FormatMajorVersion:          pebble.FormatNewest,
-		Logger:                      logger{s},
-		FS:                          opts.fs,
-		Merger:                      countMerger,
+	if err := s.load(); err != nil {
+		s.closeFiles()
+		return nil, err
 	}
-	// Bloom filters on every level: an append looks up its id, which is almost never
-	// there, and a filter answers that without reading the table.
-	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
-	db, err := pebble.Open(dir, popts)
-	if err != nil {
-		return nil, fmt.Errorf("open msgstore %s: %w", dir, err)
-	}
-	s.db = db
-	v, closer, err := db.Get([]byte{prefixSeq})
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
-		db.Close()
-		return nil, fmt.Errorf("open msgstore: read sequence number: %w", err)
-	default:
-		s.lastSeq, err = decodeUint64("sequence number", v)
-		closer.Close()
-		if err != nil {
-			db.Close()
-			return nil, fmt.Errorf("open msgstore: %w", err)
-		}
-	}
-	s.durableSeq.Store(s.lastSeq)
-	// What expired while the store was closed goes now, so Count is exact after Open.
-	if err := s.Reclaim(context.Background()); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open msgstore: %w", err)
-	}
-	go s.reclaimLoop(cmp.Or(opts.ReclaimInterval, defaultReclaimInterval))
+	s.tick = time.NewTicker(cmp.Or(opts.ReclaimInterval, defaultReclaimInterval))
+	go s.commitLoop()
 	return s, nil
 }
 
-// logger routes Pebble's log: errors to Options.OnError, the rest nowhere.
-type logger struct{ s *Store }
-
-func (l logger) Infof(string, ...any) {}
-func (l logger) Errorf(format string, args ...any) {
-	l.s.report(fmt.Errorf("msgstore: pebble: "+format, args...))
+// replayed is a message found while replaying the log.
+type replayed struct {
+	inbox msgstore.Inbox
+	e     entry
 }
-func (l logger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("msgstore: pebble: "+format, args...))
+
+// load replays every segment in order to rebuild the index.
+func (s *Store) load() error {
+	ids, err := listSegments(s.dir)
+	if err != nil {
+		return err
+	}
+	now := s.now().UnixNano()
+	bySeq := map[uint64]*replayed{}
+	byID := map[msgstore.Inbox]map[msgstore.ID]uint64{}
+	apply := func(seg *segment, r *record.Record, off, n int) error {
+		switch r.Type {
+		case record.TypeMessage:
+			if r.Seq == 0 || r.Seq == math.MaxUint64 {
+				return fmt.Errorf("%w: message with sequence number %d", msgstore.ErrCorrupt, r.Seq)
+			}
+			if p := bySeq[r.Seq]; p != nil && (p.inbox != r.Inbox || p.e.id != r.Message.ID) {
+				return fmt.Errorf("%w: sequence number %d used twice", msgstore.ErrCorrupt, r.Seq)
+			}
+			s.nextSeq = max(s.nextSeq, r.Seq+1)
+			ids := byID[r.Inbox]
+			if seq, ok := ids[r.Message.ID]; ok {
+				// A second copy of a message is a compaction copy and supersedes the
+				// first; a different sequence number is a re-append, which is a no-op.
+				if p := bySeq[seq]; seq == r.Seq && p != nil {
+					p.e.seg.live -= p.e.n
+					p.e.seg, p.e.off, p.e.n = seg, int64(off), int64(n)
+					seg.live += p.e.n
+				}
+				return nil
+			}
+			e := entry{seq: r.Seq, id: r.Message.ID, seg: seg, off: int64(off), n: int64(n)}
+			if !r.Message.Expiry.IsZero() {
+				e.expiry = r.Message.Expiry.UnixNano()
+			}
+			if e.expired(now) {
+				return nil
+			}
+			if ids == nil {
+				ids = map[msgstore.ID]uint64{}
+				byID[r.Inbox] = ids
+			}
+			ids[e.id] = e.seq
+			bySeq[e.seq] = &replayed{inbox: r.Inbox, e: e}
+			seg.live += e.n
+		case record.TypeDelete:
+			for _, seq := range r.Seqs {
+				if p := bySeq[seq]; p != nil && p.inbox == r.Inbox {
+					p.e.seg.live -= p.e.n
+					delete(byID[r.Inbox], p.e.id)
+					delete(bySeq, seq)
+				}
+			}
+		case record.TypeDeleteInbox:
+			for _, seq := range byID[r.Inbox] {
+				if p := bySeq[seq]; p != nil {
+					p.e.seg.live -= p.e.n
+					delete(bySeq, seq)
+				}
+			}
+			delete(byID, r.Inbox)
+		}
+		return nil
+	}
+	// Replay every segment, then decide what its damage means: only the last segment
+	// with records can hold a torn commit, and empty segments after it are spares
+	// created ahead of time or cut short by a crash while being created.
+	type scanned struct {
+		seg     *segment
+		content bool
+		torn    *errTornTail
+	}
+	var scans []scanned
+	for _, id := range ids {
+		path := filepath.Join(s.dir, segmentName(id))
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("open segment: %w", err)
+		}
+		seg := &segment{id: id, f: f}
+		s.segments = append(s.segments, seg)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("read segment: %w", err)
+		}
+		records := 0
+		firstSeq, end, err := scanSegment(data, func(r *record.Record, off, n int) error {
+			records++
+			return apply(seg, r, off, n)
+		})
+		seg.size, seg.alloc = int64(end), int64(len(data))
+		s.nextSeq = max(s.nextSeq, firstSeq)
+		var torn *errTornTail
+		if err != nil && !errors.As(err, &torn) {
+			return fmt.Errorf("segment %s: %w", path, err)
+		}
+		scans = append(scans, scanned{seg: seg, content: records > 0 || (torn != nil && torn.validLen > 0), torn: torn})
+	}
+	last := -1
+	for i, sc := range scans {
+		if sc.content {
+			last = i
+		}
+	}
+	for i, sc := range scans[:last+1] {
+		switch {
+		case sc.torn == nil:
+		case i < last:
+			return fmt.Errorf("%w: segment %s: %v", msgstore.ErrCorrupt, segmentName(sc.seg.id), sc.torn)
+		default:
+			if err := cutTail(sc.seg, int64(sc.torn.validLen)); err != nil {
+				return err
+			}
+			s.report(fmt.Errorf("msgstore: cut the unacknowledged tail of segment %s at offset %d: %w",
+				segmentName(sc.seg.id), sc.torn.validLen, sc.torn))
+		}
+	}
+	nextID := uint64(1)
+	if len(ids) > 0 {
+		nextID = ids[len(ids)-1] + 1
+	}
+	for _, sc := range scans[last+1:] {
+		sc.seg.f.Close()
+		if err := os.Remove(filepath.Join(s.dir, segmentName(sc.seg.id))); err != nil {
+			return fmt.Errorf("remove empty segment: %w", err)
+		}
+	}
+	s.segments = s.segments[:last+1]
+	if len(s.segments) == 0 {
+		seg, err := createSegment(s.dir, nextID, s.nextSeq, 0)
+		if err != nil {
+			return err
+		}
+		s.segments = append(s.segments, seg)
+	}
+	for _, p := range bySeq {
+		ib := s.inboxes[p.inbox]
+		if ib == nil {
+			ib = &inbox{byID: map[msgstore.ID]uint64{}}
+			s.inboxes[p.inbox] = ib
+		}
+		ib.entries = append(ib.entries, p.e)
+		ib.byID[p.e.id] = p.e.seq
+	}
+	for _, ib := range s.inboxes {
+		slices.SortFunc(ib.entries, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
+	}
+	return nil
+}
+
+// cutTail zeroes everything after the first validLen bytes of the active segment,
+// where a crash left a partly written commit that was never acknowledged.
+func cutTail(seg *segment, validLen int64) error {
+	zeros := make([]byte, 1<<20)
+	for off := validLen; off < seg.alloc; off += int64(len(zeros)) {
+		n := min(int64(len(zeros)), seg.alloc-off)
+		if _, err := seg.f.WriteAt(zeros[:n], off); err != nil {
+			return fmt.Errorf("cut torn tail of segment %d: %w", seg.id, err)
+		}
+	}
+	if err := seg.f.Sync(); err != nil {
+		return fmt.Errorf("sync segment %d after cutting its tail: %w", seg.id, err)
+	}
+	seg.size = validLen
+	return nil
 }
 
 func (s *Store) report(err error) {
@@ -174,567 +373,327 @@ func (s *Store) report(err error) {
 	}
 }
 
-// enter checks that the store is open and holds it open until the returned func runs.
-func (s *Store) enter(ctx context.Context) (func(), error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return nil, msgstore.ErrClosed
-	}
-	return s.mu.RUnlock, nil
-}
-
-// writable is enter for writes: it also refuses them after a failed write.
-func (s *Store) writable(ctx context.Context) (func(), error) {
-	leave, err := s.enter(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if p := s.broken.Load(); p != nil {
-		leave()
-		return nil, *p
-	}
-	return leave, nil
-}
-
-// fail records a failed write: the database may hold it in memory without it being
-// durable, so no later write may be acknowledged until the store is reopened.
-func (s *Store) fail(err error) error {
-	err = fmt.Errorf("msgstore: write failed, reopen to recover: %w", err)
-	s.broken.CompareAndSwap(nil, &err)
-	return err
-}
-
-// commit applies b durably. The caller holds wmu and the stripes unlock releases;
-// commit releases both as soon as the batch is queued and visible, so that the fsync is
-// shared with the batches queued meanwhile. seq is the highest sequence number b holds,
-// 0 if none.
-func (s *Store) commit(b *pebble.Batch, seq uint64, unlock func()) error {
-	err := s.db.ApplyNoSyncWait(b, pebble.Sync)
-	s.wmu.Unlock()
-	unlock()
-	if err == nil {
-		err = b.SyncWait()
-	}
-	if err != nil {
-		return s.fail(err)
-	}
-	for {
-		d := s.durableSeq.Load()
-		if d >= seq || s.durableSeq.CompareAndSwap(d, seq) {
-			return nil
-		}
-	}
-}
-
-// lockInboxes locks the stripes of the inboxes, in order, and returns the func that
-// unlocks them.
-func (s *Store) lockInboxes(ins []msgstore.Inbox) func() {
-	var idx []int
-	for _, in := range ins {
-		h := fnv.New32a()
-		h.Write([]byte(in.UserID))
-		h.Write([]byte{0})
-		h.Write([]byte(in.DeviceID))
-		idx = append(idx, int(h.Sum32()%inboxStripes))
-	}
-	slices.Sort(idx)
-	idx = slices.Compact(idx)
-	for _, i := range idx {
-		s.stripes[i].Lock()
-	}
-	return func() {
-		for _, i := range idx {
-			s.stripes[i].Unlock()
-		}
-	}
-}
-
-// has reports whether key is stored and, if so, returns a copy of its value.
-func (s *Store) get(key []byte) ([]byte, bool, error) {
-	v, closer, err := s.db.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	defer closer.Close()
-	return bytes.Clone(v), true, nil
-}
-
-// addCounts adds each inbox's delta to its count in b. Counts are merge operands that
-// Pebble sums when they are read, so a write reads no count.
-func addCounts(b *pebble.Batch, deltas map[msgstore.Inbox]int) error {
-	for in, d := range deltas {
-		if d != 0 {
-			if err := b.Merge(countKey(in), binary.BigEndian.AppendUint64(nil, uint64(int64(d))), nil); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// countMerger sums the count operands of a key: 8-byte big-endian two's complement.
-// Its name is stored in the database, which then refuses to open without it.
-var countMerger = &pebble.Merger{
-	Name: "guardyn.msgstore.count.v1",
-	Merge: func(_, value []byte) (pebble.ValueMerger, error) {
-		m := &countSum{}
-		return m, m.add(value)
-	},
-}
-
-type countSum struct{ n int64 }
-
-func (c *countSum) add(v []byte) error {
-	if len(v) != 8 {
-		return fmt.Errorf("%w: count operand of %d bytes, want 8", msgstore.ErrCorrupt, len(v))
-	}
-	c.n += int64(binary.BigEndian.Uint64(v))
-	return nil
-}
-
-func (c *countSum) MergeNewer(v []byte) error { return c.add(v) }
-func (c *countSum) MergeOlder(v []byte) error { return c.add(v) }
-func (c *countSum) Finish(bool) ([]byte, io.Closer, error) {
-	return binary.BigEndian.AppendUint64(nil, uint64(c.n)), nil, nil
-}
-
 // Append implements msgstore.Store.
 func (s *Store) Append(ctx context.Context, msgs []msgstore.Message) error {
-	leave, err := s.writable(ctx)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	defer leave()
 	if err := msgstore.CheckMessages(msgs); err != nil {
 		return err
 	}
 	if len(msgs) == 0 {
 		return nil
 	}
-	ins := make([]msgstore.Inbox, len(msgs))
+	// The committer reads msgs until it answers, so the call waits for the answer even
+	// if ctx is canceled meanwhile; a commit takes about one fsync.
+	size := 0
 	for i := range msgs {
-		ins[i] = msgs[i].Inbox
+		size += len(msgs[i].Body)
 	}
-	unlock := s.lockInboxes(ins)
-	locked := true
-	defer func() {
-		if locked {
-			unlock()
-		}
-	}()
-	now := s.now().UnixNano()
-	seen := map[string]bool{}
-	dup := false
-	var fresh []int
-	for i := range msgs {
-		m := &msgs[i]
-		if expiry := unixNano(m.Expiry); expiry != 0 && expiry <= now {
-			continue
-		}
-		ik := idKey(m.Inbox, m.ID)
-		if seen[string(ik)] {
-			continue
-		}
-		seen[string(ik)] = true
-		if _, ok, err := s.get(ik); err != nil {
-			return fmt.Errorf("msgstore: look up message %x: %w", m.ID, err)
-		} else if ok {
-			dup = true
-			continue
-		}
-		fresh = append(fresh, i)
-	}
-	if len(fresh) == 0 {
-		if !dup {
-			return nil
-		}
-		// Every message was already stored, perhaps by an append still waiting for its
-		// fsync: answer only once that is durable too.
-		if err := s.db.LogData(nil, pebble.Sync); err != nil {
-			return s.fail(err)
-		}
-		return nil
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	deltas := map[msgstore.Inbox]int{}
-	var value []byte
-	s.wmu.Lock()
-	for _, i := range fresh {
-		m := &msgs[i]
-		expiry := unixNano(m.Expiry)
-		s.lastSeq++
-		seq := s.lastSeq
-		value = appendValue(value[:0], m)
-		err := errors.Join(
-			b.Set(messageKey(m.Inbox, seq), value, nil),
-			b.Set(idKey(m.Inbox, m.ID), binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, seq), uint64(expiry)), nil))
-		if err == nil && expiry != 0 {
-			err = b.Set(expiryKey(expiry, m.Inbox, seq), nil, nil)
-		}
-		if err != nil {
-			s.wmu.Unlock()
-			return fmt.Errorf("msgstore: append: %w", err)
-		}
-		deltas[m.Inbox]++
-	}
-	if err := errors.Join(addCounts(b, deltas),
-		b.Set([]byte{prefixSeq}, binary.BigEndian.AppendUint64(nil, s.lastSeq), nil)); err != nil {
-		s.wmu.Unlock()
-		return fmt.Errorf("msgstore: append: %w", err)
-	}
-	locked = false
-	return s.commit(b, s.lastSeq, unlock)
+	return s.call(&request{msgs: msgs, done: make(chan error, 1), size: size})
 }
 
-// Delete implements msgstore.Store. The messages are gone for readers at once; the
-// delete becomes durable with the next append's fsync (or Close).
-func (s *Store) Delete(ctx context.Context, in msgstore.Inbox, ids []msgstore.ID) error {
-	leave, err := s.writable(ctx)
-	if err != nil {
+// DeleteInbox implements msgstore.Store.
+func (s *Store) DeleteInbox(ctx context.Context, in msgstore.Inbox) error {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	defer leave()
+	if err := in.Validate(); err != nil {
+		return err
+	}
+	return s.call(&request{deleteInbox: &in, done: make(chan error, 1)})
+}
+
+func (s *Store) call(req *request) error {
+	s.sendMu.RLock()
+	if s.closed {
+		s.sendMu.RUnlock()
+		return msgstore.ErrClosed
+	}
+	s.reqs <- req
+	s.sendMu.RUnlock()
+	return <-req.done
+}
+
+// Delete implements msgstore.Store. The messages leave the index at once; the record of
+// the delete is written with the next commit and made durable by the next fsync.
+func (s *Store) Delete(ctx context.Context, in msgstore.Inbox, ids []msgstore.ID) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := in.Validate(); err != nil {
 		return err
 	}
 	if err := msgstore.CheckIDs(ids); err != nil {
 		return err
 	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	defer s.lockInboxes([]msgstore.Inbox{in})()
-	n := 0
-	for _, id := range ids {
-		ik := idKey(in, id)
-		v, ok, err := s.get(ik)
-		if err != nil {
-			return fmt.Errorf("msgstore: look up message %x: %w", id, err)
-		}
-		if !ok {
-			continue
-		}
-		if len(v) != 16 {
-			return fmt.Errorf("%w: id entry of %d bytes, want 16", msgstore.ErrCorrupt, len(v))
-		}
-		seq, expiry := binary.BigEndian.Uint64(v), int64(binary.BigEndian.Uint64(v[8:]))
-		err = errors.Join(b.Delete(ik, nil), b.Delete(messageKey(in, seq), nil))
-		if err == nil && expiry != 0 {
-			err = b.Delete(expiryKey(expiry, in, seq), nil)
-		}
-		if err != nil {
-			return fmt.Errorf("msgstore: delete: %w", err)
-		}
-		n++
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	if s.closed {
+		return msgstore.ErrClosed
 	}
-	if n == 0 {
-		return nil
+	var seqs []uint64
+	s.mu.Lock()
+	if ib := s.inboxes[in]; ib != nil {
+		for _, id := range ids {
+			seq, ok := ib.byID[id]
+			if !ok {
+				continue
+			}
+			if i, ok := ib.find(seq); ok {
+				ib.kill(i)
+				seqs = append(seqs, seq)
+			}
+		}
+		s.dropIfEmpty(in, ib)
 	}
-	if err := addCounts(b, map[msgstore.Inbox]int{in: -n}); err != nil {
-		return fmt.Errorf("msgstore: delete: %w", err)
-	}
-	if err := s.db.Apply(b, pebble.NoSync); err != nil {
-		return s.fail(err)
+	s.mu.Unlock()
+	if len(seqs) > 0 {
+		s.reqs <- &request{deleted: &tombstone{inbox: in, seqs: seqs}}
 	}
 	return nil
 }
 
-// DeleteInbox implements msgstore.Store. It is durable when it returns.
-func (s *Store) DeleteInbox(ctx context.Context, in msgstore.Inbox) error {
-	leave, err := s.writable(ctx)
-	if err != nil {
-		return err
+// dropIfEmpty forgets an inbox without live messages; the caller holds mu.
+func (s *Store) dropIfEmpty(in msgstore.Inbox, ib *inbox) {
+	if len(ib.byID) == 0 {
+		delete(s.inboxes, in)
+		return
 	}
-	defer leave()
-	if err := in.Validate(); err != nil {
-		return err
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	unlock := s.lockInboxes([]msgstore.Inbox{in})
-	s.wmu.Lock()
-	// Expiry entries of the inbox's messages stay until they expire; Reclaim then
-	// finds their message gone and drops them.
-	mp, ip := inboxPrefix(prefixMessage, in), inboxPrefix(prefixID, in)
-	if err := errors.Join(
-		b.DeleteRange(mp, prefixEnd(mp), nil),
-		b.DeleteRange(ip, prefixEnd(ip), nil),
-		b.Delete(countKey(in), nil)); err != nil {
-		s.wmu.Unlock()
-		unlock()
-		return fmt.Errorf("msgstore: delete inbox: %w", err)
-	}
-	return s.commit(b, 0, unlock)
+	ib.sweep()
 }
 
-// prefixEnd returns the first key after every key starting with p, which never ends in
-// 0xff here: every prefix ends in an inbox's device id length or name.
-func prefixEnd(p []byte) []byte {
-	end := bytes.Clone(p)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i]++; end[i] != 0 {
-			return end[:i+1]
-		}
-	}
-	return nil
-}
+// A record holds a message's body and at most msgstore.ReadOverhead bytes more, so that
+// Read may count records against its budget (this fails to compile otherwise).
+var _ [msgstore.ReadOverhead - (record.HeaderSize + record.MaxSize - msgstore.MaxBodySize)]struct{}
 
-// Read implements msgstore.Store. The budget counts each message's key and value, which
-// hold the body and at most msgstore.ReadOverhead bytes more.
+// Read implements msgstore.Store. The budget counts whole records, which hold the body
+// and at most msgstore.ReadOverhead bytes more; it bounds the one buffer the records are
+// read into and the returned bodies alias.
 func (s *Store) Read(ctx context.Context, in msgstore.Inbox, after msgstore.Cursor, limit, maxBytes int) ([]msgstore.Message, error) {
-	leave, err := s.enter(ctx)
+	afterSeq, err := checkRead(ctx, in, after, limit)
 	if err != nil {
 		return nil, err
 	}
-	defer leave()
 	if err := msgstore.CheckReadBytes(maxBytes); err != nil {
 		return nil, err
 	}
-	var out []msgstore.Message
-	total := 0
-	err = s.scan(in, after, limit, func(seq uint64, key, value []byte) (bool, error) {
-		size := len(key) + len(value)
-		if len(out) > 0 && size > maxBytes-total {
-			return false, nil
+	if afterSeq == math.MaxUint64 {
+		return nil, nil
+	}
+	for {
+		locs, total, err := s.locate(in, afterSeq, limit, maxBytes)
+		if err != nil || len(locs) == 0 {
+			return nil, err
 		}
-		m, err := decodeValue(value)
-		if err != nil {
-			return false, err
+		msgs, err := readMessages(locs, total)
+		if errors.Is(err, os.ErrClosed) {
+			// Compaction moved the messages and closed the old segment while they were
+			// read: look them up again.
+			continue
 		}
-		m.Inbox = in
-		m.Body = bytes.Clone(m.Body)
-		m.Cursor = binary.BigEndian.AppendUint64(nil, seq)
-		out = append(out, m)
-		total += size
-		return true, nil
-	})
-	return out, err
+		return msgs, err
+	}
 }
 
-// ReadIDs implements msgstore.Store.
+// ReadIDs implements msgstore.Store from the index alone, without reading the log.
 func (s *Store) ReadIDs(ctx context.Context, in msgstore.Inbox, after msgstore.Cursor, limit int) ([]msgstore.ID, msgstore.Cursor, error) {
-	leave, err := s.enter(ctx)
+	afterSeq, err := checkRead(ctx, in, after, limit)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer leave()
-	var ids []msgstore.ID
-	var last uint64
-	err = s.scan(in, after, limit, func(seq uint64, _, value []byte) (bool, error) {
-		ids = append(ids, msgstore.ID(value[:16]))
-		last = seq
-		return true, nil
-	})
-	if err != nil || len(ids) == 0 {
+	if afterSeq == math.MaxUint64 {
+		return nil, after, nil
+	}
+	locs, _, err := s.locate(in, afterSeq, limit, math.MaxInt)
+	if err != nil || len(locs) == 0 {
 		return nil, after, err
 	}
-	return ids, binary.BigEndian.AppendUint64(nil, last), nil
+	ids := make([]msgstore.ID, len(locs))
+	for i, l := range locs {
+		ids[i] = l.id
+	}
+	return ids, binary.BigEndian.AppendUint64(nil, locs[len(locs)-1].seq), nil
 }
 
-// scan calls fn for up to limit unexpired messages of in after the cursor, in order,
-// until fn returns false. The key and value are only valid during the call; the value
-// holds at least a value header.
-func (s *Store) scan(in msgstore.Inbox, after msgstore.Cursor, limit int, fn func(seq uint64, key, value []byte) (bool, error)) error {
+// checkRead validates the arguments Read and ReadIDs share and decodes the cursor.
+func checkRead(ctx context.Context, in msgstore.Inbox, after msgstore.Cursor, limit int) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	if err := in.Validate(); err != nil {
-		return err
+		return 0, err
 	}
 	if err := msgstore.CheckLimit(limit); err != nil {
-		return err
+		return 0, err
 	}
-	var afterSeq uint64
 	switch len(after) {
 	case 0:
+		return 0, nil
 	case 8:
-		afterSeq = binary.BigEndian.Uint64(after)
+		return binary.BigEndian.Uint64(after), nil
 	default:
-		return fmt.Errorf("%w: cursor of %d bytes", msgstore.ErrInvalid, len(after))
+		return 0, fmt.Errorf("%w: cursor of %d bytes", msgstore.ErrInvalid, len(after))
 	}
-	if afterSeq == math.MaxUint64 {
-		return nil
-	}
-	prefix := inboxPrefix(prefixMessage, in)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: messageKey(in, afterSeq+1), UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return fmt.Errorf("msgstore: read %s: %w", in, err)
+}
+
+// location is where a message's record is, copied out of the index so the file can be
+// read without holding mu, which would delay commits.
+type location struct {
+	seg *segment
+	off int64
+	n   int64
+	seq uint64
+	id  msgstore.ID
+}
+
+// locate returns up to limit live messages of inbox after afterSeq that fit in maxBytes
+// (at least one), and their total size.
+func (s *Store) locate(in msgstore.Inbox, afterSeq uint64, limit, maxBytes int) ([]location, int, error) {
+	if s.isClosed() {
+		return nil, 0, msgstore.ErrClosed
 	}
 	now := s.now().UnixNano()
-	durable := s.durableSeq.Load()
-	n := 0
-	for ok := it.First(); ok && n < limit; ok = it.Next() {
-		key := it.Key()
-		value, err := it.ValueAndErr()
-		if err != nil {
-			it.Close()
-			return fmt.Errorf("msgstore: read %s: %w", in, err)
-		}
-		if len(key) != len(prefix)+8 || len(value) < valueHeaderSize {
-			it.Close()
-			return fmt.Errorf("%w: message entry of %s with a %d-byte key and a %d-byte value", msgstore.ErrCorrupt, in, len(key), len(value))
-		}
-		seq := binary.BigEndian.Uint64(key[len(prefix):])
-		if seq > durable {
-			break // and so is everything after it
-		}
-		if expiry := int64(binary.BigEndian.Uint64(value[25:])); expiry != 0 && expiry <= now {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.filesClosed {
+		return nil, 0, msgstore.ErrClosed
+	}
+	ib := s.inboxes[in]
+	if ib == nil {
+		return nil, 0, nil
+	}
+	i, _ := ib.find(afterSeq + 1)
+	var locs []location
+	total := 0
+	for ; i < len(ib.entries) && len(locs) < limit; i++ {
+		e := &ib.entries[i]
+		if e.dead || e.expired(now) {
 			continue
 		}
-		more, err := fn(seq, key, value)
-		if err != nil {
-			it.Close()
-			return err
-		}
-		if !more {
+		if len(locs) > 0 && int(e.n) > maxBytes-total {
 			break
 		}
-		n++
+		locs = append(locs, location{seg: e.seg, off: e.off, n: e.n, seq: e.seq, id: e.id})
+		total += int(e.n)
 	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("msgstore: read %s: %w", in, err)
+	return locs, total, nil
+}
+
+// readMessages reads and checks the records at locs. A segment closed meanwhile gives an
+// error matching os.ErrClosed.
+func readMessages(locs []location, total int) ([]msgstore.Message, error) {
+	// One buffer for all records; the returned bodies alias it.
+	buf := make([]byte, total)
+	out := make([]msgstore.Message, 0, len(locs))
+	for _, l := range locs {
+		b := buf[:l.n:l.n]
+		buf = buf[l.n:]
+		if _, err := l.seg.f.ReadAt(b, l.off); err != nil {
+			return nil, fmt.Errorf("read message from segment %d at %d: %w", l.seg.id, l.off, err)
+		}
+		r, _, err := record.Decode(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: segment %d at %d: %v", msgstore.ErrCorrupt, l.seg.id, l.off, err)
+		}
+		if r.Type != record.TypeMessage || r.Seq != l.seq || r.Message.ID != l.id {
+			return nil, fmt.Errorf("%w: segment %d at %d holds another record", msgstore.ErrCorrupt, l.seg.id, l.off)
+		}
+		m := r.Message
+		m.Cursor = binary.BigEndian.AppendUint64(nil, l.seq)
+		out = append(out, m)
 	}
+	return out, nil
+}
+
+// Count implements msgstore.Store.
+func (s *Store) Count(ctx context.Context, in msgstore.Inbox) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := in.Validate(); err != nil {
+		return 0, err
+	}
+	if s.isClosed() {
+		return 0, msgstore.ErrClosed
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if ib := s.inboxes[in]; ib != nil {
+		return len(ib.byID), nil
+	}
+	return 0, nil
+}
+
+// Reclaim drops expired messages from the index now instead of at the next
+// ReclaimInterval, so Count stops counting them. Their space is freed by compaction.
+func (s *Store) Reclaim(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.isClosed() {
+		return msgstore.ErrClosed
+	}
+	s.reclaim()
 	return nil
 }
 
-// Count implements msgstore.Store. It includes expired messages until they are
-// reclaimed.
-func (s *Store) Count(ctx context.Context, in msgstore.Inbox) (int, error) {
-	leave, err := s.enter(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer leave()
-	if err := in.Validate(); err != nil {
-		return 0, err
-	}
-	v, ok, err := s.get(countKey(in))
-	if err != nil || !ok {
-		return 0, err
-	}
-	n, err := decodeUint64("count of "+in.String(), v)
-	if int64(n) < 0 {
-		return 0, fmt.Errorf("%w: count of %s is %d", msgstore.ErrCorrupt, in, int64(n))
-	}
-	return int(min(n, math.MaxInt32)), err
-}
-
-// Reclaim deletes expired messages now instead of at the next ReclaimInterval, so Count
-// stops counting them.
-func (s *Store) Reclaim(ctx context.Context) error {
-	leave, err := s.writable(ctx)
-	if err != nil {
-		return err
-	}
-	defer leave()
-	for {
-		n, err := s.reclaimChunk()
-		if err != nil || n < reclaimChunk {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-}
-
-func (s *Store) reclaimLoop(every time.Duration) {
-	defer close(s.stopped)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-tick.C:
-			if err := s.Reclaim(context.Background()); err != nil && !errors.Is(err, msgstore.ErrClosed) {
-				s.report(fmt.Errorf("msgstore: reclaim: %w", err))
+func (s *Store) reclaim() {
+	now := s.now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for in, ib := range s.inboxes {
+		for i := range ib.entries {
+			if e := &ib.entries[i]; !e.dead && e.expired(now) {
+				ib.kill(i)
 			}
 		}
+		s.dropIfEmpty(in, ib)
 	}
 }
 
-// reclaimChunk deletes up to reclaimChunk expired messages, oldest expiry first, and
-// returns how many expiry entries it visited.
-func (s *Store) reclaimChunk() (int, error) {
-	now := s.now().UnixNano()
-	upper := binary.BigEndian.AppendUint64([]byte{prefixExpiry}, uint64(now)+1)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixExpiry}, UpperBound: upper})
-	if err != nil {
-		return 0, err
-	}
-	var keys [][]byte
-	for ok := it.First(); ok && len(keys) < reclaimChunk; ok = it.Next() {
-		keys = append(keys, bytes.Clone(it.Key()))
-	}
-	if err := it.Close(); err != nil {
-		return 0, err
-	}
-	if len(keys) == 0 {
-		return 0, nil
-	}
-	ins := make([]msgstore.Inbox, len(keys))
-	seqs := make([]uint64, len(keys))
-	for i, xk := range keys {
-		if ins[i], seqs[i], err = decodeExpiryKey(xk); err != nil {
-			return 0, err
-		}
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	defer s.lockInboxes(ins)()
-	deltas := map[msgstore.Inbox]int{}
-	for i, xk := range keys {
-		in, seq := ins[i], seqs[i]
-		if err := b.Delete(xk, nil); err != nil {
-			return 0, err
-		}
-		mk := messageKey(in, seq)
-		v, ok, err := s.get(mk)
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
-			continue // deleted with its inbox
-		}
-		m, err := decodeValue(v)
-		if err != nil {
-			return 0, err
-		}
-		if err := errors.Join(b.Delete(mk, nil), b.Delete(idKey(in, m.ID), nil)); err != nil {
-			return 0, err
-		}
-		deltas[in]--
-	}
-	if err := addCounts(b, deltas); err != nil {
-		return 0, err
-	}
-	// Losing a reclaim in a crash costs nothing: the next one does it again.
-	if err := s.db.Apply(b, pebble.NoSync); err != nil {
-		return 0, s.fail(err)
-	}
-	return len(keys), nil
+func (s *Store) isClosed() bool {
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	return s.closed
 }
 
-// Close implements msgstore.Store and releases the directory. Pebble syncs its log on
-// Close, which makes every delete durable: a clean shutdown redelivers nothing
-// (TestPowerLossAfterClose).
+// Close implements msgstore.Store: it commits everything queued, syncs and releases the
+// directory.
 func (s *Store) Close() error {
-	s.mu.Lock()
+	s.sendMu.Lock()
 	if s.closed {
-		s.mu.Unlock()
+		s.sendMu.Unlock()
 		return msgstore.ErrClosed
 	}
 	s.closed = true
-	s.mu.Unlock()
-	close(s.stop)
+	close(s.reqs)
+	s.sendMu.Unlock()
 	<-s.stopped
-	if err := s.db.Close(); err != nil {
+	s.dropSpare()
+	err := s.failed
+	if s.unsynced && err == nil {
+		if err = datasync(s.active().f); err != nil {
+			err = fmt.Errorf("sync msgstore on close: %w", err)
+		}
+	}
+	// Readers still using the files see os.ErrClosed, look again and find filesClosed.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.filesClosed = true
+	return errors.Join(err, s.closeFiles())
+}
+
+func (s *Store) closeFiles() error {
+	var errs []error
+	for _, seg := range s.segments {
+		errs = append(errs, seg.f.Close())
+	}
+	errs = append(errs, s.lock.Close())
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close msgstore: %w", err)
 	}
 	return nil
 }
+
+func (s *Store) active() *segment { return s.segments[len(s.segments)-1] }

@@ -10,9 +10,7 @@ import (
 // write or sync it refuses every write until reopened, and so should the process stop
 // receiving traffic. It does not block and does no I/O.
 func (s *Store) Ready(context.Context) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
+	if s.isClosed() {
 		return msgstore.ErrClosed
 	}
 	if p := s.broken.Load(); p != nil {
