@@ -10,7 +10,8 @@ import (
 // StoredDeliveriesForTest is what a Receive stream delivers for msgs, group log notices
 // resolved.
 func (s *Server) StoredDeliveriesForTest(ctx context.Context, msgs []msgstore.Message) ([]*messagingv1.Delivery, error) {
-	return s.storedDeliveries(ctx, msgs)
+	out, _, err := s.storedDeliveries(ctx, msgs, nil, 1<<62)
+	return out, err
 }
 
 // SweepLogForTest runs one sweep of the group log.

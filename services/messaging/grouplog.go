@@ -199,28 +199,54 @@ func (s *Server) appendLog(ctx context.Context, id logEntryID, d *messagingv1.De
 
 // storedDeliveries turns a page of inbox entries into the deliveries the client sees,
 // resolving log notices in one read of the group log. An entry that cannot be turned into
-// a delivery (undecodable, or its log entry gone) is nil in the result and logged.
-func (s *Server) storedDeliveries(ctx context.Context, msgs []msgstore.Message) ([]*messagingv1.Delivery, error) {
-	out := make([]*messagingv1.Delivery, len(msgs))
+// a delivery (undecodable, or its log entry gone) is nil in the result and logged, as is
+// every entry skip marks (already in flight: nothing to resolve).
+//
+// A notice is 17 bytes in the inbox but stands for a payload of up to the message limit,
+// so the inbox read's byte budget does not bound what resolving a page costs: resolving
+// stops once the deliveries reach budget bytes (after at least one), and n says how many
+// entries of msgs were looked at. The caller must not use the entries past n.
+func (s *Server) storedDeliveries(ctx context.Context, msgs []msgstore.Message, skip []bool, budget int) (out []*messagingv1.Delivery, n int, err error) {
+	out = make([]*messagingv1.Delivery, len(msgs))
 	var refs []int
+	n = len(msgs)
+	total := 0
 	for i, m := range msgs {
+		if skip != nil && skip[i] {
+			continue
+		}
 		if m.Kind == kindLogNotice {
 			refs = append(refs, i)
 			continue
+		}
+		if total >= budget {
+			n = i
+			break
 		}
 		d, err := storedDelivery(m)
 		if err != nil {
 			s.log.WarnContext(ctx, "messaging: undecodable stored delivery skipped", "err", err)
 			continue
 		}
-		out[i] = d
+		out[i], total = d, total+len(d.GetPayload())
 	}
 	if len(refs) == 0 {
-		return out, nil
+		return out, n, nil
 	}
-	err := s.groups.View(ctx, func(tx kv.Tx) error {
+	// Notices and plain entries interleave: a notice past the plain entries' cut stays
+	// unresolved, and the notices' own payloads count from where the plain ones left off.
+	plain, plainN := total, n
+	err = s.groups.View(ctx, func(tx kv.Tx) error {
+		total, n = plain, plainN
 		for _, i := range refs {
 			out[i] = nil // View may run fn again
+			if i >= n {
+				break
+			}
+			if total >= budget {
+				n = i
+				break
+			}
 			n, err := parseLogNotice(msgs[i].Body)
 			if err != nil {
 				s.log.WarnContext(ctx, "messaging: undecodable group log notice skipped", "err", err)
@@ -242,13 +268,17 @@ func (s *Server) storedDeliveries(ctx context.Context, msgs []msgstore.Message) 
 				Kind: r.Kind, Payload: r.Payload, GroupId: r.GroupID, Epoch: r.Epoch,
 				MessageId: append([]byte(nil), msgs[i].ID[:]...), ServerTime: timestamppb.New(msgs[i].Timestamp),
 			}
+			total += len(r.Payload)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, s.internal(ctx, "read group log", err)
+		return nil, 0, s.internal(ctx, "read group log", err)
 	}
-	return out, nil
+	for i := n; i < len(out); i++ {
+		out[i] = nil
+	}
+	return out, n, nil
 }
 
 // sweepLog deletes the log entries that expired by now, a batch of the expiry index per

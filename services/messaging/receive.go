@@ -627,11 +627,20 @@ func (st *liveStream) drain() error {
 			st.backlogDone = true
 			return st.send(&out, true)
 		}
-		// Group log notices resolve to their one stored entry (grouplog.go).
-		stored, err := st.s.storedDeliveries(st.ctx, msgs)
+		// Group log notices resolve to their one stored entry (grouplog.go), within the
+		// read budget: entries already in flight are not resolved again, and the page is
+		// cut where the resolved payloads reach the budget.
+		skip := make([]bool, len(msgs))
+		st.mu.Lock()
+		for i, m := range msgs {
+			_, skip[i] = st.inflight[m.ID]
+		}
+		st.mu.Unlock()
+		stored, n, err := st.s.storedDeliveries(st.ctx, msgs, skip, readBudget)
 		if err != nil {
 			return err
 		}
+		msgs = msgs[:n]
 		var ds []*messagingv1.Delivery
 		var sizes []int
 		full := false
