@@ -39,7 +39,8 @@ type command struct {
 	run     func(ctx context.Context, e *env, args []string) error
 	// flags adds command-specific flags.
 	flags func(fs *flag.FlagSet, e *env)
-	// nargs is the number of positional arguments, -1 for "0 or 1", -2 for "1 or 2".
+	// nargs is the number of positional arguments, -1 for "0 or 1", -2 for "1 or 2",
+	// atLeastOne for "1 or more".
 	nargs int
 }
 
@@ -60,6 +61,9 @@ var commands = map[string]command{
 	"trust":          {args: "<username>", summary: "accept a contact's changed identity keys after comparing safety numbers", run: cmdTrust, nargs: 1},
 	"export":         {summary: "print everything the server stores about your account", run: cmdExport},
 	"delete-account": {summary: "delete the account on the server and this profile", run: cmdDeleteAccount, flags: confirmFlag},
+	"presence":       {args: "set <status> | privacy <everyone|contacts|nobody> [username...] | show <username...>", summary: "set this device's status, choose who sees your presence, or show contacts'", run: cmdPresence, nargs: atLeastOne},
+	"watch":          {args: "<username...>", summary: "print contacts' presence, then every change", run: cmdWatch, flags: watchFlags, nargs: atLeastOne},
+	"push":           {args: "list | web <endpoint> <p256dh> <auth> | unregister", summary: "list or set where this account's devices are woken by content-free pushes", run: cmdPush, nargs: atLeastOne},
 }
 
 // env is what every command gets: the parsed common flags.
@@ -179,6 +183,8 @@ func argCountOK(nargs, n int) bool {
 		return n <= 1
 	case -2:
 		return n == 1 || n == 2
+	case atLeastOne:
+		return n >= 1
 	default:
 		return n == nargs
 	}

@@ -25,6 +25,8 @@ import (
 	"github.com/guardyn/guardyn/libs/crypto/session"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
+	presencev1 "github.com/guardyn/guardyn/proto/guardyn/presence/v1"
 	"github.com/guardyn/guardyn/tools/client/vault"
 )
 
@@ -65,6 +67,8 @@ type Client struct {
 	vault           *vault.Vault
 	auth            authv1.AuthServiceClient
 	msg             messagingv1.MessagingServiceClient
+	presence        presencev1.PresenceServiceClient
+	push            notificationv1.NotificationServiceClient
 	now             func() time.Time
 	requireVerified bool
 	typing          typingReplays
@@ -75,7 +79,9 @@ func newClient(cfg Config, v *vault.Vault) *Client {
 	if now == nil {
 		now = time.Now
 	}
-	return &Client{vault: v, auth: authv1.NewAuthServiceClient(cfg.Conn), msg: messagingv1.NewMessagingServiceClient(cfg.Conn), now: now, requireVerified: cfg.RequireVerified}
+	return &Client{vault: v, auth: authv1.NewAuthServiceClient(cfg.Conn), msg: messagingv1.NewMessagingServiceClient(cfg.Conn),
+		presence: presencev1.NewPresenceServiceClient(cfg.Conn), push: notificationv1.NewNotificationServiceClient(cfg.Conn),
+		now: now, requireVerified: cfg.RequireVerified}
 }
 
 func (cfg Config) params() vault.Params {

@@ -63,10 +63,17 @@ func TestREADMEWalkthrough(t *testing.T) {
 			`^sent [0-9a-f]{32} to alice$`, `warning: alice has a new device 2`},
 			// The laptop uploads its prekeys before it says it is linked.
 			waitFor: []string{"terminal 3: linked: this profile is device 2 of alice"}},
-		"terminal 4: guardyn safety-number alice": {want: []string{`^(\d{5} ){11}\d{5}$`, `this number changed since you last trusted alice`}},
-		"terminal 4: guardyn trust alice":         {want: []string{`now trusting alice's current identity keys`}},
-		"terminal 3: guardyn listen --once":       {want: []string{`\] bob: hi alice, your laptop gets this too$`}, retry: true},
-		"terminal 3: guardyn history":             {want: []string{`\] bob: hi alice, your laptop gets this too$`}},
+		"terminal 4: guardyn safety-number alice":             {want: []string{`^(\d{5} ){11}\d{5}$`, `this number changed since you last trusted alice`}},
+		"terminal 4: guardyn trust alice":                     {want: []string{`now trusting alice's current identity keys`}},
+		"terminal 3: guardyn listen --once":                   {want: []string{`\] bob: hi alice, your laptop gets this too$`}, retry: true},
+		"terminal 3: guardyn history":                         {want: []string{`\] bob: hi alice, your laptop gets this too$`}},
+		"terminal 4: guardyn presence privacy contacts alice": {want: []string{`^presence visible to contacts: alice`}},
+		"terminal 2: guardyn presence privacy contacts bob":   {want: []string{`^presence visible to contacts: bob`}},
+		// Bob is online (his listen in terminal 1 is his heartbeat), then busy.
+		"terminal 2: guardyn watch bob":           {want: []string{`^bob: busy, last seen `}},
+		"terminal 4: guardyn presence set busy":   {want: []string{`^this device shows busy$`}},
+		"terminal 4: guardyn presence show alice": {want: []string{`^alice: (online|offline)`}},
+		"terminal 4: guardyn push list":           {want: []string{`^no device of this account has a push target$`}},
 	}
 
 	bin := t.TempDir()
