@@ -14,6 +14,10 @@ import (
 // atLeastOne is the nargs of commands taking one or more arguments.
 const atLeastOne = -3
 
+func presenceFlags(fs *flag.FlagSet, e *env) {
+	fs.StringVar(&e.statusText, "text", "", "with set: a status text, readable only by the contacts you share your presence with")
+}
+
 func watchFlags(fs *flag.FlagSet, e *env) {
 	fs.BoolVar(&e.once, "once", false, "exit after the first change following the current states (for scripts)")
 }
@@ -31,10 +35,14 @@ func cmdPresence(ctx context.Context, e *env, args []string) error {
 		if len(rest) != 1 {
 			return errors.New("usage: guardyn presence set <online|away|busy|offline>")
 		}
-		if err := c.SetStatus(ctx, rest[0]); err != nil {
+		if err := c.SetStatus(ctx, rest[0], e.statusText); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "this device shows %s\n", strings.ToLower(rest[0]))
+		if e.statusText != "" {
+			fmt.Fprintf(e.stdout, "this device shows %s: %q, sealed for your contacts\n", strings.ToLower(rest[0]), e.statusText)
+		} else {
+			fmt.Fprintf(e.stdout, "this device shows %s\n", strings.ToLower(rest[0]))
+		}
 	case "privacy":
 		if len(rest) == 0 {
 			return errors.New("usage: guardyn presence privacy <everyone|contacts|nobody> [username...]")
@@ -47,6 +55,9 @@ func cmdPresence(ctx context.Context, e *env, args []string) error {
 			who = "contacts: " + strings.Join(rest[1:], ", ")
 		}
 		fmt.Fprintf(e.stdout, "presence visible to %s (and hidden from you for accounts you hide from)\n", who)
+		if strings.ToLower(rest[0]) == "contacts" && len(rest) > 1 {
+			fmt.Fprintln(e.stdout, "status text key sent to them end to end")
+		}
 	case "show":
 		if len(rest) == 0 {
 			return errors.New("usage: guardyn presence show <username...>")
@@ -66,6 +77,12 @@ func cmdPresence(ctx context.Context, e *env, args []string) error {
 
 func printPresence(e *env, p client.Presence) {
 	line := p.Username + ": " + p.Status
+	switch {
+	case p.Text != "":
+		line += fmt.Sprintf(" %q", p.Text)
+	case p.TextLocked:
+		line += " (a status text whose key has not arrived: run listen)"
+	}
 	if !p.LastSeen.IsZero() {
 		line += ", last seen " + p.LastSeen.Local().Format(timeFormat)
 	}

@@ -3,8 +3,12 @@ package client
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/guardyn/guardyn/libs/crypto/presencestatus"
+	"github.com/guardyn/guardyn/tools/client/content"
 
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
@@ -20,6 +24,10 @@ type Presence struct {
 	// LastSeen is when the contact was last online, to the minute; zero when hidden or
 	// never seen.
 	LastSeen time.Time
+	// Text is the contact's status text, opened with the key they shared; empty when none
+	// is set or its key has not arrived (TextLocked).
+	Text       string
+	TextLocked bool
 }
 
 // Statuses a user can set.
@@ -40,18 +48,76 @@ func statusName(st presencev1.PresenceStatus) string {
 }
 
 // SetStatus shows this device as online, away, busy or offline until its heartbeats stop
-// (an open Listen counts as one).
-func (c *Client) SetStatus(ctx context.Context, status string) error {
+// (an open Listen counts as one), with an optional status text that only the contacts this
+// account shares its status key with can read (SetPresencePrivacy shares it).
+func (c *Client) SetStatus(ctx context.Context, status, text string) error {
 	st, ok := statuses[strings.ToLower(status)]
 	if !ok {
 		return fmt.Errorf("client: status %q: want online, away, busy or offline", status)
 	}
-	actx, err := c.freshBearer(ctx)
+	req := &presencev1.SetStatusRequest{Status: st}
+	var actx context.Context
+	err := c.cycle(func(s *state) error {
+		var err error
+		if actx, err = c.bearer(ctx, s); err != nil {
+			return err
+		}
+		if text == "" {
+			return nil
+		}
+		key, err := s.statusKey(false)
+		if err != nil {
+			return err
+		}
+		req.SealedStatus, err = presencestatus.Seal(key, s.UserID, text)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	_, err = c.presence.SetStatus(actx, &presencev1.SetStatusRequest{Status: st})
+	_, err = c.presence.SetStatus(actx, req)
 	return err
+}
+
+// statusKey returns this account's status key, a new one when there is none or fresh is
+// set.
+func (s *state) statusKey(fresh bool) (*presencestatus.Key, error) {
+	if s.StatusKey == nil || fresh {
+		k := presencestatus.GenerateKey()
+		s.StatusKey = &statusKey{ID: k.ID(), Key: k.Bytes()}
+	}
+	return presencestatus.NewKey(s.StatusKey.ID, s.StatusKey.Key)
+}
+
+// shareStatusKey sends this account's status key to usernames over their sessions, after a
+// new key if the last sharing reached someone no longer among them.
+func (c *Client) shareStatusKey(ctx context.Context, usernames []string) error {
+	var body string
+	err := c.cycle(func(s *state) error {
+		dropped := false
+		for _, old := range s.PresenceShared {
+			if !slices.Contains(usernames, old) {
+				dropped = true
+			}
+		}
+		key, err := s.statusKey(dropped)
+		if err != nil {
+			return err
+		}
+		body = content.FormatStatusKey(key.ID(), key.Bytes())
+		s.PresenceShared = slices.Clone(usernames)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range usernames {
+		m := content.Message{ID: content.NewID(), Kind: content.KindStatusKey, Body: body, Sent: c.now()}
+		if err := c.sendTo(ctx, name, false, m); err != nil {
+			return fmt.Errorf("client: share status key with %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // SetPresencePrivacy sets who sees this account's presence: "everyone", "nobody", or
@@ -74,8 +140,17 @@ func (c *Client) SetPresencePrivacy(ctx context.Context, visibility string, user
 	if err != nil {
 		return err
 	}
-	_, err = c.presence.SetPresencePrivacy(actx, &presencev1.SetPresencePrivacyRequest{Visibility: vis, AllowedUserIds: ids})
-	return err
+	if _, err = c.presence.SetPresencePrivacy(actx, &presencev1.SetPresencePrivacyRequest{Visibility: vis, AllowedUserIds: ids}); err != nil {
+		return err
+	}
+	if vis != presencev1.PresenceVisibility_PRESENCE_VISIBILITY_CONTACTS {
+		usernames = nil // nobody gets the key; under everyone, texts are for contacts named later
+	}
+	lower := make([]string, len(usernames))
+	for i, n := range usernames {
+		lower[i] = strings.ToLower(n)
+	}
+	return c.shareStatusKey(ctx, lower)
 }
 
 // userIDs resolves usernames to account ids.
@@ -91,10 +166,33 @@ func (c *Client) userIDs(actx context.Context, usernames []string) ([]string, er
 	return ids, nil
 }
 
-func presenceOf(name string, p *presencev1.Presence) Presence {
+// presenceOf converts p, opening its status text with the keys name shared.
+func (c *Client) presenceOf(name string, p *presencev1.Presence) Presence {
 	out := Presence{Username: name, Status: statusName(p.GetStatus())}
 	if p.GetLastSeen() != nil {
 		out.LastSeen = p.GetLastSeen().AsTime()
+	}
+	sealed := p.GetSealedStatus()
+	if len(sealed) == 0 {
+		return out
+	}
+	out.TextLocked = true
+	id, err := presencestatus.KeyID(sealed)
+	s, verr := c.view()
+	if err != nil || verr != nil || s.Contacts[name] == nil {
+		return out
+	}
+	for _, k := range s.Contacts[name].StatusKeys {
+		if k.ID != id {
+			continue
+		}
+		key, err := presencestatus.NewKey(k.ID, k.Key)
+		if err != nil {
+			break
+		}
+		if text, err := presencestatus.Open(key, p.GetUserId(), sealed); err == nil {
+			out.Text, out.TextLocked = text, false
+		}
 	}
 	return out
 }
@@ -115,7 +213,7 @@ func (c *Client) GetPresence(ctx context.Context, usernames []string) ([]Presenc
 	}
 	out := make([]Presence, 0, len(ids))
 	for i, p := range resp.GetPresences() {
-		out = append(out, presenceOf(usernames[i], p))
+		out = append(out, c.presenceOf(strings.ToLower(usernames[i]), p))
 	}
 	return out, nil
 }
@@ -149,7 +247,7 @@ func (c *Client) WatchPresence(ctx context.Context, usernames []string, once boo
 			return err
 		}
 		id := r.GetPresence().GetUserId()
-		handle(presenceOf(names[id], r.GetPresence()))
+		handle(c.presenceOf(names[id], r.GetPresence()))
 		if initial[id] && once {
 			return nil
 		}

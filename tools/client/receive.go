@@ -59,6 +59,8 @@ const (
 	EventDisconnected
 	// EventReconnected says the stream is back after an EventDisconnected.
 	EventReconnected
+	// EventStatusKey says Peer shared the key of their presence status text.
+	EventStatusKey
 )
 
 // Event is something Listen reports.
@@ -466,6 +468,16 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 	case content.KindTyping:
 		ev.Kind = EventTyping
 		return []Event{ev}, processed, nil // typing is never worth keeping
+	case content.KindStatusKey:
+		id, key, err := content.ParseStatusKey(m.Body)
+		if err != nil || ev.Outgoing {
+			return nil, processed, nil
+		}
+		if ct := s.Contacts[name]; ct != nil {
+			ct.addStatusKey(statusKey{ID: id, Key: key})
+		}
+		ev.Kind, ev.Body = EventStatusKey, ""
+		return []Event{ev}, processed, nil
 	}
 	s.appendLog(entry)
 	return []Event{ev}, processed, nil
