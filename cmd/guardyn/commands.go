@@ -339,6 +339,12 @@ func printEvent(e *env, ev client.Event) {
 		} else {
 			fmt.Fprintf(e.stdout, "[%s] %s: %s\n", at, ev.From, ev.Body)
 		}
+	case client.EventFile:
+		if ev.Outgoing {
+			fmt.Fprintf(e.stdout, "[%s] you -> %s (from your device %d): %s\n", at, ev.Peer, ev.FromDevice, fileLine(ev.ID, ev.File))
+		} else {
+			fmt.Fprintf(e.stdout, "[%s] %s: %s\n", at, ev.From, fileLine(ev.ID, ev.File))
+		}
 	case client.EventReceipt:
 		fmt.Fprintf(e.stdout, "[%s] receipt: %s device %d received %s\n", at, ev.From, ev.FromDevice, ev.Ref)
 	case client.EventTyping:
@@ -385,6 +391,10 @@ func cmdHistory(_ context.Context, e *env, args []string) error {
 		switch {
 		case m.Kind == "receipt":
 			fmt.Fprintf(e.stdout, "[%s] %s received %s\n", at, m.Peer, m.Ref)
+		case m.File != nil && m.Outgoing:
+			fmt.Fprintf(e.stdout, "[%s] you -> %s: %s\n", at, m.Peer, fileLine(mustID(m.ID), m.File))
+		case m.File != nil:
+			fmt.Fprintf(e.stdout, "[%s] %s: %s\n", at, m.Peer, fileLine(mustID(m.ID), m.File))
 		case m.Outgoing:
 			fmt.Fprintf(e.stdout, "[%s] you -> %s: %s\n", at, m.Peer, m.Body)
 		default:

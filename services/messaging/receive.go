@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -114,6 +116,11 @@ type liveStream struct {
 	stop       chan struct{} // closed when the call ends
 	fatal      chan error    // the first error that ends the call
 
+	// traced holds the spans of live deliveries on their way to the client, by event;
+	// tracing counts them so that an untraced stream never takes mu to look.
+	traced  map[*eventsv1.LiveEvent]trace.Span
+	tracing atomic.Int32
+
 	mu      sync.Mutex
 	pumping bool
 	closed  bool
@@ -136,7 +143,8 @@ type liveStream struct {
 // responseBudget.
 type response struct {
 	deliveries []*messagingv1.Delivery
-	size       int // encoded size of the deliveries field
+	size       int          // encoded size of the deliveries field
+	spans      []trace.Span // of traced live deliveries, ended once sent
 }
 
 // deliverySize is what d adds to an encoded ReceiveResponse.
@@ -155,10 +163,28 @@ func (r *response) add(d *messagingv1.Delivery, n int) {
 	r.size += n
 }
 
+// addTraced adds a live delivery whose span ends when r has been sent.
+func (r *response) addTraced(d *messagingv1.Delivery, n int, span trace.Span) {
+	r.add(d, n)
+	r.spans = append(r.spans, span)
+}
+
 // reset empties r, keeping its array but not the deliveries.
 func (r *response) reset() {
 	clear(r.deliveries)
 	r.deliveries, r.size = r.deliveries[:0], 0
+}
+
+// endSpans ends the spans of r's traced deliveries, as failed when err is set.
+func (r *response) endSpans(err error) {
+	for _, span := range r.spans {
+		if err != nil {
+			span.SetStatus(otelcodes.Error, "")
+		}
+		span.End()
+	}
+	clear(r.spans)
+	r.spans = r.spans[:0]
 }
 
 // Receive streams the calling device's backlog, then its live deliveries, and takes its
@@ -208,19 +234,72 @@ func (s *Server) Receive(rs grpc.BidiStreamingServer[messagingv1.ReceiveRequest,
 // offer hands an event to the stream without ever blocking the publisher. When the buffer
 // is full the event is dropped and the stream resynchronises from its inbox. A removal
 // never waits in the buffer: it ends the call at once, however full the buffer is.
-func (st *liveStream) offer(ev *eventsv1.LiveEvent) {
+//
+// ctx is the publisher's: a delivery sent inside a traced call is traced to the client
+// (traceDelivery).
+func (st *liveStream) offer(ctx context.Context, ev *eventsv1.LiveEvent) {
 	if ev.GetRemoved() != nil {
 		st.fail(errDeviceRemoved())
 		return
+	}
+	if ev.GetDelivery() != nil {
+		st.traceDelivery(ctx, ev)
 	}
 	select {
 	case st.events <- ev:
 	default:
 		st.overflowed.Store(true)
+		st.takeSpan(ev).End() // the inbox delivers it, untraced
 		st.signal()
 	}
 	st.wake()
 }
+
+// traceDelivery starts the span of a live delivery when its sender's call is traced: a
+// child of the sender's span, ended when the response carrying it has been written to
+// this stream, so that one send is one trace from the sender's call to the recipient's
+// delivery. The span links to this stream's own Receive span.
+func (st *liveStream) traceDelivery(ctx context.Context, ev *eventsv1.LiveEvent) {
+	sender := trace.SpanContextFromContext(ctx)
+	if !sender.IsSampled() {
+		return
+	}
+	// The stream's own span, traced or not, carries the process's tracer provider; a
+	// span context from NATS headers carries none.
+	tracer := trace.SpanFromContext(st.ctx).TracerProvider().Tracer("github.com/guardyn/guardyn/services/messaging")
+	_, span := tracer.Start(trace.ContextWithSpanContext(context.Background(), sender), "messaging.deliver",
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(trace.LinkFromContext(st.ctx)))
+	if !span.IsRecording() {
+		return
+	}
+	st.mu.Lock()
+	if st.traced == nil {
+		st.traced = make(map[*eventsv1.LiveEvent]trace.Span)
+	}
+	st.traced[ev] = span
+	st.mu.Unlock()
+	st.tracing.Add(1)
+}
+
+// takeSpan returns the span of a traced live delivery and forgets it; a no-op span for
+// any other event.
+func (st *liveStream) takeSpan(ev *eventsv1.LiveEvent) trace.Span {
+	if st.tracing.Load() == 0 {
+		return noSpan
+	}
+	st.mu.Lock()
+	span, ok := st.traced[ev]
+	delete(st.traced, ev)
+	st.mu.Unlock()
+	if !ok {
+		return noSpan
+	}
+	st.tracing.Add(-1)
+	return span
+}
+
+// noSpan is what takeSpan returns for an untraced event.
+var noSpan = trace.SpanFromContext(context.Background())
 
 // signal wakes a lingering pump for work other than an event.
 func (st *liveStream) signal() {
@@ -307,20 +386,28 @@ func (st *liveStream) work(ev *eventsv1.LiveEvent) error {
 			}
 		}
 		d, err := st.handle(ev)
+		span := st.takeSpan(ev)
 		if err != nil {
+			span.End()
 			return err
 		}
 		ev = nil
 		if d == nil {
+			span.End() // a duplicate, or left for the inbox to deliver
 			continue
 		}
 		n := deliverySize(d)
 		if !st.batch.fits(n) {
 			if err := st.send(&st.batch, false); err != nil {
+				span.End()
 				return err
 			}
 		}
-		st.batch.add(d, n)
+		if span == noSpan {
+			st.batch.add(d, n)
+		} else {
+			st.batch.addTraced(d, n, span)
+		}
 	}
 	if err := st.send(&st.batch, false); err != nil {
 		return err
@@ -342,6 +429,7 @@ func (st *liveStream) send(r *response, backlogDone bool) error {
 	}
 	err := st.rs.Send(&messagingv1.ReceiveResponse{Deliveries: r.deliveries, BacklogComplete: backlogDone})
 	sent := len(r.deliveries) > 0
+	r.endSpans(err)
 	r.reset()
 	if err != nil {
 		return err

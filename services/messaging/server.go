@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -29,6 +30,7 @@ import (
 	"github.com/guardyn/guardyn/libs/directory"
 	"github.com/guardyn/guardyn/libs/kv"
 	"github.com/guardyn/guardyn/libs/msgstore"
+	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/outbox"
 	"github.com/guardyn/guardyn/libs/server"
 	eventsv1 "github.com/guardyn/guardyn/proto/guardyn/events/v1"
@@ -693,7 +695,7 @@ func (s *Server) wake(ctx context.Context, userID string, deviceID uint32, d *me
 // when its window frees up.
 func (s *Server) publish(ctx context.Context, userID string, deviceID uint32, ev *eventsv1.LiveEvent) {
 	if st := s.hub.get(inboxKey{userID, deviceID}); st != nil {
-		st.offer(ev)
+		st.offer(ctx, ev)
 		return
 	}
 	subject, err := bus.DeliverSubject(userID, deviceID)
@@ -706,7 +708,13 @@ func (s *Server) publish(ctx context.Context, userID string, deviceID uint32, ev
 		s.log.ErrorContext(ctx, "messaging: encode live event", "err", err)
 		return
 	}
-	if err := s.conn.Publish(subject, data); err != nil {
+	msg := &nats.Msg{Subject: subject, Data: data}
+	if trace.SpanContextFromContext(ctx).IsSampled() {
+		// The receiving instance continues the sender's trace (receive.go, traceDelivery).
+		msg.Header = nats.Header{}
+		observe.InjectHeader(ctx, msg.Header)
+	}
+	if err := s.conn.PublishMsg(msg); err != nil {
 		s.log.WarnContext(ctx, "messaging: publish live event", "err", err)
 	}
 }
@@ -726,5 +734,5 @@ func (s *Server) onLiveEvent(m *nats.Msg) {
 		s.log.Warn("messaging: malformed live event dropped", "subject", m.Subject, "err", err)
 		return
 	}
-	st.offer(&ev)
+	st.offer(observe.ExtractHeader(context.Background(), m.Header), &ev)
 }

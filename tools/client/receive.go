@@ -59,6 +59,9 @@ const (
 	EventDisconnected
 	// EventReconnected says the stream is back after an EventDisconnected.
 	EventReconnected
+	// EventFile is a shared file (File says what and how to fetch it; GetFile saves it),
+	// from a contact or, with Outgoing, a copy of one this account sent.
+	EventFile
 	// EventStatusKey says Peer shared the key of their presence status text.
 	EventStatusKey
 )
@@ -81,6 +84,9 @@ type Event struct {
 	// Fingerprint is the identity key fingerprint of a new device.
 	Fingerprint string
 	Err         error
+
+	// File is the shared file of an EventFile.
+	File *content.File
 }
 
 // newDeviceEvent reports a new device; Received is when this device learned of it.
@@ -441,17 +447,20 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 	if m.From != name {
 		return undecryptable(fmt.Errorf("message claims to be from %q but %s device %d sent it", m.From, name, cert.DeviceID()))
 	}
-	ev := Event{Peer: name, From: name, FromDevice: cert.DeviceID(), ID: m.ID, Body: m.Body, Sent: m.Sent, Received: received}
+	ev := Event{Peer: name, From: name, FromDevice: cert.DeviceID(), ID: m.ID, Body: m.Body, Sent: m.Sent, Received: received, File: m.File}
 	if cert.UserID() == s.UserID {
 		if m.To == "" {
 			return undecryptable(fmt.Errorf("copy from own device %d names no conversation", cert.DeviceID()))
 		}
 		ev.Peer, ev.Outgoing = m.To, true
 	}
-	entry := LogEntry{ID: m.ID.String(), Peer: ev.Peer, Outgoing: ev.Outgoing, Device: cert.DeviceID(), Kind: m.Kind, Body: m.Body, Sent: m.Sent}
+	entry := LogEntry{ID: m.ID.String(), Peer: ev.Peer, Outgoing: ev.Outgoing, Device: cert.DeviceID(), Kind: m.Kind, Body: m.Body, Sent: m.Sent, File: m.File}
 	switch m.Kind {
-	case content.KindText:
+	case content.KindText, content.KindFile:
 		ev.Kind = EventMessage
+		if m.Kind == content.KindFile {
+			ev.Kind = EventFile
+		}
 		if !ev.Outgoing {
 			b.addReceipt(name, m.ID)
 		}

@@ -41,6 +41,9 @@ type state struct {
 	// this device pinned about them.
 	Contacts map[string]*contact `json:"contacts"`
 	Seen     []string            `json:"seen"`
+	// Uploads are the file uploads this device started and has not finished, with their
+	// keys, so that a killed send-file resumes.
+	Uploads []*pendingUpload `json:"uploads,omitempty"`
 	// StatusKey seals this account's presence status text; PresenceShared are the
 	// usernames it was last shared with, so dropping one makes a new key.
 	StatusKey      *statusKey `json:"status_key,omitempty"`
@@ -133,6 +136,8 @@ type LogEntry struct {
 	Body     string       `json:"body,omitempty"`
 	Ref      string       `json:"ref,omitempty"`
 	Sent     time.Time    `json:"sent"`
+	// File is the shared file of a content.KindFile entry.
+	File *content.File `json:"file,omitempty"`
 }
 
 func decodeState(b []byte) (*state, error) {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/guardyn/guardyn/libs/observe/observetest"
 )
 
 // TestREADMEWalkthrough runs the walkthrough of the repository README as written: every
@@ -63,10 +65,20 @@ func TestREADMEWalkthrough(t *testing.T) {
 			`^sent [0-9a-f]{32} to alice$`, `warning: alice has a new device 2`},
 			// The laptop uploads its prekeys before it says it is linked.
 			waitFor: []string{"terminal 3: linked: this profile is device 2 of alice"}},
-		"terminal 4: guardyn safety-number alice":             {want: []string{`^(\d{5} ){11}\d{5}$`, `this number changed since you last trusted alice`}},
-		"terminal 4: guardyn trust alice":                     {want: []string{`now trusting alice's current identity keys`}},
-		"terminal 3: guardyn listen --once":                   {want: []string{`\] bob: hi alice, your laptop gets this too$`}, retry: true},
-		"terminal 3: guardyn history":                         {want: []string{`\] bob: hi alice, your laptop gets this too$`}},
+		"terminal 4: guardyn safety-number alice": {want: []string{`^(\d{5} ){11}\d{5}$`, `this number changed since you last trusted alice`}},
+		"terminal 4: guardyn trust alice":         {want: []string{`now trusting alice's current identity keys`}},
+		"terminal 3: guardyn listen --once":       {want: []string{`\] bob: hi alice, your laptop gets this too$`}, retry: true},
+		"terminal 3: guardyn history":             {want: []string{`\] bob: hi alice, your laptop gets this too$`}},
+
+		// Files.
+		"terminal 2: head -c 3000000 /dev/urandom > /tmp/guardyn/photo.jpg": {},
+		"terminal 2: guardyn send-file bob /tmp/guardyn/photo.jpg":          {want: []string{`^sent file photo.jpg \(2.9 MiB\) to bob as [0-9a-f]{32}$`}},
+		"terminal 4: mkdir -p /tmp/guardyn/downloads":                       {},
+		"terminal 4: guardyn get <message-id> /tmp/guardyn/downloads": {want: []string{`^saved \S+/downloads/photo.jpg \(2.9 MiB, verified\)$`},
+			waitFor: []string{"terminal 1: fetch it with: guardyn get"}},
+		"terminal 4: cmp /tmp/guardyn/photo.jpg /tmp/guardyn/downloads/photo.jpg && echo same bytes": {want: []string{`^same bytes$`}},
+
+		// Presence.
 		"terminal 4: guardyn presence privacy contacts alice": {want: []string{`^presence visible to contacts: alice`, `^status text key sent to them end to end$`}},
 		"terminal 2: guardyn presence privacy contacts bob":   {want: []string{`^presence visible to contacts: bob`}},
 		"terminal 2: guardyn listen --once (again)":           {want: []string{`bob shares their status text with you`}, retry: true},
@@ -79,7 +91,16 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 
 	bin := t.TempDir()
-	server := startServerBinary(t, root)
+	// The server runs as an operator debugging it would: debug logs, every call traced to
+	// a collector. After the walkthrough both are scanned for what must never be in them.
+	collector, err := observetest.Start(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer collector.Close()
+	var serverLog lockedBuffer
+	srv := startServerBinary(t, root, &serverLog, "-log-level", "debug", "-otlp-endpoint", collector.Addr(), "-otlp-insecure")
+	server := srv.addr
 	profiles := t.TempDir()
 	// HOME is a fresh directory (the profiles default under it); the go command keeps the
 	// caches it found, rather than deriving new, empty ones from HOME.
@@ -130,6 +151,10 @@ func TestREADMEWalkthrough(t *testing.T) {
 			name, text, _ := strings.Cut(w, ": ")
 			output(name).waitFor(t, regexp.MustCompile(regexp.QuoteMeta(text)))
 		}
+		if strings.Contains(line, "<message-id>") {
+			m := output("terminal 1").waitFor(t, regexp.MustCompile(`guardyn get ([0-9a-f]{32})`))
+			line = strings.ReplaceAll(line, "<message-id>", m[1])
+		}
 		if strings.Contains(line, "<link-id>") {
 			m := output("terminal 3").waitFor(t, regexp.MustCompile(`guardyn approve (\S+)`))
 			line = strings.ReplaceAll(line, "<link-id>", m[1])
@@ -165,6 +190,9 @@ func TestREADMEWalkthrough(t *testing.T) {
 	for _, term := range terms {
 		term.finish(t)
 	}
+	// Stopping the server flushes its last spans.
+	srv.stop()
+	checkObservability(t, steps, serverLog.String(), collector.Spans())
 }
 
 // walkStep is one command of the walkthrough.
@@ -378,9 +406,16 @@ func (tm *terminal) output() string {
 	return strings.Join(tm.lines, "\n")
 }
 
+// runningServer is a server binary started by startServerBinary.
+type runningServer struct {
+	addr string // gRPC
+	stop func() // SIGTERM and wait; idempotent
+}
+
 // startServerBinary builds the all-in-one server and runs it on free loopback ports with a
-// fresh data directory, as the README's first command does; it returns the gRPC address.
-func startServerBinary(t *testing.T, root string) string {
+// fresh data directory and extra flags, as the README's first command does, its log going
+// to stderr.
+func startServerBinary(t *testing.T, root string, stderr io.Writer, args ...string) runningServer {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "guardyn-server")
 	build := exec.Command("go", "build", "-o", bin, "./tools/devserver")
@@ -388,7 +423,8 @@ func startServerBinary(t *testing.T, root string) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build server: %v\n%s", err, out)
 	}
-	srv := exec.Command(bin, "-data-dir", t.TempDir(), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
+	srv := exec.Command(bin, append([]string{"-data-dir", t.TempDir(), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, args...)...)
+	srv.Stderr = stderr
 	out, err := srv.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -396,10 +432,14 @@ func startServerBinary(t *testing.T, root string) string {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		srv.Process.Signal(syscall.SIGTERM)
-		srv.Wait()
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			srv.Process.Signal(syscall.SIGTERM)
+			srv.Wait()
+		})
+	}
+	t.Cleanup(stop)
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -412,10 +452,10 @@ func startServerBinary(t *testing.T, root string) string {
 	}()
 	select {
 	case a := <-addr:
-		return a
+		return runningServer{addr: a, stop: stop}
 	case <-time.After(90 * time.Second):
 		t.Fatal("server did not start")
-		return ""
+		return runningServer{}
 	}
 }
 

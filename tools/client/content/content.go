@@ -121,6 +121,8 @@ type Message struct {
 	To string
 	// Refs are the messages a receipt acknowledges (one receipt answers a whole batch).
 	Refs []ID
+	// File is the shared file of a KindFile message.
+	File *File
 }
 
 // wire is the JSON form. Ids travel in hex so a person can read a dump.
@@ -133,6 +135,9 @@ type wire struct {
 	From string   `json:"from"`
 	To   string   `json:"to,omitempty"`
 	Refs []string `json:"refs,omitempty"`
+
+	// File is set on KindFile messages only.
+	File *fileWire `json:"file,omitempty"`
 }
 
 // Encode checks m against the field rules and encodes it.
@@ -140,6 +145,9 @@ func Encode(m Message) ([]byte, error) {
 	w := wire{V: Version, ID: m.ID.String(), Kind: m.Kind, Body: m.Body, Sent: m.Sent.UnixMilli(), From: m.From, To: m.To}
 	for _, r := range m.Refs {
 		w.Refs = append(w.Refs, r.String())
+	}
+	if m.File != nil {
+		w.File = m.File.wire()
 	}
 	if err := w.check(); err != nil {
 		return nil, err
@@ -180,11 +188,26 @@ func Decode(b []byte) (Message, error) {
 		}
 		m.Refs = append(m.Refs, id)
 	}
+	if w.File != nil {
+		if m.File, err = w.File.file(); err != nil {
+			return Message{}, err
+		}
+	}
 	return m, nil
 }
 
 func (w wire) check() error {
+	if (w.Kind == KindFile) != (w.File != nil) {
+		return fmt.Errorf("%w: a file goes with kind %q only", ErrMalformed, KindFile)
+	}
 	switch w.Kind {
+	case KindFile:
+		if len(w.Refs) > 0 || w.Body != "" {
+			return fmt.Errorf("%w: file message with refs or a body", ErrMalformed)
+		}
+		if _, err := w.File.file(); err != nil {
+			return err
+		}
 	case KindText, KindTyping:
 		if len(w.Refs) > 0 {
 			return fmt.Errorf("%w: %s message with refs", ErrMalformed, w.Kind)

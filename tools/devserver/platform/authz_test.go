@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,12 +16,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
+	mediav1 "github.com/guardyn/guardyn/proto/guardyn/media/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
 	presencev1 "github.com/guardyn/guardyn/proto/guardyn/presence/v1"
@@ -75,6 +78,9 @@ func TestAuthorizationTable(t *testing.T) {
 	}
 	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{addr(alice), addr(alice2)}, GroupInfo: []byte("gi")}))
 	a, m := e.auth, e.msg
+	md := mediav1.NewMediaServiceClient(e.conn)
+	blob := uploadBlob(t, md, alice, []byte("alice's ciphertext"))
+	aliceCap := must(md.CreateCapability(alice.ctx(t), &mediav1.CreateCapabilityRequest{BlobId: blob, Ttl: durationpb.New(time.Hour), AudienceUserId: alice2.UserID})).GetCapability()
 	rpcs := []rpc{
 		{authv1.AuthService_Register_FullMethodName, true, func(ctx context.Context) error {
 			_, err := a.Register(ctx, &authv1.RegisterRequest{Username: "x"})
@@ -219,6 +225,46 @@ func TestAuthorizationTable(t *testing.T) {
 			_, err := m.GetGroupInfo(ctx, &messagingv1.GetGroupInfoRequest{GroupId: gid})
 			return err
 		}},
+		{mediav1.MediaService_CreateUpload_FullMethodName, false, func(ctx context.Context) error {
+			_, err := md.CreateUpload(ctx, &mediav1.CreateUploadRequest{TotalSize: 10, ChunkSize: 10})
+			return err
+		}},
+		{mediav1.MediaService_UploadChunks_FullMethodName, false, func(ctx context.Context) error {
+			s, err := md.UploadChunks(ctx)
+			if err != nil {
+				return err
+			}
+			s.Send(&mediav1.UploadChunksRequest{UploadId: "x", Data: []byte("x")})
+			_, err = s.CloseAndRecv()
+			return err
+		}},
+		{mediav1.MediaService_GetUploadStatus_FullMethodName, false, func(ctx context.Context) error {
+			_, err := md.GetUploadStatus(ctx, &mediav1.GetUploadStatusRequest{UploadId: "x"})
+			return err
+		}},
+		{mediav1.MediaService_CompleteUpload_FullMethodName, false, func(ctx context.Context) error {
+			_, err := md.CompleteUpload(ctx, &mediav1.CompleteUploadRequest{UploadId: "x", Sha256: make([]byte, 32)})
+			return err
+		}},
+		{mediav1.MediaService_Download_FullMethodName, false, func(ctx context.Context) error {
+			s, err := md.Download(ctx, &mediav1.DownloadRequest{BlobId: blob})
+			if err != nil {
+				return err
+			}
+			return firstErr(s.Recv)
+		}},
+		{mediav1.MediaService_DeleteBlob_FullMethodName, false, func(ctx context.Context) error {
+			_, err := md.DeleteBlob(ctx, &mediav1.DeleteBlobRequest{BlobId: blob})
+			return err
+		}},
+		{mediav1.MediaService_CreateCapability_FullMethodName, false, func(ctx context.Context) error {
+			_, err := md.CreateCapability(ctx, &mediav1.CreateCapabilityRequest{BlobId: blob, Ttl: durationpb.New(time.Hour)})
+			return err
+		}},
+		{mediav1.MediaService_RevokeCapability_FullMethodName, false, func(ctx context.Context) error {
+			_, err := md.RevokeCapability(ctx, &mediav1.RevokeCapabilityRequest{Capability: aliceCap})
+			return err
+		}},
 	}
 	pr, pu := e.pres, e.push
 	rpcs = append(rpcs,
@@ -273,6 +319,7 @@ func TestAuthorizationTable(t *testing.T) {
 		{messagingv1.MessagingService_ServiceDesc.ServiceName, methodNames(messagingv1.MessagingService_ServiceDesc.Methods, messagingv1.MessagingService_ServiceDesc.Streams)},
 		{presencev1.PresenceService_ServiceDesc.ServiceName, methodNames(presencev1.PresenceService_ServiceDesc.Methods, presencev1.PresenceService_ServiceDesc.Streams)},
 		{notificationv1.NotificationService_ServiceDesc.ServiceName, methodNames(notificationv1.NotificationService_ServiceDesc.Methods, notificationv1.NotificationService_ServiceDesc.Streams)},
+		{mediav1.MediaService_ServiceDesc.ServiceName, methodNames(mediav1.MediaService_ServiceDesc.Methods, mediav1.MediaService_ServiceDesc.Streams)},
 	} {
 		for _, m := range sd.methods {
 			want = append(want, "/"+sd.name+"/"+m)
@@ -320,6 +367,52 @@ func TestAuthorizationTable(t *testing.T) {
 	}
 
 	t.Run("other user's token", func(t *testing.T) { otherUser(t, e, alice, alice2, mallory, gid) })
+	t.Run("other user's media", func(t *testing.T) { otherUserMedia(t, md, alice, alice2, mallory, blob, aliceCap) })
+}
+
+// uploadBlob stores body as a blob of d and returns its id.
+func uploadBlob(t *testing.T, md mediav1.MediaServiceClient, d *device, body []byte) string {
+	t.Helper()
+	up := must(md.CreateUpload(d.ctx(t), &mediav1.CreateUploadRequest{TotalSize: uint64(len(body)), ChunkSize: 1 << 20}))
+	s := must(md.UploadChunks(d.ctx(t)))
+	if err := s.Send(&mediav1.UploadChunksRequest{UploadId: up.GetUploadId(), Data: body}); err != nil {
+		t.Fatal(err)
+	}
+	must(s.CloseAndRecv())
+	sum := sha256.Sum256(body)
+	return must(md.CompleteUpload(d.ctx(t), &mediav1.CompleteUploadRequest{UploadId: up.GetUploadId(), Sha256: sum[:]})).GetBlobId()
+}
+
+// otherUserMedia checks what mallory's valid token reaches of alice's media: nothing, not
+// even with a capability made out to alice's other device's account.
+func otherUserMedia(t *testing.T, md mediav1.MediaServiceClient, alice, alice2, mallory *device, blob string, aliceCap []byte) {
+	up := must(md.CreateUpload(alice.ctx(t), &mediav1.CreateUploadRequest{TotalSize: 10, ChunkSize: 10}))
+	_, err := md.GetUploadStatus(mallory.ctx(t), &mediav1.GetUploadStatusRequest{UploadId: up.GetUploadId()})
+	wantErr(t, err, codes.NotFound, "UPLOAD_NOT_FOUND")
+	s := must(md.UploadChunks(mallory.ctx(t)))
+	s.Send(&mediav1.UploadChunksRequest{UploadId: up.GetUploadId(), Data: []byte("mallory's")})
+	_, err = s.CloseAndRecv()
+	wantErr(t, err, codes.NotFound, "UPLOAD_NOT_FOUND")
+	_, err = md.CompleteUpload(mallory.ctx(t), &mediav1.CompleteUploadRequest{UploadId: up.GetUploadId(), Sha256: make([]byte, 32)})
+	wantErr(t, err, codes.NotFound, "UPLOAD_NOT_FOUND")
+	read := func(d *device, c []byte) error {
+		st := must(md.Download(d.ctx(t), &mediav1.DownloadRequest{BlobId: blob, Capability: c}))
+		return firstErr(st.Recv)
+	}
+	wantErr(t, read(mallory, nil), codes.NotFound, "BLOB_NOT_FOUND")
+	wantErr(t, read(mallory, aliceCap), codes.PermissionDenied, "CAPABILITY_INVALID")
+	if err := read(alice2, aliceCap); err != nil {
+		t.Fatalf("alice's other device with its capability: %v", err)
+	}
+	_, err = md.CreateCapability(mallory.ctx(t), &mediav1.CreateCapabilityRequest{BlobId: blob, Ttl: durationpb.New(time.Hour)})
+	wantErr(t, err, codes.NotFound, "BLOB_NOT_FOUND")
+	_, err = md.RevokeCapability(mallory.ctx(t), &mediav1.RevokeCapabilityRequest{Capability: aliceCap})
+	wantErr(t, err, codes.PermissionDenied, "CAPABILITY_INVALID")
+	_, err = md.DeleteBlob(mallory.ctx(t), &mediav1.DeleteBlobRequest{BlobId: blob})
+	wantErr(t, err, codes.NotFound, "BLOB_NOT_FOUND")
+	if err := read(alice, nil); err != nil {
+		t.Fatalf("alice lost her blob to mallory's calls: %v", err)
+	}
 }
 
 func methodNames(unary []grpc.MethodDesc, streams []grpc.StreamDesc) []string {

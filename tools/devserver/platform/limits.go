@@ -5,6 +5,7 @@ import (
 
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/services/auth"
+	"github.com/guardyn/guardyn/services/media"
 	"github.com/guardyn/guardyn/services/messaging"
 	"github.com/guardyn/guardyn/services/notification"
 	"github.com/guardyn/guardyn/services/presence"
@@ -16,5 +17,6 @@ func DefaultPolicy() ratelimit.Policy {
 	maps.Copy(p, messaging.DefaultRateLimits())
 	maps.Copy(p, presence.DefaultRateLimits())
 	maps.Copy(p, notification.DefaultRateLimits())
+	maps.Copy(p, media.DefaultRateLimits())
 	return p
 }

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/guardyn/guardyn/libs/bus"
-	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
+	"github.com/guardyn/guardyn/libs/kv"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/services/notification"
 	"github.com/guardyn/guardyn/services/presence"
@@ -15,7 +15,7 @@ import (
 // startPresenceAndPush starts the presence service on the bus's presence bucket and the
 // notification service with its consumer of delivery notices; both keep their durable state
 // in the platform's kv store.
-func (p *Platform) startPresenceAndPush(ctx context.Context, cfg Config, store *kvembedded.Store, b *bus.Bus, limits *ratelimit.Actions) (*presence.Server, *notification.Server, error) {
+func (p *Platform) startPresenceAndPush(ctx context.Context, cfg Config, store kv.Store, b *bus.Bus, limits *ratelimit.Actions) (*presence.Server, *notification.Server, error) {
 	bucket, err := b.PresenceBucket(ctx, cfg.PresenceTTL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("platform: %w", err)
