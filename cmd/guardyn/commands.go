@@ -261,6 +261,14 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer c.Close()
+	if c.IsGroup(args[0]) {
+		id, err := c.SendGroup(ctx, args[0], text)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "sent %s to group %s\n", id, args[0])
+		return nil
+	}
 	id, err := c.Send(ctx, args[0], text)
 	if !errors.Is(err, client.ErrUnverifiedDevices) {
 		// The message went to new devices too (or failed for another reason): say so loudly.
@@ -332,6 +340,9 @@ func cmdListen(ctx context.Context, e *env, _ []string) error {
 // printEvent prints one event as a line a person reads.
 func printEvent(e *env, ev client.Event) {
 	at := ev.Received.Local().Format(timeFormat)
+	if printGroupEvent(e, ev, at) {
+		return
+	}
 	switch ev.Kind {
 	case client.EventMessage:
 		if ev.Outgoing {
@@ -395,6 +406,8 @@ func cmdHistory(_ context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "[%s] you -> %s: %s\n", at, m.Peer, fileLine(mustID(m.ID), m.File))
 		case m.File != nil:
 			fmt.Fprintf(e.stdout, "[%s] %s: %s\n", at, m.Peer, fileLine(mustID(m.ID), m.File))
+		case m.From != "" && !m.Outgoing:
+			fmt.Fprintf(e.stdout, "[%s] %s / %s: %s\n", at, m.Peer, m.From, m.Body)
 		case m.Outgoing:
 			fmt.Fprintf(e.stdout, "[%s] you -> %s: %s\n", at, m.Peer, m.Body)
 		default:

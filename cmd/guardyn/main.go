@@ -39,8 +39,8 @@ type command struct {
 	run     func(ctx context.Context, e *env, args []string) error
 	// flags adds command-specific flags.
 	flags func(fs *flag.FlagSet, e *env)
-	// nargs is the number of positional arguments, -1 for "0 or 1", -2 for "1 or 2",
-	// atLeastOne for "1 or more".
+	// nargs is the number of positional arguments, -1 for "0 or 1", -2 for "1 or 2", -3
+	// for "1 or more".
 	nargs int
 }
 
@@ -62,6 +62,7 @@ var commands = map[string]command{
 	"safety-number":  {args: "<username>", summary: "show the safety number to compare with a contact", run: cmdSafetyNumber, nargs: 1},
 	"trust":          {args: "<username>", summary: "accept a contact's changed identity keys after comparing safety numbers", run: cmdTrust, nargs: 1},
 	"export":         {summary: "print everything the server stores about your account", run: cmdExport},
+	"group":          {args: groupUsage, summary: "manage group chats (each of your devices is a member; send <name> and listen carry the messages)", run: cmdGroup, nargs: -3},
 	"delete-account": {summary: "delete the account on the server and this profile", run: cmdDeleteAccount, flags: confirmFlag},
 	"presence":       {args: "set <status> | privacy <everyone|contacts|nobody> [username...] | show <username...>", summary: "set this device's status, choose who sees your presence, or show contacts'", run: cmdPresence, flags: presenceFlags, nargs: atLeastOne},
 	"watch":          {args: "<username...>", summary: "print contacts' presence, then every change", run: cmdWatch, flags: watchFlags, nargs: atLeastOne},
@@ -186,7 +187,7 @@ func argCountOK(nargs, n int) bool {
 		return n <= 1
 	case -2:
 		return n == 1 || n == 2
-	case atLeastOne:
+	case -3:
 		return n >= 1
 	default:
 		return n == nargs

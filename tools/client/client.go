@@ -159,6 +159,9 @@ func Register(ctx context.Context, cfg Config, username, deviceName string) (*Cl
 	if err := c.uploadInitialPreKeys(ctx); err != nil {
 		return c, err
 	}
+	if _, err := c.ReplenishKeyPackages(ctx); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 

@@ -62,6 +62,14 @@ const (
 	// EventFile is a shared file (File says what and how to fetch it; GetFile saves it),
 	// from a contact or, with Outgoing, a copy of one this account sent.
 	EventFile
+	// EventGroupJoined says this device joined Group (or learned its name).
+	EventGroupJoined
+	// EventGroupChanged says From committed a change to Group (members added or removed,
+	// keys updated); Body says the new epoch and size.
+	EventGroupChanged
+	// EventGroupRemoved says From removed this device from Group: it can read nothing
+	// sent there any more.
+	EventGroupRemoved
 	// EventStatusKey says Peer shared the key of their presence status text.
 	EventStatusKey
 )
@@ -81,6 +89,8 @@ type Event struct {
 	Body     string
 	// Sent is the sender's clock; Received is when the server accepted the message.
 	Sent, Received time.Time
+	// Group is the group of a group event or message (Peer names it too).
+	Group string
 	// Fingerprint is the identity key fingerprint of a new device.
 	Fingerprint string
 	Err         error
@@ -127,6 +137,9 @@ func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) erro
 	if _, _, err := c.ReplenishPreKeys(ctx); err != nil {
 		return err
 	}
+	if _, err := c.ReplenishKeyPackages(ctx); err != nil {
+		return err
+	}
 	var own []NewDevice
 	if err := c.cycle(func(s *state) error {
 		if _, err := c.syncOwnDevices(ctx, s); err != nil {
@@ -150,14 +163,14 @@ func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) erro
 	delay := reconnectMin
 	for {
 		err := c.listenOnce(ctx, once, handle, connected)
-		if err == nil || ctx.Err() != nil || once || status.Code(err) != codes.Unavailable {
+		if err == nil || ctx.Err() != nil || once || !reconnectable(err) {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		// The server restarted or the connection dropped: reconnect; nothing is lost because
-		// unacknowledged messages stay in the inbox.
+		// The server restarted, the connection dropped or the server asked us to wait:
+		// reconnect; nothing is lost because unacknowledged messages stay in the inbox.
 		if !disconnected {
 			disconnected = true
 			delay = reconnectMin
@@ -170,6 +183,18 @@ func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) erro
 		}
 		delay = min(2*delay, reconnectMax)
 	}
+}
+
+// reconnectable reports whether Listen retries after err: the server restarted or the
+// connection dropped (UNAVAILABLE), or it refused the stream for now (RESOURCE_EXHAUSTED:
+// the device reconnected too often, or dropped deliveries unacknowledged and must wait
+// until that is paid back).
+func reconnectable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.ResourceExhausted:
+		return true
+	}
+	return false
 }
 
 // Reconnection backoff of Listen: quick after a restart, at most one attempt every few
@@ -282,6 +307,8 @@ type batch struct {
 	senders  []string                // senders to send receipts to, in arrival order
 	receipts map[string][]content.ID // text messages to acknowledge, per sender
 	consumed bool                    // a handshake consumed one-time prekeys
+	// consumedKeyPackage: a Welcome used one of this device's MLS key packages.
+	consumedKeyPackage bool
 }
 
 func (b *batch) addReceipt(sender string, id content.ID) {
@@ -327,6 +354,11 @@ func (c *Client) handleBatch(ctx context.Context, deliveries []*messagingv1.Deli
 			handle(Event{Kind: EventWarning, Err: fmt.Errorf("prekey top-up failed: %w", err)})
 		}
 	}
+	if b.consumedKeyPackage {
+		if _, err := c.ReplenishKeyPackages(ctx); err != nil {
+			handle(Event{Kind: EventWarning, Err: fmt.Errorf("key package top-up failed: %w", err)})
+		}
+	}
 	return nil
 }
 
@@ -369,8 +401,18 @@ func (c *Client) processBatch(ctx context.Context, s *state, deliveries []*messa
 				s.markSeen(mid)
 				b.acks = append(b.acks, d.GetMessageId())
 			}
+		case messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_MESSAGE, messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT,
+			messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_PROPOSAL, messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME:
+			mid := hex.EncodeToString(d.GetMessageId())
+			if !s.seen(mid) {
+				if err := c.processGroup(ctx, s, d, b); err != nil {
+					return err
+				}
+				s.markSeen(mid)
+			}
+			b.acks = append(b.acks, d.GetMessageId())
 		default:
-			// Group deliveries need an MLS client; this one cannot use them.
+			// Deliveries of kinds this client does not know.
 			b.events = append(b.events, Event{Kind: EventUndecryptable, Received: d.GetServerTime().AsTime(),
 				Err: fmt.Errorf("unsupported delivery kind %s dropped", d.GetKind())})
 			if len(d.GetMessageId()) > 0 {

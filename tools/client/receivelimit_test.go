@@ -60,7 +60,7 @@ func TestListenAcceptsTheLargestResponse(t *testing.T) {
 		}
 	}
 
-	// This client reads no group traffic: it reports each delivery as undecryptable and
+	// This client is in no such group: it reports each delivery as undecryptable and
 	// acknowledges it.
 	listen := func() (dropped int) {
 		t.Helper()

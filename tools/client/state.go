@@ -44,6 +44,8 @@ type state struct {
 	// Uploads are the file uploads this device started and has not finished, with their
 	// keys, so that a killed send-file resumes.
 	Uploads []*pendingUpload `json:"uploads,omitempty"`
+	// MLS holds this device's group-chat keys and groups (groups.go).
+	MLS *mlsDevice `json:"mls,omitempty"`
 	// StatusKey seals this account's presence status text; PresenceShared are the
 	// usernames it was last shared with, so dropping one makes a new key.
 	StatusKey      *statusKey `json:"status_key,omitempty"`
@@ -129,6 +131,8 @@ type LogEntry struct {
 	ID string `json:"id"`
 	// Peer is the other party of the conversation.
 	Peer string `json:"peer"`
+	// From is the sending account of a group message (Peer is "#" and the group's name).
+	From string `json:"from,omitempty"`
 	// Outgoing marks messages this account sent (from this device or another one).
 	Outgoing bool         `json:"outgoing,omitempty"`
 	Device   uint32       `json:"device"`

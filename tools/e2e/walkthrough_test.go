@@ -50,9 +50,10 @@ func TestREADMEWalkthrough(t *testing.T) {
 		retry bool
 	}
 	expect := map[string]expectation{
-		"setup: go install ./cmd/guardyn":                            {},
-		"terminal 1: guardyn register --device-name phone bob":       {want: []string{`registered bob \(account \S+\) as device 1 "phone"`}},
-		"terminal 1: guardyn listen":                                 {want: []string{`\] alice: hello bob$`, `\] alice: a note from a pipe$`}},
+		"setup: go install ./cmd/guardyn":                      {},
+		"terminal 1: guardyn register --device-name phone bob": {want: []string{`registered bob \(account \S+\) as device 1 "phone"`}},
+		"terminal 1: guardyn listen": {want: []string{`\] alice: hello bob$`, `\] alice: a note from a pipe$`,
+			`\] you joined group trip$`, `\] trip / alice: hello trip$`, `\] alice changed group trip \(epoch \d+, 3 devices\)$`}},
 		"terminal 2: guardyn register --device-name phone alice":     {want: []string{`registered alice \(account \S+\) as device 1 "phone"`}},
 		`terminal 2: guardyn send bob "hello bob"`:                   {want: []string{`^sent [0-9a-f]{32} to bob$`}},
 		`terminal 2: echo "a note from a pipe" | guardyn send bob -`: {want: []string{`^sent [0-9a-f]{32} to bob$`}},
@@ -77,6 +78,18 @@ func TestREADMEWalkthrough(t *testing.T) {
 		"terminal 4: guardyn get <message-id> /tmp/guardyn/downloads": {want: []string{`^saved \S+/downloads/photo.jpg \(2.9 MiB, verified\)$`},
 			waitFor: []string{"terminal 1: fetch it with: guardyn get"}},
 		"terminal 4: cmp /tmp/guardyn/photo.jpg /tmp/guardyn/downloads/photo.jpg && echo same bytes": {want: []string{`^same bytes$`}},
+		"terminal 5: guardyn register --device-name phone carol":                                     {want: []string{`registered carol \(account \S+\) as device 1 "phone"`}},
+		"terminal 5: guardyn listen": {want: []string{`\] you joined group trip$`, `\] trip / alice: hello trip$`, `\] trip / bob: hi from bob$`,
+			`\] !!! alice removed you from group trip: you can no longer read or send there$`}},
+		"terminal 2: guardyn group create trip bob carol": {want: []string{`^created group trip with \[bob carol\]$`}},
+		`terminal 2: guardyn send trip "hello trip"`:      {want: []string{`^sent [0-9a-f]{32} to group trip$`}},
+		"terminal 2: guardyn group members trip": {want: []string{`^alice +device 1 .* this device$`, `^alice +device 2 .* verified$`,
+			`^bob +device 1 .* verified$`, `^carol +device 1 .* verified$`}},
+		// Bob's listen joins him to the group; he writes once it says so.
+		`terminal 4: guardyn send trip "hi from bob"`: {want: []string{`^sent [0-9a-f]{32} to group trip$`}, waitFor: []string{"terminal 1: you joined group trip"}},
+		"terminal 4: guardyn group update trip":       {want: []string{`^updated your keys in group trip$`}},
+		"terminal 2: guardyn group remove trip carol": {want: []string{`^removed \[carol\] from group trip$`}},
+		"terminal 2: guardyn history":                 {want: []string{`\] #trip / bob: hi from bob$`, `\] you -> #trip: hello trip$`}},
 
 		// Presence.
 		"terminal 4: guardyn presence privacy contacts alice": {want: []string{`^presence visible to contacts: alice`, `^status text key sent to them end to end$`}},

@@ -1,0 +1,17 @@
+package messaging
+
+import (
+	"context"
+
+	"github.com/guardyn/guardyn/libs/msgstore"
+	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+)
+
+// StoredDeliveriesForTest is what a Receive stream delivers for msgs, group log notices
+// resolved.
+func (s *Server) StoredDeliveriesForTest(ctx context.Context, msgs []msgstore.Message) ([]*messagingv1.Delivery, error) {
+	return s.storedDeliveries(ctx, msgs)
+}
+
+// SweepLogForTest runs one sweep of the group log.
+func (s *Server) SweepLogForTest(ctx context.Context) (int, error) { return s.sweepLog(ctx) }
