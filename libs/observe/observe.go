@@ -3,13 +3,19 @@
 // exported over OTLP when an endpoint is configured. One [Observer] per process holds
 // all three; nothing here is global.
 //
-// A service plugs in at four places, none of them in its handlers:
+// A service plugs in at four places, none of them in its handlers. Its main builds one
+// Observer from its flags ([config.Common] has -log-level, -otlp-endpoint,
+// -otlp-insecure and -trace-ratio) and closes it last:
 //
-//  1. its main builds one Observer from its flags ([config.Common] has -log-level,
-//     -otlp-endpoint, -otlp-insecure and -trace-ratio) and closes it last:
+//	obs, err := observe.New(ctx, opts.Observe("presence", os.Stderr))
+//	if err != nil {
+//		return err
+//	}
+//	defer obs.Close(context.Background())
 //
-//     obs, err := observe.New(ctx, opts.Observe("presence", os.Stderr))
-//     defer obs.Close(context.Background())
+// and then:
+//
+//  1. it logs with obs.Logger() (server.Config.Observer does that for the server);
 //
 //  2. it passes the Observer to libs/server (server.Config.Observer): the server then
 //     logs with obs.Logger(), serves obs.Registry() on /metrics, counts every RPC by
@@ -29,8 +35,9 @@
 // the notification service's).
 //
 // Privacy: nothing a client sent is ever an attribute of a span that leaves the process.
-// Exported spans keep only the attributes in an allow-list (method, status code, sizes,
-// Guardyn's own coarse attributes); otelgrpc's peer and server addresses never leave.
+// Exported spans keep only the attributes in an allow-list (service and method, status
+// code, Guardyn's own coarse attributes); otelgrpc's peer and server addresses never
+// leave.
 // Calls from clients start new traces: a client cannot choose trace ids or force
 // sampling. See docs/observability.md.
 //
@@ -54,6 +61,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/guardyn/guardyn/libs/buildinfo"
 )
 
 // Config chooses where a process's logs and traces go.
@@ -106,6 +115,7 @@ func New(ctx context.Context, cfg Config) (*Observer, error) {
 	o.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildinfo.Metric(), // the release stamp (docs/release.md)
 	)
 	var err error
 	if o.stores, err = newStoreMetrics(o.registry); err != nil {

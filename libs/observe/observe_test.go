@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -85,6 +87,10 @@ func echo(t *testing.T, obs *observe.Observer) *grpc.ClientConn {
 // and status, and without the peer's or the server's address, which otelgrpc records.
 // A client's traceparent does not choose the trace.
 func TestExportedSpansCarryNoAddresses(t *testing.T) {
+	// As in a process where some library set otel's global propagator, which otelgrpc
+	// would use by default.
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator()) })
 	obs, col, logs := tracing(t)
 	conn := echo(t, obs)
 	const clientTrace = "0af7651916cd43dd8448eb211c80319c"
@@ -211,5 +217,29 @@ guardyn_inbox_depth_count 1
 	}
 	if !children["msgstore.append"] || children["msgstore.count"] {
 		t.Errorf("child spans %v; want msgstore.append (count is timed only)", children)
+	}
+}
+
+// TestPushesCounted: the notification service's hooks count pushes by provider and, for
+// failures, by reason.
+func TestPushesCounted(t *testing.T) {
+	obs, err := observe.New(testCtx(t), observe.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := obs.Pushes()
+	p.Sent("webpush", time.Millisecond)
+	p.Sent("webpush", time.Millisecond)
+	p.Failed("apns", "GONE", time.Millisecond)
+	const want = `
+# HELP guardyn_push_failed_total Push attempts that failed, by provider and reason.
+# TYPE guardyn_push_failed_total counter
+guardyn_push_failed_total{provider="apns",reason="GONE"} 1
+# HELP guardyn_push_sent_total Pushes the provider accepted, by provider.
+# TYPE guardyn_push_sent_total counter
+guardyn_push_sent_total{provider="webpush"} 2
+`
+	if err := testutil.GatherAndCompare(obs.Registry(), strings.NewReader(want), "guardyn_push_sent_total", "guardyn_push_failed_total"); err != nil {
+		t.Error(err)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/guardyn/guardyn/libs/buildinfo"
 	"github.com/guardyn/guardyn/libs/observe"
 )
 
@@ -218,6 +219,8 @@ func withDefaults(cfg Config) Config {
 		cfg.Metrics.MustRegister(
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			// The release stamp (docs/release.md), so a deployment shows what it runs.
+			buildinfo.Metric(),
 		)
 	}
 	if cfg.MaxMessageBytes <= 0 {

@@ -205,6 +205,10 @@ func TestServeAndAdminEndpoints(t *testing.T) {
 	if !strings.Contains(body, "go_goroutines") {
 		t.Errorf("/metrics lacks Go runtime metrics")
 	}
+	// The release stamp (libs/buildinfo; a test binary has the defaults).
+	if want := `guardyn_build_info{commit="unknown",version="devel"} 1`; !strings.Contains(body, want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
 }
 
 func TestReadyzReportsDependencyFailure(t *testing.T) {

@@ -3,7 +3,8 @@
 # first failure with the step's name. Run from anywhere:
 #   tools/ci/checks.sh
 # Steps: gofmt, go vet, staticcheck, gazelle (BUILD files current),
-# buildifier (Starlark formatted and lint-clean), protogen -check (when
+# buildifier (Starlark formatted and lint-clean), actionlint (GitHub Actions
+# workflows), protogen -check (when
 # tools/protogen exists), the Nix evaluation, go mod tidy -diff per module.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -55,6 +56,14 @@ mapfile -t starlark < <(files 'BUILD.bazel' '*/BUILD.bazel' 'BUILD' '*/BUILD' 'M
 if [ "${#starlark[@]}" -gt 0 ]; then
   # Absolute paths: gotool.sh may run at the repository root.
   tools/ci/gotool.sh buildifier -mode=check -lint=warn "${starlark[@]/#/$root/}"
+fi
+
+mapfile -t workflows < <(files '.github/workflows/*.yml' '.github/workflows/*.yaml')
+if [ "${#workflows[@]}" -gt 0 ]; then
+  run "actionlint (GitHub Actions workflows)"
+  # shellcheck and pyflakes are not installed: actionlint checks the
+  # workflow syntax, expressions, action inputs and job graph without them.
+  tools/ci/gotool.sh actionlint -shellcheck= -pyflakes= "${workflows[@]/#/$root/}"
 fi
 
 if [ -d tools/protogen ]; then

@@ -37,6 +37,12 @@ func TestWorkspaceUsesModules(t *testing.T) {
 			t.Errorf("go.work does not use %s", m)
 		}
 	}
+	// release/ requires newer versions of modules the product shares: in
+	// the workspace they would replace the product's. CI tests it with
+	// GOWORK=off instead.
+	if used["release"] {
+		t.Error("go.work uses release/, whose requirements would change the product's build; test it with `cd release && GOWORK=off go test ./...`")
+	}
 }
 
 // TestWorkspaceKeepsProductVersions checks that building the product in
@@ -61,7 +67,8 @@ func TestWorkspaceKeepsProductVersions(t *testing.T) {
 }
 
 // TestProductGoModHasNoBuildTools checks that the tools pinned in
-// tools/buildtools stay out of the product's go.mod.
+// tools/buildtools and the release tooling of release/ stay out of the
+// product's go.mod.
 func TestProductGoModHasNoBuildTools(t *testing.T) {
 	root := repoRoot(t)
 	m, err := bzlmod.ReadGoMod(context.Background(), root)
@@ -69,9 +76,14 @@ func TestProductGoModHasNoBuildTools(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range m.Require {
-		for _, tool := range []string{"github.com/bazelbuild/", "honnef.co/go/tools"} {
+		for _, tool := range []string{"github.com/bazelbuild/", "honnef.co/go/tools", "github.com/rhysd/actionlint"} {
 			if strings.HasPrefix(r.Path, tool) {
 				t.Errorf("go.mod requires %s; build tools belong in tools/buildtools/go.mod", r.Path)
+			}
+		}
+		for _, tool := range []string{"github.com/anchore/", "github.com/sigstore/", "github.com/google/go-containerregistry", "golang.org/x/vuln"} {
+			if strings.HasPrefix(r.Path, tool) {
+				t.Errorf("go.mod requires %s; release tooling belongs in release/go.mod", r.Path)
 			}
 		}
 	}
