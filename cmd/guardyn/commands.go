@@ -360,6 +360,8 @@ func printEvent(e *env, ev client.Event) {
 		fmt.Fprintf(e.stdout, "[%s] receipt: %s device %d received %s\n", at, ev.From, ev.FromDevice, ev.Ref)
 	case client.EventTyping:
 		fmt.Fprintf(e.stdout, "[%s] %s is typing...\n", at, ev.From)
+	case client.EventStatusKey:
+		fmt.Fprintf(e.stdout, "[%s] %s shares their status text with you\n", at, ev.From)
 	case client.EventIdentityChanged:
 		fmt.Fprintf(e.stdout, "[%s] !!! %s; their messages stay on the server until you trust them\n", at, describe(ev.Err))
 	case client.EventNewDevice:

@@ -64,6 +64,9 @@ var commands = map[string]command{
 	"export":         {summary: "print everything the server stores about your account", run: cmdExport},
 	"group":          {args: groupUsage, summary: "manage group chats (each of your devices is a member; send <name> and listen carry the messages)", run: cmdGroup, nargs: -3},
 	"delete-account": {summary: "delete the account on the server and this profile", run: cmdDeleteAccount, flags: confirmFlag},
+	"presence":       {args: "set <status> | privacy <everyone|contacts|nobody> [username...] | show <username...>", summary: "set this device's status, choose who sees your presence, or show contacts'", run: cmdPresence, flags: presenceFlags, nargs: atLeastOne},
+	"watch":          {args: "<username...>", summary: "print contacts' presence, then every change", run: cmdWatch, flags: watchFlags, nargs: atLeastOne},
+	"push":           {args: "list | web <endpoint> <p256dh> <auth> | unregister", summary: "list or set where this account's devices are woken by content-free pushes", run: cmdPush, nargs: atLeastOne},
 }
 
 // env is what every command gets: the parsed common flags.
@@ -74,6 +77,7 @@ type env struct {
 	once                                  bool
 	confirm                               string
 	file                                  string
+	statusText                            string
 	stdin                                 io.Reader
 	stdout, stderr                        io.Writer
 	conn                                  *grpc.ClientConn

@@ -200,7 +200,9 @@ func (s *Server) pushNotice(ctx context.Context, n *eventsv1.DeliveryNotice, att
 	if prov == nil {
 		return s.deadLetter(ctx, user, device, p, attempt, "no provider for platform")
 	}
+	began := s.cfg.Now()
 	err = prov.Push(ctx, t.target)
+	s.count(p, err, s.cfg.Now().Sub(began))
 	var pe *PushError
 	switch {
 	case err == nil:
@@ -271,4 +273,49 @@ func (s *Server) deadLetter(ctx context.Context, user string, device uint32, p c
 	}
 	s.cfg.Logger.Warn("notification: push failed for good", "platform", p.String(), "attempts", attempt, "reason", reason)
 	return outcomeDead
+}
+
+// providerName is the metric label of a platform.
+func providerName(p commonv1.PushPlatform) string {
+	switch p {
+	case commonv1.PushPlatform_PUSH_PLATFORM_WEB_PUSH:
+		return "webpush"
+	case commonv1.PushPlatform_PUSH_PLATFORM_APNS:
+		return "apns"
+	case commonv1.PushPlatform_PUSH_PLATFORM_FCM:
+		return "fcm"
+	}
+	return "unknown"
+}
+
+// pushReason names the outcome of a failed push with a fixed label value: never a token,
+// endpoint or the push service's free text.
+func pushReason(err error) string {
+	var pe *PushError
+	switch {
+	case errors.Is(err, ErrTargetGone):
+		return "GONE"
+	case errors.Is(err, errPrivateAddress):
+		return "PRIVATE_ADDRESS"
+	case !errors.As(err, &pe):
+		return "INTERNAL"
+	case pe.Status == 0:
+		return "NETWORK"
+	case pe.Status == 429:
+		return "RATE_LIMITED"
+	case pe.Status >= 500:
+		return "SERVER_ERROR"
+	}
+	return "REFUSED"
+}
+
+func (s *Server) count(p commonv1.PushPlatform, err error, took time.Duration) {
+	if s.cfg.Metrics == nil {
+		return
+	}
+	if err == nil {
+		s.cfg.Metrics.Sent(providerName(p), took)
+		return
+	}
+	s.cfg.Metrics.Failed(providerName(p), pushReason(err), took)
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +54,35 @@ type env struct {
 	web    *notificationtest.WebPushServer
 	apns   *apnsServer
 	fcm    *fcmServer
+	counts *recordedMetrics
+}
+
+// recordedMetrics counts what the service reports, by "provider" and "provider/reason".
+type recordedMetrics struct {
+	mu     sync.Mutex
+	sent   map[string]int
+	failed map[string]int
+}
+
+func (m *recordedMetrics) Sent(provider string, _ time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sent[provider]++
+}
+
+func (m *recordedMetrics) Failed(provider, reason string, _ time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.failed[provider+"/"+reason]++
+}
+
+func (m *recordedMetrics) get(sent bool, key string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if sent {
+		return m.sent[key]
+	}
+	return m.failed[key]
 }
 
 func start(t testing.TB, tune func(*notification.Config)) *env {
@@ -75,8 +105,10 @@ func start(t testing.TB, tune func(*notification.Config)) *env {
 	fcmSrv := newFCMServer(t)
 	fcm := must(notification.NewFCM(notification.FCMConfig{ServiceAccountJSON: fcmSrv.serviceAccount(), Endpoint: fcmSrv.URL, HTTP: trust(fcmSrv.Server)}))
 	presence := must(b.PresenceBucket(ctx, 0))
+	counts := &recordedMetrics{sent: map[string]int{}, failed: map[string]int{}}
 	cfg := notification.Config{
-		Store: store, WebPush: wp, APNs: ap, FCM: fcm, Presence: presence,
+		Metrics: counts,
+		Store:   store, WebPush: wp, APNs: ap, FCM: fcm, Presence: presence,
 		AllowPrivateEndpoints: true, Logger: quiet,
 		RetryDelay: 20 * time.Millisecond, MaxRetryDelay: 100 * time.Millisecond, MaxAttempts: 3,
 		Resolver: fakeDNS{
@@ -120,7 +152,7 @@ func start(t testing.TB, tune func(*notification.Config)) *env {
 	t.Cleanup(func() { stop(); <-done })
 	conn := must(grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())))
 	t.Cleanup(func() { conn.Close() })
-	return &env{client: notificationv1.NewNotificationServiceClient(conn), svc: svc, bus: b, issuer: issuer, web: web, apns: apnsSrv, fcm: fcmSrv}
+	return &env{client: notificationv1.NewNotificationServiceClient(conn), svc: svc, bus: b, issuer: issuer, web: web, apns: apnsSrv, fcm: fcmSrv, counts: counts}
 }
 
 func (e *env) as(t testing.TB, user string, device uint32) context.Context {

@@ -42,6 +42,13 @@ type Limiter interface {
 	Allow(key string) bool
 }
 
+// Metrics counts pushes; libs/observe's Pushes implements it. Provider names are
+// "webpush", "apns" and "fcm"; reasons are fixed upper-case names (pushReason).
+type Metrics interface {
+	Sent(provider string, took time.Duration)
+	Failed(provider, reason string, took time.Duration)
+}
+
 // Defaults for Config fields left zero.
 const (
 	// DefaultCoalesceWindow: a device is pushed at most once per window; the app, once
@@ -72,9 +79,10 @@ type Config struct {
 	// Resolver resolves endpoint hosts at registration (nil: net.DefaultResolver).
 	Resolver Resolver
 
-	Limits Limiter // optional
-	Now    func() time.Time
-	Logger *slog.Logger
+	Limits  Limiter // optional
+	Metrics Metrics // optional
+	Now     func() time.Time
+	Logger  *slog.Logger
 
 	CoalesceWindow            time.Duration
 	MaxAttempts               int

@@ -172,6 +172,18 @@ func TestPushPipeline(t *testing.T) {
 		t.Fatalf("web push protocol errors: %v", errs)
 	}
 
+	// The metrics name providers and fixed reasons only.
+	for key, want := range map[string]int{"webpush": 2, "apns": 1, "fcm": 1} {
+		if got := e.counts.get(true, key); got != want {
+			t.Errorf("sent %s: %d, want %d", key, got, want)
+		}
+	}
+	for key, want := range map[string]int{"apns/GONE": 1, "webpush/SERVER_ERROR": 5} {
+		if got := e.counts.get(false, key); got != want {
+			t.Errorf("failed %s: %d, want %d", key, got, want)
+		}
+	}
+
 	// Unregister removes the target; a second time it is not found.
 	must(e.client.UnregisterPushTarget(e.as(t, "bob", 1), &notificationv1.UnregisterPushTargetRequest{}))
 	_, err := e.client.UnregisterPushTarget(e.as(t, "bob", 1), &notificationv1.UnregisterPushTargetRequest{})

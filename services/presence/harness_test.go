@@ -36,11 +36,14 @@ type env struct {
 	bus    *bus.Bus
 	issuer *authn.Issuer
 	dir    string
+	addr   string // the gRPC address
 }
+
+type presenceConfig = presence.Config
 
 type options struct {
 	ttl     time.Duration
-	tune    func(*presence.Config)
+	tune    func(*presenceConfig)
 	busOnly *bus.Bus // share another env's bus (a second instance)
 }
 
@@ -111,7 +114,7 @@ func start(t testing.TB, o options) *env {
 	}
 	t.Cleanup(func() { conn.Close() })
 	waitReady(t, svc)
-	return &env{client: presencev1.NewPresenceServiceClient(conn), svc: svc, bus: b, issuer: issuer, dir: dir}
+	return &env{client: presencev1.NewPresenceServiceClient(conn), svc: svc, bus: b, issuer: issuer, dir: dir, addr: srv.GRPCAddr().String()}
 }
 
 func waitReady(t testing.TB, svc *presence.Server) {

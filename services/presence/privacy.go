@@ -100,7 +100,7 @@ type privacies struct {
 	store kv.Store
 	now   func() time.Time
 
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	entries map[string]privacyEntry
 }
 
@@ -115,9 +115,9 @@ const (
 )
 
 func (c *privacies) get(ctx context.Context, userID string) (*privacy, error) {
-	c.mu.Lock()
+	c.mu.RLock()
 	e, ok := c.entries[userID]
-	c.mu.Unlock()
+	c.mu.RUnlock()
 	if ok && c.now().Sub(e.at) < privacyTTL {
 		return e.p, nil
 	}

@@ -260,6 +260,9 @@ func (s *Server) storeLastSeen(ctx context.Context, batch map[string]time.Time) 
 
 // storedLastSeen reads the last seen times of tokens from the store.
 func (s *Server) storedLastSeen(ctx context.Context, tokens []string) (map[string]time.Time, error) {
+	if len(tokens) == 0 {
+		return nil, nil
+	}
 	out := make(map[string]time.Time, len(tokens))
 	err := s.store.View(ctx, func(tx kv.Tx) error {
 		for _, token := range tokens {

@@ -13,7 +13,7 @@ import (
 // whole bucket, and the local watches it notifies. Users are keyed by their escaped token
 // (bus.EscapeToken), as bucket keys are.
 type view struct {
-	mu    sync.Mutex
+	mu    sync.RWMutex
 	users map[string]*userDevices
 	// watches by watched user token, and by viewer (for privacy changes).
 	watched  map[string]map[*watch]struct{}
@@ -121,8 +121,8 @@ func (v *view) stored(token string, at time.Time) {
 }
 
 func (v *view) account(token string) account {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.mu.RLock()
+	defer v.mu.RUnlock()
 	return v.accountLocked(v.users[token])
 }
 
@@ -154,8 +154,8 @@ func sameAccount(a, b account) bool {
 
 // device returns a device's current record and its revision.
 func (v *view) device(token string, device uint32) (deviceEntry, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.mu.RLock()
+	defer v.mu.RUnlock()
 	if u := v.users[token]; u != nil {
 		d, ok := u.devices[device]
 		return d, ok

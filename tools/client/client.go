@@ -26,6 +26,8 @@ import (
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	mediav1 "github.com/guardyn/guardyn/proto/guardyn/media/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
+	presencev1 "github.com/guardyn/guardyn/proto/guardyn/presence/v1"
 	"github.com/guardyn/guardyn/tools/client/vault"
 )
 
@@ -66,6 +68,8 @@ type Client struct {
 	vault           *vault.Vault
 	auth            authv1.AuthServiceClient
 	msg             messagingv1.MessagingServiceClient
+	presence        presencev1.PresenceServiceClient
+	push            notificationv1.NotificationServiceClient
 	now             func() time.Time
 	requireVerified bool
 	typing          typingReplays
@@ -83,7 +87,8 @@ func newClient(cfg Config, v *vault.Vault) *Client {
 		now = time.Now
 	}
 	return &Client{vault: v, auth: authv1.NewAuthServiceClient(cfg.Conn), msg: messagingv1.NewMessagingServiceClient(cfg.Conn), now: now, requireVerified: cfg.RequireVerified,
-		media: mediav1.NewMediaServiceClient(cfg.Conn), home: cfg.Home}
+		media: mediav1.NewMediaServiceClient(cfg.Conn), home: cfg.Home,
+		presence: presencev1.NewPresenceServiceClient(cfg.Conn), push: notificationv1.NewNotificationServiceClient(cfg.Conn)}
 }
 
 func (cfg Config) params() vault.Params {

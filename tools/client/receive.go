@@ -70,6 +70,8 @@ const (
 	// EventGroupRemoved says From removed this device from Group: it can read nothing
 	// sent there any more.
 	EventGroupRemoved
+	// EventStatusKey says Peer shared the key of their presence status text.
+	EventStatusKey
 )
 
 // Event is something Listen reports.
@@ -517,6 +519,16 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 	case content.KindTyping:
 		ev.Kind = EventTyping
 		return []Event{ev}, processed, nil // typing is never worth keeping
+	case content.KindStatusKey:
+		id, key, err := content.ParseStatusKey(m.Body)
+		if err != nil || ev.Outgoing {
+			return nil, processed, nil
+		}
+		if ct := s.Contacts[name]; ct != nil {
+			ct.addStatusKey(statusKey{ID: id, Key: key})
+		}
+		ev.Kind, ev.Body = EventStatusKey, ""
+		return []Event{ev}, processed, nil
 	}
 	s.appendLog(entry)
 	return []Event{ev}, processed, nil

@@ -46,6 +46,10 @@ type state struct {
 	Uploads []*pendingUpload `json:"uploads,omitempty"`
 	// MLS holds this device's group-chat keys and groups (groups.go).
 	MLS *mlsDevice `json:"mls,omitempty"`
+	// StatusKey seals this account's presence status text; PresenceShared are the
+	// usernames it was last shared with, so dropping one makes a new key.
+	StatusKey      *statusKey `json:"status_key,omitempty"`
+	PresenceShared []string   `json:"presence_shared,omitempty"`
 	// newLog collects the history entries of this cycle; they are appended to the vault's
 	// history file, not kept in the state, so a long history does not slow every save.
 	newLog []LogEntry
@@ -53,6 +57,12 @@ type state struct {
 	// it (see pinNew); neither is saved.
 	now        time.Time
 	discovered []NewDevice
+}
+
+// statusKey is a presence status key (libs/crypto/presencestatus).
+type statusKey struct {
+	ID  uint32 `json:"id"`
+	Key []byte `json:"key"`
 }
 
 // pendingLink is a device link waiting for approval.
@@ -76,6 +86,24 @@ type contact struct {
 	// for a known device) that the user has not accepted with Trust. Sends refuse while it
 	// is set.
 	Pending *identitySnapshot `json:"pending,omitempty"`
+	// StatusKeys are the contact's presence status keys by id, the newest maxStatusKeys.
+	StatusKeys []statusKey `json:"status_keys,omitempty"`
+}
+
+// maxStatusKeys bounds the status keys kept per contact: a new one arrives when the contact
+// drops someone from its presence list.
+const maxStatusKeys = 4
+
+func (c *contact) addStatusKey(k statusKey) {
+	for _, have := range c.StatusKeys {
+		if have.ID == k.ID {
+			return
+		}
+	}
+	c.StatusKeys = append(c.StatusKeys, k)
+	if n := len(c.StatusKeys) - maxStatusKeys; n > 0 {
+		c.StatusKeys = c.StatusKeys[n:]
+	}
 }
 
 // peerDevice is one device of a contact. IdentityKey is nil for a device the server listed

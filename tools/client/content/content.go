@@ -6,10 +6,12 @@ package content
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -41,7 +43,33 @@ const (
 	KindReceipt Kind = "receipt"
 	// KindTyping says the sender is typing; it is sent ephemerally and never stored.
 	KindTyping Kind = "typing"
+	// KindStatusKey shares the sender's presence status key (docs/crypto/presence.md); Body
+	// is FormatStatusKey's.
+	KindStatusKey Kind = "status-key"
 )
+
+// FormatStatusKey is the Body of a KindStatusKey message: the key id in 8 hex digits, a
+// colon, and the 32-byte key in unpadded base64url.
+func FormatStatusKey(id uint32, key []byte) string {
+	return fmt.Sprintf("%08x:%s", id, base64.RawURLEncoding.EncodeToString(key))
+}
+
+// ParseStatusKey parses a KindStatusKey Body.
+func ParseStatusKey(body string) (uint32, []byte, error) {
+	idHex, b64, ok := strings.Cut(body, ":")
+	if !ok || len(idHex) != 8 {
+		return 0, nil, fmt.Errorf("%w: status key body", ErrMalformed)
+	}
+	id, err := strconv.ParseUint(idHex, 16, 32)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: status key id", ErrMalformed)
+	}
+	key, err := base64.RawURLEncoding.DecodeString(b64)
+	if err != nil || len(key) != 32 {
+		return 0, nil, fmt.Errorf("%w: status key", ErrMalformed)
+	}
+	return uint32(id), key, nil
+}
 
 // ID is a client-chosen random message id, also the idempotency key of the send.
 type ID [16]byte
@@ -186,6 +214,13 @@ func (w wire) check() error {
 		}
 		if w.Kind == KindTyping && w.Body != "" {
 			return fmt.Errorf("%w: typing message with a body", ErrMalformed)
+		}
+	case KindStatusKey:
+		if len(w.Refs) > 0 {
+			return fmt.Errorf("%w: status key with refs", ErrMalformed)
+		}
+		if _, _, err := ParseStatusKey(w.Body); err != nil {
+			return err
 		}
 	case KindReceipt:
 		if w.Body != "" {

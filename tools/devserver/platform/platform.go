@@ -236,7 +236,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 	p.stop = append(p.stop, notices.Stop)
 
-	presSvc, pushSvc, err := p.startPresenceAndPush(ctx, cfg, kvStore, b, limits)
+	presSvc, pushSvc, err := p.startPresenceAndPush(ctx, cfg, kvStore, b, limits, obs.Pushes())
 	if err != nil {
 		return nil, err
 	}

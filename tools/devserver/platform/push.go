@@ -15,7 +15,7 @@ import (
 // startPresenceAndPush starts the presence service on the bus's presence bucket and the
 // notification service with its consumer of delivery notices; both keep their durable state
 // in the platform's kv store.
-func (p *Platform) startPresenceAndPush(ctx context.Context, cfg Config, store kv.Store, b *bus.Bus, limits *ratelimit.Actions) (*presence.Server, *notification.Server, error) {
+func (p *Platform) startPresenceAndPush(ctx context.Context, cfg Config, store kv.Store, b *bus.Bus, limits *ratelimit.Actions, pushes notification.Metrics) (*presence.Server, *notification.Server, error) {
 	bucket, err := b.PresenceBucket(ctx, cfg.PresenceTTL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("platform: %w", err)
@@ -27,7 +27,7 @@ func (p *Platform) startPresenceAndPush(ctx context.Context, cfg Config, store k
 	p.stop = append(p.stop, func() { presSvc.Close() })
 
 	ncfg := notification.Config{
-		Store: store, Presence: bucket, Limits: limits, Logger: cfg.Logger,
+		Store: store, Presence: bucket, Limits: limits, Metrics: pushes, Logger: cfg.Logger,
 		WebPush: cfg.WebPush, APNs: cfg.APNs, FCM: cfg.FCM,
 		AllowPrivateEndpoints: cfg.AllowPrivatePushEndpoints, CoalesceWindow: cfg.PushCoalesceWindow,
 	}
@@ -48,10 +48,10 @@ func (p *Platform) startPresenceAndPush(ctx context.Context, cfg Config, store k
 	if err != nil {
 		return nil, nil, err
 	}
-	pushes, err := pushSvc.Consume(context.WithoutCancel(ctx), b)
+	consumer, err := pushSvc.Consume(context.WithoutCancel(ctx), b)
 	if err != nil {
 		return nil, nil, err
 	}
-	p.stop = append(p.stop, pushes.Stop)
+	p.stop = append(p.stop, consumer.Stop)
 	return presSvc, pushSvc, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/libs/directory"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
+	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
 	presencev1 "github.com/guardyn/guardyn/proto/guardyn/presence/v1"
@@ -29,7 +30,13 @@ type options struct {
 }
 
 func run(ctx context.Context, opts options) error {
-	log := opts.Logger(os.Stderr)
+	obs, err := observe.New(ctx, opts.Observe("presence", os.Stderr))
+	if err != nil {
+		return err
+	}
+	// Deferred first, so it runs last: the spans of the shutdown go out too.
+	defer obs.Close(context.Background())
+	log := obs.Logger()
 	tokenKey, err := authn.FetchTokenKey(ctx, opts.authAddr)
 	if err != nil {
 		return err
@@ -37,16 +44,18 @@ func run(ctx context.Context, opts options) error {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return err
 	}
-	store, err := kvembedded.Open(filepath.Join(opts.DataDir, kvembedded.FileName), kvembedded.Options{})
+	storeFile, err := kvembedded.Open(filepath.Join(opts.DataDir, kvembedded.FileName), kvembedded.Options{})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer storeFile.Close()
+	store := obs.KV("presence", storeFile)
 	b, err := bus.Connect(opts.NATSURL, log)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	b.Observe(obs)
 	bucket, err := b.PresenceBucket(ctx, 0)
 	if err != nil {
 		return err
@@ -79,7 +88,7 @@ func run(ctx context.Context, opts options) error {
 		return err
 	}
 	ready := server.ReadyAll(
-		server.Check{Name: "kv", Ready: store.Ready},
+		server.Check{Name: "kv", Ready: storeFile.Ready},
 		server.Check{Name: "bus", Ready: b.Ready},
 		server.Check{Name: "presence", Ready: svc.Ready},
 	)
@@ -90,7 +99,7 @@ func run(ctx context.Context, opts options) error {
 		Validate:     server.FieldLimits(fieldLimits),
 		Ready:        ready,
 		Reflection:   opts.Reflection,
-		Logger:       log,
+		Observer:     obs,
 		DrainTimeout: opts.DrainTimeout,
 	})
 	if err != nil {
