@@ -9,7 +9,7 @@ import (
 )
 
 // Subjects, streams and buckets between the messaging service and the presence and
-// notification services (proto/guardyn/events/v1/streams.proto).
+// notification services (proto/guardyn/events/v1/events.proto).
 const (
 	// SubjectReceiveStreams carries ReceiveStreams: which devices hold a Receive stream open
 	// (core NATS; a lost report costs at most one heartbeat interval).

@@ -13,7 +13,7 @@ import (
 )
 
 // What the messaging service tells the presence and notification services
-// (proto/guardyn/events/v1/streams.proto): an open Receive stream is its device's presence
+// (proto/guardyn/events/v1/events.proto): an open Receive stream is its device's presence
 // heartbeat, so a connected client sends nothing extra, and a message stored for a device
 // without a stream here is a DeliveryNotice, so the notification service may wake it. Both
 // are core NATS publishes of a few bytes, off the path of devices that are connected.

@@ -205,6 +205,9 @@ const (
 	ErrorReason_ERROR_REASON_UPLOAD_COMPLETED ErrorReason = 101
 	// RESOURCE_EXHAUSTED: the account has its maximum number of open presence watches.
 	ErrorReason_ERROR_REASON_WATCH_LIMIT_REACHED ErrorReason = 70
+	// PERMISSION_DENIED: none of the named accounts shows its presence to the caller (each
+	// hides it from the caller, or the caller hides its own from them: hiding is symmetric).
+	ErrorReason_ERROR_REASON_PRESENCE_HIDDEN ErrorReason = 71
 	// INVALID_ARGUMENT: the push target is incomplete or malformed.
 	ErrorReason_ERROR_REASON_INVALID_PUSH_TARGET ErrorReason = 80
 	// NOT_FOUND: the device has no push target.
@@ -271,6 +274,7 @@ var (
 		100: "ERROR_REASON_CAPABILITY_REVOKED",
 		101: "ERROR_REASON_UPLOAD_COMPLETED",
 		70:  "ERROR_REASON_WATCH_LIMIT_REACHED",
+		71:  "ERROR_REASON_PRESENCE_HIDDEN",
 		80:  "ERROR_REASON_INVALID_PUSH_TARGET",
 		81:  "ERROR_REASON_PUSH_TARGET_NOT_FOUND",
 		90:  "ERROR_REASON_REVOCATION_UNAVAILABLE",
@@ -329,6 +333,7 @@ var (
 		"ERROR_REASON_CAPABILITY_REVOKED":        100,
 		"ERROR_REASON_UPLOAD_COMPLETED":          101,
 		"ERROR_REASON_WATCH_LIMIT_REACHED":       70,
+		"ERROR_REASON_PRESENCE_HIDDEN":           71,
 		"ERROR_REASON_INVALID_PUSH_TARGET":       80,
 		"ERROR_REASON_PUSH_TARGET_NOT_FOUND":     81,
 		"ERROR_REASON_REVOCATION_UNAVAILABLE":    90,
@@ -452,7 +457,7 @@ const file_guardyn_common_v1_common_proto_rawDesc = "" +
 	"\x19PUSH_PLATFORM_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PUSH_PLATFORM_APNS\x10\x01\x12\x15\n" +
 	"\x11PUSH_PLATFORM_FCM\x10\x02\x12\x1a\n" +
-	"\x16PUSH_PLATFORM_WEB_PUSH\x10\x03*\xc6\x0f\n" +
+	"\x16PUSH_PLATFORM_WEB_PUSH\x10\x03*\xe8\x0f\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bERROR_REASON_LIMIT_EXCEEDED\x10\x01\x12\"\n" +
@@ -506,7 +511,8 @@ const file_guardyn_common_v1_common_proto_rawDesc = "" +
 	"\x1fERROR_REASON_CAPABILITY_EXPIRED\x10E\x12#\n" +
 	"\x1fERROR_REASON_CAPABILITY_REVOKED\x10d\x12!\n" +
 	"\x1dERROR_REASON_UPLOAD_COMPLETED\x10e\x12$\n" +
-	" ERROR_REASON_WATCH_LIMIT_REACHED\x10F\x12$\n" +
+	" ERROR_REASON_WATCH_LIMIT_REACHED\x10F\x12 \n" +
+	"\x1cERROR_REASON_PRESENCE_HIDDEN\x10G\x12$\n" +
 	" ERROR_REASON_INVALID_PUSH_TARGET\x10P\x12&\n" +
 	"\"ERROR_REASON_PUSH_TARGET_NOT_FOUND\x10Q\x12'\n" +
 	"#ERROR_REASON_REVOCATION_UNAVAILABLE\x10Z\x12&\n" +
