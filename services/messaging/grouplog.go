@@ -31,10 +31,10 @@ import (
 //	msg/glogx/<expiry: 20 digits of Unix seconds>/<hex entry id> → empty (expiry index)
 //
 // An entry's id derives from its sender and idempotency key, so a retried send rewrites
-// the same entry and its notices (same ids) are no-ops: the entry and the notices are
-// written at the same time, each durably, and a crash between them leaves either an
-// orphan entry (swept at its expiry) or notices whose entry the sender's retry writes;
-// the send is acknowledged only once both are durable. The sweeper walks the expiry
+// the same entry and its notices (same ids) are no-ops. The entry is written durably
+// before its notices, so a Receive stream never reads a notice whose entry is not there
+// yet; a crash between them leaves an orphan entry, swept at its expiry. The send is
+// acknowledged only once both are durable. The sweeper walks the expiry
 // index from its start.
 
 // groupLogPrefix holds the group log entries, groupLogExpiryPrefix their expiry index.

@@ -425,21 +425,24 @@ func (s *Server) fanOut(ctx context.Context, p authn.Principal, idempotencyKey [
 		}
 	}
 	// A delivery with a payload is stored once in the group log, and each inbox gets a
-	// notice of it (grouplog.go), both written at once; a payload-free Welcome notice is
-	// its own copy.
+	// notice of it (grouplog.go); a payload-free Welcome notice is its own copy. The entry
+	// is written before its notices: a Receive stream that reads a notice must find the
+	// entry, or it would skip the message (written together, a stream draining at that
+	// moment read notices whose entries were not committed yet). A send that fails after
+	// the entry leaves it to expire; a retry rewrites the same entry.
 	kind, expiry := msgstore.Kind(d.GetKind()), now.Add(s.ttl).Truncate(time.Second)
-	logged := make(chan error, 1)
 	var body []byte
 	if len(d.GetPayload()) > 0 {
 		id := logID(p, scope, idempotencyKey)
-		go func() { logged <- s.appendLog(ctx, id, d, now, expiry) }()
+		if err := s.appendLog(ctx, id, d, now, expiry); err != nil {
+			return err
+		}
 		kind, body = kindLogNotice, logNotice{ID: id}.marshal()
 	} else {
 		var err error
 		if body, err = proto.Marshal(d); err != nil {
 			return s.internal(ctx, "encode delivery", err)
 		}
-		logged <- nil
 	}
 	for _, m := range to {
 		inbox := inboxOf(m.UserID, m.DeviceID)
@@ -451,12 +454,8 @@ func (s *Server) fanOut(ctx context.Context, p authn.Principal, idempotencyKey [
 	batches := appendBatches(msgs)
 	for _, batch := range batches {
 		if err := s.inboxes.Append(ctx, batch); err != nil {
-			<-logged
 			return s.internal(ctx, "store group deliveries", err)
 		}
-	}
-	if err := <-logged; err != nil {
-		return err
 	}
 	for _, batch := range batches {
 		for _, m := range batch {
