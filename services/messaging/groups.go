@@ -591,6 +591,9 @@ func (s *Server) SendGroupMessage(ctx context.Context, req *messagingv1.SendGrou
 	if req.GetEpoch() != g.Epoch && req.GetEpoch()+1 != g.Epoch {
 		return nil, epochError(codes.FailedPrecondition, reasonEpochMismatch, g.Epoch)
 	}
+	if err := checkApplication(req.GetPrivateMessage(), req.GetGroupId(), req.GetEpoch()); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	d := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_MESSAGE, Payload: req.GetPrivateMessage(), GroupId: req.GetGroupId(), Epoch: req.GetEpoch()}
 	to := slices.DeleteFunc(g.Members, func(m member) bool { return m == self(p) })
