@@ -16,3 +16,6 @@ func (s *Server) StoredDeliveriesForTest(ctx context.Context, msgs []msgstore.Me
 
 // SweepLogForTest runs one sweep of the group log.
 func (s *Server) SweepLogForTest(ctx context.Context) (int, error) { return s.sweepLog(ctx) }
+
+// SweepWelcomesForTest runs one sweep of expired Welcomes.
+func (s *Server) SweepWelcomesForTest(ctx context.Context) (int, error) { return s.sweepWelcomes(ctx) }

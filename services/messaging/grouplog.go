@@ -354,6 +354,9 @@ func (s *Server) sweepLogEvery(interval time.Duration) {
 		if _, err := s.sweepLog(ctx); err != nil && ctx.Err() == nil {
 			s.log.WarnContext(ctx, "messaging: sweeping the group log failed; the next round retries", "err", err)
 		}
+		if _, err := s.sweepWelcomes(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "messaging: sweeping expired Welcomes failed; the next round retries", "err", err)
+		}
 	}
 }
 

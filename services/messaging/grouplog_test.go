@@ -94,7 +94,7 @@ func TestGroupLogExpires(t *testing.T) {
 func TestGroupSendRetryAfterLostLogEntry(t *testing.T) {
 	gid := []byte("retry")
 	node, users := memberGroup(t, 3, gid)
-	req := &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: []byte("sealed"), ClientMessageId: bytes.Repeat([]byte{3}, 16)}
+	req := &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 0), ClientMessageId: bytes.Repeat([]byte{3}, 16)}
 	node.kv.fail.Store(true)
 	if _, err := node.svc.SendGroupMessage(as(users[0]), req); err == nil {
 		t.Fatal("the send succeeded although its log entry could not be stored")
@@ -106,7 +106,7 @@ func TestGroupSendRetryAfterLostLogEntry(t *testing.T) {
 	}
 	for _, u := range users[1:] {
 		got := readInbox(t, node.svc, node.inboxes, inbox(u, 1))
-		if len(got) != 1 || string(got[0].GetPayload()) != "sealed" {
+		if len(got) != 1 || !bytes.Equal(got[0].GetPayload(), req.GetPrivateMessage()) {
 			t.Fatalf("%s reads %d deliveries", u, len(got))
 		}
 	}

@@ -30,6 +30,7 @@ import (
 //	msg/group/<hex group id>                          → groupRecord
 //	msg/welcome/<hex group id>/<user>/<device>        → welcomeRecord (a reference)
 //	msg/welcome-body/<hex group id>/<epoch>           → the Welcome, stored once per commit
+//	msg/welcome-state/…, msg/welcomex/…               → when it is deleted (welcomes.go)
 //	msg/fanout/<hex group id>/<epoch>                 → outbox entry: fanOutRecord
 //
 // It never sees group secrets: commits, proposals, Welcomes and GroupInfos are opaque MLS
@@ -64,6 +65,8 @@ type lastCommit struct {
 type welcomeRecord struct {
 	Epoch   uint64 `json:"epoch"`
 	Welcome []byte `json:"welcome,omitempty"`
+	// Fetched is when the device first fetched the Welcome (welcomes.go).
+	Fetched time.Time `json:"fetched,omitzero"`
 }
 
 func groupKey(gid []byte) []byte { return []byte("msg/group/" + hex.EncodeToString(gid)) }
@@ -300,17 +303,9 @@ func (s *Server) SubmitCommit(ctx context.Context, req *messagingv1.SubmitCommit
 		g.GroupInfo = req.GetGroupInfo()
 		g.Last = &lastCommit{Hash: hash[:], By: self(p), At: rec.At}
 		if len(added) > 0 {
-			if err := tx.Put(welcomeBodyKey(req.GetGroupId(), g.Epoch), req.GetWelcome()); err != nil {
+			// The Welcome expires with its notices (fanOut's expiry of rec.At).
+			if err := putWelcome(tx, req.GetGroupId(), g.Epoch, req.GetWelcome(), added, rec.At.Add(s.ttl), rec.At); err != nil {
 				return err
-			}
-			ref, err := json.Marshal(welcomeRecord{Epoch: g.Epoch})
-			if err != nil {
-				return err
-			}
-			for _, w := range added {
-				if err := tx.Put(welcomeKey(req.GetGroupId(), w), ref); err != nil {
-					return err
-				}
 			}
 		}
 		if err := s.fanouts.Add(tx, id, entry); err != nil {
@@ -590,6 +585,9 @@ func (s *Server) SendGroupMessage(ctx context.Context, req *messagingv1.SendGrou
 	if req.GetEpoch() != g.Epoch && req.GetEpoch()+1 != g.Epoch {
 		return nil, epochError(codes.FailedPrecondition, reasonEpochMismatch, g.Epoch)
 	}
+	if err := checkApplication(req.GetPrivateMessage(), req.GetGroupId(), req.GetEpoch()); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	d := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_MESSAGE, Payload: req.GetPrivateMessage(), GroupId: req.GetGroupId(), Epoch: req.GetEpoch()}
 	to := slices.DeleteFunc(g.Members, func(m member) bool { return m == self(p) })
@@ -602,7 +600,8 @@ func (s *Server) SendGroupMessage(ctx context.Context, req *messagingv1.SendGrou
 	return &messagingv1.SendGroupMessageResponse{ServerTime: timestamppb.New(now)}, nil
 }
 
-// FetchWelcome returns the Welcome stored for the calling device.
+// FetchWelcome returns the Welcome stored for the calling device, and counts the device
+// as served: a Welcome every addressed device fetched is deleted soon after (welcomes.go).
 func (s *Server) FetchWelcome(ctx context.Context, req *messagingv1.FetchWelcomeRequest) (*messagingv1.FetchWelcomeResponse, error) {
 	p, err := caller(ctx)
 	if err != nil {
@@ -611,11 +610,13 @@ func (s *Server) FetchWelcome(ctx context.Context, req *messagingv1.FetchWelcome
 	if err := s.allow("group", p.UserID); err != nil {
 		return nil, err
 	}
+	notFound := txAbort{server.Error(codes.NotFound, reasonWelcomeNotFound, "no Welcome for this device and group")}
 	var w welcomeRecord
 	err = s.groupTx(ctx, "fetch welcome", false, func(tx kv.Tx) error {
+		w = welcomeRecord{}
 		b, err := tx.Get(welcomeKey(req.GetGroupId(), self(p)))
 		if errors.Is(err, kv.ErrNotFound) {
-			return txAbort{server.Error(codes.NotFound, reasonWelcomeNotFound, "no Welcome for this device and group")}
+			return notFound
 		} else if err != nil {
 			return err
 		}
@@ -623,8 +624,18 @@ func (s *Server) FetchWelcome(ctx context.Context, req *messagingv1.FetchWelcome
 			return err
 		}
 		w.Welcome, err = tx.Get(welcomeBodyKey(req.GetGroupId(), w.Epoch))
+		if errors.Is(err, kv.ErrNotFound) {
+			return notFound
+		}
 		return err
 	})
+	if err == nil && w.Fetched.IsZero() {
+		// Counted in a write transaction of its own, only on the first fetch: repeated
+		// fetches are reads.
+		err = s.groupTx(ctx, "count welcome fetch", true, func(tx kv.Tx) error {
+			return fetched(tx, req.GetGroupId(), self(p), s.now())
+		})
+	}
 	if err != nil {
 		return nil, err
 	}

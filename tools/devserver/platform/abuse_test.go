@@ -497,7 +497,7 @@ func TestMessagingDocumentedErrors(t *testing.T) {
 		{"SendGroupMessage/GROUP_NOT_FOUND", groupMsg(alice, &messagingv1.SendGroupMessageRequest{GroupId: clientID(), PrivateMessage: []byte("m"), ClientMessageId: clientID()}), codes.NotFound, "GROUP_NOT_FOUND"},
 		{"SendGroupMessage/NOT_GROUP_MEMBER", groupMsg(carol, &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: []byte("m"), ClientMessageId: clientID()}), codes.PermissionDenied, "NOT_GROUP_MEMBER"},
 		{"SendGroupMessage/EPOCH_MISMATCH", groupMsg(alice, &messagingv1.SendGroupMessageRequest{GroupId: gid, Epoch: 2, PrivateMessage: []byte("m"), ClientMessageId: clientID()}), codes.FailedPrecondition, "EPOCH_MISMATCH"},
-		{"SendGroupMessage/INBOX_FULL", groupMsg(alice, &messagingv1.SendGroupMessageRequest{GroupId: fullGroup, PrivateMessage: []byte("m"), ClientMessageId: clientID()}), codes.ResourceExhausted, "INBOX_FULL"},
+		{"SendGroupMessage/INBOX_FULL", groupMsg(alice, &messagingv1.SendGroupMessageRequest{GroupId: fullGroup, PrivateMessage: mlsframe.PrivateMessage(fullGroup, 0, mlsframe.Application, 0), ClientMessageId: clientID()}), codes.ResourceExhausted, "INBOX_FULL"},
 
 		{"FetchWelcome/LIMIT_EXCEEDED", func() error {
 			_, err := m.FetchWelcome(alice.ctx(t), &messagingv1.FetchWelcomeRequest{GroupId: make([]byte, 65)})

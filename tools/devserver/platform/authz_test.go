@@ -20,6 +20,7 @@ import (
 
 	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/crypto/keys"
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
@@ -214,7 +215,7 @@ func TestAuthorizationTable(t *testing.T) {
 			return err
 		}},
 		{messagingv1.MessagingService_SendGroupMessage_FullMethodName, false, func(ctx context.Context) error {
-			_, err := m.SendGroupMessage(ctx, &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: []byte("p"), ClientMessageId: clientID()})
+			_, err := m.SendGroupMessage(ctx, &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 0), ClientMessageId: clientID()})
 			return err
 		}},
 		{messagingv1.MessagingService_FetchWelcome_FullMethodName, false, func(ctx context.Context) error {
@@ -468,7 +469,7 @@ func otherUser(t *testing.T, e *env, alice, alice2, mallory *device, gid []byte)
 	wantErr(t, err, codes.PermissionDenied, "NOT_GROUP_MEMBER")
 	_, err = e.msg.SubmitProposal(mallory.ctx(t), &messagingv1.SubmitProposalRequest{GroupId: gid, Proposal: []byte("p")})
 	wantErr(t, err, codes.PermissionDenied, "NOT_GROUP_MEMBER")
-	_, err = e.msg.SendGroupMessage(mallory.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: []byte("p"), ClientMessageId: clientID()})
+	_, err = e.msg.SendGroupMessage(mallory.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 0), ClientMessageId: clientID()})
 	wantErr(t, err, codes.PermissionDenied, "NOT_GROUP_MEMBER")
 	_, err = e.msg.FetchWelcome(mallory.ctx(t), &messagingv1.FetchWelcomeRequest{GroupId: gid})
 	wantErr(t, err, codes.NotFound, "WELCOME_NOT_FOUND")

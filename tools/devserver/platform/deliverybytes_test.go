@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
@@ -137,7 +138,7 @@ func TestGroupMessagesCountAgainstByteBudgets(t *testing.T) {
 	must(e.msg.CreateGroup(mallory.ctx(t), &messagingv1.CreateGroupRequest{GroupId: withAlice, Members: addrs(mallory, alice), GroupInfo: []byte("gi")}))
 	must(e.msg.CreateGroup(mallory.ctx(t), &messagingv1.CreateGroupRequest{GroupId: withCarol, Members: addrs(mallory, carol), GroupInfo: []byte("gi")}))
 	send := func(gid []byte) error {
-		_, err := e.msg.SendGroupMessage(mallory.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: make([]byte, 256<<10), ClientMessageId: clientID()})
+		_, err := e.msg.SendGroupMessage(mallory.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 256<<10), ClientMessageId: clientID()})
 		return err
 	}
 	for i := range budget / (256 << 10) {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
@@ -104,11 +105,11 @@ func BenchmarkGroupMessageDelivery(b *testing.B) {
 	}
 	ready.Wait()
 	sctx := sender.Context(ctx)
-	payload := make([]byte, size)
+	payload := mlsframe.PrivateMessage(gid, 0, mlsframe.Application, size)
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := range b.N {
-		binary.BigEndian.PutUint64(payload, uint64(i))
+		binary.BigEndian.PutUint64(payload[len(payload)-8:], uint64(i)) // in the ciphertext
 		start := time.Now()
 		if _, err := msgc.SendGroupMessage(sctx, &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: payload, ClientMessageId: rawdevice.NewMessageID()}); err != nil {
 			b.Fatal(err)

@@ -250,3 +250,44 @@ func TestHandshakesMustBePrivateMessagesOfTheirGroupAndEpoch(t *testing.T) {
 		t.Fatalf("epoch after a well-formed commit = %d", resp.GetEpoch())
 	}
 }
+
+// TestGroupMessagesMustBePrivateMessagesOfTheirGroupAndEpoch (issue 18): a group message is
+// stored once in the group log and fanned out to every member, so it is checked like a
+// handshake: an MLS PrivateMessage of the request's group and epoch carrying application
+// data. Anything else is refused with MALFORMED_REQUEST and reaches no member.
+func TestGroupMessagesMustBePrivateMessagesOfTheirGroupAndEpoch(t *testing.T) {
+	e := unlimited(t)
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	gid := clientID()
+	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs(alice, bob), GroupInfo: []byte("gi")}))
+	must(e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 0, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 0), GroupInfo: []byte("g1")}))
+	r := e.receive(t, bob)
+	if d := r.next(t); d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT {
+		t.Fatalf("bob got a %v, want the commit", d.GetKind())
+	}
+	for name, m := range map[string]*messagingv1.SendGroupMessageRequest{
+		"not MLS":            {Epoch: 1, PrivateMessage: []byte("hello")},
+		"PublicMessage":      {Epoch: 1, PrivateMessage: mlsframe.PublicCommit(gid, 1)},
+		"a Welcome":          {Epoch: 1, PrivateMessage: mlsframe.Welcome(mlsframe.Ref(1))},
+		"another group":      {Epoch: 1, PrivateMessage: mlsframe.PrivateMessage(clientID(), 1, mlsframe.Application, 0)},
+		"another epoch":      {Epoch: 1, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 0)},
+		"a commit":           {Epoch: 1, PrivateMessage: mlsframe.PrivateMessage(gid, 1, mlsframe.Commit, 0)},
+		"a proposal":         {Epoch: 1, PrivateMessage: mlsframe.PrivateMessage(gid, 1, mlsframe.Proposal, 0)},
+		"previous epoch lie": {Epoch: 0, PrivateMessage: mlsframe.PrivateMessage(gid, 1, mlsframe.Application, 0)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m.GroupId, m.ClientMessageId = gid, clientID()
+			_, err := e.msg.SendGroupMessage(alice.ctx(t), m)
+			wantErr(t, err, codes.InvalidArgument, "MALFORMED_REQUEST")
+		})
+	}
+	r.none(t, 300*time.Millisecond)
+	// Application PrivateMessages of the current and of the previous epoch go through.
+	for _, epoch := range []uint64{1, 0} {
+		m := mlsframe.PrivateMessage(gid, epoch, mlsframe.Application, 40)
+		must(e.msg.SendGroupMessage(alice.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, Epoch: epoch, PrivateMessage: m, ClientMessageId: clientID()}))
+		if d := r.next(t); d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_MESSAGE || !bytes.Equal(d.GetPayload(), m) || d.GetEpoch() != epoch {
+			t.Fatalf("bob got a %v of epoch %d, want the epoch-%d message", d.GetKind(), d.GetEpoch(), epoch)
+		}
+	}
+}

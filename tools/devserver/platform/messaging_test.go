@@ -386,7 +386,7 @@ func TestGroupDeliveryService(t *testing.T) {
 	}
 	// Application messages: current and previous epoch accepted, others refused.
 	for _, epoch := range []uint64{1, 0} {
-		must(e.msg.SendGroupMessage(alice.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, Epoch: epoch, PrivateMessage: []byte("hi"), ClientMessageId: clientID()}))
+		must(e.msg.SendGroupMessage(alice.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, Epoch: epoch, PrivateMessage: mlsframe.PrivateMessage(gid, epoch, mlsframe.Application, 0), ClientMessageId: clientID()}))
 	}
 	_, err = e.msg.SendGroupMessage(alice.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, Epoch: 5, PrivateMessage: []byte("hi"), ClientMessageId: clientID()})
 	wantErr(t, err, codes.FailedPrecondition, "EPOCH_MISMATCH")
