@@ -37,3 +37,16 @@ func (c *Client) StateSizeForTest() (int, error) {
 	b, err := c.vault.Read()
 	return len(b), err
 }
+
+// GroupSuiteForTest is the MLS cipher suite of the named group on this device.
+func (c *Client) GroupSuiteForTest(name string) (uint16, error) {
+	s, err := c.view()
+	if err != nil {
+		return 0, err
+	}
+	_, g, err := s.loadGroup(name)
+	if err != nil {
+		return 0, err
+	}
+	return uint16(g.CipherSuite()), nil
+}

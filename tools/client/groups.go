@@ -57,10 +57,19 @@ var (
 
 // mlsDevice is this device's MLS signature key, credential and unclaimed key packages.
 type mlsDevice struct {
+	// Suite is the cipher suite of SigPriv and KeyPackages; 0 is legacyGroupSuite.
+	Suite       uint16              `json:"suite,omitempty"`
 	SigPriv     []byte              `json:"sig_priv"`
 	Credential  []byte              `json:"credential"`
 	KeyPackages []storedKeyPackage  `json:"key_packages,omitempty"`
 	Groups      map[string]*myGroup `json:"groups,omitempty"`
+}
+
+func (d *mlsDevice) suite() mls.CipherSuite {
+	if d.Suite == 0 {
+		return legacyGroupSuite
+	}
+	return mls.CipherSuite(d.Suite)
 }
 
 type storedKeyPackage struct {
@@ -125,9 +134,11 @@ func checkGroupName(name string) error {
 	return nil
 }
 
-// mlsState returns this device's MLS identity, creating it on first use.
+// mlsState returns this device's MLS identity, creating it on first use. An identity of
+// another suite (made before groupSuite changed) is replaced, with its unclaimed key
+// packages: groups already joined keep their own signature key in their state.
 func (s *state) mlsState() (*mlsDevice, *mls.Identity, error) {
-	if s.MLS == nil {
+	if s.MLS == nil || s.MLS.suite() != groupSuite {
 		id, err := s.identity()
 		if err != nil {
 			return nil, nil, err
@@ -136,7 +147,10 @@ func (s *state) mlsState() (*mlsDevice, *mls.Identity, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		s.MLS = &mlsDevice{SigPriv: sigPriv, Credential: cred}
+		if s.MLS == nil {
+			s.MLS = &mlsDevice{}
+		}
+		s.MLS.Suite, s.MLS.SigPriv, s.MLS.Credential, s.MLS.KeyPackages = uint16(groupSuite), sigPriv, cred, nil
 	}
 	if s.MLS.Groups == nil {
 		s.MLS.Groups = make(map[string]*myGroup)
