@@ -15,3 +15,9 @@ func (s *Server) StoredDeliveriesForTest(ctx context.Context, msgs []msgstore.Me
 
 // SweepLogForTest runs one sweep of the group log.
 func (s *Server) SweepLogForTest(ctx context.Context) (int, error) { return s.sweepLog(ctx) }
+
+// DeviceOfCredentialForTest exposes the service's reading of a client credential.
+func DeviceOfCredentialForTest(identity []byte) (string, uint32, bool) {
+	m, ok := deviceOfCredential(identity)
+	return m.UserID, m.DeviceID, ok
+}
