@@ -546,11 +546,12 @@ func (c *Client) commitGroup(ctx context.Context, name string, plan func(*state,
 	}
 }
 
-// addExternalSender makes a commit list the pinned delivery service in the group's
-// external_senders extension when the group does not list it yet (the first commit of a
-// group this device created, usually), keeping the group's other extensions.
+// addExternalSender makes the first commit of a group this device created list the
+// pinned delivery service in the group's external_senders extension. Only the first: a
+// later one could reach a member that pinned no key yet (it joined before servers
+// published one), which would refuse the commit and fall out of the group.
 func (s *state) addExternalSender(g *mls.Group, opts *mls.CommitOptions) error {
-	if s.MLS.ExternalSender == nil || g.CipherSuite() != groupSuite {
+	if s.MLS.ExternalSender == nil || g.CipherSuite() != groupSuite || g.Epoch() != 0 {
 		return nil
 	}
 	listed, err := g.ExternalSenders()
