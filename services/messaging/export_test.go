@@ -21,3 +21,8 @@ func DeviceOfCredentialForTest(identity []byte) (string, uint32, bool) {
 	m, ok := deviceOfCredential(identity)
 	return m.UserID, m.DeviceID, ok
 }
+
+// ProposeRemovalsForTest runs what a removal event of user's devices does to groups.
+func (s *Server) ProposeRemovalsForTest(ctx context.Context, user string, devices []uint32) error {
+	return s.proposeRemovals(ctx, user, devices)
+}

@@ -72,10 +72,6 @@ func (s *Server) externalSender(ctx context.Context) (*mls.Identity, error) {
 	return id, nil
 }
 
-// externalSenderIndex is the service's index in a group's external_senders extension:
-// clients list the service alone.
-const externalSenderIndex = 0
-
 // dsPrincipal is the sender of the service's own proposals, for their delivery ids.
 var dsPrincipal = authn.Principal{UserID: "delivery-service"}
 
@@ -84,7 +80,7 @@ const groupScanBatch = 256
 
 // proposeRemovals sends, to every group one of user's devices is in, an external Remove
 // proposal of each such device's leaf, signed by the service, for the group's current
-// epoch; the remaining members receive it as a group proposal and the next committer
+// epoch (its GroupInfo's); the remaining members receive it as a group proposal and the next committer
 // includes it. The leaves come from the ratchet tree of the group's stored GroupInfo
 // (clients upload it with the tree) and the device each leaf's credential names. A
 // group whose GroupInfo does not show the device's leaf gets nothing (logged): its
@@ -138,6 +134,13 @@ func (s *Server) proposeGroupRemovals(ctx context.Context, ds *mls.Identity, hex
 	if err != nil {
 		return s.internal(ctx, "group key", err)
 	}
+	index, epoch, ok := externalSenderIndexIn(g.GroupInfo, ds.SignaturePublicKey())
+	if !ok {
+		// A group that does not list the service (created before it published a key, or
+		// by another client) would refuse the proposal: its members remove by hand.
+		s.log.Info("messaging: a removed device's group does not list the service as external sender", "group", string(hexID))
+		return nil
+	}
 	leaves, err := mls.TreeMembers(g.GroupInfo, nil)
 	if err != nil {
 		s.log.Warn("messaging: no ratchet tree in a group's GroupInfo; its members must remove the device", "group", string(hexID), "err", err)
@@ -149,7 +152,7 @@ func (s *Server) proposeGroupRemovals(ctx context.Context, ds *mls.Identity, hex
 		if !ok || !slices.Contains(gone, m) {
 			continue
 		}
-		p, err := ds.ProposeExternal(gid, g.Epoch, externalSenderIndex, mls.RemoveProposal(leaf))
+		p, err := ds.ProposeExternal(gid, epoch, index, mls.RemoveProposal(leaf))
 		if err != nil {
 			s.log.Warn("messaging: cannot propose a removal in this group's suite", "group", string(hexID), "err", err)
 			return nil
@@ -159,12 +162,39 @@ func (s *Server) proposeGroupRemovals(ctx context.Context, ds *mls.Identity, hex
 	to := slices.DeleteFunc(slices.Clone(g.Members), func(m member) bool { return slices.Contains(gone, m) })
 	now := s.now()
 	for _, p := range props {
-		d := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_PROPOSAL, Payload: p, GroupId: gid, Epoch: g.Epoch}
+		d := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_PROPOSAL, Payload: p, GroupId: gid, Epoch: epoch}
 		if err := s.fanOut(ctx, dsPrincipal, p, d, to, now, false); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// externalSenderIndexIn finds the service's key in the external_senders extension of a
+// GroupInfo (MLSMessage bytes): its index is the sender index of its proposals, and the
+// GroupInfo's epoch (that of the commit that uploaded it: the group's current one) their
+// epoch.
+func externalSenderIndexIn(groupInfo, key []byte) (index uint32, epoch uint64, ok bool) {
+	info, err := mls.Inspect(groupInfo)
+	if err != nil {
+		return 0, 0, false
+	}
+	extType := mls.ExternalSendersExtension(nil).Type
+	for _, e := range info.GroupContextExtensions {
+		if e.Type != extType {
+			continue
+		}
+		senders, err := mls.ParseExternalSendersExtension(e.Data)
+		if err != nil {
+			return 0, 0, false
+		}
+		for i, es := range senders {
+			if bytes.Equal(es.SignatureKey, key) {
+				return uint32(i), info.Epoch, true
+			}
+		}
+	}
+	return 0, 0, false
 }
 
 func mapKeys(m map[uint32][]byte) func(func(uint32) bool) {

@@ -2,6 +2,7 @@ package messaging_test
 
 import (
 	"bytes"
+	"context"
 	"testing"
 
 	"github.com/guardyn/guardyn/libs/crypto/mls"
@@ -57,4 +58,101 @@ func FuzzDeviceOfCredential(f *testing.F) {
 			t.Fatalf("accepted %x as %q/%d", b, user, device)
 		}
 	})
+}
+
+// testCredential is the start of a Guardyn client credential: what the service reads.
+func testCredential(user string, device uint32) []byte {
+	b := append([]byte("GMC1"), byte(len(user)))
+	b = append(b, user...)
+	return append(b, byte(device>>24), byte(device>>16), byte(device>>8), byte(device))
+}
+
+// TestServiceProposesRemovalOnlyWhereListed: the service proposes the removal of a
+// deleted device only in groups whose external_senders lists its key (elsewhere the
+// members would refuse the proposal), at the key's index, and the members accept it:
+// it names the device's leaf and is signed by the published key.
+func TestServiceProposesRemovalOnlyWhereListed(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir())
+	anyCred := func(uint16, []byte, [][]byte, []byte) error { return nil }
+	group := func(gid string, exts []mls.Extension) (*mls.Group, []byte) {
+		t.Helper()
+		alice, err := mls.NewIdentity(mls.DefaultCipherSuite, testCredential(aliceID, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bob, err := mls.NewIdentity(mls.DefaultCipherSuite, testCredential(bobID, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp, err := bob.NewKeyPackage(0, 1<<40)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := mls.NewGroup(alice, []byte(gid), anyCred)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Commit(mls.CommitOptions{Add: [][]byte{kp.Bytes()}, GroupContextExtensions: exts}); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.MergePendingCommit(); err != nil {
+			t.Fatal(err)
+		}
+		gi, err := g.GroupInfo(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g, gi
+	}
+	register := func(gid string, gi []byte) []byte {
+		t.Helper()
+		resp, err := n.svc.CreateGroup(asAlice(), &messagingv1.CreateGroupRequest{GroupId: []byte(gid), GroupInfo: gi,
+			Members: []*commonv1.DeviceAddress{addr(aliceID, 1), addr(bobID, 1)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetExternalSender()
+	}
+	_, unlisted := group("unlisted", nil)
+	dsBytes := register("unlisted", unlisted)
+	ds, err := mls.ParseExternalSender(dsBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := mls.NewIdentity(mls.DefaultCipherSuite, []byte("other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The service is the second external sender: its proposals must carry index 1.
+	listed, gi := group("listed", []mls.Extension{mls.ExternalSendersExtension([]mls.ExternalSender{other.ExternalSender(), ds})})
+	listed.SetTrustedExternalSenders([][]byte{ds.SignatureKey})
+	register("listed", gi)
+
+	if err := n.svc.ProposeRemovalsForTest(ctx, bobID, []uint32{1}); err != nil {
+		t.Fatal(err)
+	}
+	ds2 := readInbox(t, n.svc, n.inboxes, inbox(aliceID, 1))
+	if len(ds2) != 1 || string(ds2[0].GetGroupId()) != "listed" || ds2[0].GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_PROPOSAL {
+		t.Fatalf("alice got %d deliveries (%v), want one proposal for the listed group", len(ds2), ds2)
+	}
+	r, err := listed.Process(ds2[0].GetPayload())
+	if err != nil || !r.Proposal {
+		t.Fatalf("alice's group refused the service's proposal: %+v %v", r, err)
+	}
+	before := len(listed.Members())
+	if _, err := listed.Commit(mls.CommitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := listed.MergePendingCommit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(listed.Members()); got != before-1 {
+		t.Fatalf("the commit including the proposal left %d of %d members", got, before)
+	}
+	for _, m := range listed.Members() {
+		if bytes.Equal(m, testCredential(bobID, 1)) {
+			t.Fatal("bob's device is still a member")
+		}
+	}
 }
