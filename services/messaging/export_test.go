@@ -19,3 +19,14 @@ func (s *Server) SweepLogForTest(ctx context.Context) (int, error) { return s.sw
 
 // SweepWelcomesForTest runs one sweep of expired Welcomes.
 func (s *Server) SweepWelcomesForTest(ctx context.Context) (int, error) { return s.sweepWelcomes(ctx) }
+
+// DeviceOfCredentialForTest exposes the service's reading of a client credential.
+func DeviceOfCredentialForTest(identity []byte) (string, uint32, bool) {
+	m, ok := deviceOfCredential(identity)
+	return m.UserID, m.DeviceID, ok
+}
+
+// ProposeRemovalsForTest runs what a removal event of user's devices does to groups.
+func (s *Server) ProposeRemovalsForTest(ctx context.Context, user string, devices []uint32) error {
+	return s.proposeRemovals(ctx, user, devices)
+}

@@ -191,7 +191,11 @@ func (s *Server) CreateGroup(ctx context.Context, req *messagingv1.CreateGroupRe
 	if err != nil {
 		return nil, err
 	}
-	return &messagingv1.CreateGroupResponse{Epoch: 0}, nil
+	ds, err := s.externalSender(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &messagingv1.CreateGroupResponse{Epoch: 0, ExternalSender: ds.ExternalSender().Bytes()}, nil
 }
 
 // SubmitCommit accepts the first commit of an epoch and fans it out.
@@ -639,7 +643,11 @@ func (s *Server) FetchWelcome(ctx context.Context, req *messagingv1.FetchWelcome
 	if err != nil {
 		return nil, err
 	}
-	return &messagingv1.FetchWelcomeResponse{Welcome: w.Welcome, Epoch: w.Epoch}, nil
+	ds, err := s.externalSender(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &messagingv1.FetchWelcomeResponse{Welcome: w.Welcome, Epoch: w.Epoch, ExternalSender: ds.ExternalSender().Bytes()}, nil
 }
 
 // GetGroupInfo returns the group's state to a device of a member account.

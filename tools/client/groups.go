@@ -57,10 +57,59 @@ var (
 
 // mlsDevice is this device's MLS signature key, credential and unclaimed key packages.
 type mlsDevice struct {
+	// Suite is the cipher suite of SigPriv and KeyPackages; 0 is legacyGroupSuite.
+	Suite       uint16              `json:"suite,omitempty"`
 	SigPriv     []byte              `json:"sig_priv"`
 	Credential  []byte              `json:"credential"`
 	KeyPackages []storedKeyPackage  `json:"key_packages,omitempty"`
 	Groups      map[string]*myGroup `json:"groups,omitempty"`
+	// ExternalSender is the delivery service's external sender (RFC 9420 §12.1.8.1
+	// ExternalSender bytes), pinned the first time the server showed it (CreateGroup,
+	// FetchWelcome). This device's groups list it in their external_senders extension
+	// and accept external proposals (the service's Removes of deleted devices) signed by
+	// no other key.
+	ExternalSender []byte `json:"external_sender,omitempty"`
+}
+
+// pinExternalSender keeps the first well-formed external sender the server shows.
+func (d *mlsDevice) pinExternalSender(b []byte) {
+	if d.ExternalSender != nil || len(b) == 0 {
+		return
+	}
+	if _, err := mls.ParseExternalSender(b); err == nil {
+		d.ExternalSender = bytes.Clone(b)
+	}
+}
+
+// trustedExternalSenders is the signature key of the pinned external sender, or none
+// (non-nil: no external proposal is accepted) before one is pinned.
+func (d *mlsDevice) trustedExternalSenders() [][]byte {
+	if d == nil || d.ExternalSender == nil {
+		return [][]byte{}
+	}
+	es, err := mls.ParseExternalSender(d.ExternalSender)
+	if err != nil {
+		return [][]byte{}
+	}
+	return [][]byte{es.SignatureKey}
+}
+
+// openGroup restores a group's state with this device's validator and trusted external
+// senders (neither is part of the stored state).
+func (s *state) openGroup(st []byte) (*mls.Group, error) {
+	g, err := mls.UnmarshalState(st, s.credentialValidator())
+	if err != nil {
+		return nil, err
+	}
+	g.SetTrustedExternalSenders(s.MLS.trustedExternalSenders())
+	return g, nil
+}
+
+func (d *mlsDevice) suite() mls.CipherSuite {
+	if d.Suite == 0 {
+		return legacyGroupSuite
+	}
+	return mls.CipherSuite(d.Suite)
 }
 
 type storedKeyPackage struct {
@@ -125,9 +174,11 @@ func checkGroupName(name string) error {
 	return nil
 }
 
-// mlsState returns this device's MLS identity, creating it on first use.
+// mlsState returns this device's MLS identity, creating it on first use. An identity of
+// another suite (made before groupSuite changed) is replaced, with its unclaimed key
+// packages: groups already joined keep their own signature key in their state.
 func (s *state) mlsState() (*mlsDevice, *mls.Identity, error) {
-	if s.MLS == nil {
+	if s.MLS == nil || s.MLS.suite() != groupSuite {
 		id, err := s.identity()
 		if err != nil {
 			return nil, nil, err
@@ -136,7 +187,10 @@ func (s *state) mlsState() (*mlsDevice, *mls.Identity, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		s.MLS = &mlsDevice{SigPriv: sigPriv, Credential: cred}
+		if s.MLS == nil {
+			s.MLS = &mlsDevice{}
+		}
+		s.MLS.Suite, s.MLS.SigPriv, s.MLS.Credential, s.MLS.KeyPackages = uint16(groupSuite), sigPriv, cred, nil
 	}
 	if s.MLS.Groups == nil {
 		s.MLS.Groups = make(map[string]*myGroup)
@@ -245,7 +299,7 @@ func (s *state) loadGroup(name string) (*myGroup, *mls.Group, error) {
 	if lg.Removed {
 		return lg, nil, fmt.Errorf("%w: %q", ErrRemovedFromGroup, name)
 	}
-	g, err := mls.UnmarshalState(lg.State, s.credentialValidator())
+	g, err := s.openGroup(lg.State)
 	if err != nil {
 		return nil, nil, fmt.Errorf("client: group %q state: %w", name, err)
 	}
@@ -298,7 +352,9 @@ func (c *Client) CreateGroup(ctx context.Context, name string, usernames ...stri
 		}
 		// Handshakes go encrypted: the server sees only their group, epoch and type.
 		g.PrivateHandshake = true
-		gi, err := g.GroupInfo(false)
+		// The GroupInfo carries the tree: the service reads from it which leaf a removed
+		// device has, to propose its removal.
+		gi, err := g.GroupInfo(true)
 		if err != nil {
 			return err
 		}
@@ -306,10 +362,12 @@ func (c *Client) CreateGroup(ctx context.Context, name string, usernames ...stri
 		if err != nil {
 			return err
 		}
-		if _, err := c.msg.CreateGroup(actx, &messagingv1.CreateGroupRequest{GroupId: gid,
-			Members: []*commonv1.DeviceAddress{{UserId: s.UserID, DeviceId: s.DeviceID}}, GroupInfo: gi}); err != nil {
+		resp, err := c.msg.CreateGroup(actx, &messagingv1.CreateGroupRequest{GroupId: gid,
+			Members: []*commonv1.DeviceAddress{{UserId: s.UserID, DeviceId: s.DeviceID}}, GroupInfo: gi})
+		if err != nil {
 			return fmt.Errorf("client: create group: %w", err)
 		}
+		dev.pinExternalSender(resp.GetExternalSender())
 		lg := &myGroup{ID: gid, Named: true}
 		dev.Groups[name] = lg
 		return lg.save(g)
@@ -428,6 +486,10 @@ func (c *Client) commitGroup(ctx context.Context, name string, plan func(*state,
 				return nil
 			}
 			epoch := g.Epoch()
+			if err := s.addExternalSender(g, &p.opts); err != nil {
+				return err
+			}
+			before := leafDevices(g)
 			res, err := g.Commit(p.opts)
 			if err != nil {
 				return fmt.Errorf("client: commit to %q: %w", name, err)
@@ -437,7 +499,18 @@ func (c *Client) commitGroup(ctx context.Context, name string, plan func(*state,
 			if err := g.MergePendingCommit(); err != nil {
 				return err
 			}
-			gi, err := g.GroupInfo(false)
+			// Proposals the commit included by reference (the service's Removes of
+			// deleted devices) removed devices too: tell the server.
+			after := leafDevices(g)
+			for d := range before {
+				addr := &commonv1.DeviceAddress{UserId: d.user, DeviceId: d.device}
+				if _, in := after[d]; !in && !slices.ContainsFunc(p.removed, func(a *commonv1.DeviceAddress) bool {
+					return a.GetUserId() == d.user && a.GetDeviceId() == d.device
+				}) {
+					p.removed = append(p.removed, addr)
+				}
+			}
+			gi, err := g.GroupInfo(true)
 			if err != nil {
 				return err
 			}
@@ -471,6 +544,27 @@ func (c *Client) commitGroup(ctx context.Context, name string, plan func(*state,
 		}
 		return nil
 	}
+}
+
+// addExternalSender makes the first commit of a group this device created list the
+// pinned delivery service in the group's external_senders extension. Only the first: a
+// later one could reach a member that pinned no key yet (it joined before servers
+// published one), which would refuse the commit and fall out of the group.
+func (s *state) addExternalSender(g *mls.Group, opts *mls.CommitOptions) error {
+	if s.MLS.ExternalSender == nil || g.CipherSuite() != groupSuite || g.Epoch() != 0 {
+		return nil
+	}
+	listed, err := g.ExternalSenders()
+	if err != nil || len(listed) > 0 {
+		return err
+	}
+	es, err := mls.ParseExternalSender(s.MLS.ExternalSender)
+	if err != nil {
+		return err
+	}
+	exts := append(g.Extensions(), mls.ExternalSendersExtension([]mls.ExternalSender{es}))
+	opts.GroupContextExtensions = exts
+	return nil
 }
 
 // epochConflict reports the group's current epoch from an EPOCH_CONFLICT or
@@ -698,7 +792,7 @@ func (c *Client) processGroup(ctx context.Context, s *state, d *messagingv1.Deli
 	if lg.Removed {
 		return nil // sent before this device's removal was known to the sender: unreadable
 	}
-	g, err := mls.UnmarshalState(lg.State, s.credentialValidator())
+	g, err := s.openGroup(lg.State)
 	if err != nil {
 		return fmt.Errorf("client: group %q state: %w", name, err)
 	}
@@ -777,6 +871,7 @@ func (c *Client) joinFromWelcome(ctx context.Context, s *state, d *messagingv1.D
 	if err != nil {
 		return err
 	}
+	dev.pinExternalSender(w.GetExternalSender())
 	var g *mls.Group
 	joinErr := errors.New("no key package stored")
 	for i, skp := range dev.KeyPackages {
@@ -785,7 +880,7 @@ func (c *Client) joinFromWelcome(ctx context.Context, s *state, d *messagingv1.D
 			joinErr = err
 			continue
 		}
-		if g, joinErr = mls.Join(kp, w.GetWelcome(), s.credentialValidator(), nil); joinErr == nil {
+		if g, joinErr = mls.Join(kp, w.GetWelcome(), s.credentialValidator(), &mls.JoinOptions{TrustedExternalSenders: dev.trustedExternalSenders()}); joinErr == nil {
 			g.PrivateHandshake = true
 			dev.KeyPackages = slices.Delete(dev.KeyPackages, i, i+1)
 			b.consumedKeyPackage = true

@@ -6,7 +6,50 @@ import (
 	"testing"
 
 	"github.com/guardyn/guardyn/libs/crypto/keys"
+	"github.com/guardyn/guardyn/libs/crypto/mls"
 )
+
+// TestLegacyMLSIdentityReplaced: a device whose MLS identity was made on the old P-256
+// suite (a stored mlsDevice without a suite) gets a fresh X-Wing identity, with its
+// credential still signed by the device's identity key, and drops the P-256 key packages
+// no X-Wing group could add; its groups stay.
+func TestLegacyMLSIdentityReplaced(t *testing.T) {
+	id, err := keys.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idb, err := id.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := mls.NewIdentity(legacyGroupSuite, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &state{UserID: "a11ce", DeviceID: 1, Identity: idb, MLS: &mlsDevice{SigPriv: old.SignaturePrivateKey(),
+		Credential: []byte("old"), KeyPackages: []storedKeyPackage{{Message: []byte("p256")}}, Groups: map[string]*myGroup{"trip": {ID: []byte("g")}}}}
+	dev, mid, err := s.mlsState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev.suite() != mls.DefaultCipherSuite || len(dev.KeyPackages) != 0 || dev.Groups["trip"] == nil {
+		t.Fatalf("after migration: suite %#04x, %d key packages, groups %v", dev.suite(), len(dev.KeyPackages), dev.Groups)
+	}
+	cr, err := parseCredential(dev.Credential)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cr.verify(mid.SignaturePublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	kp, err := mid.NewKeyPackage(0, 1<<40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mls.CipherSuite(kp.Bytes()[6])<<8 | mls.CipherSuite(kp.Bytes()[7]); got != mls.DefaultCipherSuite {
+		t.Fatalf("key package suite %#04x", got)
+	}
+}
 
 // FuzzParseCredential: the decoder of member credentials (from any group member's leaf)
 // never panics, refuses with errBadCredential, and keeps what it accepts intact.

@@ -142,3 +142,29 @@ func TestGroupChatEndToEnd(t *testing.T) {
 		"changed trip", "changed trip", "trip dave: dave after the race",
 		"changed trip", "trip alice: welcome back carol")
 }
+
+// TestGroupsArePostQuantum (issue 19 item 3): a new group is on the X-Wing suite (0x004D,
+// ML-KEM-768 + X25519, Ed25519 signatures), on the creator's and on a joiner's device, and
+// the joiner can read it.
+func TestGroupsArePostQuantum(t *testing.T) {
+	p := clienttest.Start(t)
+	ctx := clienttest.Context(t)
+	alice, bob := p.Register(t, "alice"), p.Register(t, "bob")
+	if err := alice.CreateGroup(ctx, "pq", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	wantView(t, "bob", bob, "joined pq")
+	for name, c := range map[string]*client.Client{"alice": alice, "bob": bob} {
+		got, err := c.GroupSuiteForTest("pq")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != 0x004D {
+			t.Fatalf("%s's group is on suite %#04x, want X-Wing 0x004D", name, got)
+		}
+	}
+	if _, err := alice.SendGroup(ctx, "pq", "after the quantum computer"); err != nil {
+		t.Fatal(err)
+	}
+	wantView(t, "bob", bob, "pq alice: after the quantum computer")
+}

@@ -22,8 +22,15 @@ import (
 // contextMLSCredential signs the statement of an MLS credential.
 const contextMLSCredential keys.Context = "mls-credential"
 
-// groupSuite is the MLS cipher suite of Guardyn groups.
-const groupSuite = mls.P256AES128GCMSHA256P256
+// groupSuite is the MLS cipher suite of the groups this device creates and of its key
+// packages: X-Wing (ML-KEM-768 + X25519), so that a recorded group cannot be decrypted by
+// a future quantum computer. Its MLS signatures are Ed25519; the credential binding that
+// key to the device is signed by the device's P-256 identity key as before.
+const groupSuite = mls.DefaultCipherSuite
+
+// legacyGroupSuite is the suite of MLS identities made before groupSuite was X-Wing
+// (a stored mlsDevice without a suite).
+const legacyGroupSuite = mls.P256AES128GCMSHA256P256
 
 const credentialMagic = "GMC1"
 
