@@ -329,27 +329,34 @@ func TestIdleStreamsGiveBackTheirGoroutines(t *testing.T) {
 		stacks := string(buf[:runtime.Stack(buf, true)])
 		return strings.Count(stacks, "messaging.(*liveStream).pump("), strings.Count(stacks, "messaging.(*liveStream).readAcks(")
 	}
-	settle := func() { time.Sleep(1500 * time.Millisecond) } // beyond the pump's linger of a second
-
-	settle()
-	if p, r := workers(); p != 0 || r != 0 {
-		t.Errorf("after the backlogs: %d pumps and %d ack readers, want none", p, r)
+	// expect polls the stacks until they show the workers wanted: a pump lingers for a
+	// second after its last work, and a loaded machine may take longer to start or end one.
+	expect := func(when string, pumps, readers int) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			p, r := workers()
+			if p == pumps && r == readers {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d pumps and %d ack readers, want %d and %d", when, p, r, pumps, readers)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
+
+	expect("after the backlogs", 0, 0)
 	got := make([][]byte, n)
 	for i, d := range devices {
 		must(e.send(t, alice, d, []byte("hello")))
 		got[i] = receivers[i].next(t).GetMessageId()
 	}
-	if p, r := workers(); p != n || r != n {
-		t.Errorf("with a delivery awaiting acknowledgement on each of %d streams: %d pumps and %d ack readers", n, p, r)
-	}
+	expect(fmt.Sprintf("with a delivery awaiting acknowledgement on each of %d streams", n), n, n)
 	for i, r := range receivers {
 		r.ack(t, got[i])
 	}
-	settle()
-	if p, r := workers(); p != 0 || r != 0 {
-		t.Errorf("after the acknowledgements: %d pumps and %d ack readers, want none", p, r)
-	}
+	expect("after the acknowledgements", 0, 0)
 }
 
 func TestInboxCap(t *testing.T) {
