@@ -128,6 +128,41 @@ func (s *Server) proposeRemovals(ctx context.Context, user string, devices []uin
 	}
 }
 
+// reproposeRemovals proposes again, for the epoch a commit just opened, the removal of
+// every member device of the group that no longer exists. The proposals the auth event
+// made are for the epoch it found: a member that committed before holding them made
+// them stale, and without this the deleted devices' leaves would stay in the group
+// until a member removed them by hand. Called after the commit's fan-out, so members
+// hold the commit before the proposals of its epoch. A proposal is deterministic
+// (Ed25519) and its delivery id derives from its bytes, so one proposal per device per
+// epoch reaches each member however often this runs (a retried commit, a concurrent
+// auth event). It runs only when a member device is gone: the check is one directory
+// read per member account, as the commit's fan-out already makes. Failures are logged,
+// not returned: the commit is accepted, and the next commit proposes again.
+func (s *Server) reproposeRemovals(ctx context.Context, gid []byte) {
+	g, err := s.loadGroupView(ctx, gid)
+	if err != nil {
+		s.log.WarnContext(ctx, "messaging: cannot check a committed group for removed devices", "err", err)
+		return
+	}
+	current, err := s.existing(ctx, g.Members)
+	if err != nil {
+		s.log.WarnContext(ctx, "messaging: cannot check a committed group for removed devices", "err", err)
+		return
+	}
+	if len(current) == len(g.Members) {
+		return
+	}
+	gone := slices.DeleteFunc(slices.Clone(g.Members), func(m member) bool { return slices.Contains(current, m) })
+	ds, err := s.externalSender(ctx)
+	if err == nil {
+		err = s.proposeGroupRemovals(ctx, ds, []byte(hex.EncodeToString(gid)), g, gone)
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "messaging: cannot propose again the removal of deleted devices; the next commit retries", "err", err)
+	}
+}
+
 // proposeGroupRemovals proposes the removal of the leaves of gone in one group.
 func (s *Server) proposeGroupRemovals(ctx context.Context, ds *mls.Identity, hexID []byte, g *groupRecord, gone []member) error {
 	gid, err := hex.DecodeString(string(hexID))

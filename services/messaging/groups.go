@@ -324,7 +324,9 @@ func (s *Server) SubmitCommit(ctx context.Context, req *messagingv1.SubmitCommit
 	if err != nil {
 		return nil, err
 	}
-	return s.committed(ctx, id, req.GetEpoch()+1, rec.At), nil
+	resp := s.committed(ctx, id, req.GetEpoch()+1, rec.At)
+	s.reproposeRemovals(ctx, req.GetGroupId())
+	return resp, nil
 }
 
 // errRetried ends a commit transaction that found its own commit already accepted.

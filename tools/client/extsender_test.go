@@ -120,3 +120,74 @@ func TestExternalProposalFromAnotherKeyRefused(t *testing.T) {
 		t.Fatalf("bob saw %q for a commit listing another external sender, want it refused as untrusted", groupView(evs))
 	}
 }
+
+// TestDeletedAccountLeavesGroupsAfterStaleProposal (issue 19 item 2): the service's
+// proposals are for the epoch the group had when bob deleted his account. Carol commits
+// an update before reading them, so they are stale; the service proposes the removals
+// again for the epoch her commit opened, and alice's next commit removes both of bob's
+// devices.
+func TestDeletedAccountLeavesGroupsAfterStaleProposal(t *testing.T) {
+	p := clienttest.Start(t)
+	ctx := clienttest.Context(t)
+	alice, bob, carol := p.Register(t, "alice"), p.Register(t, "bob"), p.Register(t, "carol")
+	p.Link(t, bob, "bob-laptop")
+	clienttest.Drain(t, bob)
+	if err := alice.CreateGroup(ctx, "club", "bob", "carol"); err != nil {
+		t.Fatal(err)
+	}
+	wantView(t, "carol", carol, "joined club")
+	who, err := bob.Whoami()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.DeleteAccount(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	// alice holds the service's proposals: they exist, for the current epoch.
+	waitRemovals := func(c *client.Client, name string) {
+		t.Helper()
+		deadline := time.Now().Add(45 * time.Second)
+		for {
+			clienttest.Drain(t, c)
+			n, err := c.NextCommitRemovesForTest("club")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 2 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's next commit would remove %d devices, want bob's 2", name, n)
+			}
+			time.Sleep(time.Second)
+		}
+	}
+	waitRemovals(alice, "alice")
+	// carol has read none of them: her update leaves bob in the group.
+	if n, err := carol.NextCommitRemovesForTest("club"); err != nil || n != 0 {
+		t.Fatalf("carol holds %d removals (%v) before reading her inbox, want 0", n, err)
+	}
+	if err := carol.GroupUpdate(ctx, "club"); err != nil {
+		t.Fatal(err)
+	}
+	if got := memberNames(t, carol, "club"); len(got) != 4 {
+		t.Fatalf("after carol's update she sees %q, want bob's devices still in", got)
+	}
+	// alice's proposals died with carol's commit; the service's new ones let alice's
+	// next commit remove bob.
+	waitRemovals(alice, "alice")
+	if err := alice.GroupUpdate(ctx, "club"); err != nil {
+		t.Fatal(err)
+	}
+	if got := memberNames(t, alice, "club"); len(got) != 2 || slices.Contains(got, who.UserID) {
+		t.Fatalf("after her commit alice sees %q, want alice and carol", got)
+	}
+	clienttest.Drain(t, carol)
+	if got := memberNames(t, carol, "club"); len(got) != 2 || slices.Contains(got, who.UserID) {
+		t.Fatalf("after alice's commit carol sees %q, want alice and carol", got)
+	}
+	if _, err := carol.SendGroup(ctx, "club", "bob is gone"); err != nil {
+		t.Fatal(err)
+	}
+	wantView(t, "alice", alice, "club carol: bob is gone")
+}
