@@ -1,5 +1,0 @@
-module example.com/vulnerable
-
-go 1.26.0
-
-require golang.org/x/text v0.3.7
