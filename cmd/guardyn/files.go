@@ -10,15 +10,16 @@ import (
 )
 
 // cmdSendFile encrypts a file, uploads it (resuming an interrupted upload of the same file
-// to the same contact) and sends its key in an end-to-end encrypted message.
+// to the same contact or group) and sends its key in an end-to-end encrypted message.
 func cmdSendFile(ctx context.Context, e *env, args []string) error {
 	c, err := e.open()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	group := c.IsGroup(args[0])
 	sent, err := c.SendFile(ctx, args[0], args[1])
-	if !errors.Is(err, client.ErrUnverifiedDevices) {
+	if !group && !errors.Is(err, client.ErrUnverifiedDevices) {
 		if werr := warnNewDevices(e, c, args[0]); werr != nil && err == nil {
 			err = werr
 		}
@@ -29,7 +30,11 @@ func cmdSendFile(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "sent file %s (%s) to %s as %s\n", sent.File.Name, size(sent.File.PlaintextSize()), args[0], sent.ID)
+	to := args[0]
+	if group {
+		to = "group " + to
+	}
+	fmt.Fprintf(e.stdout, "sent file %s (%s) to %s as %s\n", sent.File.Name, size(sent.File.PlaintextSize()), to, sent.ID)
 	return nil
 }
 

@@ -73,6 +73,8 @@ func printGroupEvent(e *env, ev client.Event, at string) bool {
 	switch {
 	case ev.Kind == client.EventMessage && ev.Group != "":
 		fmt.Fprintf(e.stdout, "[%s] %s / %s: %s\n", at, ev.Group, ev.From, ev.Body)
+	case ev.Kind == client.EventFile && ev.Group != "":
+		fmt.Fprintf(e.stdout, "[%s] %s / %s: %s\n", at, ev.Group, ev.From, fileLine(ev.ID, ev.File))
 	case ev.Kind == client.EventGroupJoined:
 		fmt.Fprintf(e.stdout, "[%s] you joined group %s\n", at, ev.Group)
 	case ev.Kind == client.EventGroupChanged:

@@ -53,7 +53,7 @@ var commands = map[string]command{
 	"approve":        {args: "[link-id]", summary: "list pending device links, or approve one after comparing its fingerprint", run: cmdApprove, nargs: -1},
 	"reject":         {args: "<link-id>", summary: "reject a pending device link", run: cmdReject, nargs: 1},
 	"remove-device":  {args: "<device-id>", summary: "remove a device from the account", run: cmdRemoveDevice, nargs: 1},
-	"send-file":      {args: "<username> <path>", summary: "send a file end-to-end encrypted (a killed upload resumes when run again)", run: cmdSendFile, flags: requireVerifiedFlag, nargs: 2},
+	"send-file":      {args: "<username|group> <path>", summary: "send a file end-to-end encrypted (a killed upload resumes when run again)", run: cmdSendFile, flags: requireVerifiedFlag, nargs: 2},
 	"get":            {args: "<message-id> [path]", summary: "download, verify and decrypt the file of a message (into the current directory by default)", run: cmdGet, nargs: -2},
 	"send":           {args: "<username> [<text> | -]", summary: "send an end-to-end encrypted message (text as an argument, from --file, or from standard input with -)", run: cmdSend, flags: sendFlags, nargs: -2},
 	"listen":         {summary: "print incoming messages, receipts and typing indicators", run: cmdListen, flags: listenFlags},

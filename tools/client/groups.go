@@ -131,10 +131,12 @@ type myGroup struct {
 
 // groupText is the plaintext of a group application message.
 type groupText struct {
-	Kind string    `json:"k"` // "text" or "name"
+	Kind string    `json:"k"` // "text", "name" or "file"
 	ID   string    `json:"id,omitempty"`
 	Body string    `json:"b"`
 	Sent time.Time `json:"t"`
+	// File is the file of a "file" message, with a capability per member account.
+	File *content.GroupFile `json:"f,omitempty"`
 }
 
 const maxGroupName = 64
@@ -145,10 +147,17 @@ func parseGroupText(b []byte) (*groupText, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("client: group message: %w", err)
 	}
+	if (m.Kind == "file") != (m.File != nil) {
+		return nil, fmt.Errorf("client: group message: a file goes with kind \"file\" only")
+	}
 	switch m.Kind {
-	case "text":
-		if err := CheckText(m.Body); err != nil {
-			return nil, err
+	case "text", "file":
+		if m.Kind == "text" {
+			if err := CheckText(m.Body); err != nil {
+				return nil, err
+			}
+		} else if m.Body != "" {
+			return nil, fmt.Errorf("client: group file message with a body")
 		}
 		if _, err := content.ParseID(m.ID); err != nil {
 			return nil, fmt.Errorf("client: group message id: %w", err)
@@ -655,8 +664,11 @@ func (c *Client) sendGroup(ctx context.Context, name string, m groupText) error 
 				}
 				return fmt.Errorf("client: send to %q: %w", name, err)
 			}
-			if m.Kind == "text" {
+			switch m.Kind {
+			case "text":
 				s.appendLog(LogEntry{ID: m.ID, Peer: "#" + name, Outgoing: true, Device: s.DeviceID, Kind: content.KindText, Body: m.Body, Sent: m.Sent})
+			case "file":
+				s.appendLog(LogEntry{ID: m.ID, Peer: "#" + name, Outgoing: true, Device: s.DeviceID, Kind: content.KindFile, Sent: m.Sent, File: m.File.For(s.UserID)})
 			}
 			// The sender ratchet advanced: save it.
 			return lg.save(g)
@@ -843,6 +855,13 @@ func (c *Client) processGroup(ctx context.Context, s *state, d *messagingv1.Deli
 		}
 		id, _ := content.ParseID(m.ID)
 		outgoing := sender == s.Username
+		if m.Kind == "file" {
+			// This account's capability; the sender's own devices read as the owner.
+			f := m.File.For(s.UserID)
+			s.appendLog(LogEntry{ID: m.ID, Peer: "#" + name, From: sender, Outgoing: outgoing, Device: senderDevice, Kind: content.KindFile, Sent: m.Sent, File: f})
+			b.events = append(b.events, Event{Kind: EventFile, Group: name, Peer: name, From: sender, FromDevice: senderDevice, Outgoing: outgoing, ID: id, File: f, Sent: m.Sent, Received: received})
+			return nil
+		}
 		s.appendLog(LogEntry{ID: m.ID, Peer: "#" + name, From: sender, Outgoing: outgoing, Device: senderDevice, Kind: content.KindText, Body: m.Body, Sent: m.Sent})
 		b.events = append(b.events, Event{Kind: EventMessage, Group: name, Peer: name, From: sender, FromDevice: senderDevice, Outgoing: outgoing, ID: id, Body: m.Body, Sent: m.Sent, Received: received})
 	}

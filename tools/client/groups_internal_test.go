@@ -2,11 +2,16 @@ package client
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"testing"
 
+	"github.com/guardyn/guardyn/libs/crypto/filecrypt"
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/mls"
+	"github.com/guardyn/guardyn/tools/client/content"
 )
 
 // TestLegacyMLSIdentityReplaced: a device whose MLS identity was made on the old P-256
@@ -90,15 +95,30 @@ func FuzzParseGroupText(f *testing.F) {
 	f.Add([]byte(`{"k":"text","id":"00112233445566778899aabbccddeeff","b":"hi","t":"2026-12-07T10:00:00Z"}`))
 	f.Add([]byte(`{"k":"name","b":"trip"}`))
 	f.Add([]byte(`{"k":"name","b":"no spaces allowed"}`))
+	sum := sha256.Sum256([]byte("ciphertext"))
+	gf := &content.GroupFile{File: &content.File{Blob: hex.EncodeToString(sum[:]), Key: make([]byte, filecrypt.KeySize), SHA256: sum[:],
+		Size: filecrypt.CiphertextSize(10), Name: "a.txt"}, Capabilities: map[string][]byte{"u1": []byte("cap")}}
+	if b, err := json.Marshal(groupText{Kind: "file", ID: "00112233445566778899aabbccddeeff", File: gf}); err == nil {
+		f.Add(b)
+	} else {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := parseGroupText(b)
 		if err != nil {
 			return
 		}
+		if m.Kind != "file" && m.File != nil {
+			t.Fatalf("accepted a file on a %q message", m.Kind)
+		}
 		switch m.Kind {
 		case "text":
 			if CheckText(m.Body) != nil {
 				t.Fatalf("accepted text %q", m.Body)
+			}
+		case "file":
+			if m.File == nil || m.Body != "" || !content.SafeFileName(m.File.File.Name) {
+				t.Fatalf("accepted file %+v", m)
 			}
 		case "name":
 			if checkGroupName(m.Body) != nil {

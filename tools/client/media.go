@@ -69,9 +69,18 @@ type SentFile struct {
 }
 
 // SendFile sends the file at path to username (and a copy to this account's other
-// devices).
+// devices), or to every member of the group of that name: uploaded once, then one group
+// message with a capability for each member account.
 func (c *Client) SendFile(ctx context.Context, username, path string) (*SentFile, error) {
-	username = strings.ToLower(username)
+	group := c.IsGroup(username)
+	if !group {
+		username = strings.ToLower(username)
+	}
+	// A pending upload to a group is keyed apart from one to a contact of the same name.
+	to := username
+	if group {
+		to = "#" + username
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
@@ -87,18 +96,22 @@ func (c *Client) SendFile(ctx context.Context, username, path string) (*SentFile
 	if !content.SafeFileName(name) {
 		return nil, fmt.Errorf("client: cannot send a file named %q", name)
 	}
-	up, err := c.pendingFor(abs, fi, username)
+	up, err := c.pendingFor(abs, fi, to)
 	if err != nil {
 		return nil, err
 	}
 	c.dropOrphans()
 	if up == nil {
-		if up, err = c.startUpload(ctx, abs, fi, username); err != nil {
+		if up, err = c.startUpload(ctx, abs, fi, to); err != nil {
 			return nil, err
 		}
 	}
 	sent := &SentFile{}
-	actx, audience, err := c.mediaContext(ctx, username)
+	audienceName := username
+	if group {
+		audienceName = ""
+	}
+	actx, audience, err := c.mediaContext(ctx, audienceName)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +119,7 @@ func (c *Client) SendFile(ctx context.Context, username, path string) (*SentFile
 	if status.Code(err) == codes.NotFound {
 		// Expired on the server: start again.
 		c.dropUpload(up)
-		if up, err = c.startUpload(ctx, abs, fi, username); err != nil {
+		if up, err = c.startUpload(ctx, abs, fi, to); err != nil {
 			return nil, err
 		}
 		st, err = c.media.GetUploadStatus(actx, &mediav1.GetUploadStatusRequest{UploadId: up.UploadID})
@@ -121,6 +134,9 @@ func (c *Client) SendFile(ctx context.Context, username, path string) (*SentFile
 	done, err := c.media.CompleteUpload(actx, &mediav1.CompleteUploadRequest{UploadId: up.UploadID, Sha256: up.SHA256})
 	if err != nil {
 		return sent, fmt.Errorf("client: complete upload: %w", err)
+	}
+	if group {
+		return sent, c.sendGroupFile(ctx, actx, username, up, done.GetBlobId(), name, sent)
 	}
 	capResp, err := c.media.CreateCapability(actx, &mediav1.CreateCapabilityRequest{BlobId: done.GetBlobId(), Ttl: durationpb.New(capabilityTTL), AudienceUserId: audience})
 	if err != nil {
@@ -138,6 +154,49 @@ func (c *Client) SendFile(ctx context.Context, username, path string) (*SentFile
 		return sent, fmt.Errorf("client: file sent to %s, but not copied to your other devices: %w", username, err)
 	}
 	return sent, nil
+}
+
+// sendGroupFile sends a completed upload to group name: one capability per member account
+// but this one (whose devices read as the owner), so that a device added to the group
+// later has none for its account, and a removed account cannot use another's.
+func (c *Client) sendGroupFile(ctx, actx context.Context, name string, up *pendingUpload, blob, fileName string, sent *SentFile) error {
+	var accounts []string
+	err := c.cycle(func(s *state) error {
+		_, g, err := s.loadGroup(name)
+		if err != nil {
+			return err
+		}
+		for d := range leafDevices(g) {
+			if d.user != s.UserID && !slices.Contains(accounts, d.user) {
+				accounts = append(accounts, d.user)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(accounts) > content.MaxGroupCapabilities {
+		return fmt.Errorf("client: group %q has %d member accounts; a file goes to at most %d", name, len(accounts), content.MaxGroupCapabilities)
+	}
+	gf := &content.GroupFile{
+		File:         &content.File{Blob: blob, Key: up.Key, SHA256: up.SHA256, Size: up.CipherSize, Name: fileName},
+		Capabilities: make(map[string][]byte, len(accounts)),
+	}
+	for _, a := range accounts {
+		resp, err := c.media.CreateCapability(actx, &mediav1.CreateCapabilityRequest{BlobId: blob, Ttl: durationpb.New(capabilityTTL), AudienceUserId: a})
+		if err != nil {
+			return fmt.Errorf("client: file capability: %w", err)
+		}
+		gf.Capabilities[a] = resp.GetCapability()
+	}
+	id := content.NewID()
+	sent.ID, sent.File = id, gf.File
+	if err := c.sendGroup(ctx, name, groupText{Kind: "file", ID: id.String(), Sent: c.now(), File: gf}); err != nil {
+		return err
+	}
+	c.dropUpload(up)
+	return nil
 }
 
 // mediaContext returns an authenticated context and the account id of username, the

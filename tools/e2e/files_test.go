@@ -124,3 +124,37 @@ func largestFile(dir string) int64 {
 	}
 	return n
 }
+
+// TestCLISendFileToGroup: `guardyn send-file trip PATH` sends a file to a group; each
+// member's `listen` shows it with the command to fetch it, and their `get` saves it.
+func TestCLISendFileToGroup(t *testing.T) {
+	c := buildCLI(t)
+	for _, u := range []string{"alice", "bob", "carol"} {
+		c.ok(t, u, "register", u)
+	}
+	c.ok(t, "alice", "group", "create", "trip", "bob", "carol")
+	body := make([]byte, 100<<10)
+	rand.Read(body)
+	src := filepath.Join(c.dir, "map.pdf")
+	if err := os.WriteFile(src, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := c.ok(t, "alice", "send-file", "trip", src)
+	id := regexp.MustCompile(`^sent file map\.pdf \(100\.0 KiB\) to group trip as ([0-9a-f]{32})\n$`).FindStringSubmatch(out)
+	if id == nil {
+		t.Fatalf("send-file printed %q", out)
+	}
+	for _, u := range []string{"bob", "carol"} {
+		listen := c.ok(t, u, "listen", "--once")
+		if !regexp.MustCompile(`\] trip / alice: file map\.pdf \(100\.0 KiB\); fetch it with: guardyn get ` + id[1] + `\n`).MatchString(listen) {
+			t.Fatalf("%s's listen printed %q", u, listen)
+		}
+		dst := filepath.Join(c.dir, u+"-map.pdf")
+		if got := c.ok(t, u, "get", id[1], dst); !strings.Contains(got, "verified") {
+			t.Fatalf("%s's get printed %q", u, got)
+		}
+		if saved, _ := os.ReadFile(dst); !bytes.Equal(saved, body) {
+			t.Fatalf("%s's file differs from alice's", u)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package content
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -101,4 +102,93 @@ func SafeFileName(name string) bool {
 		}
 	}
 	return true
+}
+
+// MaxGroupCapabilities bounds the capabilities of a group file reference: one per member
+// account.
+const MaxGroupCapabilities = 1024
+
+// maxAccountID bounds an account id naming a capability's audience (the media API's
+// limit on a name).
+const maxAccountID = 255
+
+// GroupFile is the file reference of a group message. A capability names one audience
+// account, so the sender makes one per member account (user id) of the group when it
+// sends: a device added to the group later finds no capability for its account and
+// cannot fetch the file with anyone else's.
+type GroupFile struct {
+	// File is the reference without a capability.
+	File *File
+	// Capabilities maps each member account's user id to its capability.
+	Capabilities map[string][]byte
+}
+
+// groupFileWire is the JSON form of a GroupFile: the file's fields and the capabilities
+// in base64 by user id.
+type groupFileWire struct {
+	fileWire
+	Caps map[string]string `json:"caps"`
+}
+
+// For returns the file with the capability of account userID (none when the sender
+// made none for it: such a reference can be fetched only by the blob's owner).
+func (g *GroupFile) For(userID string) *File {
+	f := *g.File
+	f.Capability = g.Capabilities[userID]
+	return &f
+}
+
+// MarshalJSON encodes g with the same checks as UnmarshalJSON.
+func (g *GroupFile) MarshalJSON() ([]byte, error) {
+	w := groupFileWire{fileWire: *g.File.wire(), Caps: make(map[string]string, len(g.Capabilities))}
+	for id, c := range g.Capabilities {
+		w.Caps[id] = base64.StdEncoding.EncodeToString(c)
+	}
+	if _, err := w.groupFile(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON decodes and checks a group file reference: the file as a 1:1 reference
+// is checked, no capability outside the map, at most MaxGroupCapabilities of them, each
+// under a non-empty account id of at most 255 bytes and within MaxCapabilitySize.
+func (g *GroupFile) UnmarshalJSON(b []byte) error {
+	var w groupFileWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return fmt.Errorf("%w: group file: %v", ErrMalformed, err)
+	}
+	got, err := w.groupFile()
+	if err != nil {
+		return err
+	}
+	*g = *got
+	return nil
+}
+
+func (w *groupFileWire) groupFile() (*GroupFile, error) {
+	bad := func(what string) (*GroupFile, error) {
+		return nil, fmt.Errorf("%w: group file %s", ErrMalformed, what)
+	}
+	if w.Capability != "" {
+		return bad("capability outside the per-account map")
+	}
+	if len(w.Caps) > MaxGroupCapabilities {
+		return bad("capabilities (too many)")
+	}
+	f, err := w.fileWire.file()
+	if err != nil {
+		return nil, err
+	}
+	f.Capability = nil
+	g := &GroupFile{File: f, Capabilities: make(map[string][]byte, len(w.Caps))}
+	for id, c := range w.Caps {
+		if id == "" || len(id) > maxAccountID || !utf8.ValidString(id) || len(c) > base64.StdEncoding.EncodedLen(MaxCapabilitySize) {
+			return bad("capability")
+		}
+		if g.Capabilities[id], err = base64.StdEncoding.DecodeString(c); err != nil || len(g.Capabilities[id]) == 0 {
+			return bad("capability")
+		}
+	}
+	return g, nil
 }
