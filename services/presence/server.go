@@ -88,6 +88,7 @@ type Server struct {
 
 	view      *view
 	privacy   *privacies
+	frames    *frames
 	synced    chan struct{} // closed once the watch delivered the bucket's current keys
 	lastSeen  chan lastSeenUpdate
 	cancel    context.CancelFunc
@@ -122,6 +123,7 @@ func New(cfg Config) (*Server, error) {
 		store: cfg.Store, bucket: cfg.Bucket, conn: cfg.Conn, limits: cfg.Limits, now: cfg.Now,
 		log: cfg.Logger, maxWatches: cfg.MaxWatches, heartbeat: cfg.Heartbeat,
 		privacy:  &privacies{store: cfg.Store, now: cfg.Now, entries: make(map[string]privacyEntry)},
+		frames:   newFrames(),
 		synced:   make(chan struct{}),
 		lastSeen: make(chan lastSeenUpdate, 4096),
 	}
@@ -497,6 +499,8 @@ func (s *Server) WatchPresence(req *presencev1.WatchPresenceRequest, stream grpc
 		return server.Error(codes.ResourceExhausted, reasonWatchLimit, "this account has %d presence watches open here", s.maxWatches)
 	}
 	defer s.view.remove(w)
+	fr := s.frames.acquire(users)
+	defer s.frames.release(users)
 	w.markAll()
 	sent := make(map[string]*presencev1.Presence, len(users))
 	for {
@@ -505,27 +509,16 @@ func (s *Server) WatchPresence(req *presencev1.WatchPresenceRequest, stream grpc
 			return nil
 		case <-w.signal:
 		}
-		pending := w.take()
-		var offline []string
-		for _, token := range pending {
-			if s.view.account(token).status == presencev1.PresenceStatus_PRESENCE_STATUS_OFFLINE {
-				offline = append(offline, token)
-			}
-		}
-		stored, err := s.storedLastSeen(ctx, offline)
-		if err != nil {
-			return s.unavailable(ctx, "read last seen", err)
-		}
-		for _, token := range pending {
-			pr, err := s.presenceOf(ctx, p.UserID, users[token], token, func(t string) (time.Time, error) { return stored[t], nil })
+		for _, token := range w.take() {
+			resp, err := fr[token].response(ctx, s, p.UserID, users[token], token)
 			if err != nil {
-				return s.unavailable(ctx, "read privacy", err)
+				return s.unavailable(ctx, "read presence", err)
 			}
-			if old, ok := sent[token]; ok && samePresence(old, pr) {
+			if old, ok := sent[token]; ok && samePresence(old, resp.GetPresence()) {
 				continue
 			}
-			sent[token] = pr
-			if err := stream.Send(&presencev1.WatchPresenceResponse{Presence: pr}); err != nil {
+			sent[token] = resp.GetPresence()
+			if err := stream.Send(resp); err != nil {
 				return err
 			}
 		}
