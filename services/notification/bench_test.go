@@ -102,9 +102,6 @@ func BenchmarkRFC8291Primitives(b *testing.B) {
 // of pushes from 64 goroutines must reach a rate well clear of zero and every push must be
 // accepted. (The figure that matters comes from the benchmark: docs/perf-presence.md.)
 func TestWebPushThroughput(t *testing.T) {
-	if testing.Short() {
-		t.Skip("sends for a second")
-	}
 	srv, accepted := acceptAll(t)
 	vapid := must(ecdh.P256().GenerateKey(rand.Reader))
 	wp := must(notification.NewWebPush(notification.WebPushConfig{VAPIDKey: vapid, Subject: "mailto:ops@guardyn.test", HTTP: trust(srv)}))
