@@ -261,6 +261,14 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer c.Close()
+	if c.IsGroup(args[0]) {
+		id, err := c.SendGroup(ctx, args[0], text)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "sent %s to group %s\n", id, args[0])
+		return nil
+	}
 	id, err := c.Send(ctx, args[0], text)
 	if !errors.Is(err, client.ErrUnverifiedDevices) {
 		// The message went to new devices too (or failed for another reason): say so loudly.
@@ -332,6 +340,9 @@ func cmdListen(ctx context.Context, e *env, _ []string) error {
 // printEvent prints one event as a line a person reads.
 func printEvent(e *env, ev client.Event) {
 	at := ev.Received.Local().Format(timeFormat)
+	if printGroupEvent(e, ev, at) {
+		return
+	}
 	switch ev.Kind {
 	case client.EventMessage:
 		if ev.Outgoing {
@@ -339,10 +350,18 @@ func printEvent(e *env, ev client.Event) {
 		} else {
 			fmt.Fprintf(e.stdout, "[%s] %s: %s\n", at, ev.From, ev.Body)
 		}
+	case client.EventFile:
+		if ev.Outgoing {
+			fmt.Fprintf(e.stdout, "[%s] you -> %s (from your device %d): %s\n", at, ev.Peer, ev.FromDevice, fileLine(ev.ID, ev.File))
+		} else {
+			fmt.Fprintf(e.stdout, "[%s] %s: %s\n", at, ev.From, fileLine(ev.ID, ev.File))
+		}
 	case client.EventReceipt:
 		fmt.Fprintf(e.stdout, "[%s] receipt: %s device %d received %s\n", at, ev.From, ev.FromDevice, ev.Ref)
 	case client.EventTyping:
 		fmt.Fprintf(e.stdout, "[%s] %s is typing...\n", at, ev.From)
+	case client.EventStatusKey:
+		fmt.Fprintf(e.stdout, "[%s] %s shares their status text with you\n", at, ev.From)
 	case client.EventIdentityChanged:
 		fmt.Fprintf(e.stdout, "[%s] !!! %s; their messages stay on the server until you trust them\n", at, describe(ev.Err))
 	case client.EventNewDevice:
@@ -383,6 +402,12 @@ func cmdHistory(_ context.Context, e *env, args []string) error {
 		switch {
 		case m.Kind == "receipt":
 			fmt.Fprintf(e.stdout, "[%s] %s received %s\n", at, m.Peer, m.Ref)
+		case m.File != nil && m.Outgoing:
+			fmt.Fprintf(e.stdout, "[%s] you -> %s: %s\n", at, m.Peer, fileLine(mustID(m.ID), m.File))
+		case m.File != nil:
+			fmt.Fprintf(e.stdout, "[%s] %s: %s\n", at, m.Peer, fileLine(mustID(m.ID), m.File))
+		case m.From != "" && !m.Outgoing:
+			fmt.Fprintf(e.stdout, "[%s] %s / %s: %s\n", at, m.Peer, m.From, m.Body)
 		case m.Outgoing:
 			fmt.Fprintf(e.stdout, "[%s] you -> %s: %s\n", at, m.Peer, m.Body)
 		default:

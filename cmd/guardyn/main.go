@@ -39,7 +39,8 @@ type command struct {
 	run     func(ctx context.Context, e *env, args []string) error
 	// flags adds command-specific flags.
 	flags func(fs *flag.FlagSet, e *env)
-	// nargs is the number of positional arguments, -1 for "0 or 1", -2 for "1 or 2".
+	// nargs is the number of positional arguments, -1 for "0 or 1", -2 for "1 or 2", -3
+	// for "1 or more".
 	nargs int
 }
 
@@ -52,6 +53,8 @@ var commands = map[string]command{
 	"approve":        {args: "[link-id]", summary: "list pending device links, or approve one after comparing its fingerprint", run: cmdApprove, nargs: -1},
 	"reject":         {args: "<link-id>", summary: "reject a pending device link", run: cmdReject, nargs: 1},
 	"remove-device":  {args: "<device-id>", summary: "remove a device from the account", run: cmdRemoveDevice, nargs: 1},
+	"send-file":      {args: "<username|group> <path>", summary: "send a file end-to-end encrypted (a killed upload resumes when run again)", run: cmdSendFile, flags: requireVerifiedFlag, nargs: 2},
+	"get":            {args: "<message-id> [path]", summary: "download, verify and decrypt the file of a message (into the current directory by default)", run: cmdGet, nargs: -2},
 	"send":           {args: "<username> [<text> | -]", summary: "send an end-to-end encrypted message (text as an argument, from --file, or from standard input with -)", run: cmdSend, flags: sendFlags, nargs: -2},
 	"listen":         {summary: "print incoming messages, receipts and typing indicators", run: cmdListen, flags: listenFlags},
 	"typing":         {args: "<username>", summary: "tell a user's online devices that you are typing (never stored)", run: cmdTyping, flags: requireVerifiedFlag, nargs: 1},
@@ -59,7 +62,11 @@ var commands = map[string]command{
 	"safety-number":  {args: "<username>", summary: "show the safety number to compare with a contact", run: cmdSafetyNumber, nargs: 1},
 	"trust":          {args: "<username>", summary: "accept a contact's changed identity keys after comparing safety numbers", run: cmdTrust, nargs: 1},
 	"export":         {summary: "print everything the server stores about your account", run: cmdExport},
+	"group":          {args: groupUsage, summary: "manage group chats (each of your devices is a member; send <name> and listen carry the messages)", run: cmdGroup, nargs: -3},
 	"delete-account": {summary: "delete the account on the server and this profile", run: cmdDeleteAccount, flags: confirmFlag},
+	"presence":       {args: "set <status> | privacy <everyone|contacts|nobody> [username...] | show <username...>", summary: "set this device's status, choose who sees your presence, or show contacts'", run: cmdPresence, flags: presenceFlags, nargs: atLeastOne},
+	"watch":          {args: "<username...>", summary: "print contacts' presence, then every change", run: cmdWatch, flags: watchFlags, nargs: atLeastOne},
+	"push":           {args: "list | web <endpoint> <p256dh> <auth> | unregister", summary: "list or set where this account's devices are woken by content-free pushes", run: cmdPush, nargs: atLeastOne},
 }
 
 // env is what every command gets: the parsed common flags.
@@ -70,6 +77,7 @@ type env struct {
 	once                                  bool
 	confirm                               string
 	file                                  string
+	statusText                            string
 	stdin                                 io.Reader
 	stdout, stderr                        io.Writer
 	conn                                  *grpc.ClientConn
@@ -179,6 +187,8 @@ func argCountOK(nargs, n int) bool {
 		return n <= 1
 	case -2:
 		return n == 1 || n == 2
+	case -3:
+		return n >= 1
 	default:
 		return n == nargs
 	}

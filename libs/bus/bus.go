@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -23,6 +24,7 @@ type Bus struct {
 	js       jetstream.JetStream
 	embedded *server.Server
 	log      *slog.Logger
+	obs      Observer // nil: not observed
 }
 
 // EmbeddedOptions configures StartEmbedded.
@@ -77,7 +79,7 @@ func StartEmbedded(ctx context.Context, dir string, opts EmbeddedOptions) (*Bus,
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	ns.SetLoggerV2(serverLogger{log}, false, false, false)
+	ns.SetLoggerV2(serverLogger{log: log, id: ns.ID()}, false, false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(readyWait(ctx)) {
 		ns.Shutdown()
@@ -162,10 +164,15 @@ func (b *Bus) ClientURL() string {
 	return b.embedded.ClientURL()
 }
 
-// Ready reports whether the connection is up, for readiness probes.
-func (b *Bus) Ready(context.Context) error {
+// Ready reports whether the connection is up and JetStream answers, for readiness
+// probes: a NATS server whose JetStream is down or disabled accepts core messages but
+// loses every durable event and consumer.
+func (b *Bus) Ready(ctx context.Context) error {
 	if !b.nc.IsConnected() {
 		return fmt.Errorf("nats: %s", b.nc.Status())
+	}
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("nats jetstream: %w", err)
 	}
 	return nil
 }
@@ -192,14 +199,26 @@ func (b *Bus) Close() error {
 
 // serverLogger routes nats-server logs to slog. Fatalf must not exit the
 // process as the default logger would: start-up failure is reported by
-// StartEmbedded instead.
-type serverLogger struct{ log *slog.Logger }
+// StartEmbedded instead. The server's id, the public key it generates for itself,
+// is logged as "<server-id>": no key goes into Guardyn's logs (docs/observability.md).
+type serverLogger struct {
+	log *slog.Logger
+	id  string
+}
+
+func (l serverLogger) text(format string, v []any) string {
+	msg := fmt.Sprintf(format, v...)
+	if l.id != "" {
+		msg = strings.ReplaceAll(msg, l.id, "<server-id>")
+	}
+	return msg
+}
 
 // Noticef carries the server's startup banner and routine notices: debug level, so a
 // Guardyn log at info shows Guardyn's own events.
-func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug(l.text(format, v)) }
+func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn(l.text(format, v)) }
+func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error(l.text(format, v)) }
+func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error(l.text(format, v)) }
+func (l serverLogger) Debugf(format string, v ...any)  { l.log.Debug(l.text(format, v)) }
+func (l serverLogger) Tracef(format string, v ...any)  { l.log.Debug(l.text(format, v)) }

@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ErrUnboundedStream reports a stream configuration without a byte limit.
@@ -48,9 +51,29 @@ func (b *Bus) EnsureAuthEvents(ctx context.Context) error {
 }
 
 // Publish stores data on a JetStream subject and returns once the stream
-// has acknowledged it.
+// has acknowledged it. With an Observer, the message carries the trace context of ctx
+// in its headers and the publish is timed.
 func (b *Bus) Publish(ctx context.Context, subject string, data []byte) error {
-	if _, err := b.js.Publish(ctx, subject, data); err != nil {
+	msg := &nats.Msg{Subject: subject, Data: data}
+	var span trace.Span
+	if b.obs != nil {
+		ctx, span = b.startSpan(ctx, "bus.publish", trace.SpanKindProducer)
+		if span != nil {
+			msg.Header = nats.Header{}
+			traceContext.Inject(ctx, propagation.HeaderCarrier(msg.Header))
+		}
+	}
+	start := time.Now()
+	ack, err := b.js.PublishMsg(ctx, msg)
+	if b.obs != nil {
+		stream := ""
+		if ack != nil {
+			stream = ack.Stream
+		}
+		b.obs.Published(subject, stream, time.Since(start), err)
+		endSpan(span, err)
+	}
+	if err != nil {
 		return fmt.Errorf("publish to %s: %w", subject, err)
 	}
 	return nil
@@ -151,20 +174,24 @@ func Consume[T any](ctx context.Context, b *Bus, cfg ConsumerConfig,
 	}
 	log := b.log.With(slog.String("stream", cfg.Stream), slog.String("consumer", cfg.Durable))
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		hctx, done := b.consuming(ctx, cfg, msg)
 		v, err := decode(msg.Data())
 		if err != nil {
-			log.Error("malformed message dropped", slog.String("subject", msg.Subject()), slog.Any("error", err))
+			done("malformed")
+			log.ErrorContext(hctx, "malformed message dropped", slog.String("subject", msg.Subject()), slog.Any("error", err))
 			if err := msg.TermWithReason("malformed"); err != nil {
 				log.Warn("term failed", slog.Any("error", err))
 			}
 			return
 		}
-		if handle(ctx, v) {
+		if handle(hctx, v) {
+			done("acked")
 			if err := msg.Ack(); err != nil {
 				log.Warn("ack failed; message will be redelivered", slog.Any("error", err))
 			}
 			return
 		}
+		done("retried")
 		if err := NakWithBackoff(msg, cfg.RetryDelay, cfg.MaxRetryDelay); err != nil {
 			log.Warn("nak failed; message will be redelivered after ack wait", slog.Any("error", err))
 		}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/guardyn/guardyn/libs/observe"
 )
 
 // Common is the configuration every Guardyn binary shares.
@@ -24,6 +26,10 @@ type Common struct {
 	LogLevel     string
 	Reflection   bool // gRPC server reflection; development only
 	DrainTimeout time.Duration
+	// OTLPEndpoint is the host:port of an OTLP/gRPC trace collector; empty: no traces.
+	OTLPEndpoint string
+	OTLPInsecure bool    // plaintext to the collector (loopback, same pod)
+	TraceRatio   float64 // fraction of calls traced; 0 means every call
 }
 
 // Bind registers the common flags, with defaults for a local single-node
@@ -37,6 +43,9 @@ func (c *Common) Bind(b *Binder) {
 	b.String(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	b.Bool(&c.Reflection, "reflection", false, "enable gRPC server reflection (development only)")
 	b.Duration(&c.DrainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for running calls")
+	b.String(&c.OTLPEndpoint, "otlp-endpoint", "", "host:port of an OTLP/gRPC collector to send traces to; empty sends none")
+	b.Bool(&c.OTLPInsecure, "otlp-insecure", false, "send traces without TLS (a collector on loopback or in the same pod)")
+	b.Float64(&c.TraceRatio, "trace-ratio", 1, "fraction of calls traced when -otlp-endpoint is set, in [0, 1] (0: every call)")
 }
 
 // Validate checks the values after parsing.
@@ -56,6 +65,9 @@ func (c *Common) Validate() error {
 	}
 	if c.DrainTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("drain-timeout %v must be positive", c.DrainTimeout))
+	}
+	if !(c.TraceRatio >= 0 && c.TraceRatio <= 1) {
+		errs = append(errs, fmt.Errorf("trace-ratio %v: want a fraction in [0, 1] (0: every call)", c.TraceRatio))
 	}
 	return errors.Join(errs...)
 }
@@ -94,6 +106,19 @@ func (c *Common) Logger(w io.Writer) *slog.Logger {
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// Observe is the observability configuration of the binary named service: JSON logs to w
+// at LogLevel, traces to OTLPEndpoint.
+func (c *Common) Observe(service string, w io.Writer) observe.Config {
+	l, err := c.level()
+	if err != nil {
+		l = slog.LevelInfo
+	}
+	return observe.Config{
+		Service: service, LogLevel: l, LogWriter: w,
+		OTLPEndpoint: c.OTLPEndpoint, OTLPInsecure: c.OTLPInsecure, TraceRatio: c.TraceRatio,
+	}
 }
 
 // EnsureDataDir creates DataDir (owner-only) if missing and returns the

@@ -56,6 +56,11 @@ func (b *Binder) Bool(p *bool, name string, def bool, usage string) {
 	b.fs.BoolVar(p, name, def, b.usage(name, usage))
 }
 
+// Float64 binds a float64 flag.
+func (b *Binder) Float64(p *float64, name string, def float64, usage string) {
+	b.fs.Float64Var(p, name, def, b.usage(name, usage))
+}
+
 // Duration binds a time.Duration flag ("30s", "5m").
 func (b *Binder) Duration(p *time.Duration, name string, def time.Duration, usage string) {
 	b.fs.DurationVar(p, name, def, b.usage(name, usage))

@@ -34,3 +34,18 @@ func TestLoadOrCreateEd25519Key(t *testing.T) {
 		t.Fatal("a truncated key file was accepted")
 	}
 }
+
+func TestLoadOrCreateSecret(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys", "mac.key")
+	a, err := LoadOrCreateSecret(path, 32)
+	if err != nil || len(a) != 32 {
+		t.Fatalf("create: %d bytes, %v", len(a), err)
+	}
+	b, err := LoadOrCreateSecret(path, 32)
+	if err != nil || !bytes.Equal(a, b) {
+		t.Fatalf("reload gave another key (%v)", err)
+	}
+	if _, err := LoadOrCreateSecret(path, 16); err == nil {
+		t.Fatal("a key of the wrong size was accepted")
+	}
+}

@@ -39,6 +39,16 @@ func (s *BusSource) Devices(ctx context.Context, userID string) ([]uint32, bool,
 	return resp.GetDeviceIds(), resp.GetFound(), nil
 }
 
+// Ready reports whether a directory responder (the auth service) answers, for readiness
+// probes: without one no send can check its recipient's devices. It asks with an empty
+// request, which a responder refuses at once without reading its store.
+func (s *BusSource) Ready(ctx context.Context) error {
+	if _, err := s.nc.RequestWithContext(ctx, bus.SubjectDirectoryDevices, nil); err != nil {
+		return fmt.Errorf("device directory: %w", err)
+	}
+	return nil
+}
+
 // Subscribe forgets a user's cached devices whenever the auth service announces that
 // they changed (bus.SubjectDevicesChanged), until the subscription is unsubscribed.
 // Announcements are core NATS: one lost is covered by the TTL and, for removals, by the

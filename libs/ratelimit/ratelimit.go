@@ -111,6 +111,35 @@ func (l *Limiter) AllowN(key string, n int) (ok bool, retryAfter time.Duration) 
 	return false, time.Duration(missing / float64(l.limit) * float64(time.Second))
 }
 
+// Debit charges n tokens to key's bucket for an amount known only after the fact (bytes a
+// caller made the server send and then threw away). Unlike AllowN it never refuses: the
+// bucket may go into debt, at most one burst deep, and later calls for key are refused
+// until the debt is paid back at the bucket's rate. n beyond the burst counts as the
+// burst. A new key that finds the table full is not charged (see MaxKeys).
+func (l *Limiter) Debit(key string, n int) {
+	if n <= 0 {
+		return
+	}
+	now := l.now()
+	s := &l.shards[maphash.String(l.seed, key)%shardCount]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, known := s.buckets[key]
+	if !known {
+		if len(s.buckets) >= l.perShard && !l.sweepLocked(s, now) {
+			return
+		}
+		b = rate.NewLimiter(l.limit, l.burst)
+		s.buckets[key] = b
+	}
+	// A reservation that is never cancelled is a debt: its tokens are gone now and
+	// come back at the rate. Capping the debt bounds how long a key stays refused.
+	n = min(n, l.burst, int(b.TokensAt(now))+l.burst)
+	if n > 0 {
+		b.ReserveN(now, n)
+	}
+}
+
 // sweepLocked forgets keys whose bucket is full again and reports whether
 // there is room now. A fruitless sweep is not repeated until buckets had
 // time to refill, so a key flood costs O(1) per refused key, not O(MaxKeys).
@@ -178,4 +207,13 @@ func (a *Actions) AllowN(key string, n int) bool {
 	}
 	allowed, _ := l.AllowN(key, n)
 	return allowed
+}
+
+// Debit charges n tokens to key "action|caller" after the fact (see Limiter.Debit);
+// actions without a limit are not charged.
+func (a *Actions) Debit(key string, n int) {
+	action, _, _ := strings.Cut(key, "|")
+	if l, ok := a.limiters[action]; ok {
+		l.Debit(key, n)
+	}
 }

@@ -209,3 +209,31 @@ func TestAllowNLimitsAmounts(t *testing.T) {
 		t.Fatal("more than the burst allowed")
 	}
 }
+
+// TestDebitGoesIntoDebt: a Debit is never refused, puts the bucket into debt (at most one
+// burst deep, however much is charged) and the key is refused until the debt is paid back
+// at the rate; other keys are not charged.
+func TestDebitGoesIntoDebt(t *testing.T) {
+	l, c := newLimiter(t, Config{Rate: 100, Burst: 1000, MaxKeys: 16})
+	l.Debit("k", 1500) // counts as the burst: empties the full bucket
+	l.Debit("k", 5000) // and one burst of debt at most
+	if ok, wait := l.Allow("k"); ok || wait != 10010*time.Millisecond {
+		t.Fatalf("after debts of two bursts: ok %v, retry after %v; want refused for 10.01 s", ok, wait)
+	}
+	if ok, _ := l.Allow("other"); !ok {
+		t.Fatal("another key was charged")
+	}
+	c.Advance(10 * time.Second) // the debt is paid, the bucket still empty
+	if ok, _ := l.Allow("k"); ok {
+		t.Fatal("allowed with an empty bucket")
+	}
+	c.Advance(10 * time.Millisecond)
+	if ok, _ := l.Allow("k"); !ok {
+		t.Fatal("refused after the debt was paid back and a token refilled")
+	}
+	l.Debit("k", 0)
+	l.Debit("k", -5)
+	if ok, _ := l.Allow("k"); ok {
+		t.Fatal("the last token was taken above; an empty debit must not give any back")
+	}
+}

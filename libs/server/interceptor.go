@@ -8,9 +8,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/guardyn/guardyn/libs/observe"
 )
 
 // Authenticator checks the caller of an RPC before its handler runs. It is
@@ -62,10 +66,7 @@ func (c *chain) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 		if p := recover(); p != nil {
 			err = c.recovered(ctx, info.FullMethod, p)
 		}
-		code := status.Code(err)
-		elapsed := time.Since(start)
-		c.metrics.observe(info.FullMethod, code, elapsed)
-		c.logCall(ctx, info.FullMethod, code, elapsed, err)
+		c.finish(ctx, info.FullMethod, start, err)
 	}()
 
 	if c.defaultTimeout > 0 {
@@ -92,15 +93,16 @@ func (c *chain) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	start := time.Now()
 	ctx := ss.Context()
 	c.streams.Add(1)
+	open := c.metrics.streamOpened(info.FullMethod)
 	defer func() {
 		c.streams.Add(-1)
+		if open != nil {
+			open.Dec()
+		}
 		if p := recover(); p != nil {
 			err = c.recovered(ctx, info.FullMethod, p)
 		}
-		code := status.Code(err)
-		elapsed := time.Since(start)
-		c.metrics.observe(info.FullMethod, code, elapsed)
-		c.logCall(ctx, info.FullMethod, code, elapsed, err)
+		c.finish(ctx, info.FullMethod, start, err)
 	}()
 
 	if c.auth != nil && !isInfraMethod(info.FullMethod) {
@@ -179,9 +181,24 @@ func (c *chain) recovered(ctx context.Context, method string, p any) error {
 	return Error(codes.Internal, ReasonInternal, "internal error")
 }
 
+// finish records the end of a call in the metrics, the call's span and the log.
+func (c *chain) finish(ctx context.Context, method string, start time.Time, err error) {
+	code := status.Code(err)
+	elapsed := time.Since(start)
+	reason := ""
+	if err != nil {
+		reason = Reason(err)
+		if span := trace.SpanFromContext(ctx); span.IsRecording() {
+			span.SetAttributes(attribute.String(observe.AttrPrefix+"reason", reason))
+		}
+	}
+	c.metrics.observe(method, code, reason, elapsed)
+	c.logCall(ctx, method, code, reason, elapsed, err)
+}
+
 // logCall logs successful calls at debug level only: at thousands of calls a
 // second an info line per call would cost more than the call itself.
-func (c *chain) logCall(ctx context.Context, method string, code codes.Code, elapsed time.Duration, err error) {
+func (c *chain) logCall(ctx context.Context, method string, code codes.Code, reason string, elapsed time.Duration, err error) {
 	level := slog.LevelDebug
 	switch code {
 	case codes.OK, codes.Canceled:
@@ -200,7 +217,7 @@ func (c *chain) logCall(ctx context.Context, method string, code codes.Code, ela
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", status.Convert(err).Message()))
-		if reason := Reason(err); reason != "" {
+		if reason != "" {
 			attrs = append(attrs, slog.String("reason", reason))
 		}
 	}

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/guardyn/guardyn/libs/buildinfo"
+	"github.com/guardyn/guardyn/libs/observe"
 )
 
 // Defaults applied by [New] to zero fields of [Config].
@@ -72,8 +73,11 @@ type Config struct {
 	// TLS-terminating proxy in front or for loopback use.
 	TLS *tls.Config
 
-	Logger  *slog.Logger         // nil: JSON to stderr at info level
-	Metrics *prometheus.Registry // nil: a fresh registry with Go and process collectors
+	// Observer, when set, supplies the Logger and Metrics left nil, and traces every call
+	// when it exports traces (libs/observe).
+	Observer *observe.Observer
+	Logger   *slog.Logger         // nil: Observer's, else JSON to stderr at info level
+	Metrics  *prometheus.Registry // nil: Observer's, else a fresh registry with Go and process collectors
 
 	MaxMessageBytes int           // per message, both directions
 	MaxStreams      uint32        // concurrent streams per connection
@@ -194,6 +198,19 @@ func withDefaults(cfg Config) Config {
 	if cfg.AdminAddr == "" {
 		cfg.AdminAddr = "127.0.0.1:0"
 	}
+	if o := cfg.Observer; o != nil {
+		if cfg.Logger == nil {
+			cfg.Logger = o.Logger()
+		}
+		if cfg.Metrics == nil {
+			cfg.Metrics = o.Registry()
+		}
+		if h := o.ServerHandler(); h != nil {
+			// The stats handler opens the call's span before the interceptors run, so
+			// their log lines carry its trace id.
+			cfg.GRPCOptions = append(cfg.GRPCOptions, grpc.StatsHandler(h))
+		}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
@@ -203,11 +220,7 @@ func withDefaults(cfg Config) Config {
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			// The release stamp (docs/release.md), so a deployment shows what it runs.
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name:        "guardyn_build_info",
-				Help:        "Always 1; the labels name the release version and source commit of this binary.",
-				ConstLabels: prometheus.Labels{"version": buildinfo.Version, "commit": buildinfo.Commit},
-			}, func() float64 { return 1 }),
+			buildinfo.Metric(),
 		)
 	}
 	if cfg.MaxMessageBytes <= 0 {

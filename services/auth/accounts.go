@@ -96,8 +96,10 @@ func (s *Server) Register(ctx context.Context, req *authv1.RegisterRequest) (*au
 	return &authv1.RegisterResponse{UserId: account.UserID, DeviceId: device.ID}, nil
 }
 
-// GetLoginChallenge issues a single-use nonce, also for unknown accounts so that the
-// answer does not reveal which usernames exist.
+// GetLoginChallenge issues a nonce good for one successful login, also for unknown
+// accounts so that the answer does not reveal which usernames exist. It writes nothing:
+// the nonce carries its expiry and a MAC (see challenges), so a flood of challenges
+// costs the store nothing.
 func (s *Server) GetLoginChallenge(ctx context.Context, req *authv1.GetLoginChallengeRequest) (*authv1.GetLoginChallengeResponse, error) {
 	if err := checkUsername(req.GetUsername()); err != nil {
 		return nil, err
@@ -111,26 +113,21 @@ func (s *Server) GetLoginChallenge(ctx context.Context, req *authv1.GetLoginChal
 	if err := s.allow("challenge-peer", peerKey(ctx)); err != nil {
 		return nil, err
 	}
-	nonce := make([]byte, 32)
-	rand.Read(nonce)
-	rec := challengeRecord{Username: req.GetUsername(), DeviceID: req.GetDeviceId(), ExpiresAt: s.now().Add(s.cfg.ChallengeTTL)}
-	if err := s.update(ctx, "challenge", func(tx kv.Tx) error {
-		return putJSON(tx, challengeKey(nonce), rec)
-	}); err != nil {
-		return nil, err
-	}
-	return &authv1.GetLoginChallengeResponse{Nonce: nonce, ExpiresAt: ts(rec.ExpiresAt)}, nil
+	nonce, expires := s.challenges.issue(req.GetUsername(), req.GetDeviceId(), s.now().Add(s.cfg.ChallengeTTL))
+	return &authv1.GetLoginChallengeResponse{Nonce: nonce, ExpiresAt: ts(expires)}, nil
 }
 
 // loginTimeout bounds the store work of one login once it has reached the server; see
 // Login.
 const loginTimeout = 10 * time.Second
 
-// Login verifies a signed challenge and issues tokens. The signature is verified outside
-// every transaction: the single kv writer only consumes the nonce and stores the session,
-// and a bad nonce costs it nothing at all.
+// Login verifies a signed challenge and issues tokens. A forged, expired or misdirected
+// nonce is refused before any kv access; the signature is verified outside every
+// transaction; only a successful login writes, recording its nonce as used together
+// with the new session, so a failed login (a wrong signature, an unknown account or
+// device) costs the single kv writer nothing, and a nonce serves one successful login.
 func (s *Server) Login(ctx context.Context, req *authv1.LoginRequest) (*authv1.LoginResponse, error) {
-	if req.GetUsername() == "" || len(req.GetNonce()) != 32 || len(req.GetSignature()) == 0 || req.GetDeviceId() == 0 {
+	if req.GetUsername() == "" || len(req.GetNonce()) != challengeSize || len(req.GetSignature()) == 0 || req.GetDeviceId() == 0 {
 		return nil, server.Error(codes.InvalidArgument, reasonMalformedRequest, "username, device id, 32-byte nonce and signature are required")
 	}
 	if err := s.allow("login", req.GetUsername()); err != nil {
@@ -139,21 +136,27 @@ func (s *Server) Login(ctx context.Context, req *authv1.LoginRequest) (*authv1.L
 	if err := s.allow("login-peer", peerKey(ctx)); err != nil {
 		return nil, err
 	}
-	// A login that reached the server consumes its nonce even when the caller gives up
-	// or the connection drops, so a signed request cannot be replayed after a cancel.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loginTimeout)
-	defer cancel()
 	expired := server.Error(codes.Unauthenticated, reasonChallengeExpired, "login challenge unknown, used or expired")
 	failed := server.Error(codes.Unauthenticated, reasonLoginFailed, "login failed")
 	now := s.now()
-	var ch challengeRecord
+	chExpires, ok := s.challenges.check(req.GetNonce(), req.GetUsername(), req.GetDeviceId())
+	if !ok || now.After(chExpires) {
+		return nil, expired
+	}
+	// A login that reached the server records its nonce as used even when the caller
+	// gives up or the connection drops, so a signed request cannot be replayed after a
+	// cancel.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loginTimeout)
+	defer cancel()
+	var used bool
 	var account *accountRecord
 	var dev *deviceRecord
 	err := s.view(ctx, "login", func(tx kv.Tx) error {
-		account, dev = nil, nil
-		if err := getJSON(tx, challengeKey(req.GetNonce()), &ch); isNotFound(err) {
-			return abort(expired)
-		} else if err != nil {
+		used, account, dev = false, nil, nil
+		if _, err := tx.Get(challengeKey(req.GetNonce())); err == nil {
+			used = true
+			return nil
+		} else if !isNotFound(err) {
 			return err
 		}
 		var err error
@@ -169,44 +172,44 @@ func (s *Server) Login(ctx context.Context, req *authv1.LoginRequest) (*authv1.L
 		}
 		return err
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, err
+	case used:
+		return nil, expired
+	case dev == nil:
+		return nil, failed
 	}
-	challengeOK := !now.After(ch.ExpiresAt) && ch.Username == req.GetUsername() && ch.DeviceID == req.GetDeviceId()
-	verified := false
-	if challengeOK && dev != nil {
-		ik, err := keys.ParseIdentityKey(dev.IdentityKey)
-		if err != nil {
-			return nil, s.internal(ctx, "login", err)
-		}
-		verified = ik.Verify(keys.ContextLoginChallenge, LoginStatement(req.GetUsername(), req.GetDeviceId(), req.GetNonce()), req.GetSignature()) == nil
+	ik, err := keys.ParseIdentityKey(dev.IdentityKey)
+	if err != nil {
+		return nil, s.internal(ctx, "login", err)
 	}
-	// One transaction consumes the nonce, whatever the outcome (a nonce is used by its
-	// first attempt, and of two concurrent attempts only one finds it), and stores the
-	// session of a successful login.
+	if ik.Verify(keys.ContextLoginChallenge, LoginStatement(req.GetUsername(), req.GetDeviceId(), req.GetNonce()), req.GetSignature()) != nil {
+		return nil, failed
+	}
+	// One transaction records the nonce as used and stores the session: of two
+	// concurrent logins with the same nonce only the first to commit succeeds.
 	family := make([]byte, familyIDSize)
 	rand.Read(family)
 	refresh, hash := newRefreshToken(family)
 	expires := now.Add(s.cfg.RefreshTokenTTL)
-	var consumed, stored bool
+	var stored bool
 	err = s.update(ctx, "login", func(tx kv.Tx) error {
-		consumed, stored = false, false
-		if _, err := tx.Get(challengeKey(req.GetNonce())); isNotFound(err) {
+		used, stored = false, false
+		if _, err := tx.Get(challengeKey(req.GetNonce())); err == nil {
+			used = true
 			return nil
-		} else if err != nil {
+		} else if !isNotFound(err) {
 			return err
-		}
-		consumed = true
-		if err := tx.Delete(challengeKey(req.GetNonce())); err != nil {
-			return err
-		}
-		if !verified {
-			return nil
 		}
 		// The device may have been removed since the read.
 		if _, err := tx.Get(deviceKey(account.UserID, dev.ID)); isNotFound(err) {
 			return nil
 		} else if err != nil {
+			return err
+		}
+		rec := challengeRecord{Username: req.GetUsername(), DeviceID: req.GetDeviceId(), ExpiresAt: chExpires}
+		if err := putJSON(tx, challengeKey(req.GetNonce()), rec); err != nil {
 			return err
 		}
 		if err := makeRoomForFamily(tx, account.UserID, dev.ID); err != nil {
@@ -218,7 +221,7 @@ func (s *Server) Login(ctx context.Context, req *authv1.LoginRequest) (*authv1.L
 	switch {
 	case err != nil:
 		return nil, err
-	case !consumed || !challengeOK:
+	case used:
 		return nil, expired
 	case !stored:
 		return nil, failed
@@ -554,7 +557,7 @@ func (s *Server) GetTrustRoot(ctx context.Context, _ *authv1.GetTrustRootRequest
 	return s.trust, nil
 }
 
-// Sweep deletes expired login challenges, undecided device links and sessions, and
+// Sweep deletes the used-nonce records of expired login challenges, undecided device links and sessions, and
 // finishes erasures a crash interrupted. The binary runs it periodically; it keeps the
 // store from growing with abandoned requests. Each transaction deletes at most
 // purgeBatch keys.

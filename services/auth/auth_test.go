@@ -104,7 +104,8 @@ func TestLoginFailures(t *testing.T) {
 	alice := e.register(t, "alice")
 	ctx := context.Background()
 
-	// A signature by the wrong key fails, and the nonce is consumed by that attempt.
+	// A signature by the wrong key fails (TestChallengeServesOneSuccessfulLogin shows that
+	// it leaves the nonce to its owner, TestLoginsDoNotLoadTheWriter that it writes nothing).
 	ch, err := e.client.GetLoginChallenge(ctx, &authv1.GetLoginChallengeRequest{Username: "alice", DeviceId: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -113,9 +114,6 @@ func TestLoginFailures(t *testing.T) {
 	_, err = e.client.Login(ctx, &authv1.LoginRequest{Username: "alice", DeviceId: 1, Nonce: ch.GetNonce(),
 		Signature: sign(t, mallory, keys.ContextLoginChallenge, auth.LoginStatement("alice", 1, ch.GetNonce()))})
 	wantErr(t, err, codes.Unauthenticated, "LOGIN_FAILED")
-	_, err = e.client.Login(ctx, &authv1.LoginRequest{Username: "alice", DeviceId: 1, Nonce: ch.GetNonce(),
-		Signature: sign(t, alice.identity, keys.ContextLoginChallenge, auth.LoginStatement("alice", 1, ch.GetNonce()))})
-	wantErr(t, err, codes.Unauthenticated, "CHALLENGE_EXPIRED")
 
 	// An expired nonce fails even with the right signature.
 	ch, _ = e.client.GetLoginChallenge(ctx, &authv1.GetLoginChallengeRequest{Username: "alice", DeviceId: 1})
@@ -503,10 +501,7 @@ func TestPublicMethodsMatchTheAPI(t *testing.T) {
 
 func TestSweepDeletesAbandonedChallengesAndLinks(t *testing.T) {
 	e := newEnv(t, nil)
-	e.register(t, "alice")
-	if _, err := e.client.GetLoginChallenge(context.Background(), &authv1.GetLoginChallengeRequest{Username: "alice", DeviceId: 1}); err != nil {
-		t.Fatal(err)
-	}
+	e.register(t, "alice") // its login leaves the nonce recorded as used until it expires
 	id, _ := keys.GenerateIdentity()
 	ik := id.Public().Bytes()
 	if _, err := e.client.StartDeviceLink(context.Background(), &authv1.StartDeviceLinkRequest{Username: "alice", IdentityKey: ik, DeviceName: "x",

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/guardyn/guardyn/libs/bus"
@@ -20,7 +19,7 @@ import (
 // core NATS messages that only invalidate caches.
 type BusEvents struct {
 	nc *nats.Conn
-	js jetstream.JetStream
+	b  *bus.Bus
 }
 
 // NewBusEvents creates the auth event stream if needed and returns a publisher.
@@ -28,7 +27,7 @@ func NewBusEvents(ctx context.Context, b *bus.Bus) (*BusEvents, error) {
 	if err := b.EnsureAuthEvents(ctx); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	return &BusEvents{nc: b.Conn(), js: b.JetStream()}, nil
+	return &BusEvents{nc: b.Conn(), b: b}, nil
 }
 
 func (e *BusEvents) persist(ctx context.Context, subject string, m proto.Message) error {
@@ -36,8 +35,8 @@ func (e *BusEvents) persist(ctx context.Context, subject string, m proto.Message
 	if err != nil {
 		return err
 	}
-	_, err = e.js.Publish(ctx, subject, data)
-	return err
+	// Through the bus, so the event carries the trace of the call that caused it.
+	return e.b.Publish(ctx, subject, data)
 }
 
 // DevicesChanged implements Events.

@@ -100,6 +100,8 @@ type Server struct {
 	cfg     Config
 	trust   *authv1.GetTrustRootResponse
 	tokenPK ed25519.PublicKey
+	// challenges issues and checks the stateless login nonces.
+	challenges *challenges
 	// outbox holds DeviceRemoved and AccountDeleted until the bus has them; nil
 	// without Events.
 	outbox *outbox.Outbox
@@ -149,6 +151,7 @@ func New(cfg Config) (*Server, error) {
 			KeyId:                hex.EncodeToString(kid[:]),
 		},
 	}
+	s.challenges = newChallenges(cfg.TokenKey)
 	if cfg.Events != nil {
 		if s.outbox, err = s.newEventOutbox(); err != nil {
 			return nil, fmt.Errorf("auth: %w", err)

@@ -28,6 +28,14 @@ type countingStore struct {
 	mu     sync.Mutex
 	writes []int // per committed or failed Update, the writes of its last run
 	failed int
+	views  int
+}
+
+func (c *countingStore) View(ctx context.Context, fn func(kv.Tx) error) error {
+	c.mu.Lock()
+	c.views++
+	c.mu.Unlock()
+	return c.Store.View(ctx, fn)
 }
 
 func (c *countingStore) Update(ctx context.Context, fn func(kv.Tx) error) error {
@@ -49,7 +57,14 @@ func (c *countingStore) Update(ctx context.Context, fn func(kv.Tx) error) error 
 func (c *countingStore) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.writes, c.failed = nil, 0
+	c.writes, c.failed, c.views = nil, 0, 0
+}
+
+// accesses is the number of transactions, read-only or not, since the last reset.
+func (c *countingStore) accesses() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.writes) + c.views
 }
 
 func (c *countingStore) stats() (updates, failed, maxWrites, total int) {
@@ -216,6 +231,12 @@ func TestSessionsPerDeviceAreBounded(t *testing.T) {
 		e.login(t, alice)
 		tokens = append(tokens, alice.tokens.GetRefreshToken())
 	}
+	// The used-nonce records of the logins live until their challenges expire; then the
+	// sweep takes them and leaves the sessions.
+	e.clock.Advance(2 * auth.DefaultChallengeTTL)
+	if err := e.svc.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	// Each session is two keys (its record and the device's index entry).
 	if grown := len(e.storeDump(t)) - baseline; grown > 2*8 {
 		t.Fatalf("30 logins of one device left %d session keys", grown)
@@ -299,9 +320,10 @@ func TestInterruptedErasureIsFinishedBySweep(t *testing.T) {
 	}
 }
 
-// TestLoginsDoNotLoadTheWriter: a login with an unknown nonce writes nothing, and a login
-// with a bad signature is one committed transaction (consuming the nonce), never a failed
-// one: a failed transaction used to cost its whole group commit a rerun.
+// TestLoginsDoNotLoadTheWriter: asking for a challenge writes nothing, a login with a
+// forged nonce touches the store not at all, and a login with a bad signature (for a
+// known account or an unknown one) runs no write transaction: a flood of failing logins
+// costs the single kv writer nothing. A good login is one transaction that commits.
 func TestLoginsDoNotLoadTheWriter(t *testing.T) {
 	e, counts := newCountingEnv(t, nil)
 	alice := e.register(t, "alice")
@@ -309,27 +331,105 @@ func TestLoginsDoNotLoadTheWriter(t *testing.T) {
 	counts.reset()
 	_, err := e.client.Login(ctx, &authv1.LoginRequest{Username: "alice", DeviceId: 1, Nonce: bytes.Repeat([]byte{7}, 32), Signature: []byte{1}})
 	wantErr(t, err, codes.Unauthenticated, "CHALLENGE_EXPIRED")
-	if updates, _, _, _ := counts.stats(); updates != 0 {
-		t.Fatalf("a login with an unknown nonce ran %d write transactions", updates)
+	if n := counts.accesses(); n != 0 {
+		t.Fatalf("a login with a forged nonce ran %d transactions", n)
 	}
 	mallory, _ := keys.GenerateIdentity()
 	for _, username := range []string{"alice", "nobody"} {
+		counts.reset()
 		ch, err := e.client.GetLoginChallenge(ctx, &authv1.GetLoginChallengeRequest{Username: username, DeviceId: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		counts.reset()
+		if updates, _, _, _ := counts.stats(); updates != 0 {
+			t.Fatalf("a challenge for %s ran %d write transactions", username, updates)
+		}
 		_, err = e.client.Login(ctx, &authv1.LoginRequest{Username: username, DeviceId: 1, Nonce: ch.GetNonce(),
 			Signature: sign(t, mallory, keys.ContextLoginChallenge, auth.LoginStatement(username, 1, ch.GetNonce()))})
 		wantErr(t, err, codes.Unauthenticated, "LOGIN_FAILED")
-		if updates, failed, _, _ := counts.stats(); updates != 1 || failed != 0 {
-			t.Fatalf("a failed login of %s ran %d write transactions, %d of them failed; want one that commits", username, updates, failed)
+		if updates, _, _, _ := counts.stats(); updates != 0 {
+			t.Fatalf("a failed login of %s ran %d write transactions, want none", username, updates)
 		}
 	}
 	counts.reset()
 	e.login(t, alice)
-	if _, failed, _, _ := counts.stats(); failed != 0 {
-		t.Fatalf("a good login ran %d failing transactions", failed)
+	if updates, failed, _, _ := counts.stats(); updates != 1 || failed != 0 {
+		t.Fatalf("a good login ran %d write transactions, %d failing; want one that commits", updates, failed)
+	}
+}
+
+// TestChallengeServesOneSuccessfulLogin: a failed login does not use up its nonce (it
+// wrote nothing), the key's holder can still log in with it, and after that success the
+// same nonce is refused, also to a fresh signature by the right key.
+func TestChallengeServesOneSuccessfulLogin(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register(t, "alice")
+	ctx := context.Background()
+	ch, err := e.client.GetLoginChallenge(ctx, &authv1.GetLoginChallengeRequest{Username: "alice", DeviceId: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory, _ := keys.GenerateIdentity()
+	_, err = e.client.Login(ctx, &authv1.LoginRequest{Username: "alice", DeviceId: 1, Nonce: ch.GetNonce(),
+		Signature: sign(t, mallory, keys.ContextLoginChallenge, auth.LoginStatement("alice", 1, ch.GetNonce()))})
+	wantErr(t, err, codes.Unauthenticated, "LOGIN_FAILED")
+	req := &authv1.LoginRequest{Username: "alice", DeviceId: 1, Nonce: ch.GetNonce(),
+		Signature: sign(t, alice.identity, keys.ContextLoginChallenge, auth.LoginStatement("alice", 1, ch.GetNonce()))}
+	if _, err := e.client.Login(ctx, req); err != nil {
+		t.Fatalf("login after a failed attempt with the same nonce: %v", err)
+	}
+	_, err = e.client.Login(ctx, req)
+	wantErr(t, err, codes.Unauthenticated, "CHALLENGE_EXPIRED")
+	req.Signature = sign(t, alice.identity, keys.ContextLoginChallenge, auth.LoginStatement("alice", 1, ch.GetNonce()))
+	_, err = e.client.Login(ctx, req)
+	wantErr(t, err, codes.Unauthenticated, "CHALLENGE_EXPIRED")
+	// Still refused just before it expires, when only the used record remembers it.
+	e.clock.Advance(auth.DefaultChallengeTTL - time.Second)
+	_, err = e.client.Login(ctx, req)
+	wantErr(t, err, codes.Unauthenticated, "CHALLENGE_EXPIRED")
+}
+
+// TestForgedOrMisdirectedChallengeIsRefused: a nonce with any byte changed, or issued
+// for another username or device, or expired, is refused with CHALLENGE_EXPIRED before
+// any kv access, even under a valid signature by the right key.
+func TestForgedOrMisdirectedChallengeIsRefused(t *testing.T) {
+	e, counts := newCountingEnv(t, nil)
+	alice := e.register(t, "alice")
+	second := e.linkDevice(t, alice)
+	ctx := context.Background()
+	challenge := func(username string, device uint32) []byte {
+		ch, err := e.client.GetLoginChallenge(ctx, &authv1.GetLoginChallengeRequest{Username: username, DeviceId: device})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ch.GetNonce()
+	}
+	refused := func(what string, d *device, nonce []byte) {
+		t.Helper()
+		counts.reset()
+		_, err := e.client.Login(ctx, &authv1.LoginRequest{Username: d.username, DeviceId: d.id, Nonce: nonce,
+			Signature: sign(t, d.identity, keys.ContextLoginChallenge, auth.LoginStatement(d.username, d.id, nonce))})
+		wantErr(t, err, codes.Unauthenticated, "CHALLENGE_EXPIRED")
+		if n := counts.accesses(); n != 0 {
+			t.Fatalf("%s: the refused login ran %d transactions", what, n)
+		}
+	}
+	good := challenge("alice", 1)
+	for i := range good {
+		forged := bytes.Clone(good)
+		forged[i] ^= 0x01
+		refused(fmt.Sprintf("byte %d flipped", i), alice, forged)
+	}
+	refused("nonce of another device", second, challenge("alice", 1))
+	refused("nonce of another username", alice, challenge("alicf", 1))
+	expiring := challenge("alice", 1)
+	e.clock.Advance(auth.DefaultChallengeTTL + 2*time.Second)
+	refused("expired nonce", alice, expiring)
+	// The untouched nonce of the same period still works: the refusals were not luck.
+	e.clock.Advance(-auth.DefaultChallengeTTL - 2*time.Second)
+	if _, err := e.client.Login(ctx, &authv1.LoginRequest{Username: "alice", DeviceId: 1, Nonce: good,
+		Signature: sign(t, alice.identity, keys.ContextLoginChallenge, auth.LoginStatement("alice", 1, good))}); err != nil {
+		t.Fatalf("login with the untouched nonce: %v", err)
 	}
 }
 

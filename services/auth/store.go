@@ -20,7 +20,7 @@ import (
 //	auth/otk/<user>/<u32be device>/<u32be id> → EC public key
 //	auth/kem/<user>/<u32be device>/<u32be id> → signedKeyRecord (one-time ML-KEM prekey)
 //	auth/kp/<user>/<u32be device>/<u64be seq> → MLS KeyPackage
-//	auth/challenge/<nonce>                    → challengeRecord
+//	auth/challenge/<nonce>                    → challengeRecord (a nonce used by a successful login, until it expires)
 //	auth/family/<family id>                   → familyRecord (a session: hash of its live refresh token)
 //	auth/familyidx/<user>/<u32be device>/<family id> → "" (a device's sessions)
 //	auth/purge/<id>                           → purgeRecord (an erasure still running)

@@ -89,7 +89,7 @@ func (s *Server) handleAuthEvent(ctx context.Context, subject string, data []byt
 			return err
 		}
 	}
-	return nil
+	return s.proposeRemovals(ctx, user, devices)
 }
 
 // ConsumePreKeyNotices tells devices on their Receive stream that their one-time prekeys

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
@@ -77,17 +75,19 @@ func startNode(t *testing.T, dir string) *node {
 }
 
 // readInbox returns the deliveries stored for one device, in order.
-func readInbox(t *testing.T, s msgstore.Store, in msgstore.Inbox) []*messagingv1.Delivery {
+func readInbox(t *testing.T, svc *messaging.Server, s msgstore.Store, in msgstore.Inbox) []*messagingv1.Delivery {
 	t.Helper()
 	msgs, err := s.Read(context.Background(), in, nil, msgstore.MaxBatch, msgstore.MaxReadBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make([]*messagingv1.Delivery, len(msgs))
-	for i, m := range msgs {
-		out[i] = &messagingv1.Delivery{}
-		if err := proto.Unmarshal(m.Body, out[i]); err != nil {
-			t.Fatal(err)
+	out, err := svc.StoredDeliveriesForTest(context.Background(), msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range out {
+		if d == nil {
+			t.Fatalf("inbox entry %d does not resolve to a delivery", i)
 		}
 	}
 	return out
@@ -149,13 +149,13 @@ func TestCommitFanOutSurvivesACrash(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	got := readInbox(t, second.inboxes, inbox(bobID, 1))
+	got := readInbox(t, second.svc, second.inboxes, inbox(bobID, 1))
 	for i, d := range got {
 		if d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT || string(d.GetPayload()) != string(commits[i].GetCommit()) || d.GetEpoch() != uint64(i) {
 			t.Fatalf("bob's delivery %d is a %v of epoch %d: %q", i, d.GetKind(), d.GetEpoch(), d.GetPayload())
 		}
 	}
-	if w := readInbox(t, second.inboxes, inbox(bobID, 3)); w[0].GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME || w[0].GetEpoch() != 2 {
+	if w := readInbox(t, second.svc, second.inboxes, inbox(bobID, 3)); w[0].GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME || w[0].GetEpoch() != 2 {
 		t.Fatalf("the added device got a %v of epoch %d", w[0].GetKind(), w[0].GetEpoch())
 	}
 	welcome, err := second.svc.FetchWelcome(authn.NewContext(context.Background(), authn.Principal{UserID: bobID, DeviceID: 3}), &messagingv1.FetchWelcomeRequest{GroupId: gid})

@@ -277,7 +277,7 @@ func messagingSeeds() map[int][]proto.Message {
 			&messagingv1.SubmitCommitRequest{GroupId: fuzzGroup, Commit: []byte("c"), GroupInfo: []byte("g"), Welcome: []byte("w")},
 		},
 		5: {
-			&messagingv1.SendGroupMessageRequest{GroupId: fuzzGroup, Epoch: 0, PrivateMessage: []byte("pm"), ClientMessageId: id},
+			&messagingv1.SendGroupMessageRequest{GroupId: fuzzGroup, Epoch: 0, PrivateMessage: mlsframe.PrivateMessage(fuzzGroup, 0, mlsframe.Application, 0), ClientMessageId: id},
 			&messagingv1.SendGroupMessageRequest{GroupId: fuzzGroup, Epoch: 7, PrivateMessage: []byte("pm"), ClientMessageId: id},
 			&messagingv1.SendGroupMessageRequest{GroupId: []byte("none"), Epoch: 0, PrivateMessage: []byte("pm"), ClientMessageId: id},
 		},

@@ -30,6 +30,7 @@ import (
 //	msg/group/<hex group id>                          → groupRecord
 //	msg/welcome/<hex group id>/<user>/<device>        → welcomeRecord (a reference)
 //	msg/welcome-body/<hex group id>/<epoch>           → the Welcome, stored once per commit
+//	msg/welcome-state/…, msg/welcomex/…               → when it is deleted (welcomes.go)
 //	msg/fanout/<hex group id>/<epoch>                 → outbox entry: fanOutRecord
 //
 // It never sees group secrets: commits, proposals, Welcomes and GroupInfos are opaque MLS
@@ -64,6 +65,8 @@ type lastCommit struct {
 type welcomeRecord struct {
 	Epoch   uint64 `json:"epoch"`
 	Welcome []byte `json:"welcome,omitempty"`
+	// Fetched is when the device first fetched the Welcome (welcomes.go).
+	Fetched time.Time `json:"fetched,omitzero"`
 }
 
 func groupKey(gid []byte) []byte { return []byte("msg/group/" + hex.EncodeToString(gid)) }
@@ -188,7 +191,11 @@ func (s *Server) CreateGroup(ctx context.Context, req *messagingv1.CreateGroupRe
 	if err != nil {
 		return nil, err
 	}
-	return &messagingv1.CreateGroupResponse{Epoch: 0}, nil
+	ds, err := s.externalSender(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &messagingv1.CreateGroupResponse{Epoch: 0, ExternalSender: ds.ExternalSender().Bytes()}, nil
 }
 
 // SubmitCommit accepts the first commit of an epoch and fans it out.
@@ -266,7 +273,8 @@ func (s *Server) SubmitCommit(ctx context.Context, req *messagingv1.SubmitCommit
 	}
 	recipients := slices.DeleteFunc(slices.Clone(g.Members), func(m member) bool { return m == self(p) })
 	notice := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME, GroupId: req.GetGroupId(), Epoch: req.GetEpoch() + 1}
-	total := int64(commitSize)*int64(len(recipients)) + int64(proto.Size(notice)+len(msgstore.ID{}))*int64(len(added)) +
+	// The commit is stored once in the group log; each recipient gets a fixed-size notice.
+	total := int64(commitSize) + int64(logNoticeSize+len(msgstore.ID{}))*int64(len(recipients)) + int64(proto.Size(notice)+len(msgstore.ID{}))*int64(len(added)) +
 		int64(len(req.GetWelcome())) + int64(len(req.GetGroupInfo()))
 	if total > s.commitBytes {
 		return nil, server.Error(codes.InvalidArgument, reasonLimitExceeded, "the commit would store %d bytes for %d devices; the limit is %d", total, len(recipients)+len(added), s.commitBytes)
@@ -299,17 +307,9 @@ func (s *Server) SubmitCommit(ctx context.Context, req *messagingv1.SubmitCommit
 		g.GroupInfo = req.GetGroupInfo()
 		g.Last = &lastCommit{Hash: hash[:], By: self(p), At: rec.At}
 		if len(added) > 0 {
-			if err := tx.Put(welcomeBodyKey(req.GetGroupId(), g.Epoch), req.GetWelcome()); err != nil {
+			// The Welcome expires with its notices (fanOut's expiry of rec.At).
+			if err := putWelcome(tx, req.GetGroupId(), g.Epoch, req.GetWelcome(), added, rec.At.Add(s.ttl), rec.At); err != nil {
 				return err
-			}
-			ref, err := json.Marshal(welcomeRecord{Epoch: g.Epoch})
-			if err != nil {
-				return err
-			}
-			for _, w := range added {
-				if err := tx.Put(welcomeKey(req.GetGroupId(), w), ref); err != nil {
-					return err
-				}
 			}
 		}
 		if err := s.fanouts.Add(tx, id, entry); err != nil {
@@ -324,7 +324,9 @@ func (s *Server) SubmitCommit(ctx context.Context, req *messagingv1.SubmitCommit
 	if err != nil {
 		return nil, err
 	}
-	return s.committed(ctx, id, req.GetEpoch()+1, rec.At), nil
+	resp := s.committed(ctx, id, req.GetEpoch()+1, rec.At)
+	s.reproposeRemovals(ctx, req.GetGroupId())
+	return resp, nil
 }
 
 // errRetried ends a commit transaction that found its own commit already accepted.
@@ -416,32 +418,54 @@ func (s *Server) fanOut(ctx context.Context, p authn.Principal, idempotencyKey [
 	if len(to) == 0 {
 		return nil
 	}
-	body, err := proto.Marshal(d)
-	if err != nil {
-		return s.internal(ctx, "encode delivery", err)
-	}
-	scope := append([]byte{byte(d.GetKind())}, d.GetGroupId()...)
+	scope := logScope(d)
 	msgs := make([]msgstore.Message, 0, len(to))
 	if checkCap {
 		if err := s.checkInboxCaps(ctx, to); err != nil {
 			return err
 		}
 	}
+	// A delivery with a payload is stored once in the group log, and each inbox gets a
+	// notice of it (grouplog.go); a payload-free Welcome notice is its own copy. The entry
+	// is written before its notices: a Receive stream that reads a notice must find the
+	// entry, or it would skip the message (written together, a stream draining at that
+	// moment read notices whose entries were not committed yet). A send that fails after
+	// the entry leaves it to expire; a retry rewrites the same entry.
+	kind, expiry := msgstore.Kind(d.GetKind()), now.Add(s.ttl).Truncate(time.Second)
+	var body []byte
+	if len(d.GetPayload()) > 0 {
+		id := logID(p, scope, idempotencyKey)
+		if err := s.appendLog(ctx, id, d, now, expiry); err != nil {
+			return err
+		}
+		kind, body = kindLogNotice, logNotice{ID: id}.marshal()
+	} else {
+		var err error
+		if body, err = proto.Marshal(d); err != nil {
+			return s.internal(ctx, "encode delivery", err)
+		}
+	}
 	for _, m := range to {
 		inbox := inboxOf(m.UserID, m.DeviceID)
 		msgs = append(msgs, msgstore.Message{
-			Inbox: inbox, ID: messageID(p, scope, idempotencyKey, m.UserID, m.DeviceID), Kind: msgstore.Kind(d.GetKind()),
-			Body: body, Timestamp: now, Expiry: now.Add(s.ttl),
+			Inbox: inbox, ID: messageID(p, scope, idempotencyKey, m.UserID, m.DeviceID), Kind: kind,
+			Body: body, Timestamp: now, Expiry: expiry,
 		})
 	}
-	for _, batch := range appendBatches(msgs) {
+	batches := appendBatches(msgs)
+	for _, batch := range batches {
 		if err := s.inboxes.Append(ctx, batch); err != nil {
 			return s.internal(ctx, "store group deliveries", err)
 		}
+	}
+	for _, batch := range batches {
 		for _, m := range batch {
-			wake := proto.Clone(d).(*messagingv1.Delivery)
-			wake.MessageId, wake.ServerTime = append([]byte(nil), m.ID[:]...), timestamppb.New(now)
-			s.wake(ctx, m.Inbox.UserID, deviceOf(m.Inbox), wake)
+			// The wake-ups share the payload (nobody writes to it): one copy of a 256 KiB
+			// message for 1000 devices, not 1000.
+			s.wake(ctx, m.Inbox.UserID, deviceOf(m.Inbox), &messagingv1.Delivery{
+				Kind: d.GetKind(), Payload: d.GetPayload(), GroupId: d.GetGroupId(), Epoch: d.GetEpoch(),
+				MessageId: append([]byte(nil), m.ID[:]...), ServerTime: timestamppb.New(now),
+			})
 		}
 	}
 	return nil
@@ -567,16 +591,23 @@ func (s *Server) SendGroupMessage(ctx context.Context, req *messagingv1.SendGrou
 	if req.GetEpoch() != g.Epoch && req.GetEpoch()+1 != g.Epoch {
 		return nil, epochError(codes.FailedPrecondition, reasonEpochMismatch, g.Epoch)
 	}
+	if err := checkApplication(req.GetPrivateMessage(), req.GetGroupId(), req.GetEpoch()); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	d := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_MESSAGE, Payload: req.GetPrivateMessage(), GroupId: req.GetGroupId(), Epoch: req.GetEpoch()}
 	to := slices.DeleteFunc(g.Members, func(m member) bool { return m == self(p) })
+	if err := s.allowGroupBytes(p, to, len(req.GetPrivateMessage())); err != nil {
+		return nil, err
+	}
 	if err := s.fanOut(ctx, p, req.GetClientMessageId(), d, to, now, true); err != nil {
 		return nil, err
 	}
 	return &messagingv1.SendGroupMessageResponse{ServerTime: timestamppb.New(now)}, nil
 }
 
-// FetchWelcome returns the Welcome stored for the calling device.
+// FetchWelcome returns the Welcome stored for the calling device, and counts the device
+// as served: a Welcome every addressed device fetched is deleted soon after (welcomes.go).
 func (s *Server) FetchWelcome(ctx context.Context, req *messagingv1.FetchWelcomeRequest) (*messagingv1.FetchWelcomeResponse, error) {
 	p, err := caller(ctx)
 	if err != nil {
@@ -585,11 +616,13 @@ func (s *Server) FetchWelcome(ctx context.Context, req *messagingv1.FetchWelcome
 	if err := s.allow("group", p.UserID); err != nil {
 		return nil, err
 	}
+	notFound := txAbort{server.Error(codes.NotFound, reasonWelcomeNotFound, "no Welcome for this device and group")}
 	var w welcomeRecord
 	err = s.groupTx(ctx, "fetch welcome", false, func(tx kv.Tx) error {
+		w = welcomeRecord{}
 		b, err := tx.Get(welcomeKey(req.GetGroupId(), self(p)))
 		if errors.Is(err, kv.ErrNotFound) {
-			return txAbort{server.Error(codes.NotFound, reasonWelcomeNotFound, "no Welcome for this device and group")}
+			return notFound
 		} else if err != nil {
 			return err
 		}
@@ -597,12 +630,26 @@ func (s *Server) FetchWelcome(ctx context.Context, req *messagingv1.FetchWelcome
 			return err
 		}
 		w.Welcome, err = tx.Get(welcomeBodyKey(req.GetGroupId(), w.Epoch))
+		if errors.Is(err, kv.ErrNotFound) {
+			return notFound
+		}
 		return err
 	})
+	if err == nil && w.Fetched.IsZero() {
+		// Counted in a write transaction of its own, only on the first fetch: repeated
+		// fetches are reads.
+		err = s.groupTx(ctx, "count welcome fetch", true, func(tx kv.Tx) error {
+			return fetched(tx, req.GetGroupId(), self(p), s.now())
+		})
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &messagingv1.FetchWelcomeResponse{Welcome: w.Welcome, Epoch: w.Epoch}, nil
+	ds, err := s.externalSender(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &messagingv1.FetchWelcomeResponse{Welcome: w.Welcome, Epoch: w.Epoch, ExternalSender: ds.ExternalSender().Bytes()}, nil
 }
 
 // GetGroupInfo returns the group's state to a device of a member account.

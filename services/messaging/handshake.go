@@ -48,6 +48,28 @@ func checkHandshake(msg, gid []byte, epoch uint64, commit bool) error {
 	return nil
 }
 
+// checkApplication refuses a group message that is not a PrivateMessage of group gid at
+// epoch carrying application data: the group log would otherwise store, and fan out to
+// every member, bytes the members cannot process (a handshake smuggled past the one-commit-
+// per-epoch order, a PublicMessage in the clear, a message of another group), and only
+// their clients would notice.
+func checkApplication(msg, gid []byte, epoch uint64) error {
+	info, err := mls.Inspect(msg)
+	if err != nil {
+		return server.Error(codes.InvalidArgument, reasonMalformedRequest, "the group message is not an MLS message: %v", err)
+	}
+	if info.WireFormat != wirePrivateMessage {
+		return server.Error(codes.InvalidArgument, reasonMalformedRequest, "the group message must be an MLS PrivateMessage, got wire format %d", info.WireFormat)
+	}
+	if !bytes.Equal(info.GroupID, gid) || info.Epoch != epoch {
+		return server.Error(codes.InvalidArgument, reasonMalformedRequest, "the group message belongs to another group or to epoch %d, not %d", info.Epoch, epoch)
+	}
+	if info.Commit || info.Proposal {
+		return server.Error(codes.InvalidArgument, reasonMalformedRequest, "a handshake goes through SubmitCommit or SubmitProposal, not SendGroupMessage")
+	}
+	return nil
+}
+
 // checkWelcome refuses a Welcome that does not add exactly n distinct key packages, one
 // per device the commit declares added.
 func checkWelcome(welcome []byte, n int) error {

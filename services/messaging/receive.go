@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -83,6 +85,19 @@ const maxBatch = 256
 // exceeds messagingv1.MaxReceiveResponseSize, the receive limit clients set.
 const responseBudget = 256 << 10
 
+// A stream's byte window bounds the encoded deliveries it has sent and not seen
+// acknowledged, besides the count window (Config.Window). It starts at initialWindowBytes
+// and grows by every acknowledged byte up to maxWindowBytes, as TCP's slow start does: a
+// device that acknowledges what it gets soon has megabytes in flight, while one that
+// reopens its stream and drops it unacknowledged, again and again, makes the server read
+// and send no more than initialWindowBytes each time (issue 18: 16 such devices cost
+// honest pairs a third of their throughput when each reconnect read 1 MiB and more). A
+// delivery larger than the window goes when nothing else is in flight.
+const (
+	initialWindowBytes = 256 << 10
+	maxWindowBytes     = 8 << 20
+)
+
 // readBudget bounds the message bytes one step of draining the inbox reads, so that the
 // memory of a stream does not grow with its backlog.
 const readBudget = 256 << 10
@@ -114,13 +129,21 @@ type liveStream struct {
 	stop       chan struct{} // closed when the call ends
 	fatal      chan error    // the first error that ends the call
 
+	// traced holds the spans of live deliveries on their way to the client, by event;
+	// tracing counts them so that an untraced stream never takes mu to look.
+	traced  map[*eventsv1.LiveEvent]trace.Span
+	tracing atomic.Int32
+
 	mu      sync.Mutex
 	pumping bool
 	closed  bool
 	reading bool // an ack reader runs
 	readEOF bool // the client closed its side: no more acknowledgements on the stream
-	// inflight holds deliveries sent and not yet acknowledged; at most the server's window.
-	inflight map[msgstore.ID]struct{}
+	// inflight holds deliveries sent and not yet acknowledged, with their encoded size:
+	// at most the server's window of them and, unless one alone, windowBytes of bytes.
+	inflight      map[msgstore.ID]int
+	inflightBytes int
+	windowBytes   int
 	// lagging means the inbox may hold messages not sent yet: the window was full, or
 	// the backlog has not been read.
 	lagging bool
@@ -136,7 +159,8 @@ type liveStream struct {
 // responseBudget.
 type response struct {
 	deliveries []*messagingv1.Delivery
-	size       int // encoded size of the deliveries field
+	size       int          // encoded size of the deliveries field
+	spans      []trace.Span // of traced live deliveries, ended once sent
 }
 
 // deliverySize is what d adds to an encoded ReceiveResponse.
@@ -155,10 +179,28 @@ func (r *response) add(d *messagingv1.Delivery, n int) {
 	r.size += n
 }
 
+// addTraced adds a live delivery whose span ends when r has been sent.
+func (r *response) addTraced(d *messagingv1.Delivery, n int, span trace.Span) {
+	r.add(d, n)
+	r.spans = append(r.spans, span)
+}
+
 // reset empties r, keeping its array but not the deliveries.
 func (r *response) reset() {
 	clear(r.deliveries)
 	r.deliveries, r.size = r.deliveries[:0], 0
+}
+
+// endSpans ends the spans of r's traced deliveries, as failed when err is set.
+func (r *response) endSpans(err error) {
+	for _, span := range r.spans {
+		if err != nil {
+			span.SetStatus(otelcodes.Error, "")
+		}
+		span.End()
+	}
+	clear(r.spans)
+	r.spans = r.spans[:0]
 }
 
 // Receive streams the calling device's backlog, then its live deliveries, and takes its
@@ -169,23 +211,29 @@ func (s *Server) Receive(rs grpc.BidiStreamingServer[messagingv1.ReceiveRequest,
 	if err != nil {
 		return err
 	}
-	if err := s.allow("receive", p.UserID+"/"+inboxOf(p.UserID, p.DeviceID).DeviceID); err != nil {
+	deviceKey := p.UserID + "/" + inboxOf(p.UserID, p.DeviceID).DeviceID
+	if err := s.allow("receive", deviceKey); err != nil {
 		return err
+	}
+	if s.limits != nil && !s.limits.Allow("redeliver|"+deviceKey) {
+		return server.Error(codes.ResourceExhausted, reasonRateLimited, "this device dropped its recent streams with deliveries unacknowledged; retry later")
 	}
 	st := &liveStream{
 		s: s, rs: rs, ctx: ctx, caller: p, inbox: inboxOf(p.UserID, p.DeviceID),
-		events:     make(chan *eventsv1.LiveEvent, eventBuffer),
-		kick:       make(chan struct{}, 1),
-		superseded: make(chan struct{}),
-		stop:       make(chan struct{}),
-		fatal:      make(chan error, 1),
-		lagging:    true,
+		events:      make(chan *eventsv1.LiveEvent, eventBuffer),
+		kick:        make(chan struct{}, 1),
+		superseded:  make(chan struct{}),
+		stop:        make(chan struct{}),
+		fatal:       make(chan error, 1),
+		lagging:     true,
+		windowBytes: initialWindowBytes,
 	}
 	// Attach before the pump reads the backlog, so nothing stored in between is missed;
 	// what arrives twice is recognised by its id.
 	key := inboxKey{p.UserID, p.DeviceID}
 	s.hub.attach(key, st)
-	defer s.hub.detach(key, st)
+	s.streamOpened(key)
+	defer s.streamEnded(key, st)
 	st.wake()
 
 	select {
@@ -201,25 +249,124 @@ func (s *Server) Receive(rs grpc.BidiStreamingServer[messagingv1.ReceiveRequest,
 	// The pump must not send once the handler has returned. An ack reader blocked in
 	// Recv returns when the call ends and then touches nothing of the call.
 	st.pumped.Wait()
+	st.chargeDropped(deviceKey)
 	return err
+}
+
+// chargeDropped charges the device of an ended stream for what it was sent and did not
+// acknowledge: that will be read and sent again, and the device may not reopen until its
+// debt is paid. It pays at most a fresh stream's window, what a stream that acknowledges
+// nothing costs the server, so that a device whose connection drops with a large window
+// in flight is not held back long.
+func (st *liveStream) chargeDropped(deviceKey string) {
+	if st.s.limits == nil {
+		return
+	}
+	if dropped := st.unacknowledged(); dropped > 0 {
+		st.s.limits.Debit("redeliver|"+deviceKey, min(dropped, initialWindowBytes))
+	}
+}
+
+// unacknowledged returns the bytes of the deliveries the ended stream sent that are still
+// in the inbox: those the device did not acknowledge, by any path, before the stream
+// ended. It reads ids only, and nothing when nothing was in flight.
+func (st *liveStream) unacknowledged() int {
+	st.mu.Lock()
+	left := maps.Clone(st.inflight)
+	st.mu.Unlock()
+	if len(left) == 0 {
+		return 0
+	}
+	// The call's context is over; the reads still need one.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(st.ctx), 5*time.Second)
+	defer cancel()
+	bytes := 0
+	var cursor msgstore.Cursor
+	for len(left) > 0 {
+		ids, next, err := st.s.inboxes.ReadIDs(ctx, st.inbox, cursor, msgstore.MaxBatch)
+		if err != nil || len(ids) == 0 {
+			break
+		}
+		for _, id := range ids {
+			if n, ok := left[id]; ok {
+				bytes += n
+				delete(left, id)
+			}
+		}
+		cursor = next
+	}
+	return bytes
 }
 
 // offer hands an event to the stream without ever blocking the publisher. When the buffer
 // is full the event is dropped and the stream resynchronises from its inbox. A removal
 // never waits in the buffer: it ends the call at once, however full the buffer is.
-func (st *liveStream) offer(ev *eventsv1.LiveEvent) {
+//
+// ctx is the publisher's: a delivery sent inside a traced call is traced to the client
+// (traceDelivery).
+func (st *liveStream) offer(ctx context.Context, ev *eventsv1.LiveEvent) {
 	if ev.GetRemoved() != nil {
 		st.fail(errDeviceRemoved())
 		return
+	}
+	if ev.GetDelivery() != nil {
+		st.traceDelivery(ctx, ev)
 	}
 	select {
 	case st.events <- ev:
 	default:
 		st.overflowed.Store(true)
+		st.takeSpan(ev).End() // the inbox delivers it, untraced
 		st.signal()
 	}
 	st.wake()
 }
+
+// traceDelivery starts the span of a live delivery when its sender's call is traced: a
+// child of the sender's span, ended when the response carrying it has been written to
+// this stream, so that one send is one trace from the sender's call to the recipient's
+// delivery. The span links to this stream's own Receive span.
+func (st *liveStream) traceDelivery(ctx context.Context, ev *eventsv1.LiveEvent) {
+	sender := trace.SpanContextFromContext(ctx)
+	if !sender.IsSampled() {
+		return
+	}
+	// The stream's own span, traced or not, carries the process's tracer provider; a
+	// span context from NATS headers carries none.
+	tracer := trace.SpanFromContext(st.ctx).TracerProvider().Tracer("github.com/guardyn/guardyn/services/messaging")
+	_, span := tracer.Start(trace.ContextWithSpanContext(context.Background(), sender), "messaging.deliver",
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(trace.LinkFromContext(st.ctx)))
+	if !span.IsRecording() {
+		return
+	}
+	st.mu.Lock()
+	if st.traced == nil {
+		st.traced = make(map[*eventsv1.LiveEvent]trace.Span)
+	}
+	st.traced[ev] = span
+	st.mu.Unlock()
+	st.tracing.Add(1)
+}
+
+// takeSpan returns the span of a traced live delivery and forgets it; a no-op span for
+// any other event.
+func (st *liveStream) takeSpan(ev *eventsv1.LiveEvent) trace.Span {
+	if st.tracing.Load() == 0 {
+		return noSpan
+	}
+	st.mu.Lock()
+	span, ok := st.traced[ev]
+	delete(st.traced, ev)
+	st.mu.Unlock()
+	if !ok {
+		return noSpan
+	}
+	st.tracing.Add(-1)
+	return span
+}
+
+// noSpan is what takeSpan returns for an untraced event.
+var noSpan = trace.SpanFromContext(context.Background())
 
 // signal wakes a lingering pump for work other than an event.
 func (st *liveStream) signal() {
@@ -276,7 +423,7 @@ func (st *liveStream) pump() {
 		// Whoever offered work while we were deciding to stop saw pumping still set and
 		// left the work to us: look once more under the lock that wake takes.
 		st.mu.Lock()
-		if !st.closed && (len(st.events) > 0 || st.overflowed.Load() || st.lagging && len(st.inflight) < st.s.window) {
+		if !st.closed && (len(st.events) > 0 || st.overflowed.Load() || st.lagging && st.roomLocked()) {
 			st.mu.Unlock()
 			continue
 		}
@@ -305,27 +452,34 @@ func (st *liveStream) work(ev *eventsv1.LiveEvent) error {
 				break
 			}
 		}
-		d, err := st.handle(ev)
+		d, n, err := st.handle(ev)
+		span := st.takeSpan(ev)
 		if err != nil {
+			span.End()
 			return err
 		}
 		ev = nil
 		if d == nil {
+			span.End() // a duplicate, or left for the inbox to deliver
 			continue
 		}
-		n := deliverySize(d)
 		if !st.batch.fits(n) {
 			if err := st.send(&st.batch, false); err != nil {
+				span.End()
 				return err
 			}
 		}
-		st.batch.add(d, n)
+		if span == noSpan {
+			st.batch.add(d, n)
+		} else {
+			st.batch.addTraced(d, n, span)
+		}
 	}
 	if err := st.send(&st.batch, false); err != nil {
 		return err
 	}
 	st.mu.Lock()
-	drain := st.lagging && len(st.inflight) < st.s.window
+	drain := st.lagging && st.roomLocked()
 	st.mu.Unlock()
 	if drain {
 		return st.drain()
@@ -341,6 +495,7 @@ func (st *liveStream) send(r *response, backlogDone bool) error {
 	}
 	err := st.rs.Send(&messagingv1.ReceiveResponse{Deliveries: r.deliveries, BacklogComplete: backlogDone})
 	sent := len(r.deliveries) > 0
+	r.endSpans(err)
 	r.reset()
 	if err != nil {
 		return err
@@ -351,36 +506,38 @@ func (st *liveStream) send(r *response, backlogDone bool) error {
 	return nil
 }
 
-// handle applies one live event and returns the delivery to send, if any.
-func (st *liveStream) handle(ev *eventsv1.LiveEvent) (*messagingv1.Delivery, error) {
+// handle applies one live event and returns the delivery to send, if any, with its
+// encoded size.
+func (st *liveStream) handle(ev *eventsv1.LiveEvent) (*messagingv1.Delivery, int, error) {
 	switch e := ev.GetEvent().(type) {
 	case *eventsv1.LiveEvent_Delivery:
 		d := e.Delivery
 		if len(d.GetMessageId()) == 0 { // ephemeral: never stored, never acked
-			return d, nil
+			return d, deliverySize(d), nil
 		}
 		id := msgstore.ID(d.GetMessageId())
 		st.mu.Lock()
 		defer st.mu.Unlock()
-		if _, sent := st.inflight[id]; sent {
-			return nil, nil
+		if _, sent := st.inflight[id]; sent || st.lagging {
+			return nil, 0, nil // if lagging, it is in the inbox and drain sends it in turn
 		}
-		if st.lagging || len(st.inflight) >= st.s.window {
+		n := deliverySize(d)
+		if !st.fitsLocked(n) {
 			st.lagging = true // it is in the inbox; drain sends it when the window frees up
-			return nil, nil
+			return nil, 0, nil
 		}
-		st.addInflight(id)
-		return d, nil
+		st.addInflight(id, n)
+		return d, n, nil
 	case *eventsv1.LiveEvent_Acked:
 		st.acked(e.Acked.GetMessageIds())
-		return nil, nil
+		return nil, 0, nil
 	case *eventsv1.LiveEvent_Removed:
-		return nil, errDeviceRemoved()
+		return nil, 0, errDeviceRemoved()
 	case *eventsv1.LiveEvent_PrekeysLow:
 		// A notice, not a delivery: it goes out at once, on a response of its own.
-		return nil, st.rs.Send(&messagingv1.ReceiveResponse{PrekeysLow: e.PrekeysLow})
+		return nil, 0, st.rs.Send(&messagingv1.ReceiveResponse{PrekeysLow: e.PrekeysLow})
 	}
-	return nil, nil
+	return nil, 0, nil
 }
 
 // errDeviceRemoved ends the calls of a device that has left its account.
@@ -388,24 +545,50 @@ func errDeviceRemoved() error {
 	return server.Error(codes.Unauthenticated, reasonDeviceRemoved, "this device has been removed")
 }
 
-// addInflight records a delivery as sent; st.mu is held.
-func (st *liveStream) addInflight(id msgstore.ID) {
+// addInflight records a delivery of encoded size n as sent; st.mu is held.
+func (st *liveStream) addInflight(id msgstore.ID, n int) {
 	if st.inflight == nil {
-		st.inflight = make(map[msgstore.ID]struct{})
+		st.inflight = make(map[msgstore.ID]int)
 	}
-	st.inflight[id] = struct{}{}
+	st.inflight[id] = n
+	st.inflightBytes += n
 }
 
-// acked forgets acknowledged deliveries and wakes the pump if that frees the window for
-// messages waiting in the inbox.
+// forgetLocked drops a delivery from the window and reports its size; st.mu is held.
+func (st *liveStream) forgetLocked(id msgstore.ID) (int, bool) {
+	n, ok := st.inflight[id]
+	if ok {
+		delete(st.inflight, id)
+		st.inflightBytes -= n
+	}
+	return n, ok
+}
+
+// roomLocked reports whether the window has room for another delivery of some size;
+// st.mu is held.
+func (st *liveStream) roomLocked() bool {
+	return len(st.inflight) < st.s.window && (len(st.inflight) == 0 || st.inflightBytes < st.windowBytes)
+}
+
+// fitsLocked reports whether a delivery of encoded size n may be sent now: within both
+// windows, or alone; st.mu is held.
+func (st *liveStream) fitsLocked(n int) bool {
+	return len(st.inflight) < st.s.window && (len(st.inflight) == 0 || st.inflightBytes+n <= st.windowBytes)
+}
+
+// acked forgets acknowledged deliveries, grows the byte window by what they took, and
+// wakes the pump if that frees the window for messages waiting in the inbox.
 func (st *liveStream) acked(ids [][]byte) {
 	st.mu.Lock()
 	for _, b := range ids {
-		if len(b) == 16 {
-			delete(st.inflight, msgstore.ID(b))
+		if len(b) != 16 {
+			continue
+		}
+		if n, ok := st.forgetLocked(msgstore.ID(b)); ok {
+			st.windowBytes = min(st.windowBytes+n, maxWindowBytes)
 		}
 	}
-	resume := st.lagging && len(st.inflight) < st.s.window
+	resume := st.lagging && st.roomLocked()
 	st.mu.Unlock()
 	if resume {
 		st.signal()
@@ -422,7 +605,7 @@ func (st *liveStream) drain() error {
 	for {
 		st.mu.Lock()
 		room, sent := st.s.window-len(st.inflight), len(st.inflight)
-		if room <= 0 {
+		if !st.roomLocked() {
 			st.lagging = true
 			st.mu.Unlock()
 			return nil
@@ -444,28 +627,47 @@ func (st *liveStream) drain() error {
 			st.backlogDone = true
 			return st.send(&out, true)
 		}
-		var ds []*messagingv1.Delivery
+		// Group log notices resolve to their one stored entry (grouplog.go), within the
+		// read budget: entries already in flight are not resolved again, and the page is
+		// cut where the resolved payloads reach the budget.
+		skip := make([]bool, len(msgs))
 		st.mu.Lock()
-		for _, m := range msgs {
-			if len(st.inflight) >= st.s.window {
+		for i, m := range msgs {
+			_, skip[i] = st.inflight[m.ID]
+		}
+		st.mu.Unlock()
+		stored, n, err := st.s.storedDeliveries(st.ctx, msgs, skip, readBudget)
+		if err != nil {
+			return err
+		}
+		msgs = msgs[:n]
+		var ds []*messagingv1.Delivery
+		var sizes []int
+		full := false
+		st.mu.Lock()
+		for i, m := range msgs {
+			if _, sent := st.inflight[m.ID]; sent {
+				st.cursor = m.Cursor
+				continue
+			}
+			d := stored[i]
+			if d == nil {
+				st.cursor = m.Cursor
+				continue
+			}
+			n := deliverySize(d)
+			if !st.fitsLocked(n) {
+				st.lagging, full = true, true
 				break
 			}
 			st.cursor = m.Cursor
-			if _, sent := st.inflight[m.ID]; sent {
-				continue
-			}
-			d, err := storedDelivery(m)
-			if err != nil {
-				st.s.log.WarnContext(st.ctx, "messaging: undecodable stored delivery skipped", "err", err)
-				continue
-			}
-			st.addInflight(m.ID)
-			ds = append(ds, d)
+			st.addInflight(m.ID, n)
+			ds, sizes = append(ds, d), append(sizes, n)
 		}
 		st.mu.Unlock()
 		clear(msgs)
-		for _, d := range ds {
-			n := deliverySize(d)
+		for i, d := range ds {
+			n := sizes[i]
 			if !out.fits(n) {
 				if err := st.send(&out, false); err != nil {
 					return err
@@ -475,6 +677,9 @@ func (st *liveStream) drain() error {
 		}
 		if err := st.send(&out, false); err != nil {
 			return err
+		}
+		if full {
+			return nil
 		}
 	}
 }
@@ -506,7 +711,7 @@ func (st *liveStream) resync() error {
 	}
 	st.mu.Lock()
 	for id := range gone {
-		delete(st.inflight, id)
+		st.forgetLocked(id)
 	}
 	st.lagging = true
 	st.mu.Unlock()

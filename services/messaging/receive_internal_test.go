@@ -91,7 +91,7 @@ func newTestStream(t *testing.T, n, size int) (*liveStream, *countingStore, *sin
 	s := &Server{inboxes: rec, window: DefaultWindow, log: slog.New(slog.DiscardHandler)}
 	out := &sink{}
 	// readEOF keeps the stream from starting an acknowledgement reader on the sink.
-	st := &liveStream{s: s, rs: out, ctx: context.Background(), inbox: in, lagging: true, readEOF: true}
+	st := &liveStream{s: s, rs: out, ctx: context.Background(), inbox: in, lagging: true, readEOF: true, windowBytes: initialWindowBytes}
 	return st, rec, out
 }
 
@@ -101,6 +101,7 @@ func newTestStream(t *testing.T, n, size int) (*liveStream, *countingStore, *sin
 func TestDrainReadsWithinTheBudget(t *testing.T) {
 	const n, size = 64, 64 << 10
 	st, rec, out := newTestStream(t, n, size)
+	st.windowBytes = maxWindowBytes // the whole backlog fits: this test is about reads
 	if err := st.drain(); err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +129,8 @@ func TestResyncReadsIDsOnly(t *testing.T) {
 	var gone msgstore.ID
 	gone[0] = 0xff
 	present := msgstore.ID{0, 5}
-	st.addInflight(present)
-	st.addInflight(gone)
+	st.addInflight(present, 100)
+	st.addInflight(gone, 200)
 	st.lagging = false
 	if err := st.resync(); err != nil {
 		t.Fatal(err)
@@ -137,10 +138,118 @@ func TestResyncReadsIDsOnly(t *testing.T) {
 	if rec.reads != 0 {
 		t.Fatalf("resync read %d pages with bodies (%v bytes)", rec.reads, rec.readBytes)
 	}
-	if _, ok := st.inflight[present]; !ok || len(st.inflight) != 1 || !st.lagging || st.cursor != nil {
-		t.Fatalf("after resync: in flight %x, lagging %v, cursor %x; want only the id still in the inbox, lagging, from the start", st.inflight, st.lagging, st.cursor)
+	if _, ok := st.inflight[present]; !ok || len(st.inflight) != 1 || st.inflightBytes != 100 || !st.lagging || st.cursor != nil {
+		t.Fatalf("after resync: in flight %x (%d bytes), lagging %v, cursor %x; want only the id still in the inbox, lagging, from the start", st.inflight, st.inflightBytes, st.lagging, st.cursor)
 	}
 	if rec.idReads == 0 {
 		t.Fatal("resync did not look at the inbox")
+	}
+}
+
+// sentDeliveries counts the deliveries and their encoded bytes in responses.
+func sentDeliveries(rs []*messagingv1.ReceiveResponse) (n, bytes int) {
+	for _, r := range rs {
+		for _, d := range r.GetDeliveries() {
+			n++
+			bytes += deliverySize(d)
+		}
+	}
+	return n, bytes
+}
+
+// TestUnacknowledgedBytesAreBounded: a stream sends no more than its byte window before
+// the device acknowledges, whatever its backlog, and each acknowledgement lets more go
+// and grows the window. Before, a device that read a few responses and dropped the stream
+// made the server read and send up to 1024 deliveries (8 MiB of this backlog) each time
+// (issue 18, the backlog-reconnect attack).
+func TestUnacknowledgedBytesAreBounded(t *testing.T) {
+	const n, size = 128, 64 << 10
+	st, rec, out := newTestStream(t, n, size)
+	if err := st.drain(); err != nil {
+		t.Fatal(err)
+	}
+	got, bytes := sentDeliveries(out.sent)
+	read := 0
+	for _, b := range rec.readBytes {
+		read += b
+	}
+	if got == 0 || bytes > initialWindowBytes || read > initialWindowBytes+readBudget {
+		t.Fatalf("before any acknowledgement: sent %d deliveries, %d bytes; read %d bytes; want at least one and at most %d bytes sent, %d read",
+			got, bytes, read, initialWindowBytes, initialWindowBytes+readBudget)
+	}
+	if !st.lagging || st.inflightBytes != bytes {
+		t.Fatalf("window full: lagging %v, %d bytes in flight; want lagging, %d", st.lagging, st.inflightBytes, bytes)
+	}
+	// Acknowledge what came: the window doubles and the next drain fills it.
+	var ids [][]byte
+	for _, r := range out.sent {
+		for _, d := range r.GetDeliveries() {
+			ids = append(ids, d.GetMessageId())
+		}
+	}
+	st.acked(ids)
+	if st.windowBytes != initialWindowBytes+bytes || st.inflightBytes != 0 {
+		t.Fatalf("after acknowledging %d bytes: window %d, in flight %d; want %d, 0", bytes, st.windowBytes, st.inflightBytes, initialWindowBytes+bytes)
+	}
+	out.sent = nil
+	if err := st.drain(); err != nil {
+		t.Fatal(err)
+	}
+	got2, bytes2 := sentDeliveries(out.sent)
+	if got2 == 0 || bytes2 > st.windowBytes || bytes2 <= bytes {
+		t.Fatalf("after the acknowledgement: sent %d deliveries, %d bytes; want more than %d, within the window of %d", got2, bytes2, bytes, st.windowBytes)
+	}
+}
+
+// TestLargeDeliveryGoesAlone: a delivery larger than the byte window is sent when nothing
+// else is in flight, so a 1 MiB Welcome cannot stall a stream.
+func TestLargeDeliveryGoesAlone(t *testing.T) {
+	st, _, out := newTestStream(t, 3, 1<<20)
+	if err := st.drain(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := sentDeliveries(out.sent); got != 1 {
+		t.Fatalf("sent %d deliveries of 1 MiB with nothing acknowledged; want exactly 1", got)
+	}
+}
+
+// debits records what a stream charges.
+type debits struct{ keys map[string]int }
+
+func (d *debits) Allow(string) bool       { return true }
+func (d *debits) AllowN(string, int) bool { return true }
+func (d *debits) Debit(key string, n int) { d.keys[key] += n }
+
+// TestDroppedStreamPaysAtMostAFreshWindow: a stream that ends with 4 MiB unacknowledged
+// (its window had grown) charges its device one fresh window, what a stream that
+// acknowledges nothing costs the server, not the 4 MiB: a device whose connection drops
+// mid-backlog is not held back for a minute. One that acknowledged everything pays
+// nothing.
+func TestDroppedStreamPaysAtMostAFreshWindow(t *testing.T) {
+	st, _, out := newTestStream(t, 64, 64<<10)
+	rec := &debits{keys: map[string]int{}}
+	st.s.limits = rec
+	st.windowBytes = maxWindowBytes
+	if err := st.drain(); err != nil {
+		t.Fatal(err)
+	}
+	if _, sent := sentDeliveries(out.sent); sent < 4<<20 {
+		t.Fatalf("sent %d bytes, want the whole 4 MiB backlog", sent)
+	}
+	st.chargeDropped("victim/1")
+	if got := rec.keys["redeliver|victim/1"]; got != initialWindowBytes {
+		t.Fatalf("charged %d bytes for 4 MiB dropped, want one fresh window of %d", got, initialWindowBytes)
+	}
+	var ids []msgstore.ID
+	for id := range st.inflight {
+		ids = append(ids, id)
+	}
+	if err := st.s.inboxes.Delete(context.Background(), st.inbox, ids); err != nil {
+		t.Fatal(err)
+	}
+	clear(rec.keys)
+	st.chargeDropped("victim/1")
+	if len(rec.keys) != 0 {
+		t.Fatalf("charged %v after every delivery was acknowledged", rec.keys)
 	}
 }

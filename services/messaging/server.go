@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -29,6 +30,7 @@ import (
 	"github.com/guardyn/guardyn/libs/directory"
 	"github.com/guardyn/guardyn/libs/kv"
 	"github.com/guardyn/guardyn/libs/msgstore"
+	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/outbox"
 	"github.com/guardyn/guardyn/libs/server"
 	eventsv1 "github.com/guardyn/guardyn/proto/guardyn/events/v1"
@@ -42,8 +44,9 @@ const (
 	DefaultInboxLimit = 10000
 	// DefaultWindow bounds the deliveries a Receive stream has sent but not seen acked.
 	DefaultWindow = 1024
-	// DefaultCommitFanOutBytes bounds what one accepted commit stores: the commit once
-	// per recipient device, the Welcome once, its notices and the GroupInfo.
+	// DefaultCommitFanOutBytes bounds what one accepted commit stores: the commit once in
+	// the group log, a notice per recipient device, the Welcome once, its notices and the
+	// GroupInfo.
 	DefaultCommitFanOutBytes = 64 << 20
 	// MaxGroupDevices bounds the member devices of a group, as CreateGroup bounds its
 	// initial members.
@@ -60,10 +63,12 @@ type Directory interface {
 }
 
 // Limiter rate-limits by key; Allow reports whether one more event may happen now, AllowN
-// whether an amount n (bytes) may pass now.
+// whether an amount n (bytes) may pass now, and Debit charges an amount known only after
+// the fact, which may leave the key refused until it is paid back (libs/ratelimit).
 type Limiter interface {
 	Allow(key string) bool
 	AllowN(key string, n int) bool
+	Debit(key string, n int)
 }
 
 // Config holds the dependencies of a Server.
@@ -191,11 +196,14 @@ func New(cfg Config) (*Server, error) {
 		s.checked.Add(1)
 		go s.recheckStreams(cfg.StreamRecheck)
 	}
+	s.startStreamReports()
+	s.checked.Add(1)
+	go s.sweepLogEvery(logSweepInterval)
 	return s, nil
 }
 
-// Close stops receiving live events, replaying fan-outs and rechecking streams. Streams
-// end when the gRPC server stops.
+// Close stops receiving live events, replaying fan-outs, sweeping the group log and
+// rechecking streams. Streams end when the gRPC server stops.
 func (s *Server) Close() error {
 	s.stopReplay()
 	<-s.replayEnded
@@ -256,10 +264,44 @@ func (s *Server) allowBytes(action, key string, n int) error {
 	return server.Error(codes.ResourceExhausted, reasonRateLimited, "too many bytes sent; retry later")
 }
 
+// allowDeliveryBytes applies the byte budget of one sender account towards one recipient
+// device ("deliver-bytes"), far below the sender's own allowance ("send-bytes"): what one
+// device can receive and the server deliver to it is shared by everyone who writes to it,
+// so no one sender may take all of it. Without it, one account filled two honest inboxes
+// with 16 MiB a second and the deliveries' bytes cost every other pair a fifth of its
+// throughput (issue 18, inbox jam).
+func (s *Server) allowDeliveryBytes(p authn.Principal, recipient string, device uint32, n int) error {
+	if s.limits == nil || n == 0 || s.limits.AllowN("deliver-bytes|"+p.UserID+">"+recipient+"/"+strconv.FormatUint(uint64(device), 10), n) {
+		return nil
+	}
+	return server.Error(codes.ResourceExhausted, reasonRateLimited, "too many bytes sent to device %d of %q; retry later", device, recipient)
+}
+
+// allowGroupBytes applies the byte limits of sends to a group message of n bytes stored
+// for the devices to: n against the sender's send-bytes, as one-to-one sends count their
+// envelopes, and each copy against the sender's deliver-bytes towards that device, so that
+// a group is no way around either.
+func (s *Server) allowGroupBytes(p authn.Principal, to []member, n int) error {
+	if err := s.allowBytes("send-bytes", p.UserID, n); err != nil {
+		return err
+	}
+	for _, m := range to {
+		if err := s.allowDeliveryBytes(p, m.UserID, m.DeviceID, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // sealedBytes is the payload a send stores: its sealed envelopes.
 func sealedBytes(req *messagingv1.SendMessageRequest) int {
+	return sumSealed(req.GetEnvelopes())
+}
+
+// sumSealed is the total size of envs' sealed envelopes.
+func sumSealed(envs []*messagingv1.DeviceEnvelope) int {
 	n := 0
-	for _, e := range req.GetEnvelopes() {
+	for _, e := range envs {
 		n += len(e.GetSealedEnvelope())
 	}
 	return n
@@ -354,6 +396,11 @@ func (s *Server) prepare(ctx context.Context, p authn.Principal, req *messagingv
 	}
 	if err := s.checkDeviceList(ctx, p, req.GetRecipientUserId(), req.GetEnvelopes()); err != nil {
 		return nil, err
+	}
+	for _, env := range req.GetEnvelopes() {
+		if err := s.allowDeliveryBytes(p, req.GetRecipientUserId(), env.GetDeviceId(), len(env.GetSealedEnvelope())); err != nil {
+			return nil, err
+		}
 	}
 	now := s.now()
 	ps := &preparedSend{
@@ -648,6 +695,15 @@ func (s *Server) SendEphemeral(ctx context.Context, req *messagingv1.SendEphemer
 	if err := s.checkDeviceList(ctx, p, req.GetRecipientUserId(), req.GetEnvelopes()); err != nil {
 		return nil, err
 	}
+	// Signals are never stored but take the recipient's delivery bandwidth all the same.
+	if err := s.allowBytes("send-bytes", p.UserID, sumSealed(req.GetEnvelopes())); err != nil {
+		return nil, err
+	}
+	for _, env := range req.GetEnvelopes() {
+		if err := s.allowDeliveryBytes(p, req.GetRecipientUserId(), env.GetDeviceId(), len(env.GetSealedEnvelope())); err != nil {
+			return nil, err
+		}
+	}
 	now := timestamppb.New(s.now())
 	for _, env := range req.GetEnvelopes() {
 		s.wake(ctx, req.GetRecipientUserId(), env.GetDeviceId(), &messagingv1.Delivery{
@@ -683,6 +739,7 @@ func (s *Server) AckMessages(ctx context.Context, req *messagingv1.AckMessagesRe
 // wake publishes a delivery to the device's live stream, wherever it is connected.
 func (s *Server) wake(ctx context.Context, userID string, deviceID uint32, d *messagingv1.Delivery) {
 	s.publish(ctx, userID, deviceID, &eventsv1.LiveEvent{Event: &eventsv1.LiveEvent_Delivery{Delivery: d}})
+	s.noticeIfAway(ctx, userID, deviceID, d.GetKind())
 }
 
 // publish sends a live event to the device's stream: directly when the stream is on this
@@ -691,7 +748,7 @@ func (s *Server) wake(ctx context.Context, userID string, deviceID uint32, d *me
 // when its window frees up.
 func (s *Server) publish(ctx context.Context, userID string, deviceID uint32, ev *eventsv1.LiveEvent) {
 	if st := s.hub.get(inboxKey{userID, deviceID}); st != nil {
-		st.offer(ev)
+		st.offer(ctx, ev)
 		return
 	}
 	subject, err := bus.DeliverSubject(userID, deviceID)
@@ -704,7 +761,13 @@ func (s *Server) publish(ctx context.Context, userID string, deviceID uint32, ev
 		s.log.ErrorContext(ctx, "messaging: encode live event", "err", err)
 		return
 	}
-	if err := s.conn.Publish(subject, data); err != nil {
+	msg := &nats.Msg{Subject: subject, Data: data}
+	if trace.SpanContextFromContext(ctx).IsSampled() {
+		// The receiving instance continues the sender's trace (receive.go, traceDelivery).
+		msg.Header = nats.Header{}
+		observe.InjectHeader(ctx, msg.Header)
+	}
+	if err := s.conn.PublishMsg(msg); err != nil {
 		s.log.WarnContext(ctx, "messaging: publish live event", "err", err)
 	}
 }
@@ -724,5 +787,5 @@ func (s *Server) onLiveEvent(m *nats.Msg) {
 		s.log.Warn("messaging: malformed live event dropped", "subject", m.Subject, "err", err)
 		return
 	}
-	st.offer(&ev)
+	st.offer(observe.ExtractHeader(context.Background(), m.Header), &ev)
 }

@@ -24,7 +24,10 @@ import (
 	"github.com/guardyn/guardyn/libs/crypto/keys"
 	"github.com/guardyn/guardyn/libs/crypto/session"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	mediav1 "github.com/guardyn/guardyn/proto/guardyn/media/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
+	presencev1 "github.com/guardyn/guardyn/proto/guardyn/presence/v1"
 	"github.com/guardyn/guardyn/tools/client/vault"
 )
 
@@ -65,9 +68,17 @@ type Client struct {
 	vault           *vault.Vault
 	auth            authv1.AuthServiceClient
 	msg             messagingv1.MessagingServiceClient
+	presence        presencev1.PresenceServiceClient
+	push            notificationv1.NotificationServiceClient
 	now             func() time.Time
 	requireVerified bool
 	typing          typingReplays
+
+	// media and home serve file transfers (media.go); afterChunk, set by tests, runs
+	// after each uploaded chunk and aborts the upload when it fails, as a killed process.
+	media      mediav1.MediaServiceClient
+	home       string
+	afterChunk func(uploadID string, sent int64) error
 }
 
 func newClient(cfg Config, v *vault.Vault) *Client {
@@ -75,7 +86,9 @@ func newClient(cfg Config, v *vault.Vault) *Client {
 	if now == nil {
 		now = time.Now
 	}
-	return &Client{vault: v, auth: authv1.NewAuthServiceClient(cfg.Conn), msg: messagingv1.NewMessagingServiceClient(cfg.Conn), now: now, requireVerified: cfg.RequireVerified}
+	return &Client{vault: v, auth: authv1.NewAuthServiceClient(cfg.Conn), msg: messagingv1.NewMessagingServiceClient(cfg.Conn), now: now, requireVerified: cfg.RequireVerified,
+		media: mediav1.NewMediaServiceClient(cfg.Conn), home: cfg.Home,
+		presence: presencev1.NewPresenceServiceClient(cfg.Conn), push: notificationv1.NewNotificationServiceClient(cfg.Conn)}
 }
 
 func (cfg Config) params() vault.Params {
@@ -144,6 +157,9 @@ func Register(ctx context.Context, cfg Config, username, deviceName string) (*Cl
 		return c, err
 	}
 	if err := c.uploadInitialPreKeys(ctx); err != nil {
+		return c, err
+	}
+	if _, err := c.ReplenishKeyPackages(ctx); err != nil {
 		return c, err
 	}
 	return c, nil

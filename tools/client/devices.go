@@ -349,7 +349,11 @@ func (c *Client) WaitLink(ctx context.Context, poll time.Duration) error {
 			return errors.Join(final, c.vault.Destroy())
 		}
 		if decided {
-			return c.uploadInitialPreKeys(ctx)
+			if err := c.uploadInitialPreKeys(ctx); err != nil {
+				return err
+			}
+			_, err := c.ReplenishKeyPackages(ctx)
+			return err
 		}
 		select {
 		case <-ctx.Done():

@@ -59,6 +59,19 @@ const (
 	EventDisconnected
 	// EventReconnected says the stream is back after an EventDisconnected.
 	EventReconnected
+	// EventFile is a shared file (File says what and how to fetch it; GetFile saves it),
+	// from a contact or, with Outgoing, a copy of one this account sent.
+	EventFile
+	// EventGroupJoined says this device joined Group (or learned its name).
+	EventGroupJoined
+	// EventGroupChanged says From committed a change to Group (members added or removed,
+	// keys updated); Body says the new epoch and size.
+	EventGroupChanged
+	// EventGroupRemoved says From removed this device from Group: it can read nothing
+	// sent there any more.
+	EventGroupRemoved
+	// EventStatusKey says Peer shared the key of their presence status text.
+	EventStatusKey
 )
 
 // Event is something Listen reports.
@@ -76,9 +89,14 @@ type Event struct {
 	Body     string
 	// Sent is the sender's clock; Received is when the server accepted the message.
 	Sent, Received time.Time
+	// Group is the group of a group event or message (Peer names it too).
+	Group string
 	// Fingerprint is the identity key fingerprint of a new device.
 	Fingerprint string
 	Err         error
+
+	// File is the shared file of an EventFile.
+	File *content.File
 }
 
 // newDeviceEvent reports a new device; Received is when this device learned of it.
@@ -119,6 +137,9 @@ func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) erro
 	if _, _, err := c.ReplenishPreKeys(ctx); err != nil {
 		return err
 	}
+	if _, err := c.ReplenishKeyPackages(ctx); err != nil {
+		return err
+	}
 	var own []NewDevice
 	if err := c.cycle(func(s *state) error {
 		if _, err := c.syncOwnDevices(ctx, s); err != nil {
@@ -142,14 +163,14 @@ func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) erro
 	delay := reconnectMin
 	for {
 		err := c.listenOnce(ctx, once, handle, connected)
-		if err == nil || ctx.Err() != nil || once || status.Code(err) != codes.Unavailable {
+		if err == nil || ctx.Err() != nil || once || !reconnectable(err) {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		// The server restarted or the connection dropped: reconnect; nothing is lost because
-		// unacknowledged messages stay in the inbox.
+		// The server restarted, the connection dropped or the server asked us to wait:
+		// reconnect; nothing is lost because unacknowledged messages stay in the inbox.
 		if !disconnected {
 			disconnected = true
 			delay = reconnectMin
@@ -162,6 +183,18 @@ func (c *Client) Listen(ctx context.Context, once bool, handle func(Event)) erro
 		}
 		delay = min(2*delay, reconnectMax)
 	}
+}
+
+// reconnectable reports whether Listen retries after err: the server restarted or the
+// connection dropped (UNAVAILABLE), or it refused the stream for now (RESOURCE_EXHAUSTED:
+// the device reconnected too often, or dropped deliveries unacknowledged and must wait
+// until that is paid back).
+func reconnectable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.ResourceExhausted:
+		return true
+	}
+	return false
 }
 
 // Reconnection backoff of Listen: quick after a restart, at most one attempt every few
@@ -274,6 +307,8 @@ type batch struct {
 	senders  []string                // senders to send receipts to, in arrival order
 	receipts map[string][]content.ID // text messages to acknowledge, per sender
 	consumed bool                    // a handshake consumed one-time prekeys
+	// consumedKeyPackage: a Welcome used one of this device's MLS key packages.
+	consumedKeyPackage bool
 }
 
 func (b *batch) addReceipt(sender string, id content.ID) {
@@ -319,6 +354,11 @@ func (c *Client) handleBatch(ctx context.Context, deliveries []*messagingv1.Deli
 			handle(Event{Kind: EventWarning, Err: fmt.Errorf("prekey top-up failed: %w", err)})
 		}
 	}
+	if b.consumedKeyPackage {
+		if _, err := c.ReplenishKeyPackages(ctx); err != nil {
+			handle(Event{Kind: EventWarning, Err: fmt.Errorf("key package top-up failed: %w", err)})
+		}
+	}
 	return nil
 }
 
@@ -361,8 +401,18 @@ func (c *Client) processBatch(ctx context.Context, s *state, deliveries []*messa
 				s.markSeen(mid)
 				b.acks = append(b.acks, d.GetMessageId())
 			}
+		case messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_MESSAGE, messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT,
+			messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_PROPOSAL, messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME:
+			mid := hex.EncodeToString(d.GetMessageId())
+			if !s.seen(mid) {
+				if err := c.processGroup(ctx, s, d, b); err != nil {
+					return err
+				}
+				s.markSeen(mid)
+			}
+			b.acks = append(b.acks, d.GetMessageId())
 		default:
-			// Group deliveries need an MLS client; this one cannot use them.
+			// Deliveries of kinds this client does not know.
 			b.events = append(b.events, Event{Kind: EventUndecryptable, Received: d.GetServerTime().AsTime(),
 				Err: fmt.Errorf("unsupported delivery kind %s dropped", d.GetKind())})
 			if len(d.GetMessageId()) > 0 {
@@ -439,17 +489,20 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 	if m.From != name {
 		return undecryptable(fmt.Errorf("message claims to be from %q but %s device %d sent it", m.From, name, cert.DeviceID()))
 	}
-	ev := Event{Peer: name, From: name, FromDevice: cert.DeviceID(), ID: m.ID, Body: m.Body, Sent: m.Sent, Received: received}
+	ev := Event{Peer: name, From: name, FromDevice: cert.DeviceID(), ID: m.ID, Body: m.Body, Sent: m.Sent, Received: received, File: m.File}
 	if cert.UserID() == s.UserID {
 		if m.To == "" {
 			return undecryptable(fmt.Errorf("copy from own device %d names no conversation", cert.DeviceID()))
 		}
 		ev.Peer, ev.Outgoing = m.To, true
 	}
-	entry := LogEntry{ID: m.ID.String(), Peer: ev.Peer, Outgoing: ev.Outgoing, Device: cert.DeviceID(), Kind: m.Kind, Body: m.Body, Sent: m.Sent}
+	entry := LogEntry{ID: m.ID.String(), Peer: ev.Peer, Outgoing: ev.Outgoing, Device: cert.DeviceID(), Kind: m.Kind, Body: m.Body, Sent: m.Sent, File: m.File}
 	switch m.Kind {
-	case content.KindText:
+	case content.KindText, content.KindFile:
 		ev.Kind = EventMessage
+		if m.Kind == content.KindFile {
+			ev.Kind = EventFile
+		}
 		if !ev.Outgoing {
 			b.addReceipt(name, m.ID)
 		}
@@ -466,6 +519,16 @@ func (c *Client) openStored(ctx context.Context, s *state, id *keys.Identity, pr
 	case content.KindTyping:
 		ev.Kind = EventTyping
 		return []Event{ev}, processed, nil // typing is never worth keeping
+	case content.KindStatusKey:
+		id, key, err := content.ParseStatusKey(m.Body)
+		if err != nil || ev.Outgoing {
+			return nil, processed, nil
+		}
+		if ct := s.Contacts[name]; ct != nil {
+			ct.addStatusKey(statusKey{ID: id, Key: key})
+		}
+		ev.Kind, ev.Body = EventStatusKey, ""
+		return []Event{ev}, processed, nil
 	}
 	s.appendLog(entry)
 	return []Event{ev}, processed, nil

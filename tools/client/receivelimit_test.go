@@ -1,11 +1,11 @@
 package client_test
 
 import (
-	"bytes"
 	"testing"
 
 	"google.golang.org/grpc"
 
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
@@ -48,19 +48,19 @@ func TestListenAcceptsTheLargestResponse(t *testing.T) {
 	}
 	const messages, welcomes = 20, 2
 	for i := range messages {
-		if _, err := msg.SendGroupMessage(mctx, &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: bytes.Repeat([]byte{byte(i)}, (i+1)*(256<<10)/messages), ClientMessageId: rawdevice.NewMessageID()}); err != nil {
+		if _, err := msg.SendGroupMessage(mctx, &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, (i+1)*(256<<10)/messages), ClientMessageId: rawdevice.NewMessageID()}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Then group messages at their 256 KiB maximum, the largest deliveries an inbox holds
 	// now that a Welcome is fetched by reference.
 	for range welcomes {
-		if _, err := msg.SendGroupMessage(mctx, &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: make([]byte, 256<<10), ClientMessageId: rawdevice.NewMessageID()}); err != nil {
+		if _, err := msg.SendGroupMessage(mctx, &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 256<<10), ClientMessageId: rawdevice.NewMessageID()}); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	// This client reads no group traffic: it reports each delivery as undecryptable and
+	// This client is in no such group: it reports each delivery as undecryptable and
 	// acknowledges it.
 	listen := func() (dropped int) {
 		t.Helper()

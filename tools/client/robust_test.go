@@ -374,3 +374,56 @@ func TestListenerToppedUpWhenPreKeysRunLow(t *testing.T) {
 		t.Fatalf("listen: %v", err)
 	}
 }
+
+// TestListenRetriesWhenRateLimited: a Receive refused with RESOURCE_EXHAUSTED (the device
+// reconnected too often, or owes the server for deliveries it dropped unacknowledged) is
+// retried with backoff like a dropped connection, and the listener gets its messages.
+// Before, Listen gave up on the first refusal.
+func TestListenRetriesWhenRateLimited(t *testing.T) {
+	p := clienttest.Start(t)
+	alice := p.Register(t, "alice")
+	p.Register(t, "bob")
+	var refused atomic.Int32
+	refuseFirst := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		if method == "/guardyn.messaging.v1.MessagingService/Receive" && refused.Add(1) == 1 {
+			return nil, status.Error(codes.ResourceExhausted, "this device dropped its recent streams with deliveries unacknowledged; retry later")
+		}
+		return streamer(ctx, desc, cc, method, opts...)
+	}
+	cfg := p.Config("bob")
+	cfg.Conn = p.Dial(t, grpc.WithStreamInterceptor(refuseFirst))
+	bob, err := client.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	ctx := clienttest.Context(t)
+	if _, err := alice.Send(ctx, "bob", "after the wait"); err != nil {
+		t.Fatal(err)
+	}
+	listening, stop := context.WithCancel(ctx)
+	defer stop()
+	got := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- bob.Listen(listening, false, func(ev client.Event) {
+			if ev.Kind == client.EventMessage {
+				got <- ev.Body
+			}
+		})
+	}()
+	select {
+	case body := <-got:
+		if body != "after the wait" {
+			t.Fatalf("got %q", body)
+		}
+	case err := <-done:
+		t.Fatalf("listen ended after %d Receive attempts: %v", refused.Load(), err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no message within 20 s")
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+}

@@ -125,7 +125,7 @@ func (c *Client) sendTo(ctx context.Context, username string, self bool, m conte
 				}
 				// A text is copied to this account's other devices next: refuse now
 				// rather than after the contact has it.
-				if !self && m.Kind == content.KindText {
+				if !self && (m.Kind == content.KindText || m.Kind == content.KindFile) {
 					if err := c.requireVerifiedDevices(ctx, s, s.Username); err != nil {
 						return err
 					}
@@ -143,8 +143,8 @@ func (c *Client) sendTo(ctx context.Context, username string, self bool, m conte
 				return err
 			}
 			recipient = ct.UserID
-			if !logged && !self && m.Kind == content.KindText {
-				s.appendLog(LogEntry{ID: m.ID.String(), Peer: username, Outgoing: true, Device: s.DeviceID, Kind: m.Kind, Body: m.Body, Sent: m.Sent})
+			if !logged && !self && (m.Kind == content.KindText || m.Kind == content.KindFile) {
+				s.appendLog(LogEntry{ID: m.ID.String(), Peer: username, Outgoing: true, Device: s.DeviceID, Kind: m.Kind, Body: m.Body, Sent: m.Sent, File: m.File})
 			}
 			return nil
 		})

@@ -41,6 +41,15 @@ type state struct {
 	// this device pinned about them.
 	Contacts map[string]*contact `json:"contacts"`
 	Seen     []string            `json:"seen"`
+	// Uploads are the file uploads this device started and has not finished, with their
+	// keys, so that a killed send-file resumes.
+	Uploads []*pendingUpload `json:"uploads,omitempty"`
+	// MLS holds this device's group-chat keys and groups (groups.go).
+	MLS *mlsDevice `json:"mls,omitempty"`
+	// StatusKey seals this account's presence status text; PresenceShared are the
+	// usernames it was last shared with, so dropping one makes a new key.
+	StatusKey      *statusKey `json:"status_key,omitempty"`
+	PresenceShared []string   `json:"presence_shared,omitempty"`
 	// newLog collects the history entries of this cycle; they are appended to the vault's
 	// history file, not kept in the state, so a long history does not slow every save.
 	newLog []LogEntry
@@ -48,6 +57,12 @@ type state struct {
 	// it (see pinNew); neither is saved.
 	now        time.Time
 	discovered []NewDevice
+}
+
+// statusKey is a presence status key (libs/crypto/presencestatus).
+type statusKey struct {
+	ID  uint32 `json:"id"`
+	Key []byte `json:"key"`
 }
 
 // pendingLink is a device link waiting for approval.
@@ -71,6 +86,24 @@ type contact struct {
 	// for a known device) that the user has not accepted with Trust. Sends refuse while it
 	// is set.
 	Pending *identitySnapshot `json:"pending,omitempty"`
+	// StatusKeys are the contact's presence status keys by id, the newest maxStatusKeys.
+	StatusKeys []statusKey `json:"status_keys,omitempty"`
+}
+
+// maxStatusKeys bounds the status keys kept per contact: a new one arrives when the contact
+// drops someone from its presence list.
+const maxStatusKeys = 4
+
+func (c *contact) addStatusKey(k statusKey) {
+	for _, have := range c.StatusKeys {
+		if have.ID == k.ID {
+			return
+		}
+	}
+	c.StatusKeys = append(c.StatusKeys, k)
+	if n := len(c.StatusKeys) - maxStatusKeys; n > 0 {
+		c.StatusKeys = c.StatusKeys[n:]
+	}
 }
 
 // peerDevice is one device of a contact. IdentityKey is nil for a device the server listed
@@ -98,6 +131,8 @@ type LogEntry struct {
 	ID string `json:"id"`
 	// Peer is the other party of the conversation.
 	Peer string `json:"peer"`
+	// From is the sending account of a group message (Peer is "#" and the group's name).
+	From string `json:"from,omitempty"`
 	// Outgoing marks messages this account sent (from this device or another one).
 	Outgoing bool         `json:"outgoing,omitempty"`
 	Device   uint32       `json:"device"`
@@ -105,6 +140,8 @@ type LogEntry struct {
 	Body     string       `json:"body,omitempty"`
 	Ref      string       `json:"ref,omitempty"`
 	Sent     time.Time    `json:"sent"`
+	// File is the shared file of a content.KindFile entry.
+	File *content.File `json:"file,omitempty"`
 }
 
 func decodeState(b []byte) (*state, error) {

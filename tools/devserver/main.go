@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/guardyn/guardyn/libs/config"
+	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
 )
@@ -42,15 +43,25 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	stopWithGoRun() // after the handler is in place: its SIGTERM must drain, not kill
+	obs, err := observe.New(ctx, common.Observe("guardyn", os.Stderr))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "devserver:", err)
+		os.Exit(2)
+	}
 	cfg := platform.Config{
 		DataDir: common.DataDir, GRPCAddr: common.GRPCAddr, AdminAddr: common.AdminAddr,
 		NATSURL: common.NATSURL, Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
-		Logger: common.Logger(os.Stderr),
+		Observer: obs,
 	}
 	if !rateLimits {
 		cfg.Limits = ratelimit.Policy{}
 	}
-	if err := run(ctx, cfg); err != nil {
+	err = run(ctx, cfg)
+	// After the server has stopped: the last spans go out before the process ends.
+	if cerr := obs.Close(context.Background()); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "devserver:", err)
 		os.Exit(1)
 	}

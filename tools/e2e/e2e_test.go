@@ -428,12 +428,15 @@ func TestNoPlaintextAtRest(t *testing.T) {
 	if len(hist) != 4 || !bytes.Contains([]byte(hist[0].Body), []byte(marker)) {
 		t.Fatalf("bob's history = %+v; the marker should be readable by the client", hist)
 	}
+	// A file full of the marker, sent and fetched: its ciphertext stays in the server's
+	// blob store (and its name and key only inside the messages).
+	sendMarkedFile(t, alice, bob, marker)
 
 	// Positive control: the scan finds what the server may legitimately see.
 	if !fileContains(t, p.DataDir, []byte("alice")) {
 		t.Fatal("username not found in the server's data dir: the scan is broken")
 	}
-	for _, sub := range []string{"kv.db", "msgstore", "nats", "keys"} {
+	for _, sub := range []string{"kv.db", "msgstore", "nats", "keys", "blobs"} {
 		if _, err := os.Stat(filepath.Join(p.DataDir, sub)); err != nil {
 			t.Errorf("expected server data %s: %v", sub, err)
 		}

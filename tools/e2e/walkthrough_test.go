@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/guardyn/guardyn/libs/observe/observetest"
 )
 
 // TestREADMEWalkthrough runs the walkthrough of the repository README as written: every
@@ -48,9 +50,10 @@ func TestREADMEWalkthrough(t *testing.T) {
 		retry bool
 	}
 	expect := map[string]expectation{
-		"setup: go install ./cmd/guardyn":                            {},
-		"terminal 1: guardyn register --device-name phone bob":       {want: []string{`registered bob \(account \S+\) as device 1 "phone"`}},
-		"terminal 1: guardyn listen":                                 {want: []string{`\] alice: hello bob$`, `\] alice: a note from a pipe$`}},
+		"setup: go install ./cmd/guardyn":                      {},
+		"terminal 1: guardyn register --device-name phone bob": {want: []string{`registered bob \(account \S+\) as device 1 "phone"`}},
+		"terminal 1: guardyn listen": {want: []string{`\] alice: hello bob$`, `\] alice: a note from a pipe$`,
+			`\] you joined group trip$`, `\] trip / alice: hello trip$`, `\] alice changed group trip \(epoch \d+, 3 devices\)$`}},
 		"terminal 2: guardyn register --device-name phone alice":     {want: []string{`registered alice \(account \S+\) as device 1 "phone"`}},
 		`terminal 2: guardyn send bob "hello bob"`:                   {want: []string{`^sent [0-9a-f]{32} to bob$`}},
 		`terminal 2: echo "a note from a pipe" | guardyn send bob -`: {want: []string{`^sent [0-9a-f]{32} to bob$`}},
@@ -67,10 +70,50 @@ func TestREADMEWalkthrough(t *testing.T) {
 		"terminal 4: guardyn trust alice":         {want: []string{`now trusting alice's current identity keys`}},
 		"terminal 3: guardyn listen --once":       {want: []string{`\] bob: hi alice, your laptop gets this too$`}, retry: true},
 		"terminal 3: guardyn history":             {want: []string{`\] bob: hi alice, your laptop gets this too$`}},
+
+		// Files.
+		"terminal 2: head -c 3000000 /dev/urandom > /tmp/guardyn/photo.jpg": {},
+		"terminal 2: guardyn send-file bob /tmp/guardyn/photo.jpg":          {want: []string{`^sent file photo.jpg \(2.9 MiB\) to bob as [0-9a-f]{32}$`}},
+		"terminal 4: mkdir -p /tmp/guardyn/downloads":                       {},
+		"terminal 4: guardyn get <message-id> /tmp/guardyn/downloads": {want: []string{`^saved \S+/downloads/photo.jpg \(2.9 MiB, verified\)$`},
+			waitFor: []string{"terminal 1: fetch it with: guardyn get"}},
+		"terminal 4: cmp /tmp/guardyn/photo.jpg /tmp/guardyn/downloads/photo.jpg && echo same bytes": {want: []string{`^same bytes$`}},
+		"terminal 5: guardyn register --device-name phone carol":                                     {want: []string{`registered carol \(account \S+\) as device 1 "phone"`}},
+		"terminal 5: guardyn listen": {want: []string{`\] you joined group trip$`, `\] trip / alice: hello trip$`, `\] trip / bob: hi from bob$`,
+			`\] !!! alice removed you from group trip: you can no longer read or send there$`}},
+		"terminal 2: guardyn group create trip bob carol": {want: []string{`^created group trip with \[bob carol\]$`}},
+		`terminal 2: guardyn send trip "hello trip"`:      {want: []string{`^sent [0-9a-f]{32} to group trip$`}},
+		"terminal 2: guardyn group members trip": {want: []string{`^alice +device 1 .* this device$`, `^alice +device 2 .* verified$`,
+			`^bob +device 1 .* verified$`, `^carol +device 1 .* verified$`}},
+		// Bob's listen joins him to the group; he writes once it says so.
+		`terminal 4: guardyn send trip "hi from bob"`: {want: []string{`^sent [0-9a-f]{32} to group trip$`}, waitFor: []string{"terminal 1: you joined group trip"}},
+		"terminal 4: guardyn group update trip":       {want: []string{`^updated your keys in group trip$`}},
+		"terminal 2: guardyn group remove trip carol": {want: []string{`^removed \[carol\] from group trip$`}},
+		"terminal 2: guardyn history":                 {want: []string{`\] #trip / bob: hi from bob$`, `\] you -> #trip: hello trip$`}},
+
+		// Presence.
+		"terminal 4: guardyn presence privacy contacts alice": {want: []string{`^presence visible to contacts: alice`, `^status text key sent to them end to end$`}},
+		"terminal 2: guardyn presence privacy contacts bob":   {want: []string{`^presence visible to contacts: bob`}},
+		"terminal 2: guardyn listen --once (again)":           {want: []string{`bob shares their status text with you`}, retry: true},
+		// Bob is online (his listen in terminal 1 is his heartbeat), then busy with a text
+		// only alice's devices can open.
+		"terminal 2: guardyn watch bob":                               {want: []string{`^bob: busy "in a meeting", last seen `}},
+		`terminal 4: guardyn presence set busy --text "in a meeting"`: {want: []string{`^this device shows busy: "in a meeting", sealed for your contacts$`}},
+		"terminal 4: guardyn presence show alice":                     {want: []string{`^alice: (online|offline)`}},
+		"terminal 4: guardyn push list":                               {want: []string{`^no device of this account has a push target$`}},
 	}
 
 	bin := t.TempDir()
-	server := startServerBinary(t, root)
+	// The server runs as an operator debugging it would: debug logs, every call traced to
+	// a collector. After the walkthrough both are scanned for what must never be in them.
+	collector, err := observetest.Start(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer collector.Close()
+	var serverLog lockedBuffer
+	srv := startServerBinary(t, root, &serverLog, "-log-level", "debug", "-otlp-endpoint", collector.Addr(), "-otlp-insecure")
+	server := srv.addr
 	profiles := t.TempDir()
 	// HOME is a fresh directory (the profiles default under it); the go command keeps the
 	// caches it found, rather than deriving new, empty ones from HOME.
@@ -98,6 +141,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 		return terms[name]
 	}
 	seen := map[string]bool{}
+	runs := map[string]int{}
 	for _, st := range steps {
 		term := output(st.terminal)
 		line := strings.ReplaceAll(st.command, "/tmp/guardyn", profiles)
@@ -106,6 +150,11 @@ func TestREADMEWalkthrough(t *testing.T) {
 			continue
 		}
 		key := st.terminal + ": " + st.command
+		// A command the walkthrough runs a second time in a terminal has its own
+		// expectation, named with " (again)".
+		if runs[key]++; runs[key] == 2 {
+			key += " (again)"
+		}
 		exp, ok := expect[key]
 		if !ok {
 			t.Fatalf("README command %q has no expectation in this test: add one", key)
@@ -114,6 +163,10 @@ func TestREADMEWalkthrough(t *testing.T) {
 		for _, w := range exp.waitFor {
 			name, text, _ := strings.Cut(w, ": ")
 			output(name).waitFor(t, regexp.MustCompile(regexp.QuoteMeta(text)))
+		}
+		if strings.Contains(line, "<message-id>") {
+			m := output("terminal 1").waitFor(t, regexp.MustCompile(`guardyn get ([0-9a-f]{32})`))
+			line = strings.ReplaceAll(line, "<message-id>", m[1])
 		}
 		if strings.Contains(line, "<link-id>") {
 			m := output("terminal 3").waitFor(t, regexp.MustCompile(`guardyn approve (\S+)`))
@@ -150,6 +203,9 @@ func TestREADMEWalkthrough(t *testing.T) {
 	for _, term := range terms {
 		term.finish(t)
 	}
+	// Stopping the server flushes its last spans.
+	srv.stop()
+	checkObservability(t, steps, serverLog.String(), collector.Spans())
 }
 
 // walkStep is one command of the walkthrough.
@@ -363,9 +419,16 @@ func (tm *terminal) output() string {
 	return strings.Join(tm.lines, "\n")
 }
 
+// runningServer is a server binary started by startServerBinary.
+type runningServer struct {
+	addr string // gRPC
+	stop func() // SIGTERM and wait; idempotent
+}
+
 // startServerBinary builds the all-in-one server and runs it on free loopback ports with a
-// fresh data directory, as the README's first command does; it returns the gRPC address.
-func startServerBinary(t *testing.T, root string) string {
+// fresh data directory and extra flags, as the README's first command does, its log going
+// to stderr.
+func startServerBinary(t *testing.T, root string, stderr io.Writer, args ...string) runningServer {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "guardyn-server")
 	build := exec.Command("go", "build", "-o", bin, "./tools/devserver")
@@ -373,7 +436,8 @@ func startServerBinary(t *testing.T, root string) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build server: %v\n%s", err, out)
 	}
-	srv := exec.Command(bin, "-data-dir", t.TempDir(), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
+	srv := exec.Command(bin, append([]string{"-data-dir", t.TempDir(), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, args...)...)
+	srv.Stderr = stderr
 	out, err := srv.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -381,10 +445,14 @@ func startServerBinary(t *testing.T, root string) string {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		srv.Process.Signal(syscall.SIGTERM)
-		srv.Wait()
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			srv.Process.Signal(syscall.SIGTERM)
+			srv.Wait()
+		})
+	}
+	t.Cleanup(stop)
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -397,10 +465,10 @@ func startServerBinary(t *testing.T, root string) string {
 	}()
 	select {
 	case a := <-addr:
-		return a
+		return runningServer{addr: a, stop: stop}
 	case <-time.After(90 * time.Second):
 		t.Fatal("server did not start")
-		return ""
+		return runningServer{}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
@@ -130,7 +131,7 @@ func backlog(ctx context.Context, f backlogFlags) (*backlogResult, error) {
 	fmt.Printf("loadgen: queuing %d group messages of %d KiB for %d devices (%d MiB each, %.1f GiB in all)\n",
 		messages, f.messageKiB, f.devices, messages*f.messageKiB>>10, float64(messages*f.messageKiB*f.devices)/(1<<20))
 	start := time.Now()
-	payload := make([]byte, f.messageKiB<<10)
+	payload := mlsframe.PrivateMessage(gid, 0, mlsframe.Application, f.messageKiB<<10)
 	var next atomic.Int64
 	g, gctx = errgroup.WithContext(ctx)
 	for range 4 {

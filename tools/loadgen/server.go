@@ -11,17 +11,25 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/guardyn/guardyn/libs/observe/observetest"
 )
 
 // serverFlags choose the server under test.
 type serverFlags struct {
 	addr string // an already running server; empty starts one
 	bin  string // devserver binary to start; empty builds ./tools/devserver
+	// trace has the started devserver export traces of trace-ratio of its calls to an
+	// OTLP collector inside loadgen, which counts them.
+	trace      bool
+	traceRatio float64
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "server", "", "gRPC address of a running server, started with -rate-limits=false (default: start the devserver as a child process on a fresh data dir)")
 	fs.StringVar(&f.bin, "server-bin", "", "devserver binary to start (default: go build ./tools/devserver)")
+	fs.BoolVar(&f.trace, "trace", false, "the devserver started traces its calls to an OTLP collector run by loadgen (metrics are always on)")
+	fs.Float64Var(&f.traceRatio, "trace-ratio", 1, "with -trace: the fraction of calls traced")
 }
 
 // child is a devserver started for the run.
@@ -30,6 +38,9 @@ type child struct {
 	addr string
 	dir  string
 	bin  string
+	args []string // extra server flags
+	// collector receives the server's spans when it traces.
+	collector *observetest.Collector
 }
 
 // start runs the devserver on a fresh data dir, with rate limits off, and waits until it
@@ -50,6 +61,13 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 		}
 	}
 	c := &child{dir: dir, bin: bin}
+	if f.trace {
+		if c.collector, err = observetest.Start(false); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		c.args = []string{"-otlp-endpoint", c.collector.Addr(), "-otlp-insecure", "-trace-ratio", strconv.FormatFloat(f.traceRatio, 'g', -1, 64)}
+	}
 	// Every simulated device connects from 127.0.0.1, so per-peer limits on registration
 	// would throttle the setup, not measure the platform.
 	if err := c.launch(false); err != nil {
@@ -61,7 +79,7 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 
 // launch starts the server process on the child's data dir and waits until it listens.
 func (c *child) launch(rateLimits bool) error {
-	cmd := exec.Command(c.bin, "-data-dir", filepath.Join(c.dir, "data"), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-rate-limits="+strconv.FormatBool(rateLimits))
+	cmd := exec.Command(c.bin, append([]string{"-data-dir", filepath.Join(c.dir, "data"), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-rate-limits=" + strconv.FormatBool(rateLimits)}, c.args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -113,7 +131,18 @@ func (c *child) halt() {
 
 func (c *child) stop() {
 	c.halt()
+	if c.collector != nil {
+		c.collector.Close()
+	}
 	os.RemoveAll(c.dir)
+}
+
+// spans reports the spans the server exported, when it traces: after halt, all of them.
+func (c *child) spans() (int, bool) {
+	if c == nil || c.collector == nil {
+		return 0, false
+	}
+	return c.collector.Count(), true
 }
 
 // rss returns the resident memory of the child in bytes, from /proc.

@@ -176,6 +176,9 @@ func runThroughput(ctx context.Context, args []string) error {
 		if rss, err := srv.rss(); err == nil {
 			fmt.Printf("server RSS: %.1f MiB\n", float64(rss)/(1<<20))
 		}
+		if n, ok := srv.spans(); ok {
+			fmt.Printf("spans exported so far: %d (%.1f per acked message)\n", n, float64(n)/float64(max(acked.Load(), 1)))
+		}
 	}
 	return nil
 }

@@ -102,8 +102,12 @@ func (m *cpuMeter) report(b *testing.B) {
 
 var benchSizes = []int{10, 100, 1000, 10000}
 
+// benchCipherSuites are measured side by side: the classical suites 2 and 1
+// and the post-quantum X-Wing suite, the product default.
+var benchCipherSuites = []mls.CipherSuite{mls.P256AES128GCMSHA256P256, mls.X25519AES128GCMSHA256Ed25519, mls.XWingChaCha20Poly1305SHA256Ed25519}
+
 func benchSuites(b *testing.B, f func(b *testing.B, cs mls.CipherSuite, n int)) {
-	for _, cs := range []mls.CipherSuite{mls.P256AES128GCMSHA256P256, mls.X25519AES128GCMSHA256Ed25519} {
+	for _, cs := range benchCipherSuites {
 		for _, n := range benchSizes {
 			b.Run(fmt.Sprintf("suite%d/n=%d", cs, n), func(b *testing.B) { f(b, cs, n) })
 		}
@@ -264,7 +268,7 @@ func BenchmarkJoin(b *testing.B) {
 
 // BenchmarkApplication measures protecting and unprotecting 1 KiB.
 func BenchmarkApplication(b *testing.B) {
-	for _, cs := range []mls.CipherSuite{mls.P256AES128GCMSHA256P256, mls.X25519AES128GCMSHA256Ed25519} {
+	for _, cs := range benchCipherSuites {
 		b.Run(fmt.Sprintf("suite%d", cs), func(b *testing.B) {
 			bg := newBenchGroup(b, cs, 10)
 			data := make([]byte, 1024)
@@ -288,7 +292,7 @@ func BenchmarkApplication(b *testing.B) {
 // made of, in the same run: a join verifies one signature per member, and a
 // commit with a path encrypts to every node of the copath resolutions.
 func BenchmarkBaseline(b *testing.B) {
-	for _, id := range []suite.ID{suite.P256AES128GCMSHA256P256, suite.X25519AES128GCMSHA256Ed25519} {
+	for _, id := range []suite.ID{suite.P256AES128GCMSHA256P256, suite.X25519AES128GCMSHA256Ed25519, suite.XWingChaCha20Poly1305SHA256Ed25519} {
 		s, err := suite.New(id)
 		if err != nil {
 			b.Fatal(err)
@@ -322,7 +326,7 @@ func BenchmarkBaseline(b *testing.B) {
 // BenchmarkSteadyCommit measures remove and update commits, and their
 // processing, in a group whose parents are all filled.
 func BenchmarkSteadyCommit(b *testing.B) {
-	for _, cs := range []mls.CipherSuite{mls.P256AES128GCMSHA256P256, mls.X25519AES128GCMSHA256Ed25519} {
+	for _, cs := range benchCipherSuites {
 		for _, n := range benchSizes {
 			b.Run(fmt.Sprintf("suite%d/n=%d", cs, n), func(b *testing.B) {
 				bg := newSteadyBenchGroup(b, cs, n)

@@ -175,6 +175,9 @@ func (g *Group) stage(props []resolvedProposal, committer wire.Sender) (*staged,
 		}
 	}
 	if gce > 0 {
+		if err := g.checkTrustedExternalSenders(next.gc.Extensions); err != nil {
+			return nil, err
+		}
 		var err error
 		next.tree.Members(func(l treemath.LeafIndex, leaf *wire.LeafNode) {
 			if err == nil {

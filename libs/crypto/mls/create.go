@@ -35,6 +35,11 @@ type CommitOptions struct {
 	// InlineTree puts the ratchet tree in the Welcome's GroupInfo, so that
 	// joiners need not fetch it.
 	InlineTree bool
+	// GroupContextExtensions, when not nil, replaces the group's
+	// GroupContext extensions by a GroupContextExtensions proposal in the
+	// commit (RFC 9420, Section 12.1.7); an empty non-nil slice removes
+	// them all. nil leaves them unchanged.
+	GroupContextExtensions []Extension
 }
 
 // CommitResult is what a commit produces: the commit message for the
@@ -99,6 +104,13 @@ func (g *Group) commit(opts CommitOptions, resumption []wire.PreSharedKeyID, rei
 	}
 	for i := range resumption {
 		byValue(&wire.Proposal{Type: wire.ProposalPreSharedKey, PSK: &resumption[i]})
+	}
+	if opts.GroupContextExtensions != nil {
+		exts := toWireExtensions(opts.GroupContextExtensions)
+		if err := g.checkExtensionsFit(exts); err != nil {
+			return nil, err
+		}
+		byValue(&wire.Proposal{Type: wire.ProposalGroupContextExtensions, Extensions: exts})
 	}
 	if reinit != nil {
 		byValue(&wire.Proposal{Type: wire.ProposalReInit, ReInit: reinit})

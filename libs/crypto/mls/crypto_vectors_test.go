@@ -69,51 +69,63 @@ func TestVectorsTreeMath(t *testing.T) {
 	t.Logf("tree-math.json: %d cases run (suite-independent)", len(cases))
 }
 
+// TestVectorsCryptoBasics runs the working group's crypto-basics.json and
+// the frozen vector of the X-Wing suite in the same format
+// (testdata/xwing/, see TestXWingIndependentDerivation).
 func TestVectorsCryptoBasics(t *testing.T) {
-	var cases []struct {
-		Suite   uint16 `json:"cipher_suite"`
-		RefHash struct {
-			Label string   `json:"label"`
-			Out   hexBytes `json:"out"`
-			Value hexBytes `json:"value"`
-		} `json:"ref_hash"`
-		ExpandWithLabel struct {
-			Secret  hexBytes `json:"secret"`
-			Label   string   `json:"label"`
-			Context hexBytes `json:"context"`
-			Length  int      `json:"length"`
-			Out     hexBytes `json:"out"`
-		} `json:"expand_with_label"`
-		DeriveSecret struct {
-			Label  string   `json:"label"`
-			Secret hexBytes `json:"secret"`
-			Out    hexBytes `json:"out"`
-		} `json:"derive_secret"`
-		DeriveTreeSecret struct {
-			Secret     hexBytes `json:"secret"`
-			Label      string   `json:"label"`
-			Generation uint32   `json:"generation"`
-			Length     int      `json:"length"`
-			Out        hexBytes `json:"out"`
-		} `json:"derive_tree_secret"`
-		SignWithLabel struct {
-			Priv      hexBytes `json:"priv"`
-			Pub       hexBytes `json:"pub"`
-			Content   hexBytes `json:"content"`
-			Label     string   `json:"label"`
-			Signature hexBytes `json:"signature"`
-		} `json:"sign_with_label"`
-		EncryptWithLabel struct {
-			Priv       hexBytes `json:"priv"`
-			Pub        hexBytes `json:"pub"`
-			Label      string   `json:"label"`
-			Context    hexBytes `json:"context"`
-			Plaintext  hexBytes `json:"plaintext"`
-			KEMOutput  hexBytes `json:"kem_output"`
-			Ciphertext hexBytes `json:"ciphertext"`
-		} `json:"encrypt_with_label"`
+	for _, file := range []string{"crypto-basics.json", "xwing/crypto-basics-0x004d.json"} {
+		runCryptoBasics(t, file)
 	}
-	loadVectors(t, "crypto-basics.json", &cases)
+}
+
+// cryptoBasicsCase is one case of crypto-basics.json.
+type cryptoBasicsCase struct {
+	Suite   uint16 `json:"cipher_suite"`
+	RefHash struct {
+		Label string   `json:"label"`
+		Out   hexBytes `json:"out"`
+		Value hexBytes `json:"value"`
+	} `json:"ref_hash"`
+	ExpandWithLabel struct {
+		Secret  hexBytes `json:"secret"`
+		Label   string   `json:"label"`
+		Context hexBytes `json:"context"`
+		Length  int      `json:"length"`
+		Out     hexBytes `json:"out"`
+	} `json:"expand_with_label"`
+	DeriveSecret struct {
+		Label  string   `json:"label"`
+		Secret hexBytes `json:"secret"`
+		Out    hexBytes `json:"out"`
+	} `json:"derive_secret"`
+	DeriveTreeSecret struct {
+		Secret     hexBytes `json:"secret"`
+		Label      string   `json:"label"`
+		Generation uint32   `json:"generation"`
+		Length     int      `json:"length"`
+		Out        hexBytes `json:"out"`
+	} `json:"derive_tree_secret"`
+	SignWithLabel struct {
+		Priv      hexBytes `json:"priv"`
+		Pub       hexBytes `json:"pub"`
+		Content   hexBytes `json:"content"`
+		Label     string   `json:"label"`
+		Signature hexBytes `json:"signature"`
+	} `json:"sign_with_label"`
+	EncryptWithLabel struct {
+		Priv       hexBytes `json:"priv"`
+		Pub        hexBytes `json:"pub"`
+		Label      string   `json:"label"`
+		Context    hexBytes `json:"context"`
+		Plaintext  hexBytes `json:"plaintext"`
+		KEMOutput  hexBytes `json:"kem_output"`
+		Ciphertext hexBytes `json:"ciphertext"`
+	} `json:"encrypt_with_label"`
+}
+
+func runCryptoBasics(t *testing.T, file string) {
+	var cases []cryptoBasicsCase
+	loadVectors(t, file, &cases)
 	count := caseCounter{}
 	for _, c := range cases {
 		s := mustSuite(t, c.Suite)
@@ -170,5 +182,5 @@ func TestVectorsCryptoBasics(t *testing.T) {
 		}
 		count[s.ID()]++
 	}
-	count.log(t, "crypto-basics.json")
+	count.log(t, file)
 }

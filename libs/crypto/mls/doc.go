@@ -1,6 +1,7 @@
 // Package mls implements Messaging Layer Security ([RFC 9420]): group key
 // agreement for Guardyn's group chats and call keys, in all seven cipher
-// suites of the RFC.
+// suites of the RFC and OpenMLS's post-quantum X-Wing suite 0x004D, which
+// is [DefaultCipherSuite] for new groups.
 //
 // A client makes an [Identity] (a signature key and basic credential) and
 // publishes [KeyPackage]s. Every constructor of a group that admits members
@@ -11,10 +12,14 @@
 // others join with [Join] from the Welcome, or by external commit with
 // [JoinExternal] from a [Group.GroupInfo]. Every member feeds each handshake
 // and application message it receives to [Group.Process], sends with
-// [Group.ProtectApplication] and the Propose methods, and derives keys for
+// [Group.ProtectApplication] and the Propose methods ([Group.Propose] takes
+// every standalone proposal), and derives keys for
 // other protocols with [Group.Export] (a *Group satisfies the Group
 // interface of package sframe/mlskeys). [Group.MarshalState] and
-// [UnmarshalState] persist a member's state, secrets included.
+// [UnmarshalState] persist a member's state, secrets included. An external
+// sender such as the delivery service proposes with
+// [Identity.ProposeExternal]; [Group.SetTrustedExternalSenders] limits
+// whom a member accepts as one.
 //
 // Commits follow the Delivery Service rule of one commit per epoch: Commit
 // leaves the new state pending until [Group.MergePendingCommit] (the DS

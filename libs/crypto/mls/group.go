@@ -90,6 +90,9 @@ type Group struct {
 	// resumeFrom holds earlier groups whose resumption PSKs this group's
 	// commits and Welcome may name (branch and reinit).
 	resumeFrom []*Group
+	// trustedExternal, when not nil, lists the only external senders'
+	// signature keys this member accepts (SetTrustedExternalSenders).
+	trustedExternal [][]byte
 	// updateKeys maps the encryption keys of this member's Update
 	// proposals in the current epoch to their private keys.
 	updateKeys map[string][]byte
@@ -453,6 +456,9 @@ func (g *Group) senderSignatureKey(ac *wire.AuthenticatedContent) ([]byte, error
 		}
 		if ac.Content.ContentType != wire.ContentProposal {
 			return nil, fmt.Errorf("%w: external sender of content type %d", ErrUnexpectedMessage, ac.Content.ContentType)
+		}
+		if !g.trustsExternal(senders[sd.Index].SignatureKey) {
+			return nil, fmt.Errorf("%w: external sender %d", ErrUntrustedExternalSender, sd.Index)
 		}
 		return senders[sd.Index].SignatureKey, nil
 	case wire.SenderNewMemberProposal:

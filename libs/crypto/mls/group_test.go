@@ -67,7 +67,7 @@ func agree(t testing.TB, ms ...*member) {
 }
 
 func TestGroupLifecycleAllSuites(t *testing.T) {
-	for cs := mls.CipherSuite(1); cs <= 7; cs++ {
+	for _, cs := range mls.CipherSuites() {
 		for _, private := range []bool{false, true} {
 			t.Run(fmt.Sprintf("suite%d/private=%v", cs, private), func(t *testing.T) {
 				a, b, c, d := newMember(t, cs, "a"), newMember(t, cs, "b"), newMember(t, cs, "c"), newMember(t, cs, "d")
@@ -381,11 +381,11 @@ func TestExternalJoin(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := newMember(t, cs, "c")
-		if _, _, err := mls.JoinExternal(c.id, gi, nil, trustAll); !errors.Is(err, mls.ErrNoRatchetTree) {
+		if _, _, err := mls.JoinExternal(c.id, gi, nil, trustAll, nil); !errors.Is(err, mls.ErrNoRatchetTree) {
 			t.Fatalf("external join without tree: %v", err)
 		}
 		var commit []byte
-		if c.g, commit, err = mls.JoinExternal(c.id, gi, a.g.RatchetTree(), trustAll); err != nil {
+		if c.g, commit, err = mls.JoinExternal(c.id, gi, a.g.RatchetTree(), trustAll, nil); err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range []*member{a, b} {
@@ -409,7 +409,7 @@ func TestExternalJoin(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := newMember(t, cs, "d")
-		if d.g, commit, err = mls.JoinExternal(d.id, gi, nil, trustAll); err != nil {
+		if d.g, commit, err = mls.JoinExternal(d.id, gi, nil, trustAll, nil); err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range []*member{a, b, c} {
@@ -495,7 +495,7 @@ func TestBranchAndReInit(t *testing.T) {
 	a, b, c := ms[0], ms[1], ms[2]
 	// A branches a subgroup with B only.
 	b2 := newMember(t, mls.P256AES128GCMSHA256P256, "b2")
-	sub, welcome, err := a.g.Branch(a.id, []byte("sub"), [][]byte{b2.kp.Bytes()})
+	sub, welcome, err := a.g.Branch(a.id, []byte("sub"), [][]byte{b2.kp.Bytes()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,11 +521,11 @@ func TestBranchAndReInit(t *testing.T) {
 		t.Errorf("commit after reinit: %v, want ErrReInitialized", err)
 	}
 	na, nc := newMember(t, mls.X25519AES128GCMSHA256Ed25519, "a"), newMember(t, mls.X25519AES128GCMSHA256Ed25519, "c")
-	if _, _, err := b.g.ReInit(a.id, nil); !errors.Is(err, mls.ErrNoMatchingKeyPackage) {
+	if _, _, err := b.g.ReInit(a.id, nil, nil); !errors.Is(err, mls.ErrNoMatchingKeyPackage) {
 		t.Errorf("reinit with an identity of the old suite: %v", err)
 	}
 	nb := newMember(t, mls.X25519AES128GCMSHA256Ed25519, "b")
-	newB, welcome, err := b.g.ReInit(nb.id, [][]byte{na.kp.Bytes(), nc.kp.Bytes()})
+	newB, welcome, err := b.g.ReInit(nb.id, [][]byte{na.kp.Bytes(), nc.kp.Bytes()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,7 +541,7 @@ func TestBranchAndReInit(t *testing.T) {
 	if newA.CipherSuite() != mls.X25519AES128GCMSHA256Ed25519 || string(newA.GroupID()) != "new" {
 		t.Errorf("reinitialized group: suite %d id %q", newA.CipherSuite(), newA.GroupID())
 	}
-	if _, _, err := newA.ReInit(na.id, nil); !errors.Is(err, mls.ErrNotReInitialized) {
+	if _, _, err := newA.ReInit(na.id, nil, nil); !errors.Is(err, mls.ErrNotReInitialized) {
 		t.Errorf("reinit of an open group: %v", err)
 	}
 	// The closed group's state survives a round trip.
@@ -784,7 +784,7 @@ func TestCredentialValidator(t *testing.T) {
 	agree(t, ms[0], ms[1], ok)
 
 	// A branch checks credentials with its parent group's validator.
-	sub, _, err := ms[0].g.Branch(ms[0].id, []byte("sub"), nil)
+	sub, _, err := ms[0].g.Branch(ms[0].id, []byte("sub"), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -816,7 +816,7 @@ func TestConstructorsRequireCredentialValidator(t *testing.T) {
 		"NewGroup": func() error { _, err := mls.NewGroup(joiner.id, []byte("x"), nil); return err },
 		"Join":     func() error { _, err := mls.Join(joiner.kp, res.Welcome, nil, nil); return err },
 		"JoinExternal": func() error {
-			_, _, err := mls.JoinExternal(joiner.id, gi, nil, nil)
+			_, _, err := mls.JoinExternal(joiner.id, gi, nil, nil, nil)
 			return err
 		},
 		"UnmarshalState": func() error { _, err := mls.UnmarshalState(state, nil); return err },
@@ -847,7 +847,7 @@ func TestRestoredGroupChecksCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	mallory := newMember(t, mls.P256AES128GCMSHA256P256, "mallory")
-	_, commit, err := mls.JoinExternal(mallory.id, gi, nil, trustAll)
+	_, commit, err := mls.JoinExternal(mallory.id, gi, nil, trustAll, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -858,7 +858,7 @@ func TestRestoredGroupChecksCredentials(t *testing.T) {
 		t.Fatalf("external commit by a stranger: %v, want ErrCredentialRejected", err)
 	}
 	// The external joiner checks the members of the tree it joins.
-	if _, _, err := mls.JoinExternal(mallory.id, gi, nil, directory("0")); !errors.Is(err, mls.ErrCredentialRejected) {
+	if _, _, err := mls.JoinExternal(mallory.id, gi, nil, directory("0"), nil); !errors.Is(err, mls.ErrCredentialRejected) {
 		t.Fatalf("external join into a tree with an unknown member: %v, want ErrCredentialRejected", err)
 	}
 	// A listed newcomer gets in, through the restored member too.
@@ -868,7 +868,7 @@ func TestRestoredGroupChecksCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if two.g, commit, err = mls.JoinExternal(two.id, gi, nil, validate2); err != nil {
+	if two.g, commit, err = mls.JoinExternal(two.id, gi, nil, validate2, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := restored.Process(commit); err != nil {

@@ -26,6 +26,11 @@ type MessageInfo struct {
 	// adds (RFC 9420 §12.4.3.1: these are in the clear), so a Delivery Service
 	// can check how many devices a Welcome is for.
 	NewMembers [][]byte
+	// CipherSuite is set for GroupInfo, Welcome and KeyPackage.
+	CipherSuite CipherSuite
+	// GroupContextExtensions are a GroupInfo's: for example the
+	// external_senders an external sender finds its index in.
+	GroupContextExtensions []Extension
 }
 
 // Inspect decodes msg far enough to fill a MessageInfo. It checks syntax
@@ -48,11 +53,14 @@ func Inspect(msg []byte) (*MessageInfo, error) {
 	case wire.WireGroupInfo:
 		gc := &m.GroupInfo.GroupContext
 		info.GroupID, info.Epoch = gc.GroupID, gc.Epoch
+		info.CipherSuite, info.GroupContextExtensions = CipherSuite(gc.CipherSuite), fromWireExtensions(gc.Extensions)
 	case wire.WireWelcome:
+		info.CipherSuite = CipherSuite(m.Welcome.CipherSuite)
 		for _, s := range m.Welcome.Secrets {
 			info.NewMembers = append(info.NewMembers, s.NewMember)
 		}
 	case wire.WireKeyPackage:
+		info.CipherSuite = CipherSuite(m.KeyPackage.CipherSuite)
 	default:
 		return nil, fmt.Errorf("%w: wire format %d", ErrUnexpectedMessage, m.WireFormat)
 	}

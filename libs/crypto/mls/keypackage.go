@@ -13,7 +13,7 @@ import (
 // CipherSuite is an MLS cipher suite number (RFC 9420, Section 17.1).
 type CipherSuite uint16
 
-// The seven cipher suites of RFC 9420. Guardyn uses P256 by default.
+// The seven cipher suites of RFC 9420 and the post-quantum X-Wing suite.
 const (
 	X25519AES128GCMSHA256Ed25519        CipherSuite = 1
 	P256AES128GCMSHA256P256             CipherSuite = 2
@@ -22,7 +22,29 @@ const (
 	P521AES256GCMSHA512P521             CipherSuite = 5
 	X448ChaCha20Poly1305SHA512Ed448     CipherSuite = 6
 	P384AES256GCMSHA384P384             CipherSuite = 7
+	// XWingChaCha20Poly1305SHA256Ed25519 is OpenMLS's
+	// MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519: the X-Wing hybrid KEM
+	// (ML-KEM-768 and X25519; HPKE KEM 0x647A) with ChaCha20-Poly1305,
+	// SHA-256 and Ed25519. Its group secrets resist a quantum attacker
+	// who records the group's traffic today (harvest now, decrypt later);
+	// its signatures are classical Ed25519, so authentication does not.
+	// 0x004D is not an IANA-registered value (docs/crypto/mls.md).
+	XWingChaCha20Poly1305SHA256Ed25519 CipherSuite = 0x004D
 )
+
+// DefaultCipherSuite is the suite Guardyn creates new groups in: the
+// post-quantum X-Wing suite. The classical suites remain for interop.
+const DefaultCipherSuite = XWingChaCha20Poly1305SHA256Ed25519
+
+// CipherSuites lists every cipher suite this package implements.
+func CipherSuites() []CipherSuite {
+	ids := suite.Supported()
+	out := make([]CipherSuite, len(ids))
+	for i, id := range ids {
+		out[i] = CipherSuite(id)
+	}
+	return out
+}
 
 // Errors of the group layer, returned wrapped. Test for them with errors.Is.
 var (

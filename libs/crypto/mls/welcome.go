@@ -72,6 +72,10 @@ type JoinOptions struct {
 	// ResumeFrom lists earlier groups of this member whose resumption PSKs
 	// a branch or reinit Welcome names.
 	ResumeFrom []*Group
+	// TrustedExternalSenders, when not nil, is the joined group's
+	// SetTrustedExternalSenders: a group whose external_senders names
+	// another key is refused with ErrUntrustedExternalSender.
+	TrustedExternalSenders [][]byte
 }
 
 // Join joins a group from a Welcome (an MLSMessage) sent to kp. validate
@@ -103,6 +107,7 @@ func Join(kp *KeyPackage, welcome []byte, validate CredentialValidator, opts *Jo
 	g.now = opts.Now
 	g.SetMaxLeafLifetime(opts.MaxLeafLifetime)
 	g.validateCredential = validate
+	g.SetTrustedExternalSenders(opts.TrustedExternalSenders)
 	gs, gi, pskSecret, err := g.openWelcome(m.Welcome, &kp.kp, kp.initPriv)
 	if err != nil {
 		return nil, err
@@ -112,6 +117,9 @@ func Join(kp *KeyPackage, welcome []byte, validate CredentialValidator, opts *Jo
 		return nil, fmt.Errorf("%w: group version %d suite %d", ErrNoMatchingKeyPackage, g.gc.Version, g.gc.CipherSuite)
 	}
 	if err := g.checkResumption(gs.PSKs); err != nil {
+		return nil, err
+	}
+	if err := g.checkTrustedExternalSenders(g.gc.Extensions); err != nil {
 		return nil, err
 	}
 	if g.tree, err = loadTree(s, gi, opts.RatchetTree); err != nil {

@@ -20,9 +20,12 @@
 // The model is POSIX's, stricter than ext4 in practice: fsync or fdatasync of a file makes
 // its data and size durable but not its directory entry; a new or removed directory entry
 // is durable only after an fsync of its directory. Unsynced directory changes are always
-// lost, never partly kept. Files are told apart by path and inode number (the stores under
-// test never rename). The tracer checks its model against the real files as it goes, so a
-// write it failed to model fails the test instead of weakening it.
+// lost, never partly kept. Files are told apart by path and inode number; a rename gives
+// the file a second key that shares its data, so the name a power cut leaves durable
+// finds it. write(2) is modeled at the file position, fallocate(2) with KEEP_SIZE as no
+// change and sync_file_range(2) as making nothing durable. The tracer checks its model
+// against the real files as it goes, so a write it failed to model fails the test
+// instead of weakening it.
 package powerloss
 
 import (
@@ -78,6 +81,7 @@ const (
 	evSync                 // the file's writes so far made durable
 	evDirSync              // the directory's entries made durable
 	evLine                 // a line on the child's standard output
+	evRename               // file renamed to to: both names now refer to its data
 )
 
 // fileKey names a file by its path relative to the root and its inode number, so that a
@@ -95,7 +99,8 @@ type dirent struct {
 
 type event struct {
 	kind    kind
-	file    fileKey // evWrite, evTruncate, evSync
+	file    fileKey // evWrite, evTruncate, evSync, evRename
+	to      fileKey // evRename: the new name
 	dir     string  // evDirSync: path relative to the root
 	off     int64   // evWrite: offset; evTruncate: size
 	data    []byte  // evWrite
@@ -152,14 +157,14 @@ func (t *Trace) DirSyncs() []int {
 
 // Summary counts the events by kind, for logs.
 func (t *Trace) Summary() string {
-	var n [5]int
+	var n [6]int
 	var bytes int
 	for _, e := range t.events {
 		n[e.kind]++
 		bytes += len(e.data)
 	}
-	return fmt.Sprintf("%d writes (%d bytes), %d truncates, %d file syncs, %d directory syncs, %d lines",
-		n[evWrite], bytes, n[evTruncate], n[evSync], n[evDirSync], n[evLine])
+	return fmt.Sprintf("%d writes (%d bytes), %d truncates, %d file syncs, %d directory syncs, %d renames, %d lines",
+		n[evWrite], bytes, n[evTruncate], n[evSync], n[evDirSync], n[evRename], n[evLine])
 }
 
 // file is a file's state at one point of the replay: what is durable, and the writes
@@ -209,6 +214,10 @@ func (d *Disk) Advance(k int) error {
 			f.pending = nil
 		case evDirSync:
 			d.dirs[e.dir] = e.entries
+		case evRename:
+			// A file's data is its inode's, whichever name the last directory sync
+			// left durable: both names share it from here on.
+			d.files[e.to] = d.file(e.file)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ package powerloss_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -23,8 +24,10 @@ func TestMain(m *testing.M) {
 	if root := os.Getenv(childEnv); root != "" {
 		run := child
 		switch os.Getenv(modeEnv) {
-		case "write":
-			run = writeChild
+		case "append":
+			run = appendChild
+		case "rename":
+			run = renameChild
 		case "untraced":
 			run = untracedChild
 		}
@@ -167,18 +170,106 @@ func TestChildUntraced(t *testing.T) {
 	}
 }
 
-// writeChild writes to a file under the root with write(2), which the model does not
-// cover.
-func writeChild(root string) error {
+// appendChild writes to a file under the root opened with O_APPEND, which the model
+// does not cover.
+func appendChild(root string) error {
 	if err := powerloss.Child(); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(root, "f"))
+	f, err := os.OpenFile(filepath.Join(root, "f"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	_, err = f.Write([]byte("unmodeled"))
 	return err
+}
+
+// renameChild writes "one" to "a" with write(2) and makes it durable, renames it to
+// "b", writes "two" after it through the same descriptor and syncs the file but not yet
+// the directory, then syncs the directory.
+func renameChild(root string) error {
+	if err := powerloss.Child(); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(root, "a"))
+	if err != nil {
+		return err
+	}
+	d, err := os.Open(root)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write([]byte("one")); err != nil {
+		return err
+	}
+	if err := errors.Join(f.Sync(), d.Sync()); err != nil {
+		return err
+	}
+	fmt.Println("a")
+	if err := os.Rename(filepath.Join(root, "a"), filepath.Join(root, "b")); err != nil {
+		return err
+	}
+	if _, err := f.Write([]byte("two")); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	fmt.Println("renamed")
+	if err := d.Sync(); err != nil {
+		return err
+	}
+	fmt.Println("done")
+	return nil
+}
+
+// TestRename checks the model of write(2) and rename: the data belongs to the file
+// whichever name the last directory sync made durable.
+func TestRename(t *testing.T) {
+	root := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+root, modeEnv+"=rename")
+	tr, err := powerloss.Run(cmd, root, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(tr.Summary())
+	lines, at := tr.LineEvents()
+	if want := []string{"powerloss: traced", "a", "renamed", "done"}; fmt.Sprint(lines) != fmt.Sprint(want) {
+		t.Fatalf("lines %q, want %q", lines, want)
+	}
+	for _, c := range []struct {
+		k    int
+		want map[string]string
+	}{
+		{at[1], map[string]string{"a": "one"}},
+		{at[2], map[string]string{"a": "onetwo"}}, // renamed, but the directory not synced
+		{tr.Len(), map[string]string{"b": "onetwo"}},
+	} {
+		d := tr.Replay()
+		if err := d.Advance(c.k); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "disk")
+		if err := d.Restore(dir, powerloss.DropAll, rand.New(rand.NewPCG(1, 2))); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[e.Name()] = string(b)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("cut at %d: disk holds %v, want %v", c.k, got, c.want)
+		}
+	}
 }
 
 // untracedChild writes and syncs without calling Child first.
@@ -187,9 +278,10 @@ func untracedChild(root string) error {
 }
 
 // TestUnmodeledFails checks that a trace the model cannot follow is an error, not a
-// weaker test: a write(2) to a file under the root, and a child that never called Child.
+// weaker test: a write to a file opened with O_APPEND, and a child that never called
+// Child.
 func TestUnmodeledFails(t *testing.T) {
-	for _, mode := range []string{"write", "untraced"} {
+	for _, mode := range []string{"append", "untraced"} {
 		root := t.TempDir()
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), childEnv+"="+root, modeEnv+"="+mode)

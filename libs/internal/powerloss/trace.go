@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,10 @@ const (
 	sysRenameat2     = 316
 	sysCopyFileRange = 326
 	sysPwritev2      = 328
+
+	fallocKeepSize = 1    // FALLOC_FL_KEEP_SIZE
+	atFDCWD        = -100 // AT_FDCWD
+	oAppend        = 0o2000
 )
 
 var tracedSyscalls = []uint32{
@@ -324,7 +329,8 @@ type call struct {
 	nr   uint64
 	fd   int
 	file fileKey
-	dir  string // fsync of a directory: its path and path relative to the root
+	to   fileKey // rename: the file's new name
+	dir  string  // fsync of a directory: its path and path relative to the root
 	rel  string
 	data []byte
 	off  int64
@@ -345,9 +351,32 @@ func (tr *tracer) enter(tid int) (*call, error) {
 			c.data = b
 			return c, err
 		}
-		if _, tracked, err := tr.fdFile(c.fd); err != nil || tracked {
-			return nil, cmp(err, fmt.Errorf("write(2) to a file under the root is not modeled; use WriteAt"))
+		key, tracked, err := tr.fdFile(c.fd)
+		if err != nil || !tracked {
+			return nil, err
 		}
+		// write(2) writes at the file position, which only this thread moves while it
+		// is stopped here (the stores under test write each file from one goroutine).
+		if c.off, err = tr.fdPos(c.fd); err != nil {
+			return nil, err
+		}
+		b, err := tr.read(regs.Rsi, regs.Rdx)
+		c.file, c.data = key, b
+		return c, err
+	case sysRename, sysRenameat, sysRenameat2:
+		return tr.enterRename(c, &regs)
+	case sysFallocate:
+		// Only FALLOC_FL_KEEP_SIZE, which reserves blocks and changes neither the data
+		// nor the size, is modeled: as nothing.
+		if _, tracked, err := tr.fdFile(c.fd); err != nil || tracked && regs.Rsi != fallocKeepSize {
+			return nil, cmp(err, fmt.Errorf("fallocate(2) with mode %#x on a file under the root is not modeled", regs.Rsi))
+		}
+		return nil, nil
+	case sysSyncFileRange:
+		// sync_file_range(2) starts or waits for writeback but makes nothing durable
+		// (no metadata, no disk cache flush), so the model ignores it: the writes it
+		// covers stay pending until an fsync or fdatasync.
+		return nil, nil
 	case sysPwrite64:
 		key, tracked, err := tr.fdFile(c.fd)
 		if err != nil || !tracked {
@@ -387,9 +416,9 @@ func (tr *tracer) enter(tid int) (*call, error) {
 		}
 		c.file = key
 		return c, nil
-	case sysTruncate, sysRename, sysRenameat, sysRenameat2, sysSync, sysSyncfs:
+	case sysTruncate, sysSync, sysSyncfs:
 		return nil, fmt.Errorf("system call %d is not modeled", c.nr)
-	default: // writev, pwritev, pwritev2, fallocate, sync_file_range, copy_file_range
+	default: // writev, pwritev, pwritev2, copy_file_range
 		if _, tracked, err := tr.fdFile(c.fd); err != nil || tracked {
 			return nil, cmp(err, fmt.Errorf("system call %d on a file under the root is not modeled", c.nr))
 		}
@@ -420,11 +449,16 @@ func (tr *tracer) exit(tid int, c *call) (bool, error) {
 
 // record adds the event of call c, which returned ret.
 func (tr *tracer) record(c *call, ret int64) error {
-	switch c.nr {
-	case sysWrite:
+	switch {
+	case c.nr == sysWrite && c.fd == 1:
 		tr.stdout(c.data[:ret])
-	case sysPwrite64:
+		return nil
+	}
+	switch c.nr {
+	case sysPwrite64, sysWrite:
 		tr.add(event{kind: evWrite, file: c.file, off: c.off, data: c.data[:ret]})
+	case sysRename, sysRenameat, sysRenameat2:
+		tr.add(event{kind: evRename, file: c.file, to: c.to})
 	case sysFtruncate:
 		tr.add(event{kind: evTruncate, file: c.file, off: c.off})
 	case sysFsync, sysFdatasync:
@@ -472,13 +506,18 @@ func (tr *tracer) inFlight() {
 	slices.Sort(tids)
 	for _, tid := range tids {
 		c := tr.calls[tid]
-		switch c.nr {
-		case sysWrite:
+		switch {
+		case c.nr == sysWrite && c.fd == 1:
 			tr.stdout(c.data)
-		case sysPwrite64:
+		case c.nr == sysPwrite64 || c.nr == sysWrite:
 			tr.add(event{kind: evWrite, file: c.file, off: c.off, data: c.data})
 			tr.uncertain[c.file] = true
-		case sysFtruncate:
+		case c.nr == sysRename || c.nr == sysRenameat || c.nr == sysRenameat2:
+			// Done or not: either way the directory syncs that follow (none, the child
+			// has exited) decide which name survives; the model only needs both names.
+			tr.add(event{kind: evRename, file: c.file, to: c.to})
+			tr.uncertain[c.to] = true
+		case c.nr == sysFtruncate:
 			tr.add(event{kind: evTruncate, file: c.file, off: c.off})
 			tr.uncertain[c.file] = true
 		}
@@ -494,6 +533,10 @@ func (tr *tracer) add(e event) {
 	}
 	if e.kind == evWrite || e.kind == evTruncate {
 		tr.cur[e.file] = apply(tr.cur[e.file], &e, len(e.data))
+	}
+	if e.kind == evRename {
+		tr.cur[e.to] = tr.cur[e.file]
+		delete(tr.cur, e.file)
 	}
 	t.events = append(t.events, e)
 }
@@ -564,4 +607,103 @@ func inode(path string) (uint64, error) {
 		return 0, err
 	}
 	return fi.Sys().(*syscall.Stat_t).Ino, nil
+}
+
+// fdPos returns the file position of the child's fd, refusing a file opened with
+// O_APPEND, whose writes go to the end whatever the position says.
+func (tr *tracer) fdPos(fd int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", tr.pid, fd))
+	if err != nil {
+		return 0, fmt.Errorf("fdinfo %d: %w", fd, err)
+	}
+	var pos int64
+	var flags uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		v = strings.TrimSpace(v)
+		switch k {
+		case "pos":
+			pos, err = strconv.ParseInt(v, 10, 64)
+		case "flags":
+			flags, err = strconv.ParseUint(v, 8, 64)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("fdinfo %d: %s: %w", fd, k, err)
+		}
+	}
+	if flags&oAppend != 0 {
+		return 0, fmt.Errorf("write(2) to a file under the root opened with O_APPEND is not modeled")
+	}
+	return pos, nil
+}
+
+// enterRename handles rename, renameat and renameat2: a regular file under the root
+// renamed within the root is modeled; a rename into or out of the root, of a directory,
+// or with renameat2 flags is not.
+func (tr *tracer) enterRename(c *call, regs *syscall.PtraceRegs) (*call, error) {
+	oldDir, oldAddr, newDir, newAddr := int64(atFDCWD), regs.Rdi, int64(atFDCWD), regs.Rsi
+	if c.nr != sysRename {
+		oldDir, oldAddr, newDir, newAddr = int64(int32(regs.Rdi)), regs.Rsi, int64(int32(regs.Rdx)), regs.R10
+	}
+	if c.nr == sysRenameat2 && regs.R8 != 0 {
+		return nil, fmt.Errorf("renameat2(2) with flags %#x is not modeled", regs.R8)
+	}
+	oldPath, err := tr.path(oldDir, oldAddr)
+	if err != nil {
+		return nil, err
+	}
+	newPath, err := tr.path(newDir, newAddr)
+	if err != nil {
+		return nil, err
+	}
+	oldRel, oldIn := relUnder(tr.root, oldPath)
+	newRel, newIn := relUnder(tr.root, newPath)
+	switch {
+	case !oldIn && !newIn:
+		return nil, nil
+	case oldIn != newIn:
+		return nil, fmt.Errorf("rename of %s to %s across the root is not modeled", oldPath, newPath)
+	}
+	fi, err := os.Lstat(oldPath)
+	if err != nil {
+		return nil, nil // the call fails: nothing changes
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("rename of %s, not a regular file, is not modeled", oldPath)
+	}
+	ino := fi.Sys().(*syscall.Stat_t).Ino
+	c.file, c.to = fileKey{oldRel, ino}, fileKey{newRel, ino}
+	return c, nil
+}
+
+// path reads a NUL-terminated path at addr in the child's memory and makes it absolute
+// against the directory fd dirfd (AT_FDCWD: the child's working directory).
+func (tr *tracer) path(dirfd int64, addr uint64) (string, error) {
+	var b []byte
+	for len(b) < 4096 {
+		// Read up to the end of the page, which is mapped if addr is.
+		chunk := make([]byte, 4096-(addr+uint64(len(b)))%4096)
+		n, err := tr.mem.ReadAt(chunk, int64(addr)+int64(len(b)))
+		if n == 0 && err != nil {
+			return "", fmt.Errorf("read path from child memory: %w", err)
+		}
+		if i := bytes.IndexByte(chunk[:n], 0); i >= 0 {
+			b = append(b, chunk[:i]...)
+			p := string(b)
+			if filepath.IsAbs(p) {
+				return filepath.Clean(p), nil
+			}
+			base := fmt.Sprintf("/proc/%d/cwd", tr.pid)
+			if dirfd != atFDCWD {
+				base = fmt.Sprintf("/proc/%d/fd/%d", tr.pid, dirfd)
+			}
+			dir, err := os.Readlink(base)
+			if err != nil {
+				return "", fmt.Errorf("resolve %q: %w", p, err)
+			}
+			return filepath.Join(dir, p), nil
+		}
+		b = append(b, chunk[:n]...)
+	}
+	return "", errors.New("path in child memory longer than 4096 bytes")
 }

@@ -6,10 +6,12 @@ package content
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -41,7 +43,33 @@ const (
 	KindReceipt Kind = "receipt"
 	// KindTyping says the sender is typing; it is sent ephemerally and never stored.
 	KindTyping Kind = "typing"
+	// KindStatusKey shares the sender's presence status key (docs/crypto/presence.md); Body
+	// is FormatStatusKey's.
+	KindStatusKey Kind = "status-key"
 )
+
+// FormatStatusKey is the Body of a KindStatusKey message: the key id in 8 hex digits, a
+// colon, and the 32-byte key in unpadded base64url.
+func FormatStatusKey(id uint32, key []byte) string {
+	return fmt.Sprintf("%08x:%s", id, base64.RawURLEncoding.EncodeToString(key))
+}
+
+// ParseStatusKey parses a KindStatusKey Body.
+func ParseStatusKey(body string) (uint32, []byte, error) {
+	idHex, b64, ok := strings.Cut(body, ":")
+	if !ok || len(idHex) != 8 {
+		return 0, nil, fmt.Errorf("%w: status key body", ErrMalformed)
+	}
+	id, err := strconv.ParseUint(idHex, 16, 32)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: status key id", ErrMalformed)
+	}
+	key, err := base64.RawURLEncoding.DecodeString(b64)
+	if err != nil || len(key) != 32 {
+		return 0, nil, fmt.Errorf("%w: status key", ErrMalformed)
+	}
+	return uint32(id), key, nil
+}
 
 // ID is a client-chosen random message id, also the idempotency key of the send.
 type ID [16]byte
@@ -93,6 +121,8 @@ type Message struct {
 	To string
 	// Refs are the messages a receipt acknowledges (one receipt answers a whole batch).
 	Refs []ID
+	// File is the shared file of a KindFile message.
+	File *File
 }
 
 // wire is the JSON form. Ids travel in hex so a person can read a dump.
@@ -105,6 +135,9 @@ type wire struct {
 	From string   `json:"from"`
 	To   string   `json:"to,omitempty"`
 	Refs []string `json:"refs,omitempty"`
+
+	// File is set on KindFile messages only.
+	File *fileWire `json:"file,omitempty"`
 }
 
 // Encode checks m against the field rules and encodes it.
@@ -112,6 +145,9 @@ func Encode(m Message) ([]byte, error) {
 	w := wire{V: Version, ID: m.ID.String(), Kind: m.Kind, Body: m.Body, Sent: m.Sent.UnixMilli(), From: m.From, To: m.To}
 	for _, r := range m.Refs {
 		w.Refs = append(w.Refs, r.String())
+	}
+	if m.File != nil {
+		w.File = m.File.wire()
 	}
 	if err := w.check(); err != nil {
 		return nil, err
@@ -152,17 +188,39 @@ func Decode(b []byte) (Message, error) {
 		}
 		m.Refs = append(m.Refs, id)
 	}
+	if w.File != nil {
+		if m.File, err = w.File.file(); err != nil {
+			return Message{}, err
+		}
+	}
 	return m, nil
 }
 
 func (w wire) check() error {
+	if (w.Kind == KindFile) != (w.File != nil) {
+		return fmt.Errorf("%w: a file goes with kind %q only", ErrMalformed, KindFile)
+	}
 	switch w.Kind {
+	case KindFile:
+		if len(w.Refs) > 0 || w.Body != "" {
+			return fmt.Errorf("%w: file message with refs or a body", ErrMalformed)
+		}
+		if _, err := w.File.file(); err != nil {
+			return err
+		}
 	case KindText, KindTyping:
 		if len(w.Refs) > 0 {
 			return fmt.Errorf("%w: %s message with refs", ErrMalformed, w.Kind)
 		}
 		if w.Kind == KindTyping && w.Body != "" {
 			return fmt.Errorf("%w: typing message with a body", ErrMalformed)
+		}
+	case KindStatusKey:
+		if len(w.Refs) > 0 {
+			return fmt.Errorf("%w: status key with refs", ErrMalformed)
+		}
+		if _, _, err := ParseStatusKey(w.Body); err != nil {
+			return err
 		}
 	case KindReceipt:
 		if w.Body != "" {

@@ -123,6 +123,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"typing","sent":1,"from":"bob","to":"carol"}`))
 	f.Add([]byte(`{"v":2}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"v":1,"id":"0102030405060708090a0b0c0d0e0f10","kind":"status-key","body":"0000002a:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","sent":1,"from":"bob"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Decode(data)
 		if err != nil {
@@ -137,4 +138,22 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoded message changed: %+v vs %+v (%v)", m2, m, err)
 		}
 	})
+}
+
+// TestStatusKeyBody: a status key body round-trips, and every other body of the kind is
+// malformed.
+func TestStatusKeyBody(t *testing.T) {
+	key := make([]byte, 32)
+	key[0] = 7
+	body := FormatStatusKey(42, key)
+	id, got, err := ParseStatusKey(body)
+	if err != nil || id != 42 || string(got) != string(key) {
+		t.Fatalf("ParseStatusKey(%q) = %d, %x, %v", body, id, got, err)
+	}
+	for _, bad := range []string{"", "2a:" + body[9:], body[:len(body)-1], "0000002g" + body[8:], body + "A", "0000002a" + body[9:]} {
+		m := Message{ID: NewID(), Kind: KindStatusKey, Body: bad, From: "bob"}
+		if _, err := Encode(m); !errors.Is(err, ErrMalformed) {
+			t.Errorf("body %q: %v", bad, err)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,15 +16,27 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/crypto/keys"
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	commonv1 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
+	mediav1 "github.com/guardyn/guardyn/proto/guardyn/media/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
+	presencev1 "github.com/guardyn/guardyn/proto/guardyn/presence/v1"
 	"github.com/guardyn/guardyn/services/auth"
+	"github.com/guardyn/guardyn/tools/devserver/platform"
 )
+
+// nopProvider accepts every push and sends nothing, for tests that register targets of a
+// platform the test platform has no credentials for.
+type nopProvider struct{}
+
+func (nopProvider) Push(context.Context, *notificationv1.RegisterPushTargetRequest) error { return nil }
 
 // rpc is one method of the API with a plausible request.
 type rpc struct {
@@ -45,7 +58,7 @@ func firstErr[T any](recv func() (T, error)) error {
 // token and a removed device's token, then checks what another user's valid token can
 // reach.
 func TestAuthorizationTable(t *testing.T) {
-	e := start(t)
+	e := startWith(t, func(c *platform.Config) { c.FCM = nopProvider{} })
 	alice, mallory := e.register(t, "alice"), e.register(t, "mallory")
 	alice2 := e.link(t, alice)
 	removed := e.link(t, alice)
@@ -66,6 +79,9 @@ func TestAuthorizationTable(t *testing.T) {
 	}
 	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: []*commonv1.DeviceAddress{addr(alice), addr(alice2)}, GroupInfo: []byte("gi")}))
 	a, m := e.auth, e.msg
+	md := mediav1.NewMediaServiceClient(e.conn)
+	blob := uploadBlob(t, md, alice, []byte("alice's ciphertext"))
+	aliceCap := must(md.CreateCapability(alice.ctx(t), &mediav1.CreateCapabilityRequest{BlobId: blob, Ttl: durationpb.New(time.Hour), AudienceUserId: alice2.UserID})).GetCapability()
 	rpcs := []rpc{
 		{authv1.AuthService_Register_FullMethodName, true, func(ctx context.Context) error {
 			_, err := a.Register(ctx, &authv1.RegisterRequest{Username: "x"})
@@ -199,7 +215,7 @@ func TestAuthorizationTable(t *testing.T) {
 			return err
 		}},
 		{messagingv1.MessagingService_SendGroupMessage_FullMethodName, false, func(ctx context.Context) error {
-			_, err := m.SendGroupMessage(ctx, &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: []byte("p"), ClientMessageId: clientID()})
+			_, err := m.SendGroupMessage(ctx, &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 0), ClientMessageId: clientID()})
 			return err
 		}},
 		{messagingv1.MessagingService_FetchWelcome_FullMethodName, false, func(ctx context.Context) error {
@@ -210,7 +226,89 @@ func TestAuthorizationTable(t *testing.T) {
 			_, err := m.GetGroupInfo(ctx, &messagingv1.GetGroupInfoRequest{GroupId: gid})
 			return err
 		}},
+		{mediav1.MediaService_CreateUpload_FullMethodName, false, func(ctx context.Context) error {
+			_, err := md.CreateUpload(ctx, &mediav1.CreateUploadRequest{TotalSize: 10, ChunkSize: 10})
+			return err
+		}},
+		{mediav1.MediaService_UploadChunks_FullMethodName, false, func(ctx context.Context) error {
+			s, err := md.UploadChunks(ctx)
+			if err != nil {
+				return err
+			}
+			s.Send(&mediav1.UploadChunksRequest{UploadId: "x", Data: []byte("x")})
+			_, err = s.CloseAndRecv()
+			return err
+		}},
+		{mediav1.MediaService_GetUploadStatus_FullMethodName, false, func(ctx context.Context) error {
+			_, err := md.GetUploadStatus(ctx, &mediav1.GetUploadStatusRequest{UploadId: "x"})
+			return err
+		}},
+		{mediav1.MediaService_CompleteUpload_FullMethodName, false, func(ctx context.Context) error {
+			_, err := md.CompleteUpload(ctx, &mediav1.CompleteUploadRequest{UploadId: "x", Sha256: make([]byte, 32)})
+			return err
+		}},
+		{mediav1.MediaService_Download_FullMethodName, false, func(ctx context.Context) error {
+			s, err := md.Download(ctx, &mediav1.DownloadRequest{BlobId: blob})
+			if err != nil {
+				return err
+			}
+			return firstErr(s.Recv)
+		}},
+		{mediav1.MediaService_DeleteBlob_FullMethodName, false, func(ctx context.Context) error {
+			_, err := md.DeleteBlob(ctx, &mediav1.DeleteBlobRequest{BlobId: blob})
+			return err
+		}},
+		{mediav1.MediaService_CreateCapability_FullMethodName, false, func(ctx context.Context) error {
+			_, err := md.CreateCapability(ctx, &mediav1.CreateCapabilityRequest{BlobId: blob, Ttl: durationpb.New(time.Hour)})
+			return err
+		}},
+		{mediav1.MediaService_RevokeCapability_FullMethodName, false, func(ctx context.Context) error {
+			_, err := md.RevokeCapability(ctx, &mediav1.RevokeCapabilityRequest{Capability: aliceCap})
+			return err
+		}},
 	}
+	pr, pu := e.pres, e.push
+	rpcs = append(rpcs,
+		rpc{presencev1.PresenceService_SetStatus_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pr.SetStatus(ctx, &presencev1.SetStatusRequest{Status: presencev1.PresenceStatus_PRESENCE_STATUS_ONLINE})
+			return err
+		}},
+		rpc{presencev1.PresenceService_Heartbeat_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pr.Heartbeat(ctx, &presencev1.HeartbeatRequest{})
+			return err
+		}},
+		rpc{presencev1.PresenceService_WatchPresence_FullMethodName, false, func(ctx context.Context) error {
+			s, err := pr.WatchPresence(ctx, &presencev1.WatchPresenceRequest{UserIds: []string{alice.UserID}})
+			if err != nil {
+				return err
+			}
+			return firstErr(s.Recv)
+		}},
+		rpc{presencev1.PresenceService_GetLastSeen_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pr.GetLastSeen(ctx, &presencev1.GetLastSeenRequest{UserIds: []string{alice.UserID}})
+			return err
+		}},
+		rpc{presencev1.PresenceService_SetPresencePrivacy_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pr.SetPresencePrivacy(ctx, &presencev1.SetPresencePrivacyRequest{Visibility: presencev1.PresenceVisibility_PRESENCE_VISIBILITY_EVERYONE})
+			return err
+		}},
+		rpc{presencev1.PresenceService_GetPresencePrivacy_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pr.GetPresencePrivacy(ctx, &presencev1.GetPresencePrivacyRequest{})
+			return err
+		}},
+		rpc{notificationv1.NotificationService_RegisterPushTarget_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pu.RegisterPushTarget(ctx, &notificationv1.RegisterPushTargetRequest{})
+			return err
+		}},
+		rpc{notificationv1.NotificationService_UnregisterPushTarget_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pu.UnregisterPushTarget(ctx, &notificationv1.UnregisterPushTargetRequest{})
+			return err
+		}},
+		rpc{notificationv1.NotificationService_ListPushTargets_FullMethodName, false, func(ctx context.Context) error {
+			_, err := pu.ListPushTargets(ctx, &notificationv1.ListPushTargetsRequest{})
+			return err
+		}},
+	)
 
 	// The table must name every method the services expose.
 	var want, got []string
@@ -220,6 +318,9 @@ func TestAuthorizationTable(t *testing.T) {
 	}{
 		{authv1.AuthService_ServiceDesc.ServiceName, methodNames(authv1.AuthService_ServiceDesc.Methods, authv1.AuthService_ServiceDesc.Streams)},
 		{messagingv1.MessagingService_ServiceDesc.ServiceName, methodNames(messagingv1.MessagingService_ServiceDesc.Methods, messagingv1.MessagingService_ServiceDesc.Streams)},
+		{presencev1.PresenceService_ServiceDesc.ServiceName, methodNames(presencev1.PresenceService_ServiceDesc.Methods, presencev1.PresenceService_ServiceDesc.Streams)},
+		{notificationv1.NotificationService_ServiceDesc.ServiceName, methodNames(notificationv1.NotificationService_ServiceDesc.Methods, notificationv1.NotificationService_ServiceDesc.Streams)},
+		{mediav1.MediaService_ServiceDesc.ServiceName, methodNames(mediav1.MediaService_ServiceDesc.Methods, mediav1.MediaService_ServiceDesc.Streams)},
 	} {
 		for _, m := range sd.methods {
 			want = append(want, "/"+sd.name+"/"+m)
@@ -267,6 +368,52 @@ func TestAuthorizationTable(t *testing.T) {
 	}
 
 	t.Run("other user's token", func(t *testing.T) { otherUser(t, e, alice, alice2, mallory, gid) })
+	t.Run("other user's media", func(t *testing.T) { otherUserMedia(t, md, alice, alice2, mallory, blob, aliceCap) })
+}
+
+// uploadBlob stores body as a blob of d and returns its id.
+func uploadBlob(t *testing.T, md mediav1.MediaServiceClient, d *device, body []byte) string {
+	t.Helper()
+	up := must(md.CreateUpload(d.ctx(t), &mediav1.CreateUploadRequest{TotalSize: uint64(len(body)), ChunkSize: 1 << 20}))
+	s := must(md.UploadChunks(d.ctx(t)))
+	if err := s.Send(&mediav1.UploadChunksRequest{UploadId: up.GetUploadId(), Data: body}); err != nil {
+		t.Fatal(err)
+	}
+	must(s.CloseAndRecv())
+	sum := sha256.Sum256(body)
+	return must(md.CompleteUpload(d.ctx(t), &mediav1.CompleteUploadRequest{UploadId: up.GetUploadId(), Sha256: sum[:]})).GetBlobId()
+}
+
+// otherUserMedia checks what mallory's valid token reaches of alice's media: nothing, not
+// even with a capability made out to alice's other device's account.
+func otherUserMedia(t *testing.T, md mediav1.MediaServiceClient, alice, alice2, mallory *device, blob string, aliceCap []byte) {
+	up := must(md.CreateUpload(alice.ctx(t), &mediav1.CreateUploadRequest{TotalSize: 10, ChunkSize: 10}))
+	_, err := md.GetUploadStatus(mallory.ctx(t), &mediav1.GetUploadStatusRequest{UploadId: up.GetUploadId()})
+	wantErr(t, err, codes.NotFound, "UPLOAD_NOT_FOUND")
+	s := must(md.UploadChunks(mallory.ctx(t)))
+	s.Send(&mediav1.UploadChunksRequest{UploadId: up.GetUploadId(), Data: []byte("mallory's")})
+	_, err = s.CloseAndRecv()
+	wantErr(t, err, codes.NotFound, "UPLOAD_NOT_FOUND")
+	_, err = md.CompleteUpload(mallory.ctx(t), &mediav1.CompleteUploadRequest{UploadId: up.GetUploadId(), Sha256: make([]byte, 32)})
+	wantErr(t, err, codes.NotFound, "UPLOAD_NOT_FOUND")
+	read := func(d *device, c []byte) error {
+		st := must(md.Download(d.ctx(t), &mediav1.DownloadRequest{BlobId: blob, Capability: c}))
+		return firstErr(st.Recv)
+	}
+	wantErr(t, read(mallory, nil), codes.NotFound, "BLOB_NOT_FOUND")
+	wantErr(t, read(mallory, aliceCap), codes.PermissionDenied, "CAPABILITY_INVALID")
+	if err := read(alice2, aliceCap); err != nil {
+		t.Fatalf("alice's other device with its capability: %v", err)
+	}
+	_, err = md.CreateCapability(mallory.ctx(t), &mediav1.CreateCapabilityRequest{BlobId: blob, Ttl: durationpb.New(time.Hour)})
+	wantErr(t, err, codes.NotFound, "BLOB_NOT_FOUND")
+	_, err = md.RevokeCapability(mallory.ctx(t), &mediav1.RevokeCapabilityRequest{Capability: aliceCap})
+	wantErr(t, err, codes.PermissionDenied, "CAPABILITY_INVALID")
+	_, err = md.DeleteBlob(mallory.ctx(t), &mediav1.DeleteBlobRequest{BlobId: blob})
+	wantErr(t, err, codes.NotFound, "BLOB_NOT_FOUND")
+	if err := read(alice, nil); err != nil {
+		t.Fatalf("alice lost her blob to mallory's calls: %v", err)
+	}
 }
 
 func methodNames(unary []grpc.MethodDesc, streams []grpc.StreamDesc) []string {
@@ -322,7 +469,7 @@ func otherUser(t *testing.T, e *env, alice, alice2, mallory *device, gid []byte)
 	wantErr(t, err, codes.PermissionDenied, "NOT_GROUP_MEMBER")
 	_, err = e.msg.SubmitProposal(mallory.ctx(t), &messagingv1.SubmitProposalRequest{GroupId: gid, Proposal: []byte("p")})
 	wantErr(t, err, codes.PermissionDenied, "NOT_GROUP_MEMBER")
-	_, err = e.msg.SendGroupMessage(mallory.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: []byte("p"), ClientMessageId: clientID()})
+	_, err = e.msg.SendGroupMessage(mallory.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 0), ClientMessageId: clientID()})
 	wantErr(t, err, codes.PermissionDenied, "NOT_GROUP_MEMBER")
 	_, err = e.msg.FetchWelcome(mallory.ctx(t), &messagingv1.FetchWelcomeRequest{GroupId: gid})
 	wantErr(t, err, codes.NotFound, "WELCOME_NOT_FOUND")
@@ -330,6 +477,26 @@ func otherUser(t *testing.T, e *env, alice, alice2, mallory *device, gid []byte)
 	wantErr(t, err, codes.NotFound, "GROUP_NOT_FOUND")
 	_, err = e.msg.CreateGroup(mallory.ctx(t), &messagingv1.CreateGroupRequest{GroupId: clientID(), Members: []*commonv1.DeviceAddress{{UserId: alice.UserID, DeviceId: 1}}})
 	wantErr(t, err, codes.InvalidArgument, "MALFORMED_REQUEST")
+	// Alice's push targets and presence settings are hers: mallory lists, removes and reads
+	// only his own, and alice's presence stays hidden from him.
+	must(e.push.RegisterPushTarget(alice.ctx(t), &notificationv1.RegisterPushTargetRequest{Target: &notificationv1.RegisterPushTargetRequest_Fcm{Fcm: &notificationv1.FcmTarget{RegistrationToken: "alice-token"}}}))
+	if l := must(e.push.ListPushTargets(mallory.ctx(t), &notificationv1.ListPushTargetsRequest{})); len(l.GetTargets()) != 0 {
+		t.Fatalf("mallory lists push targets %v", l.GetTargets())
+	}
+	_, err = e.push.UnregisterPushTarget(mallory.ctx(t), &notificationv1.UnregisterPushTargetRequest{})
+	wantErr(t, err, codes.NotFound, "PUSH_TARGET_NOT_FOUND")
+	if l := must(e.push.ListPushTargets(alice.ctx(t), &notificationv1.ListPushTargetsRequest{})); len(l.GetTargets()) != 1 {
+		t.Fatalf("alice's push target after mallory's calls: %v", l.GetTargets())
+	}
+	must(e.pres.SetPresencePrivacy(alice.ctx(t), &presencev1.SetPresencePrivacyRequest{Visibility: presencev1.PresenceVisibility_PRESENCE_VISIBILITY_CONTACTS, AllowedUserIds: []string{alice2.UserID}}))
+	must(e.pres.SetPresencePrivacy(mallory.ctx(t), &presencev1.SetPresencePrivacyRequest{Visibility: presencev1.PresenceVisibility_PRESENCE_VISIBILITY_EVERYONE}))
+	must(e.pres.SetStatus(alice.ctx(t), &presencev1.SetStatusRequest{Status: presencev1.PresenceStatus_PRESENCE_STATUS_BUSY}))
+	if p := must(e.pres.GetLastSeen(mallory.ctx(t), &presencev1.GetLastSeenRequest{UserIds: []string{alice.UserID}})).GetPresences()[0]; p.GetStatus() != presencev1.PresenceStatus_PRESENCE_STATUS_UNSPECIFIED || p.GetLastSeen() != nil {
+		t.Fatalf("mallory sees alice's presence %v", p)
+	}
+	if pv := must(e.pres.GetPresencePrivacy(mallory.ctx(t), &presencev1.GetPresencePrivacyRequest{})); pv.GetVisibility() != presencev1.PresenceVisibility_PRESENCE_VISIBILITY_EVERYONE || len(pv.GetAllowedUserIds()) != 0 {
+		t.Fatalf("mallory reads %v", pv)
+	}
 	cert := must(e.auth.GetSenderCertificate(mallory.ctx(t), &authv1.GetSenderCertificateRequest{}))
 	if bytes.Contains(cert.GetCertificate(), []byte(alice.UserID)) {
 		t.Fatal("mallory's sender certificate names alice")

@@ -1,7 +1,6 @@
 package platform_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/guardyn/guardyn/libs/crypto/mls/mlsframe"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 )
 
@@ -28,8 +28,8 @@ func TestBacklogOfLargeGroupMessagesIsReceivedAndAcked(t *testing.T) {
 	gid := clientID()
 	must(e.msg.CreateGroup(mallory.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs(mallory, victim), GroupInfo: []byte("gi")}))
 	const n, size = 20, 256 << 10
-	for i := range n {
-		must(e.msg.SendGroupMessage(mallory.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: bytes.Repeat([]byte{byte(i)}, size), ClientMessageId: clientID()}))
+	for range n {
+		must(e.msg.SendGroupMessage(mallory.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, size), ClientMessageId: clientID()}))
 	}
 	e.receiveAllAndAck(t, victim, n, messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_MESSAGE, size)
 }
@@ -53,8 +53,8 @@ func TestLiveBurstOfLargeGroupMessagesIsReceived(t *testing.T) {
 		t.Fatalf("first response %v, %v; want the empty backlog", resp, err)
 	}
 	const n, size = 17, 256 << 10
-	for i := range n {
-		must(e.msg.SendGroupMessage(mallory.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: bytes.Repeat([]byte{byte(i)}, size), ClientMessageId: clientID()}))
+	for range n {
+		must(e.msg.SendGroupMessage(mallory.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, size), ClientMessageId: clientID()}))
 	}
 	seen := map[string]bool{}
 	for len(seen) < n {
@@ -92,7 +92,7 @@ func TestBacklogOfMaximalGroupMessagesIsReceivedAndAcked(t *testing.T) {
 	if _, err := e.msg.CreateGroup(mallory.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs(mallory, victim), GroupInfo: []byte("gi")}); err != nil {
 		t.Fatal(err)
 	}
-	payload := bytes.Repeat([]byte{0x5a}, size)
+	payload := mlsframe.PrivateMessage(gid, 0, mlsframe.Application, size)
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	for w := range workers {

@@ -111,8 +111,10 @@ func TestWelcomeIsStoredOnce(t *testing.T) {
 	}
 }
 
-// TestCommitFanOutIsBounded: a 256 KiB commit in a group of 300 devices would store 75 MB
-// of copies; the service refuses it with LIMIT_EXCEEDED and the epoch stays.
+// TestCommitFanOutIsBounded: a 256 KiB commit in a group of 300 devices used to store
+// 75 MB of copies and was refused with LIMIT_EXCEEDED; the group log (issue 12) stores it
+// once with a notice per device, so it is accepted and grows the data dir by far less
+// than one copy per device, and every member still receives all of it.
 func TestCommitFanOutIsBounded(t *testing.T) {
 	e := unlimited(t)
 	const n = 300
@@ -122,11 +124,19 @@ func TestCommitFanOutIsBounded(t *testing.T) {
 	}
 	gid := clientID()
 	must(e.msg.CreateGroup(members[0].ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs(members...), GroupInfo: []byte("gi")}))
-	_, err := e.msg.SubmitCommit(members[0].ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 256<<10), GroupInfo: []byte("g")})
-	wantErr(t, err, codes.InvalidArgument, "LIMIT_EXCEEDED")
-	// A commit of a realistic size for the group goes through.
-	if resp := must(e.msg.SubmitCommit(members[0].ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 16<<10), GroupInfo: []byte("g")})); resp.GetEpoch() != 1 {
-		t.Fatalf("epoch after the commit = %d, want 1 (the refused one must not count)", resp.GetEpoch())
+	commit := mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 256<<10)
+	before := dirSize(t, e.dir)
+	if resp := must(e.msg.SubmitCommit(members[0].ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: commit, GroupInfo: []byte("g")})); resp.GetEpoch() != 1 {
+		t.Fatalf("epoch after the commit = %d, want 1", resp.GetEpoch())
+	}
+	// The kv file grows by whole mmap steps, so allow a few MiB over the one copy.
+	if grown := dirSize(t, e.dir) - before; grown > 12<<20 {
+		t.Errorf("a 256 KiB commit for %d devices grew the data dir by %d bytes; it must be stored once", n, grown)
+	}
+	for _, m := range []*device{members[1], members[n-1]} {
+		if d := e.receive(t, m).next(t); d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT || !bytes.Equal(d.GetPayload(), commit) {
+			t.Fatalf("a member got a %v of %d bytes, want the %d-byte commit", d.GetKind(), len(d.GetPayload()), len(commit))
+		}
 	}
 }
 
@@ -238,5 +248,46 @@ func TestHandshakesMustBePrivateMessagesOfTheirGroupAndEpoch(t *testing.T) {
 	must(e.msg.SubmitProposal(alice.ctx(t), &messagingv1.SubmitProposalRequest{GroupId: gid, Proposal: mlsframe.PrivateMessage(gid, 0, mlsframe.Proposal, 0)}))
 	if resp := must(e.msg.SubmitCommit(alice.ctx(t), adding(mlsframe.Welcome(mlsframe.Ref(1))))); resp.GetEpoch() != 1 {
 		t.Fatalf("epoch after a well-formed commit = %d", resp.GetEpoch())
+	}
+}
+
+// TestGroupMessagesMustBePrivateMessagesOfTheirGroupAndEpoch (issue 18): a group message is
+// stored once in the group log and fanned out to every member, so it is checked like a
+// handshake: an MLS PrivateMessage of the request's group and epoch carrying application
+// data. Anything else is refused with MALFORMED_REQUEST and reaches no member.
+func TestGroupMessagesMustBePrivateMessagesOfTheirGroupAndEpoch(t *testing.T) {
+	e := unlimited(t)
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	gid := clientID()
+	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs(alice, bob), GroupInfo: []byte("gi")}))
+	must(e.msg.SubmitCommit(alice.ctx(t), &messagingv1.SubmitCommitRequest{GroupId: gid, Epoch: 0, Commit: mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 0), GroupInfo: []byte("g1")}))
+	r := e.receive(t, bob)
+	if d := r.next(t); d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_COMMIT {
+		t.Fatalf("bob got a %v, want the commit", d.GetKind())
+	}
+	for name, m := range map[string]*messagingv1.SendGroupMessageRequest{
+		"not MLS":            {Epoch: 1, PrivateMessage: []byte("hello")},
+		"PublicMessage":      {Epoch: 1, PrivateMessage: mlsframe.PublicCommit(gid, 1)},
+		"a Welcome":          {Epoch: 1, PrivateMessage: mlsframe.Welcome(mlsframe.Ref(1))},
+		"another group":      {Epoch: 1, PrivateMessage: mlsframe.PrivateMessage(clientID(), 1, mlsframe.Application, 0)},
+		"another epoch":      {Epoch: 1, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 0)},
+		"a commit":           {Epoch: 1, PrivateMessage: mlsframe.PrivateMessage(gid, 1, mlsframe.Commit, 0)},
+		"a proposal":         {Epoch: 1, PrivateMessage: mlsframe.PrivateMessage(gid, 1, mlsframe.Proposal, 0)},
+		"previous epoch lie": {Epoch: 0, PrivateMessage: mlsframe.PrivateMessage(gid, 1, mlsframe.Application, 0)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m.GroupId, m.ClientMessageId = gid, clientID()
+			_, err := e.msg.SendGroupMessage(alice.ctx(t), m)
+			wantErr(t, err, codes.InvalidArgument, "MALFORMED_REQUEST")
+		})
+	}
+	r.none(t, 300*time.Millisecond)
+	// Application PrivateMessages of the current and of the previous epoch go through.
+	for _, epoch := range []uint64{1, 0} {
+		m := mlsframe.PrivateMessage(gid, epoch, mlsframe.Application, 40)
+		must(e.msg.SendGroupMessage(alice.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, Epoch: epoch, PrivateMessage: m, ClientMessageId: clientID()}))
+		if d := r.next(t); d.GetKind() != messagingv1.DeliveryKind_DELIVERY_KIND_GROUP_MESSAGE || !bytes.Equal(d.GetPayload(), m) || d.GetEpoch() != epoch {
+			t.Fatalf("bob got a %v of epoch %d, want the epoch-%d message", d.GetKind(), d.GetEpoch(), epoch)
+		}
 	}
 }

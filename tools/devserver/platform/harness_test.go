@@ -11,6 +11,8 @@ import (
 
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
+	presencev1 "github.com/guardyn/guardyn/proto/guardyn/presence/v1"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
 	"github.com/guardyn/guardyn/tools/internal/rawdevice"
 )
@@ -22,6 +24,8 @@ type env struct {
 	conn *grpc.ClientConn
 	auth authv1.AuthServiceClient
 	msg  messagingv1.MessagingServiceClient
+	pres presencev1.PresenceServiceClient
+	push notificationv1.NotificationServiceClient
 }
 
 func start(t *testing.T) *env { return startWith(t, func(*platform.Config) {}) }
@@ -53,7 +57,8 @@ func startWith(t *testing.T, tune func(*platform.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &env{p: p, dir: dir, conn: conn, auth: authv1.NewAuthServiceClient(conn), msg: messagingv1.NewMessagingServiceClient(conn)}
+	return &env{p: p, dir: dir, conn: conn, auth: authv1.NewAuthServiceClient(conn), msg: messagingv1.NewMessagingServiceClient(conn),
+		pres: presencev1.NewPresenceServiceClient(conn), push: notificationv1.NewNotificationServiceClient(conn)}
 }
 
 // device is a logged-in device driven over the raw API.

@@ -20,23 +20,30 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/guardyn/guardyn/libs/authn"
+	blobembedded "github.com/guardyn/guardyn/libs/blobstore/embedded"
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/libs/directory"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
 	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
+	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
+	mediav1 "github.com/guardyn/guardyn/proto/guardyn/media/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
+	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
+	presencev1 "github.com/guardyn/guardyn/proto/guardyn/presence/v1"
 	"github.com/guardyn/guardyn/proto/protolimits"
 	"github.com/guardyn/guardyn/services/auth"
+	"github.com/guardyn/guardyn/services/media"
 	"github.com/guardyn/guardyn/services/messaging"
+	"github.com/guardyn/guardyn/services/notification"
 )
 
 // Config chooses where the platform keeps its data and listens.
 type Config struct {
-	// DataDir holds every durable byte: kv.db, msgstore/, nats/ and keys/.
+	// DataDir holds every durable byte: kv.db, msgstore/, blobs/, nats/ and keys/.
 	DataDir string
 	// GRPCAddr and AdminAddr are listen addresses; ":0" picks a free port.
 	GRPCAddr, AdminAddr string
@@ -51,15 +58,35 @@ type Config struct {
 	// disables rate limiting.
 	Limits ratelimit.Policy
 	Logger *slog.Logger
+	// Observer gives the process its metrics registry and tracer (libs/observe); nil
+	// makes one that exports no traces. Logger, when set, wins over the Observer's.
+	Observer *observe.Observer
 	// InboxLimit caps each device's undelivered messages (0: the messaging default).
 	InboxLimit int
 	// StreamRecheck is how often open Receive streams are checked for a removed device
 	// (0: the messaging default).
 	StreamRecheck time.Duration
+	// Media adjusts the media service's quotas and limits (zero fields: its defaults).
+	Media media.Config
 	// Reflection enables gRPC server reflection (development only).
 	Reflection bool
 	// GRPCOptions are passed to the gRPC server.
 	GRPCOptions []grpc.ServerOption
+
+	// PresenceTTL is how long a device stays online after its last heartbeat (0:
+	// bus.PresenceTTL).
+	PresenceTTL time.Duration
+	// VAPIDSubject is the contact Web Push services see in VAPID JWTs (empty:
+	// mailto:postmaster@localhost); the VAPID key lives in DataDir/keys/vapid.key.
+	VAPIDSubject string
+	// WebPush, APNs and FCM replace the push providers (tests); nil keeps the default Web
+	// Push provider and no APNs or FCM, which need credentials.
+	WebPush, APNs, FCM notification.Provider
+	// AllowPrivatePushEndpoints accepts Web Push endpoints on loopback and private
+	// addresses: for tests against a local push service only.
+	AllowPrivatePushEndpoints bool
+	// PushCoalesceWindow: see notification.Config.CoalesceWindow.
+	PushCoalesceWindow time.Duration
 }
 
 // Platform is a running all-in-one server.
@@ -68,9 +95,13 @@ type Platform struct {
 	auth *auth.Server
 	stop []func()
 	log  *slog.Logger
+
+	// media sweeps expired uploads and blobs while Run serves.
+	media *media.Server
 	// The stores, for tests that break them.
 	kv      *kvembedded.Store
 	inboxes *msgembedded.Store
+	blobs   *blobembedded.Store
 
 	// What keeps the process's view of devices current, kept for tests that cut it.
 	dirSub, changes *nats.Subscription
@@ -83,18 +114,27 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("platform: data dir is required")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("platform: data dir: %w", err)
 	}
-	p := &Platform{log: cfg.Logger}
+	p := &Platform{}
 	defer func() {
 		if err != nil {
 			p.close()
 		}
 	}()
+	obs := cfg.Observer
+	if obs == nil {
+		if obs, err = observe.New(ctx, observe.Config{Service: "guardyn"}); err != nil {
+			return nil, err
+		}
+		// Closed last: it flushes the spans of everything closed before it.
+		p.stop = append(p.stop, func() { obs.Close(context.Background()) })
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = obs.Logger()
+	}
+	p.log = cfg.Logger
 
 	tokenKey, err := config.LoadOrCreateEd25519Key(filepath.Join(cfg.DataDir, "keys", "token.key"))
 	if err != nil {
@@ -105,19 +145,32 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 
-	kvStore, err := kvembedded.Open(filepath.Join(cfg.DataDir, kvembedded.FileName), kvembedded.Options{})
+	kvFile, err := kvembedded.Open(filepath.Join(cfg.DataDir, kvembedded.FileName), kvembedded.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("platform: kv store: %w", err)
 	}
-	p.stop = append(p.stop, func() { kvStore.Close() })
+	p.stop = append(p.stop, func() { kvFile.Close() })
+	kvStore := obs.KV("kv", kvFile)
 
-	inboxes, err := msgembedded.Open(filepath.Join(cfg.DataDir, msgembedded.DirName), msgembedded.Options{
+	inboxFiles, err := msgembedded.Open(filepath.Join(cfg.DataDir, msgembedded.DirName), msgembedded.Options{
 		OnError: func(err error) { cfg.Logger.Warn("message store", "err", err) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("platform: message store: %w", err)
 	}
-	p.stop = append(p.stop, func() { inboxes.Close() })
+	p.stop = append(p.stop, func() { inboxFiles.Close() })
+	inboxes := obs.Messages(inboxFiles)
+
+	blobs, err := blobembedded.Open(filepath.Join(cfg.DataDir, blobembedded.DirName))
+	if err != nil {
+		return nil, fmt.Errorf("platform: blob store: %w", err)
+	}
+	p.stop = append(p.stop, func() { blobs.Close() })
+	p.blobs = blobs
+	capKey, err := config.LoadOrCreateSecret(filepath.Join(cfg.DataDir, "keys", "media-capability.key"), media.CapabilityKeySize)
+	if err != nil {
+		return nil, err
+	}
 
 	var b *bus.Bus
 	if cfg.NATSURL != "" {
@@ -129,6 +182,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, fmt.Errorf("platform: nats: %w", err)
 	}
 	p.stop = append(p.stop, func() { b.Close() })
+	b.Observe(obs)
 
 	if cfg.Limits == nil {
 		cfg.Limits = DefaultPolicy()
@@ -182,6 +236,19 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 	p.stop = append(p.stop, notices.Stop)
 
+	presSvc, pushSvc, err := p.startPresenceAndPush(ctx, cfg, kvStore, b, limits, obs.Pushes())
+	if err != nil {
+		return nil, err
+	}
+	mediaCfg := cfg.Media
+	mediaCfg.Records, mediaCfg.Blobs, mediaCfg.CapabilityKey = kvStore, blobs, capKey
+	mediaCfg.Limits, mediaCfg.Logger = limits, cfg.Logger
+	mediaSvc, err := media.New(mediaCfg)
+	if err != nil {
+		return nil, err
+	}
+	p.media = mediaSvc
+
 	// Every call is checked against the auth store itself, in this process: a device is
 	// refused from the moment its removal commits, by every service. (The directory's
 	// cache serves device lists for sends, and revocation in a messaging process of its
@@ -196,24 +263,30 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p.auth, p.kv, p.inboxes = authSvc, kvStore, inboxes
+	p.auth, p.kv, p.inboxes = authSvc, kvFile, inboxFiles
 	// Ready only while every store and the bus work: the msgstore refuses writes after a
 	// failed write, the kv store when its writer cannot commit.
 	ready := server.ReadyAll(
-		server.Check{Name: "kv", Ready: kvStore.Ready},
-		server.Check{Name: "msgstore", Ready: inboxes.Ready},
+		server.Check{Name: "kv", Ready: kvFile.Ready},
+		server.Check{Name: "msgstore", Ready: inboxFiles.Ready},
+		server.Check{Name: "blobstore", Ready: blobs.Ready},
 		server.Check{Name: "bus", Ready: b.Ready},
+		server.Check{Name: "presence", Ready: presSvc.Ready},
 	)
 	p.srv, err = server.New(server.Config{
 		GRPCAddr: cfg.GRPCAddr, AdminAddr: cfg.AdminAddr,
 		Register: func(r grpc.ServiceRegistrar) {
 			authv1.RegisterAuthServiceServer(r, authSvc)
 			messagingv1.RegisterMessagingServiceServer(r, msgSvc)
+			presencev1.RegisterPresenceServiceServer(r, presSvc)
+			notificationv1.RegisterNotificationServiceServer(r, pushSvc)
+			mediav1.RegisterMediaServiceServer(r, mediaSvc)
 		},
 		Auth:         authn.NewInterceptor(verifier, auth.PublicMethods()...),
 		Validate:     server.FieldLimits(fieldLimits),
 		Ready:        ready,
 		Reflection:   cfg.Reflection,
+		Observer:     obs,
 		Logger:       cfg.Logger,
 		GRPCOptions:  cfg.GRPCOptions,
 		DrainTimeout: cfg.DrainTimeout,
@@ -264,6 +337,13 @@ func (p *Platform) Run(ctx context.Context) error {
 		_ = p.auth.ReplayEvents(sweepCtx)
 	}()
 	defer func() { stopSweeping(); <-replayed }()
+	// Expired uploads, leases and capabilities end, and unowned blobs are deleted.
+	mediaSwept := make(chan struct{})
+	go func() {
+		defer close(mediaSwept)
+		_ = p.media.Run(sweepCtx, 0)
+	}()
+	defer func() { stopSweeping(); <-mediaSwept }()
 	return p.srv.Run(ctx)
 }
 

@@ -44,6 +44,10 @@ func TestReadyzCoversEveryStore(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	p.blobs.Close()
+	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "blobstore:") {
+		t.Fatalf("/readyz with the blob store closed = %d %q; want 503 naming it", code, body)
+	}
 	p.inboxes.Close()
 	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "msgstore:") {
 		t.Fatalf("/readyz with the message store refusing writes = %d %q; want 503 naming it", code, body)

@@ -24,7 +24,7 @@ func TestGroupPayloadsAtTheirMaximum(t *testing.T) {
 	gid := clientID()
 	must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs(alice, bob), GroupInfo: []byte("gi")}))
 	t.Run("SendGroupMessage 256 KiB", func(t *testing.T) {
-		_, err := e.msg.SendGroupMessage(alice.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: make([]byte, 256<<10), ClientMessageId: clientID()})
+		_, err := e.msg.SendGroupMessage(alice.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 256<<10), ClientMessageId: clientID()})
 		if err != nil {
 			t.Fatalf("private_message at its 256 KiB maximum: %v", err)
 		}
@@ -110,8 +110,8 @@ func TestGroupMessageIDsAreScopedToTheGroup(t *testing.T) {
 		must(e.msg.CreateGroup(alice.ctx(t), &messagingv1.CreateGroupRequest{GroupId: g, Members: addrs(alice, bob), GroupInfo: []byte("gi")}))
 	}
 	id := clientID()
-	must(e.msg.SendGroupMessage(alice.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: g1, PrivateMessage: []byte("in g1"), ClientMessageId: id}))
-	must(e.msg.SendGroupMessage(alice.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: g2, PrivateMessage: []byte("in g2"), ClientMessageId: id}))
+	must(e.msg.SendGroupMessage(alice.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: g1, PrivateMessage: mlsframe.PrivateMessage(g1, 0, mlsframe.Application, 0), ClientMessageId: id}))
+	must(e.msg.SendGroupMessage(alice.ctx(t), &messagingv1.SendGroupMessageRequest{GroupId: g2, PrivateMessage: mlsframe.PrivateMessage(g2, 0, mlsframe.Application, 0), ClientMessageId: id}))
 	r := e.receive(t, bob)
 	first := r.next(t)
 	if !bytes.Equal(first.GetGroupId(), g1) {

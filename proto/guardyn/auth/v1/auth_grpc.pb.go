@@ -85,8 +85,8 @@ type AuthServiceClient interface {
 	GetLoginChallenge(ctx context.Context, in *GetLoginChallengeRequest, opts ...grpc.CallOption) (*GetLoginChallengeResponse, error)
 	// Login exchanges a signed challenge for a short-lived access token and a refresh token. The
 	// signature is under context "login-challenge" over
-	// u8(len(username)) || username || u32be(device_id) || nonce. A nonce is consumed by its
-	// first Login attempt, successful or not.
+	// u8(len(username)) || username || u32be(device_id) || nonce. A nonce serves one successful
+	// Login; a failed attempt does not use it up.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: a required field is missing.
@@ -571,8 +571,8 @@ type AuthServiceServer interface {
 	GetLoginChallenge(context.Context, *GetLoginChallengeRequest) (*GetLoginChallengeResponse, error)
 	// Login exchanges a signed challenge for a short-lived access token and a refresh token. The
 	// signature is under context "login-challenge" over
-	// u8(len(username)) || username || u32be(device_id) || nonce. A nonce is consumed by its
-	// first Login attempt, successful or not.
+	// u8(len(username)) || username || u32be(device_id) || nonce. A nonce serves one successful
+	// Login; a failed attempt does not use it up.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: a required field is missing.

@@ -19,6 +19,7 @@
 package eventsv1
 
 import (
+	v11 "github.com/guardyn/guardyn/proto/guardyn/common/v1"
 	v1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -544,11 +545,117 @@ func (x *Acked) GetMessageIds() [][]byte {
 	return nil
 }
 
+// ReceiveStreams reports the Receive streams of one messaging instance: each open stream counts
+// as a heartbeat of its device, so a connected client needs no presence heartbeats of its own.
+// An instance sends the devices whose stream opened or closed at once, and every open stream
+// again at the presence heartbeat interval.
+type ReceiveStreams struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Devices with an open stream. Max: 1000 items.
+	Open []*v11.DeviceAddress `protobuf:"bytes,1,rep,name=open,proto3" json:"open,omitempty"`
+	// Devices whose stream just ended. Max: 1000 items.
+	Closed        []*v11.DeviceAddress `protobuf:"bytes,2,rep,name=closed,proto3" json:"closed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiveStreams) Reset() {
+	*x = ReceiveStreams{}
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiveStreams) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiveStreams) ProtoMessage() {}
+
+func (x *ReceiveStreams) ProtoReflect() protoreflect.Message {
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiveStreams.ProtoReflect.Descriptor instead.
+func (*ReceiveStreams) Descriptor() ([]byte, []int) {
+	return file_guardyn_events_v1_events_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReceiveStreams) GetOpen() []*v11.DeviceAddress {
+	if x != nil {
+		return x.Open
+	}
+	return nil
+}
+
+func (x *ReceiveStreams) GetClosed() []*v11.DeviceAddress {
+	if x != nil {
+		return x.Closed
+	}
+	return nil
+}
+
+// DeliveryNotice says that a message was stored for a device that had no Receive stream on the
+// instance storing it. It carries no ciphertext, no sender and no message id: only which
+// device to wake with a content-free push.
+type DeliveryNotice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device to wake.
+	Device        *v11.DeviceAddress `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveryNotice) Reset() {
+	*x = DeliveryNotice{}
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveryNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveryNotice) ProtoMessage() {}
+
+func (x *DeliveryNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveryNotice.ProtoReflect.Descriptor instead.
+func (*DeliveryNotice) Descriptor() ([]byte, []int) {
+	return file_guardyn_events_v1_events_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DeliveryNotice) GetDevice() *v11.DeviceAddress {
+	if x != nil {
+		return x.Device
+	}
+	return nil
+}
+
 var File_guardyn_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_guardyn_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1eguardyn/events/v1/events.proto\x12\x11guardyn.events.v1\x1a$guardyn/messaging/v1/messaging.proto\")\n" +
+	"\x1eguardyn/events/v1/events.proto\x12\x11guardyn.events.v1\x1a\x1eguardyn/common/v1/common.proto\x1a$guardyn/messaging/v1/messaging.proto\")\n" +
 	"\x0eDevicesChanged\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"E\n" +
 	"\rDeviceRemoved\x12\x17\n" +
@@ -580,7 +687,12 @@ const file_guardyn_events_v1_events_proto_rawDesc = "" +
 	"\x05event\"(\n" +
 	"\x05Acked\x12\x1f\n" +
 	"\vmessage_ids\x18\x01 \x03(\fR\n" +
-	"messageIdsB=Z;github.com/guardyn/guardyn/proto/guardyn/events/v1;eventsv1b\x06proto3"
+	"messageIds\"\x80\x01\n" +
+	"\x0eReceiveStreams\x124\n" +
+	"\x04open\x18\x01 \x03(\v2 .guardyn.common.v1.DeviceAddressR\x04open\x128\n" +
+	"\x06closed\x18\x02 \x03(\v2 .guardyn.common.v1.DeviceAddressR\x06closed\"J\n" +
+	"\x0eDeliveryNotice\x128\n" +
+	"\x06device\x18\x01 \x01(\v2 .guardyn.common.v1.DeviceAddressR\x06deviceB=Z;github.com/guardyn/guardyn/proto/guardyn/events/v1;eventsv1b\x06proto3"
 
 var (
 	file_guardyn_events_v1_events_proto_rawDescOnce sync.Once
@@ -594,7 +706,7 @@ func file_guardyn_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_guardyn_events_v1_events_proto_rawDescData
 }
 
-var file_guardyn_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_guardyn_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_guardyn_events_v1_events_proto_goTypes = []any{
 	(*DevicesChanged)(nil),     // 0: guardyn.events.v1.DevicesChanged
 	(*DeviceRemoved)(nil),      // 1: guardyn.events.v1.DeviceRemoved
@@ -604,19 +716,25 @@ var file_guardyn_events_v1_events_proto_goTypes = []any{
 	(*DeviceListResponse)(nil), // 5: guardyn.events.v1.DeviceListResponse
 	(*LiveEvent)(nil),          // 6: guardyn.events.v1.LiveEvent
 	(*Acked)(nil),              // 7: guardyn.events.v1.Acked
-	(*v1.Delivery)(nil),        // 8: guardyn.messaging.v1.Delivery
-	(*v1.PreKeysLow)(nil),      // 9: guardyn.messaging.v1.PreKeysLow
+	(*ReceiveStreams)(nil),     // 8: guardyn.events.v1.ReceiveStreams
+	(*DeliveryNotice)(nil),     // 9: guardyn.events.v1.DeliveryNotice
+	(*v1.Delivery)(nil),        // 10: guardyn.messaging.v1.Delivery
+	(*v1.PreKeysLow)(nil),      // 11: guardyn.messaging.v1.PreKeysLow
+	(*v11.DeviceAddress)(nil),  // 12: guardyn.common.v1.DeviceAddress
 }
 var file_guardyn_events_v1_events_proto_depIdxs = []int32{
-	8, // 0: guardyn.events.v1.LiveEvent.delivery:type_name -> guardyn.messaging.v1.Delivery
-	7, // 1: guardyn.events.v1.LiveEvent.acked:type_name -> guardyn.events.v1.Acked
-	1, // 2: guardyn.events.v1.LiveEvent.removed:type_name -> guardyn.events.v1.DeviceRemoved
-	9, // 3: guardyn.events.v1.LiveEvent.prekeys_low:type_name -> guardyn.messaging.v1.PreKeysLow
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	10, // 0: guardyn.events.v1.LiveEvent.delivery:type_name -> guardyn.messaging.v1.Delivery
+	7,  // 1: guardyn.events.v1.LiveEvent.acked:type_name -> guardyn.events.v1.Acked
+	1,  // 2: guardyn.events.v1.LiveEvent.removed:type_name -> guardyn.events.v1.DeviceRemoved
+	11, // 3: guardyn.events.v1.LiveEvent.prekeys_low:type_name -> guardyn.messaging.v1.PreKeysLow
+	12, // 4: guardyn.events.v1.ReceiveStreams.open:type_name -> guardyn.common.v1.DeviceAddress
+	12, // 5: guardyn.events.v1.ReceiveStreams.closed:type_name -> guardyn.common.v1.DeviceAddress
+	12, // 6: guardyn.events.v1.DeliveryNotice.device:type_name -> guardyn.common.v1.DeviceAddress
+	7,  // [7:7] is the sub-list for method output_type
+	7,  // [7:7] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_guardyn_events_v1_events_proto_init() }
@@ -636,7 +754,7 @@ func file_guardyn_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_guardyn_events_v1_events_proto_rawDesc), len(file_guardyn_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -799,6 +799,89 @@ func (x *CreateCapabilityResponse) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// RevokeCapabilityRequest names the capability to revoke.
+type RevokeCapabilityRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Token returned by CreateCapability. Max: 1024 bytes.
+	Capability    []byte `protobuf:"bytes,1,opt,name=capability,proto3" json:"capability,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCapabilityRequest) Reset() {
+	*x = RevokeCapabilityRequest{}
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCapabilityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCapabilityRequest) ProtoMessage() {}
+
+func (x *RevokeCapabilityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCapabilityRequest.ProtoReflect.Descriptor instead.
+func (*RevokeCapabilityRequest) Descriptor() ([]byte, []int) {
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RevokeCapabilityRequest) GetCapability() []byte {
+	if x != nil {
+		return x.Capability
+	}
+	return nil
+}
+
+// RevokeCapabilityResponse confirms the revocation; it has no fields.
+type RevokeCapabilityResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCapabilityResponse) Reset() {
+	*x = RevokeCapabilityResponse{}
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCapabilityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCapabilityResponse) ProtoMessage() {}
+
+func (x *RevokeCapabilityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCapabilityResponse.ProtoReflect.Descriptor instead.
+func (*RevokeCapabilityResponse) Descriptor() ([]byte, []int) {
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{15}
+}
+
 var File_guardyn_media_v1_media_proto protoreflect.FileDescriptor
 
 const file_guardyn_media_v1_media_proto_rawDesc = "" +
@@ -856,7 +939,12 @@ const file_guardyn_media_v1_media_proto_rawDesc = "" +
 	"capability\x18\x01 \x01(\fR\n" +
 	"capability\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2\xb4\x05\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"9\n" +
+	"\x17RevokeCapabilityRequest\x12\x1e\n" +
+	"\n" +
+	"capability\x18\x01 \x01(\fR\n" +
+	"capability\"\x1a\n" +
+	"\x18RevokeCapabilityResponse2\x9f\x06\n" +
 	"\fMediaService\x12]\n" +
 	"\fCreateUpload\x12%.guardyn.media.v1.CreateUploadRequest\x1a&.guardyn.media.v1.CreateUploadResponse\x12_\n" +
 	"\fUploadChunks\x12%.guardyn.media.v1.UploadChunksRequest\x1a&.guardyn.media.v1.UploadChunksResponse(\x01\x12f\n" +
@@ -865,7 +953,8 @@ const file_guardyn_media_v1_media_proto_rawDesc = "" +
 	"\bDownload\x12!.guardyn.media.v1.DownloadRequest\x1a\".guardyn.media.v1.DownloadResponse0\x01\x12W\n" +
 	"\n" +
 	"DeleteBlob\x12#.guardyn.media.v1.DeleteBlobRequest\x1a$.guardyn.media.v1.DeleteBlobResponse\x12i\n" +
-	"\x10CreateCapability\x12).guardyn.media.v1.CreateCapabilityRequest\x1a*.guardyn.media.v1.CreateCapabilityResponseB;Z9github.com/guardyn/guardyn/proto/guardyn/media/v1;mediav1b\x06proto3"
+	"\x10CreateCapability\x12).guardyn.media.v1.CreateCapabilityRequest\x1a*.guardyn.media.v1.CreateCapabilityResponse\x12i\n" +
+	"\x10RevokeCapability\x12).guardyn.media.v1.RevokeCapabilityRequest\x1a*.guardyn.media.v1.RevokeCapabilityResponseB;Z9github.com/guardyn/guardyn/proto/guardyn/media/v1;mediav1b\x06proto3"
 
 var (
 	file_guardyn_media_v1_media_proto_rawDescOnce sync.Once
@@ -879,7 +968,7 @@ func file_guardyn_media_v1_media_proto_rawDescGZIP() []byte {
 	return file_guardyn_media_v1_media_proto_rawDescData
 }
 
-var file_guardyn_media_v1_media_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_guardyn_media_v1_media_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_guardyn_media_v1_media_proto_goTypes = []any{
 	(*CreateUploadRequest)(nil),      // 0: guardyn.media.v1.CreateUploadRequest
 	(*CreateUploadResponse)(nil),     // 1: guardyn.media.v1.CreateUploadResponse
@@ -895,14 +984,16 @@ var file_guardyn_media_v1_media_proto_goTypes = []any{
 	(*DeleteBlobResponse)(nil),       // 11: guardyn.media.v1.DeleteBlobResponse
 	(*CreateCapabilityRequest)(nil),  // 12: guardyn.media.v1.CreateCapabilityRequest
 	(*CreateCapabilityResponse)(nil), // 13: guardyn.media.v1.CreateCapabilityResponse
-	(*timestamppb.Timestamp)(nil),    // 14: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 15: google.protobuf.Duration
+	(*RevokeCapabilityRequest)(nil),  // 14: guardyn.media.v1.RevokeCapabilityRequest
+	(*RevokeCapabilityResponse)(nil), // 15: guardyn.media.v1.RevokeCapabilityResponse
+	(*timestamppb.Timestamp)(nil),    // 16: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 17: google.protobuf.Duration
 }
 var file_guardyn_media_v1_media_proto_depIdxs = []int32{
-	14, // 0: guardyn.media.v1.CreateUploadResponse.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 1: guardyn.media.v1.GetUploadStatusResponse.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 2: guardyn.media.v1.CreateCapabilityRequest.ttl:type_name -> google.protobuf.Duration
-	14, // 3: guardyn.media.v1.CreateCapabilityResponse.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 0: guardyn.media.v1.CreateUploadResponse.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 1: guardyn.media.v1.GetUploadStatusResponse.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 2: guardyn.media.v1.CreateCapabilityRequest.ttl:type_name -> google.protobuf.Duration
+	16, // 3: guardyn.media.v1.CreateCapabilityResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: guardyn.media.v1.MediaService.CreateUpload:input_type -> guardyn.media.v1.CreateUploadRequest
 	2,  // 5: guardyn.media.v1.MediaService.UploadChunks:input_type -> guardyn.media.v1.UploadChunksRequest
 	4,  // 6: guardyn.media.v1.MediaService.GetUploadStatus:input_type -> guardyn.media.v1.GetUploadStatusRequest
@@ -910,15 +1001,17 @@ var file_guardyn_media_v1_media_proto_depIdxs = []int32{
 	8,  // 8: guardyn.media.v1.MediaService.Download:input_type -> guardyn.media.v1.DownloadRequest
 	10, // 9: guardyn.media.v1.MediaService.DeleteBlob:input_type -> guardyn.media.v1.DeleteBlobRequest
 	12, // 10: guardyn.media.v1.MediaService.CreateCapability:input_type -> guardyn.media.v1.CreateCapabilityRequest
-	1,  // 11: guardyn.media.v1.MediaService.CreateUpload:output_type -> guardyn.media.v1.CreateUploadResponse
-	3,  // 12: guardyn.media.v1.MediaService.UploadChunks:output_type -> guardyn.media.v1.UploadChunksResponse
-	5,  // 13: guardyn.media.v1.MediaService.GetUploadStatus:output_type -> guardyn.media.v1.GetUploadStatusResponse
-	7,  // 14: guardyn.media.v1.MediaService.CompleteUpload:output_type -> guardyn.media.v1.CompleteUploadResponse
-	9,  // 15: guardyn.media.v1.MediaService.Download:output_type -> guardyn.media.v1.DownloadResponse
-	11, // 16: guardyn.media.v1.MediaService.DeleteBlob:output_type -> guardyn.media.v1.DeleteBlobResponse
-	13, // 17: guardyn.media.v1.MediaService.CreateCapability:output_type -> guardyn.media.v1.CreateCapabilityResponse
-	11, // [11:18] is the sub-list for method output_type
-	4,  // [4:11] is the sub-list for method input_type
+	14, // 11: guardyn.media.v1.MediaService.RevokeCapability:input_type -> guardyn.media.v1.RevokeCapabilityRequest
+	1,  // 12: guardyn.media.v1.MediaService.CreateUpload:output_type -> guardyn.media.v1.CreateUploadResponse
+	3,  // 13: guardyn.media.v1.MediaService.UploadChunks:output_type -> guardyn.media.v1.UploadChunksResponse
+	5,  // 14: guardyn.media.v1.MediaService.GetUploadStatus:output_type -> guardyn.media.v1.GetUploadStatusResponse
+	7,  // 15: guardyn.media.v1.MediaService.CompleteUpload:output_type -> guardyn.media.v1.CompleteUploadResponse
+	9,  // 16: guardyn.media.v1.MediaService.Download:output_type -> guardyn.media.v1.DownloadResponse
+	11, // 17: guardyn.media.v1.MediaService.DeleteBlob:output_type -> guardyn.media.v1.DeleteBlobResponse
+	13, // 18: guardyn.media.v1.MediaService.CreateCapability:output_type -> guardyn.media.v1.CreateCapabilityResponse
+	15, // 19: guardyn.media.v1.MediaService.RevokeCapability:output_type -> guardyn.media.v1.RevokeCapabilityResponse
+	12, // [12:20] is the sub-list for method output_type
+	4,  // [4:12] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -935,7 +1028,7 @@ func file_guardyn_media_v1_media_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_guardyn_media_v1_media_proto_rawDesc), len(file_guardyn_media_v1_media_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

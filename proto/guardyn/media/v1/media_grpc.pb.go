@@ -30,6 +30,7 @@ const (
 	MediaService_Download_FullMethodName         = "/guardyn.media.v1.MediaService/Download"
 	MediaService_DeleteBlob_FullMethodName       = "/guardyn.media.v1.MediaService/DeleteBlob"
 	MediaService_CreateCapability_FullMethodName = "/guardyn.media.v1.MediaService/CreateCapability"
+	MediaService_RevokeCapability_FullMethodName = "/guardyn.media.v1.MediaService/RevokeCapability"
 )
 
 // MediaServiceClient is the client API for MediaService service.
@@ -47,8 +48,8 @@ type MediaServiceClient interface {
 	//   - INVALID_ARGUMENT/UPLOAD_TOO_LARGE: total_size is 0 or above the server's maximum blob
 	//     size (100 MiB by default).
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: chunk_size is 0 or above 1 MiB.
-	//   - RESOURCE_EXHAUSTED/QUOTA_EXCEEDED: the account's storage quota or its limit of
-	//     unfinished uploads would be exceeded.
+	//   - RESOURCE_EXHAUSTED/QUOTA_EXCEEDED: the account's storage quota, its daily upload
+	//     quota or its limit of unfinished uploads would be exceeded.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
@@ -65,6 +66,8 @@ type MediaServiceClient interface {
 	//   - FAILED_PRECONDITION/OFFSET_MISMATCH: the chunk does not start at the committed offset.
 	//   - NOT_FOUND/UPLOAD_NOT_FOUND: no unfinished upload with this id for the caller (it may
 	//     have expired).
+	//   - FAILED_PRECONDITION/UPLOAD_COMPLETED: the upload was completed; it takes no more
+	//     chunks.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: uploading too fast; retry later.
@@ -79,12 +82,13 @@ type MediaServiceClient interface {
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	GetUploadStatus(ctx context.Context, in *GetUploadStatusRequest, opts ...grpc.CallOption) (*GetUploadStatusResponse, error)
 	// CompleteUpload finishes an upload whose every byte is committed: the server checks the
-	// SHA-256 of the stored ciphertext and turns it into a blob named by that hash.
+	// SHA-256 of the stored ciphertext and turns it into a blob named by that hash. Completing
+	// a completed upload again returns the same blob id.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
-	//   - INVALID_ARGUMENT/HASH_MISMATCH: the stored ciphertext does not hash to sha256; the
-	//     upload is discarded.
+	//   - INVALID_ARGUMENT/HASH_MISMATCH: the stored ciphertext does not hash to sha256;
+	//     nothing changes (complete again with the right hash, or let the upload expire).
 	//   - FAILED_PRECONDITION/UPLOAD_INCOMPLETE: fewer than total_size bytes are committed.
 	//   - NOT_FOUND/UPLOAD_NOT_FOUND: no unfinished upload with this id for the caller.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
@@ -102,6 +106,8 @@ type MediaServiceClient interface {
 	//   - PERMISSION_DENIED/CAPABILITY_INVALID: the capability token is malformed, forged, for
 	//     another blob, or for another audience.
 	//   - PERMISSION_DENIED/CAPABILITY_EXPIRED: the capability token has expired.
+	//   - PERMISSION_DENIED/CAPABILITY_REVOKED: the owner revoked the capability or deleted
+	//     the blob.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: downloading too fast; retry later.
@@ -127,6 +133,17 @@ type MediaServiceClient interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	CreateCapability(ctx context.Context, in *CreateCapabilityRequest, opts ...grpc.CallOption) (*CreateCapabilityResponse, error)
+	// RevokeCapability stops a capability the caller created from working before it expires.
+	// Revoking a revoked or expired capability succeeds.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
+	//   - PERMISSION_DENIED/CAPABILITY_INVALID: the token is malformed or forged, or the caller
+	//     did not create it.
+	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
+	//     token is absent, malformed or forged, expired, or belongs to a removed device.
+	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
+	RevokeCapability(ctx context.Context, in *RevokeCapabilityRequest, opts ...grpc.CallOption) (*RevokeCapabilityResponse, error)
 }
 
 type mediaServiceClient struct {
@@ -219,6 +236,16 @@ func (c *mediaServiceClient) CreateCapability(ctx context.Context, in *CreateCap
 	return out, nil
 }
 
+func (c *mediaServiceClient) RevokeCapability(ctx context.Context, in *RevokeCapabilityRequest, opts ...grpc.CallOption) (*RevokeCapabilityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeCapabilityResponse)
+	err := c.cc.Invoke(ctx, MediaService_RevokeCapability_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MediaServiceServer is the server API for MediaService service.
 // All implementations must embed UnimplementedMediaServiceServer
 // for forward compatibility.
@@ -234,8 +261,8 @@ type MediaServiceServer interface {
 	//   - INVALID_ARGUMENT/UPLOAD_TOO_LARGE: total_size is 0 or above the server's maximum blob
 	//     size (100 MiB by default).
 	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: chunk_size is 0 or above 1 MiB.
-	//   - RESOURCE_EXHAUSTED/QUOTA_EXCEEDED: the account's storage quota or its limit of
-	//     unfinished uploads would be exceeded.
+	//   - RESOURCE_EXHAUSTED/QUOTA_EXCEEDED: the account's storage quota, its daily upload
+	//     quota or its limit of unfinished uploads would be exceeded.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
@@ -252,6 +279,8 @@ type MediaServiceServer interface {
 	//   - FAILED_PRECONDITION/OFFSET_MISMATCH: the chunk does not start at the committed offset.
 	//   - NOT_FOUND/UPLOAD_NOT_FOUND: no unfinished upload with this id for the caller (it may
 	//     have expired).
+	//   - FAILED_PRECONDITION/UPLOAD_COMPLETED: the upload was completed; it takes no more
+	//     chunks.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: uploading too fast; retry later.
@@ -266,12 +295,13 @@ type MediaServiceServer interface {
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	GetUploadStatus(context.Context, *GetUploadStatusRequest) (*GetUploadStatusResponse, error)
 	// CompleteUpload finishes an upload whose every byte is committed: the server checks the
-	// SHA-256 of the stored ciphertext and turns it into a blob named by that hash.
+	// SHA-256 of the stored ciphertext and turns it into a blob named by that hash. Completing
+	// a completed upload again returns the same blob id.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
-	//   - INVALID_ARGUMENT/HASH_MISMATCH: the stored ciphertext does not hash to sha256; the
-	//     upload is discarded.
+	//   - INVALID_ARGUMENT/HASH_MISMATCH: the stored ciphertext does not hash to sha256;
+	//     nothing changes (complete again with the right hash, or let the upload expire).
 	//   - FAILED_PRECONDITION/UPLOAD_INCOMPLETE: fewer than total_size bytes are committed.
 	//   - NOT_FOUND/UPLOAD_NOT_FOUND: no unfinished upload with this id for the caller.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
@@ -289,6 +319,8 @@ type MediaServiceServer interface {
 	//   - PERMISSION_DENIED/CAPABILITY_INVALID: the capability token is malformed, forged, for
 	//     another blob, or for another audience.
 	//   - PERMISSION_DENIED/CAPABILITY_EXPIRED: the capability token has expired.
+	//   - PERMISSION_DENIED/CAPABILITY_REVOKED: the owner revoked the capability or deleted
+	//     the blob.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: downloading too fast; retry later.
@@ -314,6 +346,17 @@ type MediaServiceServer interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	CreateCapability(context.Context, *CreateCapabilityRequest) (*CreateCapabilityResponse, error)
+	// RevokeCapability stops a capability the caller created from working before it expires.
+	// Revoking a revoked or expired capability succeeds.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
+	//   - PERMISSION_DENIED/CAPABILITY_INVALID: the token is malformed or forged, or the caller
+	//     did not create it.
+	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
+	//     token is absent, malformed or forged, expired, or belongs to a removed device.
+	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
+	RevokeCapability(context.Context, *RevokeCapabilityRequest) (*RevokeCapabilityResponse, error)
 	mustEmbedUnimplementedMediaServiceServer()
 }
 
@@ -344,6 +387,9 @@ func (UnimplementedMediaServiceServer) DeleteBlob(context.Context, *DeleteBlobRe
 }
 func (UnimplementedMediaServiceServer) CreateCapability(context.Context, *CreateCapabilityRequest) (*CreateCapabilityResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateCapability not implemented")
+}
+func (UnimplementedMediaServiceServer) RevokeCapability(context.Context, *RevokeCapabilityRequest) (*RevokeCapabilityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeCapability not implemented")
 }
 func (UnimplementedMediaServiceServer) mustEmbedUnimplementedMediaServiceServer() {}
 func (UnimplementedMediaServiceServer) testEmbeddedByValue()                      {}
@@ -474,6 +520,24 @@ func _MediaService_CreateCapability_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MediaService_RevokeCapability_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeCapabilityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MediaServiceServer).RevokeCapability(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MediaService_RevokeCapability_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MediaServiceServer).RevokeCapability(ctx, req.(*RevokeCapabilityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MediaService_ServiceDesc is the grpc.ServiceDesc for MediaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -500,6 +564,10 @@ var MediaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateCapability",
 			Handler:    _MediaService_CreateCapability_Handler,
+		},
+		{
+			MethodName: "RevokeCapability",
+			Handler:    _MediaService_RevokeCapability_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1129,9 +1129,15 @@ func (x *CreateGroupRequest) GetGroupInfo() []byte {
 type CreateGroupResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The group's epoch; always 0.
-	Epoch         uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Epoch uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The delivery service's external sender (RFC 9420 Section 12.1.8.1 ExternalSender
+	// struct: an Ed25519 signature key and a basic credential), for the group's
+	// external_senders extension: the service signs a Remove proposal with it for every
+	// group a removed device or deleted account is in. Clients accept external proposals
+	// from this key only.
+	ExternalSender []byte `protobuf:"bytes,2,opt,name=external_sender,json=externalSender,proto3" json:"external_sender,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateGroupResponse) Reset() {
@@ -1169,6 +1175,13 @@ func (x *CreateGroupResponse) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *CreateGroupResponse) GetExternalSender() []byte {
+	if x != nil {
+		return x.ExternalSender
+	}
+	return nil
 }
 
 // SubmitCommitRequest submits the Commit that ends an epoch.
@@ -1664,9 +1677,11 @@ type FetchWelcomeResponse struct {
 	// MLSMessage carrying the Welcome.
 	Welcome []byte `protobuf:"bytes,1,opt,name=welcome,proto3" json:"welcome,omitempty"`
 	// Epoch the Welcome joins the device into.
-	Epoch         uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The delivery service's external sender, as in CreateGroupResponse.
+	ExternalSender []byte `protobuf:"bytes,3,opt,name=external_sender,json=externalSender,proto3" json:"external_sender,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *FetchWelcomeResponse) Reset() {
@@ -1711,6 +1726,13 @@ func (x *FetchWelcomeResponse) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *FetchWelcomeResponse) GetExternalSender() []byte {
+	if x != nil {
+		return x.ExternalSender
+	}
+	return nil
 }
 
 // GetGroupInfoRequest asks for a group's current state.
@@ -1898,9 +1920,10 @@ const file_guardyn_messaging_v1_messaging_proto_rawDesc = "" +
 	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x12:\n" +
 	"\amembers\x18\x02 \x03(\v2 .guardyn.common.v1.DeviceAddressR\amembers\x12\x1d\n" +
 	"\n" +
-	"group_info\x18\x03 \x01(\fR\tgroupInfo\"+\n" +
+	"group_info\x18\x03 \x01(\fR\tgroupInfo\"T\n" +
 	"\x13CreateGroupResponse\x12\x14\n" +
-	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"\xdc\x02\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12'\n" +
+	"\x0fexternal_sender\x18\x02 \x01(\fR\x0eexternalSender\"\xdc\x02\n" +
 	"\x13SubmitCommitRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
@@ -1933,10 +1956,11 @@ const file_guardyn_messaging_v1_messaging_proto_rawDesc = "" +
 	"\vserver_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\"0\n" +
 	"\x13FetchWelcomeRequest\x12\x19\n" +
-	"\bgroup_id\x18\x01 \x01(\fR\agroupId\"F\n" +
+	"\bgroup_id\x18\x01 \x01(\fR\agroupId\"o\n" +
 	"\x14FetchWelcomeResponse\x12\x18\n" +
 	"\awelcome\x18\x01 \x01(\fR\awelcome\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"0\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12'\n" +
+	"\x0fexternal_sender\x18\x03 \x01(\fR\x0eexternalSender\"0\n" +
 	"\x13GetGroupInfoRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\fR\agroupId\"\x87\x01\n" +
 	"\x14GetGroupInfoResponse\x12\x14\n" +

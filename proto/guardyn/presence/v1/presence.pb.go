@@ -149,7 +149,12 @@ func (PresenceVisibility) EnumDescriptor() ([]byte, []int) {
 type SetStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Status to show; PRESENCE_STATUS_OFFLINE makes the device appear offline at once.
-	Status        PresenceStatus `protobuf:"varint,1,opt,name=status,proto3,enum=guardyn.presence.v1.PresenceStatus" json:"status,omitempty"`
+	Status PresenceStatus `protobuf:"varint,1,opt,name=status,proto3,enum=guardyn.presence.v1.PresenceStatus" json:"status,omitempty"`
+	// Optional status text, sealed by the client under its account's status key, which it shares
+	// with its contacts over end-to-end encrypted messages (docs/crypto/presence.md). The server
+	// stores and forwards it opaque, only to accounts allowed to see the caller's presence, and
+	// drops it when the device goes offline. Empty clears it. Max: 320 bytes.
+	SealedStatus  []byte `protobuf:"bytes,2,opt,name=sealed_status,json=sealedStatus,proto3" json:"sealed_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -189,6 +194,13 @@ func (x *SetStatusRequest) GetStatus() PresenceStatus {
 		return x.Status
 	}
 	return PresenceStatus_PRESENCE_STATUS_UNSPECIFIED
+}
+
+func (x *SetStatusRequest) GetSealedStatus() []byte {
+	if x != nil {
+		return x.SealedStatus
+	}
+	return nil
 }
 
 // SetStatusResponse confirms the status; it has no fields.
@@ -504,7 +516,10 @@ type Presence struct {
 	Status PresenceStatus `protobuf:"varint,2,opt,name=status,proto3,enum=guardyn.presence.v1.PresenceStatus" json:"status,omitempty"`
 	// When a device of the account was last online, rounded to the minute; absent when hidden or
 	// never seen.
-	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	LastSeen *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// The sealed status text of the device the status comes from (docs/crypto/presence.md);
+	// absent when hidden, offline or not set.
+	SealedStatus  []byte `protobuf:"bytes,4,opt,name=sealed_status,json=sealedStatus,proto3" json:"sealed_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -556,6 +571,13 @@ func (x *Presence) GetStatus() PresenceStatus {
 func (x *Presence) GetLastSeen() *timestamppb.Timestamp {
 	if x != nil {
 		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *Presence) GetSealedStatus() []byte {
+	if x != nil {
+		return x.SealedStatus
 	}
 	return nil
 }
@@ -749,9 +771,10 @@ var File_guardyn_presence_v1_presence_proto protoreflect.FileDescriptor
 
 const file_guardyn_presence_v1_presence_proto_rawDesc = "" +
 	"\n" +
-	"\"guardyn/presence/v1/presence.proto\x12\x13guardyn.presence.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n" +
+	"\"guardyn/presence/v1/presence.proto\x12\x13guardyn.presence.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"t\n" +
 	"\x10SetStatusRequest\x12;\n" +
-	"\x06status\x18\x01 \x01(\x0e2#.guardyn.presence.v1.PresenceStatusR\x06status\"\x13\n" +
+	"\x06status\x18\x01 \x01(\x0e2#.guardyn.presence.v1.PresenceStatusR\x06status\x12#\n" +
+	"\rsealed_status\x18\x02 \x01(\fR\fsealedStatus\"\x13\n" +
 	"\x11SetStatusResponse\"\x12\n" +
 	"\x10HeartbeatRequest\"J\n" +
 	"\x11HeartbeatResponse\x125\n" +
@@ -763,11 +786,12 @@ const file_guardyn_presence_v1_presence_proto_rawDesc = "" +
 	"\x12GetLastSeenRequest\x12\x19\n" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"R\n" +
 	"\x13GetLastSeenResponse\x12;\n" +
-	"\tpresences\x18\x01 \x03(\v2\x1d.guardyn.presence.v1.PresenceR\tpresences\"\x99\x01\n" +
+	"\tpresences\x18\x01 \x03(\v2\x1d.guardyn.presence.v1.PresenceR\tpresences\"\xbe\x01\n" +
 	"\bPresence\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12;\n" +
 	"\x06status\x18\x02 \x01(\x0e2#.guardyn.presence.v1.PresenceStatusR\x06status\x127\n" +
-	"\tlast_seen\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"\x8e\x01\n" +
+	"\tlast_seen\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12#\n" +
+	"\rsealed_status\x18\x04 \x01(\fR\fsealedStatus\"\x8e\x01\n" +
 	"\x19SetPresencePrivacyRequest\x12G\n" +
 	"\n" +
 	"visibility\x18\x01 \x01(\x0e2'.guardyn.presence.v1.PresenceVisibilityR\n" +

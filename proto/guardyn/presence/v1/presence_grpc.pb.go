@@ -35,16 +35,20 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // PresenceService tracks whether accounts are online. A device is online while it sends
-// heartbeats; an account's status is that of its most available device. What a user reveals is
-// filtered by their presence privacy: a user who may not see someone's presence gets
-// PRESENCE_STATUS_UNSPECIFIED and no last-seen time for them, never an error, so hidden and
-// unknown accounts look alike.
+// heartbeats or holds a MessagingService.Receive stream open; an account's status is that of
+// its most available device (online, then away, then busy). What a user reveals is
+// filtered by their presence privacy, symmetrically: a user sees someone's presence only when
+// each allows the other. A user who may not see someone's presence gets
+// PRESENCE_STATUS_UNSPECIFIED and no last-seen time for them, so hidden and unknown accounts
+// look alike.
 type PresenceServiceClient interface {
 	// SetStatus sets the status the calling device shows; the device counts as online until its
 	// heartbeats stop.
 	//
 	// Errors:
-	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the status is PRESENCE_STATUS_UNSPECIFIED or unknown.
+	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: the sealed status text exceeds its documented maximum.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the status is PRESENCE_STATUS_UNSPECIFIED or unknown,
+	//     or the sealed status text is not in the sealed status format (docs/crypto/presence.md).
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
@@ -61,6 +65,10 @@ type PresenceServiceClient interface {
 	//
 	// Errors (ending the stream):
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: no account named.
+	//   - PERMISSION_DENIED/PRESENCE_HIDDEN: none of the named accounts shows its presence to the
+	//     caller (unknown accounts get the same answer as hiding ones). When some do, the others
+	//     appear as PRESENCE_STATUS_UNSPECIFIED instead.
 	//   - RESOURCE_EXHAUSTED/WATCH_LIMIT_REACHED: the account has too many open watches.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
@@ -176,16 +184,20 @@ func (c *presenceServiceClient) GetPresencePrivacy(ctx context.Context, in *GetP
 // for forward compatibility.
 //
 // PresenceService tracks whether accounts are online. A device is online while it sends
-// heartbeats; an account's status is that of its most available device. What a user reveals is
-// filtered by their presence privacy: a user who may not see someone's presence gets
-// PRESENCE_STATUS_UNSPECIFIED and no last-seen time for them, never an error, so hidden and
-// unknown accounts look alike.
+// heartbeats or holds a MessagingService.Receive stream open; an account's status is that of
+// its most available device (online, then away, then busy). What a user reveals is
+// filtered by their presence privacy, symmetrically: a user sees someone's presence only when
+// each allows the other. A user who may not see someone's presence gets
+// PRESENCE_STATUS_UNSPECIFIED and no last-seen time for them, so hidden and unknown accounts
+// look alike.
 type PresenceServiceServer interface {
 	// SetStatus sets the status the calling device shows; the device counts as online until its
 	// heartbeats stop.
 	//
 	// Errors:
-	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the status is PRESENCE_STATUS_UNSPECIFIED or unknown.
+	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: the sealed status text exceeds its documented maximum.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the status is PRESENCE_STATUS_UNSPECIFIED or unknown,
+	//     or the sealed status text is not in the sealed status format (docs/crypto/presence.md).
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
@@ -202,6 +214,10 @@ type PresenceServiceServer interface {
 	//
 	// Errors (ending the stream):
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: no account named.
+	//   - PERMISSION_DENIED/PRESENCE_HIDDEN: none of the named accounts shows its presence to the
+	//     caller (unknown accounts get the same answer as hiding ones). When some do, the others
+	//     appear as PRESENCE_STATUS_UNSPECIFIED instead.
 	//   - RESOURCE_EXHAUSTED/WATCH_LIMIT_REACHED: the account has too many open watches.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.

@@ -16,6 +16,7 @@ import (
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/config"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
+	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
@@ -30,7 +31,13 @@ type options struct {
 }
 
 func run(ctx context.Context, opts options) error {
-	log := opts.Logger(os.Stderr)
+	obs, err := observe.New(ctx, opts.Observe("auth", os.Stderr))
+	if err != nil {
+		return err
+	}
+	// Deferred first, so it runs last: the spans of the shutdown go out too.
+	defer obs.Close(context.Background())
+	log := obs.Logger()
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return err
 	}
@@ -42,16 +49,18 @@ func run(ctx context.Context, opts options) error {
 	if err != nil {
 		return err
 	}
-	store, err := kvembedded.Open(filepath.Join(opts.DataDir, kvembedded.FileName), kvembedded.Options{})
+	kvFile, err := kvembedded.Open(filepath.Join(opts.DataDir, kvembedded.FileName), kvembedded.Options{})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer kvFile.Close()
+	store := obs.KV("auth", kvFile)
 	b, err := connect(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	b.Observe(obs)
 	events, err := auth.NewBusEvents(ctx, b)
 	if err != nil {
 		return err
@@ -86,9 +95,9 @@ func run(ctx context.Context, opts options) error {
 		Register:     func(r grpc.ServiceRegistrar) { authv1.RegisterAuthServiceServer(r, svc) },
 		Auth:         authn.NewInterceptor(verifier, auth.PublicMethods()...),
 		Validate:     server.FieldLimits(fieldLimits),
-		Ready:        server.ReadyAll(server.Check{Name: "kv", Ready: store.Ready}, server.Check{Name: "bus", Ready: b.Ready}),
+		Ready:        server.ReadyAll(server.Check{Name: "kv", Ready: kvFile.Ready}, server.Check{Name: "bus", Ready: b.Ready}),
 		Reflection:   opts.Reflection,
-		Logger:       log,
+		Observer:     obs,
 		DrainTimeout: opts.DrainTimeout,
 	})
 	if err != nil {

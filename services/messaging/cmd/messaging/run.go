@@ -17,6 +17,7 @@ import (
 	"github.com/guardyn/guardyn/libs/directory"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
 	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
+	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
@@ -32,7 +33,13 @@ type options struct {
 }
 
 func run(ctx context.Context, opts options) error {
-	log := opts.Logger(os.Stderr)
+	obs, err := observe.New(ctx, opts.Observe("messaging", os.Stderr))
+	if err != nil {
+		return err
+	}
+	// Deferred first, so it runs last: the spans of the shutdown go out too.
+	defer obs.Close(context.Background())
+	log := obs.Logger()
 	tokenKey, err := fetchTokenKey(ctx, opts.authAddr)
 	if err != nil {
 		return err
@@ -40,24 +47,28 @@ func run(ctx context.Context, opts options) error {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return err
 	}
-	groups, err := kvembedded.Open(filepath.Join(opts.DataDir, kvembedded.FileName), kvembedded.Options{})
+	groupsFile, err := kvembedded.Open(filepath.Join(opts.DataDir, kvembedded.FileName), kvembedded.Options{})
 	if err != nil {
 		return err
 	}
-	defer groups.Close()
-	inboxes, err := msgembedded.Open(filepath.Join(opts.DataDir, msgembedded.DirName), msgembedded.Options{
+	defer groupsFile.Close()
+	groups := obs.KV("groups", groupsFile)
+	inboxFiles, err := msgembedded.Open(filepath.Join(opts.DataDir, msgembedded.DirName), msgembedded.Options{
 		OnError: func(err error) { log.Warn("message store", "err", err) },
 	})
 	if err != nil {
 		return err
 	}
-	defer inboxes.Close()
+	defer inboxFiles.Close()
+	inboxes := obs.Messages(inboxFiles)
 	b, err := bus.Connect(opts.NATSURL, log)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	devices := directory.New(directory.NewBusSource(b.Conn()), directory.Options{})
+	b.Observe(obs)
+	source := directory.NewBusSource(b.Conn())
+	devices := directory.New(source, directory.Options{})
 	changes, err := directory.Subscribe(b.Conn(), devices)
 	if err != nil {
 		return err
@@ -94,12 +105,14 @@ func run(ctx context.Context, opts options) error {
 	if err != nil {
 		return err
 	}
-	// Ready only while the stores and the bus work: the msgstore refuses writes after a
-	// failed write, the kv store when its writer cannot commit.
+	// Ready only while the stores, the bus and the auth service's directory work: the
+	// msgstore refuses writes after a failed write, the kv store when its writer cannot
+	// commit, and no send passes without the recipient's device list.
 	ready := server.ReadyAll(
-		server.Check{Name: "kv", Ready: groups.Ready},
-		server.Check{Name: "msgstore", Ready: inboxes.Ready},
+		server.Check{Name: "kv", Ready: groupsFile.Ready},
+		server.Check{Name: "msgstore", Ready: inboxFiles.Ready},
 		server.Check{Name: "bus", Ready: b.Ready},
+		server.Check{Name: "directory", Ready: source.Ready},
 	)
 	srv, err := server.New(server.Config{
 		GRPCAddr: opts.GRPCAddr, AdminAddr: opts.AdminAddr,
@@ -108,7 +121,7 @@ func run(ctx context.Context, opts options) error {
 		Validate:        server.FieldLimits(fieldLimits),
 		Ready:           ready,
 		Reflection:      opts.Reflection,
-		Logger:          log,
+		Observer:        obs,
 		DrainTimeout:    opts.DrainTimeout,
 		MaxMessageBytes: 5 << 20,
 	})

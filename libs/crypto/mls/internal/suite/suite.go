@@ -1,9 +1,11 @@
-// Package suite implements the seven MLS cipher suites and the labeled
+// Package suite implements the seven MLS cipher suites of RFC 9420, the
+// post-quantum X-Wing suite 0x004D, and the labeled
 // primitives built on them ([RFC 9420, Section 5]): ExpandWithLabel,
 // DeriveSecret, DeriveTreeSecret, RefHash, SignWithLabel/VerifyWithLabel and
 // EncryptWithLabel/DecryptWithLabel.
 //
-// HPKE, AES-GCM, HKDF, Ed25519 and ECDSA come from the standard library;
+// HPKE (X-Wing included), AES-GCM, HKDF, Ed25519 and ECDSA come from the
+// standard library;
 // X448 HPKE, Ed448 and the ChaCha20-Poly1305 AEAD come from circl, which the
 // standard library does not expose.
 //
@@ -43,12 +45,27 @@ const (
 	P384AES256GCMSHA384P384             ID = 7
 )
 
+// XWingChaCha20Poly1305SHA256Ed25519 is MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519
+// as OpenMLS defines it: the X-Wing hybrid KEM (ML-KEM-768 + X25519,
+// draft-connolly-cfrg-xwing-kem-06, which draft-ietf-hpke-pq registers as
+// HPKE KEM 0x647A, MLKEM768-X25519) with HKDF-SHA256, ChaCha20-Poly1305,
+// SHA-256 and Ed25519. 0x004D is not registered in the IANA MLS Cipher
+// Suites registry (RFC 9420, Section 17.1): it is the unassigned value
+// OpenMLS chose, so a registration may give the suite another number.
+const XWingChaCha20Poly1305SHA256Ed25519 ID = 0x004D
+
+// Supported lists every suite New accepts, in ascending order.
+func Supported() []ID {
+	return []ID{1, 2, 3, 4, 5, 6, 7, XWingChaCha20Poly1305SHA256Ed25519}
+}
+
 // labelPrefix is prepended to every label of the labeled primitives.
 const labelPrefix = "MLS 1.0 "
 
 // Errors returned (wrapped) by this package. Test for them with errors.Is.
 var (
-	// ErrUnsupportedSuite means a cipher suite number outside 1..7.
+	// ErrUnsupportedSuite means a cipher suite number outside 1..7 and
+	// 0x004D.
 	ErrUnsupportedSuite = errors.New("mls: unsupported cipher suite")
 	// ErrBadSignature means a signature did not verify.
 	ErrBadSignature = errors.New("mls: invalid signature")
@@ -77,6 +94,13 @@ func New(id ID) (*Suite, error) {
 	case X25519AES128GCMSHA256Ed25519, X25519ChaCha20Poly1305SHA256Ed25519:
 		s.hash, s.newHash, s.sig = crypto.SHA256, sha256.New, ed25519Signer{}
 		s.kem, err = newStdKEM(hpke.DHKEM(ecdh.X25519()), hpke.HKDFSHA256(), 32)
+	case XWingChaCha20Poly1305SHA256Ed25519:
+		// The private key is X-Wing's 32-byte seed; DeriveKeyPair is
+		// SHAKE256.LabeledDerive(ikm, "DeriveKeyPair", "", 32) with the
+		// suite id of KEM 0x647A (draft-ietf-hpke-pq), as in hpke-rs, the
+		// HPKE library under OpenMLS.
+		s.hash, s.newHash, s.sig = crypto.SHA256, sha256.New, ed25519Signer{}
+		s.kem, err = newStdKEM(hpke.MLKEM768X25519(), hpke.HKDFSHA256(), 32)
 	case P256AES128GCMSHA256P256:
 		s.hash, s.newHash, s.sig = crypto.SHA256, sha256.New, newECDSASigner(256)
 		s.kem, err = newStdKEM(hpke.DHKEM(ecdh.P256()), hpke.HKDFSHA256(), 32)
@@ -103,7 +127,7 @@ func New(id ID) (*Suite, error) {
 	case X448AES256GCMSHA512Ed448, P521AES256GCMSHA512P521, P384AES256GCMSHA384P384:
 		s.keySize, aeadID = 32, 2
 		s.newAEAD = newGCM
-	default:
+	default: // suites 3, 6 and 0x004D
 		s.keySize, aeadID = 32, 3
 		s.newAEAD = circlhpke.AEAD_ChaCha20Poly1305.New
 	}

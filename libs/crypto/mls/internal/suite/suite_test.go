@@ -7,7 +7,7 @@ import (
 )
 
 func TestUnsupportedSuite(t *testing.T) {
-	for _, id := range []ID{0, 8, 0xffff} {
+	for _, id := range []ID{0, 8, 0x004C, 0x004E, 0x647A, 0xffff} {
 		if _, err := New(id); !errors.Is(err, ErrUnsupportedSuite) {
 			t.Errorf("New(%d) = %v, want ErrUnsupportedSuite", id, err)
 		}
@@ -15,7 +15,7 @@ func TestUnsupportedSuite(t *testing.T) {
 }
 
 func TestRoundTripsEverySuite(t *testing.T) {
-	for id := ID(1); id <= 7; id++ {
+	for _, id := range Supported() {
 		s, err := New(id)
 		if err != nil {
 			t.Fatal(err)

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/guardyn/guardyn/libs/authn"
+	"github.com/guardyn/guardyn/libs/bus"
+	"github.com/guardyn/guardyn/libs/config"
+	"github.com/guardyn/guardyn/libs/directory"
+	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
+	"github.com/guardyn/guardyn/libs/observe"
+	"github.com/guardyn/guardyn/libs/ratelimit"
+	"github.com/guardyn/guardyn/libs/server"
+	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
+	"github.com/guardyn/guardyn/proto/protolimits"
+	"github.com/guardyn/guardyn/services/notification"
+)
+
+type options struct {
+	config.Common
+	authAddr   string
+	rateLimits bool
+	files      notification.ProviderFiles
+}
+
+func run(ctx context.Context, opts options) error {
+	obs, err := observe.New(ctx, opts.Observe("notification", os.Stderr))
+	if err != nil {
+		return err
+	}
+	// Deferred first, so it runs last: the spans of the shutdown go out too.
+	defer obs.Close(context.Background())
+	log := obs.Logger()
+	tokenKey, err := authn.FetchTokenKey(ctx, opts.authAddr)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return err
+	}
+	if opts.files.VAPIDKeyFile == "" {
+		opts.files.VAPIDKeyFile = filepath.Join(opts.DataDir, "keys", "vapid.key")
+	}
+	web, apns, fcm, err := opts.files.Providers()
+	if err != nil {
+		return err
+	}
+	storeFile, err := kvembedded.Open(filepath.Join(opts.DataDir, kvembedded.FileName), kvembedded.Options{})
+	if err != nil {
+		return err
+	}
+	defer storeFile.Close()
+	store := obs.KV("notification", storeFile)
+	b, err := bus.Connect(opts.NATSURL, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	b.Observe(obs)
+	presence, err := b.PresenceBucket(ctx, 0)
+	if err != nil {
+		return err
+	}
+	devices := directory.New(directory.NewBusSource(b.Conn()), directory.Options{})
+	changes, err := directory.Subscribe(b.Conn(), devices)
+	if err != nil {
+		return err
+	}
+	defer changes.Unsubscribe()
+	policy := notification.DefaultRateLimits()
+	if !opts.rateLimits {
+		policy = ratelimit.Policy{}
+	}
+	limits, err := ratelimit.NewActions(policy)
+	if err != nil {
+		return err
+	}
+	cfg := notification.Config{Store: store, Presence: presence, Limits: limits, Metrics: obs.Pushes(), Logger: log}
+	cfg.SetProviders(web, apns, fcm)
+	svc, err := notification.New(cfg)
+	if err != nil {
+		return err
+	}
+	consumer, err := svc.Consume(ctx, b)
+	if err != nil {
+		return err
+	}
+	defer consumer.Stop()
+	verifier, err := authn.NewVerifier(authn.VerifierConfig{Keys: []ed25519.PublicKey{tokenKey}, Revocations: devices, Now: time.Now})
+	if err != nil {
+		return err
+	}
+	fieldLimits, err := protolimits.FromAPI()
+	if err != nil {
+		return err
+	}
+	ready := server.ReadyAll(
+		server.Check{Name: "kv", Ready: storeFile.Ready},
+		server.Check{Name: "bus", Ready: b.Ready},
+	)
+	srv, err := server.New(server.Config{
+		GRPCAddr: opts.GRPCAddr, AdminAddr: opts.AdminAddr,
+		Register:     func(r grpc.ServiceRegistrar) { notificationv1.RegisterNotificationServiceServer(r, svc) },
+		Auth:         authn.NewInterceptor(verifier),
+		Validate:     server.FieldLimits(fieldLimits),
+		Ready:        ready,
+		Reflection:   opts.Reflection,
+		Observer:     obs,
+		DrainTimeout: opts.DrainTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("notification: gRPC on %s, admin on %s\n", srv.GRPCAddr(), srv.AdminAddr())
+	return srv.Run(ctx)
+}
