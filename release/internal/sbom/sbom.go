@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -72,6 +73,15 @@ func Generate(ctx context.Context, binPath string, s Subject) (Documents, error)
 	if err != nil {
 		return Documents{}, fmt.Errorf("sbom %s %s: %w", s.Name, s.Platform, err)
 	}
+	// syft describes the source by its path on this machine (CycloneDX
+	// derives metadata.component's bom-ref from it), which differs between
+	// checkouts: name it by its file name in the bundle instead.
+	fm, ok := doc.Source.Metadata.(source.FileMetadata)
+	if !ok {
+		return Documents{}, fmt.Errorf("sbom %s %s: source is %T, not a file", s.Name, s.Platform, doc.Source.Metadata)
+	}
+	fm.Path = filepath.Base(binPath)
+	doc.Source.Metadata = fm
 	spdxEnc, err := spdxjson.NewFormatEncoderWithConfig(spdxjson.EncoderConfig{Version: SPDXVersion, Pretty: true})
 	if err != nil {
 		return Documents{}, err
