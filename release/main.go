@@ -96,7 +96,7 @@ func cmdBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	keyPath := fs.String("key", "", "cosign private key (cosign generate-key-pair); passphrase from COSIGN_PASSWORD or a prompt")
 	out := fs.String("out", "", "directory the bundle directory and tarball are written into")
 	source := fs.String("source", ".", "a directory inside the product's git checkout")
-	targets := fs.String("targets", "", "comma-separated targets (default: all: auth, messaging, guardyn-server, guardyn)")
+	targets := fs.String("targets", "", "comma-separated targets (default: all: auth, messaging, media, presence, notification, guardyn-server, guardyn)")
 	repo := fs.String("repo", bundle.DefaultRepository, "image repository prefix the signatures name")
 	builder := fs.String("builder-id", "", "SLSA builder id (default: the local builder; CI sets its workflow's)")
 	allowDirty := fs.Bool("allow-dirty", false, "build a pre-release from a checkout with uncommitted changes")

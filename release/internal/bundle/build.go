@@ -380,9 +380,9 @@ func build(ctx context.Context, opts *Options, src Source, targets []gobuild.Tar
 			return Images{}, err
 		}
 	}
-	opts.progress("govulncheck source mode on %s (db %s@%s)", src.Root, vuln.DBModule, vuln.DBVersion)
+	opts.progress("govulncheck source mode on %s with %s (db %s@%s)", src.Root, gobuild.Toolchain, vuln.DBModule, vuln.DBVersion)
 	var found []string
-	rep, err := vuln.ScanSource(ctx, db, src.Root, "./...")
+	rep, err := vuln.ScanSource(ctx, db, src.Root, gobuild.Toolchain, "./...")
 	if err != nil {
 		return Images{}, err
 	}
@@ -418,11 +418,18 @@ func build(ctx context.Context, opts *Options, src Source, targets []gobuild.Tar
 	if err != nil {
 		return Images{}, err
 	}
-	goVersion := runtime.Version()
-	if v, err := goEnvVersion(ctx, src.Root); err == nil {
-		goVersion = v
+	goVersion, err := goEnvVersion(ctx, src.Root)
+	if err != nil {
+		return Images{}, err
 	}
-	deps, err := provenance.Dependencies(src.Commit, goVersion, modules, sums)
+	if goVersion != gobuild.Toolchain {
+		return Images{}, fmt.Errorf("the go command runs %s with GOTOOLCHAIN=%s", goVersion, gobuild.Toolchain)
+	}
+	toolchain, err := toolchainDependency(ctx)
+	if err != nil {
+		return Images{}, err
+	}
+	deps, err := provenance.Dependencies(src.Commit, toolchain, modules, sums)
 	if err != nil {
 		return Images{}, err
 	}
@@ -509,7 +516,25 @@ func sbomStatement(subject, digest string, spdx []byte) ([]byte, error) {
 	return json.Marshal(st)
 }
 
+// goEnvVersion returns the Go version the release's go commands run.
 func goEnvVersion(ctx context.Context, dir string) (string, error) {
-	c := gobuild.Command{Dir: dir, Args: []string{"go", "env", "GOVERSION"}, Env: []string{"GOWORK=off", "GOTOOLCHAIN=local"}}
+	c := gobuild.Command{Dir: dir, Args: []string{"go", "env", "GOVERSION"}, Env: []string{"GOWORK=off", "GOTOOLCHAIN=" + gobuild.Toolchain}}
 	return c.Output(ctx)
+}
+
+// toolchainDependency names the pinned toolchain's module as this host's
+// go command fetched it, with its checksum (the go.sum h1 hash the checksum
+// database vouches for), for the provenance.
+func toolchainDependency(ctx context.Context) (provenance.ResourceDescriptor, error) {
+	mod := gobuild.ToolchainModule(runtime.GOOS, runtime.GOARCH)
+	c := gobuild.Command{Dir: os.TempDir(), Args: []string{"go", "mod", "download", "-json", mod}, Env: []string{"GOWORK=off", "GOFLAGS=", "GOTOOLCHAIN=local"}}
+	out, err := c.Output(ctx)
+	if err != nil {
+		return provenance.ResourceDescriptor{}, fmt.Errorf("toolchain %s: %w", gobuild.Toolchain, err)
+	}
+	var info struct{ Sum string }
+	if err := json.Unmarshal([]byte(out), &info); err != nil || !strings.HasPrefix(info.Sum, "h1:") {
+		return provenance.ResourceDescriptor{}, fmt.Errorf("toolchain %s: go mod download gave no h1 checksum: %q", gobuild.Toolchain, out)
+	}
+	return provenance.ModuleDescriptor(mod, info.Sum), nil
 }

@@ -87,7 +87,10 @@ func release(t *testing.T) *releaseFixture {
 		}
 		fixture.out = dir
 		fixture.signer, fixture.verifier, _ = testKeys(t, "test")
-		if fixture.db, err = testVulnDB(dir); err != nil {
+		// The full pinned database: the release's pinned toolchain has no
+		// published vulnerability in it, so a release that builds has been
+		// audited clean (Build refuses one with a reachable finding).
+		if fixture.db, err = vuln.CachedDB(context.Background()); err != nil {
 			fixture.err = err
 			return
 		}
@@ -109,33 +112,6 @@ func release(t *testing.T) *releaseFixture {
 		t.Fatalf("building the release: %v", fixture.err)
 	}
 	return &fixture
-}
-
-// testVulnDB builds a database holding one real entry of the pinned
-// vulndb (GO-2022-1059, golang.org/x/text, which the product does not
-// link). The full database reports the Go toolchain's own published
-// vulnerabilities whenever the machine's Go lags behind, which would make
-// these tests depend on the day; the audit against the full database is
-// internal/vuln TestKnownVulnerableModuleIsReported.
-func testVulnDB(dir string) (string, error) {
-	ctx := context.Background()
-	osv, err := vuln.OSVDir(ctx)
-	if err != nil {
-		return "", err
-	}
-	entry, err := os.ReadFile(filepath.Join(osv, "GO-2022-1059.json"))
-	if err != nil {
-		return "", err
-	}
-	one := filepath.Join(dir, "osv")
-	if err := os.MkdirAll(one, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(one, "GO-2022-1059.json"), entry, 0o644); err != nil {
-		return "", err
-	}
-	db := filepath.Join(dir, "vulndb")
-	return db, vuln.BuildDBFrom(ctx, one, db)
 }
 
 func readManifest(t *testing.T, dir string) Manifest {
@@ -377,6 +353,25 @@ func TestBadInputs(t *testing.T) {
 			assertEmpty(t, out)
 		})
 	}
+	t.Run("bundle already in --out", func(t *testing.T) {
+		out := t.TempDir()
+		existing := filepath.Join(out, DirName("v0.3.0"), ManifestFile)
+		if err := os.MkdirAll(filepath.Dir(existing), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(existing, []byte("earlier\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Build(context.Background(), Options{Source: src, Version: "v0.3.0", Signer: signer, Out: out})
+		if err == nil || !strings.Contains(err.Error(), "already exists") {
+			t.Fatalf("got %v, want an already-exists error", err)
+		}
+		entries, _ := os.ReadDir(out)
+		b, _ := os.ReadFile(existing)
+		if len(entries) != 1 || string(b) != "earlier\n" {
+			t.Fatalf("--out changed: %d entries, manifest %q", len(entries), b)
+		}
+	})
 	t.Run("dirty tree for a tagged release", func(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(src, "README.md"), []byte("changed\n"), 0o644); err != nil {
 			t.Fatal(err)

@@ -10,8 +10,9 @@
 //     between checkouts; the commit is passed explicitly instead.
 //   - -ldflags '-s -w -buildid= -X …': no symbol table, no DWARF, no build
 //     id derived from the inputs' paths; version and commit fixed by flags.
-//   - GOFLAGS, GOAMD64, GOARM64, GOEXPERIMENT, GOTOOLCHAIN set explicitly, so
-//     the caller's environment cannot change the output.
+//   - GOFLAGS, GOAMD64, GOARM64, GOEXPERIMENT set explicitly, so the
+//     caller's environment cannot change the output.
+//   - GOTOOLCHAIN=[Toolchain]: one pinned Go, whatever Go the machine has.
 package gobuild
 
 import (
@@ -39,6 +40,9 @@ type Target struct {
 var targets = []Target{
 	{Name: "auth", Package: "./services/auth/cmd/auth", Image: true},
 	{Name: "messaging", Package: "./services/messaging/cmd/messaging", Image: true},
+	{Name: "media", Package: "./services/media/cmd/media", Image: true},
+	{Name: "presence", Package: "./services/presence/cmd/presence", Image: true},
+	{Name: "notification", Package: "./services/notification/cmd/notification", Image: true},
 	{Name: "guardyn-server", Package: "./tools/devserver", Image: true},
 	{Name: "guardyn", Package: "./cmd/guardyn"},
 }
@@ -79,6 +83,23 @@ func (p Platform) String() string { return p.OS + "/" + p.Arch }
 
 // Platforms are the platforms a release is built for.
 var Platforms = []Platform{{"linux", "amd64"}, {"linux", "arm64"}}
+
+// Toolchain is the Go every release binary is built with, whatever Go the
+// build machine has: the go command runs it by GOTOOLCHAIN, fetching it once
+// from the module proxy as the module golang.org/toolchain (checked against
+// the checksum database, then kept in the module cache). Pinned rather than
+// taken from the machine because the standard library is most of every
+// binary: its version decides the bytes, and the vulnerability audit
+// refuses a release whose standard library lacks a published fix (the
+// machines' go1.26.8 lacks those of go1.26.9). The product module itself
+// keeps building and testing with the machine's Go.
+const Toolchain = "go1.27.3"
+
+// ToolchainModule is the module (path@version) the go command downloads
+// for [Toolchain] on a goos/goarch host.
+func ToolchainModule(goos, goarch string) string {
+	return "golang.org/toolchain@v0.0.1-" + Toolchain + "." + goos + "-" + goarch
+}
 
 // VersionPackage holds the variables the release's -X flags set.
 const VersionPackage = "github.com/guardyn/guardyn/libs/buildinfo"
@@ -124,7 +145,7 @@ func Cmd(src string, t Target, p Platform, s Stamp, out string) Command {
 			"GOEXPERIMENT=",
 			"GOFLAGS=",
 			"GOWORK=off",
-			"GOTOOLCHAIN=local",
+			"GOTOOLCHAIN=" + Toolchain,
 		},
 	}
 }

@@ -1,6 +1,7 @@
 package gobuild
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -44,9 +45,29 @@ func TestCmdIsReproducible(t *testing.T) {
 		}
 	}
 	env := strings.Join(c.Env, " ")
-	for _, want := range []string{"CGO_ENABLED=0", "GOFLAGS=", "GOTOOLCHAIN=local", "GOWORK=off"} {
+	for _, want := range []string{"CGO_ENABLED=0", "GOFLAGS=", "GOTOOLCHAIN=" + Toolchain, "GOWORK=off"} {
 		if !strings.Contains(env, want) {
 			t.Errorf("build env %q lacks %q", env, want)
+		}
+	}
+}
+
+// TestEveryServiceIsATarget: each service's main package
+// (services/NAME/cmd/NAME) ships in a release, so a new service is not
+// left out of it.
+func TestEveryServiceIsATarget(t *testing.T) {
+	mains, err := filepath.Glob("../../../services/*/cmd/*/main.go")
+	if err != nil || len(mains) == 0 {
+		t.Fatalf("no service main packages found: %v", err)
+	}
+	have := map[string]bool{}
+	for _, tg := range targets {
+		have[tg.Package] = tg.Image
+	}
+	for _, m := range mains {
+		pkg := "./" + filepath.ToSlash(strings.TrimPrefix(filepath.Dir(m), "../../../"))
+		if image, ok := have[pkg]; !ok || !image {
+			t.Errorf("%s is not a release target with an image", pkg)
 		}
 	}
 }

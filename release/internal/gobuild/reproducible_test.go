@@ -3,6 +3,7 @@ package gobuild
 import (
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +13,8 @@ import (
 
 // TestBinariesReproducibleAcrossCheckouts clones HEAD into two directories
 // of different depth and builds a server binary in each: the bytes are
-// identical and carry the version and commit stamp. (The whole release,
+// identical, carry the version and commit stamp and were compiled by the
+// pinned toolchain, not the machine's Go. (The whole release,
 // every target and platform, is compared by internal/bundle
 // TestReleaseIsReproducible.)
 func TestBinariesReproducibleAcrossCheckouts(t *testing.T) {
@@ -46,6 +48,13 @@ func TestBinariesReproducibleAcrossCheckouts(t *testing.T) {
 		if !bytes.Contains(bins[0], []byte(want)) {
 			t.Errorf("the binary does not carry %q", want)
 		}
+	}
+	bi, err := buildinfo.Read(bytes.NewReader(bins[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bi.GoVersion != Toolchain {
+		t.Errorf("built with %s, want the pinned %s", bi.GoVersion, Toolchain)
 	}
 	if bytes.Contains(bins[0], []byte(tmp)) {
 		t.Error("the binary contains its checkout's path")

@@ -110,13 +110,13 @@ func GoSum(gosum []byte) (map[string]string, error) {
 }
 
 // Dependencies returns the resolved dependencies: the source commit, the Go
-// toolchain and each module (path@version) with its go.sum hash, sorted.
-// A module missing from go.sum is an error: the build could not have
-// verified it.
-func Dependencies(commit, goVersion string, modules []string, sums map[string]string) ([]ResourceDescriptor, error) {
+// toolchain (see [ModuleDescriptor]) and each module (path@version) with its
+// go.sum hash, sorted. A module missing from go.sum is an error: the build
+// could not have verified it.
+func Dependencies(commit string, toolchain ResourceDescriptor, modules []string, sums map[string]string) ([]ResourceDescriptor, error) {
 	deps := []ResourceDescriptor{
 		{URI: SourceURI + "@" + commit, Digest: map[string]string{"gitCommit": commit}},
-		{URI: "https://go.dev/dl/" + goVersion},
+		toolchain,
 	}
 	seen := map[string]bool{}
 	var mods []string
@@ -132,13 +132,19 @@ func Dependencies(commit, goVersion string, modules []string, sums map[string]st
 		if !ok {
 			return nil, fmt.Errorf("provenance: module %s is linked but not in go.sum", m)
 		}
-		at := strings.LastIndex(m, "@")
-		deps = append(deps, ResourceDescriptor{
-			URI:    "pkg:golang/" + m[:at] + "@" + m[at+1:],
-			Digest: map[string]string{"goModuleH1": strings.TrimPrefix(h, "h1:")},
-		})
+		deps = append(deps, ModuleDescriptor(m, h))
 	}
 	return deps, nil
+}
+
+// ModuleDescriptor describes a Go module (path@version) by its package URL
+// and its go.sum hash ("h1:…"), as goModuleH1 (the base64 after "h1:").
+// The Go toolchain is one too: golang.org/toolchain@v0.0.1-go1.27.3.linux-amd64.
+func ModuleDescriptor(module, h1 string) ResourceDescriptor {
+	return ResourceDescriptor{
+		URI:    "pkg:golang/" + module,
+		Digest: map[string]string{"goModuleH1": strings.TrimPrefix(h1, "h1:")},
+	}
 }
 
 // Marshal encodes a statement with its subjects sorted by name.

@@ -14,14 +14,18 @@ func TestDependencies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deps, err := Dependencies("abc", "go1.26.8", []string{"golang.org/x/text@v0.3.7", "golang.org/x/text@v0.3.7"}, sums)
+	tc := ModuleDescriptor("golang.org/toolchain@v0.0.1-go1.27.3.linux-amd64", "h1:dG9vbGNoYWlu")
+	deps, err := Dependencies("abc", tc, []string{"golang.org/x/text@v0.3.7", "golang.org/x/text@v0.3.7"}, sums)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(deps) != 3 || deps[0].Digest["gitCommit"] != "abc" || deps[2].URI != "pkg:golang/golang.org/x/text@v0.3.7" || deps[2].Digest["goModuleH1"] != "olpwvP2KacW1ZWvsR7uQhoyTYvKAupfQrRGBFM352Gk=" {
 		t.Fatalf("dependencies: %+v", deps)
 	}
-	if _, err := Dependencies("abc", "go1.26.8", []string{"example.com/unsummed@v1.0.0"}, sums); err == nil || !strings.Contains(err.Error(), "not in go.sum") {
+	if deps[1].URI != "pkg:golang/golang.org/toolchain@v0.0.1-go1.27.3.linux-amd64" || deps[1].Digest["goModuleH1"] != "dG9vbGNoYWlu" {
+		t.Fatalf("toolchain dependency: %+v", deps[1])
+	}
+	if _, err := Dependencies("abc", tc, []string{"example.com/unsummed@v1.0.0"}, sums); err == nil || !strings.Contains(err.Error(), "not in go.sum") {
 		t.Fatalf("a module missing from go.sum: got %v", err)
 	}
 	if _, err := GoSum([]byte("golang.org/x/text v0.3.7\n")); err == nil {

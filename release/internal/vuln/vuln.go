@@ -129,10 +129,15 @@ func (r Report) Vulnerable() []string {
 }
 
 // ScanSource runs govulncheck in source mode on the packages of the module
-// in dir.
-func ScanSource(ctx context.Context, db, dir string, patterns ...string) (Report, error) {
+// in dir, as built by the Go toolchain named (e.g. "go1.27.3", fetched by
+// GOTOOLCHAIN): its standard library is the one the audit checks.
+// govulncheck takes the standard library's version from GOVERSION in its
+// environment, else from the go command on PATH without that environment
+// (the machine's Go), so both are set.
+func ScanSource(ctx context.Context, db, dir, toolchain string, patterns ...string) (Report, error) {
 	args := append([]string{"-db", "file://" + db, "-format", "json", "-C", dir}, patterns...)
-	return run(ctx, append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly"), args)
+	env := append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly", "GOTOOLCHAIN="+toolchain, "GOVERSION="+toolchain)
+	return run(ctx, env, args)
 }
 
 // ScanBinary runs govulncheck in binary mode on one binary.
