@@ -394,7 +394,7 @@ func build(ctx context.Context, opts *Options, src Source, targets []gobuild.Tar
 	}
 	for _, b := range out.Binaries {
 		opts.progress("govulncheck binary mode on %s", b.Path)
-		rep, err := vuln.ScanBinary(ctx, db, filepath.Join(dir, filepath.FromSlash(b.Path)))
+		rep, err := vuln.ScanBinary(ctx, db, gobuild.Toolchain, filepath.Join(dir, filepath.FromSlash(b.Path)))
 		if err != nil {
 			return Images{}, err
 		}

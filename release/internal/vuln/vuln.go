@@ -1,5 +1,6 @@
 // Package vuln audits a release for known vulnerabilities with govulncheck
-// (golang.org/x/vuln/scan, used as a library), fully offline: the database
+// (golang.org/x/vuln/cmd/govulncheck at [ScannerVersion], built by the
+// release's pinned Go toolchain), fully offline: the database
 // is built from the golang.org/x/vulndb module, whose version [DBModule]
 // pins, with its cmd/indexdb, into the layout `govulncheck -db file://…`
 // reads. Source mode scans the product module (reachable symbols); binary
@@ -21,9 +22,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-
-	"golang.org/x/vuln/scan"
 )
+
+// ScannerVersion is the version of golang.org/x/vuln whose govulncheck
+// runs the audit.
+const ScannerVersion = "v1.10.0"
 
 // The vulnerability database: golang.org/x/vulndb at a fixed version,
 // fetched through the Go module proxy (or the module cache) like any
@@ -134,28 +137,78 @@ func (r Report) Vulnerable() []string {
 // govulncheck takes the standard library's version from GOVERSION in its
 // environment, else from the go command on PATH without that environment
 // (the machine's Go), so both are set.
+//
+// Source mode type-checks the standard library's source with the
+// scanner's own go/types, which must know that Go version: a govulncheck
+// compiled by an older Go fails on a newer standard library. So the
+// scanner is built by the same toolchain (see [Scanner]). The scanner
+// learns the language version of the standard library from `go list`
+// run with GO111MODULE=off, where GOTOOLCHAIN does not switch toolchains:
+// so the toolchain's own go command comes first in PATH.
 func ScanSource(ctx context.Context, db, dir, toolchain string, patterns ...string) (Report, error) {
+	out, err := goCmd(ctx, "", []string{"GOTOOLCHAIN=" + toolchain}, "env", "GOROOT")
+	if err != nil {
+		return Report{}, fmt.Errorf("toolchain %s: %w", toolchain, err)
+	}
+	goroot := strings.TrimSpace(string(out))
 	args := append([]string{"-db", "file://" + db, "-format", "json", "-C", dir}, patterns...)
-	env := append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly", "GOTOOLCHAIN="+toolchain, "GOVERSION="+toolchain)
-	return run(ctx, env, args)
+	env := append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly", "GOTOOLCHAIN="+toolchain, "GOVERSION="+toolchain,
+		"PATH="+filepath.Join(goroot, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return run(ctx, toolchain, env, args)
 }
 
-// ScanBinary runs govulncheck in binary mode on one binary.
-func ScanBinary(ctx context.Context, db, bin string) (Report, error) {
-	return run(ctx, os.Environ(), []string{"-db", "file://" + db, "-format", "json", "-mode", "binary", bin})
+// ScanBinary runs govulncheck, built by toolchain, in binary mode on one
+// binary.
+func ScanBinary(ctx context.Context, db, toolchain, bin string) (Report, error) {
+	return run(ctx, toolchain, os.Environ(), []string{"-db", "file://" + db, "-format", "json", "-mode", "binary", bin})
 }
 
-func run(ctx context.Context, env, args []string) (Report, error) {
-	cmd := scan.Command(ctx, args...)
+func run(ctx context.Context, toolchain string, env, args []string) (Report, error) {
+	scanner, err := Scanner(ctx, toolchain)
+	if err != nil {
+		return Report{}, err
+	}
+	cmd := exec.CommandContext(ctx, scanner, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr, cmd.Stdin, cmd.Env = &stdout, &stderr, bytes.NewReader(nil), env
-	if err := cmd.Start(); err != nil {
-		return Report{}, fmt.Errorf("govulncheck: %w", err)
-	}
-	if err := cmd.Wait(); err != nil {
+	if err := cmd.Run(); err != nil {
 		return Report{}, fmt.Errorf("govulncheck %s: %w: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	return Parse(stdout.Bytes())
+}
+
+// Scanner returns govulncheck at [ScannerVersion] built by the Go
+// toolchain named (GOTOOLCHAIN, e.g. "go1.27.3"), building it on first use
+// into the user's cache directory, keyed by both versions.
+func Scanner(ctx context.Context, toolchain string) (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(cache, "guardyn-release", "govulncheck-"+ScannerVersion+"-"+toolchain)
+	if fi, err := os.Stat(bin); err == nil && fi.Mode().IsRegular() {
+		return bin, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(bin), ".govulncheck-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	// package@version mode: x/vuln's own go.mod, as pinned by its release.
+	if _, err := goCmd(ctx, tmp, []string{"GOBIN=" + tmp, "GOFLAGS=", "CGO_ENABLED=0", "GOTOOLCHAIN=" + toolchain},
+		"install", "golang.org/x/vuln/cmd/govulncheck@"+ScannerVersion); err != nil {
+		return "", fmt.Errorf("building govulncheck with %s: %w", toolchain, err)
+	}
+	if err := os.Rename(filepath.Join(tmp, "govulncheck"), bin); err != nil {
+		if fi, statErr := os.Stat(bin); statErr == nil && fi.Mode().IsRegular() {
+			return bin, nil // a concurrent build finished first
+		}
+		return "", err
+	}
+	return bin, nil
 }
 
 // Parse reads govulncheck's JSON message stream into a normalized Report.

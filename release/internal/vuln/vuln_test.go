@@ -42,7 +42,7 @@ func TestKnownVulnerableModuleIsReported(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	binRep, err := ScanBinary(ctx, db, bin)
+	binRep, err := ScanBinary(ctx, db, gobuild.Toolchain, bin)
 	if err != nil {
 		t.Fatal(err)
 	}
