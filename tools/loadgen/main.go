@@ -42,6 +42,9 @@ import (
 )
 
 func main() {
+	if os.Getenv(attackerEnv) != "" {
+		attackerMain()
+	}
 	if len(os.Args) < 2 {
 		usage()
 		os.Exit(2)
@@ -72,6 +75,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
+}
+
+// attackerMain runs the abuse scenario's attacker process (its flags follow the
+// scenario's own, without the mode) and exits.
+func attackerMain() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := runAttackerProc(ctx, os.Args[1:], os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen attackers:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
 }
 
 func usage() {

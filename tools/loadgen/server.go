@@ -164,8 +164,11 @@ func (c *child) rss() (int64, error) {
 }
 
 // cpu returns the user and system CPU time the child has used, from /proc.
-func (c *child) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+func (c *child) cpu() (time.Duration, error) { return procCPU(c.cmd.Process.Pid) }
+
+// procCPU returns the user and system CPU time process pid has used, from /proc.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -173,7 +176,7 @@ func (c *child) cpu() (time.Duration, error) {
 	_, rest, ok := strings.Cut(string(b), ") ")
 	fields := strings.Fields(rest)
 	if !ok || len(fields) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", c.cmd.Process.Pid)
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
 	}
 	var ticks int64
 	for _, f := range fields[11:13] { // utime, stime
@@ -184,6 +187,39 @@ func (c *child) cpu() (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// schedWait returns how long the threads of process pid (0: this process) have been
+// runnable but waiting for a CPU, from /proc/<pid>/task/*/schedstat (the kernel's
+// run-queue delay). Set against the CPU a process used, it tells a process that waits for
+// the machine from one that waits for its own work (the disk, the network, a lock).
+// Threads that ended are not counted; the Go runtime keeps its threads.
+func schedWait(pid int) (time.Duration, error) {
+	dir := "/proc/self/task"
+	if pid != 0 {
+		dir = fmt.Sprintf("/proc/%d/task", pid)
+	}
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var wait int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			continue // the thread ended
+		}
+		fields := strings.Fields(string(b))
+		if len(fields) < 2 {
+			return 0, fmt.Errorf("unexpected %s/%s/schedstat", dir, t.Name())
+		}
+		n, err := strconv.ParseInt(fields[1], 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		wait += n
+	}
+	return time.Duration(wait), nil
 }
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every Linux
