@@ -528,9 +528,10 @@ func (s *Server) SendStream(stream messagingv1.MessagingService_SendStreamServer
 	}
 	queue := make(chan *messagingv1.SendStreamRequest, maxStreamInflight)
 	failed := make(chan struct{}) // closed when answering fails; the stream is over
+	flow := newSendFlow()
 	answered := make(chan error, 1)
-	go func() { answered <- s.answerSends(ctx, p, stream, queue, failed) }()
-	err = s.readSends(ctx, p, stream, queue, failed)
+	go func() { answered <- s.answerSends(ctx, p, stream, flow, queue, failed) }()
+	err = s.readSends(ctx, p, stream, flow, queue, failed)
 	close(queue)
 	if answerErr := <-answered; err == nil {
 		err = answerErr
@@ -539,10 +540,13 @@ func (s *Server) SendStream(stream messagingv1.MessagingService_SendStreamServer
 }
 
 // readSends queues the stream's requests until the client closes its side, a check
-// fails or answering fails.
-func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messagingv1.MessagingService_SendStreamServer, queue chan<- *messagingv1.SendStreamRequest, failed <-chan struct{}) error {
+// fails or answering fails, at the pace flow allows.
+func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messagingv1.MessagingService_SendStreamServer, flow *sendFlow, queue chan<- *messagingv1.SendStreamRequest, failed <-chan struct{}) error {
 	rechecked := s.now() // the interceptor has just checked
 	for {
+		if !flow.waitHold(ctx, failed, s.now()) {
+			return nil
+		}
 		req, err := stream.Recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
@@ -564,9 +568,13 @@ func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messag
 		} else if removed {
 			return errDeviceRemoved()
 		}
+		if err := flow.queued.Acquire(ctx, queuedSize(req)); err != nil {
+			return nil // the stream is over
+		}
 		select {
 		case queue <- req:
 		case <-failed:
+			flow.queued.Release(queuedSize(req))
 			return nil
 		}
 	}
@@ -574,7 +582,7 @@ func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messag
 
 // answerSends stores and answers queued requests in batches until queue is closed. After
 // a failed answer it closes failed and only drains the queue.
-func (s *Server) answerSends(ctx context.Context, p authn.Principal, stream messagingv1.MessagingService_SendStreamServer, queue <-chan *messagingv1.SendStreamRequest, failed chan<- struct{}) error {
+func (s *Server) answerSends(ctx context.Context, p authn.Principal, stream messagingv1.MessagingService_SendStreamServer, flow *sendFlow, queue <-chan *messagingv1.SendStreamRequest, failed chan<- struct{}) error {
 	batch := make([]*messagingv1.SendStreamRequest, 0, maxStreamInflight)
 	for req := range queue {
 		batch = append(batch[:0], req)
@@ -590,14 +598,18 @@ func (s *Server) answerSends(ctx context.Context, p authn.Principal, stream mess
 				break fill
 			}
 		}
-		for _, resp := range s.sendBatch(ctx, p, batch) {
+		resps := s.sendBatch(ctx, p, batch)
+		for _, resp := range resps {
 			if err := stream.Send(resp); err != nil {
 				close(failed)
-				for range queue {
+				flow.release(batch)
+				for r := range queue {
+					flow.queued.Release(queuedSize(r))
 				}
 				return err
 			}
 		}
+		flow.answered(batch, resps, s.now())
 	}
 	return nil
 }
