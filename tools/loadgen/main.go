@@ -20,7 +20,9 @@
 // Welcome amplification, login floods, key draining) against the same server; it
 // reports the honest throughput, latency and losses of each phase, the attackers' calls
 // by outcome and the server's CPU and memory, and exits non-zero if an honest message
-// the server stored was never delivered.
+// the server stored was never delivered. The attackers run in a process of their own
+// (this binary again, with GUARDYN_LOADGEN_ATTACKERS set), as a real attacker runs on
+// machines of their own; its CPU is reported apart from the honest clients'.
 // backlog: queues a large backlog of group messages for many devices, restarts the server
 // and has every device reconnect in a loop, reading a little each time without
 // acknowledging; reports the server's peak resident memory, which must not grow with the
