@@ -23,6 +23,9 @@ type serverFlags struct {
 	// OTLP collector inside loadgen, which counts them.
 	trace      bool
 	traceRatio float64
+	// profileDir, set by a mode, has the started devserver write its profiles there
+	// (tools/devserver -profile-dir).
+	profileDir string
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
@@ -67,6 +70,9 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 			return nil, err
 		}
 		c.args = []string{"-otlp-endpoint", c.collector.Addr(), "-otlp-insecure", "-trace-ratio", strconv.FormatFloat(f.traceRatio, 'g', -1, 64)}
+	}
+	if f.profileDir != "" {
+		c.args = append(c.args, "-profile-dir", f.profileDir)
 	}
 	// Every simulated device connects from 127.0.0.1, so per-peer limits on registration
 	// would throttle the setup, not measure the platform.
@@ -135,6 +141,14 @@ func (c *child) stop() {
 		c.collector.Close()
 	}
 	os.RemoveAll(c.dir)
+}
+
+// signal sends sig to the server process.
+func (c *child) signal(sig os.Signal) error {
+	if c == nil || c.cmd == nil {
+		return fmt.Errorf("the server is not a child of loadgen")
+	}
+	return c.cmd.Process.Signal(sig)
 }
 
 // spans reports the spans the server exported, when it traces: after halt, all of them.
