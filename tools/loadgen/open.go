@@ -10,13 +10,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -44,7 +42,6 @@ type openFlags struct {
 	groupShare   float64
 	receiptShare float64
 	groupSize    int
-	profile      string // directory for the server's CPU and allocation profiles
 	svg          string // the latency-vs-rate curve of a sweep
 }
 
@@ -86,7 +83,6 @@ func (f *openFlags) register(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.IntVar(&f.groupSize, "group-size", 8, "member devices of each group of the mix")
-	fs.StringVar(&f.profile, "profile", "", "write the started server's CPU profile of the measured time and its allocation profile to this directory")
 	fs.StringVar(&f.svg, "svg", "", "write the latency-vs-rate curve to this SVG file (default with a sweep: open-sweep.svg)")
 }
 
@@ -103,7 +99,7 @@ func (f *openFlags) validate() error {
 		return errors.New("-contacts must be at least 1")
 	case f.groupShare > 0 && (f.groupSize < 2 || f.groupSize > f.devices):
 		return errors.New("-group-size must be between 2 and -devices")
-	case f.profile != "" && f.server.addr != "":
+	case f.server.profileDir != "" && f.server.addr != "":
 		return errors.New("-profile needs a server started by loadgen")
 	}
 	if f.svg == "" && len(f.rates) > 1 {
@@ -303,14 +299,6 @@ func openLoop(ctx context.Context, f openFlags, out io.Writer) (*openResult, err
 	var srv *child
 	if addr == "" {
 		var err error
-		if f.profile != "" {
-			if err := os.MkdirAll(f.profile, 0o755); err != nil {
-				return nil, err
-			}
-			if f.server.profileDir, err = filepath.Abs(f.profile); err != nil {
-				return nil, err
-			}
-		}
 		if srv, err = f.server.start(ctx); err != nil {
 			return nil, err
 		}
@@ -337,7 +325,7 @@ func openLoop(ctx context.Context, f openFlags, out io.Writer) (*openResult, err
 
 	res := &openResult{}
 	for i, rate := range f.rates {
-		ph, err := r.runPhase(gctx, srv, rate, i == 0 && f.profile != "")
+		ph, err := r.runPhase(gctx, srv, rate, i == 0)
 		if err != nil {
 			cancel()
 			g.Wait()
@@ -362,9 +350,9 @@ func openLoop(ctx context.Context, f openFlags, out io.Writer) (*openResult, err
 	if err := g.Wait(); err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 		return nil, err
 	}
-	if srv != nil && f.profile != "" {
+	if srv != nil && f.server.profileDir != "" {
 		srv.halt() // the allocation profile is written on exit
-		fmt.Fprintf(out, "server profiles: %s/cpu.pprof (measured time of the first rate), %s/allocs.pprof\n", f.profile, f.profile)
+		fmt.Fprintf(out, "server profiles: %s/cpu.pprof (measured time of the first rate), %s/allocs.pprof\n", f.server.profileDir, f.server.profileDir)
 	}
 	fmt.Fprintf(out, "lost (stored, never delivered): %d; duplicate deliveries: %d; sends failed: %d; sends unanswered: %d\n", res.lost, res.duplicates, res.failed, res.unanswered)
 	if p := r.firstErr.Load(); p != nil {
@@ -489,8 +477,10 @@ func (r *openRun) runPhase(ctx context.Context, srv *child, rate float64, profil
 	if !sleepCtx(ctx, r.f.warmup) {
 		return phaseResult{}, ctx.Err()
 	}
+	stopProfile := func() {}
 	if profile {
-		if err := srv.signal(syscall.SIGUSR1); err != nil {
+		var err error
+		if stopProfile, err = srv.profiling(r.f.server); err != nil {
 			return phaseResult{}, err
 		}
 	}
@@ -507,6 +497,7 @@ func (r *openRun) runPhase(ctx context.Context, srv *child, rate float64, profil
 	}
 	r.phase.Store(nil)
 	elapsed := time.Since(start)
+	stopProfile()
 	n := r.delivered.Load()
 	ph := phaseResult{offered: rate, achieved: float64(n) / elapsed.Seconds(), p50: h.pct(0.5), p99: h.pct(0.99), p999: h.pct(0.999), deliveries: n}
 	if srv != nil {
@@ -515,11 +506,6 @@ func (r *openRun) runPhase(ctx context.Context, srv *child, rate float64, profil
 			ph.cpuPerMsg = (cpu1 - cpu0) / time.Duration(n)
 		}
 		ph.rss, _ = srv.rss()
-		if profile {
-			if err := srv.signal(syscall.SIGUSR2); err != nil {
-				return phaseResult{}, err
-			}
-		}
 	}
 	return ph, nil
 }

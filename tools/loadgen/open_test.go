@@ -27,9 +27,9 @@ func TestOpenLoopDeliversEverything(t *testing.T) {
 	defer cancel()
 	prof := t.TempDir()
 	f := openFlags{
-		server: serverFlags{bin: bin}, devices: 64, rates: []float64{200, 400}, contacts: 4, size: 256,
+		server: serverFlags{bin: bin, profileDir: prof}, devices: 64, rates: []float64{200, 400}, contacts: 4, size: 256,
 		warmup: 500 * time.Millisecond, duration: 1500 * time.Millisecond,
-		groupShare: 0.1, receiptShare: 0.5, groupSize: 4, profile: prof,
+		groupShare: 0.1, receiptShare: 0.5, groupSize: 4,
 	}
 	if err := f.validate(); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/guardyn/guardyn/libs/observe/observetest"
@@ -23,8 +24,8 @@ type serverFlags struct {
 	// OTLP collector inside loadgen, which counts them.
 	trace      bool
 	traceRatio float64
-	// profileDir, set by a mode, has the started devserver write its profiles there
-	// (tools/devserver -profile-dir).
+	// profileDir has the started devserver write its profiles there (tools/devserver
+	// -profile-dir): the CPU profile of the measured time and the allocation profile.
 	profileDir string
 }
 
@@ -33,6 +34,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.bin, "server-bin", "", "devserver binary to start (default: go build ./tools/devserver)")
 	fs.BoolVar(&f.trace, "trace", false, "the devserver started traces its calls to an OTLP collector run by loadgen (metrics are always on)")
 	fs.Float64Var(&f.traceRatio, "trace-ratio", 1, "with -trace: the fraction of calls traced")
+	fs.StringVar(&f.profileDir, "profile", "", "write the started server's CPU profile of the measured time (cpu.pprof) and its allocation profile (allocs.pprof) to this directory")
 }
 
 // child is a devserver started for the run.
@@ -52,6 +54,14 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 	dir, err := os.MkdirTemp("", "guardyn-loadgen-")
 	if err != nil {
 		return nil, err
+	}
+	if f.profileDir != "" {
+		if err := os.MkdirAll(f.profileDir, 0o755); err != nil {
+			return nil, err
+		}
+		if f.profileDir, err = filepath.Abs(f.profileDir); err != nil {
+			return nil, err
+		}
 	}
 	bin := f.bin
 	if bin == "" {
@@ -149,6 +159,18 @@ func (c *child) signal(sig os.Signal) error {
 		return fmt.Errorf("the server is not a child of loadgen")
 	}
 	return c.cmd.Process.Signal(sig)
+}
+
+// profiling starts the server's CPU profile when it was asked for; the returned function
+// stops it.
+func (c *child) profiling(f serverFlags) (stop func(), err error) {
+	if c == nil || f.profileDir == "" {
+		return func() {}, nil
+	}
+	if err := c.signal(syscall.SIGUSR1); err != nil {
+		return nil, err
+	}
+	return func() { c.signal(syscall.SIGUSR2) }, nil
 }
 
 // spans reports the spans the server exported, when it traces: after halt, all of them.
