@@ -10,7 +10,8 @@ import (
 )
 
 // profileOnSignals lets a load generator profile exactly the interval it measures:
-// SIGUSR1 starts a CPU profile into dir/cpu.pprof, SIGUSR2 stops it. The returned
+// SIGUSR1 starts a CPU profile into dir/cpu.pprof, SIGUSR2 stops it and writes where
+// the goroutines wait, dir/goroutines.txt. The returned
 // function writes the allocation profile, dir/allocs.pprof, and is called on exit.
 // Without -profile-dir the signals keep their default action and nothing is written.
 func profileOnSignals(dir string) (finish func()) {
@@ -34,6 +35,12 @@ func profileOnSignals(dir string) (finish func()) {
 				pprof.StopCPUProfile()
 				cpu.Close()
 				cpu = nil
+				// Where every goroutine waits at the end of the measured time: a server
+				// that is slow without using its CPU is waiting on something.
+				if f, err := os.Create(filepath.Join(dir, "goroutines.txt")); err == nil {
+					pprof.Lookup("goroutine").WriteTo(f, 1)
+					f.Close()
+				}
 			}
 		}
 	}()
