@@ -65,16 +65,16 @@ func (f *sendFlow) waitHold(ctx context.Context, failed <-chan struct{}, now tim
 }
 
 // release takes reqs out of the read-ahead.
-func (f *sendFlow) release(reqs []*messagingv1.SendStreamRequest) {
+func (f *sendFlow) release(reqs []queuedSend) {
 	for _, r := range reqs {
-		f.queued.Release(queuedSize(r))
+		f.queued.Release(queuedSize(r.req))
 	}
 }
 
 // answered accounts a batch that was answered: its bytes leave the read-ahead, and a
 // refusal for the sender's rate limits holds the reader (longer each time), while a
 // batch without one ends the hold's growth.
-func (f *sendFlow) answered(reqs []*messagingv1.SendStreamRequest, resps []*messagingv1.SendStreamResponse, now time.Time) {
+func (f *sendFlow) answered(reqs []queuedSend, resps []*messagingv1.SendStreamResponse, now time.Time) {
 	f.release(reqs)
 	limited := false
 	for _, r := range resps {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/guardyn/guardyn/libs/observe/observetest"
@@ -23,6 +24,9 @@ type serverFlags struct {
 	// OTLP collector inside loadgen, which counts them.
 	trace      bool
 	traceRatio float64
+	// profileDir has the started devserver write its profiles there (tools/devserver
+	// -profile-dir): the CPU profile of the measured time and the allocation profile.
+	profileDir string
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
@@ -30,6 +34,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.bin, "server-bin", "", "devserver binary to start (default: go build ./tools/devserver)")
 	fs.BoolVar(&f.trace, "trace", false, "the devserver started traces its calls to an OTLP collector run by loadgen (metrics are always on)")
 	fs.Float64Var(&f.traceRatio, "trace-ratio", 1, "with -trace: the fraction of calls traced")
+	fs.StringVar(&f.profileDir, "profile", "", "write the started server's CPU profile of the measured time (cpu.pprof) and its allocation profile (allocs.pprof) to this directory")
 }
 
 // child is a devserver started for the run.
@@ -50,6 +55,14 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.profileDir != "" {
+		if err := os.MkdirAll(f.profileDir, 0o755); err != nil {
+			return nil, err
+		}
+		if f.profileDir, err = filepath.Abs(f.profileDir); err != nil {
+			return nil, err
+		}
+	}
 	bin := f.bin
 	if bin == "" {
 		bin = filepath.Join(dir, "devserver")
@@ -67,6 +80,9 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 			return nil, err
 		}
 		c.args = []string{"-otlp-endpoint", c.collector.Addr(), "-otlp-insecure", "-trace-ratio", strconv.FormatFloat(f.traceRatio, 'g', -1, 64)}
+	}
+	if f.profileDir != "" {
+		c.args = append(c.args, "-profile-dir", f.profileDir)
 	}
 	// Every simulated device connects from 127.0.0.1, so per-peer limits on registration
 	// would throttle the setup, not measure the platform.
@@ -135,6 +151,26 @@ func (c *child) stop() {
 		c.collector.Close()
 	}
 	os.RemoveAll(c.dir)
+}
+
+// signal sends sig to the server process.
+func (c *child) signal(sig os.Signal) error {
+	if c == nil || c.cmd == nil {
+		return fmt.Errorf("the server is not a child of loadgen")
+	}
+	return c.cmd.Process.Signal(sig)
+}
+
+// profiling starts the server's CPU profile when it was asked for; the returned function
+// stops it.
+func (c *child) profiling(f serverFlags) (stop func(), err error) {
+	if c == nil || f.profileDir == "" {
+		return func() {}, nil
+	}
+	if err := c.signal(syscall.SIGUSR1); err != nil {
+		return nil, err
+	}
+	return func() { c.signal(syscall.SIGUSR2) }, nil
 }
 
 // spans reports the spans the server exported, when it traces: after halt, all of them.

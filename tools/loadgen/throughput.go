@@ -115,6 +115,10 @@ func runThroughput(ctx context.Context, args []string) error {
 	if srv != nil {
 		cpuStart, cpuErr = srv.cpu()
 	}
+	stopProfile, err := srv.profiling(f.server)
+	if err != nil {
+		return err
+	}
 	measuring.Store(true)
 	start := time.Now()
 	select {
@@ -124,6 +128,7 @@ func runThroughput(ctx context.Context, args []string) error {
 	}
 	measuring.Store(false)
 	elapsed := time.Since(start)
+	stopProfile()
 	// Stop sending, let the receivers take and acknowledge what is in flight, then check
 	// that their inboxes are empty: acknowledgements really deleted what they counted.
 	close(stopSending)
