@@ -32,6 +32,13 @@ type Common struct {
 	TraceRatio   float64 // fraction of calls traced; 0 means every call
 }
 
+// DefaultTraceRatio is the fraction of calls traced unless -trace-ratio says otherwise:
+// tracing every call (1) cost a fifth of the server's CPU per message and more than the
+// 10% of throughput the platform allows for observability, where a tenth of the calls
+// costs nothing measurable (docs/observability.md, "Overhead"). Tests and development
+// trace every call with -trace-ratio 1.
+const DefaultTraceRatio = 0.1
+
 // Bind registers the common flags, with defaults for a local single-node
 // run (loopback only: production sets the listen addresses explicitly).
 func (c *Common) Bind(b *Binder) {
@@ -45,7 +52,7 @@ func (c *Common) Bind(b *Binder) {
 	b.Duration(&c.DrainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for running calls")
 	b.String(&c.OTLPEndpoint, "otlp-endpoint", "", "host:port of an OTLP/gRPC collector to send traces to; empty sends none")
 	b.Bool(&c.OTLPInsecure, "otlp-insecure", false, "send traces without TLS (a collector on loopback or in the same pod)")
-	b.Float64(&c.TraceRatio, "trace-ratio", 1, "fraction of calls traced when -otlp-endpoint is set, in [0, 1] (0: every call)")
+	b.Float64(&c.TraceRatio, "trace-ratio", DefaultTraceRatio, "fraction of calls traced when -otlp-endpoint is set, in [0, 1] (0: every call)")
 }
 
 // Validate checks the values after parsing.

@@ -119,6 +119,11 @@ func TestCommon(t *testing.T) {
 	if !c.Logger(io.Discard).Enabled(context.Background(), slog.LevelDebug) {
 		t.Error("log level from environment not applied")
 	}
+	// Production traces a sample of the calls by default, not every call
+	// (docs/observability.md, "Overhead").
+	if c.TraceRatio != 0.1 || c.Observe("test", io.Discard).TraceRatio != 0.1 {
+		t.Errorf("default trace ratio %v; want 0.1", c.TraceRatio)
+	}
 	sub, err := c.EnsureDataDir("jetstream")
 	if err != nil {
 		t.Fatal(err)
