@@ -129,15 +129,15 @@ func (o *Observer) Messages(s msgstore.Store) msgstore.Store {
 	del := op("delete")
 	del.span = ""
 	return &msgStore{Store: s, depth: o.stores.depth,
-		append: op("append"), read: op("read"), readIDs: op("read_ids"), delete: del,
+		append: op("append"), read: op("read"), readIDs: op("read_ids"), get: op("get"), delete: del,
 		count: count, deleteInbox: op("delete_inbox"),
 	}
 }
 
 type msgStore struct {
 	msgstore.Store
-	depth                                             prometheus.Observer
-	append, read, readIDs, delete, count, deleteInbox *storeOp
+	depth                                                  prometheus.Observer
+	append, read, readIDs, get, delete, count, deleteInbox *storeOp
 }
 
 func (s *msgStore) Append(ctx context.Context, msgs []msgstore.Message) (err error) {
@@ -159,6 +159,12 @@ func (s *msgStore) ReadIDs(ctx context.Context, inbox msgstore.Inbox, after msgs
 	ctx, span, start := s.readIDs.begin(ctx)
 	defer func() { s.readIDs.end(span, start, err) }()
 	return s.Store.ReadIDs(ctx, inbox, after, limit)
+}
+
+func (s *msgStore) Get(ctx context.Context, inbox msgstore.Inbox, id msgstore.ID) (_ msgstore.Message, err error) {
+	ctx, span, start := s.get.begin(ctx)
+	defer func() { s.get.end(span, start, err) }()
+	return s.Store.Get(ctx, inbox, id)
 }
 
 func (s *msgStore) Delete(ctx context.Context, inbox msgstore.Inbox, ids []msgstore.ID) (err error) {

@@ -198,11 +198,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.startStreamReports()
 	s.checked.Add(1)
-	go s.sweepLogEvery(logSweepInterval)
+	go s.sweepEvery(welcomeSweepInterval)
 	return s, nil
 }
 
-// Close stops receiving live events, replaying fan-outs, sweeping the group log and
+// Close stops receiving live events, replaying fan-outs, sweeping expired Welcomes and
 // rechecking streams. Streams end when the gRPC server stops.
 func (s *Server) Close() error {
 	s.stopReplay()
