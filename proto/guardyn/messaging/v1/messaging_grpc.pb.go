@@ -68,7 +68,10 @@ type MessagingServiceClient interface {
 	// SendStream sends many messages over one stream, for high-throughput clients: every request
 	// carries a caller-chosen request id and gets exactly one response with the same id, in any
 	// order. Each send has SendMessage's semantics; its failure is reported in its response and
-	// does not end the stream. Authentication is checked once, when the stream opens.
+	// does not end the stream. Authentication is checked once, when the stream opens. The server
+	// reads at most 1 MiB of unanswered sends ahead, and after a send refused with RATE_LIMITED it
+	// reads the next request only after a pause (100 ms, doubling while refusals go on, up to
+	// 1 s): a sender over its limits is held to them by flow control, not answered at full speed.
 	//
 	// Errors (ending the stream):
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field of a request exceeds its documented maximum.
@@ -386,7 +389,10 @@ type MessagingServiceServer interface {
 	// SendStream sends many messages over one stream, for high-throughput clients: every request
 	// carries a caller-chosen request id and gets exactly one response with the same id, in any
 	// order. Each send has SendMessage's semantics; its failure is reported in its response and
-	// does not end the stream. Authentication is checked once, when the stream opens.
+	// does not end the stream. Authentication is checked once, when the stream opens. The server
+	// reads at most 1 MiB of unanswered sends ahead, and after a send refused with RATE_LIMITED it
+	// reads the next request only after a pause (100 ms, doubling while refusals go on, up to
+	// 1 s): a sender over its limits is held to them by flow control, not answered at full speed.
 	//
 	// Errors (ending the stream):
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field of a request exceeds its documented maximum.
