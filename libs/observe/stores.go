@@ -124,7 +124,7 @@ func (o *Observer) Messages(s msgstore.Store) msgstore.Store {
 	count := op("count")
 	count.span = ""
 	// Delete runs once per acknowledgement, almost always on a device's Receive stream,
-	// whose span lives as long as the connection: a child span per ack made a third of
+	// whose span lives as long as the connection: a child span per ack was a quarter of
 	// the spans of a traced message and belongs to no send's trace. It is timed only.
 	del := op("delete")
 	del.span = ""
