@@ -316,7 +316,7 @@ func (c *checker) networkPolicies() {
 			}
 		}
 		if !deny {
-			c.errs = append(c.errs, fmt.Errorf("Namespace %s: no default-deny CiliumNetworkPolicy (endpointSelector {}, ingress [{}], egress [{}])", ns))
+			c.errs = append(c.errs, fmt.Errorf("namespace %s: no default-deny CiliumNetworkPolicy (endpointSelector {}, ingress [{}], egress [{}])", ns))
 		}
 	}
 	for _, svc := range c.objs {

@@ -262,7 +262,7 @@ func TestBadInputs(t *testing.T) {
 			breakIt: func(t *testing.T, root string) {
 				edit(t, root, "base/messaging/policies.yaml", "  ingress: [{}]\n  egress: [{}]\n", "  ingress: [{}]\n")
 			},
-			want: "Namespace messaging: no default-deny CiliumNetworkPolicy"},
+			want: "namespace messaging: no default-deny CiliumNetworkPolicy"},
 		{name: "a Secret in the overlay", overlay: "local",
 			breakIt: func(t *testing.T, root string) {
 				edit(t, root, "base/apps/ingress.yaml", "---\napiVersion: networking.k8s.io/v1", "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: leaked\nstringData:\n  password: hunter2\n---\napiVersion: networking.k8s.io/v1")
