@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"filippo.io/age"
@@ -19,6 +18,8 @@ import (
 	sopsage "github.com/getsops/sops/v3/age"
 	sopsyaml "github.com/getsops/sops/v3/stores/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/guardyn/guardyn/infra/secrets/sealcheck"
 )
 
 // EncryptedRegex selects what SOPS encrypts in a Secret manifest.
@@ -94,7 +95,7 @@ func NewOpener(identities string) (*Opener, error) {
 
 // Open decrypts a sealed file and checks its MAC; name is for errors.
 func (o *Opener) Open(name string, data []byte) ([]byte, error) {
-	if err := CheckSealed(data); err != nil {
+	if err := sealcheck.Check(data); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	store := &sopsyaml.Store{}
@@ -132,43 +133,6 @@ func (o *Opener) Open(name string, data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%s: MAC mismatch: the file was changed after it was sealed", name)
 	}
 	return store.EmitPlainFile(tree.Branches)
-}
-
-var encRE = regexp.MustCompile(`^ENC\[AES256_GCM,data:[A-Za-z0-9+/=]*,iv:[A-Za-z0-9+/=]+,tag:[A-Za-z0-9+/=]+,type:[a-z]+\]$`)
-
-// CheckSealed reports whether a Secret manifest is SOPS-sealed: a sops
-// section with a MAC and at least one age recipient, and every value under
-// data and stringData encrypted. Anything else is a secret in clear.
-func CheckSealed(data []byte) error {
-	var doc map[string]any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("not YAML: %w", err)
-	}
-	meta, _ := doc["sops"].(map[string]any)
-	if meta == nil {
-		return errors.New("not SOPS-encrypted: no sops section (a Secret in clear)")
-	}
-	if mac, _ := meta["mac"].(string); !encRE.MatchString(mac) {
-		return errors.New("sops section without an encrypted MAC")
-	}
-	if ages, _ := meta["age"].([]any); len(ages) == 0 {
-		return errors.New("sops section without an age recipient")
-	}
-	n := 0
-	for _, field := range []string{"data", "stringData"} {
-		vals, _ := doc[field].(map[string]any)
-		for k, v := range vals {
-			s, _ := v.(string)
-			if !encRE.MatchString(s) {
-				return fmt.Errorf("%s.%s is in clear", field, k)
-			}
-			n++
-		}
-	}
-	if n == 0 {
-		return errors.New("no data or stringData values")
-	}
-	return nil
 }
 
 func isSecret(plain []byte) error {
