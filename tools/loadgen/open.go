@@ -270,6 +270,8 @@ type openResult struct {
 	duplicates int64
 	failed     int64 // sends answered with an error
 	unanswered int64 // sends never answered
+	// streamsEnded counts send streams the server ended (and loadgen reopened).
+	streamsEnded int64
 }
 
 // openRun is the state of a run shared by its goroutines.
@@ -285,7 +287,9 @@ type openRun struct {
 	delivered  atomic.Int64 // deliveries while measuring
 	duplicates atomic.Int64
 	failed     atomic.Int64
-	firstErr   atomic.Pointer[string]
+	// streamsEnded counts SendStreams the server ended, each reopened.
+	streamsEnded atomic.Int64
+	firstErr     atomic.Pointer[string]
 }
 
 // openLoop runs the scenario: it registers and connects the devices, then for each rate
@@ -345,7 +349,7 @@ func openLoop(ctx context.Context, f openFlags, out io.Writer) (*openResult, err
 		time.Sleep(50 * time.Millisecond)
 	}
 	res.lost, res.unanswered = r.missing()
-	res.duplicates, res.failed = r.duplicates.Load(), r.failed.Load()
+	res.duplicates, res.failed, res.streamsEnded = r.duplicates.Load(), r.failed.Load(), r.streamsEnded.Load()
 	cancel()
 	if err := g.Wait(); err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 		return nil, err
@@ -354,7 +358,7 @@ func openLoop(ctx context.Context, f openFlags, out io.Writer) (*openResult, err
 		srv.halt() // the allocation profile is written on exit
 		fmt.Fprintf(out, "server profiles: %s/cpu.pprof (measured time of the first rate), %s/allocs.pprof\n", f.server.profileDir, f.server.profileDir)
 	}
-	fmt.Fprintf(out, "lost (stored, never delivered): %d; duplicate deliveries: %d; sends failed: %d; sends unanswered: %d\n", res.lost, res.duplicates, res.failed, res.unanswered)
+	fmt.Fprintf(out, "lost (stored, never delivered): %d; duplicate deliveries: %d; sends failed: %d; sends unanswered: %d; send streams ended by the server (reopened): %d\n", res.lost, res.duplicates, res.failed, res.unanswered, res.streamsEnded)
 	if p := r.firstErr.Load(); p != nil {
 		fmt.Fprintf(out, "first send error: %s\n", *p)
 	}
@@ -581,14 +585,32 @@ func (r *openRun) fail(st *sendState, msg string) {
 }
 
 // readAnswers records the answers of a device's sends.
+//
+// A stream the server ends is reopened, as a client would; the sends in flight on it stay
+// unanswered and are counted so.
 func (r *openRun) readAnswers(ctx context.Context, d *openDevice) error {
+	d.sendMu.Lock()
+	stream := d.send
+	d.sendMu.Unlock()
 	for {
-		resp, err := d.send.Recv()
+		resp, err := stream.Recv()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("send stream: %w", err)
+			msg := "send stream ended: " + err.Error()
+			r.firstErr.CompareAndSwap(nil, &msg)
+			r.streamsEnded.Add(1)
+			d.sendMu.Lock()
+			stream, err = messagingv1.NewMessagingServiceClient(d.conn).SendStream(d.dev.Context(ctx))
+			if err == nil {
+				d.send = stream
+			}
+			d.sendMu.Unlock()
+			if err != nil {
+				return fmt.Errorf("reopen send stream: %w", err)
+			}
+			continue
 		}
 		st := r.log.at(resp.GetRequestId())
 		if st == nil {

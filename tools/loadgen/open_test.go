@@ -40,8 +40,8 @@ func TestOpenLoopDeliversEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.lost != 0 || res.duplicates != 0 || res.failed != 0 || res.unanswered != 0 {
-		t.Fatalf("lost %d, duplicates %d, failed %d, unanswered %d: want none", res.lost, res.duplicates, res.failed, res.unanswered)
+	if res.lost != 0 || res.duplicates != 0 || res.failed != 0 || res.unanswered != 0 || res.streamsEnded != 0 {
+		t.Fatalf("lost %d, duplicates %d, failed %d, unanswered %d, send streams ended %d: want none", res.lost, res.duplicates, res.failed, res.unanswered, res.streamsEnded)
 	}
 	if len(res.phases) != 2 {
 		t.Fatalf("%d phases, want 2", len(res.phases))
