@@ -52,7 +52,7 @@ func main() {
 	}
 	cfg := platform.Config{
 		DataDir: common.DataDir, GRPCAddr: common.GRPCAddr, AdminAddr: common.AdminAddr,
-		NATSURL: common.NATSURL, Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
+		NATS: common.NATS(nil), Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
 		Observer: obs,
 	}
 	if !rateLimits {
