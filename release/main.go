@@ -1,12 +1,13 @@
 // Command release builds Guardyn's signed, reproducible release bundles
 // and verifies them offline. From the release/ directory of a checkout:
 //
+//	go run . keygen --out ..
 //	go run . build --version v0.3.0 --key cosign.key --out ../dist
 //	go run . verify --key cosign.pub ../dist/guardyn-v0.3.0
 //	go run . verify --key cosign.pub --rebuild ../dist/guardyn-v0.3.0
 //	go run . push --repo registry.example.com/guardyn ../dist/guardyn-v0.3.0
 //
-// The key pair is the one `cosign generate-key-pair` writes; the private
+// The key pair is the one `cosign generate-key-pair` (or `keygen`) writes; the private
 // key's passphrase comes from COSIGN_PASSWORD (as for cosign itself) or a
 // prompt. release/ is its own Go module so that syft, cosign and their
 // hundreds of dependencies never enter the product's go.mod. See
@@ -14,6 +15,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -21,12 +23,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"golang.org/x/term"
 
 	"github.com/guardyn/guardyn/release/internal/bundle"
@@ -34,6 +38,7 @@ import (
 )
 
 const usage = `usage:
+  release keygen --out DIR
   release build --version vX.Y.Z --key cosign.key --out DIR [flags]
   release verify --key cosign.pub [--rebuild] BUNDLE_DIR
   release push --repo REGISTRY/PREFIX BUNDLE_DIR
@@ -54,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	switch args[0] {
+	case "keygen":
+		err = cmdKeygen(args[1:], stdout, stderr)
 	case "build":
 		err = cmdBuild(ctx, args[1:], stdout, stderr)
 	case "verify":
@@ -157,6 +164,92 @@ func passphrase(stderr io.Writer) ([]byte, error) {
 	p, err := term.ReadPassword(int(os.Stdin.Fd()))
 	fmt.Fprintln(stderr)
 	return p, err
+}
+
+// cmdKeygen writes cosign.key and cosign.pub exactly as `cosign
+// generate-key-pair` does, so a release engineer needs no cosign install.
+// It never overwrites a key: losing the old private key would orphan every
+// bundle signed with it.
+func cmdKeygen(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", ".", "directory cosign.key and cosign.pub are written into")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("keygen: unexpected arguments %q", fs.Args())}
+	}
+	keyPath := filepath.Join(*out, "cosign.key")
+	pubPath := filepath.Join(*out, "cosign.pub")
+	for _, p := range []string{keyPath, pubPath} {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("keygen: %s already exists; not overwriting a key", p)
+		}
+	}
+	pass, err := newPassphrase(stderr)
+	if err != nil {
+		return err
+	}
+	kp, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return pass, nil })
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	// O_EXCL: a key that appeared since the check above is not overwritten either.
+	if err := writeNew(keyPath, kp.PrivateBytes, 0o600); err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	if err := writeNew(pubPath, kp.PublicBytes, 0o644); err != nil {
+		os.Remove(keyPath)
+		return fmt.Errorf("keygen: %w", err)
+	}
+	fmt.Fprintf(stdout, "private key %s\npublic key %s\n", keyPath, pubPath)
+	return nil
+}
+
+func writeNew(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	return f.Close()
+}
+
+// newPassphrase asks for a new key's passphrase: COSIGN_PASSWORD when set,
+// else twice on the terminal.
+func newPassphrase(stderr io.Writer) ([]byte, error) {
+	if p, ok := os.LookupEnv("COSIGN_PASSWORD"); ok {
+		return []byte(p), nil
+	}
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return nil, errors.New("keygen: no passphrase: set COSIGN_PASSWORD (empty for a key without one)")
+	}
+	fmt.Fprint(stderr, "Enter password for private key: ")
+	p1, err := term.ReadPassword(int(os.Stdin.Fd()))
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprint(stderr, "Enter password for private key again: ")
+	p2, err := term.ReadPassword(int(os.Stdin.Fd()))
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(p1, p2) {
+		return nil, errors.New("keygen: passwords do not match")
+	}
+	return p1, nil
 }
 
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+
+	"github.com/guardyn/guardyn/release/internal/sign"
 )
 
 // TestBuildRefusesBadKeys: a missing key file, a wrong passphrase and a
@@ -53,5 +55,53 @@ func TestUsage(t *testing.T) {
 		if code := run(context.Background(), args, &stdout, &stderr); code != 2 {
 			t.Errorf("%q: exit %d, want 2 (usage)", args, code)
 		}
+	}
+}
+
+// TestKeygen: the key pair keygen writes loads through the same code as a
+// cosign-made pair and signs what its public key verifies; keygen never
+// overwrites a key.
+func TestKeygen(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("COSIGN_PASSWORD", "pw")
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"keygen", "--out", dir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("keygen: exit %d: %s", code, stderr.String())
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, "cosign.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "cosign.key")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("cosign.key mode %v, want 0600", fi.Mode().Perm())
+	}
+	signer, err := sign.LoadPrivateKey(keyPEM, []byte("pw"))
+	if err != nil {
+		t.Fatalf("load private key: %v", err)
+	}
+	pubPEM, err := os.ReadFile(filepath.Join(dir, "cosign.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := sign.LoadPublicKey(pubPEM)
+	if err != nil {
+		t.Fatalf("load public key: %v", err)
+	}
+	msg := []byte("manifest")
+	sig, err := signer.SignBlob(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.VerifyBlob(msg, sig); err != nil {
+		t.Fatalf("signature by the new key does not verify with its public key: %v", err)
+	}
+
+	stderr.Reset()
+	if code := run(context.Background(), []string{"keygen", "--out", dir}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "already exists") {
+		t.Fatalf("second keygen: exit %d, %q; want 1 and \"already exists\"", code, stderr.String())
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "cosign.key"))
+	if !bytes.Equal(after, keyPEM) {
+		t.Fatal("keygen overwrote the private key")
 	}
 }
