@@ -108,6 +108,8 @@ func cmdBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	builder := fs.String("builder-id", "", "SLSA builder id (default: the local builder; CI sets its workflow's)")
 	allowDirty := fs.Bool("allow-dirty", false, "build a pre-release from a checkout with uncommitted changes")
 	vulndb := fs.String("vulndb", "", "govulncheck database directory (default: built from the pinned golang.org/x/vulndb)")
+	domain := fs.String("domain", "", "also render the prod overlay into k8s/prod.yaml with this public name (needs --third-party-lock)")
+	lock := fs.String("third-party-lock", "", "with --domain: the lock pinning the third-party images by digest (infra: go run ./cmd/infra images -overlay prod)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -137,7 +139,7 @@ func cmdBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	res, err := bundle.Build(ctx, bundle.Options{
 		Source: *source, Version: *version, Signer: signer, Out: *out, Targets: names,
 		Repository: *repo, BuilderID: *builder, AllowDirty: *allowDirty, VulnDB: *vulndb,
-		Progress: progress(stderr),
+		Domain: *domain, ThirdPartyLock: *lock, Progress: progress(stderr),
 	})
 	if err != nil {
 		return err

@@ -50,6 +50,11 @@ type Options struct {
 	// VulnDB is a govulncheck database directory to use; empty: built from
 	// the pinned vulndb module into the user's cache directory.
 	VulnDB string
+	// Domain, when set, renders the prod overlay into k8s/prod.yaml with
+	// this public name; ThirdPartyLock (required with it) pins the images
+	// that are not Guardyn's. The local overlay is always rendered.
+	Domain         string
+	ThirdPartyLock string
 	// Progress receives one line per step; nil: silent.
 	Progress func(step string)
 
@@ -121,6 +126,17 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	targets, err := gobuild.Select(opts.Targets)
 	if err != nil {
 		return Result{}, err
+	}
+	if opts.Domain != "" && opts.ThirdPartyLock == "" {
+		return Result{}, errors.New("a domain renders the prod overlay, which needs a lock of the third-party images (--third-party-lock)")
+	}
+	if opts.ThirdPartyLock != "" && opts.Domain == "" {
+		return Result{}, errors.New("a third-party lock is for the prod overlay, which needs its domain (--domain)")
+	}
+	if opts.ThirdPartyLock != "" {
+		if _, err := os.Stat(opts.ThirdPartyLock); err != nil {
+			return Result{}, fmt.Errorf("third-party lock: %w", err)
+		}
 	}
 	if opts.Repository == "" {
 		opts.Repository = DefaultRepository
@@ -314,6 +330,9 @@ func build(ctx context.Context, opts *Options, src Source, targets []gobuild.Tar
 	if err := writeJSON(filepath.Join(dir, ImagesFile), out); err != nil {
 		return Images{}, err
 	}
+	if err := renderOverlays(ctx, opts, src, dir, out); err != nil {
+		return Images{}, err
+	}
 
 	// 3. SBOMs, and their attestations.
 	for _, b := range out.Binaries {
@@ -463,7 +482,7 @@ func build(ctx context.Context, opts *Options, src Source, targets []gobuild.Tar
 	opts.progress("provenance: %d subjects, %d resolved dependencies", len(st.Subject), len(deps))
 
 	// 7. The manifest, signed.
-	mb, err := writeManifest(dir, Manifest{Version: opts.Version, Commit: src.Commit, SourceDateEpoch: src.Time.Unix()})
+	mb, err := writeManifest(dir, Manifest{Version: opts.Version, Commit: src.Commit, SourceDateEpoch: src.Time.Unix(), Domain: opts.Domain})
 	if err != nil {
 		return Images{}, fmt.Errorf("manifest: %w", err)
 	}

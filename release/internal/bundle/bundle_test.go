@@ -299,6 +299,20 @@ func TestVerifyCatchesTampering(t *testing.T) {
 			os.Remove(filepath.Join(dir, file))
 			return undo
 		}, "vuln/source.json", CheckManifest},
+		{"deploy manifest pins another image", func(t *testing.T) func() {
+			file := DeployDir + "/local.yaml"
+			undo := keep(t, dir, file)
+			b, _ := os.ReadFile(filepath.Join(dir, file))
+			var server Image
+			for _, i := range f.a.Images.Images {
+				if i.Name == "guardyn-server" {
+					server = i
+				}
+			}
+			b = bytes.ReplaceAll(b, []byte(server.Index), []byte("sha256:"+strings.Repeat("0", 64)))
+			os.WriteFile(filepath.Join(dir, file), b, 0o644)
+			return undo
+		}, DeployDir + "/local.yaml", CheckDeploy},
 		{"extra file", func(t *testing.T) func() {
 			file := filepath.Join(dir, "bin", "backdoor")
 			os.WriteFile(file, []byte("#!/bin/sh\n"), 0o755)
@@ -341,6 +355,9 @@ func TestBadInputs(t *testing.T) {
 		{"non-semver version", Options{Version: "0.3", Signer: signer}, "not semver"},
 		{"unknown service", Options{Version: "v0.3.0", Signer: signer, Targets: []string{"auth", "billing"}}, `unknown service "billing"`},
 		{"no key", Options{Version: "v0.3.0"}, "no signing key"},
+		{"domain without a lock", Options{Version: "v0.3.0", Signer: signer, Domain: "chat.example.org"}, "needs a lock of the third-party images"},
+		{"lock without a domain", Options{Version: "v0.3.0", Signer: signer, ThirdPartyLock: "lock.json"}, "needs its domain"},
+		{"missing lock", Options{Version: "v0.3.0", Signer: signer, Domain: "chat.example.org", ThirdPartyLock: "/nonexistent/lock.json"}, "third-party lock: stat /nonexistent/lock.json"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

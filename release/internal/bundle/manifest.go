@@ -27,10 +27,12 @@ const (
 // Manifest lists every file of a bundle (except itself and its signature)
 // with its SHA-256; its signature covers the whole bundle.
 type Manifest struct {
-	Version         string  `json:"version"`
-	Commit          string  `json:"commit"`
-	SourceDateEpoch int64   `json:"sourceDateEpoch"`
-	Files           []Entry `json:"files"`
+	Version         string `json:"version"`
+	Commit          string `json:"commit"`
+	SourceDateEpoch int64  `json:"sourceDateEpoch"`
+	// Domain is the public name k8s/prod.yaml was rendered for, if any.
+	Domain string  `json:"domain,omitempty"`
+	Files  []Entry `json:"files"`
 }
 
 // Entry is one file of the bundle.

@@ -55,9 +55,14 @@ func (v *verifier) rebuild(ctx context.Context, m Manifest, opts VerifyOptions) 
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	var lock string
+	if m.Domain != "" {
+		lock = filepath.Join(v.dir, DeployDir, ThirdPartyLockFile)
+	}
 	res, err := Build(ctx, Options{
 		Source: src.Root, Version: m.Version, Out: tmp, Targets: targets,
 		Repository: im.Repository, BuilderID: builder, VulnDB: opts.VulnDB,
+		Domain: m.Domain, ThirdPartyLock: lock,
 		Progress: opts.Progress, unsigned: true,
 	})
 	if err != nil {

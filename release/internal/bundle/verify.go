@@ -106,6 +106,8 @@ func Verify(ctx context.Context, dir string, key *sign.Verifier, opts VerifyOpti
 	v.oci(im)
 	progress("image signatures")
 	v.imageSignatures(im)
+	progress("deploy manifests")
+	v.deploy(m, im)
 	progress("SBOMs")
 	v.sboms(ctx, im, m)
 	progress("provenance")
