@@ -469,6 +469,9 @@ func k3dObjects() []any {
 				"nodeInfo": map[string]string{
 					"architecture": "amd64", "operatingSystem": "linux",
 					"kubeletVersion": "v1.34.4+k3s1", "containerRuntimeVersion": "containerd://2.0.0-k3s1",
+					// Required by the API's schema; a kubelet would report its own.
+					"machineID": name, "systemUUID": name, "bootID": name,
+					"kernelVersion": "6.1.0-kwok", "osImage": "K3s v1.34.4+k3s1", "kubeProxyVersion": "v1.34.4+k3s1",
 				},
 			},
 		})
