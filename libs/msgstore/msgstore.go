@@ -45,6 +45,8 @@ var (
 	ErrClosed = errors.New("msgstore: store closed")
 	// ErrCorrupt means stored data failed its integrity check.
 	ErrCorrupt = errors.New("msgstore: corrupt data")
+	// ErrNotFound means Get found no such message: never stored, deleted or expired.
+	ErrNotFound = errors.New("msgstore: message not found")
 )
 
 // Inbox names the queue of one recipient device.
@@ -129,6 +131,12 @@ type Store interface {
 	// none). What it costs does not depend on the size of the bodies. limit must be 1
 	// to MaxBatch.
 	ReadIDs(ctx context.Context, inbox Inbox, after Cursor, limit int) ([]ID, Cursor, error)
+
+	// Get returns the unexpired message of inbox with the given id, or an error wrapping
+	// ErrNotFound. It serves messages that are read by id rather than in order, such as
+	// the entries of a group log that member inboxes refer to: appended in the same call
+	// as the references, they are durable and visible no later than those.
+	Get(ctx context.Context, inbox Inbox, id ID) (Message, error)
 
 	// Delete removes the messages with the given ids from inbox, as the device
 	// acknowledges them; unknown ids are ignored. Later Reads no longer return them, but

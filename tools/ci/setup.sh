@@ -9,6 +9,8 @@ set -euo pipefail
 need=()
 command -v nix >/dev/null || need+=(nix-bin)
 command -v git >/dev/null || need+=(git)
+# promtool checks infra/'s Prometheus rules and config (infra/promcheck).
+command -v promtool >/dev/null || need+=(prometheus)
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}"
@@ -22,4 +24,4 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 command -v go >/dev/null || { echo "setup: no go on PATH; install Go 1.26" >&2; exit 1; }
-echo "setup: $(go version), $(nix --version)"
+echo "setup: $(go version), $(nix --version), $(promtool --version 2>&1 | head -1)"
