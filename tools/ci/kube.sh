@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control plane that infra/k8s is applied to in CI
-# (tools/kubetest): kube-apiserver, kube-controller-manager, kube-scheduler
+# (infra/kubetest): kube-apiserver, kube-controller-manager, kube-scheduler
 # and kubectl from k8s.io/kubernetes, and kwok (simulated nodes), each from
 # the Go module proxy into a cache outside the checkout keyed by version, so
 # a repeat run finds them and builds nothing. etcd is Debian's etcd-server.

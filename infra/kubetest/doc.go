@@ -6,6 +6,7 @@
 // the real scheduler. The binaries come from tools/ci/kube.sh; the tests drive
 // kubectl and read its JSON (no client-go in the product module). What the
 // tests check and what they cannot (real containers, the Cilium datapath) is
-// in docs/build.md. The tests are behind the kubetest build tag until
-// they have passed once: go test -tags kubetest ./tools/kubetest/.
+// in docs/build.md. It is part of the infra module, whose tests .ci/run
+// runs after tools/ci/setup.sh has built the control plane:
+// cd infra && GOWORK=off go test ./kubetest/.
 package kubetest

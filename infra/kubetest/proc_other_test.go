@@ -1,4 +1,4 @@
-//go:build kubetest && !linux
+//go:build !linux
 
 package kubetest
 
