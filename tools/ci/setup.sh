@@ -11,6 +11,8 @@ command -v nix >/dev/null || need+=(nix-bin)
 command -v git >/dev/null || need+=(git)
 # promtool checks infra/'s Prometheus rules and config (infra/promcheck).
 command -v promtool >/dev/null || need+=(prometheus)
+# etcd for the Kubernetes control plane infra/kubetest applies infra/k8s to.
+command -v etcd >/dev/null || need+=(etcd-server)
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}"
@@ -21,7 +23,16 @@ if [ "${#need[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}"
+  # The package may start a system etcd on :2379; the tests run their own on
+  # random ports.
+  if command -v systemctl >/dev/null; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 fi
 
 command -v go >/dev/null || { echo "setup: no go on PATH; install Go 1.26" >&2; exit 1; }
 echo "setup: $(go version), $(nix --version), $(promtool --version 2>&1 | head -1)"
+
+# The Kubernetes control plane (kube-apiserver, controller-manager,
+# scheduler, kubectl, kwok), built from the module proxy into a cache keyed
+# by version outside the checkout: minutes the first time, nothing after.
+kube_bin=$(bash tools/ci/kube.sh | tail -1)
+echo "setup: Kubernetes control plane in $kube_bin"

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Builds the Kubernetes control plane that infra/k8s is applied to in CI
+# (infra/kubetest): kube-apiserver, kube-controller-manager, kube-scheduler
+# and kubectl from k8s.io/kubernetes, and kwok (simulated nodes), each from
+# the Go module proxy into a cache outside the checkout keyed by version, so
+# a repeat run finds them and builds nothing. etcd is Debian's etcd-server.
+#
+# Usage: tools/ci/kube.sh [--print-dir]
+#   builds what is missing and prints the bin directory on the last line;
+#   with --print-dir it only prints that directory (built or not).
+#
+# Why a scratch module: k8s.io/kubernetes requires its staging modules
+# (k8s.io/api, k8s.io/apiserver, ...) at v0.0.0 and replaces them with
+# ./staging paths, which do not exist in the module zip. The scratch module
+# requires k8s.io/kubernetes and replaces each staging module with its
+# published twin (v0.<minor>.<patch>), which is what `go build` needs.
+# Nothing here touches the product go.mod.
+set -euo pipefail
+
+KUBE_VERSION="${GUARDYN_KUBE_VERSION:-v1.34.4}"
+KWOK_VERSION="${GUARDYN_KWOK_VERSION:-v0.8.0}"
+CACHE_ROOT="${GUARDYN_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guardyn}"
+DIR="$CACHE_ROOT/kube-$KUBE_VERSION-kwok-$KWOK_VERSION"
+BIN="$DIR/bin"
+
+if [ "${1:-}" = "--print-dir" ]; then
+  echo "$BIN"
+  exit 0
+fi
+
+command -v go >/dev/null || { echo "kube.sh: no go on PATH" >&2; exit 1; }
+mkdir -p "$BIN"
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+export GOWORK=off
+
+log() { echo "kube.sh: $*" >&2; }
+
+# etcd: Debian bookworm's etcd-server 3.4.23 (the apiserver still accepts 3.4).
+if ! command -v etcd >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    log "need root to apt-get install etcd-server"
+    exit 1
+  fi
+  log "installing etcd-server (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+  # The package starts a system etcd on :2379; the test runs its own on
+  # random ports, so stop the service to keep the machine quiet.
+  if command -v systemctl >/dev/null; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+fi
+
+kube_bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+missing=0
+for b in "${kube_bins[@]}" kwok; do [ -x "$BIN/$b" ] || missing=1; done
+[ -f "$BIN/kwok-stages.yaml" ] || missing=1
+if [ "$missing" -eq 0 ]; then
+  log "cached in $BIN"
+  echo "$BIN"
+  exit 0
+fi
+
+start=$(date +%s)
+
+# Kubernetes: one scratch module, one replace line per staging module.
+build_kube() {
+  local src="$DIR/src-kube"
+  local minor="${KUBE_VERSION#v1.}" # 34.4
+  local staging="v0.$minor"
+  rm -rf "$src"
+  mkdir -p "$src"
+  cd "$src"
+  go mod init guardyn.local/kubebuild >/dev/null 2>&1
+  local modfile
+  modfile=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  [ -f "$modfile" ] || { log "no go.mod for k8s.io/kubernetes@$KUBE_VERSION"; return 1; }
+  local mods
+  mods=$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\1#p' "$modfile" | sort -u)
+  [ -n "$mods" ] || { log "no staging replaces in $modfile"; return 1; }
+  for m in $mods; do
+    go mod edit -replace "$m=$m@$staging"
+  done
+  go mod edit -require "k8s.io/kubernetes@$KUBE_VERSION"
+  local pkgs=()
+  for b in "${kube_bins[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b@$KUBE_VERSION"); done
+  go get "${pkgs[@]}" >/dev/null
+  local vpkg=k8s.io/component-base/version
+  local ldflags="-s -w -X $vpkg.gitVersion=$KUBE_VERSION -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=${minor%%.*} -X $vpkg.gitTreeState=clean"
+  for b in "${kube_bins[@]}"; do
+    [ -x "$BIN/$b" ] && continue
+    log "building $b $KUBE_VERSION"
+    CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$BIN/$b.tmp" "k8s.io/kubernetes/cmd/$b"
+    mv "$BIN/$b.tmp" "$BIN/$b"
+  done
+}
+
+# kwok: its own scratch module (its go.mod may carry replaces that
+# `go install pkg@version` refuses).
+build_kwok() {
+  [ -x "$BIN/kwok" ] && return 0
+  local src="$DIR/src-kwok"
+  rm -rf "$src"
+  mkdir -p "$src"
+  cd "$src"
+  go mod init guardyn.local/kwokbuild >/dev/null 2>&1
+  local modfile
+  modfile=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  # Carry kwok's own replace directives over, if any.
+  awk '/^replace \(/{r=1;next} r&&/^\)/{r=0} r{print} /^replace [^(]/{sub(/^replace /,"");print}' "$modfile" |
+    while read -r line; do
+      [ -n "$line" ] || continue
+      old=$(echo "$line" | awk '{print $1}')
+      new=$(echo "$line" | sed 's/.*=> *//' | awk '{ if (NF==2) print $1"@"$2; else print $1 }')
+      case "$new" in ./*|../*) continue ;; esac
+      go mod edit -replace "$old=$new"
+    done
+  go mod edit -require "sigs.k8s.io/kwok@$KWOK_VERSION"
+  go get "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >/dev/null
+  log "building kwok $KWOK_VERSION"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/kwok.tmp" sigs.k8s.io/kwok/cmd/kwok
+  mv "$BIN/kwok.tmp" "$BIN/kwok"
+}
+
+# kwok has no built-in stages: without a Stage config its nodes never turn
+# Ready. Take the ones kwokctl uses (nodes ready at once, pods ready at once,
+# deleted pods removed) plus the node heartbeat, from the same module.
+write_kwok_stages() {
+  [ -f "$BIN/kwok-stages.yaml" ] && return 0
+  local moddir
+  moddir=$(cd "$DIR/src-kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  local st="$moddir/kustomize/stage"
+  {
+    for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml \
+      pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+      echo "---"
+      cat "$st/$f"
+    done
+  } >"$BIN/kwok-stages.yaml.tmp"
+  mv "$BIN/kwok-stages.yaml.tmp" "$BIN/kwok-stages.yaml"
+}
+
+build_kwok
+write_kwok_stages
+build_kube
+
+log "built in $(( $(date +%s) - start ))s into $BIN"
+echo "$BIN"
