@@ -3,13 +3,16 @@ package bundle
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // DeployDir holds the Kubernetes overlays of infra/k8s rendered with the
@@ -85,21 +88,24 @@ func renderOverlays(ctx context.Context, opts *Options, src Source, dir string, 
 	return nil
 }
 
-var imageLine = regexp.MustCompile(`(?m)^\s*(?:-\s+)?image:\s*["']?([^"'\s]+)`)
-
 // checkDeployImages returns what is wrong with the Guardyn images a rendered
 // overlay names: each must be one of the bundle's images, from its
 // repository, pinned to its index digest. Third-party images are the
-// operator's lock's business (infra's check), not the bundle's.
-func checkDeployImages(yaml []byte, im Images) []string {
+// operator's lock's business (infra's check), not the bundle's. The YAML is
+// parsed, not scanned line by line: YAML can put a value on the next line or
+// in flow style, and a check a layout can dodge proves nothing.
+func checkDeployImages(doc []byte, im Images) []string {
+	refs, err := imageRefs(doc)
+	if err != nil {
+		return []string{err.Error()}
+	}
 	want := map[string]string{}
 	for _, i := range im.Images {
 		want[im.Repository+"/"+i.Name] = i.Index
 	}
 	var problems []string
 	seen := map[string]bool{}
-	for _, m := range imageLine.FindAllSubmatch(yaml, -1) {
-		ref := string(m[1])
+	for _, ref := range refs {
 		if seen[ref] {
 			continue
 		}
@@ -123,6 +129,41 @@ func checkDeployImages(yaml []byte, im Images) []string {
 	}
 	sort.Strings(problems)
 	return problems
+}
+
+// imageRefs returns the value of every "image" key anywhere in a stream of
+// YAML documents.
+func imageRefs(doc []byte) ([]string, error) {
+	var refs []string
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				if v.Kind == yaml.AliasNode && v.Alias != nil {
+					v = v.Alias
+				}
+				if k.Kind == yaml.ScalarNode && k.Value == "image" && v.Kind == yaml.ScalarNode {
+					refs = append(refs, strings.TrimSpace(v.Value))
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return refs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("not YAML: %v", err)
+		}
+		walk(&n)
+	}
 }
 
 // deploy checks every rendered overlay in the bundle against images.json.

@@ -30,11 +30,16 @@ func TestCheckDeployImages(t *testing.T) {
 	cases := []struct {
 		name, yaml, want string
 	}{
-		{"pinned", "  - image: " + auth + "\n        image: docker.io/library/nats:2.15.2-alpine\n", ""},
+		{"pinned", "containers:\n- image: " + auth + "\n- image: docker.io/library/nats:2.15.2-alpine\n", ""},
 		{"quoted", `image: "` + auth + `"`, ""},
 		{"another digest", "image: ghcr.io/guardyn/auth@" + fakeDigest("messaging"), "images.json says"},
 		{"a tag", "image: ghcr.io/guardyn/auth:v0.3.0", "not pinned by digest"},
 		{"not in the bundle", "image: ghcr.io/guardyn/billing@" + fakeDigest("billing"), "not in images.json"},
+		{"on the next line", "spec:\n  image:\n    ghcr.io/guardyn/auth:v1\n", "not pinned by digest"},
+		{"flow style", "containers: [{name: a, image: 'ghcr.io/guardyn/auth:v1'}]", "not pinned by digest"},
+		{"an alias", "x: &a ghcr.io/guardyn/auth:v1\n---\ny: 1\n", ""},
+		{"through an alias", "x: &a ghcr.io/guardyn/auth:v1\nc: {image: *a}\n", "not pinned by digest"},
+		{"not YAML", "image: [unclosed", "not YAML"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -112,4 +117,22 @@ func TestRenderOverlays(t *testing.T) {
 	if err := renderOverlays(context.Background(), opts, Source{Root: repoRoot(t)}, t.TempDir(), partial); err == nil || !strings.Contains(err.Error(), "messaging is not among the targets") {
 		t.Fatalf("prod with two targets: %v", err)
 	}
+}
+
+// FuzzCheckDeployImages: verify reads k8s/*.yaml from an untrusted bundle;
+// whatever the bytes, the check neither panics nor accepts a Guardyn image
+// pinned to a digest images.json does not give it.
+func FuzzCheckDeployImages(f *testing.F) {
+	f.Add([]byte("image: ghcr.io/guardyn/auth@" + fakeDigest("auth")))
+	f.Add([]byte("- image: 'ghcr.io/guardyn/auth:v1'\n- image: docker.io/library/nats:2\n"))
+	f.Add([]byte("a:\n  image:\n    ghcr.io/guardyn/x\n---\nb: [{image: *x}]"))
+	im := fakeImages("auth", "guardyn-server")
+	bad := "ghcr.io/guardyn/auth@" + fakeDigest("not auth")
+	f.Fuzz(func(t *testing.T, yaml []byte) {
+		checkDeployImages(yaml, im)
+		withBad := append(append([]byte{}, yaml...), []byte("\nimage: "+bad+"\n")...)
+		if len(checkDeployImages(withBad, im)) == 0 {
+			t.Fatalf("a wrong digest for auth passed after %q", yaml)
+		}
+	})
 }
