@@ -3,16 +3,13 @@ package bundle
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/guardyn/guardyn/release/internal/deploycheck"
 )
 
 // DeployDir holds the Kubernetes overlays of infra/k8s rendered with the
@@ -88,82 +85,13 @@ func renderOverlays(ctx context.Context, opts *Options, src Source, dir string, 
 	return nil
 }
 
-// checkDeployImages returns what is wrong with the Guardyn images a rendered
-// overlay names: each must be one of the bundle's images, from its
-// repository, pinned to its index digest. Third-party images are the
-// operator's lock's business (infra's check), not the bundle's. The YAML is
-// parsed, not scanned line by line: YAML can put a value on the next line or
-// in flow style, and a check a layout can dodge proves nothing.
+// checkDeployImages checks a rendered overlay against images.json.
 func checkDeployImages(doc []byte, im Images) []string {
-	refs, err := imageRefs(doc)
-	if err != nil {
-		return []string{err.Error()}
-	}
-	want := map[string]string{}
+	index := map[string]string{}
 	for _, i := range im.Images {
-		want[im.Repository+"/"+i.Name] = i.Index
+		index[im.Repository+"/"+i.Name] = i.Index
 	}
-	var problems []string
-	seen := map[string]bool{}
-	for _, ref := range refs {
-		if seen[ref] {
-			continue
-		}
-		seen[ref] = true
-		repo, digest, pinned := strings.Cut(ref, "@")
-		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
-			repo = repo[:i] // a tag
-		}
-		if !strings.HasPrefix(repo, im.Repository+"/") {
-			continue
-		}
-		index, ok := want[repo]
-		switch {
-		case !ok:
-			problems = append(problems, fmt.Sprintf("image %s is not in %s", ref, ImagesFile))
-		case !pinned:
-			problems = append(problems, fmt.Sprintf("image %s is not pinned by digest", ref))
-		case digest != index:
-			problems = append(problems, fmt.Sprintf("image %s, %s says %s", ref, ImagesFile, index))
-		}
-	}
-	sort.Strings(problems)
-	return problems
-}
-
-// imageRefs returns the value of every "image" key anywhere in a stream of
-// YAML documents.
-func imageRefs(doc []byte) ([]string, error) {
-	var refs []string
-	var walk func(n *yaml.Node)
-	walk = func(n *yaml.Node) {
-		if n.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				if v.Kind == yaml.AliasNode && v.Alias != nil {
-					v = v.Alias
-				}
-				if k.Kind == yaml.ScalarNode && k.Value == "image" && v.Kind == yaml.ScalarNode {
-					refs = append(refs, strings.TrimSpace(v.Value))
-				}
-			}
-		}
-		for _, c := range n.Content {
-			walk(c)
-		}
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(doc))
-	for {
-		var n yaml.Node
-		err := dec.Decode(&n)
-		if errors.Is(err, io.EOF) {
-			return refs, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("not YAML: %v", err)
-		}
-		walk(&n)
-	}
+	return deploycheck.Images(doc, im.Repository, index, ImagesFile)
 }
 
 // deploy checks every rendered overlay in the bundle against images.json.
