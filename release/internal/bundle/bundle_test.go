@@ -41,12 +41,31 @@ func repoRoot(t testing.TB) string {
 	return strings.TrimSpace(string(out))
 }
 
-// cloneHEAD clones the repository's committed HEAD into dst.
-func cloneHEAD(t testing.TB, dst string) {
+// headCommit is the repository's committed HEAD.
+func headCommit(t testing.TB) string {
 	t.Helper()
-	cmd := exec.Command("git", "clone", "--quiet", "--no-hardlinks", repoRoot(t), dst)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("git clone: %v\n%s", err, out)
+	out, err := exec.Command("git", "-C", repoRoot(t), "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatalf("git rev-parse HEAD: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// cloneHEAD clones the repository's committed HEAD into dst.
+func cloneHEAD(t testing.TB, dst string) { cloneAt(t, dst, headCommit(t)) }
+
+// cloneAt clones the repository into dst at commit. The fixture resolves
+// HEAD once for both of its clones: a commit made while the first release
+// builds must not make the second build another commit.
+func cloneAt(t testing.TB, dst, commit string) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"clone", "--quiet", "--no-hardlinks", repoRoot(t), dst},
+		{"-C", dst, "checkout", "--quiet", "--detach", commit},
+	} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %s: %v\n%s", args[0], err, out)
+		}
 	}
 }
 
@@ -94,9 +113,10 @@ func release(t *testing.T) *releaseFixture {
 			fixture.err = err
 			return
 		}
+		head := headCommit(t)
 		for i, r := range []*Result{&fixture.a, &fixture.b} {
 			src := filepath.Join(dir, "src"+string(rune('a'+i)), "guardyn")
-			cloneHEAD(t, src)
+			cloneAt(t, src, head)
 			*r, err = Build(context.Background(), Options{
 				Source: src, Version: testVersion, Signer: fixture.signer,
 				Out: filepath.Join(dir, "dist"+string(rune('a'+i))), VulnDB: fixture.db,
