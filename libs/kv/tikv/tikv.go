@@ -30,6 +30,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tikv/client-go/v2/config"
@@ -277,6 +278,11 @@ func (s *Store) begin(ctx context.Context) (*transaction.KVTxn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin tikv transaction: %w", s.unavailable(ctx, err))
 	}
+	// client-go's scanner backs off without a context, for up to 20 s per batch: a kill
+	// flag set when ctx ends stops it at its next backoff instead.
+	killed := new(uint32)
+	txn.SetVars(tikvkv.NewVariables(killed))
+	context.AfterFunc(ctx, func() { atomic.StoreUint32(killed, 1) })
 	return txn, nil
 }
 
