@@ -268,22 +268,23 @@ func isUnavailable(err error) bool {
 }
 
 // begin starts a transaction, taking its start timestamp from PD under ctx (client-go's
-// Begin would wait up to 15 s for it whatever ctx says).
-func (s *Store) begin(ctx context.Context) (*transaction.KVTxn, error) {
+// Begin would wait up to 15 s for it whatever ctx says). Call done when the transaction
+// has ended.
+func (s *Store) begin(ctx context.Context) (_ *transaction.KVTxn, done func() bool, err error) {
 	ts, err := s.kvs.GetTimestampWithRetry(tikvclient.NewBackofferWithVars(ctx, transaction.TsoMaxBackoff, nil), oracle.GlobalTxnScope)
 	if err != nil {
-		return nil, fmt.Errorf("begin tikv transaction: %w", s.unavailable(ctx, err))
+		return nil, nil, fmt.Errorf("begin tikv transaction: %w", s.unavailable(ctx, err))
 	}
 	txn, err := s.kvs.Begin(tikvclient.WithStartTS(ts))
 	if err != nil {
-		return nil, fmt.Errorf("begin tikv transaction: %w", s.unavailable(ctx, err))
+		return nil, nil, fmt.Errorf("begin tikv transaction: %w", s.unavailable(ctx, err))
 	}
 	// client-go's scanner backs off without a context, for up to 20 s per batch: a kill
 	// flag set when ctx ends stops it at its next backoff instead.
 	killed := new(uint32)
 	txn.SetVars(tikvkv.NewVariables(killed))
-	context.AfterFunc(ctx, func() { atomic.StoreUint32(killed, 1) })
-	return txn, nil
+	done = context.AfterFunc(ctx, func() { atomic.StoreUint32(killed, 1) })
+	return txn, done, nil
 }
 
 // Update implements kv.Store.
@@ -332,10 +333,11 @@ func (s *Store) backoff(ctx context.Context, attempt int) error {
 
 // attempt runs fn once in a new transaction and commits it.
 func (s *Store) attempt(ctx context.Context, fn func(kv.Tx) error, pessimistic bool) (err error) {
-	txn, err := s.begin(ctx)
+	txn, done, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
+	defer done()
 	if pessimistic {
 		txn.SetPessimistic(true)
 	}
@@ -404,10 +406,11 @@ func (s *Store) View(ctx context.Context, fn func(kv.Tx) error) error {
 	defer s.wg.Done()
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	txn, err := s.begin(ctx)
+	txn, done, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
+	defer done()
 	defer txn.Rollback()
 	return run(fn, &tx{s: s, ctx: ctx, txn: txn, namespace: s.opts.Namespace})
 }
