@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/guardyn/guardyn/libs/bus"
+	kvbackend "github.com/guardyn/guardyn/libs/kv/backend"
 	"github.com/guardyn/guardyn/libs/observe"
 )
 
@@ -18,8 +19,11 @@ import (
 type Common struct {
 	// Domain is the one public DNS name all public names derive from
 	// (user addresses, TLS names, push topics).
-	Domain    string
-	DataDir   string
+	Domain  string
+	DataDir string
+	// KV selects the kv store (libs/kv/backend): empty keeps it embedded in DataDir, a
+	// tikv://pd1:2379,pd2:2379 address a TiKV cluster.
+	KV        string
 	GRPCAddr  string
 	AdminAddr string
 	// NATSURL selects a NATS cluster (comma-separated seeds); empty runs NATS
@@ -56,6 +60,7 @@ const DefaultTraceRatio = 0.1
 func (c *Common) Bind(b *Binder) {
 	b.String(&c.Domain, "domain", "localhost", "public DNS domain of this deployment")
 	b.String(&c.DataDir, "data-dir", "./data", "directory for all durable state (embedded stores, JetStream)")
+	b.String(&c.KV, "kv", "", "kv store: empty keeps it embedded in data-dir; tikv://pd1:2379,pd2:2379[?prefix=p/&ca=ca.pem&cert=c.pem&key=k.pem] uses a TiKV cluster")
 	b.String(&c.GRPCAddr, "grpc-addr", "127.0.0.1:7443", "gRPC listen address")
 	b.String(&c.AdminAddr, "admin-addr", "127.0.0.1:7444", "admin HTTP listen address (/healthz, /readyz, /metrics)")
 	b.String(&c.NATSURL, "nats-url", "", "NATS cluster URLs, comma-separated (nats:// or tls://); empty runs NATS embedded")
@@ -83,6 +88,9 @@ func (c *Common) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data-dir is empty"))
+	}
+	if _, err := kvbackend.Parse(c.KV); err != nil {
+		errs = append(errs, fmt.Errorf("kv: %w", err))
 	}
 	if c.GRPCAddr == "" || c.AdminAddr == "" {
 		errs = append(errs, errors.New("grpc-addr and admin-addr are required"))

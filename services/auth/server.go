@@ -246,6 +246,10 @@ func peerKey(ctx context.Context) string {
 // internal logs err and returns an opaque Internal status, so store details never reach
 // clients.
 func (s *Server) internal(ctx context.Context, op string, err error) error {
+	if errors.Is(err, kv.ErrUnavailable) {
+		s.log.WarnContext(ctx, "auth: store unavailable", "op", op, "err", err)
+		return server.Error(codes.Unavailable, server.ReasonStoreUnavailable, "%s: store unavailable; retry", op)
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return server.Error(codes.Canceled, "CANCELED", "%s: %v", op, err)
 	}

@@ -308,6 +308,10 @@ func sumSealed(envs []*messagingv1.DeviceEnvelope) int {
 }
 
 func (s *Server) internal(ctx context.Context, op string, err error) error {
+	if errors.Is(err, kv.ErrUnavailable) {
+		s.log.WarnContext(ctx, "messaging: kv store unavailable", "op", op, "err", err)
+		return server.Error(codes.Unavailable, server.ReasonStoreUnavailable, "%s: store unavailable; retry", op)
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/libs/directory"
+	kvbackend "github.com/guardyn/guardyn/libs/kv/backend"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
 	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
 	"github.com/guardyn/guardyn/libs/observe"
@@ -47,6 +48,12 @@ type Config struct {
 	DataDir string
 	// GRPCAddr and AdminAddr are listen addresses; ":0" picks a free port.
 	GRPCAddr, AdminAddr string
+	// KV is the kv store's address (libs/kv/backend): empty keeps it embedded in
+	// DataDir, tikv://pd1:2379,... puts it on a TiKV cluster.
+	KV string
+	// KVStore, when set, is the kv store instead of the one KV names, and the platform
+	// closes it when it stops: tests pass a store on client-go's mock TiKV cluster.
+	KVStore *kvbackend.Store
 	// NATSURL connects to a NATS cluster instead of running NATS embedded in DataDir.
 	NATSURL string
 	// NATS holds the cluster's credentials, TLS and stream replicas (its URLs, when
@@ -101,7 +108,7 @@ type Platform struct {
 
 	// media sweeps expired uploads and blobs while Run serves.
 	media *media.Server
-	// The stores, for tests that break them.
+	// The stores, for tests that break them (kv is nil on a cluster).
 	kv      *kvembedded.Store
 	inboxes *msgembedded.Store
 	blobs   *blobembedded.Store
@@ -148,9 +155,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 
-	kvFile, err := kvembedded.Open(filepath.Join(cfg.DataDir, kvembedded.FileName), kvembedded.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("platform: kv store: %w", err)
+	kvFile := cfg.KVStore
+	if kvFile == nil {
+		if kvFile, err = kvbackend.Open(ctx, cfg.KV, cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("platform: %w", err)
+		}
 	}
 	p.stop = append(p.stop, func() { kvFile.Close() })
 	kvStore := obs.KV("kv", kvFile)
@@ -272,7 +281,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p.auth, p.kv, p.inboxes = authSvc, kvFile, inboxFiles
+	p.auth, p.kv, p.inboxes = authSvc, kvFile.Embedded, inboxFiles
 	// Ready only while every store and the bus work: the msgstore refuses writes after a
 	// failed write, the kv store when its writer cannot commit.
 	ready := server.ReadyAll(

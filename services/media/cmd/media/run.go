@@ -16,7 +16,7 @@ import (
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/libs/directory"
-	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
+	kvbackend "github.com/guardyn/guardyn/libs/kv/backend"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
@@ -44,7 +44,7 @@ func run(ctx context.Context, opts options) error {
 	if err != nil {
 		return err
 	}
-	records, err := kvembedded.Open(filepath.Join(opts.DataDir, kvembedded.FileName), kvembedded.Options{})
+	records, err := kvbackend.Open(ctx, opts.KV, opts.DataDir)
 	if err != nil {
 		return err
 	}

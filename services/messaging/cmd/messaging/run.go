@@ -15,7 +15,7 @@ import (
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/libs/directory"
-	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
+	kvbackend "github.com/guardyn/guardyn/libs/kv/backend"
 	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
 	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
@@ -47,7 +47,7 @@ func run(ctx context.Context, opts options) error {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return err
 	}
-	groupsFile, err := kvembedded.Open(filepath.Join(opts.DataDir, kvembedded.FileName), kvembedded.Options{})
+	groupsFile, err := kvbackend.Open(ctx, opts.KV, opts.DataDir)
 	if err != nil {
 		return err
 	}
