@@ -9,6 +9,9 @@ set -euo pipefail
 need=()
 command -v nix >/dev/null || need+=(nix-bin)
 command -v git >/dev/null || need+=(git)
+# Java and Maven run Apache Cassandra for the CQL suites (libs/internal/cassandratest).
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}"
@@ -22,4 +25,4 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 command -v go >/dev/null || { echo "setup: no go on PATH; install Go 1.26" >&2; exit 1; }
-echo "setup: $(go version), $(nix --version)"
+echo "setup: $(go version), $(nix --version), $(java -version 2>&1 | head -1), $(mvn -v 2>/dev/null | head -1)"
