@@ -1,0 +1,90 @@
+package cql_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/guardyn/guardyn/libs/internal/cassandratest"
+	"github.com/guardyn/guardyn/libs/msgstore"
+	"github.com/guardyn/guardyn/libs/msgstore/cql"
+	"github.com/guardyn/guardyn/libs/msgstore/msgstoretest"
+)
+
+func TestMain(m *testing.M) { os.Exit(cassandratest.Main(m)) }
+
+// keyspaces gives each directory the suite opens a keyspace of its own, so that subtests
+// do not see each other's inboxes and a reopen finds its data. Creating a keyspace takes
+// seconds, so a goroutine migrates the next ones while the tests run.
+type keyspaces struct {
+	addr  string
+	ready chan string
+	errs  chan error
+	mu    sync.Mutex
+	byDir map[string]string
+}
+
+func newKeyspaces(tb testing.TB, addr string) *keyspaces {
+	k := &keyspaces{addr: addr, ready: make(chan string, 2), errs: make(chan error, 1), byDir: map[string]string{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	tb.Cleanup(func() { cancel(); wg.Wait() })
+	prefix := fmt.Sprintf("t%d", time.Now().UnixNano()%1e12)
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			ks := fmt.Sprintf("%s_%d", prefix, n)
+			if err := cql.Migrate(ctx, k.config(ks)); err != nil {
+				if ctx.Err() == nil {
+					k.errs <- fmt.Errorf("migrate %s: %w", ks, err)
+				}
+				return
+			}
+			select {
+			case k.ready <- ks:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	return k
+}
+
+func (k *keyspaces) config(ks string) cql.Config {
+	return cql.Config{Hosts: []string{k.addr}, Keyspace: ks, Replication: 1}
+}
+
+// of returns the configuration of dir's keyspace.
+func (k *keyspaces) of(tb testing.TB, dir string) cql.Config {
+	tb.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ks, ok := k.byDir[dir]
+	if !ok {
+		select {
+		case ks = <-k.ready:
+		case err := <-k.errs:
+			tb.Fatal(err)
+		}
+		k.byDir[dir] = ks
+	}
+	return k.config(ks)
+}
+
+func opener(tb testing.TB) msgstoretest.Opener {
+	k := newKeyspaces(tb, cassandratest.Addr(tb))
+	return func(tb testing.TB, dir string, clock func() time.Time) msgstore.Store {
+		c := k.of(tb, dir)
+		c.Now = clock
+		s, err := cql.Open(context.Background(), c)
+		if err != nil {
+			tb.Fatalf("open: %v", err)
+		}
+		return s
+	}
+}
+
+// TestContract runs the msgstore contract suite, unchanged, against a real Cassandra.
+func TestContract(t *testing.T) { msgstoretest.Run(t, opener(t)) }
