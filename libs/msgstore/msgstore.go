@@ -45,6 +45,10 @@ var (
 	ErrClosed = errors.New("msgstore: store closed")
 	// ErrCorrupt means stored data failed its integrity check.
 	ErrCorrupt = errors.New("msgstore: corrupt data")
+	// ErrUnavailable means a cluster backend could not reach enough replicas or timed
+	// out: the call may be retried, and a retried Append is idempotent. An Append that
+	// failed so may have stored part of its messages.
+	ErrUnavailable = errors.New("msgstore: store unavailable")
 )
 
 // Inbox names the queue of one recipient device.
