@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -43,7 +44,7 @@ var ErrUnavailable = errors.New("cassandratest: java and mvn are needed to run C
 
 // startTimeout bounds how long Cassandra may take to open its CQL port; it takes about
 // 12 s on an idle machine and more on a loaded one.
-const startTimeout = 4 * time.Minute
+const startTimeout = 6 * time.Minute
 
 // CacheDir is where the Cassandra jars of Version are kept: $GUARDYN_CASSANDRA_CACHE if
 // set, else the user's cache directory.
@@ -142,7 +143,7 @@ func Available() error {
 // jvmFlags are the flags of Cassandra 5.0's conf/jvm17-server.options that matter here:
 // module access for its internals and Netty, attach to itself, G1.
 var jvmFlags = []string{
-	"-XX:+UseG1GC", "-XX:+ParallelRefProcEnabled", "-XX:MaxTenuringThreshold=1", "-XX:G1HeapRegionSize=16m",
+	"-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError", "-XX:+ParallelRefProcEnabled", "-XX:MaxTenuringThreshold=1", "-XX:G1HeapRegionSize=16m",
 	"-Djdk.attach.allowAttachSelf=true",
 	"--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
 	"--add-exports", "java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
@@ -282,9 +283,7 @@ func (s *Server) run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	for {
-		c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
-		if err == nil {
-			c.Close()
+		if answers(s.Addr()) {
 			return nil
 		}
 		select {
@@ -297,6 +296,27 @@ func (s *Server) run(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// answers reports whether a CQL server at addr answers an OPTIONS request (native
+// protocol v4) with SUPPORTED: the port opens before the server serves requests.
+func answers(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	// version 4 request, no flags, stream 1, opcode OPTIONS (5), empty body.
+	if _, err := c.Write([]byte{0x04, 0, 0, 1, 0x05, 0, 0, 0, 0}); err != nil {
+		return false
+	}
+	var hdr [9]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return false
+	}
+	// response version 4 (0x84), opcode SUPPORTED (6).
+	return hdr[0] == 0x84 && hdr[4] == 0x06
 }
 
 // tail returns the last lines of a log file, for errors.

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,17 +162,25 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	sess, err := c.cluster().CreateSession()
+	// The schema is checked from a session without a keyspace, so that a keyspace
+	// never created is reported as such.
+	cl := c.cluster()
+	cl.Keyspace = ""
+	check, err := cl.CreateSession()
 	if err != nil {
 		return nil, fmt.Errorf("cql: connect to %v: %w", c.Hosts, err)
 	}
-	v, err := schemaVersion(ctx, sess, c)
+	v, err := schemaVersion(ctx, check, c)
+	check.Close()
 	if err == nil && v != SchemaVersion {
-		err = fmt.Errorf("%w: keyspace %s is at version %d, this build needs %d (run the schema command)", ErrSchema, c.Keyspace, v, SchemaVersion)
+		err = fmt.Errorf("%w: keyspace %s is at version %d, this build needs %d (run tools/cqlschema)", ErrSchema, c.Keyspace, v, SchemaVersion)
 	}
 	if err != nil {
-		sess.Close()
 		return nil, err
+	}
+	sess, err := c.cluster().CreateSession()
+	if err != nil {
+		return nil, fmt.Errorf("cql: connect to %v: %w", c.Hosts, err)
 	}
 	return &Store{cfg: c, sess: sess, queues: make(map[msgstore.Inbox]*queue)}, nil
 }
@@ -201,10 +210,45 @@ func (s *Store) wrap(ctx context.Context, what string, in msgstore.Inbox, err er
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 		err = fmt.Errorf("%w (%w)", err, cerr)
 	}
-	if s.closed.Load() {
+	switch {
+	case s.closed.Load():
 		err = fmt.Errorf("%w: %w", msgstore.ErrClosed, err)
+	case unavailable(err):
+		err = fmt.Errorf("%w: %w", msgstore.ErrUnavailable, err)
 	}
 	return fmt.Errorf("cql: %s %s: %w", what, in, err)
+}
+
+// unavailable tells the errors of a cluster that cannot answer now (too few replicas,
+// timeouts, no connection) from those of a bad request.
+func unavailable(err error) bool {
+	var reqErr gocql.RequestError
+	if errors.As(err, &reqErr) {
+		switch reqErr.Code() {
+		case gocql.ErrCodeUnavailable, gocql.ErrCodeWriteTimeout, gocql.ErrCodeReadTimeout,
+			gocql.ErrCodeOverloaded, gocql.ErrCodeBootstrapping, gocql.ErrCodeTruncate,
+			gocql.ErrCodeWriteFailure, gocql.ErrCodeReadFailure, gocql.ErrCodeServer, gocql.ErrCodeCASWriteUnknown:
+			return true
+		}
+		return false
+	}
+	var netErr net.Error
+	return errors.Is(err, gocql.ErrNoConnections) || errors.Is(err, gocql.ErrTimeoutNoResponse) ||
+		errors.Is(err, gocql.ErrConnectionClosed) || errors.Is(err, gocql.ErrSessionClosed) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr)
+}
+
+// Ready reports whether the cluster answers a query within ctx: the readiness check
+// of a server that keeps its inboxes here.
+func (s *Store) Ready(ctx context.Context) error {
+	if s.closed.Load() {
+		return msgstore.ErrClosed
+	}
+	var v string
+	if err := s.sess.Query(`SELECT release_version FROM system.local`).ScanContext(ctx, &v); err != nil {
+		return fmt.Errorf("cql: %w: %w", msgstore.ErrUnavailable, err)
+	}
+	return nil
 }
 
 // bucketOf is the day bucket of t.

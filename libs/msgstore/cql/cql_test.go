@@ -2,6 +2,7 @@ package cql_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -88,3 +89,39 @@ func opener(tb testing.TB) msgstoretest.Opener {
 
 // TestContract runs the msgstore contract suite, unchanged, against a real Cassandra.
 func TestContract(t *testing.T) { msgstoretest.Run(t, opener(t)) }
+
+// TestMigrateTwiceAtOnce runs the schema migration from two clients at once on a new
+// keyspace, then once more: every run succeeds and the store opens. Before it, Open
+// fails with ErrSchema.
+func TestMigrateTwiceAtOnce(t *testing.T) {
+	addr := cassandratest.Addr(t)
+	c := cql.Config{Hosts: []string{addr}, Keyspace: fmt.Sprintf("m%d", time.Now().UnixNano()%1e12), Replication: 1}
+	ctx := context.Background()
+	if _, err := cql.Open(ctx, c); !errors.Is(err, cql.ErrSchema) {
+		t.Fatalf("open before the migration = %v, want ErrSchema", err)
+	}
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- cql.Migrate(ctx, c) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent migration: %v", err)
+		}
+	}
+	if err := cql.Migrate(ctx, c); err != nil {
+		t.Fatalf("migration of a migrated keyspace: %v", err)
+	}
+	s, err := cql.Open(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in := msgstore.Inbox{UserID: "u", DeviceID: "d"}
+	if err := s.Append(ctx, []msgstore.Message{{Inbox: in, ID: msgstore.ID{1}, Body: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Count(ctx, in); err != nil || n != 1 {
+		t.Fatalf("count = %d, %v", n, err)
+	}
+}

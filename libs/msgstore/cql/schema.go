@@ -134,9 +134,12 @@ func schemaVersion(ctx context.Context, sess *gocql.Session, c Config) (int, err
 	var v int
 	err := sess.Query(fmt.Sprintf(`SELECT version FROM %s.schema_version WHERE name = 'schema'`, c.Keyspace)).
 		Consistency(c.Consistency).ScanContext(ctx, &v)
+	var reqErr gocql.RequestError
 	switch {
 	case errors.Is(err, gocql.ErrNotFound):
 		return 0, nil
+	case errors.As(err, &reqErr) && reqErr.Code() == gocql.ErrCodeInvalid:
+		return 0, nil // no such keyspace or table: never migrated
 	case err != nil:
 		return 0, fmt.Errorf("cql: read schema version of %s: %w", c.Keyspace, err)
 	}
