@@ -22,7 +22,10 @@ type Common struct {
 	GRPCAddr  string
 	AdminAddr string
 	// NATSURL selects a NATS cluster; empty runs NATS embedded in DataDir.
-	NATSURL      string
+	NATSURL string
+	// Messages selects the message store: empty keeps it embedded in DataDir, a
+	// cql://h1:9042,h2:9042/keyspace?dc=dc1 address a Cassandra or ScyllaDB cluster.
+	Messages     string
 	LogLevel     string
 	Reflection   bool // gRPC server reflection; development only
 	DrainTimeout time.Duration
@@ -40,6 +43,7 @@ func (c *Common) Bind(b *Binder) {
 	b.String(&c.GRPCAddr, "grpc-addr", "127.0.0.1:7443", "gRPC listen address")
 	b.String(&c.AdminAddr, "admin-addr", "127.0.0.1:7444", "admin HTTP listen address (/healthz, /readyz, /metrics)")
 	b.String(&c.NATSURL, "nats-url", "", "NATS cluster URL; empty runs NATS embedded")
+	b.String(&c.Messages, "messages", "", "message store: empty keeps it embedded in data-dir; cql://h1:9042,h2:9042/keyspace?dc=dc1 uses Cassandra or ScyllaDB")
 	b.String(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	b.Bool(&c.Reflection, "reflection", false, "enable gRPC server reflection (development only)")
 	b.Duration(&c.DrainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for running calls")

@@ -50,7 +50,7 @@ func main() {
 	}
 	cfg := platform.Config{
 		DataDir: common.DataDir, GRPCAddr: common.GRPCAddr, AdminAddr: common.AdminAddr,
-		NATSURL: common.NATSURL, Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
+		NATSURL: common.NATSURL, Messages: common.Messages, Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
 		Observer: obs,
 	}
 	if !rateLimits {

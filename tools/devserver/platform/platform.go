@@ -25,6 +25,7 @@ import (
 	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/libs/directory"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
+	msgbackend "github.com/guardyn/guardyn/libs/msgstore/backend"
 	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
 	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
@@ -49,6 +50,9 @@ type Config struct {
 	GRPCAddr, AdminAddr string
 	// NATSURL connects to a NATS cluster instead of running NATS embedded in DataDir.
 	NATSURL string
+	// Messages is the message store's address: empty keeps it embedded in DataDir (see
+	// libs/msgstore/backend).
+	Messages string
 	// NATSListen exposes the embedded NATS server on loopback for separate service
 	// processes; off, only this process can reach it.
 	NATSListen bool
@@ -152,14 +156,12 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	p.stop = append(p.stop, func() { kvFile.Close() })
 	kvStore := obs.KV("kv", kvFile)
 
-	inboxFiles, err := msgembedded.Open(filepath.Join(cfg.DataDir, msgembedded.DirName), msgembedded.Options{
-		OnError: func(err error) { cfg.Logger.Warn("message store", "err", err) },
-	})
+	inboxFiles, err := msgbackend.Open(ctx, cfg.Messages, cfg.DataDir, cfg.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("platform: message store: %w", err)
+		return nil, fmt.Errorf("platform: %w", err)
 	}
 	p.stop = append(p.stop, func() { inboxFiles.Close() })
-	inboxes := obs.Messages(inboxFiles)
+	inboxes := obs.Messages(inboxFiles.Store)
 
 	blobs, err := blobembedded.Open(filepath.Join(cfg.DataDir, blobembedded.DirName))
 	if err != nil {
@@ -263,7 +265,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p.auth, p.kv, p.inboxes = authSvc, kvFile, inboxFiles
+	p.auth, p.kv, p.inboxes = authSvc, kvFile, inboxFiles.Embedded
 	// Ready only while every store and the bus work: the msgstore refuses writes after a
 	// failed write, the kv store when its writer cannot commit.
 	ready := server.ReadyAll(

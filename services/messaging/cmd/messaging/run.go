@@ -16,7 +16,7 @@ import (
 	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/libs/directory"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
-	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
+	msgbackend "github.com/guardyn/guardyn/libs/msgstore/backend"
 	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
@@ -53,14 +53,12 @@ func run(ctx context.Context, opts options) error {
 	}
 	defer groupsFile.Close()
 	groups := obs.KV("groups", groupsFile)
-	inboxFiles, err := msgembedded.Open(filepath.Join(opts.DataDir, msgembedded.DirName), msgembedded.Options{
-		OnError: func(err error) { log.Warn("message store", "err", err) },
-	})
+	inboxFiles, err := msgbackend.Open(ctx, opts.Messages, opts.DataDir, log)
 	if err != nil {
 		return err
 	}
 	defer inboxFiles.Close()
-	inboxes := obs.Messages(inboxFiles)
+	inboxes := obs.Messages(inboxFiles.Store)
 	b, err := bus.Connect(opts.NATSURL, log)
 	if err != nil {
 		return err
