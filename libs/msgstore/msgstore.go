@@ -49,6 +49,10 @@ var (
 	// out: the call may be retried, and a retried Append is idempotent. An Append that
 	// failed so may have stored part of its messages.
 	ErrUnavailable = errors.New("msgstore: store unavailable")
+	// ErrFull means a backend that enforces an inbox cap itself (cql, whose appends to
+	// one inbox are serialized across servers) refused messages that would take an
+	// inbox past it. The messages of other inboxes in the same Append may be stored.
+	ErrFull = errors.New("msgstore: inbox full")
 )
 
 // Inbox names the queue of one recipient device.

@@ -49,3 +49,25 @@ func TestStoreUnavailableIsUnavailable(t *testing.T) {
 		t.Fatalf("the retry once the store is back: %v", err)
 	}
 }
+
+// fullInboxes is a cluster store that enforces the inbox cap itself and found the inbox
+// full when appending (a sender on another server got there first).
+type fullInboxes struct{ msgstore.Store }
+
+func (fullInboxes) Append(context.Context, []msgstore.Message) error {
+	return fmt.Errorf("cql: append to bob/1: %w: 1000 messages held", msgstore.ErrFull)
+}
+
+// TestStoreFullIsInboxFull: a store's refusal of a full inbox reaches the sender as
+// ResourceExhausted with INBOX_FULL, the same answer as the service's own check.
+func TestStoreFullIsInboxFull(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	defer n.close()
+	n.inboxes.Store = fullInboxes{n.inboxes.Store}
+	req := &messagingv1.SendMessageRequest{RecipientUserId: bobID, ClientMessageId: newClientID(), Envelopes: []*messagingv1.DeviceEnvelope{
+		{DeviceId: 1, SealedEnvelope: []byte("x")}, {DeviceId: 2, SealedEnvelope: []byte("x")}, {DeviceId: 3, SealedEnvelope: []byte("x")}}}
+	_, err := n.svc.SendMessage(asAlice(), req)
+	if status.Code(err) != codes.ResourceExhausted || server.Reason(err) != "INBOX_FULL" {
+		t.Fatalf("send refused by the store as full = %v (reason %q), want ResourceExhausted with INBOX_FULL", err, server.Reason(err))
+	}
+}

@@ -28,8 +28,10 @@ type Store struct {
 // Open opens the store at addr: "" for the embedded store under dataDir, or
 // cql://h1:9042,h2:9042/keyspace?dc=dc1 (see cql.ParseURI). A store it cannot open or
 // reach fails with an error that names it. The CQL schema must have been created with
-// the schema command (tools/cqlschema) first.
-func Open(ctx context.Context, addr, dataDir string, log *slog.Logger) (*Store, error) {
+// the schema command (tools/cqlschema) first. inboxCap, when positive, is the messaging
+// service's inbox cap, which a cluster store enforces itself so that it holds across
+// servers (the service checks it before appending too).
+func Open(ctx context.Context, addr, dataDir string, log *slog.Logger, inboxCap int) (*Store, error) {
 	switch {
 	case addr == "":
 		s, err := msgembedded.Open(filepath.Join(dataDir, msgembedded.DirName), msgembedded.Options{
@@ -44,6 +46,7 @@ func Open(ctx context.Context, addr, dataDir string, log *slog.Logger) (*Store, 
 		if err != nil {
 			return nil, fmt.Errorf("message store: %w", err)
 		}
+		c.InboxCap = inboxCap
 		s, err := cql.Open(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("message store %s: %w", addr, err)

@@ -75,6 +75,12 @@ type Config struct {
 	Replication int
 	// Timeout bounds each request: 10 s when zero.
 	Timeout time.Duration
+	// InboxCap, when positive, is the most unexpired messages an inbox holds: an Append
+	// that would take an inbox past it fails with msgstore.ErrFull. It is exact under
+	// concurrent senders on any number of servers, as the count is read before the
+	// lightweight transaction that any other append would make fail; it costs one
+	// more read per Append, in parallel with the others.
+	InboxCap int
 	// Now is the clock expiry is checked against: time.Now when nil.
 	Now func() time.Time
 	// Tune, when set, adjusts the driver's configuration before connecting (observers,
@@ -493,14 +499,19 @@ func (s *Store) commitChunk(ctx context.Context, in msgstore.Inbox, msgs []msgst
 		ids[i] = msgs[i].ID
 	}
 	for attempt := 0; ; attempt++ {
-		// The head and the ids are read at once: two round trips in parallel.
+		// The head, the ids and (with a cap) the count are read at once: round trips
+		// in parallel.
 		var h head
-		var herr error
-		done := make(chan struct{})
-		go func() { h, herr = s.readHead(ctx, in); close(done) }()
+		var herr, cerr error
+		held := 0
+		var wg sync.WaitGroup
+		wg.Go(func() { h, herr = s.readHead(ctx, in) })
+		if s.cfg.InboxCap > 0 {
+			wg.Go(func() { held, cerr = s.count(ctx, in) })
+		}
 		have, err := s.lookup(ctx, in, ids)
-		<-done
-		if err = errors.Join(herr, err); err != nil {
+		wg.Wait()
+		if err = errors.Join(herr, cerr, err); err != nil {
 			return err
 		}
 		// Ids already stored need no claim, but their message rows may be missing if
@@ -519,6 +530,9 @@ func (s *Store) commitChunk(ctx context.Context, in msgstore.Inbox, msgs []msgst
 		}
 		if len(fresh) == 0 {
 			return nil
+		}
+		if s.cfg.InboxCap > 0 && held+len(fresh) > s.cfg.InboxCap {
+			return fmt.Errorf("%w: %d messages held, %d more would pass the cap of %d", msgstore.ErrFull, held, len(fresh), s.cfg.InboxCap)
 		}
 		bucket := max(h.headBucket, bucketOf(now))
 		tail := h.tailBucket
@@ -859,12 +873,18 @@ func (s *Store) Count(ctx context.Context, in msgstore.Inbox) (int, error) {
 	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
-	var n int64
-	if err := s.sess.Query(`SELECT COUNT(id) FROM inbox_ids WHERE user_id = ? AND device_id = ? AND expires > ? ALLOW FILTERING`,
-		in.UserID, in.DeviceID, s.cfg.Now().UnixNano()).ScanContext(ctx, &n); err != nil {
+	n, err := s.count(ctx, in)
+	if err != nil {
 		return 0, s.wrap(ctx, "count", in, err)
 	}
-	return int(n), nil
+	return n, nil
+}
+
+func (s *Store) count(ctx context.Context, in msgstore.Inbox) (int, error) {
+	var n int64
+	err := s.sess.Query(`SELECT COUNT(id) FROM inbox_ids WHERE user_id = ? AND device_id = ? AND expires > ? ALLOW FILTERING`,
+		in.UserID, in.DeviceID, s.cfg.Now().UnixNano()).ScanContext(ctx, &n)
+	return int(n), err
 }
 
 // DeleteInbox removes every message of the inbox: its message partitions, then the rows

@@ -125,3 +125,63 @@ func TestMigrateTwiceAtOnce(t *testing.T) {
 		t.Fatalf("count = %d, %v", n, err)
 	}
 }
+
+// TestInboxCapUnderConcurrentSenders appends to one inbox from 16 senders over two
+// stores, as two servers would, with a cap of 20: exactly 20 messages are stored and
+// every other append fails with msgstore.ErrFull.
+func TestInboxCapUnderConcurrentSenders(t *testing.T) {
+	k := newKeyspaces(t, cassandratest.Addr(t))
+	c := k.of(t, t.TempDir())
+	c.InboxCap = 20
+	ctx := context.Background()
+	var stores []*cql.Store
+	for range 2 {
+		s, err := cql.Open(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores = append(stores, s)
+	}
+	in := msgstore.Inbox{UserID: "celebrity", DeviceID: "phone"}
+	const senders, each = 16, 5
+	var mu sync.Mutex
+	stored, full := 0, 0
+	var wg sync.WaitGroup
+	for w := range senders {
+		wg.Go(func() {
+			for i := range each {
+				id := msgstore.ID{byte(w), byte(i), 1}
+				err := stores[w%2].Append(ctx, []msgstore.Message{{Inbox: in, ID: id, Body: []byte("hi")}})
+				mu.Lock()
+				switch {
+				case err == nil:
+					stored++
+				case errors.Is(err, msgstore.ErrFull):
+					full++
+				default:
+					t.Errorf("append: %v", err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if stored != c.InboxCap || full != senders*each-c.InboxCap {
+		t.Fatalf("%d appends stored and %d refused as full; want %d and %d", stored, full, c.InboxCap, senders*each-c.InboxCap)
+	}
+	if n, err := stores[0].Count(ctx, in); err != nil || n != c.InboxCap {
+		t.Fatalf("count = %d, %v; want %d", n, err, c.InboxCap)
+	}
+	// An acknowledgement makes room for one more.
+	page, err := stores[1].Read(ctx, in, nil, 1, msgstore.MaxReadBytes)
+	if err != nil || len(page) != 1 {
+		t.Fatalf("read: %d, %v", len(page), err)
+	}
+	if err := stores[1].Delete(ctx, in, []msgstore.ID{page[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stores[0].Append(ctx, []msgstore.Message{{Inbox: in, ID: msgstore.ID{0xff}, Body: []byte("room")}}); err != nil {
+		t.Fatalf("append after an ack: %v", err)
+	}
+}

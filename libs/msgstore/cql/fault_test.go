@@ -54,9 +54,8 @@ func TestKillAndRestart(t *testing.T) {
 		mu               sync.Mutex
 		acked, failed    []int
 		unavailableCalls atomic.Int32
-		otherErr         atomic.Value
+		otherErr         error // under mu
 		next             atomic.Int64
-		killed           = make(chan struct{})
 		stop             = make(chan struct{})
 	)
 	var wg sync.WaitGroup
@@ -81,13 +80,17 @@ func TestKillAndRestart(t *testing.T) {
 					if errors.Is(err, msgstore.ErrUnavailable) {
 						unavailableCalls.Add(1)
 					} else {
-						otherErr.Store(err)
+						mu.Lock()
+						otherErr = err
+						mu.Unlock()
 					}
 					time.Sleep(200 * time.Millisecond)
 				}
 			}
 		})
 	}
+	halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer halt()
 	// Kill once some appends were acknowledged; let the appenders meet the dead server.
 	for {
 		mu.Lock()
@@ -101,13 +104,14 @@ func TestKillAndRestart(t *testing.T) {
 	if err := srv.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	close(killed)
 	deadline := time.Now().Add(30 * time.Second)
 	for unavailableCalls.Load() < 4 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if unavailableCalls.Load() == 0 {
-		t.Fatalf("no append failed with ErrUnavailable while Cassandra was down (other error: %v)", otherErr.Load())
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("no append failed with ErrUnavailable while Cassandra was down (other error: %v)", otherErr)
 	}
 	if err := s.Ready(ctx); !errors.Is(err, msgstore.ErrUnavailable) {
 		t.Errorf("Ready with Cassandra down = %v, want msgstore.ErrUnavailable", err)
@@ -134,10 +138,9 @@ func TestKillAndRestart(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
-	if err, ok := otherErr.Load().(error); ok && err != nil {
-		t.Errorf("an append failed with an error other than ErrUnavailable: %v", err)
+	halt()
+	if otherErr != nil {
+		t.Errorf("an append failed with an error other than ErrUnavailable: %v", otherErr)
 	}
 
 	stored := func() map[int]int {

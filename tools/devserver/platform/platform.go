@@ -156,7 +156,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	p.stop = append(p.stop, func() { kvFile.Close() })
 	kvStore := obs.KV("kv", kvFile)
 
-	inboxFiles, err := msgbackend.Open(ctx, cfg.Messages, cfg.DataDir, cfg.Logger)
+	inboxCap := cfg.InboxLimit
+	if inboxCap == 0 {
+		inboxCap = messaging.DefaultInboxLimit
+	}
+	inboxFiles, err := msgbackend.Open(ctx, cfg.Messages, cfg.DataDir, cfg.Logger, inboxCap)
 	if err != nil {
 		return nil, fmt.Errorf("platform: %w", err)
 	}

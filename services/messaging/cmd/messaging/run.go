@@ -53,7 +53,7 @@ func run(ctx context.Context, opts options) error {
 	}
 	defer groupsFile.Close()
 	groups := obs.KV("groups", groupsFile)
-	inboxFiles, err := msgbackend.Open(ctx, opts.Messages, opts.DataDir, log)
+	inboxFiles, err := msgbackend.Open(ctx, opts.Messages, opts.DataDir, log, messaging.DefaultInboxLimit)
 	if err != nil {
 		return err
 	}
