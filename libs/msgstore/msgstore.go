@@ -6,9 +6,10 @@
 // one [Inbox] (a user's device) and is identified there by its 16-byte [ID], which makes
 // appends idempotent. Delivery is at least once: clients drop duplicates by ID.
 //
-// The embedded backend (msgstore/embedded) keeps a log in the data dir; a cluster backend
-// (ScyllaDB, partitioned by device and time bucket with a TTL per row) plugs in behind the
-// same interface, and every backend passes the suite in msgstore/msgstoretest.
+// The embedded backend (msgstore/embedded) keeps a log in the data dir; the cluster
+// backend (msgstore/cql: Cassandra or ScyllaDB, partitioned by device and time bucket
+// with a TTL per row) plugs in behind the same interface, and every backend passes the
+// suite in msgstore/msgstoretest.
 package msgstore
 
 import (
