@@ -1,4 +1,4 @@
-package cql_test
+package crashtest_test
 
 import (
 	"context"
@@ -84,7 +84,7 @@ func TestKillAndRestart(t *testing.T) {
 						otherErr = err
 						mu.Unlock()
 					}
-					time.Sleep(200 * time.Millisecond)
+					time.Sleep(500 * time.Millisecond)
 				}
 			}
 		})
