@@ -51,6 +51,8 @@ func Migrate(ctx context.Context, c Config) error {
 	}
 	cluster := c.cluster()
 	cluster.Keyspace = ""
+	// Schema changes wait for every node to agree: they take longer than a request.
+	cluster.Timeout = max(cluster.Timeout, time.Minute)
 	sess, err := cluster.CreateSession()
 	if err != nil {
 		return fmt.Errorf("cql: connect to %v: %w", c.Hosts, err)
