@@ -51,6 +51,25 @@
         in
         bins // { default = bins.guardyn-server; });
 
+      # `nix run .#release -- build --version v0.3.0 --key cosign.key --out dist`
+      # (and `-- verify …`): the release tool of release/, its own Go module,
+      # built with the pinned Go and run in the caller's directory, so
+      # relative paths mean what they say (docs/release.md). It needs the
+      # Go module cache or the module proxy, like `go run`.
+      apps = forAllSystems (pkgs: {
+        release = {
+          type = "app";
+          program = "${pkgs.writeShellScript "guardyn-release" ''
+            set -eu
+            root="$(git rev-parse --show-toplevel)"
+            bin="$(mktemp -d)"
+            trap 'rm -rf "$bin"' EXIT
+            GOWORK=off ${goFor pkgs}/bin/go -C "$root/release" build -o "$bin/release" .
+            "$bin/release" "$@"
+          ''}";
+        };
+      });
+
       devShells = forAllSystems (pkgs: {
         default = import ./nix/devshell.nix { inherit pkgs; go = goFor pkgs; };
       });

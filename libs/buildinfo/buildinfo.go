@@ -1,7 +1,7 @@
 // Package buildinfo holds the version and commit a release build stamps
 // into every binary.
 //
-// A release build (the release tool is on its way: issue 15) sets both with
+// The release tool (release/, see docs/release.md) sets both with
 // `-ldflags -X github.com/guardyn/guardyn/libs/buildinfo.Version=v0.3.0 -X
 // …Commit=<hash>`; a plain `go build` leaves the defaults. They are
 // variables only because the linker's -X flag can set nothing else; nothing

@@ -25,6 +25,8 @@ type Bus struct {
 	embedded *server.Server
 	log      *slog.Logger
 	obs      Observer // nil: not observed
+	// replicas of every stream and bucket this Bus creates; 0 means 1 (embedded).
+	replicas int
 }
 
 // EmbeddedOptions configures StartEmbedded.
@@ -114,6 +116,8 @@ func readyWait(ctx context.Context) time.Duration {
 
 // Connect dials a NATS cluster at url (comma-separated for several seeds)
 // and reconnects for ever; extra options (credentials, TLS) are appended.
+// Streams it creates have one replica; Dial configures replicas, credentials
+// and TLS and checks JetStream.
 func Connect(url string, log *slog.Logger, opts ...nats.Option) (*Bus, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -19,10 +19,14 @@ var ErrUnboundedStream = errors.New("stream has no byte limit")
 // EnsureStream creates the stream or updates it to cfg; call it at start-up
 // from every process that publishes to or consumes from it. Every stream must
 // be bounded by bytes (cfg.MaxBytes > 0): a count or age limit alone lets a
-// publisher of large or many messages fill the disk.
+// publisher of large or many messages fill the disk. A stream without its own
+// cfg.Replicas gets the Bus's (ClusterOptions.Replicas; 1 embedded).
 func (b *Bus) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
 	if cfg.MaxBytes <= 0 {
 		return fmt.Errorf("ensure stream %s: %w", cfg.Name, ErrUnboundedStream)
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = b.Replicas()
 	}
 	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)

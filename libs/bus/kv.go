@@ -23,6 +23,7 @@ func (b *Bus) KeyValue(ctx context.Context, bucket string, ttl time.Duration) (j
 		Storage:  jetstream.MemoryStorage,
 		History:  1,
 		MaxBytes: KeyValueMaxBytes,
+		Replicas: b.Replicas(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kv bucket %s: %w", bucket, err)

@@ -85,6 +85,7 @@ func (b *Bus) PresenceBucket(ctx context.Context, ttl time.Duration) (jetstream.
 		LimitMarkerTTL: ttl,
 		MaxBytes:       PresenceMaxBytes,
 		Storage:        jetstream.MemoryStorage,
+		Replicas:       b.Replicas(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("presence bucket: %w", err)

@@ -119,6 +119,11 @@ func TestCommon(t *testing.T) {
 	if !c.Logger(io.Discard).Enabled(context.Background(), slog.LevelDebug) {
 		t.Error("log level from environment not applied")
 	}
+	// Production traces a sample of the calls by default, not every call
+	// (docs/observability.md, "Overhead").
+	if c.TraceRatio != 0.1 || c.Observe("test", io.Discard).TraceRatio != 0.1 {
+		t.Errorf("default trace ratio %v; want 0.1", c.TraceRatio)
+	}
 	sub, err := c.EnsureDataDir("jetstream")
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +154,49 @@ func TestCommonValidate(t *testing.T) {
 		mutate(&c)
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: accepted %+v", name, c)
+		}
+	}
+}
+
+func TestCommonNATSCluster(t *testing.T) {
+	b := NewBinder(flag.NewFlagSet("test", flag.ContinueOnError), env(map[string]string{
+		"GUARDYN_NATS_URL":      "nats://a:4222,nats://b:4222",
+		"GUARDYN_NATS_USER":     "guardyn",
+		"GUARDYN_NATS_PASSWORD": "s3cret",
+		"GUARDYN_NATS_CA":       "/etc/guardyn/nats-ca.pem",
+		"GUARDYN_NATS_REPLICAS": "3",
+	}))
+	var c Common
+	c.Bind(b)
+	if err := b.Parse([]string{"-data-dir", t.TempDir(), "-nats-cert", "c.pem", "-nats-key", "k.pem"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	o := c.NATS(nil)
+	if o.URLs != "nats://a:4222,nats://b:4222" || o.User != "guardyn" || o.Password != "s3cret" ||
+		o.CAFile != "/etc/guardyn/nats-ca.pem" || o.CertFile != "c.pem" || o.KeyFile != "k.pem" || o.Replicas != 3 {
+		t.Errorf("cluster options = %+v", o)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-nats-url", "nats://a:4222", "-nats-replicas", "9"}, "replicas 9"},
+		{[]string{"-nats-url", "nats://a:4222", "-nats-user", "u"}, "user and password"},
+		{[]string{"-nats-replicas", "3"}, "need -nats-url"},
+		{[]string{"-nats-creds", "x.creds"}, "need -nats-url"},
+	} {
+		b := NewBinder(flag.NewFlagSet("test", flag.ContinueOnError), env(nil))
+		var c Common
+		c.Bind(b)
+		if err := b.Parse(append([]string{"-data-dir", t.TempDir()}, tc.args...)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: Validate = %v, want %q", tc.args, err, tc.want)
 		}
 	}
 }

@@ -54,6 +54,8 @@ var (
 	// one inbox are serialized across servers) refused messages that would take an
 	// inbox past it. The messages of other inboxes in the same Append may be stored.
 	ErrFull = errors.New("msgstore: inbox full")
+	// ErrNotFound means Get found no such message: never stored, deleted or expired.
+	ErrNotFound = errors.New("msgstore: message not found")
 )
 
 // Inbox names the queue of one recipient device.
@@ -138,6 +140,12 @@ type Store interface {
 	// none). What it costs does not depend on the size of the bodies. limit must be 1
 	// to MaxBatch.
 	ReadIDs(ctx context.Context, inbox Inbox, after Cursor, limit int) ([]ID, Cursor, error)
+
+	// Get returns the unexpired message of inbox with the given id, or an error wrapping
+	// ErrNotFound. It serves messages that are read by id rather than in order, such as
+	// the entries of a group log that member inboxes refer to: appended in the same call
+	// as the references, they are durable and visible no later than those.
+	Get(ctx context.Context, inbox Inbox, id ID) (Message, error)
 
 	// Delete removes the messages with the given ids from inbox, as the device
 	// acknowledges them; unknown ids are ignored. Later Reads no longer return them, but

@@ -219,7 +219,7 @@ func withDefaults(cfg Config) Config {
 		cfg.Metrics.MustRegister(
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			// The release stamp (libs/buildinfo), so a deployment shows what it runs.
+			// The release stamp (docs/release.md), so a deployment shows what it runs.
 			buildinfo.Metric(),
 		)
 	}

@@ -304,6 +304,13 @@ func (s *Server) GetKeyBundles(ctx context.Context, req *authv1.GetKeyBundlesReq
 			}
 			resp.Bundles = append(resp.Bundles, bundle)
 			if s.fellBelowThreshold(bundle, ec, kems) {
+				// The claim read only the heads of the pools: count them for the owner.
+				if ec, err = poolSize(tx, perDevicePool("otk", req.GetUserId(), d.ID)); err != nil {
+					return err
+				}
+				if kems, err = poolSize(tx, perDevicePool("kem", req.GetUserId(), d.ID)); err != nil {
+					return err
+				}
 				lows = append(lows, low{d.ID, ec, kems})
 			}
 		}
@@ -332,7 +339,10 @@ func (s *Server) fellBelowThreshold(bundle *authv1.KeyBundle, ec, kems int) bool
 // claimBundle takes one one-time EC prekey and one one-time ML-KEM prekey (or the
 // last-resort one) of a device; with oneTime false it takes none and returns the
 // last-resort ML-KEM key. It returns nil when the device has uploaded no signed prekeys
-// yet, and the pool sizes left after the claim.
+// yet, and the pool sizes left after the claim, exact below the low threshold and at
+// least the threshold otherwise: it reads the heads of the pools only (threshold + 1
+// keys), and nothing of them with oneTime false. Before, every fetch read both pools
+// whole (up to 1000 ML-KEM keys, 2 MB), also for a caller past its share who gets none.
 func (s *Server) claimBundle(tx kv.Tx, user string, d deviceRecord, oneTime bool) (*authv1.KeyBundle, int, int, error) {
 	var spk, kem signedKeyRecord
 	if err := getJSON(tx, perDevice("spk", user, d.ID), &spk); isNotFound(err) {
@@ -345,12 +355,16 @@ func (s *Server) claimBundle(tx kv.Tx, user string, d deviceRecord, oneTime bool
 		IdentityKey:    d.IdentityKey,
 		SignedEcPrekey: &authv1.SignedEcPreKey{Id: spk.ID, PublicKey: spk.PublicKey, Signature: spk.Signature, CreatedAt: spk.CreatedAt},
 	}
+	head := s.cfg.LowPreKeyThreshold + 1
+	var ecs, kems []kv.Pair
+	var err error
 	ecPool := perDevicePool("otk", user, d.ID)
-	ecs, err := tx.Scan(ecPool, kv.PrefixEnd(ecPool), 0)
-	if err != nil {
-		return nil, 0, 0, err
+	if oneTime {
+		if ecs, err = tx.Scan(ecPool, kv.PrefixEnd(ecPool), head); err != nil {
+			return nil, 0, 0, err
+		}
 	}
-	if len(ecs) > 0 && oneTime {
+	if len(ecs) > 0 {
 		id := binary.BigEndian.Uint32(ecs[0].Key[len(ecPool):])
 		bundle.OneTimeEcPrekey = &authv1.EcPreKey{Id: id, PublicKey: ecs[0].Value}
 		if err := tx.Delete(ecs[0].Key); err != nil {
@@ -359,11 +373,12 @@ func (s *Server) claimBundle(tx kv.Tx, user string, d deviceRecord, oneTime bool
 		ecs = ecs[1:]
 	}
 	kemPool := perDevicePool("kem", user, d.ID)
-	kems, err := tx.Scan(kemPool, kv.PrefixEnd(kemPool), 0)
-	if err != nil {
-		return nil, 0, 0, err
+	if oneTime {
+		if kems, err = tx.Scan(kemPool, kv.PrefixEnd(kemPool), head); err != nil {
+			return nil, 0, 0, err
+		}
 	}
-	if len(kems) > 0 && oneTime {
+	if len(kems) > 0 {
 		if err := decodeJSON(kems[0].Value, &kem); err != nil {
 			return nil, 0, 0, err
 		}
@@ -381,6 +396,12 @@ func (s *Server) claimBundle(tx kv.Tx, user string, d deviceRecord, oneTime bool
 	}
 	bundle.KemPrekey = &authv1.SignedKemPreKey{Id: kem.ID, PublicKey: kem.PublicKey, Signature: kem.Signature, CreatedAt: kem.CreatedAt}
 	return bundle, len(ecs), len(kems), nil
+}
+
+// poolSize counts the keys of a one-time prekey pool.
+func poolSize(tx kv.Tx, pool []byte) (int, error) {
+	keys, err := tx.Scan(pool, kv.PrefixEnd(pool), 0)
+	return len(keys), err
 }
 
 // UploadKeyPackages adds MLS key packages to the calling device's pool.

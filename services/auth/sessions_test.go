@@ -29,6 +29,8 @@ type countingStore struct {
 	writes []int // per committed or failed Update, the writes of its last run
 	failed int
 	views  int
+	// scanned counts the pairs Scan returned to Updates' last runs.
+	scanned int
 }
 
 func (c *countingStore) View(ctx context.Context, fn func(kv.Tx) error) error {
@@ -39,14 +41,15 @@ func (c *countingStore) View(ctx context.Context, fn func(kv.Tx) error) error {
 }
 
 func (c *countingStore) Update(ctx context.Context, fn func(kv.Tx) error) error {
-	var n int
+	var n, scanned int
 	err := c.Store.Update(ctx, func(tx kv.Tx) error {
-		n = 0
-		return fn(&countingTx{Tx: tx, n: &n})
+		n, scanned = 0, 0
+		return fn(&countingTx{Tx: tx, n: &n, scanned: &scanned})
 	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.writes = append(c.writes, n)
+	c.scanned += scanned
 	if err != nil {
 		c.failed++
 	}
@@ -57,7 +60,14 @@ func (c *countingStore) Update(ctx context.Context, fn func(kv.Tx) error) error 
 func (c *countingStore) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.writes, c.failed, c.views = nil, 0, 0
+	c.writes, c.failed, c.views, c.scanned = nil, 0, 0, 0
+}
+
+// scannedPairs is the number of pairs Updates scanned since the last reset.
+func (c *countingStore) scannedPairs() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.scanned
 }
 
 // accesses is the number of transactions, read-only or not, since the last reset.
@@ -79,7 +89,14 @@ func (c *countingStore) stats() (updates, failed, maxWrites, total int) {
 
 type countingTx struct {
 	kv.Tx
-	n *int
+	n       *int
+	scanned *int
+}
+
+func (t *countingTx) Scan(start, end []byte, limit int) ([]kv.Pair, error) {
+	pairs, err := t.Tx.Scan(start, end, limit)
+	*t.scanned += len(pairs)
+	return pairs, err
 }
 
 func (t *countingTx) Put(k, v []byte) error { *t.n++; return t.Tx.Put(k, v) }
@@ -538,5 +555,46 @@ func TestPendingLinkCapDoesNotRevealUsernames(t *testing.T) {
 	}
 	if n != 5 {
 		t.Fatalf("%d index entries of links for a free name, want the 5 live ones", n)
+	}
+}
+
+// TestBundleFetchReadsOnlyThePoolHeads: a key-bundle fetch reads the heads of a device's
+// one-time prekey pools (the low threshold plus one key each), not the pools whole, and a
+// fetch past the caller's share of one-time keys reads none of them (only the device
+// list); the owner is still told when a pool falls below the threshold, the pools then
+// counted whole (TestPreKeysLowIsPublishedOncePerFall). Before, every fetch, also one that claimed
+// nothing, read both pools whole: 200 keys here, up to 2000 (about 2 MB of ML-KEM keys)
+// for a full pool, on the single kv writer.
+func TestBundleFetchReadsOnlyThePoolHeads(t *testing.T) {
+	policy := auth.DefaultRateLimits()
+	policy["bundles-pair"] = ratelimit.Config{Rate: 0.0001, Burst: 1, MaxKeys: 100}
+	limits, err := ratelimit.NewActions(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, counts := newCountingEnv(t, limits)
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	e.uploadPreKeys(t, bob, 100)
+	fetch := func() *authv1.KeyBundle {
+		t.Helper()
+		counts.reset()
+		resp, err := e.client.GetKeyBundles(alice.ctx(), &authv1.GetKeyBundlesRequest{UserId: bob.userID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetBundles()[0]
+	}
+	head := 2*(auth.DefaultLowPreKeyThreshold+1) + 1 // and bob's one device record
+	if b := fetch(); b.GetOneTimeEcPrekey() == nil || b.GetKemPrekeyIsLastResort() {
+		t.Fatalf("first fetch: %v, want one-time keys", b)
+	}
+	if n := counts.scannedPairs(); n > head {
+		t.Fatalf("a fetch that claimed one-time keys scanned %d pairs of 200, want at most %d", n, head)
+	}
+	if b := fetch(); b.GetOneTimeEcPrekey() != nil || !b.GetKemPrekeyIsLastResort() {
+		t.Fatalf("fetch past the caller's share: %v, want the last-resort key only", b)
+	}
+	if n := counts.scannedPairs(); n > 1 {
+		t.Fatalf("a fetch past the caller's share scanned %d pairs, want only bob's device record", n)
 	}
 }

@@ -14,8 +14,8 @@ func (s *Server) StoredDeliveriesForTest(ctx context.Context, msgs []msgstore.Me
 	return out, err
 }
 
-// SweepLogForTest runs one sweep of the group log.
-func (s *Server) SweepLogForTest(ctx context.Context) (int, error) { return s.sweepLog(ctx) }
+// GroupLogInboxForTest is the message store inbox that holds group gid's log.
+func GroupLogInboxForTest(gid []byte) msgstore.Inbox { return logInbox(gid) }
 
 // SweepWelcomesForTest runs one sweep of expired Welcomes.
 func (s *Server) SweepWelcomesForTest(ctx context.Context) (int, error) { return s.sweepWelcomes(ctx) }

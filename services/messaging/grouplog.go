@@ -1,7 +1,6 @@
 package messaging
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -13,51 +12,52 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/guardyn/guardyn/libs/authn"
-	"github.com/guardyn/guardyn/libs/kv"
 	"github.com/guardyn/guardyn/libs/msgstore"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 )
 
-// The group log: a group message, proposal or commit is stored ONCE, in the kv store, and
-// every member device's inbox gets a fixed-size reference to it (a logNotice), not a copy
-// of it. A 1000-device group therefore costs one body write and 1000 small notices per
-// message; the Receive stream resolves each notice to the log entry when it reads the
-// backlog, and live wake-ups carry the entry itself. A device's read position in the log
-// is its queue of notices: it acknowledges a notice as it acknowledged a copy, so the
-// at-least-once and ordering guarantees of the inbox hold unchanged (members see a
-// group's entries in the order the service stored them).
+// The group log: a group message, proposal or commit is stored ONCE, as an entry of its
+// group's log, and every member device's inbox gets a small reference to it (a
+// logNotice), not a copy of it. A 1000-device group therefore costs one body write and
+// 1000 small notices per message; the Receive stream resolves each notice to the log
+// entry when it reads the backlog, and live wake-ups carry the entry itself. A device's
+// read position in the log is its queue of notices: it acknowledges a notice as it
+// acknowledged a copy, so the at-least-once and ordering guarantees of the inbox hold
+// unchanged (members see a group's entries in the order the service stored them).
 //
-//	msg/glog/<hex entry id>                             → logRecord
-//	msg/glogx/<expiry: 20 digits of Unix seconds>/<hex entry id> → empty (expiry index)
-//
-// An entry's id derives from its sender and idempotency key, so a retried send rewrites
-// the same entry and its notices (same ids) are no-ops. The entry is written durably
-// before its notices, so a Receive stream never reads a notice whose entry is not there
-// yet; a crash between them leaves an orphan entry, swept at its expiry. The send is
-// acknowledged only once both are durable. The sweeper walks the expiry
-// index from its start.
+// The log of a group is an inbox of the message store of its own (logInbox), and an
+// entry is appended in the same Append call as its notices, ahead of them: one durable
+// write and one fsync wait per send, not one in the kv store and one in the message
+// store (the kv store's bbolt commit alone waited two fsyncs, docs/perf-groups.md). A
+// reader never finds a notice without its entry: the store makes a call's messages
+// durable and visible no later than those of the calls after it, and its crash recovery
+// keeps a prefix of what was written, so a notice survives only with the entry before
+// it. An entry expires with its notices (same expiry), which the store reclaims. An
+// entry's id derives from its sender and idempotency key, so a retried send names the
+// same entry and notices, which the store keeps once.
 
-// groupLogPrefix holds the group log entries, groupLogExpiryPrefix their expiry index.
+// kindLogNotice is the inbox kind of a logNotice, and kindLogEntry that of an entry in a
+// group's log inbox; neither is a DeliveryKind, so an inbox entry written before the
+// group log (a full encoded Delivery) is still told apart.
 const (
-	groupLogPrefix       = "msg/glog/"
-	groupLogExpiryPrefix = "msg/glogx/"
+	kindLogNotice msgstore.Kind = 0x80
+	kindLogEntry  msgstore.Kind = 0x81
 )
 
-// kindLogNotice is the inbox kind of a logNotice; it is no DeliveryKind, so an inbox entry
-// written before the group log (a full encoded Delivery) is still told apart.
-const kindLogNotice msgstore.Kind = 0x80
+// groupLogUser owns the inboxes of the group logs. Their device ids are not numbers,
+// so no device's inbox (inboxOf) is ever one of them, whatever the user id.
+const groupLogUser = "msg-group-log"
 
-// logSweepInterval is how often expired log entries are deleted, and logSweepBatch how
-// many one transaction deletes at most.
-const (
-	logSweepInterval = time.Minute
-	logSweepBatch    = 1024
-)
+// logInbox is the inbox that holds the log of group gid.
+func logInbox(gid []byte) msgstore.Inbox {
+	return msgstore.Inbox{UserID: groupLogUser, DeviceID: "g" + hex.EncodeToString(gid)}
+}
 
-// Versions of the two encodings; a decoder refuses any other.
+// Versions of the two encodings; a decoder refuses any other. Notices of version 2
+// named entries of the kv store, which no longer holds the log.
 const (
 	logRecordV2 = 2
-	logNoticeV2 = 2
+	logNoticeV3 = 3
 )
 
 // logEntryID is the 16-byte id of one entry of the log.
@@ -73,9 +73,11 @@ type logRecord struct {
 	Payload []byte
 }
 
-// logNotice is what a member device's inbox holds for one log entry.
+// logNotice is what a member device's inbox holds for one log entry: the entry's id
+// and its group, whose log holds it.
 type logNotice struct {
-	ID logEntryID
+	ID      logEntryID
+	GroupID []byte
 }
 
 // Errors of the decoders; both wrap errBadLogEncoding.
@@ -84,8 +86,12 @@ var errBadLogEncoding = errors.New("messaging: malformed group log encoding")
 // maxLogGroupID bounds the group id a record carries (the API allows 64 bytes).
 const maxLogGroupID = 255
 
-// logNoticeSize is the encoded size of every notice.
-const logNoticeSize = 1 + 16
+// logNoticeHeader is the size of a notice before its group id; maxLogNotice is the
+// largest notice.
+const (
+	logNoticeHeader = 1 + 16
+	maxLogNotice    = logNoticeHeader + maxLogGroupID
+)
 
 // logRecordHeader is the size of a record before its group id and payload.
 const logRecordHeader = 2 + 8 + 8 + 8 + 1
@@ -138,29 +144,27 @@ func parseLogRecord(b []byte) (*logRecord, error) {
 // maxExpiry bounds the expiry a record may carry: 20 decimal digits in the index key.
 const maxExpiry = 1 << 62
 
-func (n logNotice) marshal() []byte { return append([]byte{logNoticeV2}, n.ID[:]...) }
-
-// parseLogNotice decodes a notice written by marshal; anything but its exact size and
-// version is refused.
-func parseLogNotice(b []byte) (logNotice, error) {
-	if len(b) != logNoticeSize {
-		return logNotice{}, fmt.Errorf("%w: notice of %d bytes, want %d", errBadLogEncoding, len(b), logNoticeSize)
-	}
-	if b[0] != logNoticeV2 {
-		return logNotice{}, fmt.Errorf("%w: notice version %d, want %d", errBadLogEncoding, b[0], logNoticeV2)
-	}
-	var n logNotice
-	copy(n.ID[:], b[1:])
-	return n, nil
+// marshal encodes n: version, entry id, then the group id to the end.
+func (n logNotice) marshal() []byte {
+	b := make([]byte, 0, logNoticeHeader+len(n.GroupID))
+	b = append(b, logNoticeV3)
+	b = append(b, n.ID[:]...)
+	return append(b, n.GroupID...)
 }
 
-// key is where the entry a notice points to is stored.
-func (n logNotice) key() []byte { return logKey(n.ID) }
-
-func logKey(id logEntryID) []byte { return []byte(groupLogPrefix + hex.EncodeToString(id[:])) }
-
-func logExpiryKey(expiry time.Time, id logEntryID) []byte {
-	return []byte(groupLogExpiryPrefix + fmt.Sprintf("%020d", max(expiry.Unix(), 0)) + "/" + hex.EncodeToString(id[:]))
+// parseLogNotice decodes a notice written by marshal; anything but its version, a
+// whole id and a group id of 1 to maxLogGroupID bytes is refused.
+func parseLogNotice(b []byte) (logNotice, error) {
+	if len(b) <= logNoticeHeader || len(b) > maxLogNotice {
+		return logNotice{}, fmt.Errorf("%w: notice of %d bytes, want %d to %d", errBadLogEncoding, len(b), logNoticeHeader+1, maxLogNotice)
+	}
+	if b[0] != logNoticeV3 {
+		return logNotice{}, fmt.Errorf("%w: notice version %d, want %d", errBadLogEncoding, b[0], logNoticeV3)
+	}
+	var n logNotice
+	copy(n.ID[:], b[1:logNoticeHeader])
+	n.GroupID = append([]byte(nil), b[logNoticeHeader:]...)
+	return n, nil
 }
 
 // logID names the entry of one group delivery: like messageID without a recipient, so a
@@ -178,164 +182,81 @@ func logID(sender authn.Principal, scope, idempotencyKey []byte) logEntryID {
 	return id
 }
 
-// appendLog stores d once in the group log, with its entry in the expiry index; the
-// entry expires with the notices, after the message TTL.
-func (s *Server) appendLog(ctx context.Context, id logEntryID, d *messagingv1.Delivery, now, expiry time.Time) error {
+// logEntry returns the entry of d in its group's log, to be appended ahead of its
+// notices; it expires with them.
+func logEntry(id logEntryID, d *messagingv1.Delivery, now, expiry time.Time) (msgstore.Message, error) {
 	b, err := (&logRecord{Kind: d.GetKind(), GroupID: d.GetGroupId(), Epoch: d.GetEpoch(), At: now, Expiry: expiry, Payload: d.GetPayload()}).marshal()
 	if err != nil {
-		return s.internal(ctx, "encode group log entry", err)
+		return msgstore.Message{}, err
 	}
-	err = s.groups.Update(ctx, func(tx kv.Tx) error {
-		if err := tx.Put(logKey(id), b); err != nil {
-			return err
-		}
-		return tx.Put(logExpiryKey(expiry, id), nil)
-	})
-	if err != nil {
-		return s.internal(ctx, "store group log entry", err)
-	}
-	return nil
+	return msgstore.Message{Inbox: logInbox(d.GetGroupId()), ID: msgstore.ID(id), Kind: kindLogEntry, Body: b, Timestamp: now, Expiry: expiry}, nil
 }
 
 // storedDeliveries turns a page of inbox entries into the deliveries the client sees,
-// resolving log notices in one read of the group log. An entry that cannot be turned into
-// a delivery (undecodable, or its log entry gone) is nil in the result and logged, as is
-// every entry skip marks (already in flight: nothing to resolve).
+// resolving each log notice to its entry in the group's log. An entry that cannot be
+// turned into a delivery (undecodable, or its log entry gone) is nil in the result and
+// logged, as is every entry skip marks (already in flight: nothing to resolve).
 //
-// A notice is 17 bytes in the inbox but stands for a payload of up to the message limit,
-// so the inbox read's byte budget does not bound what resolving a page costs: resolving
-// stops once the deliveries reach budget bytes (after at least one), and n says how many
-// entries of msgs were looked at. The caller must not use the entries past n.
+// A notice is a few dozen bytes in the inbox but stands for a payload of up to the
+// message limit, so the inbox read's byte budget does not bound what resolving a page
+// costs: resolving stops once the deliveries reach budget bytes (after at least one),
+// and n says how many entries of msgs were looked at. The caller must not use the
+// entries past n.
 func (s *Server) storedDeliveries(ctx context.Context, msgs []msgstore.Message, skip []bool, budget int) (out []*messagingv1.Delivery, n int, err error) {
 	out = make([]*messagingv1.Delivery, len(msgs))
-	var refs []int
-	n = len(msgs)
 	total := 0
 	for i, m := range msgs {
 		if skip != nil && skip[i] {
 			continue
 		}
-		if m.Kind == kindLogNotice {
-			refs = append(refs, i)
-			continue
-		}
 		if total >= budget {
-			n = i
-			break
+			return out, i, nil
 		}
-		d, err := storedDelivery(m)
-		if err != nil {
+		var d *messagingv1.Delivery
+		if m.Kind == kindLogNotice {
+			if d, err = s.resolveNotice(ctx, m); err != nil {
+				return nil, 0, err
+			}
+		} else if d, err = storedDelivery(m); err != nil {
 			s.log.WarnContext(ctx, "messaging: undecodable stored delivery skipped", "err", err)
 			continue
 		}
-		out[i], total = d, total+len(d.GetPayload())
-	}
-	if len(refs) == 0 {
-		return out, n, nil
-	}
-	// Notices and plain entries interleave: a notice past the plain entries' cut stays
-	// unresolved, and the notices' own payloads count from where the plain ones left off.
-	plain, plainN := total, n
-	err = s.groups.View(ctx, func(tx kv.Tx) error {
-		total, n = plain, plainN
-		for _, i := range refs {
-			out[i] = nil // View may run fn again
-			if i >= n {
-				break
-			}
-			if total >= budget {
-				n = i
-				break
-			}
-			n, err := parseLogNotice(msgs[i].Body)
-			if err != nil {
-				s.log.WarnContext(ctx, "messaging: undecodable group log notice skipped", "err", err)
-				continue
-			}
-			b, err := tx.Get(n.key())
-			if errors.Is(err, kv.ErrNotFound) {
-				s.log.WarnContext(ctx, "messaging: group log entry gone; notice skipped", "entry", string(n.key()))
-				continue
-			} else if err != nil {
-				return err
-			}
-			r, err := parseLogRecord(b)
-			if err != nil {
-				s.log.WarnContext(ctx, "messaging: undecodable group log entry skipped", "entry", string(n.key()), "err", err)
-				continue
-			}
-			out[i] = &messagingv1.Delivery{
-				Kind: r.Kind, Payload: r.Payload, GroupId: r.GroupID, Epoch: r.Epoch,
-				MessageId: append([]byte(nil), msgs[i].ID[:]...), ServerTime: timestamppb.New(msgs[i].Timestamp),
-			}
-			total += len(r.Payload)
+		if d != nil {
+			out[i], total = d, total+len(d.GetPayload())
 		}
-		return nil
-	})
+	}
+	return out, len(msgs), nil
+}
+
+// resolveNotice returns the delivery a log notice stands for, or nil (logged) when the
+// notice or its entry does not decode or the entry is gone.
+func (s *Server) resolveNotice(ctx context.Context, m msgstore.Message) (*messagingv1.Delivery, error) {
+	n, err := parseLogNotice(m.Body)
 	if err != nil {
-		return nil, 0, s.internal(ctx, "read group log", err)
+		s.log.WarnContext(ctx, "messaging: undecodable group log notice skipped", "err", err)
+		return nil, nil
 	}
-	for i := n; i < len(out); i++ {
-		out[i] = nil
+	e, err := s.inboxes.Get(ctx, logInbox(n.GroupID), msgstore.ID(n.ID))
+	if errors.Is(err, msgstore.ErrNotFound) {
+		s.log.WarnContext(ctx, "messaging: group log entry gone; notice skipped", "group", hex.EncodeToString(n.GroupID), "entry", hex.EncodeToString(n.ID[:]))
+		return nil, nil
+	} else if err != nil {
+		return nil, s.internal(ctx, "read group log", err)
 	}
-	return out, n, nil
+	r, err := parseLogRecord(e.Body)
+	if err != nil {
+		s.log.WarnContext(ctx, "messaging: undecodable group log entry skipped", "entry", hex.EncodeToString(n.ID[:]), "err", err)
+		return nil, nil
+	}
+	return &messagingv1.Delivery{
+		Kind: r.Kind, Payload: r.Payload, GroupId: r.GroupID, Epoch: r.Epoch,
+		MessageId: append([]byte(nil), m.ID[:]...), ServerTime: timestamppb.New(m.Timestamp),
+	}, nil
 }
 
-// sweepLog deletes the log entries that expired by now, a batch of the expiry index per
-// transaction, and returns how many entries it deleted. An index key whose entry was
-// rewritten later (a retried send) with a later expiry leaves the entry alone.
-func (s *Server) sweepLog(ctx context.Context) (int, error) {
-	now := s.now()
-	end := []byte(groupLogExpiryPrefix + fmt.Sprintf("%020d", now.Unix()+1))
-	total := 0
-	for {
-		n, deleted := 0, 0
-		err := s.groups.Update(ctx, func(tx kv.Tx) error {
-			n, deleted = 0, 0
-			pairs, err := tx.Scan([]byte(groupLogExpiryPrefix), end, logSweepBatch)
-			if err != nil {
-				return err
-			}
-			for _, p := range pairs {
-				if err := tx.Delete(p.Key); err != nil {
-					return err
-				}
-				i := bytes.LastIndexByte(p.Key, '/')
-				var id logEntryID
-				if h, err := hex.DecodeString(string(p.Key[i+1:])); err != nil || len(h) != len(id) {
-					continue
-				} else {
-					copy(id[:], h)
-				}
-				b, err := tx.Get(logKey(id))
-				if errors.Is(err, kv.ErrNotFound) {
-					continue
-				} else if err != nil {
-					return err
-				}
-				if r, err := parseLogRecord(b); err == nil && r.Expiry.After(now) {
-					continue
-				}
-				if err := tx.Delete(logKey(id)); err != nil {
-					return err
-				}
-				deleted++
-			}
-			n = len(pairs)
-			return nil
-		})
-		if err != nil {
-			return total, err
-		}
-		total += deleted
-		if n < logSweepBatch {
-			return total, nil
-		}
-	}
-}
-
-// sweepLogEvery runs sweepLog every interval until stop is closed.
-func (s *Server) sweepLogEvery(interval time.Duration) {
+// sweepEvery runs the sweep of expired Welcomes every interval until stop is closed.
+// (Group log entries expire in the message store, with their notices.)
+func (s *Server) sweepEvery(interval time.Duration) {
 	defer s.checked.Done()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -351,14 +272,14 @@ func (s *Server) sweepLogEvery(interval time.Duration) {
 			return
 		case <-tick.C:
 		}
-		if _, err := s.sweepLog(ctx); err != nil && ctx.Err() == nil {
-			s.log.WarnContext(ctx, "messaging: sweeping the group log failed; the next round retries", "err", err)
-		}
 		if _, err := s.sweepWelcomes(ctx); err != nil && ctx.Err() == nil {
 			s.log.WarnContext(ctx, "messaging: sweeping expired Welcomes failed; the next round retries", "err", err)
 		}
 	}
 }
+
+// welcomeSweepInterval is how often expired Welcomes are deleted.
+const welcomeSweepInterval = time.Minute
 
 // logScope is the scope of a group delivery's ids: its kind and group.
 func logScope(d *messagingv1.Delivery) []byte {

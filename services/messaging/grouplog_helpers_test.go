@@ -23,14 +23,16 @@ import (
 )
 
 // countingKV is the real kv store counting the key and value bytes its transactions put
-// (a transaction the backend reruns counts twice: an upper bound).
+// (a transaction the backend reruns counts twice: an upper bound), and its Update calls.
 type countingKV struct {
 	kv.Store
 	written atomic.Int64
+	updates atomic.Int64
 	fail    atomic.Bool // every Update fails, as a full disk would make it
 }
 
 func (c *countingKV) Update(ctx context.Context, fn func(kv.Tx) error) error {
+	c.updates.Add(1)
 	if c.fail.Load() {
 		return errors.New("injected: kv store unavailable")
 	}
@@ -48,13 +50,19 @@ func (t countingTx) Put(key, value []byte) error {
 }
 
 // countingInboxes is the real message store counting what Append is given: bodies and
-// the fixed fields of each message (inbox names, id, kind, two times).
+// the fixed fields of each message (inbox names, id, kind, two times), and its calls.
 type countingInboxes struct {
 	msgstore.Store
 	written atomic.Int64
+	appends atomic.Int64
+	fail    atomic.Bool // every Append fails, as a full disk would make it
 }
 
 func (c *countingInboxes) Append(ctx context.Context, msgs []msgstore.Message) error {
+	c.appends.Add(1)
+	if c.fail.Load() {
+		return errors.New("injected: message store unavailable")
+	}
 	for _, m := range msgs {
 		c.written.Add(int64(len(m.Body) + len(m.Inbox.UserID) + len(m.Inbox.DeviceID) + len(m.ID) + 1 + 16))
 	}
@@ -86,7 +94,8 @@ func startGroupNode(t testing.TB, users []string) *groupNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := msgembedded.Open(filepath.Join(dir, msgembedded.DirName), msgembedded.Options{})
+	clock := &testClock{now: time.Now()}
+	store, err := msgembedded.Open(filepath.Join(dir, msgembedded.DirName), msgembedded.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +107,7 @@ func startGroupNode(t testing.TB, users []string) *groupNode {
 	for _, u := range users {
 		directory[u] = []uint32{1}
 	}
-	n := &groupNode{kv: &countingKV{Store: groups}, inboxes: &countingInboxes{Store: store}, clock: &testClock{now: time.Now()}}
+	n := &groupNode{kv: &countingKV{Store: groups}, inboxes: &countingInboxes{Store: store}, clock: clock}
 	n.svc, err = messaging.New(messaging.Config{Inboxes: n.inboxes, Groups: n.kv, Directory: directory, Conn: b.Conn(), Logger: quiet, Now: n.clock.Now})
 	if err != nil {
 		t.Fatal(err)

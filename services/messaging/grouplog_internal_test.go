@@ -36,11 +36,13 @@ func FuzzParseLogRecord(f *testing.F) {
 	})
 }
 
-// FuzzParseLogNotice: the same for the notices in member inboxes.
+// FuzzParseLogNotice: the same for the notices in member inboxes, which also never name
+// an inbox that is not a group log.
 func FuzzParseLogNotice(f *testing.F) {
-	f.Add(logNotice{ID: logEntryID{1, 2, 3}}.marshal())
-	f.Add([]byte{2})
-	f.Add(bytes.Repeat([]byte{0xff}, logNoticeSize))
+	f.Add(logNotice{ID: logEntryID{1, 2, 3}, GroupID: []byte("trip")}.marshal())
+	f.Add([]byte{3})
+	f.Add(append([]byte{2}, make([]byte, 16)...))
+	f.Add(bytes.Repeat([]byte{0xff}, maxLogNotice))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n, err := parseLogNotice(b)
 		if err != nil {
@@ -52,8 +54,8 @@ func FuzzParseLogNotice(f *testing.F) {
 		if again := n.marshal(); !bytes.Equal(again, b) {
 			t.Fatalf("accepted %x but it encodes back to %x", b, again)
 		}
-		if k := n.key(); !bytes.HasPrefix(k, []byte(groupLogPrefix)) {
-			t.Fatalf("notice names key %q outside the log", k)
+		if in := logInbox(n.GroupID); in.UserID != groupLogUser || in.DeviceID[0] != 'g' {
+			t.Fatalf("notice names inbox %s outside the group logs", in)
 		}
 	})
 }
@@ -77,12 +79,14 @@ func TestLogCodecsRefuseBadInput(t *testing.T) {
 			t.Errorf("record %s: err = %v, want errBadLogEncoding", name, err)
 		}
 	}
-	notice := logNotice{ID: logEntryID{9}}.marshal()
+	notice := logNotice{ID: logEntryID{9}, GroupID: []byte("g")}.marshal()
 	for name, b := range map[string][]byte{
-		"empty":     nil,
-		"short":     notice[:logNoticeSize-1],
-		"long":      append(bytes.Clone(notice), 0),
-		"version 1": append([]byte{1}, notice[1:]...),
+		"empty":       nil,
+		"short":       notice[:logNoticeHeader-1],
+		"no group id": notice[:logNoticeHeader],
+		"long":        append(bytes.Clone(notice), make([]byte, maxLogGroupID)...),
+		"version 2":   append([]byte{2}, notice[1:logNoticeHeader]...),
+		"version 1":   append([]byte{1}, notice[1:]...),
 	} {
 		if _, err := parseLogNotice(b); !errors.Is(err, errBadLogEncoding) {
 			t.Errorf("notice %s: err = %v, want errBadLogEncoding", name, err)

@@ -63,51 +63,85 @@ func TestGroupCommitIsStoredOnce(t *testing.T) {
 	}
 }
 
-// TestGroupLogExpires: a log entry is swept once its TTL has passed, and its notices
-// expire with it, so no inbox points at a swept entry.
+// TestGroupLogExpires: a log entry expires with its notices, after the message TTL, so
+// no inbox points at an expired entry and no entry outlives its notices.
 func TestGroupLogExpires(t *testing.T) {
 	gid := []byte("expiring")
 	node, users := memberGroup(t, 3, gid)
-	if _, err := node.svc.SendGroupMessage(as(users[0]), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 10), ClientMessageId: bytes.Repeat([]byte{1}, 16)}); err != nil {
+	cid := bytes.Repeat([]byte{1}, 16)
+	if _, err := node.svc.SendGroupMessage(as(users[0]), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 10), ClientMessageId: cid}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := node.svc.SweepLogForTest(context.Background()); err != nil || n != 0 {
-		t.Fatalf("a fresh entry was swept: %d, %v", n, err)
+	entries := func() int {
+		ids, _, err := node.inboxes.ReadIDs(context.Background(), messaging.GroupLogInboxForTest(gid), nil, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ids)
+	}
+	if n := entries(); n != 1 {
+		t.Fatalf("the group's log holds %d entries after one message, want 1", n)
 	}
 	node.clock.Add(messaging.DefaultMessageTTL - time.Minute)
-	if n, _ := node.svc.SweepLogForTest(context.Background()); n != 0 {
-		t.Fatalf("swept %d entries before their TTL", n)
-	}
-	if got := readInbox(t, node.svc, node.inboxes, inbox(users[1], 1)); len(got) != 1 {
-		t.Fatalf("before expiry the member has %d deliveries", len(got))
+	if got := readInbox(t, node.svc, node.inboxes, inbox(users[1], 1)); len(got) != 1 || entries() != 1 {
+		t.Fatalf("before expiry the member has %d deliveries and the log %d entries", len(got), entries())
 	}
 	node.clock.Add(2 * time.Minute)
-	if n, err := node.svc.SweepLogForTest(context.Background()); err != nil || n != 1 {
-		t.Fatalf("after the TTL the sweep deleted %d entries, %v; want 1", n, err)
+	if got := readInbox(t, node.svc, node.inboxes, inbox(users[1], 1)); len(got) != 0 || entries() != 0 {
+		t.Fatalf("after the TTL the member has %d deliveries and the log %d entries, want none", len(got), entries())
 	}
 }
 
-// TestGroupSendRetryAfterLostLogEntry: the log entry and the notices are written at the
-// same time; when the entry's write fails the send fails, and the sender's retry (same
-// client message id) writes the entry the notices already name, so every member reads
-// the message exactly once.
-func TestGroupSendRetryAfterLostLogEntry(t *testing.T) {
+// TestGroupSendIsOneDurableWrite (docs/perf-groups.md): a group message costs its sender
+// one durable write, the log entry and every member's notice in one Append of the
+// message store (one fsync wait), and no kv transaction; it used to wait for a kv commit
+// of the entry (two fsyncs in bbolt) before the notices' own.
+func TestGroupSendIsOneDurableWrite(t *testing.T) {
+	gid := []byte("one-write")
+	node, users := memberGroup(t, 101, gid)
+	kv0, in0 := node.kv.updates.Load(), node.inboxes.appends.Load()
+	if _, err := node.svc.SendGroupMessage(as(users[0]), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 1<<10), ClientMessageId: bytes.Repeat([]byte{5}, 16)}); err != nil {
+		t.Fatal(err)
+	}
+	if kvs, appends := node.kv.updates.Load()-kv0, node.inboxes.appends.Load()-in0; kvs != 0 || appends != 1 {
+		t.Fatalf("a group message to 100 devices made %d kv transactions and %d appends; want 0 and 1", kvs, appends)
+	}
+	if got := readInbox(t, node.svc, node.inboxes, inbox(users[100], 1)); len(got) != 1 || len(got[0].GetPayload()) == 0 {
+		t.Fatalf("the last member reads %d deliveries", len(got))
+	}
+}
+
+// TestGroupSendRetryAfterFailedWrite: when the durable write of a group message fails,
+// the send fails and stores nothing; the sender's retry (same client message id) stores
+// the entry and its notices once, and every member reads the message exactly once, also
+// after a second retry.
+func TestGroupSendRetryAfterFailedWrite(t *testing.T) {
 	gid := []byte("retry")
 	node, users := memberGroup(t, 3, gid)
 	req := &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 0), ClientMessageId: bytes.Repeat([]byte{3}, 16)}
-	node.kv.fail.Store(true)
+	node.inboxes.fail.Store(true)
 	if _, err := node.svc.SendGroupMessage(as(users[0]), req); err == nil {
-		t.Fatal("the send succeeded although its log entry could not be stored")
+		t.Fatal("the send succeeded although it could not be stored")
 	}
-	node.kv.fail.Store(false)
-	node.clock.Add(3 * time.Second) // the retry comes later: the same entry all the same
-	if _, err := node.svc.SendGroupMessage(as(users[0]), req); err != nil {
-		t.Fatal(err)
+	node.inboxes.fail.Store(false)
+	for _, u := range users[1:] {
+		if got := readInbox(t, node.svc, node.inboxes, inbox(u, 1)); len(got) != 0 {
+			t.Fatalf("%s reads %d deliveries of a failed send", u, len(got))
+		}
+	}
+	node.clock.Add(3 * time.Second) // the retries come later: the same entry all the same
+	for range 2 {
+		if _, err := node.svc.SendGroupMessage(as(users[0]), req); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, u := range users[1:] {
 		got := readInbox(t, node.svc, node.inboxes, inbox(u, 1))
 		if len(got) != 1 || !bytes.Equal(got[0].GetPayload(), req.GetPrivateMessage()) {
 			t.Fatalf("%s reads %d deliveries", u, len(got))
 		}
+	}
+	if ids, _, err := node.inboxes.ReadIDs(context.Background(), messaging.GroupLogInboxForTest(gid), nil, 10); err != nil || len(ids) != 1 {
+		t.Fatalf("the group's log holds %d entries, %v; want 1", len(ids), err)
 	}
 }

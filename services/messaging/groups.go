@@ -274,7 +274,7 @@ func (s *Server) SubmitCommit(ctx context.Context, req *messagingv1.SubmitCommit
 	recipients := slices.DeleteFunc(slices.Clone(g.Members), func(m member) bool { return m == self(p) })
 	notice := &messagingv1.Delivery{Kind: messagingv1.DeliveryKind_DELIVERY_KIND_WELCOME, GroupId: req.GetGroupId(), Epoch: req.GetEpoch() + 1}
 	// The commit is stored once in the group log; each recipient gets a fixed-size notice.
-	total := int64(commitSize) + int64(logNoticeSize+len(msgstore.ID{}))*int64(len(recipients)) + int64(proto.Size(notice)+len(msgstore.ID{}))*int64(len(added)) +
+	total := int64(commitSize) + int64(logNoticeHeader+len(req.GetGroupId())+len(msgstore.ID{}))*int64(len(recipients)) + int64(proto.Size(notice)+len(msgstore.ID{}))*int64(len(added)) +
 		int64(len(req.GetWelcome())) + int64(len(req.GetGroupInfo()))
 	if total > s.commitBytes {
 		return nil, server.Error(codes.InvalidArgument, reasonLimitExceeded, "the commit would store %d bytes for %d devices; the limit is %d", total, len(recipients)+len(added), s.commitBytes)
@@ -419,7 +419,7 @@ func (s *Server) fanOut(ctx context.Context, p authn.Principal, idempotencyKey [
 		return nil
 	}
 	scope := logScope(d)
-	msgs := make([]msgstore.Message, 0, len(to))
+	msgs := make([]msgstore.Message, 0, len(to)+1)
 	if checkCap {
 		if err := s.checkInboxCaps(ctx, to); err != nil {
 			return err
@@ -427,18 +427,18 @@ func (s *Server) fanOut(ctx context.Context, p authn.Principal, idempotencyKey [
 	}
 	// A delivery with a payload is stored once in the group log, and each inbox gets a
 	// notice of it (grouplog.go); a payload-free Welcome notice is its own copy. The entry
-	// is written before its notices: a Receive stream that reads a notice must find the
-	// entry, or it would skip the message (written together, a stream draining at that
-	// moment read notices whose entries were not committed yet). A send that fails after
-	// the entry leaves it to expire; a retry rewrites the same entry.
+	// goes ahead of its notices in the same Append: one durable write for all, and a
+	// Receive stream that reads a notice finds its entry (the first batch holds it).
 	kind, expiry := msgstore.Kind(d.GetKind()), now.Add(s.ttl).Truncate(time.Second)
 	var body []byte
 	if len(d.GetPayload()) > 0 {
 		id := logID(p, scope, idempotencyKey)
-		if err := s.appendLog(ctx, id, d, now, expiry); err != nil {
-			return err
+		entry, err := logEntry(id, d, now, expiry)
+		if err != nil {
+			return s.internal(ctx, "encode group log entry", err)
 		}
-		kind, body = kindLogNotice, logNotice{ID: id}.marshal()
+		msgs = append(msgs, entry)
+		kind, body = kindLogNotice, logNotice{ID: id, GroupID: d.GetGroupId()}.marshal()
 	} else {
 		var err error
 		if body, err = proto.Marshal(d); err != nil {
@@ -460,6 +460,9 @@ func (s *Server) fanOut(ctx context.Context, p authn.Principal, idempotencyKey [
 	}
 	for _, batch := range batches {
 		for _, m := range batch {
+			if m.Kind == kindLogEntry {
+				continue
+			}
 			// The wake-ups share the payload (nobody writes to it): one copy of a 256 KiB
 			// message for 1000 devices, not 1000.
 			s.wake(ctx, m.Inbox.UserID, deviceOf(m.Inbox), &messagingv1.Delivery{

@@ -198,11 +198,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.startStreamReports()
 	s.checked.Add(1)
-	go s.sweepLogEvery(logSweepInterval)
+	go s.sweepEvery(welcomeSweepInterval)
 	return s, nil
 }
 
-// Close stops receiving live events, replaying fan-outs, sweeping the group log and
+// Close stops receiving live events, replaying fan-outs, sweeping expired Welcomes and
 // rechecking streams. Streams end when the gRPC server stops.
 func (s *Server) Close() error {
 	s.stopReplay()
@@ -533,11 +533,12 @@ func (s *Server) SendStream(stream messagingv1.MessagingService_SendStreamServer
 	if err != nil {
 		return err
 	}
-	queue := make(chan *messagingv1.SendStreamRequest, maxStreamInflight)
+	queue := make(chan queuedSend, maxStreamInflight)
 	failed := make(chan struct{}) // closed when answering fails; the stream is over
+	flow := newSendFlow()
 	answered := make(chan error, 1)
-	go func() { answered <- s.answerSends(ctx, p, stream, queue, failed) }()
-	err = s.readSends(ctx, p, stream, queue, failed)
+	go func() { answered <- s.answerSends(ctx, p, stream, flow, queue, failed) }()
+	err = s.readSends(ctx, p, stream, flow, queue, failed)
 	close(queue)
 	if answerErr := <-answered; err == nil {
 		err = answerErr
@@ -545,11 +546,21 @@ func (s *Server) SendStream(stream messagingv1.MessagingService_SendStreamServer
 	return err
 }
 
+// queuedSend is a request read from a SendStream and, when the check of the sending
+// device could not be made, the error to answer it with instead of sending it.
+type queuedSend struct {
+	req *messagingv1.SendStreamRequest
+	err error
+}
+
 // readSends queues the stream's requests until the client closes its side, a check
-// fails or answering fails.
-func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messagingv1.MessagingService_SendStreamServer, queue chan<- *messagingv1.SendStreamRequest, failed <-chan struct{}) error {
+// fails or answering fails, at the pace flow allows.
+func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messagingv1.MessagingService_SendStreamServer, flow *sendFlow, queue chan<- queuedSend, failed <-chan struct{}) error {
 	rechecked := s.now() // the interceptor has just checked
 	for {
+		if !flow.waitHold(ctx, failed, s.now()) {
+			return nil
+		}
 		req, err := stream.Recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
@@ -565,15 +576,21 @@ func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messag
 		}
 		// The token was checked when the stream opened; a device removed since must
 		// not keep sending on it. The directory answers from its cache, the
-		// authoritative check at most every revocationRecheck.
-		if removed, err := s.deviceRemoved(ctx, p, &rechecked); err != nil {
-			return err
-		} else if removed {
+		// authoritative check at most every revocationRecheck. When neither can answer
+		// (an outage, or lookups timing out as thousands of devices start sending at
+		// once), this request is answered UNAVAILABLE and not stored, and the stream
+		// lives on: ending it would make every request in flight on it fail too.
+		removed, err := s.deviceRemoved(ctx, p, &rechecked)
+		if removed {
 			return errDeviceRemoved()
 		}
+		if err := flow.queued.Acquire(ctx, queuedSize(req)); err != nil {
+			return nil // the stream is over
+		}
 		select {
-		case queue <- req:
+		case queue <- queuedSend{req: req, err: err}:
 		case <-failed:
+			flow.queued.Release(queuedSize(req))
 			return nil
 		}
 	}
@@ -581,8 +598,8 @@ func (s *Server) readSends(ctx context.Context, p authn.Principal, stream messag
 
 // answerSends stores and answers queued requests in batches until queue is closed. After
 // a failed answer it closes failed and only drains the queue.
-func (s *Server) answerSends(ctx context.Context, p authn.Principal, stream messagingv1.MessagingService_SendStreamServer, queue <-chan *messagingv1.SendStreamRequest, failed chan<- struct{}) error {
-	batch := make([]*messagingv1.SendStreamRequest, 0, maxStreamInflight)
+func (s *Server) answerSends(ctx context.Context, p authn.Principal, stream messagingv1.MessagingService_SendStreamServer, flow *sendFlow, queue <-chan queuedSend, failed chan<- struct{}) error {
+	batch := make([]queuedSend, 0, maxStreamInflight)
 	for req := range queue {
 		batch = append(batch[:0], req)
 	fill:
@@ -597,28 +614,36 @@ func (s *Server) answerSends(ctx context.Context, p authn.Principal, stream mess
 				break fill
 			}
 		}
-		for _, resp := range s.sendBatch(ctx, p, batch) {
+		resps := s.sendBatch(ctx, p, batch)
+		for _, resp := range resps {
 			if err := stream.Send(resp); err != nil {
 				close(failed)
-				for range queue {
+				flow.release(batch)
+				for r := range queue {
+					flow.queued.Release(queuedSize(r.req))
 				}
 				return err
 			}
 		}
+		flow.answered(batch, resps, s.now())
 	}
 	return nil
 }
 
 // sendBatch performs the sends of reqs with one store call and returns their responses in
 // order. A send that fails its checks gets its error without holding up the others.
-func (s *Server) sendBatch(ctx context.Context, p authn.Principal, reqs []*messagingv1.SendStreamRequest) []*messagingv1.SendStreamResponse {
+func (s *Server) sendBatch(ctx context.Context, p authn.Principal, reqs []queuedSend) []*messagingv1.SendStreamResponse {
 	out := make([]*messagingv1.SendStreamResponse, len(reqs))
 	prepared := make([]*preparedSend, len(reqs))
 	queued := make(map[msgstore.Inbox]int, len(reqs))
 	var msgs []msgstore.Message
-	for i, req := range reqs {
-		out[i] = &messagingv1.SendStreamResponse{RequestId: req.GetRequestId()}
-		ps, err := s.prepare(ctx, p, req.GetMessage(), queued)
+	for i, q := range reqs {
+		out[i] = &messagingv1.SendStreamResponse{RequestId: q.req.GetRequestId()}
+		if q.err != nil {
+			out[i].Result = &messagingv1.SendStreamResponse_Error{Error: sendError(q.err)}
+			continue
+		}
+		ps, err := s.prepare(ctx, p, q.req.GetMessage(), queued)
 		if err != nil {
 			out[i].Result = &messagingv1.SendStreamResponse_Error{Error: sendError(err)}
 			continue

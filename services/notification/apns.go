@@ -88,7 +88,7 @@ func NewAPNs(cfg APNsConfig) (*APNs, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &APNs{cfg: cfg, client: cfg.HTTP.client()}, nil
+	return &APNs{cfg: cfg, client: cfg.HTTP.client(true)}, nil
 }
 
 // providerToken returns the current JWT, making a new one when it is old or when refresh

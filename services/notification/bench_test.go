@@ -43,8 +43,8 @@ func acceptAll(tb testing.TB) (*httptest.Server, *atomic.Int64) {
 }
 
 // BenchmarkWebPushSend sends content-free Web Pushes (RFC 8291 encryption, a VAPID JWT
-// each) to a local HTTP/2 push service from 64 goroutines; it reports pushes/s and the
-// sender's CPU per push. BenchmarkRFC8291Primitives, in the same run, is the floor: one
+// each) to a local push service (it offers HTTP/2; Web Push takes a connection per push
+// in flight) from 64 goroutines; it reports pushes/s and the sender's CPU per push. BenchmarkRFC8291Primitives, in the same run, is the floor: one
 // ephemeral P-256 key, one ECDH, the HKDF steps and one AES-128-GCM seal.
 func BenchmarkWebPushSend(b *testing.B) {
 	srv, accepted := acceptAll(b)

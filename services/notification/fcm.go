@@ -58,7 +58,7 @@ func NewFCM(cfg FCMConfig) (*FCM, error) {
 	if cfg.Endpoint == "" {
 		cfg.Endpoint = FCMEndpoint
 	}
-	base := cfg.HTTP.client()
+	base := cfg.HTTP.client(true)
 	jc := &jwt.Config{
 		Email: sa.ClientEmail, PrivateKey: []byte(sa.PrivateKey), PrivateKeyID: sa.PrivateKeyID,
 		Scopes: []string{fcmScope}, TokenURL: sa.TokenURI,

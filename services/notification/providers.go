@@ -78,10 +78,14 @@ type HTTPOptions struct {
 	Timeout time.Duration
 }
 
-func (o HTTPOptions) client() *http.Client {
+// client returns an HTTP client for one provider. http2 asks for HTTP/2 (APNs speaks
+// nothing else); without it every request in flight has a connection of its own, from a
+// pool, which Web Push wants: on one multiplexed HTTP/2 connection concurrent pushes
+// queue behind its single reader and writer (docs/perf-presence.md).
+func (o HTTPOptions) client(http2 bool) *http.Client {
 	t := &http.Transport{
 		DialContext:         newDialer(o.AllowPrivate).DialContext,
-		ForceAttemptHTTP2:   true,
+		ForceAttemptHTTP2:   http2,
 		TLSClientConfig:     o.TLS,
 		TLSHandshakeTimeout: 10 * time.Second,
 		MaxIdleConnsPerHost: 256,

@@ -101,7 +101,7 @@ func NewWebPush(cfg WebPushConfig) (*WebPush, error) {
 	return &WebPush{
 		key: cfg.VAPIDKey, signer: signer, subject: cfg.Subject, ttl: strconv.Itoa(cfg.TTL),
 		k:      base64.RawURLEncoding.EncodeToString(cfg.VAPIDKey.PublicKey().Bytes()),
-		client: cfg.HTTP.client(), now: time.Now, jwts: make(map[string]vapidToken),
+		client: cfg.HTTP.client(false), now: time.Now, jwts: make(map[string]vapidToken),
 	}, nil
 }
 

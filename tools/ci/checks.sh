@@ -22,9 +22,9 @@ run() {
 }
 
 # Every Go module of the repository: the product and the separate ones
-# (tools/buildtools, release/ once it exists).
+# (tools/buildtools, infra/, release/ once it exists).
 modules=(.)
-for m in tools/buildtools release; do
+for m in tools/buildtools infra release; do
   [ -f "$m/go.mod" ] && modules+=("$m")
 done
 

@@ -44,7 +44,7 @@ for t in "$fuzztime" "$minimizetime"; do
 done
 
 modules=(.)
-for m in tools/buildtools release; do
+for m in tools/buildtools infra release; do
   [ -f "$m/go.mod" ] && modules+=("$m")
 done
 

@@ -32,6 +32,8 @@ func main() {
 	common.Bind(binder)
 	var rateLimits bool
 	binder.Bool(&rateLimits, "rate-limits", true, "rate-limit callers per action (turn off only for load tests on loopback)")
+	var profileDir string
+	binder.String(&profileDir, "profile-dir", "", "profile for a load generator: SIGUSR1 starts a CPU profile into this directory, SIGUSR2 stops it; the allocation profile is written on exit")
 	if err := binder.Parse(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "devserver:", err)
 		os.Exit(2)
@@ -50,11 +52,14 @@ func main() {
 	}
 	cfg := platform.Config{
 		DataDir: common.DataDir, GRPCAddr: common.GRPCAddr, AdminAddr: common.AdminAddr,
-		NATSURL: common.NATSURL, Messages: common.Messages, Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
+		NATS: common.NATS(nil), Messages: common.Messages, Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
 		Observer: obs,
 	}
 	if !rateLimits {
 		cfg.Limits = ratelimit.Policy{}
+	}
+	if profileDir != "" {
+		defer profileOnSignals(profileDir)()
 	}
 	err = run(ctx, cfg)
 	// After the server has stopped: the last spans go out before the process ends.

@@ -112,7 +112,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 	defer collector.Close()
 	var serverLog lockedBuffer
-	srv := startServerBinary(t, root, &serverLog, "-log-level", "debug", "-otlp-endpoint", collector.Addr(), "-otlp-insecure")
+	srv := startServerBinary(t, root, &serverLog, "-log-level", "debug", "-otlp-endpoint", collector.Addr(), "-otlp-insecure", "-trace-ratio", "1")
 	server := srv.addr
 	profiles := t.TempDir()
 	// HOME is a fresh directory (the profiles default under it); the go command keeps the

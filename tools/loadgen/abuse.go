@@ -24,9 +24,14 @@ import (
 // abuseFlags shape the abuse scenario: the honest load, and each attack of issue 18 that
 // it runs (items 1, 2, 3, 8 and 10).
 type abuseFlags struct {
+	args []string // as given, for the attacker process
+
 	server     serverFlags
 	rateLimits bool
 	attacks    string
+	// inProcess runs the attackers in the scenario's own process, as before they had one
+	// of their own: their client work then shares the honest clients' Go scheduler.
+	inProcess bool
 
 	pairs, inflight, size   int
 	rounds                  int
@@ -54,6 +59,7 @@ var allAttacks = []string{"jam", "backlog", "groups", "login", "drain"}
 func (f *abuseFlags) register(fs *flag.FlagSet) {
 	f.server.register(fs)
 	fs.BoolVar(&f.rateLimits, "rate-limits", true, "run the measured phases with the server's production rate limits (accounts are registered before, with limits off; ignored with -server)")
+	fs.BoolVar(&f.inProcess, "attackers-in-process", false, "run the attackers in loadgen's own process, beside the honest clients, instead of a process of their own (whose CPU is reported apart)")
 	fs.StringVar(&f.attacks, "attacks", strings.Join(allAttacks, ","), "attacks to run in the attack phase, comma-separated: "+strings.Join(allAttacks, ", "))
 	fs.IntVar(&f.pairs, "pairs", 32, "honest sender/receiver pairs chatting through both phases")
 	fs.IntVar(&f.inflight, "inflight", 2, "messages each honest sender keeps in flight end to end")
@@ -121,7 +127,7 @@ func (f *abuseFlags) attackList() []string {
 func (f *abuseFlags) runs(attack string) bool { return slices.Contains(f.attackList(), attack) }
 
 func parseAbuseFlags(args []string) (abuseFlags, error) {
-	var f abuseFlags
+	f := abuseFlags{args: args}
 	fs := flag.NewFlagSet("abuse", flag.ContinueOnError)
 	f.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -158,14 +164,21 @@ var phaseNames = [phaseCount]string{"warm-up", "quiet", "attack", "drain"}
 
 // phaseStats is what one phase measured, over all its windows.
 type phaseStats struct {
-	windows    int
-	elapsed    time.Duration
-	serverCPU  time.Duration // -1: not measured
-	selfCPU    time.Duration
-	rssMax     int64 // 0: not measured
-	rssEnd     int64
-	keyBundles probeResult
-	keyPkgs    probeResult
+	windows   int
+	elapsed   time.Duration
+	serverCPU time.Duration // -1: not measured
+	selfCPU   time.Duration
+	// serverWait and selfWait are the time the processes' threads were runnable but
+	// waiting for a CPU of the shared machine (-1: not measured).
+	serverWait time.Duration
+	selfWait   time.Duration
+	// attackerCPU is the attacker process's CPU (-1: the attackers ran in loadgen's
+	// process and selfCPU includes them).
+	attackerCPU time.Duration
+	rssMax      int64 // 0: not measured
+	rssEnd      int64
+	keyBundles  probeResult
+	keyPkgs     probeResult
 }
 
 // probeResult counts honest key fetches and what they got.
@@ -215,13 +228,29 @@ func abuse(ctx context.Context, f abuseFlags, out io.Writer) (*abuseReport, erro
 		return nil, err
 	}
 	rep := &abuseReport{calls: newTally()}
-	att, err := setupAttackers(ctx, authv1.NewAuthServiceClient(setupConn), f, pairs)
+	var att *attackers
+	var proc *attackerProc
+	if f.inProcess {
+		att, err = setupAttackers(ctx, authv1.NewAuthServiceClient(setupConn), f, pairs)
+	} else {
+		if proc, err = startAttackerProc(f.args); err != nil {
+			setupConns.Close()
+			return nil, err
+		}
+		defer proc.stop()
+	}
 	if err == nil {
 		err = uploadHonestKeys(ctx, setupConns, pairs, f.prekeys, f.keyPackages)
 	}
-	if err == nil && len(att.backlog) > 0 {
+	if err == nil && f.runs("backlog") {
 		fmt.Fprintf(out, "loadgen abuse: queueing the memory attack's backlogs (%s)…\n", bytesString(int64(f.backlogDevices*f.backlogMsgs*f.backlogSize)))
+	}
+	if err == nil && att != nil {
 		att.fill(ctx, setupConn, f, rep.calls)
+	}
+	if err == nil && proc != nil {
+		// The attacker process registers its accounts and queues the backlogs itself.
+		_, err = proc.call(attackMsg{Cmd: "setup", Addr: addr, Targets: targetsOf(pairs)})
 	}
 	setupConns.Close()
 	if err != nil {
@@ -248,15 +277,29 @@ func abuse(ctx context.Context, f abuseFlags, out io.Writer) (*abuseReport, erro
 			return nil, err
 		}
 	}
-	attackConn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
+	var attack func(context.Context, time.Duration) // runs the attacks for one window
+	if att != nil {
+		attackConn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		defer attackConn.Close()
+		attack = func(actx context.Context, _ time.Duration) { att.run(actx, attackConn, f, pairs, rep.calls) }
+	} else {
+		attack = func(actx context.Context, d time.Duration) {
+			if _, err := proc.call(attackMsg{Cmd: "attack", Addr: addr, Duration: d}); err != nil {
+				rep.calls.add("attacker process", err.Error())
+			}
+		}
 	}
-	defer attackConn.Close()
 
 	fmt.Fprintf(out, "loadgen abuse: %d honest pairs × %d in flight, %d-byte envelopes, rate limits %s, server %s\n", f.pairs, f.inflight, f.size, limits, addr)
 	fmt.Fprintf(out, "%d rounds of a %v quiet window then a %v attack window\n", f.rounds, f.duration, f.duration)
-	fmt.Fprintf(out, "attacks: %s\n", f.describeAttacks())
+	where := "in a process of their own"
+	if f.inProcess {
+		where = "in loadgen's process"
+	}
+	fmt.Fprintf(out, "attacks (%s): %s\n", where, f.describeAttacks())
 
 	honest := newHonestLoad(pairs, f.inflight, f.size)
 	rep.honest = honest
@@ -271,19 +314,25 @@ func abuse(ctx context.Context, f abuseFlags, out io.Writer) (*abuseReport, erro
 		sampler = startRSSSampler(runCtx, srv, 250*time.Millisecond)
 	}
 	for i := range rep.phases {
-		rep.phases[i].serverCPU = -1
+		rep.phases[i].serverCPU, rep.phases[i].serverWait, rep.phases[i].selfWait, rep.phases[i].attackerCPU = -1, -1, -1, -1
 	}
 	// measure runs one window of a phase and adds what it measured to the phase's figures.
 	measure := func(phase int, d time.Duration, probe bool, during func(context.Context)) error {
 		honest.setPhase(phase)
 		st := &rep.phases[phase]
-		var cpu0 time.Duration
-		cpuErr := errors.New("no child")
+		var cpu0, wait0 time.Duration
+		cpuErr, waitErr := errors.New("no child"), errors.New("no child")
 		if srv != nil {
 			cpu0, cpuErr = srv.cpu()
+			wait0, waitErr = schedWait(srv.cmd.Process.Pid)
 			sampler.reset()
 		}
 		self0 := selfCPU()
+		selfWait0, selfWaitErr := schedWait(0)
+		att0, attErr := time.Duration(0), errors.New("no attacker process")
+		if proc != nil {
+			att0, attErr = procCPU(proc.pid())
+		}
 		start := time.Now()
 		phaseCtx, endPhase := context.WithTimeout(runCtx, d)
 		defer endPhase()
@@ -311,9 +360,20 @@ func abuse(ctx context.Context, f abuseFlags, out io.Writer) (*abuseReport, erro
 		st.windows++
 		st.elapsed += time.Since(start)
 		st.selfCPU += selfCPU() - self0
+		if w, err := schedWait(0); err == nil && selfWaitErr == nil {
+			st.selfWait = max(st.selfWait, 0) + w - selfWait0
+		}
+		if proc != nil {
+			if c, err := procCPU(proc.pid()); err == nil && attErr == nil {
+				st.attackerCPU = max(st.attackerCPU, 0) + c - att0
+			}
+		}
 		if srv != nil {
 			if cpu, err := srv.cpu(); err == nil && cpuErr == nil {
 				st.serverCPU = max(st.serverCPU, 0) + cpu - cpu0
+			}
+			if w, err := schedWait(srv.cmd.Process.Pid); err == nil && waitErr == nil {
+				st.serverWait = max(st.serverWait, 0) + w - wait0
 			}
 			st.rssMax = max(st.rssMax, sampler.max())
 			st.rssEnd, _ = srv.rss()
@@ -330,7 +390,7 @@ func abuse(ctx context.Context, f abuseFlags, out io.Writer) (*abuseReport, erro
 			return nil, err
 		}
 		if err := measure(phaseAttack, f.duration, last, func(actx context.Context) {
-			att.run(actx, attackConn, f, pairs, rep.calls)
+			attack(actx, f.duration)
 		}); err != nil {
 			return nil, err
 		}
@@ -347,6 +407,17 @@ func abuse(ctx context.Context, f abuseFlags, out io.Writer) (*abuseReport, erro
 	time.Sleep(500 * time.Millisecond) // for the last acknowledgements to reach the server
 	cancel()
 	honest.wait()
+	if proc != nil {
+		calls, err := proc.report()
+		if err != nil {
+			return nil, err
+		}
+		for a, m := range calls {
+			for o, n := range m {
+				rep.calls.addN(a, o, n)
+			}
+		}
+	}
 	rep.left = honestLeftInInboxes(ctx, pairs)
 	rep.print(out, f, rep.left)
 	return rep, nil
@@ -378,15 +449,15 @@ func (r *abuseReport) print(out io.Writer, f abuseFlags, left leftover) {
 	h := r.honest
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\thonest msg/s\tp50\tp99\tmax\tstored p99\tdelivered\tduplicates\tsends refused\treceive errors\tjunk received\tserver CPU\tloadgen CPU\tserver RSS max\t")
+	fmt.Fprintln(tw, "phase\thonest msg/s\tp50\tp99\tmax\tstored p99\tdelivered\tduplicates\tsends refused\treceive errors\tjunk received\tserver CPU\tserver CPU wait\tloadgen CPU\tloadgen CPU wait\tattackers CPU\tserver RSS max\t")
 	for _, ph := range []int{phaseQuiet, phaseAttack} {
 		st := r.phases[ph]
 		hs := h.snapshot(ph)
-		fmt.Fprintf(tw, "%s\t%.0f\t%v\t%v\t%v\t%v\t%d\t%d\t%d\t%d\t%d (%s)\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%.0f\t%v\t%v\t%v\t%v\t%d\t%d\t%d\t%d\t%d (%s)\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			phaseNames[ph], float64(hs.delivered)/st.elapsed.Seconds(),
 			hs.pct(0.50), hs.pct(0.99), hs.pct(1), percentile(hs.storeLatencies, 0.99), hs.delivered, hs.duplicates,
 			sum(hs.refused), sum(hs.recvErrors), hs.junk, bytesString(hs.junkBytes),
-			cores(st.serverCPU, st.elapsed), cores(st.selfCPU, st.elapsed), mibString(st.rssMax))
+			cores(st.serverCPU, st.elapsed), cores(st.serverWait, st.elapsed), cores(st.selfCPU, st.elapsed), cores(st.selfWait, st.elapsed), cores(st.attackerCPU, st.elapsed), mibString(st.rssMax))
 	}
 	tw.Flush()
 	quiet, attack := r.phases[phaseQuiet], r.phases[phaseAttack]
@@ -401,6 +472,14 @@ func (r *abuseReport) print(out io.Writer, f abuseFlags, left leftover) {
 		ratio = ar / qr
 	}
 	fmt.Fprintf(out, "honest throughput under attack / quiet: %.2f (%s)\n", ratio, verdict)
+	// On a shared machine the server gets what the others leave it, and the attackers'
+	// clients are among the others: per CPU second the server used, the ratio says how
+	// the server divided what it got between honest and attacker work.
+	if quiet.serverCPU > 0 && attack.serverCPU > 0 && qr > 0 {
+		qe := float64(h.snapshot(phaseQuiet).delivered) / quiet.serverCPU.Seconds()
+		ae := float64(h.snapshot(phaseAttack).delivered) / attack.serverCPU.Seconds()
+		fmt.Fprintf(out, "honest messages per server CPU second: quiet %.0f, attack %.0f, ratio %.2f\n", qe, ae, ae/qe)
+	}
 	lost := h.lostByPhase()
 	fmt.Fprintf(out, "honest messages stored but never delivered: %d (sent in warm-up %d, quiet %d, attack %d); unconfirmed sends (stream broke before the answer, not delivered): %d\n",
 		lost[phaseWarmup]+lost[phaseQuiet]+lost[phaseAttack]+lost[phaseDrain], lost[phaseWarmup], lost[phaseQuiet], lost[phaseAttack], h.unconfirmed())

@@ -57,6 +57,14 @@ func TestAbuseScenario(t *testing.T) {
 			t.Errorf("%s phase: the server's memory was not sampled", phaseNames[ph])
 		}
 	}
+	// The attackers run in a process of their own, whose CPU is measured apart from the
+	// honest clients'.
+	if rep.phases[phaseAttack].attackerCPU <= 0 {
+		t.Errorf("attack phase: attacker process CPU %v, want it measured and positive", rep.phases[phaseAttack].attackerCPU)
+	}
+	if rep.phases[phaseAttack].serverWait < 0 {
+		t.Error("attack phase: the server's run-queue wait was not measured")
+	}
 	for _, attack := range []string{"1 jam: send", "2 backlog: fill (setup)", "2 backlog: reconnect", "3 groups: create", "3 groups: commit", "8 login: wrong signature", "8 login: valid signature", "10 drain: bundles", "10 drain: key packages"} {
 		if sum(rep.calls.get(attack)) == 0 {
 			t.Errorf("attack %q made no call that was answered", attack)
@@ -104,4 +112,13 @@ func TestHonestBookkeeping(t *testing.T) {
 	if n := h.unconfirmed(); n != 1 {
 		t.Fatalf("unconfirmed: %d, want 1 (message 3)", n)
 	}
+}
+
+// TestMain lets the test binary serve as the abuse scenario's attacker process, as the
+// loadgen binary does.
+func TestMain(m *testing.M) {
+	if os.Getenv(attackerEnv) != "" {
+		attackerMain()
+	}
+	os.Exit(m.Run())
 }

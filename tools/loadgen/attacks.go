@@ -125,7 +125,9 @@ type tally struct {
 
 func newTally() *tally { return &tally{counts: map[string]map[string]int{}} }
 
-func (t *tally) add(attack, outcome string) {
+func (t *tally) add(attack, outcome string) { t.addN(attack, outcome, 1) }
+
+func (t *tally) addN(attack, outcome string, n int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	m := t.counts[attack]
@@ -133,7 +135,7 @@ func (t *tally) add(attack, outcome string) {
 		m = map[string]int{}
 		t.counts[attack] = m
 	}
-	m[outcome]++
+	m[outcome] += n
 }
 
 func (t *tally) names() []string {

@@ -4,6 +4,8 @@
 // messages per second, end-to-end latency percentiles and the server's memory.
 //
 //	go run ./tools/loadgen throughput -senders 64 -duration 20s
+//	go run ./tools/loadgen open -devices 10000 -rate 15000
+//	go run ./tools/loadgen open -rate 5000,10000,15000,20000 -svg curve.svg
 //	go run ./tools/loadgen idle -devices 10000
 //	go run ./tools/loadgen backlog
 //	go run ./tools/loadgen abuse
@@ -13,6 +15,13 @@
 // acknowledged, its latency runs from just before the send to its arrival on the
 // receiving device, and repeated deliveries are counted. It also reports the server's CPU
 // per message.
+// open: N connected devices send to random contacts at an aggregate Poisson rate, open
+// loop: a send's latency runs from the time it was scheduled, so a slow server delays no
+// later send and hides no queueing (no coordinated omission). Receivers acknowledge on
+// the stream. It reports the achieved rate, p50/p99/p999, the server's CPU per delivery
+// and RSS, and lost and duplicate deliveries; a list of rates is a sweep whose
+// latency-vs-rate curve it draws as SVG, -mix adds group messages and receipts, -profile
+// writes the server's CPU and allocation profiles.
 // idle: opens one Receive stream per device and reports the server's resident memory per
 // connected device.
 // abuse: honest pairs chat through a quiet phase and then an attack phase in which
@@ -20,7 +29,9 @@
 // Welcome amplification, login floods, key draining) against the same server; it
 // reports the honest throughput, latency and losses of each phase, the attackers' calls
 // by outcome and the server's CPU and memory, and exits non-zero if an honest message
-// the server stored was never delivered.
+// the server stored was never delivered. The attackers run in a process of their own
+// (this binary again, with GUARDYN_LOADGEN_ATTACKERS set), as a real attacker runs on
+// machines of their own; its CPU is reported apart from the honest clients'.
 // backlog: queues a large backlog of group messages for many devices, restarts the server
 // and has every device reconnect in a loop, reading a little each time without
 // acknowledging; reports the server's peak resident memory, which must not grow with the
@@ -42,6 +53,9 @@ import (
 )
 
 func main() {
+	if os.Getenv(attackerEnv) != "" {
+		attackerMain()
+	}
 	if len(os.Args) < 2 {
 		usage()
 		os.Exit(2)
@@ -52,6 +66,8 @@ func main() {
 	switch os.Args[1] {
 	case "throughput":
 		err = runThroughput(ctx, os.Args[2:])
+	case "open":
+		err = runOpen(ctx, os.Args[2:])
 	case "idle":
 		err = runIdle(ctx, os.Args[2:])
 	case "abuse":
@@ -74,11 +90,25 @@ func main() {
 	}
 }
 
+// attackerMain runs the abuse scenario's attacker process (its flags follow the
+// scenario's own, without the mode) and exits.
+func attackerMain() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := runAttackerProc(ctx, os.Args[1:], os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen attackers:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
 func usage() {
 	fmt.Fprint(os.Stderr, `usage: loadgen <mode> [flags]
 
 modes:
   throughput   1:1 messages sent → delivered → acked: msg/s, p50/p99 latency, server RSS
+  open         N devices sending open loop at a Poisson rate: achieved rate, p50/p99/p999 from the
+               scheduled send time, server CPU per message, RSS, lost/duplicates; a rate list sweeps
   idle         open Receive streams and report server memory per connected device
   backlog      devices with large backlogs reconnect in a loop: the server's peak RSS
   abuse        honest pairs chatting, quiet and then under attack (issue 18 items 1, 2, 3, 8, 10):

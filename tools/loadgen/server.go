@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/guardyn/guardyn/libs/observe/observetest"
@@ -23,6 +24,9 @@ type serverFlags struct {
 	// OTLP collector inside loadgen, which counts them.
 	trace      bool
 	traceRatio float64
+	// profileDir has the started devserver write its profiles there (tools/devserver
+	// -profile-dir): the CPU profile of the measured time and the allocation profile.
+	profileDir string
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
@@ -30,6 +34,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.bin, "server-bin", "", "devserver binary to start (default: go build ./tools/devserver)")
 	fs.BoolVar(&f.trace, "trace", false, "the devserver started traces its calls to an OTLP collector run by loadgen (metrics are always on)")
 	fs.Float64Var(&f.traceRatio, "trace-ratio", 1, "with -trace: the fraction of calls traced")
+	fs.StringVar(&f.profileDir, "profile", "", "write the started server's CPU profile of the measured time (cpu.pprof) and its allocation profile (allocs.pprof) to this directory")
 }
 
 // child is a devserver started for the run.
@@ -50,6 +55,14 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.profileDir != "" {
+		if err := os.MkdirAll(f.profileDir, 0o755); err != nil {
+			return nil, err
+		}
+		if f.profileDir, err = filepath.Abs(f.profileDir); err != nil {
+			return nil, err
+		}
+	}
 	bin := f.bin
 	if bin == "" {
 		bin = filepath.Join(dir, "devserver")
@@ -67,6 +80,9 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 			return nil, err
 		}
 		c.args = []string{"-otlp-endpoint", c.collector.Addr(), "-otlp-insecure", "-trace-ratio", strconv.FormatFloat(f.traceRatio, 'g', -1, 64)}
+	}
+	if f.profileDir != "" {
+		c.args = append(c.args, "-profile-dir", f.profileDir)
 	}
 	// Every simulated device connects from 127.0.0.1, so per-peer limits on registration
 	// would throttle the setup, not measure the platform.
@@ -137,6 +153,26 @@ func (c *child) stop() {
 	os.RemoveAll(c.dir)
 }
 
+// signal sends sig to the server process.
+func (c *child) signal(sig os.Signal) error {
+	if c == nil || c.cmd == nil {
+		return fmt.Errorf("the server is not a child of loadgen")
+	}
+	return c.cmd.Process.Signal(sig)
+}
+
+// profiling starts the server's CPU profile when it was asked for; the returned function
+// stops it.
+func (c *child) profiling(f serverFlags) (stop func(), err error) {
+	if c == nil || f.profileDir == "" {
+		return func() {}, nil
+	}
+	if err := c.signal(syscall.SIGUSR1); err != nil {
+		return nil, err
+	}
+	return func() { c.signal(syscall.SIGUSR2) }, nil
+}
+
 // spans reports the spans the server exported, when it traces: after halt, all of them.
 func (c *child) spans() (int, bool) {
 	if c == nil || c.collector == nil {
@@ -164,8 +200,11 @@ func (c *child) rss() (int64, error) {
 }
 
 // cpu returns the user and system CPU time the child has used, from /proc.
-func (c *child) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+func (c *child) cpu() (time.Duration, error) { return procCPU(c.cmd.Process.Pid) }
+
+// procCPU returns the user and system CPU time process pid has used, from /proc.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -173,7 +212,7 @@ func (c *child) cpu() (time.Duration, error) {
 	_, rest, ok := strings.Cut(string(b), ") ")
 	fields := strings.Fields(rest)
 	if !ok || len(fields) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", c.cmd.Process.Pid)
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
 	}
 	var ticks int64
 	for _, f := range fields[11:13] { // utime, stime
@@ -184,6 +223,39 @@ func (c *child) cpu() (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// schedWait returns how long the threads of process pid (0: this process) have been
+// runnable but waiting for a CPU, from /proc/<pid>/task/*/schedstat (the kernel's
+// run-queue delay). Set against the CPU a process used, it tells a process that waits for
+// the machine from one that waits for its own work (the disk, the network, a lock).
+// Threads that ended are not counted; the Go runtime keeps its threads.
+func schedWait(pid int) (time.Duration, error) {
+	dir := "/proc/self/task"
+	if pid != 0 {
+		dir = fmt.Sprintf("/proc/%d/task", pid)
+	}
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var wait int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			continue // the thread ended
+		}
+		fields := strings.Fields(string(b))
+		if len(fields) < 2 {
+			return 0, fmt.Errorf("unexpected %s/%s/schedstat", dir, t.Name())
+		}
+		n, err := strconv.ParseInt(fields[1], 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		wait += n
+	}
+	return time.Duration(wait), nil
 }
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every Linux

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/guardyn/guardyn/libs/kv"
 )
 
@@ -179,5 +181,56 @@ func TestPanicInBatchKeepsNeighbours(t *testing.T) {
 		return err
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReadOnlyUpdatesDoNotCommit: an Update whose fn writes nothing, alone or in a batch
+// with others that write nothing, commits no bbolt transaction (no meta page, no sync);
+// one that writes does. Before, every Update committed and synced the file twice, so a
+// key-bundle fetch that claimed no one-time key, or a claim that found none, cost the
+// single writer as much as a real claim.
+func TestReadOnlyUpdatesDoNotCommit(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), FileName), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	txid := func() int {
+		var id int
+		if err := s.db.View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	if err := s.Update(ctx, func(tx kv.Tx) error { return tx.Put([]byte("k"), []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	before := txid()
+	read := func(tx kv.Tx) error { _, err := tx.Get([]byte("k")); return err }
+	for range 3 {
+		if err := s.Update(ctx, read); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A batch of them, queued behind one that holds the writer.
+	var wg sync.WaitGroup
+	wg.Add(4)
+	release := queueBehindBlocker(t, s, 4, func(int) {
+		defer wg.Done()
+		if err := s.Update(ctx, read); err != nil {
+			t.Error(err)
+		}
+	})
+	release()
+	wg.Wait()
+	if got := txid(); got != before {
+		t.Fatalf("read-only Updates committed %d transactions, want none", got-before)
+	}
+	if err := s.Update(ctx, func(tx kv.Tx) error { return tx.Delete([]byte("k")) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := txid(); got != before+1 {
+		t.Fatalf("a writing Update committed %d transactions, want 1", got-before)
 	}
 }

@@ -248,6 +248,7 @@ func (s *Store) tryBatch(batch []*request) ([]error, int, error) {
 	}
 	bucket := btx.Bucket(bucketName)
 	results := make([]error, len(batch))
+	wrote := false
 	for i, r := range batch {
 		t := &tx{ctx: r.ctx, bucket: bucket, writable: true, undoable: true}
 		if results[i] = run(r, t); results[i] != nil {
@@ -256,11 +257,27 @@ func (s *Store) tryBatch(batch []*request) ([]error, int, error) {
 				return nil, i, nil
 			}
 		}
+		wrote = wrote || t.wrote
 	}
-	if err := btx.Commit(); err != nil {
-		return nil, -1, fmt.Errorf("commit kv transaction: %w", err)
+	if err := commitOrDrop(btx, wrote); err != nil {
+		return nil, -1, err
 	}
 	return results, -1, nil
+}
+
+// commitOrDrop commits btx if anything was written in it and rolls it back otherwise.
+// An Update that only reads (a key-bundle fetch past the caller's share of one-time
+// keys, a claim that finds nothing) has nothing to make durable, yet a bbolt commit
+// writes a meta page and syncs the file twice: under a key-draining attack, the single
+// writer spent a sync per refused-in-effect request.
+func commitOrDrop(btx *bbolt.Tx, wrote bool) error {
+	if !wrote {
+		return btx.Rollback()
+	}
+	if err := btx.Commit(); err != nil {
+		return fmt.Errorf("commit kv transaction: %w", err)
+	}
+	return nil
 }
 
 func (s *Store) runSolo(r *request) error {
@@ -271,14 +288,12 @@ func (s *Store) runSolo(r *request) error {
 	if err != nil {
 		return fmt.Errorf("begin kv transaction: %w", err)
 	}
-	if err := run(r, &tx{ctx: r.ctx, bucket: btx.Bucket(bucketName), writable: true}); err != nil {
+	t := &tx{ctx: r.ctx, bucket: btx.Bucket(bucketName), writable: true}
+	if err := run(r, t); err != nil {
 		btx.Rollback()
 		return err
 	}
-	if err := btx.Commit(); err != nil {
-		return fmt.Errorf("commit kv transaction: %w", err)
-	}
-	return nil
+	return commitOrDrop(btx, t.wrote)
 }
 
 func (s *Store) finish(r *request, err error) {
@@ -323,6 +338,9 @@ type tx struct {
 	// one failed fn can be taken back without rolling back its batch.
 	undoable bool
 	undo     []prior
+	// wrote records that fn wrote (or undid a write): a batch in which no fn did is
+	// rolled back instead of committed, see commitOrDrop.
+	wrote bool
 }
 
 // prior is a key's value before a write; existed is false for a missing key.
@@ -396,6 +414,7 @@ func (t *tx) Put(key, value []byte) error {
 		return kv.ErrReadOnly
 	}
 	t.remember(key)
+	t.wrote = true
 	// bbolt keeps the slices until commit, after fn has returned and the caller may
 	// reuse them.
 	if err := t.bucket.Put(bytes.Clone(key), append([]byte{}, value...)); err != nil {
@@ -412,6 +431,7 @@ func (t *tx) Delete(key []byte) error {
 		return kv.ErrReadOnly
 	}
 	t.remember(key)
+	t.wrote = true
 	if err := t.bucket.Delete(key); err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}

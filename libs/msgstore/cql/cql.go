@@ -165,6 +165,19 @@ var _ msgstore.Store = (*Store)(nil)
 // SchemaVersion. The error names the hosts when none answers.
 func Open(ctx context.Context, c Config) (*Store, error) {
 	c = c.withDefaults()
+	sess, err := Connect(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{cfg: c, sess: sess, queues: make(map[msgstore.Inbox]*queue)}, nil
+}
+
+// Connect opens a session on the keyspace of c, configured as the store's (routing,
+// consistency, timeouts), after checking that Migrate brought the keyspace to
+// SchemaVersion: for the other tables of the keyspace, such as the media chunks of
+// blobstore/cql. The error names the hosts when none answers.
+func Connect(ctx context.Context, c Config) (*gocql.Session, error) {
+	c = c.withDefaults()
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -188,7 +201,7 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cql: connect to %v: %w", c.Hosts, err)
 	}
-	return &Store{cfg: c, sess: sess, queues: make(map[msgstore.Inbox]*queue)}, nil
+	return sess, nil
 }
 
 // Close releases the connections. Later calls fail with msgstore.ErrClosed.
@@ -802,6 +815,49 @@ func (s *Store) ReadIDs(ctx context.Context, in msgstore.Inbox, after msgstore.C
 		ids[i] = r.id
 	}
 	return ids, rows[len(rows)-1].pos.cursor(), nil
+}
+
+// Get reads one message by id; see msgstore.Store. It looks the id up in the index
+// partition, then reads its one message row: two single-partition reads. An id whose
+// message row is missing (an Append that failed after its claim and was not retried)
+// is not found, as Read would not list it either.
+func (s *Store) Get(ctx context.Context, in msgstore.Inbox, id msgstore.ID) (msgstore.Message, error) {
+	if err := in.Validate(); err != nil {
+		return msgstore.Message{}, err
+	}
+	if err := s.check(ctx); err != nil {
+		return msgstore.Message{}, err
+	}
+	notFound := fmt.Errorf("cql: get %s/%x: %w", in, id, msgstore.ErrNotFound)
+	have, err := s.lookup(ctx, in, []msgstore.ID{id})
+	if err != nil {
+		return msgstore.Message{}, s.wrap(ctx, "get from", in, err)
+	}
+	r, ok := have[id]
+	if !ok {
+		return msgstore.Message{}, notFound
+	}
+	var stored []byte
+	var kind int8
+	var body []byte
+	var sent, expiry int64
+	err = s.sess.Query(`SELECT id, kind, body, sent, expiry FROM inbox_messages WHERE user_id = ? AND device_id = ? AND bucket = ? AND seq = ?`,
+		in.UserID, in.DeviceID, r.bucket, r.seq).ScanContext(ctx, &stored, &kind, &body, &sent, &expiry)
+	switch {
+	case errors.Is(err, gocql.ErrNotFound):
+		return msgstore.Message{}, notFound
+	case err != nil:
+		return msgstore.Message{}, s.wrap(ctx, "get from", in, err)
+	case string(stored) != string(id[:]):
+		return msgstore.Message{}, fmt.Errorf("cql: get %s/%x: %w: index names row %d/%d, which holds id %x", in, id, msgstore.ErrCorrupt, r.bucket, r.seq, stored)
+	case expiry != 0 && !fromNanos(expiry).After(s.cfg.Now()):
+		return msgstore.Message{}, notFound
+	}
+	pos := position{bucket: r.bucket, seq: r.seq}
+	return msgstore.Message{
+		Inbox: in, ID: id, Kind: msgstore.Kind(kind), Body: nonNil(body),
+		Timestamp: fromNanos(sent), Expiry: fromNanos(expiry), Cursor: pos.cursor(),
+	}, nil
 }
 
 // Delete removes acknowledged messages; see msgstore.Store. It looks the ids up in the

@@ -516,6 +516,63 @@ func (s *Store) ReadIDs(ctx context.Context, in msgstore.Inbox, after msgstore.C
 	return ids, binary.BigEndian.AppendUint64(nil, locs[len(locs)-1].seq), nil
 }
 
+// Get implements msgstore.Store from the index and one read of the log.
+func (s *Store) Get(ctx context.Context, in msgstore.Inbox, id msgstore.ID) (msgstore.Message, error) {
+	if err := ctx.Err(); err != nil {
+		return msgstore.Message{}, err
+	}
+	if err := in.Validate(); err != nil {
+		return msgstore.Message{}, err
+	}
+	for {
+		loc, ok, err := s.locateID(in, id)
+		if err != nil {
+			return msgstore.Message{}, err
+		}
+		if !ok {
+			return msgstore.Message{}, fmt.Errorf("%w: %x in inbox %s", msgstore.ErrNotFound, id[:], in)
+		}
+		msgs, err := readMessages([]location{loc}, int(loc.n))
+		if errors.Is(err, os.ErrClosed) {
+			continue // compaction moved it meanwhile: look it up again
+		}
+		if err != nil {
+			return msgstore.Message{}, err
+		}
+		return msgs[0], nil
+	}
+}
+
+// locateID returns where the live message id of inbox is, if the index has it.
+func (s *Store) locateID(in msgstore.Inbox, id msgstore.ID) (location, bool, error) {
+	if s.isClosed() {
+		return location{}, false, msgstore.ErrClosed
+	}
+	now := s.now().UnixNano()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.filesClosed {
+		return location{}, false, msgstore.ErrClosed
+	}
+	ib := s.inboxes[in]
+	if ib == nil {
+		return location{}, false, nil
+	}
+	seq, ok := ib.byID[id]
+	if !ok {
+		return location{}, false, nil
+	}
+	i, ok := ib.find(seq)
+	if !ok {
+		return location{}, false, nil
+	}
+	e := &ib.entries[i]
+	if e.dead || e.expired(now) {
+		return location{}, false, nil
+	}
+	return location{seg: e.seg, off: e.off, n: e.n, seq: e.seq, id: e.id}, true, nil
+}
+
 // checkRead validates the arguments Read and ReadIDs share and decodes the cursor.
 func checkRead(ctx context.Context, in msgstore.Inbox, after msgstore.Cursor, limit int) (uint64, error) {
 	if err := ctx.Err(); err != nil {

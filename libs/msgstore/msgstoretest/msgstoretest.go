@@ -61,6 +61,7 @@ func Run(t *testing.T, open Opener) {
 		{"Paging", testPaging},
 		{"ReadBudget", testReadBudget},
 		{"ReadIDs", testReadIDs},
+		{"Get", testGet},
 		{"Idempotent", testIdempotent},
 		{"Delete", testDelete},
 		{"DeleteInbox", testDeleteInbox},
@@ -358,6 +359,55 @@ func testReadIDs(t *testing.T, e *env) {
 	}
 }
 
+// testGet checks that Get finds a message by id in its own inbox only, until it is
+// deleted or expires, and across a reopen.
+func testGet(t *testing.T, e *env) {
+	ctx := context.Background()
+	big := e.msg(alice, 2)
+	big.Body = make([]byte, msgstore.MaxBodySize)
+	short := e.msg(alice, 3)
+	short.Expiry = e.clock.Now().Add(time.Minute)
+	appendOK(t, e.store, e.msg(alice, 1), big, short, e.msg(bob, 4))
+	get := func(in msgstore.Inbox, n int) (msgstore.Message, error) {
+		return e.store.Get(ctx, in, idOf(n))
+	}
+	for _, want := range []msgstore.Message{e.msg(alice, 1), big, short, e.msg(bob, 4)} {
+		got, err := get(want.Inbox, int(binary.BigEndian.Uint64(want.ID[8:])))
+		if err != nil {
+			t.Fatalf("get %s/%x: %v", want.Inbox, want.ID, err)
+		}
+		if err := sameMessage(&got, &want); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, miss := range map[string]struct {
+		in msgstore.Inbox
+		n  int
+	}{"never stored": {alice, 9}, "other inbox": {bob, 1}, "other device": {aliceLaptop, 1}, "empty inbox": {msgstore.Inbox{UserID: "nobody", DeviceID: "x"}, 1}} {
+		if _, err := get(miss.in, miss.n); !errors.Is(err, msgstore.ErrNotFound) {
+			t.Errorf("get, %s: %v, want msgstore.ErrNotFound", name, err)
+		}
+	}
+	deleteOK(t, e.store, alice, 1)
+	if _, err := get(alice, 1); !errors.Is(err, msgstore.ErrNotFound) {
+		t.Fatalf("get of a deleted message: %v, want msgstore.ErrNotFound", err)
+	}
+	e.clock.Advance(time.Hour)
+	if _, err := get(alice, 3); !errors.Is(err, msgstore.ErrNotFound) {
+		t.Fatalf("get of an expired message: %v, want msgstore.ErrNotFound", err)
+	}
+	e.store = e.reopen(t, e.store)
+	if got, err := get(alice, 2); err != nil || sameMessage(&got, &big) != nil {
+		t.Fatalf("get after reopen: %v", err)
+	}
+	if _, err := get(alice, 1); !errors.Is(err, msgstore.ErrNotFound) {
+		t.Fatalf("get of a deleted message after reopen: %v", err)
+	}
+	if _, err := e.store.Get(ctx, msgstore.Inbox{UserID: "alice"}, idOf(1)); !errors.Is(err, msgstore.ErrInvalid) {
+		t.Fatalf("get in a bad inbox: %v, want msgstore.ErrInvalid", err)
+	}
+}
+
 func testIdempotent(t *testing.T, e *env) {
 	first := e.msg(alice, 1)
 	retry := first
@@ -595,6 +645,7 @@ func testClosed(t *testing.T, e *env) {
 	_, checks["Read"] = e.store.Read(ctx, alice, nil, 1, msgstore.MaxReadBytes)
 	_, _, checks["ReadIDs"] = e.store.ReadIDs(ctx, alice, nil, 1)
 	_, checks["Count"] = e.store.Count(ctx, alice)
+	_, checks["Get"] = e.store.Get(ctx, alice, idOf(1))
 	for name, err := range checks {
 		if !errors.Is(err, msgstore.ErrClosed) {
 			t.Errorf("%s after Close = %v, want msgstore.ErrClosed", name, err)
@@ -613,6 +664,7 @@ func testContextCanceled(t *testing.T, e *env) {
 	_, checks["Read"] = e.store.Read(ctx, alice, nil, 1, msgstore.MaxReadBytes)
 	_, _, checks["ReadIDs"] = e.store.ReadIDs(ctx, alice, nil, 1)
 	_, checks["Count"] = e.store.Count(ctx, alice)
+	_, checks["Get"] = e.store.Get(ctx, alice, idOf(1))
 	for name, err := range checks {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("%s with canceled context = %v", name, err)

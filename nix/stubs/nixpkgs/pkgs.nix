@@ -67,6 +67,11 @@ in
       packages = map (p: p.name) (args.packages or [ ]);
     });
 
+  # nixpkgs' writeShellScript name text: an executable script in the store.
+  writeShellScript = name: text:
+    assert check "writeShellScript" (builtins.isString name && builtins.isString text) "name and text must be strings";
+    stub name { inherit text; };
+
   bazel_8 = tool "bazel" "0-stub";
   bazel-buildtools = tool "bazel-buildtools" "0-stub";
   protobuf = tool "protobuf" "0-stub";

@@ -35,7 +35,6 @@ import (
 // subscription's private key, as a browser would.
 type WebPushServer struct {
 	*httptest.Server
-	t      testing.TB
 	UA     *ecdh.PrivateKey // the subscription's key pair
 	Auth   []byte           // the subscription's authentication secret
 	vapid  []byte           // the application server key subscriptions were made for
@@ -44,18 +43,38 @@ type WebPushServer struct {
 	status map[string][]int // path → statuses to answer in turn (then 201)
 	hits   map[string]int
 	errs   []error
+	// verified holds the Authorization headers whose JWT verified, with its expiry: an
+	// application server reuses one JWT for many pushes (RFC 8292 §2), and a push
+	// service checks a header it has seen only for expiry, as real ones do, rather
+	// than verify the same ECDSA signature again.
+	verified map[string]time.Time
 }
 
+// maxVerified bounds the cache of verified Authorization headers.
+const maxVerified = 1024
+
+// NewWebPushServer starts a push service for subscriptions made with the application
+// server key vapid; it stops when the test ends.
 func NewWebPushServer(t testing.TB, vapid []byte) *WebPushServer {
-	ua, err := ecdh.P256().GenerateKey(rand.Reader)
+	s, err := StartWebPushServer(vapid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &WebPushServer{t: t, UA: ua, Auth: make([]byte, 16), vapid: vapid, status: map[string][]int{}, hits: map[string]int{}}
-	rand.Read(s.Auth)
-	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// StartWebPushServer is NewWebPushServer outside a test (a benchmark's push service in a
+// process of its own); the caller closes it.
+func StartWebPushServer(vapid []byte) (*WebPushServer, error) {
+	ua, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	s := &WebPushServer{UA: ua, Auth: make([]byte, 16), vapid: vapid, status: map[string][]int{}, hits: map[string]int{}, verified: map[string]time.Time{}}
+	rand.Read(s.Auth)
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	return s, nil
 }
 
 func (s *WebPushServer) fail(w http.ResponseWriter, err error) {
@@ -95,9 +114,30 @@ func (s *WebPushServer) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *WebPushServer) checkVAPID(h string) error {
+	s.mu.Lock()
+	exp, ok := s.verified[h]
+	s.mu.Unlock()
+	if ok && time.Now().Before(exp) {
+		return nil
+	}
+	exp, err := s.verifyVAPID(h)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if len(s.verified) >= maxVerified {
+		clear(s.verified)
+	}
+	s.verified[h] = exp
+	s.mu.Unlock()
+	return nil
+}
+
+// verifyVAPID verifies the VAPID JWT of an Authorization header and returns its expiry.
+func (s *WebPushServer) verifyVAPID(h string) (time.Time, error) {
 	rest, ok := strings.CutPrefix(h, "vapid ")
 	if !ok {
-		return errors.New("no vapid scheme")
+		return time.Time{}, errors.New("no vapid scheme")
 	}
 	var tok, k string
 	for _, part := range strings.Split(rest, ",") {
@@ -110,29 +150,30 @@ func (s *WebPushServer) checkVAPID(h string) error {
 	}
 	pub, err := base64.RawURLEncoding.DecodeString(k)
 	if err != nil || !bytes.Equal(pub, s.vapid) {
-		return errors.New("k is not the application server key")
+		return time.Time{}, errors.New("k is not the application server key")
 	}
 	ek, err := ecdh.P256().NewPublicKey(pub)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	key, err := x509.ParsePKIXPublicKey(mustBytes(x509.MarshalPKIXPublicKey(ek)))
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	claims := jwt.MapClaims{}
 	_, err = jwt.ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return key.(*ecdsa.PublicKey), nil },
 		jwt.WithValidMethods([]string{"ES256"}), jwt.WithExpirationRequired(), jwt.WithAudience(s.URL))
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
-	if exp, _ := claims.GetExpirationTime(); exp.After(time.Now().Add(24 * time.Hour)) {
-		return errors.New("exp more than 24 hours ahead")
+	exp, _ := claims.GetExpirationTime()
+	if exp.After(time.Now().Add(24 * time.Hour)) {
+		return time.Time{}, errors.New("exp more than 24 hours ahead")
 	}
 	if sub, _ := claims.GetSubject(); !strings.HasPrefix(sub, "mailto:") && !strings.HasPrefix(sub, "https:") {
-		return fmt.Errorf("sub %q", sub)
+		return time.Time{}, fmt.Errorf("sub %q", sub)
 	}
-	return nil
+	return exp.Time, nil
 }
 
 // decrypt undoes RFC 8291 §3.4 and RFC 8188 with the user agent's keys.

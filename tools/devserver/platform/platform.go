@@ -50,6 +50,9 @@ type Config struct {
 	GRPCAddr, AdminAddr string
 	// NATSURL connects to a NATS cluster instead of running NATS embedded in DataDir.
 	NATSURL string
+	// NATS holds the cluster's credentials, TLS and stream replicas (its URLs, when
+	// set, take the place of NATSURL).
+	NATS bus.ClusterOptions
 	// Messages is the message store's address: empty keeps it embedded in DataDir (see
 	// libs/msgstore/backend).
 	Messages string
@@ -179,8 +182,14 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 
 	var b *bus.Bus
-	if cfg.NATSURL != "" {
-		b, err = bus.Connect(cfg.NATSURL, cfg.Logger)
+	if cfg.NATS.URLs == "" {
+		cfg.NATS.URLs = cfg.NATSURL
+	}
+	if cfg.NATS.URLs != "" {
+		if cfg.NATS.Logger == nil {
+			cfg.NATS.Logger = cfg.Logger
+		}
+		b, err = bus.Dial(ctx, cfg.NATS)
 	} else {
 		b, err = bus.StartEmbedded(ctx, filepath.Join(cfg.DataDir, "nats"), bus.EmbeddedOptions{Listen: cfg.NATSListen, Logger: cfg.Logger})
 	}

@@ -68,7 +68,10 @@ type MessagingServiceClient interface {
 	// SendStream sends many messages over one stream, for high-throughput clients: every request
 	// carries a caller-chosen request id and gets exactly one response with the same id, in any
 	// order. Each send has SendMessage's semantics; its failure is reported in its response and
-	// does not end the stream. Authentication is checked once, when the stream opens.
+	// does not end the stream. Authentication is checked once, when the stream opens. The server
+	// reads at most 1 MiB of unanswered sends ahead, and after a send refused with RATE_LIMITED it
+	// reads the next request only after a pause (100 ms, doubling while refusals go on, up to
+	// 1 s): a sender over its limits is held to them by flow control, not answered at full speed.
 	//
 	// Errors (ending the stream):
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field of a request exceeds its documented maximum.
@@ -185,13 +188,16 @@ type MessagingServiceClient interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	SubmitProposal(ctx context.Context, in *SubmitProposalRequest, opts ...grpc.CallOption) (*SubmitProposalResponse, error)
-	// SendGroupMessage stores an MLS PrivateMessage for every member device but the sender. It is
+	// SendGroupMessage stores an MLS PrivateMessage once in the group's log, with a notice of it in
+	// the inbox of every member device but the sender, which each receives on Receive. It is
 	// accepted for the group's current epoch and the one before (messages sent while a commit was
 	// in flight). Retrying with the same client_message_id does not store twice.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
-	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the message is empty.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the message is empty, or not an MLS PrivateMessage
+	//     of this group and epoch carrying an application message (handshakes go through
+	//     SubmitCommit and SubmitProposal).
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
 	//   - FAILED_PRECONDITION/EPOCH_MISMATCH: epoch is neither the current nor the previous
@@ -200,7 +206,8 @@ type MessagingServiceClient interface {
 	//     undelivered messages.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
-	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many messages; retry later.
+	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many messages, or too many bytes from the caller or
+	//     to one member device; retry later.
 	SendGroupMessage(ctx context.Context, in *SendGroupMessageRequest, opts ...grpc.CallOption) (*SendGroupMessageResponse, error)
 	// FetchWelcome returns the MLS Welcome that added the calling device to a group, for a device
 	// that missed or lost its Welcome delivery.
@@ -382,7 +389,10 @@ type MessagingServiceServer interface {
 	// SendStream sends many messages over one stream, for high-throughput clients: every request
 	// carries a caller-chosen request id and gets exactly one response with the same id, in any
 	// order. Each send has SendMessage's semantics; its failure is reported in its response and
-	// does not end the stream. Authentication is checked once, when the stream opens.
+	// does not end the stream. Authentication is checked once, when the stream opens. The server
+	// reads at most 1 MiB of unanswered sends ahead, and after a send refused with RATE_LIMITED it
+	// reads the next request only after a pause (100 ms, doubling while refusals go on, up to
+	// 1 s): a sender over its limits is held to them by flow control, not answered at full speed.
 	//
 	// Errors (ending the stream):
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field of a request exceeds its documented maximum.
@@ -499,13 +509,16 @@ type MessagingServiceServer interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many requests; retry later.
 	SubmitProposal(context.Context, *SubmitProposalRequest) (*SubmitProposalResponse, error)
-	// SendGroupMessage stores an MLS PrivateMessage for every member device but the sender. It is
+	// SendGroupMessage stores an MLS PrivateMessage once in the group's log, with a notice of it in
+	// the inbox of every member device but the sender, which each receives on Receive. It is
 	// accepted for the group's current epoch and the one before (messages sent while a commit was
 	// in flight). Retrying with the same client_message_id does not store twice.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
-	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the message is empty.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: the message is empty, or not an MLS PrivateMessage
+	//     of this group and epoch carrying an application message (handshakes go through
+	//     SubmitCommit and SubmitProposal).
 	//   - NOT_FOUND/GROUP_NOT_FOUND: no group with this id.
 	//   - PERMISSION_DENIED/NOT_GROUP_MEMBER: the calling device is not a member of the group.
 	//   - FAILED_PRECONDITION/EPOCH_MISMATCH: epoch is neither the current nor the previous
@@ -514,7 +527,8 @@ type MessagingServiceServer interface {
 	//     undelivered messages.
 	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
-	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many messages; retry later.
+	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: too many messages, or too many bytes from the caller or
+	//     to one member device; retry later.
 	SendGroupMessage(context.Context, *SendGroupMessageRequest) (*SendGroupMessageResponse, error)
 	// FetchWelcome returns the MLS Welcome that added the calling device to a group, for a device
 	// that missed or lost its Welcome delivery.

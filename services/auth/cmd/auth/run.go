@@ -119,7 +119,7 @@ func run(ctx context.Context, opts options) error {
 // connect joins the NATS cluster, or embeds a NATS server the other services can reach.
 func connect(ctx context.Context, opts options) (*bus.Bus, error) {
 	if opts.NATSURL != "" {
-		return bus.Connect(opts.NATSURL, opts.Logger(os.Stderr))
+		return bus.Dial(ctx, opts.NATS(opts.Logger(os.Stderr)))
 	}
 	host, port, err := net.SplitHostPort(opts.natsListen)
 	if err != nil {

@@ -54,7 +54,7 @@ func run(ctx context.Context, opts options) error {
 		return err
 	}
 	defer blobs.Close()
-	b, err := bus.Connect(opts.NATSURL, log)
+	b, err := bus.Dial(ctx, opts.NATS(log))
 	if err != nil {
 		return err
 	}

@@ -59,7 +59,7 @@ func run(ctx context.Context, opts options) error {
 	}
 	defer inboxFiles.Close()
 	inboxes := obs.Messages(inboxFiles.Store)
-	b, err := bus.Connect(opts.NATSURL, log)
+	b, err := bus.Dial(ctx, opts.NATS(log))
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ func run(ctx context.Context, opts options) error {
 	}
 	defer storeFile.Close()
 	store := obs.KV("notification", storeFile)
-	b, err := bus.Connect(opts.NATSURL, log)
+	b, err := bus.Dial(ctx, opts.NATS(log))
 	if err != nil {
 		return err
 	}

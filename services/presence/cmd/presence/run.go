@@ -50,7 +50,7 @@ func run(ctx context.Context, opts options) error {
 	}
 	defer storeFile.Close()
 	store := obs.KV("presence", storeFile)
-	b, err := bus.Connect(opts.NATSURL, log)
+	b, err := bus.Dial(ctx, opts.NATS(log))
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,252 @@
+// Package ociimage packs static Go binaries into minimal OCI images without
+// a Dockerfile or a base image from a registry: each image is one layer
+// built here from scratch (CA certificates, /etc/passwd and /etc/group
+// with a non-root user, the binary), with every timestamp fixed to the
+// source's commit time, so the same binary always gives the same image
+// digest.
+//
+// No tzdata: the services log and store times in UTC only.
+package ociimage
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/crypto/x509roots/fallback/bundle"
+)
+
+// The non-root user the images run as. 65532 is the "nonroot" user of
+// distroless images, so volumes prepared for those work unchanged.
+const (
+	UID      = 65532
+	UserName = "nonroot"
+)
+
+// RefNameAnnotation names an image in an OCI layout's index.json.
+const RefNameAnnotation = "org.opencontainers.image.ref.name"
+
+// CACertificates returns the PEM bundle of Mozilla's root certificates from
+// golang.org/x/crypto/x509roots/fallback, whose version go.sum pins, so
+// the bundle does not depend on the build machine. Roots with constraints
+// PEM cannot express (distrust-after dates) are left out.
+func CACertificates() []byte {
+	var b bytes.Buffer
+	for r := range bundle.Roots() {
+		if r.Constraint != nil {
+			continue
+		}
+		pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: r.Certificate})
+	}
+	return b.Bytes()
+}
+
+type file struct {
+	name string
+	mode int64
+	data []byte
+	dir  bool
+}
+
+// rootFS lists the files of an image, binary included, in tar order.
+func rootFS(binName string, bin []byte) []file {
+	passwd := fmt.Sprintf("root:x:0:0:root:/root:/sbin/nologin\n%s:x:%d:%d:%s:/home/%s:/sbin/nologin\n", UserName, UID, UID, UserName, UserName)
+	group := fmt.Sprintf("root:x:0:\n%s:x:%d:\n", UserName, UID)
+	fs := []file{
+		{name: "etc/", dir: true, mode: 0o755},
+		{name: "etc/group", mode: 0o644, data: []byte(group)},
+		{name: "etc/passwd", mode: 0o644, data: []byte(passwd)},
+		{name: "etc/ssl/", dir: true, mode: 0o755},
+		{name: "etc/ssl/certs/", dir: true, mode: 0o755},
+		{name: "etc/ssl/certs/ca-certificates.crt", mode: 0o644, data: CACertificates()},
+		{name: "home/", dir: true, mode: 0o755},
+		{name: "home/" + UserName + "/", dir: true, mode: 0o700},
+		{name: "tmp/", dir: true, mode: 0o1777},
+		{name: "usr/", dir: true, mode: 0o755},
+		{name: "usr/local/", dir: true, mode: 0o755},
+		{name: "usr/local/bin/", dir: true, mode: 0o755},
+		{name: "usr/local/bin/" + binName, mode: 0o755, data: bin},
+	}
+	sort.Slice(fs, func(i, j int) bool { return fs[i].name < fs[j].name })
+	return fs
+}
+
+// layerTar writes the image's single layer as an uncompressed tar with
+// fixed owners (root, except the user's home) and times.
+func layerTar(binName string, bin []byte, mtime time.Time) ([]byte, error) {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, f := range rootFS(binName, bin) {
+		h := &tar.Header{Name: f.name, Mode: f.mode, ModTime: mtime, Format: tar.FormatPAX, Typeflag: tar.TypeReg, Size: int64(len(f.data))}
+		if f.dir {
+			h.Typeflag, h.Size = tar.TypeDir, 0
+		}
+		if f.name == "home/"+UserName+"/" {
+			h.Uid, h.Gid = UID, UID
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Image builds the image for one platform's binary. created is the source's
+// commit time (SOURCE_DATE_EPOCH); version and revision become the
+// standard OCI annotations and labels.
+func Image(binName string, bin []byte, platform v1.Platform, created time.Time, version, revision string) (v1.Image, error) {
+	created = created.UTC()
+	raw, err := layerTar(binName, bin, created)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: layer: %w", binName, err)
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(raw)), nil
+	}, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return nil, fmt.Errorf("image %s: layer: %w", binName, err)
+	}
+	base := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
+	img, err := mutate.Append(base, mutate.Addendum{
+		Layer:   layer,
+		History: v1.History{Created: v1.Time{Time: created}, CreatedBy: "guardyn release: " + binName, Comment: "scratch + CA certificates + passwd + static binary"},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", binName, err)
+	}
+	labels := map[string]string{
+		"org.opencontainers.image.title":    binName,
+		"org.opencontainers.image.version":  version,
+		"org.opencontainers.image.revision": revision,
+		"org.opencontainers.image.source":   "https://github.com/guardyn/guardyn",
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Architecture, cf.OS, cf.Variant = platform.Architecture, platform.OS, platform.Variant
+	cf.Created = v1.Time{Time: created}
+	cf.Config = v1.Config{
+		Entrypoint: []string{"/usr/local/bin/" + binName},
+		User:       fmt.Sprintf("%d:%d", UID, UID),
+		WorkingDir: "/home/" + UserName,
+		Env:        []string{"PATH=/usr/local/bin", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"},
+		Labels:     labels,
+	}
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: config: %w", binName, err)
+	}
+	return mutate.Annotations(img, labels).(v1.Image), nil
+}
+
+// Index bundles one image per platform into a multi-platform OCI index.
+func Index(images map[string]v1.Image, platforms []v1.Platform, annotations map[string]string) v1.ImageIndex {
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, p := range platforms {
+		p := p
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+			Add:        images[p.OS+"/"+p.Architecture],
+			Descriptor: v1.Descriptor{Platform: &p},
+		})
+	}
+	return mutate.Annotations(idx, annotations).(v1.ImageIndex)
+}
+
+// WriteLayout writes the indexes into a new OCI image layout at dir, each
+// named by its key in index.json (org.opencontainers.image.ref.name), in
+// sorted order so index.json is the same on every run.
+func WriteLayout(dir string, indexes map[string]v1.ImageIndex) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return fmt.Errorf("oci layout %s: %w", dir, err)
+	}
+	var names []string
+	for n := range indexes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := p.AppendIndex(indexes[n], layout.WithAnnotations(map[string]string{RefNameAnnotation: n})); err != nil {
+			return fmt.Errorf("oci layout %s: %s: %w", dir, n, err)
+		}
+	}
+	return nil
+}
+
+// ReadLayout returns the named indexes of an OCI layout written by
+// WriteLayout.
+func ReadLayout(dir string) (map[string]v1.ImageIndex, error) {
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("oci layout %s: %w", dir, err)
+	}
+	root, err := p.ImageIndex()
+	if err != nil {
+		return nil, fmt.Errorf("oci layout %s: %w", dir, err)
+	}
+	im, err := root.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("oci layout %s: index.json: %w", dir, err)
+	}
+	out := map[string]v1.ImageIndex{}
+	for _, d := range im.Manifests {
+		n := d.Annotations[RefNameAnnotation]
+		if n == "" {
+			return nil, fmt.Errorf("oci layout %s: index.json: manifest %s has no %s", dir, d.Digest, RefNameAnnotation)
+		}
+		if _, dup := out[n]; dup {
+			return nil, fmt.Errorf("oci layout %s: index.json: image %q listed twice", dir, n)
+		}
+		ii, err := root.ImageIndex(d.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("oci layout %s: %s: %w", dir, n, err)
+		}
+		out[n] = ii
+	}
+	return out, nil
+}
+
+// Push pushes an index (and its images) to repo (e.g.
+// "registry.example.com/guardyn/auth") under tag, and returns the digest
+// reference operators deploy by.
+func Push(ctx context.Context, repo, tag string, idx v1.ImageIndex, opts ...remote.Option) (name.Digest, error) {
+	ref, err := name.NewTag(repo+":"+tag, name.StrictValidation)
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("push: %w", err)
+	}
+	opts = append([]remote.Option{remote.WithContext(ctx)}, opts...)
+	if err := remote.WriteIndex(ref, idx, opts...); err != nil {
+		return name.Digest{}, fmt.Errorf("push %s: %w", ref, err)
+	}
+	h, err := idx.Digest()
+	if err != nil {
+		return name.Digest{}, err
+	}
+	return ref.Context().Digest(h.String()), nil
+}
