@@ -144,7 +144,9 @@ type Store interface {
 	// Get returns the unexpired message of inbox with the given id, or an error wrapping
 	// ErrNotFound. It serves messages that are read by id rather than in order, such as
 	// the entries of a group log that member inboxes refer to: appended in the same call
-	// as the references, they are durable and visible no later than those.
+	// as the references and ahead of them, they are durable and visible no later than
+	// those (a cluster backend commits the inbox of a call's first message before the
+	// others).
 	Get(ctx context.Context, inbox Inbox, id ID) (Message, error)
 
 	// Delete removes the messages with the given ids from inbox, as the device

@@ -52,6 +52,8 @@ const (
 	// maxGroup is the most new messages one lightweight transaction claims, which keeps
 	// its batch of index rows under Cassandra's batch size warning (5 KiB).
 	maxGroup = 64
+	// maxParallelInboxes bounds the inboxes one Append commits at once.
+	maxParallelInboxes = 32
 	// inChunk is the most ids one IN restriction carries.
 	inChunk = 100
 	// rowOverhead is what a message costs a Read's byte budget besides its body.
@@ -395,13 +397,17 @@ func (s *Store) lookup(ctx context.Context, in msgstore.Inbox, ids []msgstore.ID
 
 // Append adds messages to their inboxes; see msgstore.Store. The messages of one inbox
 // cost one read of its head, one read of their ids, one lightweight transaction and one
-// write per message.
+// write per message. The inbox of the first message commits first, the others then in
+// parallel.
 func (s *Store) Append(ctx context.Context, msgs []msgstore.Message) error {
 	if err := msgstore.CheckMessages(msgs); err != nil {
 		return err
 	}
 	if err := s.check(ctx); err != nil {
 		return err
+	}
+	if len(msgs) == 0 {
+		return nil
 	}
 	// Group by inbox, keeping the order within each.
 	var order []msgstore.Inbox
@@ -412,12 +418,28 @@ func (s *Store) Append(ctx context.Context, msgs []msgstore.Message) error {
 		}
 		byInbox[m.Inbox] = append(byInbox[m.Inbox], m)
 	}
-	for _, in := range order {
-		if err := s.appendInbox(ctx, in, byInbox[in]); err != nil {
-			return s.wrap(ctx, "append to", in, err)
-		}
+	// The first inbox commits before the others, so that what it holds is visible no
+	// later than what they hold (a group log entry before the notices naming it); the
+	// others, which no one orders, commit in parallel: a group send to n members waits
+	// for two lightweight transactions, not n+1.
+	if err := s.appendInbox(ctx, order[0], byInbox[order[0]]); err != nil {
+		return s.wrap(ctx, "append to", order[0], err)
 	}
-	return nil
+	rest := order[1:]
+	errs := make([]error, len(rest))
+	sem := make(chan struct{}, maxParallelInboxes)
+	var wg sync.WaitGroup
+	for i, in := range rest {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := s.appendInbox(ctx, in, byInbox[in]); err != nil {
+				errs[i] = s.wrap(ctx, "append to", in, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // appendInbox queues msgs for their inbox and waits until they are committed, by this
