@@ -47,3 +47,30 @@ func TestUnreachableMessageStoreExits(t *testing.T) {
 		t.Logf("env %v: gave up after %v", viaEnv, time.Since(start).Round(time.Millisecond))
 	}
 }
+
+// TestUnreachableMediaStoreExits: the media service with --messages naming a cluster
+// that does not answer (its chunks live there too) exits non-zero naming the blob store,
+// at once, before it waits for the auth service.
+func TestUnreachableMediaStoreExits(t *testing.T) {
+	bin := buildBinary(t, "./services/media/cmd/media")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "cql://" + l.Addr().String() + "/guardyn"
+	l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--data-dir", t.TempDir(), "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--auth-addr", l.Addr().String(), "--nats-url", "nats://"+l.Addr().String(), "--messages", addr)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() <= 0 || ctx.Err() != nil {
+		t.Fatalf("media with an unreachable store: %v; want a non-zero exit; stderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "blob store "+addr) {
+		t.Fatalf("stderr %q does not name the blob store %s", stderr.String(), addr)
+	}
+}

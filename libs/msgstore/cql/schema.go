@@ -11,7 +11,7 @@ import (
 )
 
 // SchemaVersion is the schema this package reads and writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // ErrSchema means the keyspace does not hold the schema this package needs: Migrate has
 // not been run, or a newer version of Guardyn migrated it further.
@@ -34,6 +34,23 @@ var migrations = [][]string{
 			id blob, kind tinyint, body blob, size int, sent bigint, expiry bigint,
 			PRIMARY KEY ((user_id, device_id, bucket), seq)
 		) WITH CLUSTERING ORDER BY (seq ASC) AND gc_grace_seconds = 86400`,
+	},
+	// 2: the media service's uploads and blobs (blobstore/cql); see docs/storage.md.
+	{
+		`CREATE TABLE IF NOT EXISTS %[1]s.media_uploads (
+			id text, pos bigint, writer blob, len int,
+			data_id blob static, size bigint static, synced bigint static, committed_as blob static,
+			PRIMARY KEY ((id), pos)
+		) WITH CLUSTERING ORDER BY (pos ASC) AND gc_grace_seconds = 86400`,
+		`CREATE TABLE IF NOT EXISTS %[1]s.media_chunks (
+			data_id blob, part int, pos bigint, writer blob, data blob,
+			PRIMARY KEY ((data_id, part), pos, writer)
+		) WITH CLUSTERING ORDER BY (pos ASC, writer ASC) AND gc_grace_seconds = 86400`,
+		`CREATE TABLE IF NOT EXISTS %[1]s.media_blobs (
+			digest blob, data_id blob, pos bigint, writer blob, len int,
+			owner blob static, size bigint static,
+			PRIMARY KEY ((digest), data_id, pos)
+		) WITH gc_grace_seconds = 86400`,
 	},
 }
 

@@ -20,7 +20,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/guardyn/guardyn/libs/authn"
-	blobembedded "github.com/guardyn/guardyn/libs/blobstore/embedded"
+	"github.com/guardyn/guardyn/libs/blobstore"
+	blobbackend "github.com/guardyn/guardyn/libs/blobstore/backend"
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/libs/directory"
@@ -108,7 +109,7 @@ type Platform struct {
 	// The stores, for tests that break them.
 	kv      *kvembedded.Store
 	inboxes *msgembedded.Store
-	blobs   *blobembedded.Store
+	blobs   blobstore.Store
 
 	// What keeps the process's view of devices current, kept for tests that cut it.
 	dirSub, changes *nats.Subscription
@@ -170,12 +171,13 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	p.stop = append(p.stop, func() { inboxFiles.Close() })
 	inboxes := obs.Messages(inboxFiles.Store)
 
-	blobs, err := blobembedded.Open(filepath.Join(cfg.DataDir, blobembedded.DirName))
+	// The media chunks live where the inboxes do (libs/blobstore/backend).
+	blobs, err := blobbackend.Open(ctx, cfg.Messages, cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("platform: blob store: %w", err)
+		return nil, fmt.Errorf("platform: %w", err)
 	}
 	p.stop = append(p.stop, func() { blobs.Close() })
-	p.blobs = blobs
+	p.blobs = blobs.Store
 	capKey, err := config.LoadOrCreateSecret(filepath.Join(cfg.DataDir, "keys", "media-capability.key"), media.CapabilityKeySize)
 	if err != nil {
 		return nil, err
@@ -256,7 +258,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 	mediaCfg := cfg.Media
-	mediaCfg.Records, mediaCfg.Blobs, mediaCfg.CapabilityKey = kvStore, blobs, capKey
+	mediaCfg.Records, mediaCfg.Blobs, mediaCfg.CapabilityKey = kvStore, blobs.Store, capKey
 	mediaCfg.Limits, mediaCfg.Logger = limits, cfg.Logger
 	mediaSvc, err := media.New(mediaCfg)
 	if err != nil {
