@@ -39,6 +39,9 @@ type Common struct {
 	// NATSReplicas is how many servers keep each stream and bucket: 3 in a
 	// three-server cluster survives losing any one server.
 	NATSReplicas int
+	// Messages selects the message store: empty keeps it embedded in DataDir, a
+	// cql://h1:9042,h2:9042/keyspace?dc=dc1 address a Cassandra or ScyllaDB cluster.
+	Messages     string
 	LogLevel     string
 	Reflection   bool // gRPC server reflection; development only
 	DrainTimeout time.Duration
@@ -72,6 +75,7 @@ func (c *Common) Bind(b *Binder) {
 	b.String(&c.NATSCert, "nats-cert", "", "client certificate (PEM) for mutual TLS with NATS")
 	b.String(&c.NATSKey, "nats-key", "", "key (PEM) of -nats-cert")
 	b.Int(&c.NATSReplicas, "nats-replicas", 1, "servers that keep each JetStream stream and bucket in a NATS cluster (3 survives losing one of three)")
+	b.String(&c.Messages, "messages", "", "message store: empty keeps it embedded in data-dir; cql://h1:9042,h2:9042/keyspace?dc=dc1 uses Cassandra or ScyllaDB")
 	b.String(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	b.Bool(&c.Reflection, "reflection", false, "enable gRPC server reflection (development only)")
 	b.Duration(&c.DrainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for running calls")

@@ -53,7 +53,7 @@ func main() {
 	}
 	cfg := platform.Config{
 		DataDir: common.DataDir, KV: common.KV, GRPCAddr: common.GRPCAddr, AdminAddr: common.AdminAddr,
-		NATS: common.NATS(nil), Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
+		NATS: common.NATS(nil), Messages: common.Messages, Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
 		Observer: obs,
 	}
 	if !rateLimits {

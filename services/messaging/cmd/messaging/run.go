@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc"
@@ -16,7 +15,7 @@ import (
 	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/libs/directory"
 	kvbackend "github.com/guardyn/guardyn/libs/kv/backend"
-	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
+	msgbackend "github.com/guardyn/guardyn/libs/msgstore/backend"
 	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
@@ -53,14 +52,12 @@ func run(ctx context.Context, opts options) error {
 	}
 	defer groupsFile.Close()
 	groups := obs.KV("groups", groupsFile)
-	inboxFiles, err := msgembedded.Open(filepath.Join(opts.DataDir, msgembedded.DirName), msgembedded.Options{
-		OnError: func(err error) { log.Warn("message store", "err", err) },
-	})
+	inboxFiles, err := msgbackend.Open(ctx, opts.Messages, opts.DataDir, log, messaging.DefaultInboxLimit)
 	if err != nil {
 		return err
 	}
 	defer inboxFiles.Close()
-	inboxes := obs.Messages(inboxFiles)
+	inboxes := obs.Messages(inboxFiles.Store)
 	b, err := bus.Dial(ctx, opts.NATS(log))
 	if err != nil {
 		return err
