@@ -601,33 +601,49 @@ func (s *Store) Delete(ctx context.Context, in msgstore.Inbox, ids []msgstore.ID
 	if s.closed {
 		return msgstore.ErrClosed
 	}
-	var seqs []uint64
+	// The ids are looked up under the read lock, since that may read the log, and
+	// the entries found are killed by sequence number under the write lock, unless a
+	// concurrent Delete or DeleteInbox killed them first.
+	s.mu.RLock()
+	var found []uint64
 	var err error
+	if ib := s.inboxes[in]; ib != nil {
+		found, err = s.findIDs(ib, ids)
+	}
+	s.mu.RUnlock()
+	if err != nil || len(found) == 0 {
+		return err
+	}
+	var seqs []uint64
 	s.mu.Lock()
 	if ib := s.inboxes[in]; ib != nil {
-		seqs, err = s.deleteIDs(ib, ids)
+		for _, seq := range found {
+			if i, ok := ib.find(seq); ok && !ib.entries[i].dead() {
+				s.kill(ib, i)
+				seqs = append(seqs, seq)
+			}
+		}
 		s.dropIfEmpty(in, ib)
 	}
 	s.mu.Unlock()
 	if len(seqs) > 0 {
 		s.reqs <- &request{deleted: &tombstone{inbox: in, seqs: seqs}}
 	}
-	return err
+	return nil
 }
 
-// deleteIDs kills the live entries of ib holding ids and returns their sequence
-// numbers; the caller holds mu. It passes over the inbox once, reading the log only
-// where a fingerprint matches.
-func (s *Store) deleteIDs(ib *inbox, ids []msgstore.ID) ([]uint64, error) {
+// findIDs returns the sequence numbers of the live entries of ib holding ids; the
+// caller holds mu. Without a fingerprint map it passes over the inbox once, reading
+// the log only where a fingerprint matches.
+func (s *Store) findIDs(ib *inbox, ids []msgstore.ID) ([]uint64, error) {
 	var seqs []uint64
 	if ib.fps != nil {
 		for _, id := range ids {
 			i, ok, err := s.findID(ib, id)
 			if err != nil {
-				return seqs, err
+				return nil, err
 			}
 			if ok {
-				s.kill(ib, i)
 				seqs = append(seqs, ib.entries[i].seq())
 			}
 		}
@@ -644,10 +660,9 @@ func (s *Store) deleteIDs(ib *inbox, ids []msgstore.ID) ([]uint64, error) {
 		}
 		got, err := s.readID(e)
 		if err != nil {
-			return seqs, err
+			return nil, err
 		}
 		if slices.Contains(ids, got) {
-			s.kill(ib, i)
 			seqs = append(seqs, e.seq())
 		}
 	}
