@@ -324,7 +324,7 @@ func readHead(l location) (msgstore.ID, time.Time, error) {
 // against a second Open, from this or another process, until Close.
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.SegmentSize < 0 || opts.SegmentSize > maxSegmentSize {
-		return nil, fmt.Errorf("open msgstore: segment size %d outside (0, %d]", opts.SegmentSize, maxSegmentSize)
+		return nil, fmt.Errorf("open msgstore: segment size %d: want 0 (the default) to %d", opts.SegmentSize, maxSegmentSize)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open msgstore: %w", err)
