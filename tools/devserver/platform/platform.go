@@ -119,8 +119,9 @@ type Platform struct {
 	blobs   blobstore.Store
 
 	// What keeps the process's view of devices current, kept for tests that cut it.
-	dirSub, changes *nats.Subscription
-	consumer        jetstream.ConsumeContext
+	dirSub   *auth.DirectoryResponder
+	changes  *nats.Subscription
+	consumer jetstream.ConsumeContext
 }
 
 // Start opens the stores and the bus under cfg.DataDir and binds the listeners. Call Run to
