@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -186,5 +187,34 @@ func TestWebPushTimeout(t *testing.T) {
 	start = time.Now()
 	if err := wp.Push(ctx, target); err == nil || time.Since(start) > 30*time.Second {
 		t.Fatalf("a cancelled push returned %v after %v", err, time.Since(start))
+	}
+}
+
+// TestWebPushFollowsNoRedirect: a push service's redirect is an answer, never followed:
+// following one would let an endpoint send the server's requests anywhere (SSRF).
+func TestWebPushFollowsNoRedirect(t *testing.T) {
+	var elsewhere atomic.Int64
+	other := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	t.Cleanup(other.Close)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/internal", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(srv.Close)
+	vapid := must(ecdh.P256().GenerateKey(rand.Reader))
+	wp := must(notification.NewWebPush(notification.WebPushConfig{VAPIDKey: vapid, Subject: "mailto:ops@guardyn.test", HTTP: trust(srv)}))
+	ua := must(ecdh.P256().GenerateKey(rand.Reader))
+	target := &notificationv1.RegisterPushTargetRequest{Target: &notificationv1.RegisterPushTargetRequest_WebPush{WebPush: &notificationv1.WebPushTarget{
+		Endpoint: srv.URL + "/push/x", P256Dh: ua.PublicKey().Bytes(), Auth: make([]byte, 16),
+	}}}
+	err := wp.Push(context.Background(), target)
+	var pe *notification.PushError
+	if !errors.As(err, &pe) || pe.Status != http.StatusTemporaryRedirect || pe.Retryable {
+		t.Fatalf("push answered by a redirect: %v, want a final HTTP 307 failure", err)
+	}
+	if elsewhere.Load() != 0 {
+		t.Fatal("the redirect was followed")
 	}
 }
