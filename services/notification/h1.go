@@ -70,7 +70,7 @@ func newH1Client(o HTTPOptions) *h1Client {
 // h1Conn is one pooled connection; its reader counts the bytes read so that a failure
 // before any answer can be told apart.
 type h1Conn struct {
-	tc        *tls.Conn
+	tc        net.Conn // a *tls.Conn
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	read      int64
@@ -204,9 +204,13 @@ func (c *h1Client) dial(ctx context.Context, addr, host string) (*h1Conn, error)
 		raw.Close()
 		return nil, fmt.Errorf("tls handshake: %w", err)
 	}
-	conn := &h1Conn{tc: tc, bw: bufio.NewWriterSize(tc, 4096)}
+	return newH1Conn(tc), nil
+}
+
+func newH1Conn(c net.Conn) *h1Conn {
+	conn := &h1Conn{tc: c, bw: bufio.NewWriterSize(c, 4096)}
 	conn.br = bufio.NewReaderSize(conn, 4096)
-	return conn, nil
+	return conn
 }
 
 // put returns a connection to the pool, unless the pool is full; now and then it closes
