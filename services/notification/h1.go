@@ -26,6 +26,8 @@ import (
 // Transport's guarantees kept: the SSRF-guarded dialer, a deadline on every exchange,
 // no redirects followed, bounded response reads, idle connections bounded and expired,
 // and a request on a pooled connection the server had closed sent again on a new one.
+// Idle connections are swept as pushes come and go, not by a timer: a sender that stops
+// pushing keeps its last few open until the push service closes them.
 type h1Client struct {
 	dialer  *net.Dialer
 	tls     *tls.Config // cloned per connection, with ServerName and ALPN set
