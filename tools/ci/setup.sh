@@ -32,7 +32,7 @@ command -v go >/dev/null || { echo "setup: no go on PATH; install Go 1.26" >&2; 
 echo "setup: $(go version), $(nix --version), $(promtool --version 2>&1 | head -1)"
 
 # The Kubernetes control plane (kube-apiserver, controller-manager,
-# scheduler, kubectl, kwok), built from the module proxy into a cache keyed
+# scheduler, kubectl), built from the module proxy into a cache keyed
 # by version outside the checkout: minutes the first time, nothing after.
 kube_bin=$(bash tools/ci/kube.sh | tail -1)
 echo "setup: Kubernetes control plane in $kube_bin"
