@@ -85,12 +85,20 @@ build_kube() {
   go get "${pkgs[@]}" >/dev/null
   local vpkg=k8s.io/component-base/version
   local ldflags="-s -w -X $vpkg.gitVersion=$KUBE_VERSION -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=${minor%%.*} -X $vpkg.gitTreeState=clean"
-  for b in "${kube_bins[@]}"; do
-    [ -x "$BIN/$b" ] && continue
-    log "building $b $KUBE_VERSION"
-    CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$BIN/$b.tmp" "k8s.io/kubernetes/cmd/$b"
-    mv "$BIN/$b.tmp" "$BIN/$b"
-  done
+  # One `go build` for the four commands: one action graph, so the packages
+  # they share (client-go, apiserver, the API types: most of the work) are
+  # compiled once and both cores stay busy until the last link, where four
+  # builds one after the other each end on a single core (a package waiting
+  # for its dependency, then the link). -o DIR/ writes one file per command.
+  local tmp="$DIR/bin.tmp"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  log "building ${kube_bins[*]} $KUBE_VERSION"
+  local cmds=()
+  for b in "${kube_bins[@]}"; do cmds+=("k8s.io/kubernetes/cmd/$b"); done
+  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${cmds[@]}"
+  for b in "${kube_bins[@]}"; do mv "$tmp/$b" "$BIN/$b"; done
+  rmdir "$tmp"
 }
 
 build_kube
