@@ -38,6 +38,8 @@ func main() {
 	var webAddr, webOrigins string
 	binder.String(&webAddr, "web-addr", "auto", "web listen address: the web app and the API over gRPC-Web and Connect for browsers (docs/web.md); auto is "+defaultWebAddr+" beside the default gRPC address, else an ephemeral port on the gRPC host; empty turns it off")
 	binder.String(&webOrigins, "web-origins", "", "other origins whose pages may call the API (CORS), comma-separated scheme://host[:port]; the web address's own origin always may")
+	var webApp string
+	binder.String(&webApp, "web-app", "apps/web/dist", "directory of the built web app served on the web address (index.html at its root); missing: the API only")
 	var profileDir string
 	binder.String(&profileDir, "profile-dir", "", "profile for a load generator: SIGUSR1 starts a CPU profile into this directory, SIGUSR2 stops it; the allocation profile is written on exit")
 	if err := binder.Parse(os.Args[1:]); err != nil {
@@ -60,6 +62,13 @@ func main() {
 		DataDir: common.DataDir, GRPCAddr: common.GRPCAddr, AdminAddr: common.AdminAddr,
 		NATS: common.NATS(nil), Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
 		Observer: obs, WebAddr: autoWebAddr(webAddr, common.GRPCAddr), WebOrigins: splitList(webOrigins),
+	}
+	// An os.Root, unlike os.DirFS, never follows a link out of the app's directory.
+	if root, err := os.OpenRoot(webApp); err == nil {
+		defer root.Close()
+		cfg.WebApp = root.FS()
+	} else if cfg.WebAddr != "" {
+		fmt.Fprintf(os.Stderr, "devserver: no web app in %s (build it: apps/web/README.md); serving the API only on the web address\n", webApp)
 	}
 	if !rateLimits {
 		cfg.Limits = ratelimit.Policy{}

@@ -9,6 +9,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -55,6 +56,8 @@ type Config struct {
 	// WebOrigins may call the API from other origins (CORS); the web listener's own origin
 	// always may.
 	WebOrigins []string
+	// WebApp is the web app the web listener serves (apps/web/dist); nil serves the API only.
+	WebApp fs.FS
 	// NATSURL connects to a NATS cluster instead of running NATS embedded in DataDir.
 	NATSURL string
 	// NATS holds the cluster's credentials, TLS and stream replicas (its URLs, when
@@ -296,7 +299,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	var webHandler func(*grpc.Server) (http.Handler, error)
 	if cfg.WebAddr != "" {
 		webHandler = func(g *grpc.Server) (http.Handler, error) {
-			return web.NewHandler(g, web.Config{Origins: cfg.WebOrigins, MaxMessageBytes: maxMessageBytes})
+			return web.NewHandler(g, web.Config{Origins: cfg.WebOrigins, App: cfg.WebApp, MaxMessageBytes: maxMessageBytes})
 		}
 	}
 	p.srv, err = server.New(server.Config{

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"connectrpc.com/connect"
@@ -253,5 +254,20 @@ func TestWebOriginsValidated(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "web origin") {
 			t.Errorf("origins %q: %v, want a web origin error", origins, err)
 		}
+	}
+}
+
+// The web port serves the app and the API on one origin, so the app needs no CORS.
+func TestWebServesApp(t *testing.T) {
+	e := startWeb(t, func(c *platform.Config) {
+		c.WebApp = fstest.MapFS{"index.html": {Data: []byte("<!doctype html><title>Guardyn</title>")}}
+	})
+	resp := rawWeb(t, http.MethodGet, e.base+"/", nil, nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" ||
+		resp.Header.Get("Cache-Control") != "no-cache" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "script-src 'self'") {
+		t.Errorf("GET /: %d %v", resp.StatusCode, resp.Header)
+	}
+	if _, err := e.webAuth.GetTrustRoot(context.Background(), &authv1.GetTrustRootRequest{}); err != nil {
+		t.Errorf("the API beside the app: %v", err)
 	}
 }

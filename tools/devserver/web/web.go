@@ -14,6 +14,7 @@ package web
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"strings"
@@ -28,6 +29,8 @@ type Config struct {
 	// Origins may call the API from other origins (CORS), each a scheme://host[:port] such
 	// as "https://app.example.org". The server's own origin always may and needs no entry.
 	Origins []string
+	// App holds the web app, index.html at its root (apps/web/dist); nil serves the API only.
+	App fs.FS
 	// MaxMessageBytes bounds one message as the gRPC server does; the translator buffers
 	// no more than this (plus framing) of a request or response. Required.
 	MaxMessageBytes int
@@ -47,6 +50,9 @@ func NewHandler(g *grpc.Server, cfg Config) (http.Handler, error) {
 		return nil, err
 	}
 	var app http.Handler = http.NotFoundHandler()
+	if cfg.App != nil {
+		app = newStatic(cfg.App)
+	}
 	api, err := vanguardgrpc.NewTranscoder(g,
 		vanguard.WithDefaultServiceOptions(
 			// The gRPC server refuses a larger message with RESOURCE_EXHAUSTED, as it does
