@@ -88,7 +88,26 @@ type Config struct {
 
 	// GRPCOptions are appended last, e.g. for a stats handler.
 	GRPCOptions []grpc.ServerOption
+
+	// Web, when set, serves a third listener at WebAddr for browsers, which cannot speak
+	// gRPC: HTTP/1.1, and HTTP/2 when TLS is set. Web builds its handler from the gRPC
+	// server, typically a gRPC-Web translator in front of grpc.Server.ServeHTTP: calls that
+	// reach the gRPC server that way pass the same interceptor pipeline (authentication,
+	// validation, metrics) and message limits as native calls, and the drain ends them too.
+	Web func(*grpc.Server) (http.Handler, error)
+	// WebAddr is the web listen address; empty means "127.0.0.1:0".
+	WebAddr string
 }
+
+// Bounds of the web listener's HTTP server. There is no read or write timeout: a
+// server-streaming call (a browser's receive stream) lasts for hours, and net/http's
+// read timeout would cancel it once its request body has been read. Message sizes and
+// the unary timeout bound each call instead.
+const (
+	webReadHeaderTimeout = 10 * time.Second
+	webIdleTimeout       = 2 * time.Minute
+	webMaxHeaderBytes    = 64 << 10
+)
 
 // Server is a listening, not yet serving, gRPC + admin HTTP server.
 type Server struct {
@@ -96,8 +115,11 @@ type Server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	admin    *http.Server
+	web      *http.Server // nil without Config.Web
 	grpcLis  net.Listener
 	adminLis net.Listener
+	webLis   net.Listener
+	webTLS   bool
 	ready    func(context.Context) error
 	drain    time.Duration
 	stop     context.CancelFunc // ends open streams at shutdown
@@ -188,7 +210,44 @@ func New(cfg Config) (*Server, error) {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       time.Minute,
 	}
+	if cfg.Web != nil {
+		if err := s.listenWeb(cfg); err != nil {
+			s.grpcLis.Close()
+			s.adminLis.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// listenWeb builds the web handler and binds its listener.
+func (s *Server) listenWeb(cfg Config) error {
+	h, err := cfg.Web(s.grpc)
+	if err != nil {
+		return fmt.Errorf("web handler: %w", err)
+	}
+	addr := cfg.WebAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if s.webLis, err = net.Listen("tcp", addr); err != nil {
+		return fmt.Errorf("listen web on %q: %w", addr, err)
+	}
+	s.web = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: webReadHeaderTimeout,
+		IdleTimeout:       webIdleTimeout,
+		MaxHeaderBytes:    webMaxHeaderBytes,
+		// Over HTTP/2 a browser multiplexes its calls on one connection: bound them as
+		// the gRPC listener does.
+		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: int(cfg.MaxStreams)},
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	if cfg.TLS != nil {
+		s.web.TLSConfig = cfg.TLS.Clone()
+		s.webTLS = true
+	}
+	return nil
 }
 
 func withDefaults(cfg Config) Config {
@@ -244,6 +303,14 @@ func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
 // AdminAddr is the bound admin HTTP address.
 func (s *Server) AdminAddr() net.Addr { return s.adminLis.Addr() }
 
+// WebAddr is the bound web address, or nil when the server has no web listener.
+func (s *Server) WebAddr() net.Addr {
+	if s.webLis == nil {
+		return nil
+	}
+	return s.webLis.Addr()
+}
+
 // Health is the gRPC health server, for services that report per-service
 // status. The overall ("") status is managed by Run.
 func (s *Server) Health() *health.Server { return s.health }
@@ -251,7 +318,11 @@ func (s *Server) Health() *health.Server { return s.health }
 // Close releases the listeners of a server that will not Run.
 func (s *Server) Close() error {
 	s.stop()
-	return errors.Join(s.grpcLis.Close(), s.adminLis.Close())
+	err := errors.Join(s.grpcLis.Close(), s.adminLis.Close())
+	if s.webLis != nil {
+		err = errors.Join(err, s.webLis.Close())
+	}
+	return err
 }
 
 // Run serves until ctx is done or a listener fails, then shuts down:
@@ -263,7 +334,20 @@ func (s *Server) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("server: Run called twice")
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	if s.web != nil {
+		go func() {
+			var err error
+			if s.webTLS {
+				err = s.web.ServeTLS(s.webLis, "", "")
+			} else {
+				err = s.web.Serve(s.webLis)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve web: %w", err)
+			}
+		}()
+	}
 	go func() {
 		if err := s.grpc.Serve(s.grpcLis); err != nil {
 			errc <- fmt.Errorf("serve grpc: %w", err)
@@ -276,7 +360,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.serving.Store(true)
-	s.log.Info("serving", slog.String("grpc", s.GRPCAddr().String()), slog.String("admin", s.AdminAddr().String()))
+	attrs := []any{slog.String("grpc", s.GRPCAddr().String()), slog.String("admin", s.AdminAddr().String())}
+	if s.web != nil {
+		attrs = append(attrs, slog.String("web", s.WebAddr().String()))
+	}
+	s.log.Info("serving", attrs...)
 
 	var serveErr error
 	select {
@@ -291,19 +379,23 @@ func (s *Server) shutdown() {
 	s.serving.Store(false)
 	s.health.Shutdown()
 	s.log.Info("draining", slog.Duration("timeout", s.drain))
+	deadline := time.Now().Add(s.drain)
+	// Streams end now (chain.stream), native and web alike.
+	s.stop()
+	if s.web != nil {
+		s.drainWeb(deadline)
+	}
 
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
 		close(stopped)
 	}()
-	// Unary calls finish within the drain timeout; streams end now (chain.stream).
-	// A stream blocked reading from its client cannot be woken from the server
-	// side: once nothing but such streams has been left for a while (so that a
-	// call that just returned has had its response written), there is nothing to
-	// wait for.
-	s.stop()
-	timer := time.NewTimer(s.drain)
+	// Unary calls finish within the drain timeout. A stream blocked reading from
+	// its client cannot be woken from the server side: once nothing but such
+	// streams has been left for a while (so that a call that just returned has had
+	// its response written), there is nothing to wait for.
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	const settle = 100 * time.Millisecond
 	poll := time.NewTicker(5 * time.Millisecond)
@@ -339,6 +431,19 @@ func (s *Server) shutdown() {
 		s.admin.Close()
 	}
 	s.log.Info("stopped")
+}
+
+// drainWeb stops the web listener and waits, until deadline, for its calls in progress.
+// It runs before GracefulStop, which would cut them: grpc-go drains a call that came
+// through ServeHTTP by closing it at once, so a browser's unary call would fail where a
+// native one finishes. Streams have already been ended.
+func (s *Server) drainWeb(deadline time.Time) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if err := s.web.Shutdown(ctx); err != nil {
+		s.log.Warn("drain timeout: closing remaining web calls")
+		s.web.Close()
+	}
 }
 
 // Run is New followed by Server.Run, for binaries that do not need the bound

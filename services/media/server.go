@@ -319,29 +319,9 @@ func (s *Server) UploadChunks(stream grpc.ClientStreamingServer[mediav1.UploadCh
 		} else if req.GetUploadId() != id {
 			return server.Error(codes.InvalidArgument, reasonMalformedRequest, "upload_id changed on the stream")
 		}
-		data, off := req.GetData(), req.GetOffset()
-		if len(data) == 0 || len(data) > rec.Chunk {
-			return server.Error(codes.InvalidArgument, reasonMalformedRequest, "chunk of %d bytes, want 1 to %d (the upload's chunk size)", len(data), rec.Chunk)
-		}
-		if off > uint64(rec.Total) || uint64(len(data)) > uint64(rec.Total)-off {
-			return server.Error(codes.InvalidArgument, reasonUploadTooLarge, "chunk at %d of %d bytes goes past the declared size %d", off, len(data), rec.Total)
-		}
-		if err := s.allowBytes("media-upload", p.UserID, len(data)); err != nil {
+		data := req.GetData()
+		if err := s.appendChunk(ctx, p.UserID, id, rec, req.GetOffset(), data); err != nil {
 			return err
-		}
-		_, err = s.blobs.Append(ctx, id, int64(off), data)
-		var oe *blobstore.OffsetError
-		switch {
-		case errors.As(err, &oe):
-			return server.Error(codes.FailedPrecondition, reasonOffsetMismatch, "chunk at offset %d, the upload has %d bytes (GetUploadStatus says how many are committed)", off, oe.Size)
-		case errors.Is(err, blobstore.ErrNotFound):
-			// Completed (its bytes became a blob) or expired since the stream began.
-			if rec, err := s.upload(ctx, p.UserID, id); err == nil && rec.Blob != "" {
-				return server.Error(codes.FailedPrecondition, reasonUploadCompleted, "upload %s is completed", id)
-			}
-			return server.Error(codes.NotFound, reasonUploadNotFound, "no upload %q for the caller", id)
-		case err != nil:
-			return s.internal(ctx, "append chunk", err)
 		}
 		if unsynced += len(data); unsynced >= s.cfg.SyncEvery {
 			if _, err := s.blobs.Sync(ctx, id); err != nil {
@@ -350,6 +330,60 @@ func (s *Server) UploadChunks(stream grpc.ClientStreamingServer[mediav1.UploadCh
 			unsynced = 0
 		}
 	}
+}
+
+// UploadChunk is UploadChunks with one chunk, for clients that cannot stream requests; the
+// chunk is synced before the call returns.
+func (s *Server) UploadChunk(ctx context.Context, req *mediav1.UploadChunkRequest) (*mediav1.UploadChunkResponse, error) {
+	p, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetUploadId()
+	rec, err := s.upload(ctx, p.UserID, id)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Blob != "" {
+		return nil, server.Error(codes.FailedPrecondition, reasonUploadCompleted, "upload %s is completed", id)
+	}
+	if err := s.appendChunk(ctx, p.UserID, id, rec, req.GetOffset(), req.GetData()); err != nil {
+		return nil, err
+	}
+	committed, err := s.blobs.Sync(ctx, id)
+	if err != nil {
+		return nil, s.internal(ctx, "sync upload", err)
+	}
+	return &mediav1.UploadChunkResponse{CommittedOffset: uint64(committed)}, nil
+}
+
+// appendChunk checks one chunk of the unfinished upload rec against its declared sizes and
+// the caller's byte rate, and appends it at off, which must be the upload's size.
+func (s *Server) appendChunk(ctx context.Context, userID, id string, rec uploadRec, off uint64, data []byte) error {
+	if len(data) == 0 || len(data) > rec.Chunk {
+		return server.Error(codes.InvalidArgument, reasonMalformedRequest, "chunk of %d bytes, want 1 to %d (the upload's chunk size)", len(data), rec.Chunk)
+	}
+	if off > uint64(rec.Total) || uint64(len(data)) > uint64(rec.Total)-off {
+		return server.Error(codes.InvalidArgument, reasonUploadTooLarge, "chunk at %d of %d bytes goes past the declared size %d", off, len(data), rec.Total)
+	}
+	if err := s.allowBytes("media-upload", userID, len(data)); err != nil {
+		return err
+	}
+	_, err := s.blobs.Append(ctx, id, int64(off), data)
+	var oe *blobstore.OffsetError
+	switch {
+	case errors.As(err, &oe):
+		return server.Error(codes.FailedPrecondition, reasonOffsetMismatch, "chunk at offset %d, the upload has %d bytes (GetUploadStatus says how many are committed)", off, oe.Size)
+	case errors.Is(err, blobstore.ErrNotFound):
+		// Completed (its bytes became a blob) or expired since the upload was read.
+		if rec, err := s.upload(ctx, userID, id); err == nil && rec.Blob != "" {
+			return server.Error(codes.FailedPrecondition, reasonUploadCompleted, "upload %s is completed", id)
+		}
+		return server.Error(codes.NotFound, reasonUploadNotFound, "no upload %q for the caller", id)
+	case err != nil:
+		return s.internal(ctx, "append chunk", err)
+	}
+	return nil
 }
 
 func (s *Server) GetUploadStatus(ctx context.Context, req *mediav1.GetUploadStatusRequest) (*mediav1.GetUploadStatusResponse, error) {

@@ -116,8 +116,11 @@ const pumpLinger = time.Second
 //   - The ack reader reads the client's acknowledgements while deliveries are in flight
 //     and ends when none are.
 type liveStream struct {
-	s      *Server
-	rs     grpc.BidiStreamingServer[messagingv1.ReceiveRequest, messagingv1.ReceiveResponse]
+	s *Server
+	// out sends a response on the call; in receives the client's acknowledgements, nil on a
+	// Subscribe call, whose acknowledgements come by AckMessages.
+	out    func(*messagingv1.ReceiveResponse) error
+	in     func() (*messagingv1.ReceiveRequest, error)
 	ctx    context.Context
 	caller authn.Principal
 	inbox  msgstore.Inbox
@@ -206,7 +209,20 @@ func (r *response) endSpans(err error) {
 // Receive streams the calling device's backlog, then its live deliveries, and takes its
 // acknowledgements.
 func (s *Server) Receive(rs grpc.BidiStreamingServer[messagingv1.ReceiveRequest, messagingv1.ReceiveResponse]) error {
-	ctx := rs.Context()
+	return s.receive(rs.Context(), rs.Send, rs.Recv)
+}
+
+// Subscribe is Receive for clients that cannot send on a stream: the same stream, whose
+// acknowledgements arrive by AckMessages, which reaches it as a live event (server.go,
+// publish) wherever it is connected.
+func (s *Server) Subscribe(_ *messagingv1.SubscribeRequest, ss grpc.ServerStreamingServer[messagingv1.SubscribeResponse]) error {
+	return s.receive(ss.Context(), func(r *messagingv1.ReceiveResponse) error {
+		return ss.Send(&messagingv1.SubscribeResponse{Deliveries: r.Deliveries, BacklogComplete: r.BacklogComplete, PrekeysLow: r.PrekeysLow})
+	}, nil)
+}
+
+// receive serves one Receive or Subscribe call; in is nil on Subscribe.
+func (s *Server) receive(ctx context.Context, out func(*messagingv1.ReceiveResponse) error, in func() (*messagingv1.ReceiveRequest, error)) error {
 	p, err := caller(ctx)
 	if err != nil {
 		return err
@@ -219,7 +235,7 @@ func (s *Server) Receive(rs grpc.BidiStreamingServer[messagingv1.ReceiveRequest,
 		return server.Error(codes.ResourceExhausted, reasonRateLimited, "this device dropped its recent streams with deliveries unacknowledged; retry later")
 	}
 	st := &liveStream{
-		s: s, rs: rs, ctx: ctx, caller: p, inbox: inboxOf(p.UserID, p.DeviceID),
+		s: s, out: out, in: in, ctx: ctx, caller: p, inbox: inboxOf(p.UserID, p.DeviceID),
 		events:      make(chan *eventsv1.LiveEvent, eventBuffer),
 		kick:        make(chan struct{}, 1),
 		superseded:  make(chan struct{}),
@@ -227,6 +243,7 @@ func (s *Server) Receive(rs grpc.BidiStreamingServer[messagingv1.ReceiveRequest,
 		fatal:       make(chan error, 1),
 		lagging:     true,
 		windowBytes: initialWindowBytes,
+		readEOF:     in == nil, // nothing to read on Subscribe
 	}
 	// Attach before the pump reads the backlog, so nothing stored in between is missed;
 	// what arrives twice is recognised by its id.
@@ -493,7 +510,7 @@ func (st *liveStream) send(r *response, backlogDone bool) error {
 	if len(r.deliveries) == 0 && !backlogDone {
 		return nil
 	}
-	err := st.rs.Send(&messagingv1.ReceiveResponse{Deliveries: r.deliveries, BacklogComplete: backlogDone})
+	err := st.out(&messagingv1.ReceiveResponse{Deliveries: r.deliveries, BacklogComplete: backlogDone})
 	sent := len(r.deliveries) > 0
 	r.endSpans(err)
 	r.reset()
@@ -535,7 +552,7 @@ func (st *liveStream) handle(ev *eventsv1.LiveEvent) (*messagingv1.Delivery, int
 		return nil, 0, errDeviceRemoved()
 	case *eventsv1.LiveEvent_PrekeysLow:
 		// A notice, not a delivery: it goes out at once, on a response of its own.
-		return nil, 0, st.rs.Send(&messagingv1.ReceiveResponse{PrekeysLow: e.PrekeysLow})
+		return nil, 0, st.out(&messagingv1.ReceiveResponse{PrekeysLow: e.PrekeysLow})
 	}
 	return nil, 0, nil
 }
@@ -734,7 +751,7 @@ func (st *liveStream) startReader() {
 // flight; later requests wait in the transport's flow-control window for the next reader.
 func (st *liveStream) readAcks() {
 	for {
-		req, err := st.rs.Recv()
+		req, err := st.in()
 		if err == nil {
 			err = st.ack(req.GetAckMessageIds())
 		}

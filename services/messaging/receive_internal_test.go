@@ -91,7 +91,7 @@ func newTestStream(t *testing.T, n, size int) (*liveStream, *countingStore, *sin
 	s := &Server{inboxes: rec, window: DefaultWindow, log: slog.New(slog.DiscardHandler)}
 	out := &sink{}
 	// readEOF keeps the stream from starting an acknowledgement reader on the sink.
-	st := &liveStream{s: s, rs: out, ctx: context.Background(), inbox: in, lagging: true, readEOF: true, windowBytes: initialWindowBytes}
+	st := &liveStream{s: s, out: out.Send, ctx: context.Background(), inbox: in, lagging: true, readEOF: true, windowBytes: initialWindowBytes}
 	return st, rec, out
 }
 

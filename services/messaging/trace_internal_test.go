@@ -69,7 +69,7 @@ func attachStream(t *testing.T, s *Server, tp trace.TracerProvider) *lockedSink 
 	ctx, span := tp.Tracer("test").Start(ctx, "Receive")
 	rs := &lockedSink{}
 	st := &liveStream{
-		s: s, rs: rs, ctx: ctx, caller: authn.Principal{UserID: "bob", DeviceID: 1}, inbox: inboxOf("bob", 1),
+		s: s, out: rs.Send, in: func() (*messagingv1.ReceiveRequest, error) { return rs.Recv() }, ctx: ctx, caller: authn.Principal{UserID: "bob", DeviceID: 1}, inbox: inboxOf("bob", 1),
 		events: make(chan *eventsv1.LiveEvent, eventBuffer), kick: make(chan struct{}, 1),
 		superseded: make(chan struct{}), stop: make(chan struct{}), fatal: make(chan error, 1),
 	}

@@ -198,6 +198,15 @@ func TestAuthorizationTable(t *testing.T) {
 			}
 			return firstErr(s.Recv)
 		}},
+		{messagingv1.MessagingService_Subscribe_FullMethodName, false, func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			s, err := m.Subscribe(ctx, &messagingv1.SubscribeRequest{})
+			if err != nil {
+				return err
+			}
+			return firstErr(s.Recv)
+		}},
 		{messagingv1.MessagingService_AckMessages_FullMethodName, false, func(ctx context.Context) error {
 			_, err := m.AckMessages(ctx, &messagingv1.AckMessagesRequest{})
 			return err
@@ -237,6 +246,10 @@ func TestAuthorizationTable(t *testing.T) {
 			}
 			s.Send(&mediav1.UploadChunksRequest{UploadId: "x", Data: []byte("x")})
 			_, err = s.CloseAndRecv()
+			return err
+		}},
+		{mediav1.MediaService_UploadChunk_FullMethodName, false, func(ctx context.Context) error {
+			_, err := md.UploadChunk(ctx, &mediav1.UploadChunkRequest{UploadId: "x", Data: []byte("x")})
 			return err
 		}},
 		{mediav1.MediaService_GetUploadStatus_FullMethodName, false, func(ctx context.Context) error {

@@ -9,8 +9,10 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -42,6 +44,7 @@ import (
 	"github.com/guardyn/guardyn/services/media"
 	"github.com/guardyn/guardyn/services/messaging"
 	"github.com/guardyn/guardyn/services/notification"
+	"github.com/guardyn/guardyn/tools/devserver/web"
 )
 
 // Config chooses where the platform keeps its data and listens.
@@ -56,6 +59,14 @@ type Config struct {
 	// KVStore, when set, is the kv store instead of the one KV names, and the platform
 	// closes it when it stops: tests pass a store on client-go's mock TiKV cluster.
 	KVStore *kvbackend.Store
+	// WebAddr, when set, serves browsers: the API over gRPC-Web and Connect, and the web
+	// app (tools/devserver/web, docs/web.md). Empty: no web listener.
+	WebAddr string
+	// WebOrigins may call the API from other origins (CORS); the web listener's own origin
+	// always may.
+	WebOrigins []string
+	// WebApp is the web app the web listener serves (apps/web/dist); nil serves the API only.
+	WebApp fs.FS
 	// NATSURL connects to a NATS cluster instead of running NATS embedded in DataDir.
 	NATSURL string
 	// NATS holds the cluster's credentials, TLS and stream replicas (its URLs, when
@@ -300,8 +311,18 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		server.Check{Name: "bus", Ready: b.Ready},
 		server.Check{Name: "presence", Ready: presSvc.Ready},
 	)
+	// The largest request the API limits allow is a SendMessage of 16 envelopes of
+	// 256 KiB each, just over 4 MiB.
+	const maxMessageBytes = 5 << 20
+	var webHandler func(*grpc.Server) (http.Handler, error)
+	if cfg.WebAddr != "" {
+		webHandler = func(g *grpc.Server) (http.Handler, error) {
+			return web.NewHandler(g, web.Config{Origins: cfg.WebOrigins, App: cfg.WebApp, MaxMessageBytes: maxMessageBytes})
+		}
+	}
 	p.srv, err = server.New(server.Config{
 		GRPCAddr: cfg.GRPCAddr, AdminAddr: cfg.AdminAddr,
+		WebAddr: cfg.WebAddr, Web: webHandler,
 		Register: func(r grpc.ServiceRegistrar) {
 			authv1.RegisterAuthServiceServer(r, authSvc)
 			messagingv1.RegisterMessagingServiceServer(r, msgSvc)
@@ -317,9 +338,8 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		Logger:       cfg.Logger,
 		GRPCOptions:  cfg.GRPCOptions,
 		DrainTimeout: cfg.DrainTimeout,
-		// The largest request the API limits allow is a SendMessage of 16 envelopes of
-		// 256 KiB each, just over 4 MiB.
-		MaxMessageBytes: 5 << 20,
+		// The web translator buffers no more than this either.
+		MaxMessageBytes: maxMessageBytes,
 	})
 	if err != nil {
 		return nil, err
@@ -329,6 +349,9 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 
 // GRPCAddr is the bound gRPC address.
 func (p *Platform) GRPCAddr() net.Addr { return p.srv.GRPCAddr() }
+
+// WebAddr is the bound web address, or nil without Config.WebAddr.
+func (p *Platform) WebAddr() net.Addr { return p.srv.WebAddr() }
 
 // AdminAddr is the bound admin HTTP address (/healthz, /readyz, /metrics).
 func (p *Platform) AdminAddr() net.Addr { return p.srv.AdminAddr() }

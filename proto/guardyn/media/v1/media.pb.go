@@ -247,6 +247,116 @@ func (x *UploadChunksResponse) GetCommittedOffset() uint64 {
 	return 0
 }
 
+// UploadChunkRequest carries one chunk.
+type UploadChunkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Upload the chunk belongs to. Max: 64 characters.
+	UploadId string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// Position of the chunk's first byte in the ciphertext: the upload's committed offset.
+	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Ciphertext bytes. Max: 1 MiB.
+	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadChunkRequest) Reset() {
+	*x = UploadChunkRequest{}
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadChunkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadChunkRequest) ProtoMessage() {}
+
+func (x *UploadChunkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadChunkRequest.ProtoReflect.Descriptor instead.
+func (*UploadChunkRequest) Descriptor() ([]byte, []int) {
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *UploadChunkRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *UploadChunkRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *UploadChunkRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// UploadChunkResponse reports progress once the chunk is durable.
+type UploadChunkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bytes durably stored, from the start of the ciphertext.
+	CommittedOffset uint64 `protobuf:"varint,1,opt,name=committed_offset,json=committedOffset,proto3" json:"committed_offset,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *UploadChunkResponse) Reset() {
+	*x = UploadChunkResponse{}
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadChunkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadChunkResponse) ProtoMessage() {}
+
+func (x *UploadChunkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadChunkResponse.ProtoReflect.Descriptor instead.
+func (*UploadChunkResponse) Descriptor() ([]byte, []int) {
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UploadChunkResponse) GetCommittedOffset() uint64 {
+	if x != nil {
+		return x.CommittedOffset
+	}
+	return 0
+}
+
 // GetUploadStatusRequest asks for an upload's progress.
 type GetUploadStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -258,7 +368,7 @@ type GetUploadStatusRequest struct {
 
 func (x *GetUploadStatusRequest) Reset() {
 	*x = GetUploadStatusRequest{}
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[4]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +380,7 @@ func (x *GetUploadStatusRequest) String() string {
 func (*GetUploadStatusRequest) ProtoMessage() {}
 
 func (x *GetUploadStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[4]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +393,7 @@ func (x *GetUploadStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUploadStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetUploadStatusRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{4}
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetUploadStatusRequest) GetUploadId() string {
@@ -308,7 +418,7 @@ type GetUploadStatusResponse struct {
 
 func (x *GetUploadStatusResponse) Reset() {
 	*x = GetUploadStatusResponse{}
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[5]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +430,7 @@ func (x *GetUploadStatusResponse) String() string {
 func (*GetUploadStatusResponse) ProtoMessage() {}
 
 func (x *GetUploadStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[5]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +443,7 @@ func (x *GetUploadStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUploadStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetUploadStatusResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{5}
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetUploadStatusResponse) GetCommittedOffset() uint64 {
@@ -370,7 +480,7 @@ type CompleteUploadRequest struct {
 
 func (x *CompleteUploadRequest) Reset() {
 	*x = CompleteUploadRequest{}
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[6]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +492,7 @@ func (x *CompleteUploadRequest) String() string {
 func (*CompleteUploadRequest) ProtoMessage() {}
 
 func (x *CompleteUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[6]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +505,7 @@ func (x *CompleteUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteUploadRequest.ProtoReflect.Descriptor instead.
 func (*CompleteUploadRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{6}
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CompleteUploadRequest) GetUploadId() string {
@@ -423,7 +533,7 @@ type CompleteUploadResponse struct {
 
 func (x *CompleteUploadResponse) Reset() {
 	*x = CompleteUploadResponse{}
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[7]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +545,7 @@ func (x *CompleteUploadResponse) String() string {
 func (*CompleteUploadResponse) ProtoMessage() {}
 
 func (x *CompleteUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[7]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +558,7 @@ func (x *CompleteUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteUploadResponse.ProtoReflect.Descriptor instead.
 func (*CompleteUploadResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{7}
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CompleteUploadResponse) GetBlobId() string {
@@ -476,7 +586,7 @@ type DownloadRequest struct {
 
 func (x *DownloadRequest) Reset() {
 	*x = DownloadRequest{}
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[8]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +598,7 @@ func (x *DownloadRequest) String() string {
 func (*DownloadRequest) ProtoMessage() {}
 
 func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[8]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +611,7 @@ func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadRequest.ProtoReflect.Descriptor instead.
 func (*DownloadRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{8}
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DownloadRequest) GetBlobId() string {
@@ -547,7 +657,7 @@ type DownloadResponse struct {
 
 func (x *DownloadResponse) Reset() {
 	*x = DownloadResponse{}
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[9]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +669,7 @@ func (x *DownloadResponse) String() string {
 func (*DownloadResponse) ProtoMessage() {}
 
 func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[9]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +682,7 @@ func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadResponse.ProtoReflect.Descriptor instead.
 func (*DownloadResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{9}
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DownloadResponse) GetOffset() uint64 {
@@ -607,7 +717,7 @@ type DeleteBlobRequest struct {
 
 func (x *DeleteBlobRequest) Reset() {
 	*x = DeleteBlobRequest{}
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[10]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +729,7 @@ func (x *DeleteBlobRequest) String() string {
 func (*DeleteBlobRequest) ProtoMessage() {}
 
 func (x *DeleteBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[10]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +742,7 @@ func (x *DeleteBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBlobRequest.ProtoReflect.Descriptor instead.
 func (*DeleteBlobRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{10}
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteBlobRequest) GetBlobId() string {
@@ -651,7 +761,7 @@ type DeleteBlobResponse struct {
 
 func (x *DeleteBlobResponse) Reset() {
 	*x = DeleteBlobResponse{}
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[11]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +773,7 @@ func (x *DeleteBlobResponse) String() string {
 func (*DeleteBlobResponse) ProtoMessage() {}
 
 func (x *DeleteBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[11]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +786,7 @@ func (x *DeleteBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBlobResponse.ProtoReflect.Descriptor instead.
 func (*DeleteBlobResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{11}
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{13}
 }
 
 // CreateCapabilityRequest asks for a download capability.
@@ -695,7 +805,7 @@ type CreateCapabilityRequest struct {
 
 func (x *CreateCapabilityRequest) Reset() {
 	*x = CreateCapabilityRequest{}
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[12]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +817,7 @@ func (x *CreateCapabilityRequest) String() string {
 func (*CreateCapabilityRequest) ProtoMessage() {}
 
 func (x *CreateCapabilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[12]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +830,7 @@ func (x *CreateCapabilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCapabilityRequest.ProtoReflect.Descriptor instead.
 func (*CreateCapabilityRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{12}
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateCapabilityRequest) GetBlobId() string {
@@ -757,7 +867,7 @@ type CreateCapabilityResponse struct {
 
 func (x *CreateCapabilityResponse) Reset() {
 	*x = CreateCapabilityResponse{}
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[13]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +879,7 @@ func (x *CreateCapabilityResponse) String() string {
 func (*CreateCapabilityResponse) ProtoMessage() {}
 
 func (x *CreateCapabilityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[13]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +892,7 @@ func (x *CreateCapabilityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCapabilityResponse.ProtoReflect.Descriptor instead.
 func (*CreateCapabilityResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{13}
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateCapabilityResponse) GetCapability() []byte {
@@ -810,7 +920,7 @@ type RevokeCapabilityRequest struct {
 
 func (x *RevokeCapabilityRequest) Reset() {
 	*x = RevokeCapabilityRequest{}
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[14]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +932,7 @@ func (x *RevokeCapabilityRequest) String() string {
 func (*RevokeCapabilityRequest) ProtoMessage() {}
 
 func (x *RevokeCapabilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[14]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +945,7 @@ func (x *RevokeCapabilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCapabilityRequest.ProtoReflect.Descriptor instead.
 func (*RevokeCapabilityRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{14}
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RevokeCapabilityRequest) GetCapability() []byte {
@@ -854,7 +964,7 @@ type RevokeCapabilityResponse struct {
 
 func (x *RevokeCapabilityResponse) Reset() {
 	*x = RevokeCapabilityResponse{}
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[15]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +976,7 @@ func (x *RevokeCapabilityResponse) String() string {
 func (*RevokeCapabilityResponse) ProtoMessage() {}
 
 func (x *RevokeCapabilityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_media_v1_media_proto_msgTypes[15]
+	mi := &file_guardyn_media_v1_media_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +989,7 @@ func (x *RevokeCapabilityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCapabilityResponse.ProtoReflect.Descriptor instead.
 func (*RevokeCapabilityResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{15}
+	return file_guardyn_media_v1_media_proto_rawDescGZIP(), []int{17}
 }
 
 var File_guardyn_media_v1_media_proto protoreflect.FileDescriptor
@@ -901,6 +1011,12 @@ const file_guardyn_media_v1_media_proto_rawDesc = "" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\"A\n" +
 	"\x14UploadChunksResponse\x12)\n" +
+	"\x10committed_offset\x18\x01 \x01(\x04R\x0fcommittedOffset\"]\n" +
+	"\x12UploadChunkRequest\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"@\n" +
+	"\x13UploadChunkResponse\x12)\n" +
 	"\x10committed_offset\x18\x01 \x01(\x04R\x0fcommittedOffset\"5\n" +
 	"\x16GetUploadStatusRequest\x12\x1b\n" +
 	"\tupload_id\x18\x01 \x01(\tR\buploadId\"\x9e\x01\n" +
@@ -944,10 +1060,11 @@ const file_guardyn_media_v1_media_proto_rawDesc = "" +
 	"\n" +
 	"capability\x18\x01 \x01(\fR\n" +
 	"capability\"\x1a\n" +
-	"\x18RevokeCapabilityResponse2\x9f\x06\n" +
+	"\x18RevokeCapabilityResponse2\xfb\x06\n" +
 	"\fMediaService\x12]\n" +
 	"\fCreateUpload\x12%.guardyn.media.v1.CreateUploadRequest\x1a&.guardyn.media.v1.CreateUploadResponse\x12_\n" +
-	"\fUploadChunks\x12%.guardyn.media.v1.UploadChunksRequest\x1a&.guardyn.media.v1.UploadChunksResponse(\x01\x12f\n" +
+	"\fUploadChunks\x12%.guardyn.media.v1.UploadChunksRequest\x1a&.guardyn.media.v1.UploadChunksResponse(\x01\x12Z\n" +
+	"\vUploadChunk\x12$.guardyn.media.v1.UploadChunkRequest\x1a%.guardyn.media.v1.UploadChunkResponse\x12f\n" +
 	"\x0fGetUploadStatus\x12(.guardyn.media.v1.GetUploadStatusRequest\x1a).guardyn.media.v1.GetUploadStatusResponse\x12c\n" +
 	"\x0eCompleteUpload\x12'.guardyn.media.v1.CompleteUploadRequest\x1a(.guardyn.media.v1.CompleteUploadResponse\x12S\n" +
 	"\bDownload\x12!.guardyn.media.v1.DownloadRequest\x1a\".guardyn.media.v1.DownloadResponse0\x01\x12W\n" +
@@ -968,50 +1085,54 @@ func file_guardyn_media_v1_media_proto_rawDescGZIP() []byte {
 	return file_guardyn_media_v1_media_proto_rawDescData
 }
 
-var file_guardyn_media_v1_media_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_guardyn_media_v1_media_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_guardyn_media_v1_media_proto_goTypes = []any{
 	(*CreateUploadRequest)(nil),      // 0: guardyn.media.v1.CreateUploadRequest
 	(*CreateUploadResponse)(nil),     // 1: guardyn.media.v1.CreateUploadResponse
 	(*UploadChunksRequest)(nil),      // 2: guardyn.media.v1.UploadChunksRequest
 	(*UploadChunksResponse)(nil),     // 3: guardyn.media.v1.UploadChunksResponse
-	(*GetUploadStatusRequest)(nil),   // 4: guardyn.media.v1.GetUploadStatusRequest
-	(*GetUploadStatusResponse)(nil),  // 5: guardyn.media.v1.GetUploadStatusResponse
-	(*CompleteUploadRequest)(nil),    // 6: guardyn.media.v1.CompleteUploadRequest
-	(*CompleteUploadResponse)(nil),   // 7: guardyn.media.v1.CompleteUploadResponse
-	(*DownloadRequest)(nil),          // 8: guardyn.media.v1.DownloadRequest
-	(*DownloadResponse)(nil),         // 9: guardyn.media.v1.DownloadResponse
-	(*DeleteBlobRequest)(nil),        // 10: guardyn.media.v1.DeleteBlobRequest
-	(*DeleteBlobResponse)(nil),       // 11: guardyn.media.v1.DeleteBlobResponse
-	(*CreateCapabilityRequest)(nil),  // 12: guardyn.media.v1.CreateCapabilityRequest
-	(*CreateCapabilityResponse)(nil), // 13: guardyn.media.v1.CreateCapabilityResponse
-	(*RevokeCapabilityRequest)(nil),  // 14: guardyn.media.v1.RevokeCapabilityRequest
-	(*RevokeCapabilityResponse)(nil), // 15: guardyn.media.v1.RevokeCapabilityResponse
-	(*timestamppb.Timestamp)(nil),    // 16: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 17: google.protobuf.Duration
+	(*UploadChunkRequest)(nil),       // 4: guardyn.media.v1.UploadChunkRequest
+	(*UploadChunkResponse)(nil),      // 5: guardyn.media.v1.UploadChunkResponse
+	(*GetUploadStatusRequest)(nil),   // 6: guardyn.media.v1.GetUploadStatusRequest
+	(*GetUploadStatusResponse)(nil),  // 7: guardyn.media.v1.GetUploadStatusResponse
+	(*CompleteUploadRequest)(nil),    // 8: guardyn.media.v1.CompleteUploadRequest
+	(*CompleteUploadResponse)(nil),   // 9: guardyn.media.v1.CompleteUploadResponse
+	(*DownloadRequest)(nil),          // 10: guardyn.media.v1.DownloadRequest
+	(*DownloadResponse)(nil),         // 11: guardyn.media.v1.DownloadResponse
+	(*DeleteBlobRequest)(nil),        // 12: guardyn.media.v1.DeleteBlobRequest
+	(*DeleteBlobResponse)(nil),       // 13: guardyn.media.v1.DeleteBlobResponse
+	(*CreateCapabilityRequest)(nil),  // 14: guardyn.media.v1.CreateCapabilityRequest
+	(*CreateCapabilityResponse)(nil), // 15: guardyn.media.v1.CreateCapabilityResponse
+	(*RevokeCapabilityRequest)(nil),  // 16: guardyn.media.v1.RevokeCapabilityRequest
+	(*RevokeCapabilityResponse)(nil), // 17: guardyn.media.v1.RevokeCapabilityResponse
+	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 19: google.protobuf.Duration
 }
 var file_guardyn_media_v1_media_proto_depIdxs = []int32{
-	16, // 0: guardyn.media.v1.CreateUploadResponse.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 1: guardyn.media.v1.GetUploadStatusResponse.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 2: guardyn.media.v1.CreateCapabilityRequest.ttl:type_name -> google.protobuf.Duration
-	16, // 3: guardyn.media.v1.CreateCapabilityResponse.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 0: guardyn.media.v1.CreateUploadResponse.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 1: guardyn.media.v1.GetUploadStatusResponse.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 2: guardyn.media.v1.CreateCapabilityRequest.ttl:type_name -> google.protobuf.Duration
+	18, // 3: guardyn.media.v1.CreateCapabilityResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: guardyn.media.v1.MediaService.CreateUpload:input_type -> guardyn.media.v1.CreateUploadRequest
 	2,  // 5: guardyn.media.v1.MediaService.UploadChunks:input_type -> guardyn.media.v1.UploadChunksRequest
-	4,  // 6: guardyn.media.v1.MediaService.GetUploadStatus:input_type -> guardyn.media.v1.GetUploadStatusRequest
-	6,  // 7: guardyn.media.v1.MediaService.CompleteUpload:input_type -> guardyn.media.v1.CompleteUploadRequest
-	8,  // 8: guardyn.media.v1.MediaService.Download:input_type -> guardyn.media.v1.DownloadRequest
-	10, // 9: guardyn.media.v1.MediaService.DeleteBlob:input_type -> guardyn.media.v1.DeleteBlobRequest
-	12, // 10: guardyn.media.v1.MediaService.CreateCapability:input_type -> guardyn.media.v1.CreateCapabilityRequest
-	14, // 11: guardyn.media.v1.MediaService.RevokeCapability:input_type -> guardyn.media.v1.RevokeCapabilityRequest
-	1,  // 12: guardyn.media.v1.MediaService.CreateUpload:output_type -> guardyn.media.v1.CreateUploadResponse
-	3,  // 13: guardyn.media.v1.MediaService.UploadChunks:output_type -> guardyn.media.v1.UploadChunksResponse
-	5,  // 14: guardyn.media.v1.MediaService.GetUploadStatus:output_type -> guardyn.media.v1.GetUploadStatusResponse
-	7,  // 15: guardyn.media.v1.MediaService.CompleteUpload:output_type -> guardyn.media.v1.CompleteUploadResponse
-	9,  // 16: guardyn.media.v1.MediaService.Download:output_type -> guardyn.media.v1.DownloadResponse
-	11, // 17: guardyn.media.v1.MediaService.DeleteBlob:output_type -> guardyn.media.v1.DeleteBlobResponse
-	13, // 18: guardyn.media.v1.MediaService.CreateCapability:output_type -> guardyn.media.v1.CreateCapabilityResponse
-	15, // 19: guardyn.media.v1.MediaService.RevokeCapability:output_type -> guardyn.media.v1.RevokeCapabilityResponse
-	12, // [12:20] is the sub-list for method output_type
-	4,  // [4:12] is the sub-list for method input_type
+	4,  // 6: guardyn.media.v1.MediaService.UploadChunk:input_type -> guardyn.media.v1.UploadChunkRequest
+	6,  // 7: guardyn.media.v1.MediaService.GetUploadStatus:input_type -> guardyn.media.v1.GetUploadStatusRequest
+	8,  // 8: guardyn.media.v1.MediaService.CompleteUpload:input_type -> guardyn.media.v1.CompleteUploadRequest
+	10, // 9: guardyn.media.v1.MediaService.Download:input_type -> guardyn.media.v1.DownloadRequest
+	12, // 10: guardyn.media.v1.MediaService.DeleteBlob:input_type -> guardyn.media.v1.DeleteBlobRequest
+	14, // 11: guardyn.media.v1.MediaService.CreateCapability:input_type -> guardyn.media.v1.CreateCapabilityRequest
+	16, // 12: guardyn.media.v1.MediaService.RevokeCapability:input_type -> guardyn.media.v1.RevokeCapabilityRequest
+	1,  // 13: guardyn.media.v1.MediaService.CreateUpload:output_type -> guardyn.media.v1.CreateUploadResponse
+	3,  // 14: guardyn.media.v1.MediaService.UploadChunks:output_type -> guardyn.media.v1.UploadChunksResponse
+	5,  // 15: guardyn.media.v1.MediaService.UploadChunk:output_type -> guardyn.media.v1.UploadChunkResponse
+	7,  // 16: guardyn.media.v1.MediaService.GetUploadStatus:output_type -> guardyn.media.v1.GetUploadStatusResponse
+	9,  // 17: guardyn.media.v1.MediaService.CompleteUpload:output_type -> guardyn.media.v1.CompleteUploadResponse
+	11, // 18: guardyn.media.v1.MediaService.Download:output_type -> guardyn.media.v1.DownloadResponse
+	13, // 19: guardyn.media.v1.MediaService.DeleteBlob:output_type -> guardyn.media.v1.DeleteBlobResponse
+	15, // 20: guardyn.media.v1.MediaService.CreateCapability:output_type -> guardyn.media.v1.CreateCapabilityResponse
+	17, // 21: guardyn.media.v1.MediaService.RevokeCapability:output_type -> guardyn.media.v1.RevokeCapabilityResponse
+	13, // [13:22] is the sub-list for method output_type
+	4,  // [4:13] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -1028,7 +1149,7 @@ func file_guardyn_media_v1_media_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_guardyn_media_v1_media_proto_rawDesc), len(file_guardyn_media_v1_media_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

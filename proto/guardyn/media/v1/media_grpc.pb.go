@@ -25,6 +25,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	MediaService_CreateUpload_FullMethodName     = "/guardyn.media.v1.MediaService/CreateUpload"
 	MediaService_UploadChunks_FullMethodName     = "/guardyn.media.v1.MediaService/UploadChunks"
+	MediaService_UploadChunk_FullMethodName      = "/guardyn.media.v1.MediaService/UploadChunk"
 	MediaService_GetUploadStatus_FullMethodName  = "/guardyn.media.v1.MediaService/GetUploadStatus"
 	MediaService_CompleteUpload_FullMethodName   = "/guardyn.media.v1.MediaService/CompleteUpload"
 	MediaService_Download_FullMethodName         = "/guardyn.media.v1.MediaService/Download"
@@ -72,6 +73,25 @@ type MediaServiceClient interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: uploading too fast; retry later.
 	UploadChunks(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadChunksRequest, UploadChunksResponse], error)
+	// UploadChunk stores one ciphertext chunk of an upload, for clients that cannot stream
+	// requests, such as browsers over gRPC-Web: UploadChunks with a single chunk. The chunk must
+	// start at the upload's committed offset, and it is durable when the call returns. After a
+	// call that failed or went unanswered, GetUploadStatus says where to resume.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: an empty chunk, or a chunk larger than the upload's
+	//     chunk size.
+	//   - INVALID_ARGUMENT/UPLOAD_TOO_LARGE: the chunk would go past the declared total size.
+	//   - FAILED_PRECONDITION/OFFSET_MISMATCH: the chunk does not start at the committed offset.
+	//   - NOT_FOUND/UPLOAD_NOT_FOUND: no unfinished upload with this id for the caller (it may
+	//     have expired).
+	//   - FAILED_PRECONDITION/UPLOAD_COMPLETED: the upload was completed; it takes no more
+	//     chunks.
+	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
+	//     token is absent, malformed or forged, expired, or belongs to a removed device.
+	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: uploading too fast; retry later.
+	UploadChunk(ctx context.Context, in *UploadChunkRequest, opts ...grpc.CallOption) (*UploadChunkResponse, error)
 	// GetUploadStatus returns how much of an upload is durably stored, to resume it.
 	//
 	// Errors:
@@ -176,6 +196,16 @@ func (c *mediaServiceClient) UploadChunks(ctx context.Context, opts ...grpc.Call
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MediaService_UploadChunksClient = grpc.ClientStreamingClient[UploadChunksRequest, UploadChunksResponse]
+
+func (c *mediaServiceClient) UploadChunk(ctx context.Context, in *UploadChunkRequest, opts ...grpc.CallOption) (*UploadChunkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UploadChunkResponse)
+	err := c.cc.Invoke(ctx, MediaService_UploadChunk_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
 
 func (c *mediaServiceClient) GetUploadStatus(ctx context.Context, in *GetUploadStatusRequest, opts ...grpc.CallOption) (*GetUploadStatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -285,6 +315,25 @@ type MediaServiceServer interface {
 	//     token is absent, malformed or forged, expired, or belongs to a removed device.
 	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: uploading too fast; retry later.
 	UploadChunks(grpc.ClientStreamingServer[UploadChunksRequest, UploadChunksResponse]) error
+	// UploadChunk stores one ciphertext chunk of an upload, for clients that cannot stream
+	// requests, such as browsers over gRPC-Web: UploadChunks with a single chunk. The chunk must
+	// start at the upload's committed offset, and it is durable when the call returns. After a
+	// call that failed or went unanswered, GetUploadStatus says where to resume.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT/LIMIT_EXCEEDED: a field exceeds its documented maximum.
+	//   - INVALID_ARGUMENT/MALFORMED_REQUEST: an empty chunk, or a chunk larger than the upload's
+	//     chunk size.
+	//   - INVALID_ARGUMENT/UPLOAD_TOO_LARGE: the chunk would go past the declared total size.
+	//   - FAILED_PRECONDITION/OFFSET_MISMATCH: the chunk does not start at the committed offset.
+	//   - NOT_FOUND/UPLOAD_NOT_FOUND: no unfinished upload with this id for the caller (it may
+	//     have expired).
+	//   - FAILED_PRECONDITION/UPLOAD_COMPLETED: the upload was completed; it takes no more
+	//     chunks.
+	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
+	//     token is absent, malformed or forged, expired, or belongs to a removed device.
+	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: uploading too fast; retry later.
+	UploadChunk(context.Context, *UploadChunkRequest) (*UploadChunkResponse, error)
 	// GetUploadStatus returns how much of an upload is durably stored, to resume it.
 	//
 	// Errors:
@@ -373,6 +422,9 @@ func (UnimplementedMediaServiceServer) CreateUpload(context.Context, *CreateUplo
 func (UnimplementedMediaServiceServer) UploadChunks(grpc.ClientStreamingServer[UploadChunksRequest, UploadChunksResponse]) error {
 	return status.Error(codes.Unimplemented, "method UploadChunks not implemented")
 }
+func (UnimplementedMediaServiceServer) UploadChunk(context.Context, *UploadChunkRequest) (*UploadChunkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UploadChunk not implemented")
+}
 func (UnimplementedMediaServiceServer) GetUploadStatus(context.Context, *GetUploadStatusRequest) (*GetUploadStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetUploadStatus not implemented")
 }
@@ -436,6 +488,24 @@ func _MediaService_UploadChunks_Handler(srv interface{}, stream grpc.ServerStrea
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MediaService_UploadChunksServer = grpc.ClientStreamingServer[UploadChunksRequest, UploadChunksResponse]
+
+func _MediaService_UploadChunk_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UploadChunkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MediaServiceServer).UploadChunk(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MediaService_UploadChunk_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MediaServiceServer).UploadChunk(ctx, req.(*UploadChunkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
 
 func _MediaService_GetUploadStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetUploadStatusRequest)
@@ -548,6 +618,10 @@ var MediaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateUpload",
 			Handler:    _MediaService_CreateUpload_Handler,
+		},
+		{
+			MethodName: "UploadChunk",
+			Handler:    _MediaService_UploadChunk_Handler,
 		},
 		{
 			MethodName: "GetUploadStatus",

@@ -829,6 +829,109 @@ func (x *ReceiveResponse) GetPrekeysLow() *PreKeysLow {
 	return nil
 }
 
+// SubscribeRequest opens a Subscribe stream; it has no fields.
+type SubscribeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeRequest) Reset() {
+	*x = SubscribeRequest{}
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeRequest) ProtoMessage() {}
+
+func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
+func (*SubscribeRequest) Descriptor() ([]byte, []int) {
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{12}
+}
+
+// SubscribeResponse carries deliveries, as ReceiveResponse does.
+type SubscribeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deliveries in inbox order.
+	Deliveries []*Delivery `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// True on the response that ends the stored backlog (it may carry no deliveries); every later
+	// delivery is live.
+	BacklogComplete bool `protobuf:"varint,2,opt,name=backlog_complete,json=backlogComplete,proto3" json:"backlog_complete,omitempty"`
+	// Set when the device's one-time prekeys on the server are running out: upload more with
+	// AuthService.UploadPreKeys. It may come on a response without deliveries.
+	PrekeysLow    *PreKeysLow `protobuf:"bytes,3,opt,name=prekeys_low,json=prekeysLow,proto3" json:"prekeys_low,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeResponse) Reset() {
+	*x = SubscribeResponse{}
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeResponse) ProtoMessage() {}
+
+func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
+func (*SubscribeResponse) Descriptor() ([]byte, []int) {
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SubscribeResponse) GetDeliveries() []*Delivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetBacklogComplete() bool {
+	if x != nil {
+		return x.BacklogComplete
+	}
+	return false
+}
+
+func (x *SubscribeResponse) GetPrekeysLow() *PreKeysLow {
+	if x != nil {
+		return x.PrekeysLow
+	}
+	return nil
+}
+
 // PreKeysLow tells a device that its pools of one-time prekeys are running low, so that it
 // replenishes them without polling GetPreKeyCounts.
 type PreKeysLow struct {
@@ -843,7 +946,7 @@ type PreKeysLow struct {
 
 func (x *PreKeysLow) Reset() {
 	*x = PreKeysLow{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[12]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +958,7 @@ func (x *PreKeysLow) String() string {
 func (*PreKeysLow) ProtoMessage() {}
 
 func (x *PreKeysLow) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[12]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +971,7 @@ func (x *PreKeysLow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreKeysLow.ProtoReflect.Descriptor instead.
 func (*PreKeysLow) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{12}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PreKeysLow) GetOneTimeEcPrekeys() uint32 {
@@ -908,7 +1011,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[13]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1023,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[13]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1036,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{13}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Delivery) GetMessageId() []byte {
@@ -989,7 +1092,7 @@ type AckMessagesRequest struct {
 
 func (x *AckMessagesRequest) Reset() {
 	*x = AckMessagesRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[14]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1104,7 @@ func (x *AckMessagesRequest) String() string {
 func (*AckMessagesRequest) ProtoMessage() {}
 
 func (x *AckMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[14]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1117,7 @@ func (x *AckMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckMessagesRequest.ProtoReflect.Descriptor instead.
 func (*AckMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{14}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AckMessagesRequest) GetMessageIds() [][]byte {
@@ -1033,7 +1136,7 @@ type AckMessagesResponse struct {
 
 func (x *AckMessagesResponse) Reset() {
 	*x = AckMessagesResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[15]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1148,7 @@ func (x *AckMessagesResponse) String() string {
 func (*AckMessagesResponse) ProtoMessage() {}
 
 func (x *AckMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[15]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1161,7 @@ func (x *AckMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckMessagesResponse.ProtoReflect.Descriptor instead.
 func (*AckMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{15}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{17}
 }
 
 // CreateGroupRequest registers a new MLS group.
@@ -1076,7 +1179,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[16]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1191,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[16]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1204,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{16}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateGroupRequest) GetGroupId() []byte {
@@ -1142,7 +1245,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[17]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1257,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[17]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1270,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{17}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateGroupResponse) GetEpoch() uint64 {
@@ -1210,7 +1313,7 @@ type SubmitCommitRequest struct {
 
 func (x *SubmitCommitRequest) Reset() {
 	*x = SubmitCommitRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[18]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1325,7 @@ func (x *SubmitCommitRequest) String() string {
 func (*SubmitCommitRequest) ProtoMessage() {}
 
 func (x *SubmitCommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[18]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1338,7 @@ func (x *SubmitCommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitCommitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitCommitRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{18}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubmitCommitRequest) GetGroupId() []byte {
@@ -1307,7 +1410,7 @@ type SubmitCommitResponse struct {
 
 func (x *SubmitCommitResponse) Reset() {
 	*x = SubmitCommitResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[19]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1422,7 @@ func (x *SubmitCommitResponse) String() string {
 func (*SubmitCommitResponse) ProtoMessage() {}
 
 func (x *SubmitCommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[19]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1435,7 @@ func (x *SubmitCommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitCommitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitCommitResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{19}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubmitCommitResponse) GetEpoch() uint64 {
@@ -1361,7 +1464,7 @@ type EpochConflict struct {
 
 func (x *EpochConflict) Reset() {
 	*x = EpochConflict{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[20]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1476,7 @@ func (x *EpochConflict) String() string {
 func (*EpochConflict) ProtoMessage() {}
 
 func (x *EpochConflict) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[20]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1489,7 @@ func (x *EpochConflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochConflict.ProtoReflect.Descriptor instead.
 func (*EpochConflict) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{20}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EpochConflict) GetCurrentEpoch() uint64 {
@@ -1411,7 +1514,7 @@ type SubmitProposalRequest struct {
 
 func (x *SubmitProposalRequest) Reset() {
 	*x = SubmitProposalRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[21]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1526,7 @@ func (x *SubmitProposalRequest) String() string {
 func (*SubmitProposalRequest) ProtoMessage() {}
 
 func (x *SubmitProposalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[21]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1539,7 @@ func (x *SubmitProposalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitProposalRequest.ProtoReflect.Descriptor instead.
 func (*SubmitProposalRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{21}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SubmitProposalRequest) GetGroupId() []byte {
@@ -1471,7 +1574,7 @@ type SubmitProposalResponse struct {
 
 func (x *SubmitProposalResponse) Reset() {
 	*x = SubmitProposalResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[22]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1586,7 @@ func (x *SubmitProposalResponse) String() string {
 func (*SubmitProposalResponse) ProtoMessage() {}
 
 func (x *SubmitProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[22]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1599,7 @@ func (x *SubmitProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitProposalResponse.ProtoReflect.Descriptor instead.
 func (*SubmitProposalResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{22}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SubmitProposalResponse) GetServerTime() *timestamppb.Timestamp {
@@ -1523,7 +1626,7 @@ type SendGroupMessageRequest struct {
 
 func (x *SendGroupMessageRequest) Reset() {
 	*x = SendGroupMessageRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[23]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1638,7 @@ func (x *SendGroupMessageRequest) String() string {
 func (*SendGroupMessageRequest) ProtoMessage() {}
 
 func (x *SendGroupMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[23]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1651,7 @@ func (x *SendGroupMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendGroupMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendGroupMessageRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{23}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SendGroupMessageRequest) GetGroupId() []byte {
@@ -1590,7 +1693,7 @@ type SendGroupMessageResponse struct {
 
 func (x *SendGroupMessageResponse) Reset() {
 	*x = SendGroupMessageResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[24]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1705,7 @@ func (x *SendGroupMessageResponse) String() string {
 func (*SendGroupMessageResponse) ProtoMessage() {}
 
 func (x *SendGroupMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[24]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1718,7 @@ func (x *SendGroupMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendGroupMessageResponse.ProtoReflect.Descriptor instead.
 func (*SendGroupMessageResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{24}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SendGroupMessageResponse) GetServerTime() *timestamppb.Timestamp {
@@ -1636,7 +1739,7 @@ type FetchWelcomeRequest struct {
 
 func (x *FetchWelcomeRequest) Reset() {
 	*x = FetchWelcomeRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[25]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1751,7 @@ func (x *FetchWelcomeRequest) String() string {
 func (*FetchWelcomeRequest) ProtoMessage() {}
 
 func (x *FetchWelcomeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[25]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1764,7 @@ func (x *FetchWelcomeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchWelcomeRequest.ProtoReflect.Descriptor instead.
 func (*FetchWelcomeRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{25}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FetchWelcomeRequest) GetGroupId() []byte {
@@ -1686,7 +1789,7 @@ type FetchWelcomeResponse struct {
 
 func (x *FetchWelcomeResponse) Reset() {
 	*x = FetchWelcomeResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[26]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1801,7 @@ func (x *FetchWelcomeResponse) String() string {
 func (*FetchWelcomeResponse) ProtoMessage() {}
 
 func (x *FetchWelcomeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[26]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1814,7 @@ func (x *FetchWelcomeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchWelcomeResponse.ProtoReflect.Descriptor instead.
 func (*FetchWelcomeResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{26}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FetchWelcomeResponse) GetWelcome() []byte {
@@ -1746,7 +1849,7 @@ type GetGroupInfoRequest struct {
 
 func (x *GetGroupInfoRequest) Reset() {
 	*x = GetGroupInfoRequest{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[27]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1861,7 @@ func (x *GetGroupInfoRequest) String() string {
 func (*GetGroupInfoRequest) ProtoMessage() {}
 
 func (x *GetGroupInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[27]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1874,7 @@ func (x *GetGroupInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetGroupInfoRequest) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{27}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetGroupInfoRequest) GetGroupId() []byte {
@@ -1796,7 +1899,7 @@ type GetGroupInfoResponse struct {
 
 func (x *GetGroupInfoResponse) Reset() {
 	*x = GetGroupInfoResponse{}
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[28]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +1911,7 @@ func (x *GetGroupInfoResponse) String() string {
 func (*GetGroupInfoResponse) ProtoMessage() {}
 
 func (x *GetGroupInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[28]
+	mi := &file_guardyn_messaging_v1_messaging_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +1924,7 @@ func (x *GetGroupInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetGroupInfoResponse) Descriptor() ([]byte, []int) {
-	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{28}
+	return file_guardyn_messaging_v1_messaging_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetGroupInfoResponse) GetEpoch() uint64 {
@@ -1893,6 +1996,14 @@ const file_guardyn_messaging_v1_messaging_proto_rawDesc = "" +
 	"\x0eReceiveRequest\x12&\n" +
 	"\x0fack_message_ids\x18\x01 \x03(\fR\rackMessageIds\"\xbf\x01\n" +
 	"\x0fReceiveResponse\x12>\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2\x1e.guardyn.messaging.v1.DeliveryR\n" +
+	"deliveries\x12)\n" +
+	"\x10backlog_complete\x18\x02 \x01(\bR\x0fbacklogComplete\x12A\n" +
+	"\vprekeys_low\x18\x03 \x01(\v2 .guardyn.messaging.v1.PreKeysLowR\n" +
+	"prekeysLow\"\x12\n" +
+	"\x10SubscribeRequest\"\xc1\x01\n" +
+	"\x11SubscribeResponse\x12>\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1e.guardyn.messaging.v1.DeliveryR\n" +
 	"deliveries\x12)\n" +
@@ -1975,13 +2086,14 @@ const file_guardyn_messaging_v1_messaging_proto_rawDesc = "" +
 	"\x1bDELIVERY_KIND_GROUP_MESSAGE\x10\x03\x12\x1e\n" +
 	"\x1aDELIVERY_KIND_GROUP_COMMIT\x10\x04\x12 \n" +
 	"\x1cDELIVERY_KIND_GROUP_PROPOSAL\x10\x05\x12\x19\n" +
-	"\x15DELIVERY_KIND_WELCOME\x10\x062\xfe\b\n" +
+	"\x15DELIVERY_KIND_WELCOME\x10\x062\xde\t\n" +
 	"\x10MessagingService\x12b\n" +
 	"\vSendMessage\x12(.guardyn.messaging.v1.SendMessageRequest\x1a).guardyn.messaging.v1.SendMessageResponse\x12c\n" +
 	"\n" +
 	"SendStream\x12'.guardyn.messaging.v1.SendStreamRequest\x1a(.guardyn.messaging.v1.SendStreamResponse(\x010\x01\x12h\n" +
 	"\rSendEphemeral\x12*.guardyn.messaging.v1.SendEphemeralRequest\x1a+.guardyn.messaging.v1.SendEphemeralResponse\x12Z\n" +
-	"\aReceive\x12$.guardyn.messaging.v1.ReceiveRequest\x1a%.guardyn.messaging.v1.ReceiveResponse(\x010\x01\x12b\n" +
+	"\aReceive\x12$.guardyn.messaging.v1.ReceiveRequest\x1a%.guardyn.messaging.v1.ReceiveResponse(\x010\x01\x12^\n" +
+	"\tSubscribe\x12&.guardyn.messaging.v1.SubscribeRequest\x1a'.guardyn.messaging.v1.SubscribeResponse0\x01\x12b\n" +
 	"\vAckMessages\x12(.guardyn.messaging.v1.AckMessagesRequest\x1a).guardyn.messaging.v1.AckMessagesResponse\x12b\n" +
 	"\vCreateGroup\x12(.guardyn.messaging.v1.CreateGroupRequest\x1a).guardyn.messaging.v1.CreateGroupResponse\x12e\n" +
 	"\fSubmitCommit\x12).guardyn.messaging.v1.SubmitCommitRequest\x1a*.guardyn.messaging.v1.SubmitCommitResponse\x12k\n" +
@@ -2003,7 +2115,7 @@ func file_guardyn_messaging_v1_messaging_proto_rawDescGZIP() []byte {
 }
 
 var file_guardyn_messaging_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_guardyn_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_guardyn_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_guardyn_messaging_v1_messaging_proto_goTypes = []any{
 	(DeliveryKind)(0),                // 0: guardyn.messaging.v1.DeliveryKind
 	(*DeviceEnvelope)(nil),           // 1: guardyn.messaging.v1.DeviceEnvelope
@@ -2018,75 +2130,81 @@ var file_guardyn_messaging_v1_messaging_proto_goTypes = []any{
 	(*SendEphemeralResponse)(nil),    // 10: guardyn.messaging.v1.SendEphemeralResponse
 	(*ReceiveRequest)(nil),           // 11: guardyn.messaging.v1.ReceiveRequest
 	(*ReceiveResponse)(nil),          // 12: guardyn.messaging.v1.ReceiveResponse
-	(*PreKeysLow)(nil),               // 13: guardyn.messaging.v1.PreKeysLow
-	(*Delivery)(nil),                 // 14: guardyn.messaging.v1.Delivery
-	(*AckMessagesRequest)(nil),       // 15: guardyn.messaging.v1.AckMessagesRequest
-	(*AckMessagesResponse)(nil),      // 16: guardyn.messaging.v1.AckMessagesResponse
-	(*CreateGroupRequest)(nil),       // 17: guardyn.messaging.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),      // 18: guardyn.messaging.v1.CreateGroupResponse
-	(*SubmitCommitRequest)(nil),      // 19: guardyn.messaging.v1.SubmitCommitRequest
-	(*SubmitCommitResponse)(nil),     // 20: guardyn.messaging.v1.SubmitCommitResponse
-	(*EpochConflict)(nil),            // 21: guardyn.messaging.v1.EpochConflict
-	(*SubmitProposalRequest)(nil),    // 22: guardyn.messaging.v1.SubmitProposalRequest
-	(*SubmitProposalResponse)(nil),   // 23: guardyn.messaging.v1.SubmitProposalResponse
-	(*SendGroupMessageRequest)(nil),  // 24: guardyn.messaging.v1.SendGroupMessageRequest
-	(*SendGroupMessageResponse)(nil), // 25: guardyn.messaging.v1.SendGroupMessageResponse
-	(*FetchWelcomeRequest)(nil),      // 26: guardyn.messaging.v1.FetchWelcomeRequest
-	(*FetchWelcomeResponse)(nil),     // 27: guardyn.messaging.v1.FetchWelcomeResponse
-	(*GetGroupInfoRequest)(nil),      // 28: guardyn.messaging.v1.GetGroupInfoRequest
-	(*GetGroupInfoResponse)(nil),     // 29: guardyn.messaging.v1.GetGroupInfoResponse
-	(*timestamppb.Timestamp)(nil),    // 30: google.protobuf.Timestamp
-	(*v1.DeviceAddress)(nil),         // 31: guardyn.common.v1.DeviceAddress
+	(*SubscribeRequest)(nil),         // 13: guardyn.messaging.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),        // 14: guardyn.messaging.v1.SubscribeResponse
+	(*PreKeysLow)(nil),               // 15: guardyn.messaging.v1.PreKeysLow
+	(*Delivery)(nil),                 // 16: guardyn.messaging.v1.Delivery
+	(*AckMessagesRequest)(nil),       // 17: guardyn.messaging.v1.AckMessagesRequest
+	(*AckMessagesResponse)(nil),      // 18: guardyn.messaging.v1.AckMessagesResponse
+	(*CreateGroupRequest)(nil),       // 19: guardyn.messaging.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),      // 20: guardyn.messaging.v1.CreateGroupResponse
+	(*SubmitCommitRequest)(nil),      // 21: guardyn.messaging.v1.SubmitCommitRequest
+	(*SubmitCommitResponse)(nil),     // 22: guardyn.messaging.v1.SubmitCommitResponse
+	(*EpochConflict)(nil),            // 23: guardyn.messaging.v1.EpochConflict
+	(*SubmitProposalRequest)(nil),    // 24: guardyn.messaging.v1.SubmitProposalRequest
+	(*SubmitProposalResponse)(nil),   // 25: guardyn.messaging.v1.SubmitProposalResponse
+	(*SendGroupMessageRequest)(nil),  // 26: guardyn.messaging.v1.SendGroupMessageRequest
+	(*SendGroupMessageResponse)(nil), // 27: guardyn.messaging.v1.SendGroupMessageResponse
+	(*FetchWelcomeRequest)(nil),      // 28: guardyn.messaging.v1.FetchWelcomeRequest
+	(*FetchWelcomeResponse)(nil),     // 29: guardyn.messaging.v1.FetchWelcomeResponse
+	(*GetGroupInfoRequest)(nil),      // 30: guardyn.messaging.v1.GetGroupInfoRequest
+	(*GetGroupInfoResponse)(nil),     // 31: guardyn.messaging.v1.GetGroupInfoResponse
+	(*timestamppb.Timestamp)(nil),    // 32: google.protobuf.Timestamp
+	(*v1.DeviceAddress)(nil),         // 33: guardyn.common.v1.DeviceAddress
 }
 var file_guardyn_messaging_v1_messaging_proto_depIdxs = []int32{
 	1,  // 0: guardyn.messaging.v1.SendMessageRequest.envelopes:type_name -> guardyn.messaging.v1.DeviceEnvelope
 	4,  // 1: guardyn.messaging.v1.SendMessageResponse.stored:type_name -> guardyn.messaging.v1.StoredEnvelope
-	30, // 2: guardyn.messaging.v1.SendMessageResponse.server_time:type_name -> google.protobuf.Timestamp
+	32, // 2: guardyn.messaging.v1.SendMessageResponse.server_time:type_name -> google.protobuf.Timestamp
 	2,  // 3: guardyn.messaging.v1.SendStreamRequest.message:type_name -> guardyn.messaging.v1.SendMessageRequest
 	3,  // 4: guardyn.messaging.v1.SendStreamResponse.sent:type_name -> guardyn.messaging.v1.SendMessageResponse
 	8,  // 5: guardyn.messaging.v1.SendStreamResponse.error:type_name -> guardyn.messaging.v1.SendError
 	5,  // 6: guardyn.messaging.v1.SendError.device_list_mismatch:type_name -> guardyn.messaging.v1.DeviceListMismatch
 	1,  // 7: guardyn.messaging.v1.SendEphemeralRequest.envelopes:type_name -> guardyn.messaging.v1.DeviceEnvelope
-	30, // 8: guardyn.messaging.v1.SendEphemeralResponse.server_time:type_name -> google.protobuf.Timestamp
-	14, // 9: guardyn.messaging.v1.ReceiveResponse.deliveries:type_name -> guardyn.messaging.v1.Delivery
-	13, // 10: guardyn.messaging.v1.ReceiveResponse.prekeys_low:type_name -> guardyn.messaging.v1.PreKeysLow
-	0,  // 11: guardyn.messaging.v1.Delivery.kind:type_name -> guardyn.messaging.v1.DeliveryKind
-	30, // 12: guardyn.messaging.v1.Delivery.server_time:type_name -> google.protobuf.Timestamp
-	31, // 13: guardyn.messaging.v1.CreateGroupRequest.members:type_name -> guardyn.common.v1.DeviceAddress
-	31, // 14: guardyn.messaging.v1.SubmitCommitRequest.welcome_recipients:type_name -> guardyn.common.v1.DeviceAddress
-	31, // 15: guardyn.messaging.v1.SubmitCommitRequest.added:type_name -> guardyn.common.v1.DeviceAddress
-	31, // 16: guardyn.messaging.v1.SubmitCommitRequest.removed:type_name -> guardyn.common.v1.DeviceAddress
-	30, // 17: guardyn.messaging.v1.SubmitCommitResponse.server_time:type_name -> google.protobuf.Timestamp
-	30, // 18: guardyn.messaging.v1.SubmitProposalResponse.server_time:type_name -> google.protobuf.Timestamp
-	30, // 19: guardyn.messaging.v1.SendGroupMessageResponse.server_time:type_name -> google.protobuf.Timestamp
-	31, // 20: guardyn.messaging.v1.GetGroupInfoResponse.members:type_name -> guardyn.common.v1.DeviceAddress
-	2,  // 21: guardyn.messaging.v1.MessagingService.SendMessage:input_type -> guardyn.messaging.v1.SendMessageRequest
-	6,  // 22: guardyn.messaging.v1.MessagingService.SendStream:input_type -> guardyn.messaging.v1.SendStreamRequest
-	9,  // 23: guardyn.messaging.v1.MessagingService.SendEphemeral:input_type -> guardyn.messaging.v1.SendEphemeralRequest
-	11, // 24: guardyn.messaging.v1.MessagingService.Receive:input_type -> guardyn.messaging.v1.ReceiveRequest
-	15, // 25: guardyn.messaging.v1.MessagingService.AckMessages:input_type -> guardyn.messaging.v1.AckMessagesRequest
-	17, // 26: guardyn.messaging.v1.MessagingService.CreateGroup:input_type -> guardyn.messaging.v1.CreateGroupRequest
-	19, // 27: guardyn.messaging.v1.MessagingService.SubmitCommit:input_type -> guardyn.messaging.v1.SubmitCommitRequest
-	22, // 28: guardyn.messaging.v1.MessagingService.SubmitProposal:input_type -> guardyn.messaging.v1.SubmitProposalRequest
-	24, // 29: guardyn.messaging.v1.MessagingService.SendGroupMessage:input_type -> guardyn.messaging.v1.SendGroupMessageRequest
-	26, // 30: guardyn.messaging.v1.MessagingService.FetchWelcome:input_type -> guardyn.messaging.v1.FetchWelcomeRequest
-	28, // 31: guardyn.messaging.v1.MessagingService.GetGroupInfo:input_type -> guardyn.messaging.v1.GetGroupInfoRequest
-	3,  // 32: guardyn.messaging.v1.MessagingService.SendMessage:output_type -> guardyn.messaging.v1.SendMessageResponse
-	7,  // 33: guardyn.messaging.v1.MessagingService.SendStream:output_type -> guardyn.messaging.v1.SendStreamResponse
-	10, // 34: guardyn.messaging.v1.MessagingService.SendEphemeral:output_type -> guardyn.messaging.v1.SendEphemeralResponse
-	12, // 35: guardyn.messaging.v1.MessagingService.Receive:output_type -> guardyn.messaging.v1.ReceiveResponse
-	16, // 36: guardyn.messaging.v1.MessagingService.AckMessages:output_type -> guardyn.messaging.v1.AckMessagesResponse
-	18, // 37: guardyn.messaging.v1.MessagingService.CreateGroup:output_type -> guardyn.messaging.v1.CreateGroupResponse
-	20, // 38: guardyn.messaging.v1.MessagingService.SubmitCommit:output_type -> guardyn.messaging.v1.SubmitCommitResponse
-	23, // 39: guardyn.messaging.v1.MessagingService.SubmitProposal:output_type -> guardyn.messaging.v1.SubmitProposalResponse
-	25, // 40: guardyn.messaging.v1.MessagingService.SendGroupMessage:output_type -> guardyn.messaging.v1.SendGroupMessageResponse
-	27, // 41: guardyn.messaging.v1.MessagingService.FetchWelcome:output_type -> guardyn.messaging.v1.FetchWelcomeResponse
-	29, // 42: guardyn.messaging.v1.MessagingService.GetGroupInfo:output_type -> guardyn.messaging.v1.GetGroupInfoResponse
-	32, // [32:43] is the sub-list for method output_type
-	21, // [21:32] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	32, // 8: guardyn.messaging.v1.SendEphemeralResponse.server_time:type_name -> google.protobuf.Timestamp
+	16, // 9: guardyn.messaging.v1.ReceiveResponse.deliveries:type_name -> guardyn.messaging.v1.Delivery
+	15, // 10: guardyn.messaging.v1.ReceiveResponse.prekeys_low:type_name -> guardyn.messaging.v1.PreKeysLow
+	16, // 11: guardyn.messaging.v1.SubscribeResponse.deliveries:type_name -> guardyn.messaging.v1.Delivery
+	15, // 12: guardyn.messaging.v1.SubscribeResponse.prekeys_low:type_name -> guardyn.messaging.v1.PreKeysLow
+	0,  // 13: guardyn.messaging.v1.Delivery.kind:type_name -> guardyn.messaging.v1.DeliveryKind
+	32, // 14: guardyn.messaging.v1.Delivery.server_time:type_name -> google.protobuf.Timestamp
+	33, // 15: guardyn.messaging.v1.CreateGroupRequest.members:type_name -> guardyn.common.v1.DeviceAddress
+	33, // 16: guardyn.messaging.v1.SubmitCommitRequest.welcome_recipients:type_name -> guardyn.common.v1.DeviceAddress
+	33, // 17: guardyn.messaging.v1.SubmitCommitRequest.added:type_name -> guardyn.common.v1.DeviceAddress
+	33, // 18: guardyn.messaging.v1.SubmitCommitRequest.removed:type_name -> guardyn.common.v1.DeviceAddress
+	32, // 19: guardyn.messaging.v1.SubmitCommitResponse.server_time:type_name -> google.protobuf.Timestamp
+	32, // 20: guardyn.messaging.v1.SubmitProposalResponse.server_time:type_name -> google.protobuf.Timestamp
+	32, // 21: guardyn.messaging.v1.SendGroupMessageResponse.server_time:type_name -> google.protobuf.Timestamp
+	33, // 22: guardyn.messaging.v1.GetGroupInfoResponse.members:type_name -> guardyn.common.v1.DeviceAddress
+	2,  // 23: guardyn.messaging.v1.MessagingService.SendMessage:input_type -> guardyn.messaging.v1.SendMessageRequest
+	6,  // 24: guardyn.messaging.v1.MessagingService.SendStream:input_type -> guardyn.messaging.v1.SendStreamRequest
+	9,  // 25: guardyn.messaging.v1.MessagingService.SendEphemeral:input_type -> guardyn.messaging.v1.SendEphemeralRequest
+	11, // 26: guardyn.messaging.v1.MessagingService.Receive:input_type -> guardyn.messaging.v1.ReceiveRequest
+	13, // 27: guardyn.messaging.v1.MessagingService.Subscribe:input_type -> guardyn.messaging.v1.SubscribeRequest
+	17, // 28: guardyn.messaging.v1.MessagingService.AckMessages:input_type -> guardyn.messaging.v1.AckMessagesRequest
+	19, // 29: guardyn.messaging.v1.MessagingService.CreateGroup:input_type -> guardyn.messaging.v1.CreateGroupRequest
+	21, // 30: guardyn.messaging.v1.MessagingService.SubmitCommit:input_type -> guardyn.messaging.v1.SubmitCommitRequest
+	24, // 31: guardyn.messaging.v1.MessagingService.SubmitProposal:input_type -> guardyn.messaging.v1.SubmitProposalRequest
+	26, // 32: guardyn.messaging.v1.MessagingService.SendGroupMessage:input_type -> guardyn.messaging.v1.SendGroupMessageRequest
+	28, // 33: guardyn.messaging.v1.MessagingService.FetchWelcome:input_type -> guardyn.messaging.v1.FetchWelcomeRequest
+	30, // 34: guardyn.messaging.v1.MessagingService.GetGroupInfo:input_type -> guardyn.messaging.v1.GetGroupInfoRequest
+	3,  // 35: guardyn.messaging.v1.MessagingService.SendMessage:output_type -> guardyn.messaging.v1.SendMessageResponse
+	7,  // 36: guardyn.messaging.v1.MessagingService.SendStream:output_type -> guardyn.messaging.v1.SendStreamResponse
+	10, // 37: guardyn.messaging.v1.MessagingService.SendEphemeral:output_type -> guardyn.messaging.v1.SendEphemeralResponse
+	12, // 38: guardyn.messaging.v1.MessagingService.Receive:output_type -> guardyn.messaging.v1.ReceiveResponse
+	14, // 39: guardyn.messaging.v1.MessagingService.Subscribe:output_type -> guardyn.messaging.v1.SubscribeResponse
+	18, // 40: guardyn.messaging.v1.MessagingService.AckMessages:output_type -> guardyn.messaging.v1.AckMessagesResponse
+	20, // 41: guardyn.messaging.v1.MessagingService.CreateGroup:output_type -> guardyn.messaging.v1.CreateGroupResponse
+	22, // 42: guardyn.messaging.v1.MessagingService.SubmitCommit:output_type -> guardyn.messaging.v1.SubmitCommitResponse
+	25, // 43: guardyn.messaging.v1.MessagingService.SubmitProposal:output_type -> guardyn.messaging.v1.SubmitProposalResponse
+	27, // 44: guardyn.messaging.v1.MessagingService.SendGroupMessage:output_type -> guardyn.messaging.v1.SendGroupMessageResponse
+	29, // 45: guardyn.messaging.v1.MessagingService.FetchWelcome:output_type -> guardyn.messaging.v1.FetchWelcomeResponse
+	31, // 46: guardyn.messaging.v1.MessagingService.GetGroupInfo:output_type -> guardyn.messaging.v1.GetGroupInfoResponse
+	35, // [35:47] is the sub-list for method output_type
+	23, // [23:35] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_guardyn_messaging_v1_messaging_proto_init() }
@@ -2104,7 +2222,7 @@ func file_guardyn_messaging_v1_messaging_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_guardyn_messaging_v1_messaging_proto_rawDesc), len(file_guardyn_messaging_v1_messaging_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

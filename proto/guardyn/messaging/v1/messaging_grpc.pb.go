@@ -27,6 +27,7 @@ const (
 	MessagingService_SendStream_FullMethodName       = "/guardyn.messaging.v1.MessagingService/SendStream"
 	MessagingService_SendEphemeral_FullMethodName    = "/guardyn.messaging.v1.MessagingService/SendEphemeral"
 	MessagingService_Receive_FullMethodName          = "/guardyn.messaging.v1.MessagingService/Receive"
+	MessagingService_Subscribe_FullMethodName        = "/guardyn.messaging.v1.MessagingService/Subscribe"
 	MessagingService_AckMessages_FullMethodName      = "/guardyn.messaging.v1.MessagingService/AckMessages"
 	MessagingService_CreateGroup_FullMethodName      = "/guardyn.messaging.v1.MessagingService/CreateGroup"
 	MessagingService_SubmitCommit_FullMethodName     = "/guardyn.messaging.v1.MessagingService/SubmitCommit"
@@ -116,6 +117,25 @@ type MessagingServiceClient interface {
 	//     device was removed; reconnect (the device was not removed).
 	//   - UNAVAILABLE: the server is shutting down; reconnect.
 	Receive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReceiveRequest, ReceiveResponse], error)
+	// Subscribe is Receive for clients that cannot send on a stream, such as browsers over
+	// gRPC-Web: the calling device's stored backlog in order, then live deliveries, batched and
+	// bounded exactly as on Receive (the same count window, and a byte window that grows with
+	// what is acknowledged). Deliveries are acknowledged with AckMessages, which frees the
+	// stream's window as an acknowledgement sent on Receive does; unacknowledged deliveries stay
+	// in the inbox and come again on the next stream. A device has at most one Receive or
+	// Subscribe stream: opening another ends the first with ABORTED/STREAM_SUPERSEDED.
+	//
+	// Errors (ending the stream):
+	//   - ABORTED/STREAM_SUPERSEDED: the same device opened a newer Receive or Subscribe stream.
+	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
+	//     token is absent, malformed or forged, expired, or belongs to a removed device; also sent
+	//     mid-stream when the device is removed.
+	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: reconnecting too often, or dropping streams with
+	//     deliveries unacknowledged; retry later.
+	//   - UNAVAILABLE/REVOCATION_UNAVAILABLE: the device directory could not tell whether the
+	//     device was removed; reconnect (the device was not removed).
+	//   - UNAVAILABLE: the server is shutting down; reconnect.
+	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
 	// AckMessages deletes delivered messages from the calling device's inbox. Unknown or already
 	// acknowledged ids are ignored, so acks can be retried.
 	//
@@ -287,6 +307,25 @@ func (c *messagingServiceClient) Receive(ctx context.Context, opts ...grpc.CallO
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessagingService_ReceiveClient = grpc.BidiStreamingClient[ReceiveRequest, ReceiveResponse]
 
+func (c *messagingServiceClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MessagingService_ServiceDesc.Streams[2], MessagingService_Subscribe_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SubscribeRequest, SubscribeResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MessagingService_SubscribeClient = grpc.ServerStreamingClient[SubscribeResponse]
+
 func (c *messagingServiceClient) AckMessages(ctx context.Context, in *AckMessagesRequest, opts ...grpc.CallOption) (*AckMessagesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AckMessagesResponse)
@@ -437,6 +476,25 @@ type MessagingServiceServer interface {
 	//     device was removed; reconnect (the device was not removed).
 	//   - UNAVAILABLE: the server is shutting down; reconnect.
 	Receive(grpc.BidiStreamingServer[ReceiveRequest, ReceiveResponse]) error
+	// Subscribe is Receive for clients that cannot send on a stream, such as browsers over
+	// gRPC-Web: the calling device's stored backlog in order, then live deliveries, batched and
+	// bounded exactly as on Receive (the same count window, and a byte window that grows with
+	// what is acknowledged). Deliveries are acknowledged with AckMessages, which frees the
+	// stream's window as an acknowledgement sent on Receive does; unacknowledged deliveries stay
+	// in the inbox and come again on the next stream. A device has at most one Receive or
+	// Subscribe stream: opening another ends the first with ABORTED/STREAM_SUPERSEDED.
+	//
+	// Errors (ending the stream):
+	//   - ABORTED/STREAM_SUPERSEDED: the same device opened a newer Receive or Subscribe stream.
+	//   - UNAUTHENTICATED/TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, DEVICE_REMOVED: the access
+	//     token is absent, malformed or forged, expired, or belongs to a removed device; also sent
+	//     mid-stream when the device is removed.
+	//   - RESOURCE_EXHAUSTED/RATE_LIMITED: reconnecting too often, or dropping streams with
+	//     deliveries unacknowledged; retry later.
+	//   - UNAVAILABLE/REVOCATION_UNAVAILABLE: the device directory could not tell whether the
+	//     device was removed; reconnect (the device was not removed).
+	//   - UNAVAILABLE: the server is shutting down; reconnect.
+	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
 	// AckMessages deletes delivered messages from the calling device's inbox. Unknown or already
 	// acknowledged ids are ignored, so acks can be retried.
 	//
@@ -574,6 +632,9 @@ func (UnimplementedMessagingServiceServer) SendEphemeral(context.Context, *SendE
 func (UnimplementedMessagingServiceServer) Receive(grpc.BidiStreamingServer[ReceiveRequest, ReceiveResponse]) error {
 	return status.Error(codes.Unimplemented, "method Receive not implemented")
 }
+func (UnimplementedMessagingServiceServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error {
+	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
+}
 func (UnimplementedMessagingServiceServer) AckMessages(context.Context, *AckMessagesRequest) (*AckMessagesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AckMessages not implemented")
 }
@@ -665,6 +726,17 @@ func _MessagingService_Receive_Handler(srv interface{}, stream grpc.ServerStream
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessagingService_ReceiveServer = grpc.BidiStreamingServer[ReceiveRequest, ReceiveResponse]
+
+func _MessagingService_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SubscribeRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MessagingServiceServer).Subscribe(m, &grpc.GenericServerStream[SubscribeRequest, SubscribeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MessagingService_SubscribeServer = grpc.ServerStreamingServer[SubscribeResponse]
 
 func _MessagingService_AckMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AckMessagesRequest)
@@ -848,6 +920,11 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _MessagingService_Receive_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "Subscribe",
+			Handler:       _MessagingService_Subscribe_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "guardyn/messaging/v1/messaging.proto",
