@@ -139,7 +139,7 @@ func warnNewDevices(e *env, c *client.Client, username string) error {
 }
 
 func cmdLink(ctx context.Context, e *env, args []string) error {
-	cfg, err := e.config(!vault.Exists(e.home)) // confirm the passphrase only for a new profile
+	cfg, err := e.config(!vault.Exists(vault.Dir(e.home))) // confirm the passphrase only for a new profile
 	if err != nil {
 		return err
 	}

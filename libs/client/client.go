@@ -1,11 +1,16 @@
-// Package client is the Guardyn client library behind the guardyn CLI: one Client per local
-// device profile, holding its keys, sessions and pinned identities in an encrypted vault,
-// and speaking the auth and messaging APIs (proto/guardyn/auth/v1, messaging/v1) with
-// PQXDH + Double Ratchet sessions sealed in sender-hiding envelopes. The walkthrough is
-// docs/cli.md.
+// Package client is the Guardyn client library, of which every app is a thin face (the
+// command-line app apps/guardyn today, the browser app next): one Client per local device
+// profile, holding its keys, sessions, groups and pinned identities in an encrypted vault,
+// and speaking the Guardyn APIs (proto/guardyn/*/v1) with PQXDH + Double Ratchet sessions
+// sealed in sender-hiding envelopes, and MLS for groups. The walkthrough is docs/cli.md.
+//
+// An app gives the Client two things ([Config]): where the profile lives, a
+// [vault.Storage] (files in a directory for the command-line app, IndexedDB in a browser),
+// and how to reach the server, a [grpc.ClientConnInterface] (native gRPC for the
+// command-line app; a gRPC-Web one in a browser).
 //
 // Every operation is one or more load-modify-save cycles of the profile state under the
-// profile's file lock, so several processes may use one profile at once (listen in one
+// profile's lock, so several processes may use one profile at once (listen in one
 // terminal, send in another). Secrets never leave the vault unencrypted; the server sees
 // usernames, device ids and ciphertext only.
 package client
@@ -46,11 +51,17 @@ var sessionConfig = session.Config{HeaderEncryption: true}
 
 // Config says where a profile lives and how to reach the server.
 type Config struct {
-	// Home is the profile directory (one device of one account).
+	// Home is the profile directory (one device of one account): the vault's files when
+	// Storage is nil, and the spool of unfinished file uploads (SendFile).
 	Home string
+	// Storage keeps the profile's vault; nil means the files of Home (vault.Dir).
+	Storage vault.Storage
 	// Passphrase unlocks the profile's vault.
 	Passphrase []byte
-	// Conn reaches the Guardyn gRPC server.
+	// Conn is the transport to the Guardyn server: a *grpc.ClientConn, or anything else
+	// that carries unary and streaming calls with their metadata and status codes. Listen
+	// opens a bidirectional stream (messaging Receive) and SendFile a client stream (media
+	// UploadChunks); every other call is unary or server-streaming.
 	Conn grpc.ClientConnInterface
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -91,6 +102,22 @@ func newClient(cfg Config, v *vault.Vault) *Client {
 		presence: presencev1.NewPresenceServiceClient(cfg.Conn), push: notificationv1.NewNotificationServiceClient(cfg.Conn)}
 }
 
+// storage is the Storage of the profile.
+func (cfg Config) storage() vault.Storage {
+	if cfg.Storage != nil {
+		return cfg.Storage
+	}
+	return vault.Dir(cfg.Home)
+}
+
+// where names the profile in errors.
+func (cfg Config) where() string {
+	if cfg.Storage != nil {
+		return "the configured storage"
+	}
+	return cfg.Home
+}
+
 func (cfg Config) params() vault.Params {
 	if cfg.VaultParams == (vault.Params{}) {
 		return vault.DefaultParams
@@ -101,9 +128,9 @@ func (cfg Config) params() vault.Params {
 // Open unlocks an existing profile. It fails with ErrNoProfile when cfg.Home holds none and
 // with vault.ErrWrongPassphrase when the passphrase is wrong.
 func Open(cfg Config) (*Client, error) {
-	v, err := vault.Open(cfg.Home, cfg.Passphrase)
+	v, err := vault.Open(cfg.storage(), cfg.Passphrase)
 	if errors.Is(err, vault.ErrNotFound) {
-		return nil, fmt.Errorf("%w in %s", ErrNoProfile, cfg.Home)
+		return nil, fmt.Errorf("%w in %s", ErrNoProfile, cfg.where())
 	} else if err != nil {
 		return nil, err
 	}
@@ -117,8 +144,8 @@ func (c *Client) Close() { c.vault.Close() }
 // identity key, registers, pins the server's trust root, logs in and uploads prekeys.
 func Register(ctx context.Context, cfg Config, username, deviceName string) (*Client, error) {
 	username = strings.ToLower(username)
-	if vault.Exists(cfg.Home) {
-		return nil, fmt.Errorf("%w in %s", ErrProfileExists, cfg.Home)
+	if vault.Exists(cfg.storage()) {
+		return nil, fmt.Errorf("%w in %s", ErrProfileExists, cfg.where())
 	}
 	s, id, err := newState(username, deviceName)
 	if err != nil {
@@ -148,7 +175,7 @@ func Register(ctx context.Context, cfg Config, username, deviceName string) (*Cl
 	if err != nil {
 		return nil, err
 	}
-	v, err := vault.Create(cfg.Home, cfg.Passphrase, cfg.params(), b)
+	v, err := vault.Create(cfg.storage(), cfg.Passphrase, cfg.params(), b)
 	if err != nil {
 		return nil, err
 	}

@@ -261,8 +261,8 @@ type LinkRequest struct {
 // Approve it from an existing device, then call WaitLink.
 func StartLink(ctx context.Context, cfg Config, username, deviceName string) (*Client, LinkRequest, error) {
 	username = strings.ToLower(username)
-	if vault.Exists(cfg.Home) {
-		return nil, LinkRequest{}, fmt.Errorf("%w in %s", ErrProfileExists, cfg.Home)
+	if vault.Exists(cfg.storage()) {
+		return nil, LinkRequest{}, fmt.Errorf("%w in %s", ErrProfileExists, cfg.where())
 	}
 	s, id, err := newState(username, deviceName)
 	if err != nil {
@@ -286,7 +286,7 @@ func StartLink(ctx context.Context, cfg Config, username, deviceName string) (*C
 	if err != nil {
 		return nil, LinkRequest{}, err
 	}
-	v, err := vault.Create(cfg.Home, cfg.Passphrase, cfg.params(), b)
+	v, err := vault.Create(cfg.storage(), cfg.Passphrase, cfg.params(), b)
 	if err != nil {
 		return nil, LinkRequest{}, err
 	}

@@ -4,24 +4,18 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// The history file holds records (the client's message log) beside the state, so that a
-// growing history does not make every state save slower. Each record is sealed on its own
-// with the vault key:
-//
-//	u32 length of ciphertext | nonce (24) | ciphertext (record + 16-byte tag)
-//
-// with associated data "GDYNHIST" | u8 version | salt, binding records to this profile.
-// Records are appended under the profile lock; a record torn by a crash is cut off before
-// the next append. When the file passes maxHistorySize its older half is dropped. Records
-// are authenticated one by one: someone who can write the file can drop or reorder records
+// The history holds records (the client's message log) beside the state, so that a growing
+// history does not make every state save slower. Each record is sealed on its own with the
+// vault key, as nonce (24) | ciphertext (record + 16-byte tag), with associated data
+// "GDYNHIST" | u8 version | salt, binding records to this profile; Dir frames them in
+// HistoryFile with a u32 length of the ciphertext. Records are appended under the profile
+// lock. When the history passes maxHistorySize its older half is dropped. Records are
+// authenticated one by one: someone who can write the storage can drop or reorder records
 // (it is a convenience log, not evidence), but cannot forge or read one.
 const (
 	HistoryFile = "history.gdy"
@@ -32,12 +26,13 @@ const (
 	recordOverhead = 4 + chacha20poly1305.NonceSizeX + chacha20poly1305.Overhead
 )
 
-// maxHistorySize is the size past which appending compacts the history file (about 8000
-// chat messages). Each append reads the file to find its last whole record, so the bound
-// also bounds that read. A variable so tests can make compaction happen.
+// maxHistorySize is the size (framed as in HistoryFile) past which appending compacts the
+// history (about 8000 chat messages). Each append reads the history to measure it (Dir also
+// to find its last whole record), so the bound also bounds that read. A variable so tests
+// can make compaction happen.
 var maxHistorySize = 2 << 20
 
-// UpdateAppend is Update that also appends records to the history file, in the same locked
+// UpdateAppend is Update that also appends records to the history, in the same locked
 // cycle. The records are written and synced before the state, so a crash in between leaves
 // records whose state change is lost: callers that redo the work must tolerate duplicates.
 func (v *Vault) UpdateAppend(fn func(current []byte) (next []byte, records [][]byte, err error)) error {
@@ -62,28 +57,18 @@ func (v *Vault) UpdateAppend(fn func(current []byte) (next []byte, records [][]b
 	})
 }
 
-// History returns the records of the history file, oldest first.
+// History returns the records of the history, oldest first.
 func (v *Vault) History() ([][]byte, error) {
 	var out [][]byte
 	err := v.locked(func() error {
-		data, err := v.readHistory()
+		sealed, err := v.store.ReadHistory()
 		if err != nil {
 			return err
 		}
-		out, _, err = v.openRecords(data)
+		out, err = v.openRecords(sealed)
 		return err
 	})
 	return out, err
-}
-
-func (v *Vault) historyPath() string { return filepath.Join(v.dir, HistoryFile) }
-
-func (v *Vault) readHistory() ([]byte, error) {
-	data, err := readBounded(v.historyPath())
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil
-	}
-	return data, err
 }
 
 func (v *Vault) historyAD() []byte {
@@ -109,27 +94,30 @@ func ParseRecords(data []byte) (records [][]byte, end int) {
 	}
 }
 
-// openRecords decrypts the records of a history file; any record that does not
-// authenticate fails the whole read, since it means tampering or another profile's file.
-func (v *Vault) openRecords(data []byte) ([][]byte, int, error) {
-	sealed, end := ParseRecords(data)
+// openRecords decrypts sealed history records; any record that does not authenticate fails
+// the whole read, since it means tampering or another profile's history.
+func (v *Vault) openRecords(sealed [][]byte) ([][]byte, error) {
 	aead, err := chacha20poly1305.NewX(v.key)
 	if err != nil {
-		return nil, 0, fmt.Errorf("vault: %w", err)
+		return nil, fmt.Errorf("vault: %w", err)
 	}
 	ad := v.historyAD()
 	out := make([][]byte, 0, len(sealed))
 	for i, r := range sealed {
+		if len(r) < chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead {
+			return nil, fmt.Errorf("%w: history record %d is %d bytes", ErrMalformed, i, len(r))
+		}
 		pt, err := aead.Open(nil, r[:chacha20poly1305.NonceSizeX], r[chacha20poly1305.NonceSizeX:], ad)
 		if err != nil {
-			return nil, 0, fmt.Errorf("%w: history record %d", ErrWrongPassphrase, i)
+			return nil, fmt.Errorf("%w: history record %d", ErrWrongPassphrase, i)
 		}
 		out = append(out, pt)
 	}
-	return out, end, nil
+	return out, nil
 }
 
-func (v *Vault) sealRecord(dst, record []byte) ([]byte, error) {
+// sealRecord seals one history record as nonce | ciphertext.
+func (v *Vault) sealRecord(record []byte) ([]byte, error) {
 	if len(record) > MaxRecordSize {
 		return nil, fmt.Errorf("vault: history record of %d bytes exceeds %d", len(record), MaxRecordSize)
 	}
@@ -137,66 +125,59 @@ func (v *Vault) sealRecord(dst, record []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
 	}
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(record)+aead.Overhead()))
-	nonce := make([]byte, chacha20poly1305.NonceSizeX)
+	nonce := make([]byte, chacha20poly1305.NonceSizeX, chacha20poly1305.NonceSizeX+len(record)+aead.Overhead())
 	rand.Read(nonce)
-	dst = append(dst, nonce...)
-	return aead.Seal(dst, nonce, record, v.historyAD()), nil
+	return aead.Seal(nonce, nonce, record, v.historyAD()), nil
 }
 
-// appendHistory appends records, first cutting off a torn tail and compacting a file that
-// grew past maxHistorySize.
-func (v *Vault) appendHistory(records [][]byte) error {
-	data, err := v.readHistory()
-	if err != nil {
-		return err
-	}
-	if len(data) > maxHistorySize {
-		return v.compactHistory(data, records)
-	}
-	var out []byte
+// sealRecords seals each record.
+func (v *Vault) sealRecords(records [][]byte) ([][]byte, error) {
+	out := make([][]byte, 0, len(records))
 	for _, r := range records {
-		if out, err = v.sealRecord(out, r); err != nil {
-			return err
+		sealed, err := v.sealRecord(r)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, sealed)
 	}
-	_, end := ParseRecords(data)
-	created := data == nil
-	f, err := os.OpenFile(v.historyPath(), os.O_WRONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("vault: open history: %w", err)
-	}
-	defer f.Close()
-	if end != len(data) {
-		if err := f.Truncate(int64(end)); err != nil {
-			return fmt.Errorf("vault: cut torn history record: %w", err)
-		}
-	}
-	if _, err := f.WriteAt(out, int64(end)); err != nil {
-		return fmt.Errorf("vault: append history: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("vault: sync history: %w", err)
-	}
-	if created {
-		return syncDir(v.dir)
-	}
-	return nil
+	return out, nil
 }
 
-// compactHistory rewrites the history with its newer half and the new records, atomically
-// like the state file.
-func (v *Vault) compactHistory(data []byte, records [][]byte) error {
-	old, _, err := v.openRecords(data)
+// historySize is the size of sealed records framed as in HistoryFile.
+func historySize(sealed [][]byte) int {
+	n := 0
+	for _, r := range sealed {
+		n += 4 + len(r)
+	}
+	return n
+}
+
+// appendHistory appends records, first compacting a history that grew past maxHistorySize.
+func (v *Vault) appendHistory(records [][]byte) error {
+	old, err := v.store.ReadHistory()
 	if err != nil {
 		return err
 	}
-	keep := append(old[len(old)/2:], records...)
-	var out []byte
-	for _, r := range keep {
-		if out, err = v.sealRecord(out, r); err != nil {
-			return err
-		}
+	if historySize(old) > maxHistorySize {
+		return v.compactHistory(old, records)
 	}
-	return v.replaceFile(v.historyPath(), out)
+	sealed, err := v.sealRecords(records)
+	if err != nil {
+		return err
+	}
+	return v.store.AppendHistory(sealed)
+}
+
+// compactHistory replaces the history with its newer half and the new records, atomically
+// like the state.
+func (v *Vault) compactHistory(sealed, records [][]byte) error {
+	old, err := v.openRecords(sealed)
+	if err != nil {
+		return err
+	}
+	keep, err := v.sealRecords(append(old[len(old)/2:], records...))
+	if err != nil {
+		return err
+	}
+	return v.store.ReplaceHistory(keep)
 }

@@ -1,10 +1,11 @@
-// Package vault keeps a client profile's secrets in one passphrase-encrypted state file,
-// with an encrypted append-only history file beside it, that several processes share
-// safely: scrypt derives the key, XChaCha20-Poly1305 seals the contents, every
-// load-modify-save cycle runs under an exclusive flock and replaces the state file
-// atomically. The formats are described in docs/cli.md ("How the client works").
+// Package vault keeps a client profile's secrets in one passphrase-encrypted state, with an
+// encrypted append-only history beside it, that several processes share safely: scrypt
+// derives the key, XChaCha20-Poly1305 seals the contents, every load-modify-save cycle runs
+// under the profile's exclusive lock and replaces the state atomically. Where the bytes live
+// is a [Storage]: files ([Dir]) for the command-line app, IndexedDB in a browser. The formats
+// are described in docs/cli.md ("How the client works").
 //
-// Layout of the state file (version 1), all of it authenticated as associated data except
+// Layout of the sealed state (version 1), all of it authenticated as associated data except
 // the ciphertext itself:
 //
 //	magic "GDYNSTATE" | u8 version | u8 log2(N) | u8 r | u8 p | salt (16) | nonce (24) | ciphertext
@@ -17,21 +18,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"strings"
-	"syscall"
 
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/scrypt"
-)
-
-// File names inside a profile directory.
-const (
-	StateFile    = "state.gdy"
-	lockFile     = "state.lock"
-	receiverFile = "receiver.lock"
 )
 
 // Format constants.
@@ -63,7 +52,7 @@ var DefaultParams = Params{LogN: 15, R: 8, P: 1}
 
 // Errors callers can test with errors.Is.
 var (
-	// ErrNotFound reports a profile directory without a state file.
+	// ErrNotFound reports a profile (a Storage) without a state.
 	ErrNotFound = errors.New("vault: no state file")
 	// ErrExists reports an attempt to create a state file where one already exists.
 	ErrExists = errors.New("vault: state file already exists")
@@ -76,8 +65,8 @@ var (
 	ErrUnsupportedVersion = errors.New("vault: unsupported state file version")
 	// ErrBadParams reports scrypt parameters outside the accepted bounds.
 	ErrBadParams = errors.New("vault: scrypt parameters out of bounds")
-	// ErrReceiverRunning reports that another process already holds the profile's
-	// receiver lock (it is receiving for this device).
+	// ErrReceiverRunning reports that another process (or tab) already holds the
+	// profile's receiver lock (it is receiving for this device).
 	ErrReceiverRunning = errors.New("vault: another process is receiving for this profile")
 )
 
@@ -130,28 +119,28 @@ func (p Params) check() error {
 	return nil
 }
 
-// Vault is an open state file with its key derived. The key stays in memory for the life
-// of the Vault, so each load or save costs one AEAD operation rather than one scrypt run.
+// Vault is an open profile with its key derived. The key stays in memory for the life of
+// the Vault, so each load or save costs one AEAD operation rather than one scrypt run.
 // A Vault is safe for use by one goroutine at a time; separate processes coordinate through
-// the file lock.
+// the Storage's lock.
 type Vault struct {
-	dir    string
+	store  Storage
 	params Params
 	salt   [saltSize]byte
 	key    []byte
 	_      [0]func() // incomparable: it holds a key
 }
 
-// Create writes a new state file holding initial in dir (created with mode 0700 if needed).
-// It fails with ErrExists if dir already holds one.
-func Create(dir string, passphrase []byte, params Params, initial []byte) (*Vault, error) {
+// Create writes a new state holding initial into s. It fails with ErrExists if s already
+// holds one.
+func Create(s Storage, passphrase []byte, params Params, initial []byte) (*Vault, error) {
 	if err := params.check(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("vault: create profile directory: %w", err)
+	if err := s.Init(); err != nil {
+		return nil, err
 	}
-	v := &Vault{dir: dir, params: params}
+	v := &Vault{store: s, params: params}
 	rand.Read(v.salt[:])
 	key, err := deriveKey(passphrase, params, v.salt[:])
 	if err != nil {
@@ -159,10 +148,10 @@ func Create(dir string, passphrase []byte, params Params, initial []byte) (*Vaul
 	}
 	v.key = key
 	err = v.locked(func() error {
-		if _, err := os.Stat(v.path()); err == nil {
+		if _, err := s.ReadState(); err == nil {
 			return ErrExists
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("vault: %w", err)
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
 		}
 		return v.write(initial)
 	})
@@ -173,13 +162,13 @@ func Create(dir string, passphrase []byte, params Params, initial []byte) (*Vaul
 	return v, nil
 }
 
-// Open derives the key of the state file in dir from passphrase and checks that it
-// decrypts. It fails with ErrNotFound when there is no state file and ErrWrongPassphrase
-// when it does not decrypt.
-func Open(dir string, passphrase []byte) (*Vault, error) {
-	v := &Vault{dir: dir}
+// Open derives the key of the state in s from passphrase and checks that it decrypts. It
+// fails with ErrNotFound when there is no state and ErrWrongPassphrase when it does not
+// decrypt.
+func Open(s Storage, passphrase []byte) (*Vault, error) {
+	v := &Vault{store: s}
 	err := v.locked(func() error {
-		data, err := readBounded(v.path())
+		data, err := s.ReadState()
 		if err != nil {
 			return err
 		}
@@ -201,13 +190,14 @@ func Open(dir string, passphrase []byte) (*Vault, error) {
 	return v, nil
 }
 
-// Exists reports whether dir holds a state file.
-func Exists(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, StateFile))
-	return err == nil
+// Exists reports whether s holds a state (or something that fails to read as one: Create
+// would refuse to replace it).
+func Exists(s Storage) bool {
+	_, err := s.ReadState()
+	return !errors.Is(err, ErrNotFound)
 }
 
-// Read returns the current contents under the file lock.
+// Read returns the current contents under the profile's lock.
 func (v *Vault) Read() ([]byte, error) {
 	var out []byte
 	err := v.locked(func() error {
@@ -218,7 +208,7 @@ func (v *Vault) Read() ([]byte, error) {
 	return out, err
 }
 
-// Update runs one load-modify-save cycle under the exclusive file lock: fn gets the current
+// Update runs one load-modify-save cycle under the profile's exclusive lock: fn gets the current
 // contents and returns the new ones, which replace the file atomically. If fn fails nothing
 // is written and its error is returned; if it returns the contents unchanged nothing is
 // written either (saving an fsync on read-mostly cycles).
@@ -239,18 +229,9 @@ func (v *Vault) Update(fn func(current []byte) ([]byte, error)) error {
 	})
 }
 
-// Destroy removes the state and history files under the lock; the Vault is closed
-// afterwards.
+// Destroy removes the state and history under the lock; the Vault is closed afterwards.
 func (v *Vault) Destroy() error {
-	err := v.locked(func() error {
-		if err := os.Remove(v.path()); err != nil {
-			return fmt.Errorf("vault: remove state file: %w", err)
-		}
-		if err := os.Remove(v.historyPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("vault: remove history: %w", err)
-		}
-		return syncDir(v.dir)
-	})
+	err := v.locked(v.store.Remove)
 	v.Close()
 	return err
 }
@@ -261,13 +242,11 @@ func (v *Vault) Close() {
 	v.key = nil
 }
 
-func (v *Vault) path() string { return filepath.Join(v.dir, StateFile) }
-
 func (v *Vault) load() ([]byte, error) {
 	if v.key == nil {
 		return nil, errors.New("vault: closed")
 	}
-	data, err := readBounded(v.path())
+	data, err := v.store.ReadState()
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +274,7 @@ func (v *Vault) decrypt(data []byte) ([]byte, error) {
 }
 
 // write seals plaintext under a fresh random nonce (24 bytes: random nonces never collide in
-// practice) and replaces the file: temp file, fsync, rename, fsync of the directory.
+// practice) and replaces the stored state.
 func (v *Vault) write(plaintext []byte) error {
 	if v.key == nil {
 		return errors.New("vault: closed")
@@ -311,103 +290,25 @@ func (v *Vault) write(plaintext []byte) error {
 	if len(out) > MaxFileSize {
 		return fmt.Errorf("vault: state of %d bytes exceeds %d", len(out), MaxFileSize)
 	}
-	return v.replaceFile(v.path(), out)
+	return v.store.WriteState(out)
 }
 
-// replaceFile replaces path with data: temp file, fsync, rename, fsync of the directory.
-func (v *Vault) replaceFile(path string, out []byte) error {
-	tmp, err := os.CreateTemp(v.dir, filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("vault: write %s: %w", filepath.Base(path), err)
-	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	if _, err := tmp.Write(out); err != nil {
-		tmp.Close()
-		return fmt.Errorf("vault: write %s: %w", filepath.Base(path), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("vault: sync %s: %w", filepath.Base(path), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("vault: write %s: %w", filepath.Base(path), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("vault: replace %s: %w", filepath.Base(path), err)
-	}
-	return syncDir(v.dir)
-}
-
-// locked runs fn holding an exclusive flock on the profile's lock file. The lock is held
-// for one cycle only, never for the life of a process, so `listen` in one terminal and
-// `send` in another interleave.
+// locked runs fn holding the profile's exclusive lock.
 func (v *Vault) locked(fn func() error) error {
-	f, err := os.OpenFile(filepath.Join(v.dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
-	if errors.Is(err, os.ErrNotExist) {
-		return ErrNotFound
-	} else if err != nil {
-		return fmt.Errorf("vault: open lock: %w", err)
+	unlock, err := v.store.Lock()
+	if err != nil {
+		return err
 	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("vault: lock profile: %w", err)
-	}
-	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	defer unlock()
 	return fn()
 }
 
 // LockReceiver takes the profile's receiver lock without waiting, for as long as a process
 // receives for the device: the server keeps one delivery stream per device and a second one
 // replaces the first, so two receivers of one profile would end each other's streams. It
-// fails with ErrReceiverRunning (naming the holder's process id) when another process holds
-// it. The lock is released by the returned function, or by the kernel when the process ends.
-func (v *Vault) LockReceiver() (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(v.dir, receiverFile), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("vault: open receiver lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := io.ReadAll(io.LimitReader(f, 32))
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			if pid := strings.TrimSpace(string(holder)); pid != "" {
-				return nil, fmt.Errorf("%w (process %s)", ErrReceiverRunning, pid)
-			}
-			return nil, ErrReceiverRunning
-		}
-		return nil, fmt.Errorf("vault: take receiver lock: %w", err)
-	}
-	// The holder's pid, for the message another process prints; advisory only.
-	if err := f.Truncate(0); err == nil {
-		fmt.Fprintf(f, "%d\n", os.Getpid())
-	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
-}
-
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, ErrNotFound
-	} else if err != nil {
-		return nil, fmt.Errorf("vault: read state: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("vault: read state: %w", err)
-	}
-	if st.Size() > MaxFileSize {
-		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, st.Size(), MaxFileSize)
-	}
-	buf := make([]byte, st.Size())
-	if _, err := f.ReadAt(buf, 0); err != nil && st.Size() > 0 {
-		return nil, fmt.Errorf("vault: read state: %w", err)
-	}
-	return buf, nil
-}
+// fails with ErrReceiverRunning (naming the holder where the Storage can) when another
+// process holds it. The lock is released by the returned function, or when the process ends.
+func (v *Vault) LockReceiver() (unlock func(), err error) { return v.store.LockReceiver() }
 
 func deriveKey(passphrase []byte, p Params, salt []byte) ([]byte, error) {
 	if len(passphrase) == 0 {
@@ -418,16 +319,4 @@ func deriveKey(passphrase []byte, p Params, salt []byte) ([]byte, error) {
 		return nil, fmt.Errorf("vault: derive key: %w", err)
 	}
 	return key, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("vault: sync directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("vault: sync directory: %w", err)
-	}
-	return nil
 }

@@ -19,12 +19,12 @@ var pass = []byte("correct horse battery staple")
 
 func TestCreateOpenRoundTrip(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "profile")
-	v, err := Create(dir, pass, testParams, []byte("hello"))
+	v, err := Create(Dir(dir), pass, testParams, []byte("hello"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	if !Exists(dir) {
+	if !Exists(Dir(dir)) {
 		t.Fatal("Exists = false after Create")
 	}
 	if err := v.Update(func(cur []byte) ([]byte, error) {
@@ -35,7 +35,7 @@ func TestCreateOpenRoundTrip(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	w, err := Open(dir, pass)
+	w, err := Open(Dir(dir), pass)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,40 +65,40 @@ func TestCreateOpenRoundTrip(t *testing.T) {
 
 func TestCreateRefusesExisting(t *testing.T) {
 	dir := t.TempDir()
-	v, err := Create(dir, pass, testParams, []byte("a"))
+	v, err := Create(Dir(dir), pass, testParams, []byte("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	v.Close()
-	if _, err := Create(dir, pass, testParams, []byte("b")); !errors.Is(err, ErrExists) {
+	if _, err := Create(Dir(dir), pass, testParams, []byte("b")); !errors.Is(err, ErrExists) {
 		t.Fatalf("second Create: err = %v, want ErrExists", err)
 	}
 }
 
 func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Open(dir, pass); !errors.Is(err, ErrNotFound) {
+	if _, err := Open(Dir(dir), pass); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Open empty dir: err = %v, want ErrNotFound", err)
 	}
-	if _, err := Open(filepath.Join(dir, "missing"), pass); !errors.Is(err, ErrNotFound) {
+	if _, err := Open(Dir(filepath.Join(dir, "missing")), pass); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Open missing dir: err = %v, want ErrNotFound", err)
 	}
-	v, err := Create(dir, pass, testParams, []byte("secret"))
+	v, err := Create(Dir(dir), pass, testParams, []byte("secret"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	v.Close()
-	if _, err := Open(dir, []byte("wrong")); !errors.Is(err, ErrWrongPassphrase) {
+	if _, err := Open(Dir(dir), []byte("wrong")); !errors.Is(err, ErrWrongPassphrase) {
 		t.Fatalf("wrong passphrase: err = %v, want ErrWrongPassphrase", err)
 	}
-	if _, err := Open(dir, nil); err == nil {
+	if _, err := Open(Dir(dir), nil); err == nil {
 		t.Fatal("empty passphrase accepted")
 	}
 }
 
 func TestTamperedFileRejected(t *testing.T) {
 	dir := t.TempDir()
-	v, err := Create(dir, pass, testParams, []byte("some state worth protecting"))
+	v, err := Create(Dir(dir), pass, testParams, []byte("some state worth protecting"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestTamperedFileRejected(t *testing.T) {
 		if err := os.WriteFile(path, bad, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Open(dir, pass); err == nil {
+		if _, err := Open(Dir(dir), pass); err == nil {
 			t.Fatalf("flipping byte %d went unnoticed", i)
 		}
 	}
@@ -148,7 +148,7 @@ func TestParseHeaderRejects(t *testing.T) {
 			t.Errorf("%s: err = %v, want %v", name, err, c.want)
 		}
 	}
-	if _, err := Create(t.TempDir(), pass, Params{LogN: 30, R: 8, P: 1}, nil); !errors.Is(err, ErrBadParams) {
+	if _, err := Create(Dir(t.TempDir()), pass, Params{LogN: 30, R: 8, P: 1}, nil); !errors.Is(err, ErrBadParams) {
 		t.Errorf("Create with log2(N)=30: err = %v, want ErrBadParams", err)
 	}
 }
@@ -164,7 +164,7 @@ func withByte(b []byte, i int, v byte) []byte {
 // so no increment is lost.
 func TestConcurrentUpdatesSerialize(t *testing.T) {
 	dir := t.TempDir()
-	v, err := Create(dir, pass, testParams, binary.BigEndian.AppendUint64(nil, 0))
+	v, err := Create(Dir(dir), pass, testParams, binary.BigEndian.AppendUint64(nil, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestConcurrentUpdatesSerialize(t *testing.T) {
 	const workers, rounds = 4, 25
 	var wg sync.WaitGroup
 	for range workers {
-		w, err := Open(dir, pass)
+		w, err := Open(Dir(dir), pass)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,7 +192,7 @@ func TestConcurrentUpdatesSerialize(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	r, err := Open(dir, pass)
+	r, err := Open(Dir(dir), pass)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestConcurrentUpdatesSerialize(t *testing.T) {
 
 func TestFailedUpdateWritesNothing(t *testing.T) {
 	dir := t.TempDir()
-	v, err := Create(dir, pass, testParams, []byte("before"))
+	v, err := Create(Dir(dir), pass, testParams, []byte("before"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,14 +237,14 @@ func TestFailedUpdateWritesNothing(t *testing.T) {
 
 func TestDestroy(t *testing.T) {
 	dir := t.TempDir()
-	v, err := Create(dir, pass, testParams, []byte("x"))
+	v, err := Create(Dir(dir), pass, testParams, []byte("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := v.Destroy(); err != nil {
 		t.Fatal(err)
 	}
-	if Exists(dir) {
+	if Exists(Dir(dir)) {
 		t.Fatal("state file still present after Destroy")
 	}
 	if _, err := v.Read(); err == nil {
@@ -256,7 +256,7 @@ func TestDestroy(t *testing.T) {
 // never a panic, and only the one genuine file may decrypt.
 func FuzzOpen(f *testing.F) {
 	dir := f.TempDir()
-	v, err := Create(dir, pass, testParams, []byte("seed state"))
+	v, err := Create(Dir(dir), pass, testParams, []byte("seed state"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func FuzzOpen(f *testing.F) {
 func BenchmarkUpdate64KiB(b *testing.B) {
 	dir := b.TempDir()
 	state := bytes.Repeat([]byte{0x5a}, 64<<10)
-	v, err := Create(dir, pass, testParams, state)
+	v, err := Create(Dir(dir), pass, testParams, state)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -309,7 +309,7 @@ func BenchmarkDeriveKeyDefault(b *testing.B) {
 
 func TestUnchangedUpdateWritesNothing(t *testing.T) {
 	dir := t.TempDir()
-	v, err := Create(dir, pass, testParams, []byte("same"))
+	v, err := Create(Dir(dir), pass, testParams, []byte("same"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +339,7 @@ func TestUnchangedUpdateWritesNothing(t *testing.T) {
 // go on beside it.
 func TestOneReceiverPerProfile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "profile")
-	v, err := Create(dir, pass, testParams, []byte("s"))
+	v, err := Create(Dir(dir), pass, testParams, []byte("s"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +348,7 @@ func TestOneReceiverPerProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := Open(dir, pass)
+	w, err := Open(Dir(dir), pass)
 	if err != nil {
 		t.Fatal(err)
 	}
