@@ -8,8 +8,9 @@
 // a Sync reported committed survives a crash of the process or the machine.
 //
 // The embedded backend (blobstore/embedded) keeps one file per upload and per blob in the
-// data dir; a cluster backend (ScyllaDB chunk tables) plugs in behind the same interface,
-// and every backend passes the suite in blobstore/blobstoretest.
+// data dir; the cluster backend (blobstore/cql: chunk tables on Cassandra or ScyllaDB)
+// plugs in behind the same interface, and every backend passes the suite in
+// blobstore/blobstoretest.
 package blobstore
 
 import (

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/guardyn/guardyn/libs/bus"
+	kvbackend "github.com/guardyn/guardyn/libs/kv/backend"
 	"github.com/guardyn/guardyn/libs/observe"
 )
 
@@ -18,8 +19,11 @@ import (
 type Common struct {
 	// Domain is the one public DNS name all public names derive from
 	// (user addresses, TLS names, push topics).
-	Domain    string
-	DataDir   string
+	Domain  string
+	DataDir string
+	// KV selects the kv store (libs/kv/backend): empty keeps it embedded in DataDir, a
+	// tikv://pd1:2379,pd2:2379 address a TiKV cluster.
+	KV        string
 	GRPCAddr  string
 	AdminAddr string
 	// NATSURL selects a NATS cluster (comma-separated seeds); empty runs NATS
@@ -35,6 +39,9 @@ type Common struct {
 	// NATSReplicas is how many servers keep each stream and bucket: 3 in a
 	// three-server cluster survives losing any one server.
 	NATSReplicas int
+	// Messages selects the message store: empty keeps it embedded in DataDir, a
+	// cql://h1:9042,h2:9042/keyspace?dc=dc1 address a Cassandra or ScyllaDB cluster.
+	Messages     string
 	LogLevel     string
 	Reflection   bool // gRPC server reflection; development only
 	DrainTimeout time.Duration
@@ -56,6 +63,7 @@ const DefaultTraceRatio = 0.1
 func (c *Common) Bind(b *Binder) {
 	b.String(&c.Domain, "domain", "localhost", "public DNS domain of this deployment")
 	b.String(&c.DataDir, "data-dir", "./data", "directory for all durable state (embedded stores, JetStream)")
+	b.String(&c.KV, "kv", "", "kv store: empty keeps it embedded in data-dir; tikv://pd1:2379,pd2:2379[?prefix=p/&ca=ca.pem&cert=c.pem&key=k.pem] uses a TiKV cluster")
 	b.String(&c.GRPCAddr, "grpc-addr", "127.0.0.1:7443", "gRPC listen address")
 	b.String(&c.AdminAddr, "admin-addr", "127.0.0.1:7444", "admin HTTP listen address (/healthz, /readyz, /metrics)")
 	b.String(&c.NATSURL, "nats-url", "", "NATS cluster URLs, comma-separated (nats:// or tls://); empty runs NATS embedded")
@@ -67,6 +75,7 @@ func (c *Common) Bind(b *Binder) {
 	b.String(&c.NATSCert, "nats-cert", "", "client certificate (PEM) for mutual TLS with NATS")
 	b.String(&c.NATSKey, "nats-key", "", "key (PEM) of -nats-cert")
 	b.Int(&c.NATSReplicas, "nats-replicas", 1, "servers that keep each JetStream stream and bucket in a NATS cluster (3 survives losing one of three)")
+	b.String(&c.Messages, "messages", "", "message store: empty keeps it embedded in data-dir; cql://h1:9042,h2:9042/keyspace?dc=dc1 uses Cassandra or ScyllaDB")
 	b.String(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	b.Bool(&c.Reflection, "reflection", false, "enable gRPC server reflection (development only)")
 	b.Duration(&c.DrainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for running calls")
@@ -83,6 +92,9 @@ func (c *Common) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data-dir is empty"))
+	}
+	if _, err := kvbackend.Parse(c.KV); err != nil {
+		errs = append(errs, fmt.Errorf("kv: %w", err))
 	}
 	if c.GRPCAddr == "" || c.AdminAddr == "" {
 		errs = append(errs, errors.New("grpc-addr and admin-addr are required"))

@@ -19,24 +19,37 @@ type BusSource struct{ nc *nats.Conn }
 // NewBusSource returns a Source that asks over nc.
 func NewBusSource(nc *nats.Conn) *BusSource { return &BusSource{nc: nc} }
 
-// Devices implements Source. ctx bounds the request.
-func (s *BusSource) Devices(ctx context.Context, userID string) ([]uint32, bool, error) {
-	req, err := proto.Marshal(&eventsv1.DeviceListRequest{UserId: userID})
+// Lookup implements Source with one request for all of userIDs. ctx bounds the request.
+func (s *BusSource) Lookup(ctx context.Context, userIDs []string) ([]List, error) {
+	req, err := proto.Marshal(&eventsv1.DeviceListRequest{UserIds: userIDs})
 	if err != nil {
-		return nil, false, fmt.Errorf("encode device list request: %w", err)
+		return nil, fmt.Errorf("encode device list request: %w", err)
 	}
 	msg, err := s.nc.RequestWithContext(ctx, bus.SubjectDirectoryDevices, req)
 	if err != nil {
-		return nil, false, fmt.Errorf("device list request: %w", err)
+		return nil, fmt.Errorf("device list request: %w", err)
 	}
+	return decodeReply(msg.Data, len(userIDs))
+}
+
+// decodeReply decodes the auth service's answer to a request for want users.
+func decodeReply(data []byte, want int) ([]List, error) {
 	var resp eventsv1.DeviceListResponse
-	if err := proto.Unmarshal(msg.Data, &resp); err != nil {
-		return nil, false, fmt.Errorf("device list reply: %w", err)
+	if err := proto.Unmarshal(data, &resp); err != nil {
+		return nil, fmt.Errorf("device list reply: %w", err)
 	}
 	if resp.GetError() != "" {
-		return nil, false, errors.New("device list reply: " + resp.GetError())
+		return nil, errors.New("device list reply: " + resp.GetError())
 	}
-	return resp.GetDeviceIds(), resp.GetFound(), nil
+	if got := len(resp.GetLists()); got != want {
+		// An auth service from before batches answers the (empty) user_id instead.
+		return nil, fmt.Errorf("device list reply: %d lists for %d users", got, want)
+	}
+	out := make([]List, want)
+	for i, l := range resp.GetLists() {
+		out[i] = List{Devices: l.GetDeviceIds(), Found: l.GetFound()}
+	}
+	return out, nil
 }
 
 // Ready reports whether a directory responder (the auth service) answers, for readiness

@@ -11,7 +11,11 @@
 //   - After [Client.Forget] returns, no answer fetched before it is ever served again:
 //     cache entries are versioned, so a lookup that raced with the change cannot put the
 //     old list back.
-//   - Concurrent lookups of one user share one request to the source.
+//   - Concurrent lookups of one user share one request to the source, and lookups of
+//     different users that miss the cache together share a batch: at most
+//     [MaxRequests] requests are in flight, each for up to [MaxBatch] users, so a herd
+//     of cold lookups (every device's first send after a restart) costs the auth service
+//     a few requests, not one per user.
 //   - The cache is bounded: beyond its size the least recently used entries go, one at a
 //     time, never the whole cache at once.
 //   - When the source cannot answer, lookups fail with an error wrapping
@@ -34,10 +38,28 @@ var ErrUnavailable = errors.New("device directory unavailable")
 
 // Source answers device lists with authority (the auth service).
 type Source interface {
-	// Devices returns the current device ids of a user in ascending order, and false
-	// when no such account exists.
-	Devices(ctx context.Context, userID string) ([]uint32, bool, error)
+	// Lookup returns the current devices of each user, one List per user in the order
+	// asked; it is never asked for more than MaxBatch users at once.
+	Lookup(ctx context.Context, userIDs []string) ([]List, error)
 }
+
+// List is one user's devices as the source answered.
+type List struct {
+	// Devices are the current device ids, ascending.
+	Devices []uint32
+	// Found is false when no such account exists.
+	Found bool
+}
+
+// Bounds on the requests a Client sends.
+const (
+	// MaxBatch bounds the users of one request (DeviceListRequest.user_ids).
+	MaxBatch = 256
+	// MaxRequests bounds a Client's requests in flight. Lookups that miss while they are
+	// all out wait for the next, which takes every one of them (up to MaxBatch): the
+	// batch grows with the herd, and a lone lookup is sent at once, never held back.
+	MaxRequests = 4
+)
 
 // Defaults for Options left zero.
 const (
@@ -70,6 +92,10 @@ type Client struct {
 	entries map[string]*list.Element // of *entry, most recently used at the front
 	lru     *list.List
 	flights map[string]*flight
+	// queue holds the flights no request carries yet, in arrival order; sending counts
+	// the goroutines sending requests (at most MaxRequests).
+	queue   []*flight
+	sending int
 	// version counts Forget calls; each entry remembers the version of the last Forget
 	// of its user, and evicted records the highest such version among evicted entries,
 	// so a fetch that started before a Forget is recognised even when the Forget's
@@ -87,9 +113,12 @@ type entry struct {
 	forgot  uint64
 }
 
-// flight is one request to the source that concurrent lookups of a user share.
+// flight is one user's lookup that concurrent lookups of the user share.
 type flight struct {
-	done    chan struct{}
+	user  string
+	start uint64 // c.version when the flight began: a later Forget refuses its answer
+	done  chan struct{}
+	// Set before done is closed.
 	devices []uint32
 	found   bool
 	err     error
@@ -131,9 +160,13 @@ func (c *Client) Devices(ctx context.Context, userID string) ([]uint32, bool, er
 	}
 	f, ok := c.flights[userID]
 	if !ok {
-		f = &flight{done: make(chan struct{})}
+		f = &flight{user: userID, start: c.version, done: make(chan struct{})}
 		c.flights[userID] = f
-		go c.fetch(context.WithoutCancel(ctx), userID, f, c.version)
+		c.queue = append(c.queue, f)
+		if c.sending < MaxRequests {
+			c.sending++
+			go c.send()
+		}
 	}
 	c.mu.Unlock()
 	select {
@@ -144,28 +177,60 @@ func (c *Client) Devices(ctx context.Context, userID string) ([]uint32, bool, er
 	}
 }
 
-// fetch asks the source on behalf of every lookup sharing f, and caches the answer
-// unless the user was forgotten since version start.
-func (c *Client) fetch(ctx context.Context, userID string, f *flight, start uint64) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	devices, found, err := c.src.Devices(ctx, userID)
-	if err != nil {
-		err = fmt.Errorf("%w: lookup of %q: %w", ErrUnavailable, userID, err)
-		devices, found = nil, false
+// send asks the source for the queued flights, a batch of up to MaxBatch at a time, until
+// the queue is empty.
+func (c *Client) send() {
+	for {
+		c.mu.Lock()
+		n := min(len(c.queue), MaxBatch)
+		if n == 0 {
+			c.sending--
+			c.mu.Unlock()
+			return
+		}
+		batch := slices.Clone(c.queue[:n])
+		clear(c.queue[:n])
+		c.queue = c.queue[n:]
+		c.mu.Unlock()
+		c.fetch(batch)
 	}
-	f.devices, f.found, f.err = devices, found, err
+}
+
+// fetch asks the source on behalf of every lookup sharing the flights of batch, and caches
+// each answer unless its user was forgotten since its flight began.
+func (c *Client) fetch(batch []*flight) {
+	users := make([]string, len(batch))
+	for i, f := range batch {
+		users[i] = f.user
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	lists, err := c.src.Lookup(ctx, users)
+	cancel()
+	if err == nil && len(lists) != len(users) {
+		err = fmt.Errorf("source answered %d lists for %d users", len(lists), len(users))
+	}
+	for i, f := range batch {
+		if err != nil {
+			f.err = fmt.Errorf("%w: lookup of %q: %w", ErrUnavailable, f.user, err)
+			continue
+		}
+		f.devices, f.found = lists[i].Devices, lists[i].Found
+	}
 
 	c.mu.Lock()
-	if c.flights[userID] == f {
-		delete(c.flights, userID)
-	}
-	if err == nil && !c.forgottenSince(userID, start) {
-		e := c.entry(userID)
-		e.devices, e.found, e.valid, e.at = devices, found, true, c.now()
+	for _, f := range batch {
+		if c.flights[f.user] == f {
+			delete(c.flights, f.user)
+		}
+		if f.err == nil && !c.forgottenSince(f.user, f.start) {
+			e := c.entry(f.user)
+			e.devices, e.found, e.valid, e.at = f.devices, f.found, true, c.now()
+		}
 	}
 	c.mu.Unlock()
-	close(f.done)
+	for _, f := range batch {
+		close(f.done)
+	}
 }
 
 // forgottenSince reports whether Forget(userID) may have run after version start; c.mu

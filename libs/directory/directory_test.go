@@ -9,6 +9,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/guardyn/guardyn/proto/guardyn/events/v1"
 )
 
 // source is a Source whose answers the test sets, counting calls; a call blocks while
@@ -21,6 +25,9 @@ type source struct {
 	gated   string // the user whose lookups the gate holds; "" for all
 	started chan string
 	calls   atomic.Int64
+	// delay, when set, is the time each request takes, one request at a time.
+	delay  time.Duration
+	serial sync.Mutex
 }
 
 func newSource() *source {
@@ -48,24 +55,43 @@ func (s *source) hold() (release func()) {
 	return sync.OnceFunc(func() { close(gate) })
 }
 
-func (s *source) Devices(ctx context.Context, user string) ([]uint32, bool, error) {
+func (s *source) Lookup(ctx context.Context, users []string) ([]List, error) {
 	s.calls.Add(1)
 	s.mu.Lock()
-	// Read the answer when the call starts, as a request to the auth service would.
-	devs, ok, err, gate := slices.Clone(s.devices[user]), s.devices[user] != nil, s.err, s.gate
-	if s.gated != "" && s.gated != user {
+	// Read the answers when the call starts, as a request to the auth service would.
+	out := make([]List, len(users))
+	for i, user := range users {
+		out[i] = List{Devices: slices.Clone(s.devices[user]), Found: s.devices[user] != nil}
+	}
+	err, gate := s.err, s.gate
+	if s.gated != "" && !slices.Contains(users, s.gated) {
 		gate = nil
 	}
+	delay := s.delay
 	s.mu.Unlock()
-	s.started <- user
+	for _, user := range users {
+		select {
+		case s.started <- user:
+		default: // a flood; no test waits for these
+		}
+	}
+	if delay > 0 {
+		// One request at a time, as a serial responder answers.
+		s.serial.Lock()
+		time.Sleep(delay)
+		s.serial.Unlock()
+	}
 	if gate != nil {
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return nil, false, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
-	return devs, ok, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -267,4 +293,63 @@ func TestEntriesExpire(t *testing.T) {
 	if got := devicesOf(t, c, "bob"); !slices.Equal(got, []uint32{1}) {
 		t.Fatalf("after the TTL: %v", got)
 	}
+}
+
+// TestColdLookupFloodIsBatched is the herd of issue 17: every device's first send after a
+// restart looks up a user the cache has never seen. Against a source that answers one
+// request at a time (the auth service's responder, 2 ms each here) 2,000 cold lookups
+// took one request each, over 4 s; batched, they take a few requests and complete within
+// the bound, each with its own user's answer.
+func TestColdLookupFloodIsBatched(t *testing.T) {
+	src := newSource()
+	src.delay = 2 * time.Millisecond
+	const users = 2000
+	for i := range users {
+		src.set(fmt.Sprint("user", i), uint32(i%7+1))
+	}
+	c := New(src, Options{TTL: time.Hour})
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Go(func() {
+			user := fmt.Sprint("user", i)
+			if got := devicesOf(t, c, user); !slices.Equal(got, []uint32{uint32(i%7 + 1)}) {
+				t.Errorf("%s: got %v", user, got)
+			}
+			if i%3 == 0 { // some users are not found at all
+				if _, found, err := c.Devices(testCtx(t), fmt.Sprint("nobody", i)); found || err != nil {
+					t.Errorf("unknown user: found %v, err %v", found, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	lookups := users + users/3
+	// Each request carries every lookup queued while the others were out: how many that is
+	// depends on how the lookups arrive (11 to 33 requests here), but never one per user.
+	if calls := src.calls.Load(); calls > int64(lookups/16) {
+		t.Errorf("%d cold lookups made %d requests, want at most %d", lookups, calls, lookups/16)
+	}
+	if elapsed > 2*time.Second {
+		t.Errorf("%d cold lookups took %v, want under 2s", lookups, elapsed)
+	}
+	t.Logf("%d cold lookups: %d requests in %v", lookups, src.calls.Load(), elapsed)
+}
+
+// FuzzDecodeReply feeds the auth service's reply decoder arbitrary bytes: it never panics
+// and either fails or returns exactly one list per user asked.
+func FuzzDecodeReply(f *testing.F) {
+	seed := func(m *eventsv1.DeviceListResponse) []byte { b, _ := proto.Marshal(m); return b }
+	f.Add([]byte{}, 1)
+	f.Add(seed(&eventsv1.DeviceListResponse{Lists: []*eventsv1.DeviceList{{Found: true, DeviceIds: []uint32{1, 2}}, {}}}), 2)
+	f.Add(seed(&eventsv1.DeviceListResponse{Found: true, DeviceIds: []uint32{1}}), 1)
+	f.Add(seed(&eventsv1.DeviceListResponse{Error: "directory lookup failed"}), 1)
+	f.Fuzz(func(t *testing.T, data []byte, want int) {
+		want = max(0, min(want, MaxBatch))
+		lists, err := decodeReply(data, want)
+		if err == nil && len(lists) != want {
+			t.Fatalf("decoded %d lists for %d users", len(lists), want)
+		}
+	})
 }

@@ -45,6 +45,11 @@ var (
 	ErrConflict = errors.New("kv: transaction conflict")
 	// ErrClosed means the store was closed.
 	ErrClosed = errors.New("kv: store closed")
+	// ErrUnavailable means a cluster backend could not be reached or did not answer in
+	// time. The transaction is atomic all the same: none of its writes were kept, or,
+	// when the cluster failed while committing, possibly all of them. The caller may
+	// retry; services answer it with UNAVAILABLE and the reason STORE_UNAVAILABLE.
+	ErrUnavailable = errors.New("kv: store unavailable")
 )
 
 // Store runs transactions. It is safe for concurrent use.

@@ -6,9 +6,10 @@
 // one [Inbox] (a user's device) and is identified there by its 16-byte [ID], which makes
 // appends idempotent. Delivery is at least once: clients drop duplicates by ID.
 //
-// The embedded backend (msgstore/embedded) keeps a log in the data dir; a cluster backend
-// (ScyllaDB, partitioned by device and time bucket with a TTL per row) plugs in behind the
-// same interface, and every backend passes the suite in msgstore/msgstoretest.
+// The embedded backend (msgstore/embedded) keeps a log in the data dir; the cluster
+// backend (msgstore/cql: Cassandra or ScyllaDB, partitioned by device and time bucket
+// with a TTL per row) plugs in behind the same interface, and every backend passes the
+// suite in msgstore/msgstoretest.
 package msgstore
 
 import (
@@ -45,6 +46,14 @@ var (
 	ErrClosed = errors.New("msgstore: store closed")
 	// ErrCorrupt means stored data failed its integrity check.
 	ErrCorrupt = errors.New("msgstore: corrupt data")
+	// ErrUnavailable means a cluster backend could not reach enough replicas or timed
+	// out: the call may be retried, and a retried Append is idempotent. An Append that
+	// failed so may have stored part of its messages.
+	ErrUnavailable = errors.New("msgstore: store unavailable")
+	// ErrFull means a backend that enforces an inbox cap itself (cql, whose appends to
+	// one inbox are serialized across servers) refused messages that would take an
+	// inbox past it. The messages of other inboxes in the same Append may be stored.
+	ErrFull = errors.New("msgstore: inbox full")
 	// ErrNotFound means Get found no such message: never stored, deleted or expired.
 	ErrNotFound = errors.New("msgstore: message not found")
 )
@@ -135,7 +144,9 @@ type Store interface {
 	// Get returns the unexpired message of inbox with the given id, or an error wrapping
 	// ErrNotFound. It serves messages that are read by id rather than in order, such as
 	// the entries of a group log that member inboxes refer to: appended in the same call
-	// as the references, they are durable and visible no later than those.
+	// as the references and ahead of them, they are durable and visible no later than
+	// those (a cluster backend commits the inbox of a call's first message before the
+	// others).
 	Get(ctx context.Context, inbox Inbox, id ID) (Message, error)
 
 	// Delete removes the messages with the given ids from inbox, as the device

@@ -21,6 +21,10 @@ const (
 	// ReasonShuttingDown ends streams (UNAVAILABLE) when the server stops: the
 	// client reconnects, to this server once it is back or to another one.
 	ReasonShuttingDown = "SHUTTING_DOWN"
+	// ReasonStoreUnavailable comes with UNAVAILABLE when a store of a cluster backend
+	// (kv.ErrUnavailable) could not answer: the call may be retried. Its transaction
+	// wrote nothing, or, when the cluster failed while committing it, all of it.
+	ReasonStoreUnavailable = "STORE_UNAVAILABLE"
 )
 
 // Error returns a gRPC status error with code, a human-readable message built

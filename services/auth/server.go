@@ -202,15 +202,34 @@ func (s *Server) IsDeviceRevoked(ctx context.Context, userID string, deviceID ui
 // Devices returns the current device ids of a user (nil for an unknown user). The
 // messaging service reaches it through the directory responder on the bus.
 func (s *Server) Devices(ctx context.Context, userID string) ([]uint32, error) {
-	var ids []uint32
+	lists, err := s.DeviceLists(ctx, []string{userID})
+	if err != nil {
+		return nil, err
+	}
+	return lists[0], nil
+}
+
+// DeviceLists returns the current device ids of each user (nil for an unknown user), in
+// the order asked, read in one transaction.
+func (s *Server) DeviceLists(ctx context.Context, userIDs []string) ([][]uint32, error) {
+	lists := make([][]uint32, len(userIDs))
 	err := s.store.View(ctx, func(tx kv.Tx) error {
-		devs, err := loadDevices(tx, userID)
-		for _, d := range devs {
-			ids = append(ids, d.ID)
+		for i, user := range userIDs {
+			devs, err := loadDevices(tx, user)
+			if err != nil {
+				return err
+			}
+			lists[i] = nil // a retried transaction starts over
+			for _, d := range devs {
+				lists[i] = append(lists[i], d.ID)
+			}
 		}
-		return err
+		return nil
 	})
-	return ids, err
+	if err != nil {
+		return nil, err
+	}
+	return lists, nil
 }
 
 // caller returns the authenticated principal; the interceptor guarantees one exists on
@@ -246,6 +265,10 @@ func peerKey(ctx context.Context) string {
 // internal logs err and returns an opaque Internal status, so store details never reach
 // clients.
 func (s *Server) internal(ctx context.Context, op string, err error) error {
+	if errors.Is(err, kv.ErrUnavailable) {
+		s.log.WarnContext(ctx, "auth: store unavailable", "op", op, "err", err)
+		return server.Error(codes.Unavailable, server.ReasonStoreUnavailable, "%s: store unavailable; retry", op)
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return server.Error(codes.Canceled, "CANCELED", "%s: %v", op, err)
 	}

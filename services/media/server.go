@@ -177,6 +177,10 @@ func (s *Server) allowBytes(action, user string, n int) error {
 
 // internal logs err and returns an Internal status that does not leak it.
 func (s *Server) internal(ctx context.Context, op string, err error) error {
+	if errors.Is(err, kv.ErrUnavailable) {
+		s.log.Warn("media: "+op+": store unavailable", "err", err)
+		return server.Error(codes.Unavailable, server.ReasonStoreUnavailable, "%s: store unavailable; retry", op)
+	}
 	if ctx.Err() != nil {
 		return server.Error(codes.Canceled, "CANCELED", "%s: %v", op, ctx.Err())
 	}

@@ -21,4 +21,7 @@ const (
 	// reasonDirectoryUnavailable comes with Unavailable: the device directory could not
 	// answer; retry.
 	reasonDirectoryUnavailable = "DIRECTORY_UNAVAILABLE"
+	// reasonStoreUnavailable comes with Unavailable: the message store (a cluster
+	// backend) could not answer; retry, with the same client_message_id.
+	reasonStoreUnavailable = "STORE_UNAVAILABLE"
 )

@@ -86,7 +86,27 @@ type testClock struct {
 func (c *testClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
 func (c *testClock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
 
+// inboxOpener opens the message store a groupNode runs on, in dir, with the test's
+// clock; its cleanup is the caller's.
+type inboxOpener func(t testing.TB, dir string, now func() time.Time) msgstore.Store
+
+// embeddedInboxes is the default message store, embedded in dir.
+func embeddedInboxes(t testing.TB, dir string, now func() time.Time) msgstore.Store {
+	t.Helper()
+	store, err := msgembedded.Open(filepath.Join(dir, msgembedded.DirName), msgembedded.Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
 func startGroupNode(t testing.TB, users []string) *groupNode {
+	t.Helper()
+	return startGroupNodeOn(t, embeddedInboxes, users)
+}
+
+// startGroupNodeOn is startGroupNode with the message store open gives.
+func startGroupNodeOn(t testing.TB, open inboxOpener, users []string) *groupNode {
 	t.Helper()
 	dir := t.TempDir()
 	quiet := slog.New(slog.DiscardHandler)
@@ -95,10 +115,7 @@ func startGroupNode(t testing.TB, users []string) *groupNode {
 		t.Fatal(err)
 	}
 	clock := &testClock{now: time.Now()}
-	store, err := msgembedded.Open(filepath.Join(dir, msgembedded.DirName), msgembedded.Options{Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := open(t, dir, clock.Now)
 	b, err := bus.StartEmbedded(context.Background(), filepath.Join(dir, "nats"), bus.EmbeddedOptions{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -129,13 +146,19 @@ func as(user string) context.Context {
 // first.
 func memberGroup(t testing.TB, n int, gid []byte) (*groupNode, []string) {
 	t.Helper()
+	return memberGroupOn(t, embeddedInboxes, n, gid)
+}
+
+// memberGroupOn is memberGroup on the message store open gives.
+func memberGroupOn(t testing.TB, open inboxOpener, n int, gid []byte) (*groupNode, []string) {
+	t.Helper()
 	users := make([]string, n)
 	addrs := make([]*commonv1.DeviceAddress, n)
 	for i := range users {
 		users[i] = fmt.Sprintf("%032x", i+1)
 		addrs[i] = addr(users[i], 1)
 	}
-	node := startGroupNode(t, users)
+	node := startGroupNodeOn(t, open, users)
 	if _, err := node.svc.CreateGroup(as(users[0]), &messagingv1.CreateGroupRequest{GroupId: gid, Members: addrs, GroupInfo: []byte("gi")}); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,20 @@ import (
 	"github.com/guardyn/guardyn/services/messaging"
 )
 
+// groupLogContract is what the group log promises on any message store: every test
+// here runs on the embedded default under its own name, and on Cassandra in
+// TestGroupLogOnCassandra.
+var groupLogContract = []struct {
+	name string
+	run  func(*testing.T, inboxOpener)
+}{
+	{"MessageIsStoredOnce", groupMessageIsStoredOnce},
+	{"CommitIsStoredOnce", groupCommitIsStoredOnce},
+	{"LogExpires", groupLogExpires},
+	{"SendIsOneDurableWrite", groupSendIsOneDurableWrite},
+	{"SendRetryAfterFailedWrite", groupSendRetryAfterFailedWrite},
+}
+
 // perMemberBytes is what a group message may store per member device besides the one
 // copy of its body: the notice and the inbox's fixed fields.
 const perMemberBytes = 128
@@ -18,9 +32,11 @@ const perMemberBytes = 128
 // TestGroupMessageIsStoredOnce (issue 12): a group message to 100 member devices is
 // written once, plus a fixed-size notice per device, where it used to be copied into
 // every inbox (100 body writes); every member's inbox still delivers the whole message.
-func TestGroupMessageIsStoredOnce(t *testing.T) {
+func TestGroupMessageIsStoredOnce(t *testing.T) { groupMessageIsStoredOnce(t, embeddedInboxes) }
+
+func groupMessageIsStoredOnce(t *testing.T, open inboxOpener) {
 	gid := []byte("stored-once")
-	node, users := memberGroup(t, 101, gid)
+	node, users := memberGroupOn(t, open, 101, gid)
 	payload := mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 64<<10)
 	kv0, in0 := node.kv.written.Load(), node.inboxes.written.Load()
 	if _, err := node.svc.SendGroupMessage(as(users[0]), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: payload, ClientMessageId: bytes.Repeat([]byte{7}, 16)}); err != nil {
@@ -43,9 +59,11 @@ func TestGroupMessageIsStoredOnce(t *testing.T) {
 }
 
 // TestGroupCommitIsStoredOnce: the same holds for commits, which the fan-out delivers.
-func TestGroupCommitIsStoredOnce(t *testing.T) {
+func TestGroupCommitIsStoredOnce(t *testing.T) { groupCommitIsStoredOnce(t, embeddedInboxes) }
+
+func groupCommitIsStoredOnce(t *testing.T, open inboxOpener) {
 	gid := []byte("commit-once")
-	node, users := memberGroup(t, 101, gid)
+	node, users := memberGroupOn(t, open, 101, gid)
 	commit := mlsframe.PrivateMessage(gid, 0, mlsframe.Commit, 64<<10)
 	kv0, in0 := node.kv.written.Load(), node.inboxes.written.Load()
 	if _, err := node.svc.SubmitCommit(as(users[0]), &messagingv1.SubmitCommitRequest{GroupId: gid, Commit: commit, GroupInfo: []byte("g")}); err != nil {
@@ -65,9 +83,11 @@ func TestGroupCommitIsStoredOnce(t *testing.T) {
 
 // TestGroupLogExpires: a log entry expires with its notices, after the message TTL, so
 // no inbox points at an expired entry and no entry outlives its notices.
-func TestGroupLogExpires(t *testing.T) {
+func TestGroupLogExpires(t *testing.T) { groupLogExpires(t, embeddedInboxes) }
+
+func groupLogExpires(t *testing.T, open inboxOpener) {
 	gid := []byte("expiring")
-	node, users := memberGroup(t, 3, gid)
+	node, users := memberGroupOn(t, open, 3, gid)
 	cid := bytes.Repeat([]byte{1}, 16)
 	if _, err := node.svc.SendGroupMessage(as(users[0]), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 10), ClientMessageId: cid}); err != nil {
 		t.Fatal(err)
@@ -96,9 +116,11 @@ func TestGroupLogExpires(t *testing.T) {
 // one durable write, the log entry and every member's notice in one Append of the
 // message store (one fsync wait), and no kv transaction; it used to wait for a kv commit
 // of the entry (two fsyncs in bbolt) before the notices' own.
-func TestGroupSendIsOneDurableWrite(t *testing.T) {
+func TestGroupSendIsOneDurableWrite(t *testing.T) { groupSendIsOneDurableWrite(t, embeddedInboxes) }
+
+func groupSendIsOneDurableWrite(t *testing.T, open inboxOpener) {
 	gid := []byte("one-write")
-	node, users := memberGroup(t, 101, gid)
+	node, users := memberGroupOn(t, open, 101, gid)
 	kv0, in0 := node.kv.updates.Load(), node.inboxes.appends.Load()
 	if _, err := node.svc.SendGroupMessage(as(users[0]), &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 1<<10), ClientMessageId: bytes.Repeat([]byte{5}, 16)}); err != nil {
 		t.Fatal(err)
@@ -116,8 +138,12 @@ func TestGroupSendIsOneDurableWrite(t *testing.T) {
 // the entry and its notices once, and every member reads the message exactly once, also
 // after a second retry.
 func TestGroupSendRetryAfterFailedWrite(t *testing.T) {
+	groupSendRetryAfterFailedWrite(t, embeddedInboxes)
+}
+
+func groupSendRetryAfterFailedWrite(t *testing.T, open inboxOpener) {
 	gid := []byte("retry")
-	node, users := memberGroup(t, 3, gid)
+	node, users := memberGroupOn(t, open, 3, gid)
 	req := &messagingv1.SendGroupMessageRequest{GroupId: gid, PrivateMessage: mlsframe.PrivateMessage(gid, 0, mlsframe.Application, 0), ClientMessageId: bytes.Repeat([]byte{3}, 16)}
 	node.inboxes.fail.Store(true)
 	if _, err := node.svc.SendGroupMessage(as(users[0]), req); err == nil {

@@ -308,8 +308,19 @@ func sumSealed(envs []*messagingv1.DeviceEnvelope) int {
 }
 
 func (s *Server) internal(ctx context.Context, op string, err error) error {
+	if errors.Is(err, kv.ErrUnavailable) {
+		s.log.WarnContext(ctx, "messaging: kv store unavailable", "op", op, "err", err)
+		return server.Error(codes.Unavailable, server.ReasonStoreUnavailable, "%s: store unavailable; retry", op)
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()
+	}
+	if errors.Is(err, msgstore.ErrFull) {
+		return server.Error(codes.ResourceExhausted, reasonInboxFull, "%s: an inbox holds its maximum of undelivered messages", op)
+	}
+	if errors.Is(err, msgstore.ErrUnavailable) {
+		s.log.WarnContext(ctx, "messaging: message store unavailable", "op", op, "err", err)
+		return server.Error(codes.Unavailable, reasonStoreUnavailable, "%s: message store unavailable; retry", op)
 	}
 	s.log.ErrorContext(ctx, "messaging: failure", "op", op, "err", err)
 	return server.Error(codes.Internal, server.ReasonInternal, "%s failed", op)

@@ -1,7 +1,12 @@
 package notification
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"testing"
@@ -92,4 +97,53 @@ func mustParse(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// answerConn is a connection whose peer answers with fixed bytes and takes any request.
+type answerConn struct {
+	net.Conn // nil: only the methods below are used
+	r        *bytes.Reader
+}
+
+func (c *answerConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *answerConn) Write(p []byte) (int, error) { return len(p), nil }
+func (c *answerConn) SetDeadline(time.Time) error { return nil }
+func (c *answerConn) Close() error                { return nil }
+
+// FuzzH1Exchange: whatever a push service answers, a Web Push exchange returns a final
+// status or an error, never both, and never keeps the connection after an error; an
+// answer of no bytes, and only that, is errNoAnswer (the one failure sent again on a new
+// connection).
+func FuzzH1Exchange(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 410 Gone\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 307 Temporary Redirect\r\nLocation: https://10.0.0.1/\r\nConnection: close\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 201 Created\r\n\r\nuntil close"))
+	f.Add([]byte{})
+	u, _ := url.Parse("https://push.example/push/x")
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		conn := newH1Conn(&answerConn{r: bytes.NewReader(answer)})
+		req := &http.Request{Method: http.MethodPost, URL: u, Host: u.Host, Header: http.Header{"Ttl": {"60"}},
+			Body: io.NopCloser(bytes.NewReader([]byte("x"))), ContentLength: 1}
+		status, keep, err := exchange(conn, req)
+		if len(answer) == 0 && !errors.Is(err, errNoAnswer) {
+			t.Fatalf("no answer: %v, want errNoAnswer", err)
+		}
+		if err != nil {
+			if keep || status != 0 {
+				t.Fatalf("error %v with status %d, keep %v", err, status, keep)
+			}
+			if errors.Is(err, errNoAnswer) && conn.read != 0 {
+				t.Fatalf("errNoAnswer after %d bytes of answer", conn.read)
+			}
+			return
+		}
+		if status < 200 || status > 999 {
+			t.Fatalf("status %d", status)
+		}
+		if conn.read > int64(len(answer)) {
+			t.Fatalf("read %d of %d bytes", conn.read, len(answer))
+		}
+	})
 }

@@ -80,8 +80,9 @@ type HTTPOptions struct {
 
 // client returns an HTTP client for one provider. http2 asks for HTTP/2 (APNs speaks
 // nothing else); without it every request in flight has a connection of its own, from a
-// pool, which Web Push wants: on one multiplexed HTTP/2 connection concurrent pushes
-// queue behind its single reader and writer (docs/perf-presence.md).
+// pool: on one multiplexed HTTP/2 connection concurrent pushes queue behind its single
+// reader and writer (docs/perf-presence.md). Web Push has a leaner pool of its own
+// (h1Client) on the same options.
 func (o HTTPOptions) client(http2 bool) *http.Client {
 	t := &http.Transport{
 		DialContext:         newDialer(o.AllowPrivate).DialContext,

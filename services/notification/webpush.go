@@ -1,7 +1,6 @@
 package notification
 
 import (
-	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -65,15 +64,17 @@ type WebPush struct {
 	k       string // base64url VAPID public key, the "k" of the Authorization header
 	subject string
 	ttl     string
-	client  *http.Client
+	client  *h1Client
 	now     func() time.Time
 
 	mu   sync.Mutex
 	jwts map[string]vapidToken // by origin (audience)
 }
 
+// vapidToken is the signed JWT of one origin, in the whole header set of a push to it:
+// built once per JWT and only read by the pushes that share it.
 type vapidToken struct {
-	header  string
+	header  http.Header
 	expires time.Time
 }
 
@@ -101,15 +102,16 @@ func NewWebPush(cfg WebPushConfig) (*WebPush, error) {
 	return &WebPush{
 		key: cfg.VAPIDKey, signer: signer, subject: cfg.Subject, ttl: strconv.Itoa(cfg.TTL),
 		k:      base64.RawURLEncoding.EncodeToString(cfg.VAPIDKey.PublicKey().Bytes()),
-		client: cfg.HTTP.client(false), now: time.Now, jwts: make(map[string]vapidToken),
+		client: newH1Client(cfg.HTTP), now: time.Now, jwts: make(map[string]vapidToken),
 	}, nil
 }
 
 // PublicKey is the VAPID public key (uncompressed point) browsers subscribe with.
 func (w *WebPush) PublicKey() []byte { return w.key.PublicKey().Bytes() }
 
-// authorization returns the VAPID Authorization header for a push service origin.
-func (w *WebPush) authorization(origin string) (string, error) {
+// headers returns the headers of a push to a push service origin, with its VAPID
+// Authorization; the caller must not modify them.
+func (w *WebPush) headers(origin string) (http.Header, error) {
 	now := w.now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -119,12 +121,19 @@ func (w *WebPush) authorization(origin string) (string, error) {
 	exp := now.Add(vapidLifetime)
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"aud": origin, "exp": exp.Unix(), "sub": w.subject}).SignedString(w.signer)
 	if err != nil {
-		return "", fmt.Errorf("web push: sign vapid jwt: %w", err)
+		return nil, fmt.Errorf("web push: sign vapid jwt: %w", err)
 	}
 	if len(w.jwts) >= maxVAPIDOrigins {
 		clear(w.jwts) // push services are a handful of origins; this bounds a flood of others
 	}
-	h := "vapid t=" + tok + ", k=" + w.k
+	h := http.Header{
+		"Content-Encoding": {"aes128gcm"},
+		"Content-Type":     {"application/octet-stream"},
+		"Ttl":              {w.ttl},
+		"Urgency":          {"high"},
+		"Topic":            {"wake"}, // RFC 8030 §5.4: a newer push replaces an undelivered one
+		"Authorization":    {"vapid t=" + tok + ", k=" + w.k},
+	}
 	w.jwts[origin] = vapidToken{header: h, expires: exp}
 	return h, nil
 }
@@ -205,7 +214,7 @@ func (w *WebPush) Push(ctx context.Context, t *notificationv1.RegisterPushTarget
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return &PushError{Err: errors.New("endpoint is not an https URL")}
 	}
-	auth, err := w.authorization(u.Scheme + "://" + u.Host)
+	header, err := w.headers(u.Scheme + "://" + u.Host)
 	if err != nil {
 		return &PushError{Err: err}
 	}
@@ -213,29 +222,19 @@ func (w *WebPush) Push(ctx context.Context, t *notificationv1.RegisterPushTarget
 	if err != nil {
 		return &PushError{Err: err}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, wp.GetEndpoint(), bytes.NewReader(body))
-	if err != nil {
-		return &PushError{Err: err}
-	}
-	req.Header.Set("Content-Encoding", "aes128gcm")
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("TTL", w.ttl)
-	req.Header.Set("Urgency", "high")
-	req.Header.Set("Topic", "wake") // RFC 8030 §5.4: a newer push replaces an undelivered one
-	req.Header.Set("Authorization", auth)
-	resp, err := w.client.Do(req)
+	req := &http.Request{Method: http.MethodPost, URL: u, Host: u.Host, Header: header}
+	status, err := w.client.do(ctx, req, body)
 	if err != nil {
 		return networkError(err)
 	}
-	drain(resp.Body, 4096)
 	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+	case status >= 200 && status < 300:
 		return nil
-	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+	case status == http.StatusNotFound || status == http.StatusGone:
 		// RFC 8030 §7.3: the subscription expired or was removed.
-		return fmt.Errorf("%w: HTTP %d", ErrTargetGone, resp.StatusCode)
+		return fmt.Errorf("%w: HTTP %d", ErrTargetGone, status)
 	}
-	return statusError(resp.StatusCode, "")
+	return statusError(status, "")
 }
 
 // LoadOrCreateVAPIDKey reads the VAPID key at path (a raw P-256 scalar), creating it on

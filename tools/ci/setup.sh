@@ -9,6 +9,9 @@ set -euo pipefail
 need=()
 command -v nix >/dev/null || need+=(nix-bin)
 command -v git >/dev/null || need+=(git)
+# Java and Maven run Apache Cassandra for the CQL suites (libs/cassandratest).
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
 # promtool checks infra/'s Prometheus rules and config (infra/promcheck).
 command -v promtool >/dev/null || need+=(prometheus)
 # etcd for the Kubernetes control plane infra/kubetest applies infra/k8s to.
@@ -32,7 +35,7 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 command -v go >/dev/null || { echo "setup: no go on PATH; install Go 1.26" >&2; exit 1; }
-echo "setup: $(go version), $(nix --version), $(promtool --version 2>&1 | head -1)"
+echo "setup: $(go version), $(nix --version), $(java -version 2>&1 | head -1), $(mvn -v 2>/dev/null | head -1), $(promtool --version 2>&1 | head -1)"
 
 # The Kubernetes control plane (kube-apiserver, controller-manager,
 # scheduler, kubectl, kwok), built from the module proxy into a cache keyed

@@ -40,12 +40,21 @@ func Start(t testing.TB) *Platform {
 // empty policy disables rate limiting, for tests that exhaust prekeys on purpose).
 func StartWithLimits(t testing.TB, limits ratelimit.Policy) *Platform {
 	t.Helper()
+	return StartWith(t, func(c *platform.Config) { c.Limits = limits })
+}
+
+// StartWith starts a platform with the default configuration adjusted by tune, for tests
+// that put a store elsewhere (the kv store on a mock TiKV cluster) or change limits.
+func StartWith(t testing.TB, tune func(*platform.Config)) *Platform {
+	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	p, err := platform.Start(ctx, platform.Config{
+	cfg := platform.Config{
 		DataDir: filepath.Join(dir, "server"), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.DiscardHandler), Limits: limits,
-	})
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	tune(&cfg)
+	p, err := platform.Start(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatalf("start platform: %v", err)

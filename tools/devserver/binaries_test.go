@@ -6,20 +6,53 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-// buildBinary builds a command of the module into the test's temp dir.
+// binaries holds the commands this test binary built, one build per package: several
+// tests run the same server binary, and linking it again for each cost minutes of the
+// package's ten under load.
+var binaries struct {
+	sync.Mutex
+	dir  string
+	path map[string]string
+}
+
+// TestMain removes the built commands when every test has run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binaries.dir != "" {
+		os.RemoveAll(binaries.dir)
+	}
+	os.Exit(code)
+}
+
+// buildBinary builds a command of the module once per test binary and returns its path.
 func buildBinary(t *testing.T, pkg string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	binaries.Lock()
+	defer binaries.Unlock()
+	if bin, ok := binaries.path[pkg]; ok {
+		return bin
+	}
+	if binaries.dir == "" {
+		dir, err := os.MkdirTemp("", "devserver-test-bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		binaries.dir, binaries.path = dir, map[string]string{}
+	}
+	bin := filepath.Join(binaries.dir, strings.ReplaceAll(strings.Trim(pkg, "./"), "/", "_"))
 	build := exec.Command("go", "build", "-o", bin, pkg)
 	build.Dir = "../.."
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		t.Fatalf("build %s: %v", pkg, err)
 	}
+	binaries.path[pkg] = bin
 	return bin
 }
 

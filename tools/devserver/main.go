@@ -4,6 +4,7 @@
 //
 //	go run ./tools/devserver -data-dir ./data
 //
+// With -kv tikv://pd1:2379,pd2:2379 (GUARDYN_KV) the kv store is a TiKV cluster instead.
 // Every flag can also be set by environment as GUARDYN_<FLAG> (GUARDYN_DATA_DIR,
 // GUARDYN_GRPC_ADDR, GUARDYN_NATS_URL, ...); a flag wins over its variable. SIGTERM or
 // SIGINT drains calls and exits; streams that only wait (Receive) end at once with
@@ -51,8 +52,8 @@ func main() {
 		os.Exit(2)
 	}
 	cfg := platform.Config{
-		DataDir: common.DataDir, GRPCAddr: common.GRPCAddr, AdminAddr: common.AdminAddr,
-		NATS: common.NATS(nil), Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
+		DataDir: common.DataDir, KV: common.KV, GRPCAddr: common.GRPCAddr, AdminAddr: common.AdminAddr,
+		NATS: common.NATS(nil), Messages: common.Messages, Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
 		Observer: obs,
 	}
 	if !rateLimits {

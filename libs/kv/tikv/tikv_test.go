@@ -4,38 +4,25 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/tikv/client-go/v2/testutils"
 	tikvclient "github.com/tikv/client-go/v2/tikv"
 	"github.com/tikv/client-go/v2/tikvrpc"
 
 	"github.com/guardyn/guardyn/libs/kv"
 	"github.com/guardyn/guardyn/libs/kv/kvtest"
 	"github.com/guardyn/guardyn/libs/kv/tikv"
+	"github.com/guardyn/guardyn/libs/kv/tikv/tikvtest"
 )
 
-// openMockTiKV opens a Store on client-go's in-process mock cluster (mocktikv: one PD,
-// one TiKV store, MVCC on a LevelDB under dir), a test double for a real cluster, which
-// cannot run here. Reopening dir finds the same data. hijack, if not nil, wraps the
-// client's RPC transport.
-func openMockTiKV(tb testing.TB, dir string, opts tikv.Options, hijack func(tikvclient.Client) tikvclient.Client) (kv.Store, *testutils.MockCluster) {
+// openMockTiKV opens a Store on client-go's in-process mock cluster (see tikvtest).
+func openMockTiKV(tb testing.TB, dir string, opts tikv.Options, hijack func(tikvclient.Client) tikvclient.Client) (*tikv.Store, *tikvtest.Cluster) {
 	tb.Helper()
-	client, cluster, pdClient, err := testutils.NewMockTiKV(filepath.Join(dir, "mocktikv"), nil)
-	if err != nil {
-		tb.Fatalf("start mock tikv: %v", err)
-	}
-	testutils.BootstrapWithSingleStore(cluster)
-	kvs, err := tikvclient.NewTestTiKVStore(client, pdClient, hijack, nil, 0)
-	if err != nil {
-		tb.Fatalf("open mock tikv store: %v", err)
-	}
-	return tikv.New(kvs, opts), cluster
+	return tikvtest.Open(tb, dir, opts, hijack)
 }
 
 func openMock(tb testing.TB, dir string) kv.Store {
@@ -57,7 +44,7 @@ func pdAddrs(tb testing.TB) []string {
 // test runs sharing the cluster never see each other's keys.
 func openReal(tb testing.TB, dir string) kv.Store {
 	tb.Helper()
-	s, err := tikv.Open(pdAddrs(tb), tikv.Options{Namespace: []byte("kvtest/" + dir + "/")})
+	s, err := tikv.Open(context.Background(), pdAddrs(tb), tikv.Options{Namespace: []byte("kvtest/" + dir + "/")})
 	if err != nil {
 		tb.Fatal(err)
 	}

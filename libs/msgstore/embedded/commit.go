@@ -104,11 +104,7 @@ func (s *Store) writeBatch(batch []*request) error {
 		case r.msgs != nil:
 			for i := range r.msgs {
 				m := &r.msgs[i]
-				e := entry{id: m.ID, seg: active}
-				if !m.Expiry.IsZero() {
-					e.expiry = m.Expiry.UnixNano()
-				}
-				if e.expired(now) {
+				if expiredAt(m, now) {
 					continue
 				}
 				key := inboxID{m.Inbox, m.ID}
@@ -116,7 +112,12 @@ func (s *Store) writeBatch(batch []*request) error {
 					continue
 				}
 				if ib := s.inboxes[m.Inbox]; ib != nil && !cleared[m.Inbox] {
-					if _, ok := ib.byID[m.ID]; ok {
+					_, ok, err := s.findID(ib, m.ID)
+					if err != nil {
+						s.mu.RUnlock()
+						return fmt.Errorf("msgstore: look up message id: %w", err)
+					}
+					if ok {
 						continue
 					}
 				}
@@ -125,10 +126,12 @@ func (s *Store) writeBatch(batch []*request) error {
 				}
 				added[key] = true
 				off := len(s.buf)
-				e.seq = s.nextSeq
+				seq := s.nextSeq
 				s.nextSeq++
-				s.buf = record.AppendMessage(s.buf, e.seq, m)
-				e.off, e.n = active.size+int64(off), int64(len(s.buf)-off)
+				s.buf = record.AppendMessage(s.buf, seq, m)
+				e := entry{fp: s.fingerprint(m.ID), seg: uint32(active.id), off: uint32(active.size + int64(off)),
+					n: uint32(len(s.buf) - off), expiry: expirySeconds(m.Expiry)}
+				e.setSeq(seq)
 				s.ops = append(s.ops, op{inbox: m.Inbox, e: e})
 			}
 		case r.deleted != nil:
@@ -166,8 +169,8 @@ func (s *Store) writeBatch(batch []*request) error {
 		if o.deleteInbox {
 			if ib != nil {
 				for i := range ib.entries {
-					if !ib.entries[i].dead {
-						ib.kill(i)
+					if !ib.entries[i].dead() {
+						s.kill(ib, i)
 					}
 				}
 				delete(s.inboxes, o.inbox)
@@ -175,12 +178,11 @@ func (s *Store) writeBatch(batch []*request) error {
 			continue
 		}
 		if ib == nil {
-			ib = &inbox{byID: map[msgstore.ID]uint64{}}
+			ib = &inbox{}
 			s.inboxes[o.inbox] = ib
 		}
-		ib.entries = append(ib.entries, o.e)
-		ib.byID[o.e.id] = o.e.seq
-		active.live += o.e.n
+		ib.add(o.e)
+		active.live += o.e.size()
 	}
 	return nil
 }
@@ -350,8 +352,8 @@ func (s *Store) compactOldest() error {
 	s.mu.RLock()
 	for in, ib := range s.inboxes {
 		for i := range ib.entries {
-			if e := &ib.entries[i]; !e.dead && e.seg == old && !e.expired(now) {
-				moves = append(moves, move{inbox: in, seq: e.seq, off: e.off, n: e.n})
+			if e := &ib.entries[i]; !e.dead() && e.seg == uint32(old.id) && !e.expired(now) {
+				moves = append(moves, move{inbox: in, seq: e.seq(), off: int64(e.off), n: e.size()})
 			}
 		}
 	}
@@ -386,18 +388,18 @@ func (s *Store) compactOldest() error {
 		if ib == nil {
 			continue
 		}
-		if j, ok := ib.find(mv.seq); ok && !ib.entries[j].dead && ib.entries[j].seg == old {
+		if j, ok := ib.find(mv.seq); ok && !ib.entries[j].dead() && ib.entries[j].seg == uint32(old.id) {
 			e := &ib.entries[j]
-			old.live -= e.n
-			e.seg, e.off = active, newOff[i]
-			active.live += e.n
+			old.live -= e.size()
+			e.seg, e.off = uint32(active.id), uint32(newOff[i])
+			active.live += e.size()
 		}
 	}
 	// What is left in the old segment is expired: forget it with the file.
 	for in, ib := range s.inboxes {
 		for i := range ib.entries {
-			if e := &ib.entries[i]; !e.dead && e.seg == old {
-				ib.kill(i)
+			if e := &ib.entries[i]; !e.dead() && e.seg == uint32(old.id) {
+				s.kill(ib, i)
 			}
 		}
 		s.dropIfEmpty(in, ib)

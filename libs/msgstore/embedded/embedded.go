@@ -17,6 +17,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"os"
 	"path/filepath"
@@ -40,13 +41,17 @@ const (
 	// single Append may exceed maxBatchBytes alone.
 	maxBatchRequests = 1024
 	maxBatchBytes    = 16 << 20
+	// maxSegmentSize bounds Options.SegmentSize so that every offset in a segment,
+	// which may outgrow it by one batch, fits the index's 32 bits (maxSegmentBytes).
+	maxSegmentSize  = 1 << 30
+	maxSegmentBytes = math.MaxUint32 >> 1
 )
 
 // Options tune a Store. The zero value is ready to use.
 type Options struct {
 	// SegmentSize is the size at which the active segment is closed and a new one
-	// started (default 32 MiB). Segments after a new store's first are zero-filled to
-	// this size in the background once the active one is half full.
+	// started (default 32 MiB, at most 1 GiB). Segments after a new store's first are
+	// zero-filled to	// this size in the background once the active one is half full.
 	SegmentSize int64
 	// ReclaimInterval is how often expired messages are dropped from the index and
 	// so from Count (default one minute).
@@ -78,6 +83,8 @@ type Store struct {
 	mu       sync.RWMutex
 	inboxes  map[msgstore.Inbox]*inbox
 	segments []*segment
+	// seed keys the id fingerprints of the index.
+	seed maphash.Seed
 	// filesClosed is set by Close, for readers that passed the closed check before it.
 	filesClosed bool
 
@@ -111,51 +118,214 @@ type tombstone struct {
 	seqs  []uint64
 }
 
-// entry locates one message of an inbox in the log.
+// entry locates one message of an inbox in the log. It is kept small, 28 bytes without
+// pointers, because the index holds one per stored message (docs/storage.md: 10 M
+// undelivered messages must fit in a few hundred MB): the id is kept only as a 32-bit
+// keyed hash and confirmed against the record on disk when the hash matches, and the
+// expiry is kept in whole seconds rounded up and checked exactly on the record read.
 type entry struct {
-	seq    uint64
-	id     msgstore.ID
-	seg    *segment
-	off    int64
-	n      int64
-	expiry int64 // Unix nanoseconds; 0 is never
-	dead   bool
+	seqLo, seqHi uint32 // the sequence number, split so the struct needs no padding
+	fp           uint32 // fingerprint of the id under the store's hash seed
+	seg          uint32 // id of the segment holding the record
+	off          uint32 // offset of the record in the segment
+	n            uint32 // record length, with entryDead set once the message is gone
+	expiry       uint32 // Unix seconds rounded up; 0 is never
 }
 
-func (e *entry) expired(now int64) bool { return e.expiry != 0 && e.expiry <= now }
+const entryDead = 1 << 31
+
+func (e *entry) seq() uint64       { return uint64(e.seqHi)<<32 | uint64(e.seqLo) }
+func (e *entry) setSeq(seq uint64) { e.seqLo, e.seqHi = uint32(seq), uint32(seq>>32) }
+func (e *entry) size() int64       { return int64(e.n &^ entryDead) }
+func (e *entry) dead() bool        { return e.n&entryDead != 0 }
+
+// expired reports whether the message is certainly expired at now (Unix nanoseconds).
+// The expiry is rounded up, so a message may pass this check up to a second after it
+// expired; readers check the exact expiry in the record.
+func (e *entry) expired(now int64) bool {
+	return e.expiry != 0 && int64(e.expiry) <= now/1e9
+}
+
+// expirySeconds rounds t up to whole Unix seconds for entry.expiry; the zero time is
+// never. Expiry times after 2106 are kept as 2106.
+func expirySeconds(t time.Time) uint32 {
+	if t.IsZero() {
+		return 0
+	}
+	ns := t.UnixNano()
+	if ns <= 0 {
+		return 1 // already expired at any clock the store runs with
+	}
+	sec := (ns + 1e9 - 1) / 1e9
+	return uint32(min(sec, math.MaxUint32))
+}
+
+// expiredAt reports whether m is expired at now (Unix nanoseconds), exactly.
+func expiredAt(m *msgstore.Message, now int64) bool {
+	return !m.Expiry.IsZero() && m.Expiry.UnixNano() <= now
+}
 
 // inbox is the index of one device's messages: entries in sequence order, with dead
 // ones removed in bulk once they are half of the slice.
 type inbox struct {
 	entries []entry
-	byID    map[msgstore.ID]uint64
+	live    int
 	dead    int
+	// fps maps the fingerprints of the live entries to their sequence numbers, or to
+	// 0 where two share one, once the inbox has bigInbox entries; smaller inboxes are
+	// searched by a pass over entries, which costs no memory.
+	fps map[uint32]uint64
+}
+
+// bigInbox is the size from which an inbox keeps fps, so that looking an id up in
+// it, as every Append does, does not take a pass over all its entries.
+const bigInbox = 256
+
+// indexFP records entry i in fps, building fps once the inbox is big.
+func (ib *inbox) indexFP(i int) {
+	if ib.fps == nil {
+		if len(ib.entries) < bigInbox {
+			return
+		}
+		ib.fps = make(map[uint32]uint64, len(ib.entries))
+		for j := range ib.entries {
+			if e := &ib.entries[j]; !e.dead() && j != i {
+				ib.putFP(e)
+			}
+		}
+	}
+	ib.putFP(&ib.entries[i])
+}
+
+func (ib *inbox) putFP(e *entry) {
+	if _, ok := ib.fps[e.fp]; ok {
+		ib.fps[e.fp] = 0 // shared: look it up by a pass over entries
+		return
+	}
+	ib.fps[e.fp] = e.seq()
 }
 
 func (ib *inbox) find(seq uint64) (int, bool) {
-	return slices.BinarySearchFunc(ib.entries, seq, func(e entry, seq uint64) int { return cmp.Compare(e.seq, seq) })
+	return slices.BinarySearchFunc(ib.entries, seq, func(e entry, seq uint64) int { return cmp.Compare(e.seq(), seq) })
+}
+
+// add appends e, which has the highest sequence number of the inbox, growing the slice
+// by an eighth rather than doubling it: the index is most of the store's memory.
+func (ib *inbox) add(e entry) {
+	if len(ib.entries) == cap(ib.entries) {
+		grown := make([]entry, len(ib.entries), len(ib.entries)+len(ib.entries)/8+4)
+		copy(grown, ib.entries)
+		ib.entries = grown
+	}
+	ib.entries = append(ib.entries, e)
+	ib.live++
+	ib.indexFP(len(ib.entries) - 1)
 }
 
 // kill marks entry i dead; the caller holds mu.
-func (ib *inbox) kill(i int) {
+func (s *Store) kill(ib *inbox, i int) {
 	e := &ib.entries[i]
-	e.dead = true
-	e.seg.live -= e.n
-	delete(ib.byID, e.id)
+	if seg := s.segment(e.seg); seg != nil {
+		seg.live -= e.size()
+	}
+	e.n |= entryDead
+	ib.live--
 	ib.dead++
+	if seq, ok := ib.fps[e.fp]; ok && seq == e.seq() {
+		delete(ib.fps, e.fp)
+	}
 }
 
 func (ib *inbox) sweep() {
 	if ib.dead < 32 || 2*ib.dead < len(ib.entries) {
 		return
 	}
-	ib.entries = slices.DeleteFunc(ib.entries, func(e entry) bool { return e.dead })
+	ib.entries = slices.Clip(slices.DeleteFunc(ib.entries, func(e entry) bool { return e.dead() }))
 	ib.dead = 0
+}
+
+// segment returns the open segment with id, or nil; the caller holds mu.
+func (s *Store) segment(id uint32) *segment {
+	i, ok := slices.BinarySearchFunc(s.segments, uint64(id), func(seg *segment, id uint64) int { return cmp.Compare(seg.id, id) })
+	if !ok {
+		return nil
+	}
+	return s.segments[i]
+}
+
+// fingerprint is the index's hash of an id, keyed per store so that no client can
+// choose ids that collide and make lookups read the log.
+func (s *Store) fingerprint(id msgstore.ID) uint32 {
+	return uint32(maphash.Bytes(s.seed, id[:]))
+}
+
+// findID returns the index of the live entry of ib whose record holds id, reading the
+// log for the entries whose fingerprint matches; the caller holds mu.
+func (s *Store) findID(ib *inbox, id msgstore.ID) (int, bool, error) {
+	fp := s.fingerprint(id)
+	if ib.fps != nil {
+		seq, ok := ib.fps[fp]
+		if !ok {
+			return 0, false, nil
+		}
+		if seq != 0 {
+			i, ok := ib.find(seq)
+			if !ok || ib.entries[i].dead() {
+				return 0, false, nil
+			}
+			got, err := s.readID(&ib.entries[i])
+			return i, err == nil && got == id, err
+		}
+	}
+	for i := range ib.entries {
+		e := &ib.entries[i]
+		if e.fp != fp || e.dead() {
+			continue
+		}
+		got, err := s.readID(e)
+		if err != nil {
+			return 0, false, err
+		}
+		if got == id {
+			return i, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+// readID reads the id of e's record from the log; the caller holds mu, so the
+// segment stays open.
+func (s *Store) readID(e *entry) (msgstore.ID, error) {
+	if s.segment(e.seg) == nil {
+		return msgstore.ID{}, fmt.Errorf("%w: index names missing segment %d", msgstore.ErrCorrupt, e.seg)
+	}
+	id, _, err := readHead(s.location(e))
+	return id, err
+}
+
+// readHead reads the id and exact expiry of the message record at l. A segment
+// closed meanwhile gives an error matching os.ErrClosed.
+func readHead(l location) (msgstore.ID, time.Time, error) {
+	var b [record.MessageHeadSize]byte
+	if l.n < int64(len(b)) {
+		return msgstore.ID{}, time.Time{}, fmt.Errorf("%w: segment %d at %d: message record of %d bytes", msgstore.ErrCorrupt, l.seg.id, l.off, l.n)
+	}
+	if _, err := l.seg.f.ReadAt(b[:], l.off); err != nil {
+		return msgstore.ID{}, time.Time{}, fmt.Errorf("read message from segment %d at %d: %w", l.seg.id, l.off, err)
+	}
+	seq, id, expiry, err := record.DecodeMessageHead(b[:])
+	if err != nil || seq != l.seq {
+		return msgstore.ID{}, time.Time{}, fmt.Errorf("%w: segment %d at %d holds another record", msgstore.ErrCorrupt, l.seg.id, l.off)
+	}
+	return id, expiry, nil
 }
 
 // Open opens or creates the store in dir, replaying its log. The directory is locked
 // against a second Open, from this or another process, until Close.
 func Open(dir string, opts Options) (*Store, error) {
+	if opts.SegmentSize < 0 || opts.SegmentSize > maxSegmentSize {
+		return nil, fmt.Errorf("open msgstore: segment size %d: want 0 (the default) to %d", opts.SegmentSize, maxSegmentSize)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open msgstore: %w", err)
 	}
@@ -181,6 +351,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		reqs:        make(chan *request, maxBatchRequests),
 		stopped:     make(chan struct{}),
 		inboxes:     map[msgstore.Inbox]*inbox{},
+		seed:        maphash.MakeSeed(),
 		nextSeq:     1,
 	}
 	if s.now == nil {
@@ -195,72 +366,76 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// replayed is a message found while replaying the log.
-type replayed struct {
-	inbox msgstore.Inbox
-	e     entry
-}
-
-// load replays every segment in order to rebuild the index.
+// load replays every segment in order to rebuild the index. It builds the index in
+// place, so reopening needs no more memory than the index itself.
 func (s *Store) load() error {
 	ids, err := listSegments(s.dir)
 	if err != nil {
 		return err
 	}
 	now := s.now().UnixNano()
-	bySeq := map[uint64]*replayed{}
-	byID := map[msgstore.Inbox]map[msgstore.ID]uint64{}
 	apply := func(seg *segment, r *record.Record, off, n int) error {
 		switch r.Type {
 		case record.TypeMessage:
 			if r.Seq == 0 || r.Seq == math.MaxUint64 {
 				return fmt.Errorf("%w: message with sequence number %d", msgstore.ErrCorrupt, r.Seq)
 			}
-			if p := bySeq[r.Seq]; p != nil && (p.inbox != r.Inbox || p.e.id != r.Message.ID) {
-				return fmt.Errorf("%w: sequence number %d used twice", msgstore.ErrCorrupt, r.Seq)
-			}
 			s.nextSeq = max(s.nextSeq, r.Seq+1)
-			ids := byID[r.Inbox]
-			if seq, ok := ids[r.Message.ID]; ok {
-				// A second copy of a message is a compaction copy and supersedes the
-				// first; a different sequence number is a re-append, which is a no-op.
-				if p := bySeq[seq]; seq == r.Seq && p != nil {
-					p.e.seg.live -= p.e.n
-					p.e.seg, p.e.off, p.e.n = seg, int64(off), int64(n)
-					seg.live += p.e.n
+			ib := s.inboxes[r.Inbox]
+			if ib != nil {
+				// A second copy of a message with its sequence number is a compaction
+				// copy and supersedes the first.
+				if i, ok := ib.find(r.Seq); ok {
+					if e := &ib.entries[i]; !e.dead() {
+						if old := s.segment(e.seg); old != nil {
+							old.live -= e.size()
+						}
+						e.seg, e.off, e.n = uint32(seg.id), uint32(off), uint32(n)
+						seg.live += int64(n)
+					}
+					return nil
 				}
+			}
+			if expiredAt(&r.Message, now) {
 				return nil
 			}
-			e := entry{seq: r.Seq, id: r.Message.ID, seg: seg, off: int64(off), n: int64(n)}
-			if !r.Message.Expiry.IsZero() {
-				e.expiry = r.Message.Expiry.UnixNano()
+			if ib == nil {
+				ib = &inbox{}
+				s.inboxes[r.Inbox] = ib
 			}
-			if e.expired(now) {
-				return nil
+			e := entry{fp: s.fingerprint(r.Message.ID), seg: uint32(seg.id), off: uint32(off), n: uint32(n), expiry: expirySeconds(r.Message.Expiry)}
+			e.setSeq(r.Seq)
+			if len(ib.entries) == 0 || ib.entries[len(ib.entries)-1].seq() < r.Seq {
+				ib.add(e)
+			} else {
+				// A compaction copy whose original's segment is gone comes after
+				// messages appended later.
+				i, _ := ib.find(r.Seq)
+				ib.entries = slices.Insert(ib.entries, i, e)
+				ib.live++
+				ib.indexFP(i)
 			}
-			if ids == nil {
-				ids = map[msgstore.ID]uint64{}
-				byID[r.Inbox] = ids
-			}
-			ids[e.id] = e.seq
-			bySeq[e.seq] = &replayed{inbox: r.Inbox, e: e}
-			seg.live += e.n
+			seg.live += int64(n)
 		case record.TypeDelete:
+			ib := s.inboxes[r.Inbox]
+			if ib == nil {
+				return nil
+			}
 			for _, seq := range r.Seqs {
-				if p := bySeq[seq]; p != nil && p.inbox == r.Inbox {
-					p.e.seg.live -= p.e.n
-					delete(byID[r.Inbox], p.e.id)
-					delete(bySeq, seq)
+				if i, ok := ib.find(seq); ok && !ib.entries[i].dead() {
+					s.kill(ib, i)
 				}
 			}
+			s.dropIfEmpty(r.Inbox, ib)
 		case record.TypeDeleteInbox:
-			for _, seq := range byID[r.Inbox] {
-				if p := bySeq[seq]; p != nil {
-					p.e.seg.live -= p.e.n
-					delete(bySeq, seq)
+			if ib := s.inboxes[r.Inbox]; ib != nil {
+				for i := range ib.entries {
+					if !ib.entries[i].dead() {
+						s.kill(ib, i)
+					}
 				}
+				delete(s.inboxes, r.Inbox)
 			}
-			delete(byID, r.Inbox)
 		}
 		return nil
 	}
@@ -284,6 +459,9 @@ func (s *Store) load() error {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return fmt.Errorf("read segment: %w", err)
+		}
+		if id > math.MaxUint32 || len(data) > maxSegmentBytes {
+			return fmt.Errorf("%w: segment %s beyond the index's 32-bit ids and offsets", msgstore.ErrCorrupt, path)
 		}
 		records := 0
 		firstSeq, end, err := scanSegment(data, func(r *record.Record, off, n int) error {
@@ -335,17 +513,8 @@ func (s *Store) load() error {
 		}
 		s.segments = append(s.segments, seg)
 	}
-	for _, p := range bySeq {
-		ib := s.inboxes[p.inbox]
-		if ib == nil {
-			ib = &inbox{byID: map[msgstore.ID]uint64{}}
-			s.inboxes[p.inbox] = ib
-		}
-		ib.entries = append(ib.entries, p.e)
-		ib.byID[p.e.id] = p.e.seq
-	}
 	for _, ib := range s.inboxes {
-		slices.SortFunc(ib.entries, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
+		ib.entries = slices.Clip(ib.entries)
 	}
 	return nil
 }
@@ -432,16 +601,25 @@ func (s *Store) Delete(ctx context.Context, in msgstore.Inbox, ids []msgstore.ID
 	if s.closed {
 		return msgstore.ErrClosed
 	}
+	// The ids are looked up under the read lock, since that may read the log, and
+	// the entries found are killed by sequence number under the write lock, unless a
+	// concurrent Delete or DeleteInbox killed them first.
+	s.mu.RLock()
+	var found []uint64
+	var err error
+	if ib := s.inboxes[in]; ib != nil {
+		found, err = s.findIDs(ib, ids)
+	}
+	s.mu.RUnlock()
+	if err != nil || len(found) == 0 {
+		return err
+	}
 	var seqs []uint64
 	s.mu.Lock()
 	if ib := s.inboxes[in]; ib != nil {
-		for _, id := range ids {
-			seq, ok := ib.byID[id]
-			if !ok {
-				continue
-			}
-			if i, ok := ib.find(seq); ok {
-				ib.kill(i)
+		for _, seq := range found {
+			if i, ok := ib.find(seq); ok && !ib.entries[i].dead() {
+				s.kill(ib, i)
 				seqs = append(seqs, seq)
 			}
 		}
@@ -454,9 +632,46 @@ func (s *Store) Delete(ctx context.Context, in msgstore.Inbox, ids []msgstore.ID
 	return nil
 }
 
+// findIDs returns the sequence numbers of the live entries of ib holding ids; the
+// caller holds mu. Without a fingerprint map it passes over the inbox once, reading
+// the log only where a fingerprint matches.
+func (s *Store) findIDs(ib *inbox, ids []msgstore.ID) ([]uint64, error) {
+	var seqs []uint64
+	if ib.fps != nil {
+		for _, id := range ids {
+			i, ok, err := s.findID(ib, id)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				seqs = append(seqs, ib.entries[i].seq())
+			}
+		}
+		return seqs, nil
+	}
+	want := make(map[uint32]bool, len(ids))
+	for _, id := range ids {
+		want[s.fingerprint(id)] = true
+	}
+	for i := range ib.entries {
+		e := &ib.entries[i]
+		if e.dead() || !want[e.fp] {
+			continue
+		}
+		got, err := s.readID(e)
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(ids, got) {
+			seqs = append(seqs, e.seq())
+		}
+	}
+	return seqs, nil
+}
+
 // dropIfEmpty forgets an inbox without live messages; the caller holds mu.
 func (s *Store) dropIfEmpty(in msgstore.Inbox, ib *inbox) {
-	if len(ib.byID) == 0 {
+	if ib.live == 0 {
 		delete(s.inboxes, in)
 		return
 	}
@@ -492,11 +707,21 @@ func (s *Store) Read(ctx context.Context, in msgstore.Inbox, after msgstore.Curs
 			// read: look them up again.
 			continue
 		}
-		return msgs, err
+		if err != nil {
+			return nil, err
+		}
+		// The index rounds expiry up to the second; the records have it exactly.
+		now := s.now().UnixNano()
+		msgs = slices.DeleteFunc(msgs, func(m msgstore.Message) bool { return expiredAt(&m, now) })
+		if len(msgs) > 0 {
+			return msgs, nil
+		}
+		afterSeq = locs[len(locs)-1].seq
 	}
 }
 
-// ReadIDs implements msgstore.Store from the index alone, without reading the log.
+// ReadIDs implements msgstore.Store from the index and the heads of the records, which
+// hold the ids the index keeps only a hash of.
 func (s *Store) ReadIDs(ctx context.Context, in msgstore.Inbox, after msgstore.Cursor, limit int) ([]msgstore.ID, msgstore.Cursor, error) {
 	afterSeq, err := checkRead(ctx, in, after, limit)
 	if err != nil {
@@ -505,15 +730,34 @@ func (s *Store) ReadIDs(ctx context.Context, in msgstore.Inbox, after msgstore.C
 	if afterSeq == math.MaxUint64 {
 		return nil, after, nil
 	}
-	locs, _, err := s.locate(in, afterSeq, limit, math.MaxInt)
-	if err != nil || len(locs) == 0 {
-		return nil, after, err
+	for {
+		locs, _, err := s.locate(in, afterSeq, limit, math.MaxInt)
+		if err != nil || len(locs) == 0 {
+			return nil, after, err
+		}
+		ids := make([]msgstore.ID, 0, len(locs))
+		var last uint64
+		now := s.now().UnixNano()
+		for _, l := range locs {
+			id, expiry, err := readHead(l)
+			if errors.Is(err, os.ErrClosed) {
+				break // compaction moved the rest: look them up again
+			}
+			if err != nil {
+				return nil, after, err
+			}
+			afterSeq = l.seq
+			// The index rounds expiry up to the second; the records have it exactly.
+			if !expiry.IsZero() && expiry.UnixNano() <= now {
+				continue
+			}
+			ids = append(ids, id)
+			last = l.seq
+		}
+		if len(ids) > 0 {
+			return ids, binary.BigEndian.AppendUint64(nil, last), nil
+		}
 	}
-	ids := make([]msgstore.ID, len(locs))
-	for i, l := range locs {
-		ids[i] = l.id
-	}
-	return ids, binary.BigEndian.AppendUint64(nil, locs[len(locs)-1].seq), nil
 }
 
 // Get implements msgstore.Store from the index and one read of the log.
@@ -539,6 +783,9 @@ func (s *Store) Get(ctx context.Context, in msgstore.Inbox, id msgstore.ID) (msg
 		if err != nil {
 			return msgstore.Message{}, err
 		}
+		if expiredAt(&msgs[0], s.now().UnixNano()) {
+			return msgstore.Message{}, fmt.Errorf("%w: %x in inbox %s", msgstore.ErrNotFound, id[:], in)
+		}
 		return msgs[0], nil
 	}
 }
@@ -558,19 +805,15 @@ func (s *Store) locateID(in msgstore.Inbox, id msgstore.ID) (location, bool, err
 	if ib == nil {
 		return location{}, false, nil
 	}
-	seq, ok := ib.byID[id]
-	if !ok {
-		return location{}, false, nil
-	}
-	i, ok := ib.find(seq)
-	if !ok {
-		return location{}, false, nil
+	i, ok, err := s.findID(ib, id)
+	if err != nil || !ok {
+		return location{}, false, err
 	}
 	e := &ib.entries[i]
-	if e.dead || e.expired(now) {
+	if e.expired(now) {
 		return location{}, false, nil
 	}
-	return location{seg: e.seg, off: e.off, n: e.n, seq: e.seq, id: e.id}, true, nil
+	return s.location(e), true, nil
 }
 
 // checkRead validates the arguments Read and ReadIDs share and decodes the cursor.
@@ -601,7 +844,11 @@ type location struct {
 	off int64
 	n   int64
 	seq uint64
-	id  msgstore.ID
+}
+
+// location returns where e's record is; the caller holds mu.
+func (s *Store) location(e *entry) location {
+	return location{seg: s.segment(e.seg), off: int64(e.off), n: e.size(), seq: e.seq()}
 }
 
 // locate returns up to limit live messages of inbox after afterSeq that fit in maxBytes
@@ -625,14 +872,14 @@ func (s *Store) locate(in msgstore.Inbox, afterSeq uint64, limit, maxBytes int) 
 	total := 0
 	for ; i < len(ib.entries) && len(locs) < limit; i++ {
 		e := &ib.entries[i]
-		if e.dead || e.expired(now) {
+		if e.dead() || e.expired(now) {
 			continue
 		}
-		if len(locs) > 0 && int(e.n) > maxBytes-total {
+		if len(locs) > 0 && int(e.size()) > maxBytes-total {
 			break
 		}
-		locs = append(locs, location{seg: e.seg, off: e.off, n: e.n, seq: e.seq, id: e.id})
-		total += int(e.n)
+		locs = append(locs, s.location(e))
+		total += int(e.size())
 	}
 	return locs, total, nil
 }
@@ -653,7 +900,7 @@ func readMessages(locs []location, total int) ([]msgstore.Message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: segment %d at %d: %v", msgstore.ErrCorrupt, l.seg.id, l.off, err)
 		}
-		if r.Type != record.TypeMessage || r.Seq != l.seq || r.Message.ID != l.id {
+		if r.Type != record.TypeMessage || r.Seq != l.seq {
 			return nil, fmt.Errorf("%w: segment %d at %d holds another record", msgstore.ErrCorrupt, l.seg.id, l.off)
 		}
 		m := r.Message
@@ -677,7 +924,7 @@ func (s *Store) Count(ctx context.Context, in msgstore.Inbox) (int, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if ib := s.inboxes[in]; ib != nil {
-		return len(ib.byID), nil
+		return ib.live, nil
 	}
 	return 0, nil
 }
@@ -701,8 +948,8 @@ func (s *Store) reclaim() {
 	defer s.mu.Unlock()
 	for in, ib := range s.inboxes {
 		for i := range ib.entries {
-			if e := &ib.entries[i]; !e.dead && e.expired(now) {
-				ib.kill(i)
+			if e := &ib.entries[i]; !e.dead() && e.expired(now) {
+				s.kill(ib, i)
 			}
 		}
 		s.dropIfEmpty(in, ib)

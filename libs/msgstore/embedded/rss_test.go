@@ -38,23 +38,8 @@ func BenchmarkBacklogRSS(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		body := make([]byte, 200)
-		now := time.Now()
-		const batch = 1000
 		start := time.Now()
-		for done := 0; done < n; done += batch {
-			msgs := make([]msgstore.Message, 0, batch)
-			for i := done; i < min(done+batch, n); i++ {
-				var id msgstore.ID
-				binary.BigEndian.PutUint64(id[:], uint64(i))
-				binary.BigEndian.PutUint64(id[8:], uint64(i)*0x9e3779b97f4a7c15)
-				in := msgstore.Inbox{UserID: fmt.Sprintf("user-%06d", i%backlogInboxes), DeviceID: "device-1"}
-				msgs = append(msgs, msgstore.Message{Inbox: in, ID: id, Kind: 1, Body: body, Timestamp: now, Expiry: now.Add(30 * 24 * time.Hour)})
-			}
-			if err := s.Append(context.Background(), msgs); err != nil {
-				b.Fatal(err)
-			}
-		}
+		fillBacklog(b, s, n, backlogInboxes)
 		fill := time.Since(start)
 		runtime.GC()
 		b.ReportMetric(rssMB(b, "VmRSS"), "MB-rss-filled")
@@ -81,6 +66,76 @@ func BenchmarkBacklogRSS(b *testing.B) {
 		b.ReportMetric(reopen.Seconds(), "s-reopen")
 		if err := s.Close(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// heapPerMessageBudget bounds the index's heap per stored message: 40 B is 400 MB at
+// 10 M undelivered messages, which leaves the server room under 512 MB of resident
+// memory (docs/storage.md).
+const heapPerMessageBudget = 40
+
+// TestIndexHeapPerMessage stores 200 k messages, 100 per inbox as offline devices
+// accumulate them, and checks the heap the index holds per message after the appends
+// and after a reopen, which replays the log.
+func TestIndexHeapPerMessage(t *testing.T) {
+	const n, perInbox = 200_000, 100
+	if testing.Short() {
+		t.Skip("stores 200 k messages")
+	}
+	dir := t.TempDir()
+	base := heapInUse()
+	s, err := embedded.Open(dir, embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillBacklog(t, s, n, n/perInbox)
+	filled := float64(heapInUse()-base) / n
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	base = heapInUse()
+	if s, err = embedded.Open(dir, embedded.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	reopened := float64(heapInUse()-base) / n
+	if c, err := s.Count(context.Background(), msgstore.Inbox{UserID: "user-000007", DeviceID: "device-1"}); err != nil || c != perInbox {
+		t.Fatalf("Count after reopen = %d, %v; want %d", c, err, perInbox)
+	}
+	t.Logf("index heap per message: %.1f B after appends, %.1f B after reopen; at 10 M: %.0f MB, %.0f MB",
+		filled, reopened, filled*10e6/1e6, reopened*10e6/1e6)
+	if filled > heapPerMessageBudget || reopened > heapPerMessageBudget {
+		t.Errorf("index heap per message %.1f B after appends, %.1f B after reopen; want at most %d B",
+			filled, reopened, heapPerMessageBudget)
+	}
+}
+
+// heapInUse returns the live heap after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// fillBacklog appends n messages of 200 B spread round-robin over inboxes.
+func fillBacklog(tb testing.TB, s msgstore.Store, n, inboxes int) {
+	body := make([]byte, 200)
+	now := time.Now()
+	const batch = 1000
+	msgs := make([]msgstore.Message, 0, batch)
+	for done := 0; done < n; done += batch {
+		msgs = msgs[:0]
+		for i := done; i < min(done+batch, n); i++ {
+			var id msgstore.ID
+			binary.BigEndian.PutUint64(id[:], uint64(i))
+			binary.BigEndian.PutUint64(id[8:], uint64(i)*0x9e3779b97f4a7c15)
+			in := msgstore.Inbox{UserID: fmt.Sprintf("user-%06d", i%inboxes), DeviceID: "device-1"}
+			msgs = append(msgs, msgstore.Message{Inbox: in, ID: id, Kind: 1, Body: body, Timestamp: now, Expiry: now.Add(30 * 24 * time.Hour)})
+		}
+		if err := s.Append(context.Background(), msgs); err != nil {
+			tb.Fatal(err)
 		}
 	}
 }

@@ -29,8 +29,9 @@ func wantErr(t *testing.T, err error, code codes.Code, reason string) {
 	}
 }
 
-func TestBacklogThenLiveThenAck(t *testing.T) {
-	e := start(t)
+func TestBacklogThenLiveThenAck(t *testing.T) { backlogThenLiveThenAck(t, start(t)) }
+
+func backlogThenLiveThenAck(t *testing.T, e *env) {
 	alice, bob := e.register(t, "alice"), e.register(t, "bob")
 	for i := range 3 {
 		if _, err := e.send(t, alice, bob, fmt.Appendf(nil, "offline %d", i)); err != nil {
@@ -75,7 +76,10 @@ func TestBacklogThenLiveThenAck(t *testing.T) {
 }
 
 func TestUnackedMessagesComeBackAndSendsAreIdempotent(t *testing.T) {
-	e := start(t)
+	unackedMessagesComeBackAndSendsAreIdempotent(t, start(t))
+}
+
+func unackedMessagesComeBackAndSendsAreIdempotent(t *testing.T, e *env) {
 	alice, bob := e.register(t, "alice"), e.register(t, "bob")
 	req := &messagingv1.SendMessageRequest{RecipientUserId: bob.UserID, ClientMessageId: clientID(),
 		Envelopes: []*messagingv1.DeviceEnvelope{{DeviceId: 1, SealedEnvelope: []byte("once")}}}

@@ -20,11 +20,14 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/guardyn/guardyn/libs/authn"
-	blobembedded "github.com/guardyn/guardyn/libs/blobstore/embedded"
+	"github.com/guardyn/guardyn/libs/blobstore"
+	blobbackend "github.com/guardyn/guardyn/libs/blobstore/backend"
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/libs/directory"
+	kvbackend "github.com/guardyn/guardyn/libs/kv/backend"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
+	msgbackend "github.com/guardyn/guardyn/libs/msgstore/backend"
 	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
 	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
@@ -47,11 +50,20 @@ type Config struct {
 	DataDir string
 	// GRPCAddr and AdminAddr are listen addresses; ":0" picks a free port.
 	GRPCAddr, AdminAddr string
+	// KV is the kv store's address (libs/kv/backend): empty keeps it embedded in
+	// DataDir, tikv://pd1:2379,... puts it on a TiKV cluster.
+	KV string
+	// KVStore, when set, is the kv store instead of the one KV names, and the platform
+	// closes it when it stops: tests pass a store on client-go's mock TiKV cluster.
+	KVStore *kvbackend.Store
 	// NATSURL connects to a NATS cluster instead of running NATS embedded in DataDir.
 	NATSURL string
 	// NATS holds the cluster's credentials, TLS and stream replicas (its URLs, when
 	// set, take the place of NATSURL).
 	NATS bus.ClusterOptions
+	// Messages is the message store's address: empty keeps it embedded in DataDir (see
+	// libs/msgstore/backend).
+	Messages string
 	// NATSListen exposes the embedded NATS server on loopback for separate service
 	// processes; off, only this process can reach it.
 	NATSListen bool
@@ -101,14 +113,15 @@ type Platform struct {
 
 	// media sweeps expired uploads and blobs while Run serves.
 	media *media.Server
-	// The stores, for tests that break them.
+	// The stores, for tests that break them (kv is nil on a cluster).
 	kv      *kvembedded.Store
 	inboxes *msgembedded.Store
-	blobs   *blobembedded.Store
+	blobs   blobstore.Store
 
 	// What keeps the process's view of devices current, kept for tests that cut it.
-	dirSub, changes *nats.Subscription
-	consumer        jetstream.ConsumeContext
+	dirSub   *auth.DirectoryResponder
+	changes  *nats.Subscription
+	consumer jetstream.ConsumeContext
 }
 
 // Start opens the stores and the bus under cfg.DataDir and binds the listeners. Call Run to
@@ -148,28 +161,33 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 
-	kvFile, err := kvembedded.Open(filepath.Join(cfg.DataDir, kvembedded.FileName), kvembedded.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("platform: kv store: %w", err)
+	kvFile := cfg.KVStore
+	if kvFile == nil {
+		if kvFile, err = kvbackend.Open(ctx, cfg.KV, cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("platform: %w", err)
+		}
 	}
 	p.stop = append(p.stop, func() { kvFile.Close() })
 	kvStore := obs.KV("kv", kvFile)
 
-	inboxFiles, err := msgembedded.Open(filepath.Join(cfg.DataDir, msgembedded.DirName), msgembedded.Options{
-		OnError: func(err error) { cfg.Logger.Warn("message store", "err", err) },
-	})
+	inboxCap := cfg.InboxLimit
+	if inboxCap == 0 {
+		inboxCap = messaging.DefaultInboxLimit
+	}
+	inboxFiles, err := msgbackend.Open(ctx, cfg.Messages, cfg.DataDir, cfg.Logger, inboxCap)
 	if err != nil {
-		return nil, fmt.Errorf("platform: message store: %w", err)
+		return nil, fmt.Errorf("platform: %w", err)
 	}
 	p.stop = append(p.stop, func() { inboxFiles.Close() })
-	inboxes := obs.Messages(inboxFiles)
+	inboxes := obs.Messages(inboxFiles.Store)
 
-	blobs, err := blobembedded.Open(filepath.Join(cfg.DataDir, blobembedded.DirName))
+	// The media chunks live where the inboxes do (libs/blobstore/backend).
+	blobs, err := blobbackend.Open(ctx, cfg.Messages, cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("platform: blob store: %w", err)
+		return nil, fmt.Errorf("platform: %w", err)
 	}
 	p.stop = append(p.stop, func() { blobs.Close() })
-	p.blobs = blobs
+	p.blobs = blobs.Store
 	capKey, err := config.LoadOrCreateSecret(filepath.Join(cfg.DataDir, "keys", "media-capability.key"), media.CapabilityKeySize)
 	if err != nil {
 		return nil, err
@@ -250,7 +268,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 	mediaCfg := cfg.Media
-	mediaCfg.Records, mediaCfg.Blobs, mediaCfg.CapabilityKey = kvStore, blobs, capKey
+	mediaCfg.Records, mediaCfg.Blobs, mediaCfg.CapabilityKey = kvStore, blobs.Store, capKey
 	mediaCfg.Limits, mediaCfg.Logger = limits, cfg.Logger
 	mediaSvc, err := media.New(mediaCfg)
 	if err != nil {
@@ -272,7 +290,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p.auth, p.kv, p.inboxes = authSvc, kvFile, inboxFiles
+	p.auth, p.kv, p.inboxes = authSvc, kvFile.Embedded, inboxFiles.Embedded
 	// Ready only while every store and the bus work: the msgstore refuses writes after a
 	// failed write, the kv store when its writer cannot commit.
 	ready := server.ReadyAll(

@@ -268,11 +268,16 @@ func (x *PreKeysLow) GetOneTimeKemPrekeys() uint32 {
 	return 0
 }
 
-// DeviceListRequest asks the auth service for an account's current devices.
+// DeviceListRequest asks the auth service for the current devices of one account (user_id) or
+// of several (user_ids, a batch: a herd of cold lookups costs one request per batch, not one
+// per user). Exactly one of the two is set.
 type DeviceListRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The account. Max: 64 characters.
-	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The accounts of a batch, answered in order in DeviceListResponse.lists.
+	// Max: 256 items, each max 64 characters.
+	UserIds       []string `protobuf:"bytes,2,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -314,15 +319,24 @@ func (x *DeviceListRequest) GetUserId() string {
 	return ""
 }
 
+func (x *DeviceListRequest) GetUserIds() []string {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
 // DeviceListResponse answers a DeviceListRequest.
 type DeviceListResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// False when no such account exists.
+	// False when no such account exists (a request with user_id).
 	Found bool `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
-	// Current device ids, ascending.
+	// Current device ids, ascending (a request with user_id).
 	DeviceIds []uint32 `protobuf:"varint,2,rep,packed,name=device_ids,json=deviceIds,proto3" json:"device_ids,omitempty"`
 	// Set when the auth service failed to answer; the caller must not treat it as "not found".
-	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// One list per DeviceListRequest.user_ids entry, in the same order (a batch request).
+	Lists         []*DeviceList `protobuf:"bytes,4,rep,name=lists,proto3" json:"lists,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -378,6 +392,68 @@ func (x *DeviceListResponse) GetError() string {
 	return ""
 }
 
+func (x *DeviceListResponse) GetLists() []*DeviceList {
+	if x != nil {
+		return x.Lists
+	}
+	return nil
+}
+
+// DeviceList is one account's answer in a batch.
+type DeviceList struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when no such account exists.
+	Found bool `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	// Current device ids, ascending.
+	DeviceIds     []uint32 `protobuf:"varint,2,rep,packed,name=device_ids,json=deviceIds,proto3" json:"device_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceList) Reset() {
+	*x = DeviceList{}
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceList) ProtoMessage() {}
+
+func (x *DeviceList) ProtoReflect() protoreflect.Message {
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceList.ProtoReflect.Descriptor instead.
+func (*DeviceList) Descriptor() ([]byte, []int) {
+	return file_guardyn_events_v1_events_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DeviceList) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *DeviceList) GetDeviceIds() []uint32 {
+	if x != nil {
+		return x.DeviceIds
+	}
+	return nil
+}
+
 // LiveEvent wakes up the Receive stream of one device, wherever it is connected.
 type LiveEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -396,7 +472,7 @@ type LiveEvent struct {
 
 func (x *LiveEvent) Reset() {
 	*x = LiveEvent{}
-	mi := &file_guardyn_events_v1_events_proto_msgTypes[6]
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +484,7 @@ func (x *LiveEvent) String() string {
 func (*LiveEvent) ProtoMessage() {}
 
 func (x *LiveEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_events_v1_events_proto_msgTypes[6]
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +497,7 @@ func (x *LiveEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiveEvent.ProtoReflect.Descriptor instead.
 func (*LiveEvent) Descriptor() ([]byte, []int) {
-	return file_guardyn_events_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_guardyn_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LiveEvent) GetEvent() isLiveEvent_Event {
@@ -510,7 +586,7 @@ type Acked struct {
 
 func (x *Acked) Reset() {
 	*x = Acked{}
-	mi := &file_guardyn_events_v1_events_proto_msgTypes[7]
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +598,7 @@ func (x *Acked) String() string {
 func (*Acked) ProtoMessage() {}
 
 func (x *Acked) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_events_v1_events_proto_msgTypes[7]
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +611,7 @@ func (x *Acked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Acked.ProtoReflect.Descriptor instead.
 func (*Acked) Descriptor() ([]byte, []int) {
-	return file_guardyn_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_guardyn_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Acked) GetMessageIds() [][]byte {
@@ -561,7 +637,7 @@ type ReceiveStreams struct {
 
 func (x *ReceiveStreams) Reset() {
 	*x = ReceiveStreams{}
-	mi := &file_guardyn_events_v1_events_proto_msgTypes[8]
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +649,7 @@ func (x *ReceiveStreams) String() string {
 func (*ReceiveStreams) ProtoMessage() {}
 
 func (x *ReceiveStreams) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_events_v1_events_proto_msgTypes[8]
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +662,7 @@ func (x *ReceiveStreams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveStreams.ProtoReflect.Descriptor instead.
 func (*ReceiveStreams) Descriptor() ([]byte, []int) {
-	return file_guardyn_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_guardyn_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReceiveStreams) GetOpen() []*v11.DeviceAddress {
@@ -616,7 +692,7 @@ type DeliveryNotice struct {
 
 func (x *DeliveryNotice) Reset() {
 	*x = DeliveryNotice{}
-	mi := &file_guardyn_events_v1_events_proto_msgTypes[9]
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +704,7 @@ func (x *DeliveryNotice) String() string {
 func (*DeliveryNotice) ProtoMessage() {}
 
 func (x *DeliveryNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_guardyn_events_v1_events_proto_msgTypes[9]
+	mi := &file_guardyn_events_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +717,7 @@ func (x *DeliveryNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryNotice.ProtoReflect.Descriptor instead.
 func (*DeliveryNotice) Descriptor() ([]byte, []int) {
-	return file_guardyn_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_guardyn_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeliveryNotice) GetDevice() *v11.DeviceAddress {
@@ -670,14 +746,21 @@ const file_guardyn_events_v1_events_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\rR\bdeviceId\x12-\n" +
 	"\x13one_time_ec_prekeys\x18\x03 \x01(\rR\x10oneTimeEcPrekeys\x12/\n" +
-	"\x14one_time_kem_prekeys\x18\x04 \x01(\rR\x11oneTimeKemPrekeys\",\n" +
+	"\x14one_time_kem_prekeys\x18\x04 \x01(\rR\x11oneTimeKemPrekeys\"G\n" +
 	"\x11DeviceListRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\"_\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x19\n" +
+	"\buser_ids\x18\x02 \x03(\tR\auserIds\"\x94\x01\n" +
 	"\x12DeviceListResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x1d\n" +
 	"\n" +
 	"device_ids\x18\x02 \x03(\rR\tdeviceIds\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\x87\x02\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x123\n" +
+	"\x05lists\x18\x04 \x03(\v2\x1d.guardyn.events.v1.DeviceListR\x05lists\"A\n" +
+	"\n" +
+	"DeviceList\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x1d\n" +
+	"\n" +
+	"device_ids\x18\x02 \x03(\rR\tdeviceIds\"\x87\x02\n" +
 	"\tLiveEvent\x12<\n" +
 	"\bdelivery\x18\x01 \x01(\v2\x1e.guardyn.messaging.v1.DeliveryH\x00R\bdelivery\x120\n" +
 	"\x05acked\x18\x02 \x01(\v2\x18.guardyn.events.v1.AckedH\x00R\x05acked\x12<\n" +
@@ -706,7 +789,7 @@ func file_guardyn_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_guardyn_events_v1_events_proto_rawDescData
 }
 
-var file_guardyn_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_guardyn_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_guardyn_events_v1_events_proto_goTypes = []any{
 	(*DevicesChanged)(nil),     // 0: guardyn.events.v1.DevicesChanged
 	(*DeviceRemoved)(nil),      // 1: guardyn.events.v1.DeviceRemoved
@@ -714,27 +797,29 @@ var file_guardyn_events_v1_events_proto_goTypes = []any{
 	(*PreKeysLow)(nil),         // 3: guardyn.events.v1.PreKeysLow
 	(*DeviceListRequest)(nil),  // 4: guardyn.events.v1.DeviceListRequest
 	(*DeviceListResponse)(nil), // 5: guardyn.events.v1.DeviceListResponse
-	(*LiveEvent)(nil),          // 6: guardyn.events.v1.LiveEvent
-	(*Acked)(nil),              // 7: guardyn.events.v1.Acked
-	(*ReceiveStreams)(nil),     // 8: guardyn.events.v1.ReceiveStreams
-	(*DeliveryNotice)(nil),     // 9: guardyn.events.v1.DeliveryNotice
-	(*v1.Delivery)(nil),        // 10: guardyn.messaging.v1.Delivery
-	(*v1.PreKeysLow)(nil),      // 11: guardyn.messaging.v1.PreKeysLow
-	(*v11.DeviceAddress)(nil),  // 12: guardyn.common.v1.DeviceAddress
+	(*DeviceList)(nil),         // 6: guardyn.events.v1.DeviceList
+	(*LiveEvent)(nil),          // 7: guardyn.events.v1.LiveEvent
+	(*Acked)(nil),              // 8: guardyn.events.v1.Acked
+	(*ReceiveStreams)(nil),     // 9: guardyn.events.v1.ReceiveStreams
+	(*DeliveryNotice)(nil),     // 10: guardyn.events.v1.DeliveryNotice
+	(*v1.Delivery)(nil),        // 11: guardyn.messaging.v1.Delivery
+	(*v1.PreKeysLow)(nil),      // 12: guardyn.messaging.v1.PreKeysLow
+	(*v11.DeviceAddress)(nil),  // 13: guardyn.common.v1.DeviceAddress
 }
 var file_guardyn_events_v1_events_proto_depIdxs = []int32{
-	10, // 0: guardyn.events.v1.LiveEvent.delivery:type_name -> guardyn.messaging.v1.Delivery
-	7,  // 1: guardyn.events.v1.LiveEvent.acked:type_name -> guardyn.events.v1.Acked
-	1,  // 2: guardyn.events.v1.LiveEvent.removed:type_name -> guardyn.events.v1.DeviceRemoved
-	11, // 3: guardyn.events.v1.LiveEvent.prekeys_low:type_name -> guardyn.messaging.v1.PreKeysLow
-	12, // 4: guardyn.events.v1.ReceiveStreams.open:type_name -> guardyn.common.v1.DeviceAddress
-	12, // 5: guardyn.events.v1.ReceiveStreams.closed:type_name -> guardyn.common.v1.DeviceAddress
-	12, // 6: guardyn.events.v1.DeliveryNotice.device:type_name -> guardyn.common.v1.DeviceAddress
-	7,  // [7:7] is the sub-list for method output_type
-	7,  // [7:7] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	6,  // 0: guardyn.events.v1.DeviceListResponse.lists:type_name -> guardyn.events.v1.DeviceList
+	11, // 1: guardyn.events.v1.LiveEvent.delivery:type_name -> guardyn.messaging.v1.Delivery
+	8,  // 2: guardyn.events.v1.LiveEvent.acked:type_name -> guardyn.events.v1.Acked
+	1,  // 3: guardyn.events.v1.LiveEvent.removed:type_name -> guardyn.events.v1.DeviceRemoved
+	12, // 4: guardyn.events.v1.LiveEvent.prekeys_low:type_name -> guardyn.messaging.v1.PreKeysLow
+	13, // 5: guardyn.events.v1.ReceiveStreams.open:type_name -> guardyn.common.v1.DeviceAddress
+	13, // 6: guardyn.events.v1.ReceiveStreams.closed:type_name -> guardyn.common.v1.DeviceAddress
+	13, // 7: guardyn.events.v1.DeliveryNotice.device:type_name -> guardyn.common.v1.DeviceAddress
+	8,  // [8:8] is the sub-list for method output_type
+	8,  // [8:8] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_guardyn_events_v1_events_proto_init() }
@@ -742,7 +827,7 @@ func file_guardyn_events_v1_events_proto_init() {
 	if File_guardyn_events_v1_events_proto != nil {
 		return
 	}
-	file_guardyn_events_v1_events_proto_msgTypes[6].OneofWrappers = []any{
+	file_guardyn_events_v1_events_proto_msgTypes[7].OneofWrappers = []any{
 		(*LiveEvent_Delivery)(nil),
 		(*LiveEvent_Acked)(nil),
 		(*LiveEvent_Removed)(nil),
@@ -754,7 +839,7 @@ func file_guardyn_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_guardyn_events_v1_events_proto_rawDesc), len(file_guardyn_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

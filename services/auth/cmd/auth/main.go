@@ -6,6 +6,7 @@
 //
 //	auth -data-dir /var/lib/guardyn/auth -grpc-addr :7443 -nats-url nats://nats:4222
 //
+// -kv tikv://pd1:2379,pd2:2379 keeps the kv state on a TiKV cluster instead of -data-dir.
 // Every flag can also be set as GUARDYN_<FLAG>. SIGTERM drains calls and exits.
 package main
 

@@ -15,7 +15,7 @@ import (
 	"github.com/guardyn/guardyn/libs/authn"
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/config"
-	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
+	kvbackend "github.com/guardyn/guardyn/libs/kv/backend"
 	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
@@ -49,7 +49,7 @@ func run(ctx context.Context, opts options) error {
 	if err != nil {
 		return err
 	}
-	kvFile, err := kvembedded.Open(filepath.Join(opts.DataDir, kvembedded.FileName), kvembedded.Options{})
+	kvFile, err := kvbackend.Open(ctx, opts.KV, opts.DataDir)
 	if err != nil {
 		return err
 	}

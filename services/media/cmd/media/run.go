@@ -12,11 +12,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/guardyn/guardyn/libs/authn"
-	blobembedded "github.com/guardyn/guardyn/libs/blobstore/embedded"
+	blobbackend "github.com/guardyn/guardyn/libs/blobstore/backend"
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/libs/directory"
-	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
+	kvbackend "github.com/guardyn/guardyn/libs/kv/backend"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
 	authv1 "github.com/guardyn/guardyn/proto/guardyn/auth/v1"
@@ -33,27 +33,29 @@ type options struct {
 
 func run(ctx context.Context, opts options) error {
 	log := opts.Logger(os.Stderr)
-	tokenKey, err := fetchTokenKey(ctx, opts.authAddr)
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return err
+	}
+	// The media chunks live where -messages puts the cluster data (libs/blobstore/backend);
+	// a store that cannot be reached ends the start before the service waits for auth.
+	blobs, err := blobbackend.Open(ctx, opts.Messages, opts.DataDir)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+	defer blobs.Close()
+	tokenKey, err := fetchTokenKey(ctx, opts.authAddr)
+	if err != nil {
 		return err
 	}
 	capKey, err := config.LoadOrCreateSecret(filepath.Join(opts.DataDir, "keys", "media-capability.key"), media.CapabilityKeySize)
 	if err != nil {
 		return err
 	}
-	records, err := kvembedded.Open(filepath.Join(opts.DataDir, kvembedded.FileName), kvembedded.Options{})
+	records, err := kvbackend.Open(ctx, opts.KV, opts.DataDir)
 	if err != nil {
 		return err
 	}
 	defer records.Close()
-	blobs, err := blobembedded.Open(filepath.Join(opts.DataDir, blobembedded.DirName))
-	if err != nil {
-		return err
-	}
-	defer blobs.Close()
 	b, err := bus.Dial(ctx, opts.NATS(log))
 	if err != nil {
 		return err
@@ -73,7 +75,7 @@ func run(ctx context.Context, opts options) error {
 	if err != nil {
 		return err
 	}
-	svc, err := media.New(media.Config{Records: records, Blobs: blobs, CapabilityKey: capKey, Limits: limits, Logger: log})
+	svc, err := media.New(media.Config{Records: records, Blobs: blobs.Store, CapabilityKey: capKey, Limits: limits, Logger: log})
 	if err != nil {
 		return err
 	}

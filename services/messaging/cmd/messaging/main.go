@@ -7,6 +7,7 @@
 //	messaging -data-dir /var/lib/guardyn/messaging -grpc-addr :7453 -admin-addr :7454 \
 //	          -nats-url nats://nats:4222 -auth-addr auth:7443
 //
+// -kv tikv://pd1:2379,pd2:2379 keeps the kv state on a TiKV cluster instead of -data-dir.
 // Every flag can also be set as GUARDYN_<FLAG>. SIGTERM drains calls and exits.
 package main
 

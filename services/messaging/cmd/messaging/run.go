@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc"
@@ -15,8 +14,8 @@ import (
 	"github.com/guardyn/guardyn/libs/bus"
 	"github.com/guardyn/guardyn/libs/config"
 	"github.com/guardyn/guardyn/libs/directory"
-	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
-	msgembedded "github.com/guardyn/guardyn/libs/msgstore/embedded"
+	kvbackend "github.com/guardyn/guardyn/libs/kv/backend"
+	msgbackend "github.com/guardyn/guardyn/libs/msgstore/backend"
 	"github.com/guardyn/guardyn/libs/observe"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/libs/server"
@@ -47,20 +46,18 @@ func run(ctx context.Context, opts options) error {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return err
 	}
-	groupsFile, err := kvembedded.Open(filepath.Join(opts.DataDir, kvembedded.FileName), kvembedded.Options{})
+	groupsFile, err := kvbackend.Open(ctx, opts.KV, opts.DataDir)
 	if err != nil {
 		return err
 	}
 	defer groupsFile.Close()
 	groups := obs.KV("groups", groupsFile)
-	inboxFiles, err := msgembedded.Open(filepath.Join(opts.DataDir, msgembedded.DirName), msgembedded.Options{
-		OnError: func(err error) { log.Warn("message store", "err", err) },
-	})
+	inboxFiles, err := msgbackend.Open(ctx, opts.Messages, opts.DataDir, log, messaging.DefaultInboxLimit)
 	if err != nil {
 		return err
 	}
 	defer inboxFiles.Close()
-	inboxes := obs.Messages(inboxFiles)
+	inboxes := obs.Messages(inboxFiles.Store)
 	b, err := bus.Dial(ctx, opts.NATS(log))
 	if err != nil {
 		return err

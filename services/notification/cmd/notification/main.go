@@ -9,6 +9,7 @@
 //	             -apns-key-file AuthKey.p8 -apns-key-id ABC123 -apns-team-id DEF456 \
 //	             -fcm-credentials-file service-account.json
 //
+// -kv tikv://pd1:2379,pd2:2379 keeps the kv state on a TiKV cluster instead of -data-dir.
 // Every flag can also be set as GUARDYN_<FLAG>. SIGTERM drains calls and exits.
 package main
 

@@ -223,3 +223,25 @@ func decodeName(p []byte) (string, []byte, error) {
 	n := int(p[0])
 	return string(p[1 : 1+n]), p[1+n:], nil
 }
+
+// MessageHeadSize is the length of a message record's head: the fixed fields before
+// the inbox, which DecodeMessageHead reads.
+const MessageHeadSize = HeaderSize + 1 + 8 + 16 + 1 + 8 + 8
+
+// DecodeMessageHead returns the sequence number, id and expiry of the message record
+// whose first MessageHeadSize bytes are b, for an index that keeps only a hash of the
+// id. It does not check the checksum, which covers the whole record: callers read
+// records whose checksum was checked when the log was replayed or written.
+func DecodeMessageHead(b []byte) (seq uint64, id msgstore.ID, expiry time.Time, err error) {
+	if len(b) < MessageHeadSize {
+		return 0, id, expiry, fmt.Errorf("%w: need %d bytes, have %d", ErrShort, MessageHeadSize, len(b))
+	}
+	if t := Type(b[HeaderSize]); t != TypeMessage {
+		return 0, id, expiry, fmt.Errorf("record of type %d is not a message", t)
+	}
+	p := b[HeaderSize+1:]
+	seq = binary.BigEndian.Uint64(p)
+	copy(id[:], p[8:24])
+	expiry = fromUnixNano(int64(binary.BigEndian.Uint64(p[33:])))
+	return seq, id, expiry, nil
+}

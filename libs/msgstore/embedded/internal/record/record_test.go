@@ -62,6 +62,24 @@ func TestMessageRoundTrip(t *testing.T) {
 	}
 }
 
+// TestMessageHead checks that the head of a message record gives the index what it
+// needs without the rest, and that a head too short or of another record is refused.
+func TestMessageHead(t *testing.T) {
+	m := sampleMessage()
+	b := AppendMessage(nil, 42, m)
+	seq, id, expiry, err := DecodeMessageHead(b[:MessageHeadSize])
+	if err != nil || seq != 42 || id != m.ID || !expiry.Equal(m.Expiry) {
+		t.Errorf("DecodeMessageHead = %d, %x, %v, %v; want 42, %x, %v", seq, id, expiry, err, m.ID, m.Expiry)
+	}
+	if _, _, _, err := DecodeMessageHead(b[:MessageHeadSize-1]); !errors.Is(err, ErrShort) {
+		t.Errorf("short head: %v, want ErrShort", err)
+	}
+	del := AppendDelete(nil, testInbox, make([]uint64, 8))
+	if _, _, _, err := DecodeMessageHead(del); err == nil {
+		t.Error("a delete record decoded as a message head")
+	}
+}
+
 func TestDeleteRoundTrip(t *testing.T) {
 	r, _, err := Decode(AppendDelete(nil, testInbox, []uint64{3, 1 << 60}))
 	if err != nil {
@@ -149,6 +167,13 @@ func FuzzDecode(f *testing.F) {
 	f.Add(seal(byte(TypeDelete), []byte{1, 'u', 1, 'd', 1, 2, 3}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, n, err := Decode(b)
+		// The head of a message record that decodes must agree with the record.
+		if seq, id, expiry, herr := DecodeMessageHead(b); err == nil && r.Type == TypeMessage {
+			if herr != nil || seq != r.Seq || id != r.Message.ID || !expiry.Equal(r.Message.Expiry) {
+				t.Fatalf("DecodeMessageHead = %d, %x, %v, %v; Decode has %d, %x, %v",
+					seq, id, expiry, herr, r.Seq, r.Message.ID, r.Message.Expiry)
+			}
+		}
 		if err != nil {
 			return
 		}

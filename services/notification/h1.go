@@ -1,0 +1,256 @@
+package notification
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// h1Client sends HTTP/1.1 requests over pooled TLS connections, one request at a time per
+// connection, entirely in the calling goroutine. Web Push uses it.
+//
+// Why not net/http's Transport: it runs a reader and a writer goroutine per connection
+// and hands every request, its written signal, the response and the body's end between
+// them and the caller over channels. For a push of a few hundred bytes that machinery
+// cost about 60 µs of CPU per push, more than half of what the sender spent above the
+// RFC 8291 cryptography (docs/perf-presence.md). The wire format is still net/http's
+// (Request.Write, ReadResponse); what this adds is only the connection pool, with the
+// Transport's guarantees kept: the SSRF-guarded dialer, a deadline on every exchange,
+// no redirects followed, bounded response reads, idle connections bounded and expired,
+// and a request on a pooled connection the server had closed sent again on a new one.
+// Idle connections are swept as pushes come and go, not by a timer: a sender that stops
+// pushing keeps its last few open until the push service closes them.
+type h1Client struct {
+	dialer  *net.Dialer
+	tls     *tls.Config // cloned per connection, with ServerName and ALPN set
+	timeout time.Duration
+	now     func() time.Time
+
+	mu        sync.Mutex
+	idle      map[string][]*h1Conn // by host:port, most recently used last
+	nidle     int
+	lastSweep time.Time
+}
+
+const (
+	h1IdleTimeout      = 90 * time.Second
+	h1MaxIdlePerHost   = 256
+	h1MaxIdle          = 1024 // over all hosts: registrations name many push services
+	h1HandshakeTimeout = 10 * time.Second
+	// h1MaxBody is the most of a response body read before the connection is given up
+	// rather than drained: a push service answers with a few bytes at most.
+	h1MaxBody = 4096
+)
+
+// errNoAnswer marks a request that got no byte of an answer on a pooled connection: the
+// server had closed it while idle, so the request is sent again on a new one.
+var errNoAnswer = errors.New("connection closed before an answer")
+
+// aLongTimeAgo is a deadline in the past, to interrupt an exchange at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func newH1Client(o HTTPOptions) *h1Client {
+	cfg := o.TLS
+	if cfg == nil {
+		cfg = &tls.Config{}
+	}
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	return &h1Client{dialer: newDialer(o.AllowPrivate), tls: cfg, timeout: timeout, now: time.Now, idle: map[string][]*h1Conn{}}
+}
+
+// h1Conn is one pooled connection; its reader counts the bytes read so that a failure
+// before any answer can be told apart.
+type h1Conn struct {
+	tc        net.Conn // a *tls.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	read      int64
+	idleSince time.Time
+}
+
+func (c *h1Conn) Read(p []byte) (int, error) {
+	n, err := c.tc.Read(p)
+	c.read += int64(n)
+	return n, err
+}
+
+// do sends req, an https request without a body, with body, and returns the response's
+// status. A response's body is read up to h1MaxBody and discarded.
+func (c *h1Client) do(ctx context.Context, req *http.Request, body []byte) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	addr := req.URL.Host
+	if req.URL.Port() == "" {
+		addr = net.JoinHostPort(req.URL.Hostname(), "443")
+	}
+	req.ContentLength = int64(len(body))
+	for {
+		conn, reused, err := c.get(ctx, addr, req.URL.Hostname())
+		if err != nil {
+			return 0, err
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body)) // Request.Write closes it
+		status, keep, err := c.exchange(ctx, conn, req)
+		if err == nil {
+			if keep {
+				c.put(addr, conn)
+			} else {
+				conn.tc.Close()
+			}
+			return status, nil
+		}
+		conn.tc.Close()
+		// A push is a content-free wake-up with a Topic: sending it again on a new
+		// connection is harmless even if the first one did arrive. Each failed pooled
+		// connection is closed, so this ends.
+		if !reused || !errors.Is(err, errNoAnswer) || ctx.Err() != nil {
+			return 0, err
+		}
+	}
+}
+
+// exchange writes req on conn and reads the answer; keep says whether conn can be reused.
+func (c *h1Client) exchange(ctx context.Context, conn *h1Conn, req *http.Request) (status int, keep bool, err error) {
+	deadline, _ := ctx.Deadline()
+	if err := conn.tc.SetDeadline(deadline); err != nil {
+		return 0, false, err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.tc.SetDeadline(aLongTimeAgo) })
+	status, keep, err = exchange(conn, req)
+	if !stop() {
+		// The deadline is being moved to the past: the connection is not reusable.
+		keep = false
+	}
+	return status, keep, err
+}
+
+func exchange(conn *h1Conn, req *http.Request) (status int, keep bool, err error) {
+	read := conn.read
+	if err := req.Write(conn.bw); err != nil {
+		return 0, false, fmt.Errorf("write request: %w (%w)", err, errNoAnswer)
+	}
+	if err := conn.bw.Flush(); err != nil {
+		return 0, false, fmt.Errorf("write request: %w (%w)", err, errNoAnswer)
+	}
+	resp, err := http.ReadResponse(conn.br, req)
+	if err != nil {
+		if conn.read == read {
+			return 0, false, fmt.Errorf("read response: %w (%w)", err, errNoAnswer)
+		}
+		return 0, false, fmt.Errorf("read response: %w", err)
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, h1MaxBody+1))
+	resp.Body.Close()
+	if resp.StatusCode < 200 {
+		// An interim answer a push service has no reason to send (we send no Expect);
+		// the final one would follow on this connection, which is given up instead.
+		return 0, false, fmt.Errorf("unexpected HTTP %d", resp.StatusCode)
+	}
+	keep = err == nil && n <= h1MaxBody && !resp.Close && (resp.ContentLength >= 0 || len(resp.TransferEncoding) > 0)
+	return resp.StatusCode, keep, nil
+}
+
+// get takes an idle connection to addr or dials one; reused says which.
+func (c *h1Client) get(ctx context.Context, addr, host string) (conn *h1Conn, reused bool, err error) {
+	now := c.now()
+	var stale []*h1Conn
+	c.mu.Lock()
+	for l := c.idle[addr]; len(l) > 0; l = c.idle[addr] {
+		conn = l[len(l)-1]
+		l[len(l)-1] = nil
+		if len(l) == 1 {
+			delete(c.idle, addr)
+		} else {
+			c.idle[addr] = l[:len(l)-1]
+		}
+		c.nidle--
+		if now.Sub(conn.idleSince) < h1IdleTimeout {
+			break
+		}
+		stale, conn = append(stale, conn), nil
+	}
+	c.mu.Unlock()
+	closeAll(stale)
+	if conn != nil {
+		return conn, true, nil
+	}
+	conn, err = c.dial(ctx, addr, host)
+	return conn, false, err
+}
+
+func (c *h1Client) dial(ctx context.Context, addr, host string) (*h1Conn, error) {
+	raw, err := c.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := c.tls.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	cfg.NextProtos = []string{"http/1.1"}
+	tc := tls.Client(raw, cfg)
+	hctx, cancel := context.WithTimeout(ctx, h1HandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	return newH1Conn(tc), nil
+}
+
+func newH1Conn(c net.Conn) *h1Conn {
+	conn := &h1Conn{tc: c, bw: bufio.NewWriterSize(c, 4096)}
+	conn.br = bufio.NewReaderSize(conn, 4096)
+	return conn
+}
+
+// put returns a connection to the pool, unless the pool is full; now and then it closes
+// connections that have been idle too long, on every host.
+func (c *h1Client) put(addr string, conn *h1Conn) {
+	now := c.now()
+	conn.idleSince = now
+	var drop []*h1Conn
+	c.mu.Lock()
+	if now.Sub(c.lastSweep) > h1IdleTimeout/3 {
+		c.lastSweep = now
+		for a, l := range c.idle {
+			i := 0
+			for i < len(l) && now.Sub(l[i].idleSince) >= h1IdleTimeout {
+				i++
+			}
+			drop = append(drop, l[:i]...)
+			c.nidle -= i
+			if i == len(l) {
+				delete(c.idle, a)
+			} else if i > 0 {
+				c.idle[a] = append(l[:0:0], l[i:]...)
+			}
+		}
+	}
+	if l := c.idle[addr]; len(l) < h1MaxIdlePerHost && c.nidle < h1MaxIdle {
+		c.idle[addr] = append(l, conn)
+		c.nidle++
+	} else {
+		drop = append(drop, conn)
+	}
+	c.mu.Unlock()
+	closeAll(drop)
+}
+
+func closeAll(conns []*h1Conn) {
+	for _, c := range conns {
+		c.tc.SetDeadline(aLongTimeAgo) // a close_notify must not block on a stuck peer
+		c.tc.Close()
+	}
+}
