@@ -306,8 +306,41 @@ func (c *cluster) inspect(t *testing.T, o overlay) []string {
 		st, problems = c.settle(o.namespaces)
 		problems = append(problems, antiAffinityProblems(st.pods)...)
 	}
+	// The simulated kubelets must have kept every node Ready all along (a
+	// node without heartbeats is tainted after 50 s, and its pods evicted).
+	problems = append(problems, c.nodeProblems()...)
 	t.Logf("%s: %d pods scheduled on %d nodes, %d workloads ready, %d PodDisruptionBudgets admit an eviction",
 		o.dir, len(st.pods), len(nodesUsed(st.pods)), len(st.workloads), len(st.pdbs))
+	return problems
+}
+
+// nodeProblems names each node that is not Ready or carries a taint.
+func (c *cluster) nodeProblems() []string {
+	var nodes list[struct {
+		node
+		Spec struct {
+			Taints []struct {
+				Key    string `json:"key"`
+				Effect string `json:"effect"`
+			} `json:"taints"`
+		} `json:"spec"`
+	}]
+	if err := c.get("/api/v1/nodes", &nodes); err != nil {
+		return []string{err.Error()}
+	}
+	var problems []string
+	for _, n := range nodes.Items {
+		ready := false
+		for _, cond := range n.Status.Conditions {
+			ready = ready || (cond.Type == "Ready" && cond.Status == "True")
+		}
+		if !ready {
+			problems = append(problems, fmt.Sprintf("node %s: not Ready: %v", n.Metadata.Name, n.Status.Conditions))
+		}
+		for _, taint := range n.Spec.Taints {
+			problems = append(problems, fmt.Sprintf("node %s: tainted %s:%s", n.Metadata.Name, taint.Key, taint.Effect))
+		}
+	}
 	return problems
 }
 

@@ -46,8 +46,9 @@ const (
 )
 
 // binaries are the control-plane programs: kube-apiserver,
-// kube-controller-manager, kube-scheduler, kubectl and kwok with its stage
-// file in dir (tools/ci/kube.sh), etcd from PATH (Debian's etcd-server).
+// kube-controller-manager, kube-scheduler and kubectl in dir
+// (tools/ci/kube.sh), etcd from PATH (Debian's etcd-server). The nodes'
+// kubelets are played by the test itself (kubelets_test.go).
 type binaries struct {
 	dir  string
 	etcd string
@@ -56,7 +57,7 @@ type binaries struct {
 func (b binaries) path(name string) string { return filepath.Join(b.dir, name) }
 
 const installHint = "run `bash tools/ci/kube.sh` (builds kube-apiserver, kube-controller-manager, " +
-	"kube-scheduler and kubectl v1.34.4 and kwok v0.8.0 into ~/.cache/guardyn, about 15 min cold on " +
+	"kube-scheduler and kubectl v1.34.4 into ~/.cache/guardyn, about 15 min cold on " +
 	"2 cores, and apt-installs etcd-server); tools/ci/setup.sh runs it in CI"
 
 // findBinaries locates the control plane or fails the test saying how to
@@ -73,7 +74,7 @@ func findBinaries(t *testing.T) binaries {
 		dir = strings.TrimSpace(string(out))
 	}
 	var missing []string
-	for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwok-stages.yaml"} {
+	for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			missing = append(missing, filepath.Join(dir, name))
 		}
@@ -102,8 +103,8 @@ func repoRoot(t *testing.T) string {
 }
 
 // cluster is one control plane: etcd, kube-apiserver,
-// kube-controller-manager, kube-scheduler and kwok, on loopback with random
-// ports, stopped when the test ends.
+// kube-controller-manager and kube-scheduler on loopback with random ports,
+// and the simulated nodes' kubelets, stopped when the test ends.
 type cluster struct {
 	t          *testing.T
 	bin        binaries
@@ -208,17 +209,13 @@ func startCluster(t *testing.T, bin binaries) *cluster {
 	c.start("kube-scheduler", bin.path("kube-scheduler"), append(common,
 		fmt.Sprintf("--secure-port=%d", freePort(t)),
 	)...)
-	c.start("kwok", bin.path("kwok"),
-		"--kubeconfig="+c.kubeconfig,
-		"--config="+bin.path("kwok-stages.yaml"),
-		"--manage-all-nodes=false",
-		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-		"--node-ip=10.0.0.1",
-		"--cidr=10.42.0.0/16",
-		"--server-address=",
-	)
-
-	c.apply("k3d nodes and storage class", k3dObjects())
+	objs, nodes := k3dObjects()
+	c.apply("k3d nodes and storage class", objs)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	wg.Add(1)
+	go func() { defer wg.Done(); newKubelets(c, nodes).run(ctx) }()
 	c.waitFor("5 nodes Ready", func() error {
 		var nodes list[node]
 		if err := c.get("/api/v1/nodes", &nodes); err != nil {
@@ -241,11 +238,8 @@ func startCluster(t *testing.T, bin binaries) *cluster {
 		return c.get("/api/v1/namespaces/default/serviceaccounts/default", &struct{}{})
 	})
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); c.provision(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
 	return c
 }
 
@@ -429,12 +423,13 @@ func readAll(resp *http.Response) ([]byte, error) {
 }
 
 // k3dObjects are the seed cluster's nodes as k3s registers them (the labels
-// k3s sets, plus infra/k3d/cluster.yaml's guardyn.dev/role), managed by kwok,
-// and k3s' default local-path StorageClass.
-func k3dObjects() []any {
-	var objs []any
+// k3s sets, plus infra/k3d/cluster.yaml's guardyn.dev/role), whose kubelets
+// the test plays, and k3s' default local-path StorageClass; nodes are their
+// names.
+func k3dObjects() (objs []any, nodes []string) {
 	addNode := func(role string, i int) {
 		name := fmt.Sprintf("k3d-%s-%s-%d", k3dClusterName, role, i)
+		nodes = append(nodes, name)
 		labels := map[string]string{
 			"beta.kubernetes.io/arch":          "amd64",
 			"beta.kubernetes.io/os":            "linux",
@@ -456,7 +451,7 @@ func k3dObjects() []any {
 			"metadata": map[string]any{
 				"name":        name,
 				"labels":      labels,
-				"annotations": map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+				"annotations": map[string]string{"node.alpha.kubernetes.io/ttl": "0"},
 			},
 			"status": map[string]any{
 				"allocatable": resources,
@@ -466,7 +461,7 @@ func k3dObjects() []any {
 					"kubeletVersion": "v1.34.4+k3s1", "containerRuntimeVersion": "containerd://2.0.0-k3s1",
 					// Required by the API's schema; a kubelet would report its own.
 					"machineID": name, "systemUUID": name, "bootID": name,
-					"kernelVersion": "6.1.0-kwok", "osImage": "K3s v1.34.4+k3s1", "kubeProxyVersion": "v1.34.4+k3s1",
+					"kernelVersion": "6.1.0", "osImage": "K3s v1.34.4+k3s1", "kubeProxyVersion": "v1.34.4+k3s1",
 				},
 			},
 		})
@@ -487,7 +482,7 @@ func k3dObjects() []any {
 		"reclaimPolicy":     "Delete",
 		"volumeBindingMode": "WaitForFirstConsumer",
 	})
-	return objs
+	return objs, nodes
 }
 
 // provision plays k3s' local-path provisioner: a claim of the local-path

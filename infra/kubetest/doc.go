@@ -1,7 +1,8 @@
 // Package kubetest applies the Kubernetes manifests of infra/k8s to a real
 // control plane in its tests (issue 20): etcd, kube-apiserver,
-// kube-controller-manager and kube-scheduler run on loopback, and kwok
-// simulates the seed's k3d nodes (3 servers, 2 agents), so every object of
+// kube-controller-manager and kube-scheduler run on loopback, and the test
+// plays the kubelets of the seed's k3d nodes (3 servers, 2 agents: Ready
+// nodes with Lease heartbeats, bound pods reported Running), so every object of
 // every overlay must be accepted by the API server and every pod scheduled by
 // the real scheduler. The binaries come from tools/ci/kube.sh; the tests drive
 // kubectl and read its JSON (no client-go in the product module). What the

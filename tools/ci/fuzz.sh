@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every Go fuzz target of the repository, one after the other, for a
-# fixed time each, and fails if any of them finds a failing input:
+# Runs every Go fuzz target of the repository for a fixed time each, two at
+# a time with one fuzzing worker each ($GUARDYN_FUZZJOBS sets how many: on 2
+# cores that halves the wall time for the same fuzzing per target), and
+# fails if any of them finds a failing input:
 #   tools/ci/fuzz.sh             10s per target (CI), or $GUARDYN_FUZZTIME
 #   tools/ci/fuzz.sh 5m          the documented campaign (docs/build.md)
 #   tools/ci/fuzz.sh -list       print the targets and stop
@@ -27,15 +29,20 @@ cd "$root"
 list_only=false
 fuzztime="${GUARDYN_FUZZTIME:-10s}"
 minimizetime="${GUARDYN_FUZZMINIMIZETIME:-1s}"
+jobs="${GUARDYN_FUZZJOBS:-2}"
 case "${1:-}" in
   "") ;;
   -list) list_only=true ;;
   -h | --help)
-    sed -n '2,22p' "$0"
+    sed -n '2,24p' "$0"
     exit 0
     ;;
   *) fuzztime="$1" ;;
 esac
+if ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
+  echo "fuzz: GUARDYN_FUZZJOBS='$jobs' is not a positive count" >&2
+  exit 2
+fi
 for t in "$fuzztime" "$minimizetime"; do
   if ! [[ "$t" =~ ^[0-9]+(ms|s|m|h|x)$ ]]; then
     echo "fuzz: '$t' is not a Go duration like 10s or 5m (or a count like 1000x)" >&2
@@ -77,9 +84,10 @@ if $list_only; then
   exit 0
 fi
 
-# fuzz_one runs one target for the time budget.
+# fuzz_one runs one target for the time budget, with one fuzzing worker:
+# targets run $jobs at a time, so together they keep the cores busy.
 fuzz_one() {
-  (cd "$1" && GOWORK=off go test -run '^$' -fuzz "^${3}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimizetime" "$2")
+  (cd "$1" && GOWORK=off go test -run '^$' -fuzz "^${3}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimizetime" -parallel 1 "$2")
 }
 
 # deadline_race reports whether a failed run's output is only the coordinator's
@@ -90,32 +98,59 @@ deadline_race() {
     ! grep -qE '^(panic:|fatal error:)|^    [^ ].*_test\.go:[0-9]+:' "$1"
 }
 
-echo "fuzz: $count targets, $fuzztime each"
-failed=0
-summary=()
-while IFS=$'\t' read -r m pkg name; do
+# run_target runs target number i and writes its summary line to line.i,
+# and its output to out.i when it failed.
+run_target() {
+  local i="$1" m="$2" pkg="$3" name="$4" start result attempt
   start=$(date +%s)
   result=FAIL
   for attempt in 1 2; do
-    if fuzz_one "$m" "$pkg" "$name" >"$tmp/out" 2>&1; then
+    if fuzz_one "$m" "$pkg" "$name" >"$tmp/run.$i" 2>&1; then
       result=ok
       [ "$attempt" -eq 2 ] && result="ok*"
       break
     fi
-    deadline_race "$tmp/out" || break
+    deadline_race "$tmp/run.$i" || break
     echo "--- $pkg $name: Go's fuzztime deadline race (no failing input written); running it again"
   done
-  if [ "$result" = FAIL ]; then
-    failed=$((failed + 1))
-    echo "--- $pkg $name failed:"
-    cat "$tmp/out"
-  fi
-  line="$(printf '%-4s %4ds  %s %s' "$result" "$(($(date +%s) - start))" "$pkg" "$name")"
-  echo "$line"
-  summary+=("$line")
-done <"$tmp/targets"
+  [ "$result" = FAIL ] && mv "$tmp/run.$i" "$tmp/out.$i"
+  printf '%-4s %4ds  %s %s\n' "$result" "$(($(date +%s) - start))" "$pkg" "$name" | tee "$tmp/line.$i"
+}
 
-echo "== fuzz summary ($count targets, $fuzztime each; time includes the instrumented build; ok* = passed on the second run after Go's deadline race)"
+echo "fuzz: $count targets, $fuzztime each, $jobs at a time"
+i=0
+running=0
+while IFS=$'\t' read -r m pkg name; do
+  i=$((i + 1))
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  run_target "$i" "$m" "$pkg" "$name" &
+  running=$((running + 1))
+done <"$tmp/targets"
+wait
+
+# The verdict comes from the files, in discovery order, not from the jobs'
+# exit codes: a target with no summary line did not run to the end.
+failed=0
+summary=()
+for n in $(seq 1 "$count"); do
+  if [ -f "$tmp/out.$n" ]; then
+    echo "--- $(sed -n "${n}p" "$tmp/targets" | cut -f2,3 | tr '\t' ' ') failed:"
+    cat "$tmp/out.$n"
+  fi
+  if [ ! -s "$tmp/line.$n" ]; then
+    failed=$((failed + 1))
+    summary+=("$(printf 'FAIL    -   %s (no result)' "$(sed -n "${n}p" "$tmp/targets" | cut -f2,3 | tr '\t' ' ')")")
+    continue
+  fi
+  line="$(cat "$tmp/line.$n")"
+  case "$line" in FAIL*) failed=$((failed + 1)) ;; esac
+  summary+=("$line")
+done
+
+echo "== fuzz summary ($count targets, $fuzztime each, $jobs at a time; time includes the instrumented build; ok* = passed on the second run after Go's deadline race)"
 printf '%s\n' "${summary[@]}"
 if [ "$failed" -ne 0 ]; then
   echo "fuzz: $failed of $count targets failed" >&2

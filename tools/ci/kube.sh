@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control plane that infra/k8s is applied to in CI
 # (infra/kubetest): kube-apiserver, kube-controller-manager, kube-scheduler
-# and kubectl from k8s.io/kubernetes, and kwok (simulated nodes), each from
-# the Go module proxy into a cache outside the checkout keyed by version, so
-# a repeat run finds them and builds nothing. etcd is Debian's etcd-server.
+# and kubectl from k8s.io/kubernetes, from the Go module proxy into a cache
+# outside the checkout keyed by version, so a repeat run finds them and
+# builds nothing. etcd is Debian's etcd-server. The nodes are simulated by
+# the test itself (infra/kubetest/kubelets_test.go), so nothing else is built.
 #
 # Usage: tools/ci/kube.sh [--print-dir]
 #   builds what is missing and prints the bin directory on the last line;
@@ -18,9 +19,8 @@
 set -euo pipefail
 
 KUBE_VERSION="${GUARDYN_KUBE_VERSION:-v1.34.4}"
-KWOK_VERSION="${GUARDYN_KWOK_VERSION:-v0.8.0}"
 CACHE_ROOT="${GUARDYN_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guardyn}"
-DIR="$CACHE_ROOT/kube-$KUBE_VERSION-kwok-$KWOK_VERSION"
+DIR="$CACHE_ROOT/kube-$KUBE_VERSION"
 BIN="$DIR/bin"
 
 if [ "${1:-}" = "--print-dir" ]; then
@@ -52,8 +52,7 @@ fi
 
 kube_bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 missing=0
-for b in "${kube_bins[@]}" kwok; do [ -x "$BIN/$b" ] || missing=1; done
-[ -f "$BIN/kwok-stages.yaml" ] || missing=1
+for b in "${kube_bins[@]}"; do [ -x "$BIN/$b" ] || missing=1; done
 if [ "$missing" -eq 0 ]; then
   log "cached in $BIN"
   echo "$BIN"
@@ -86,61 +85,22 @@ build_kube() {
   go get "${pkgs[@]}" >/dev/null
   local vpkg=k8s.io/component-base/version
   local ldflags="-s -w -X $vpkg.gitVersion=$KUBE_VERSION -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=${minor%%.*} -X $vpkg.gitTreeState=clean"
-  for b in "${kube_bins[@]}"; do
-    [ -x "$BIN/$b" ] && continue
-    log "building $b $KUBE_VERSION"
-    CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$BIN/$b.tmp" "k8s.io/kubernetes/cmd/$b"
-    mv "$BIN/$b.tmp" "$BIN/$b"
-  done
+  # One `go build` for the four commands: one action graph, so the packages
+  # they share (client-go, apiserver, the API types: most of the work) are
+  # compiled once and both cores stay busy until the last link, where four
+  # builds one after the other each end on a single core (a package waiting
+  # for its dependency, then the link). -o DIR/ writes one file per command.
+  local tmp="$DIR/bin.tmp"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  log "building ${kube_bins[*]} $KUBE_VERSION"
+  local cmds=()
+  for b in "${kube_bins[@]}"; do cmds+=("k8s.io/kubernetes/cmd/$b"); done
+  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${cmds[@]}"
+  for b in "${kube_bins[@]}"; do mv "$tmp/$b" "$BIN/$b"; done
+  rmdir "$tmp"
 }
 
-# kwok: its own scratch module (its go.mod may carry replaces that
-# `go install pkg@version` refuses).
-build_kwok() {
-  [ -x "$BIN/kwok" ] && return 0
-  local src="$DIR/src-kwok"
-  rm -rf "$src"
-  mkdir -p "$src"
-  cd "$src"
-  go mod init guardyn.local/kwokbuild >/dev/null 2>&1
-  local modfile
-  modfile=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
-  # Carry kwok's own replace directives over, if any.
-  awk '/^replace \(/{r=1;next} r&&/^\)/{r=0} r{print} /^replace [^(]/{sub(/^replace /,"");print}' "$modfile" |
-    while read -r line; do
-      [ -n "$line" ] || continue
-      old=$(echo "$line" | awk '{print $1}')
-      new=$(echo "$line" | sed 's/.*=> *//' | awk '{ if (NF==2) print $1"@"$2; else print $1 }')
-      case "$new" in ./*|../*) continue ;; esac
-      go mod edit -replace "$old=$new"
-    done
-  go mod edit -require "sigs.k8s.io/kwok@$KWOK_VERSION"
-  go get "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >/dev/null
-  log "building kwok $KWOK_VERSION"
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/kwok.tmp" sigs.k8s.io/kwok/cmd/kwok
-  mv "$BIN/kwok.tmp" "$BIN/kwok"
-}
-
-# kwok has no built-in stages: without a Stage config its nodes never turn
-# Ready. Take the ones kwokctl uses (nodes ready at once, pods ready at once,
-# deleted pods removed) plus the node heartbeat, from the same module.
-write_kwok_stages() {
-  [ -f "$BIN/kwok-stages.yaml" ] && return 0
-  local moddir
-  moddir=$(cd "$DIR/src-kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
-  local st="$moddir/kustomize/stage"
-  {
-    for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml \
-      pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
-      echo "---"
-      cat "$st/$f"
-    done
-  } >"$BIN/kwok-stages.yaml.tmp"
-  mv "$BIN/kwok-stages.yaml.tmp" "$BIN/kwok-stages.yaml"
-}
-
-build_kwok
-write_kwok_stages
 build_kube
 
 log "built in $(( $(date +%s) - start ))s into $BIN"

@@ -4,7 +4,11 @@
 # once. Go itself is the machine's (go.mod pins the language version); code
 # generation and the build tools (gazelle, buildifier, staticcheck) need only
 # Go and the module proxy. Nix evaluates the flake in tools/ci/nix-check.sh.
+# With --no-kube it leaves the Kubernetes build (tools/ci/kube.sh) to the
+# caller: .ci/run runs it in the background, beside `go test ./...`.
 set -euo pipefail
+build_kube=true
+[ "${1:-}" = "--no-kube" ] && build_kube=false
 
 need=()
 command -v nix >/dev/null || need+=(nix-bin)
@@ -38,7 +42,9 @@ command -v go >/dev/null || { echo "setup: no go on PATH; install Go 1.26" >&2; 
 echo "setup: $(go version), $(nix --version), $(java -version 2>&1 | head -1), $(mvn -v 2>/dev/null | head -1), $(promtool --version 2>&1 | head -1)"
 
 # The Kubernetes control plane (kube-apiserver, controller-manager,
-# scheduler, kubectl, kwok), built from the module proxy into a cache keyed
+# scheduler, kubectl), built from the module proxy into a cache keyed
 # by version outside the checkout: minutes the first time, nothing after.
-kube_bin=$(bash tools/ci/kube.sh | tail -1)
-echo "setup: Kubernetes control plane in $kube_bin"
+if $build_kube; then
+  kube_bin=$(bash tools/ci/kube.sh | tail -1)
+  echo "setup: Kubernetes control plane in $kube_bin"
+fi

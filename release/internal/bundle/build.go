@@ -27,6 +27,7 @@ import (
 	"github.com/guardyn/guardyn/release/internal/ociimage"
 	"github.com/guardyn/guardyn/release/internal/provenance"
 	"github.com/guardyn/guardyn/release/internal/sbom"
+	"github.com/guardyn/guardyn/release/internal/sbomcheck"
 	"github.com/guardyn/guardyn/release/internal/sign"
 	"github.com/guardyn/guardyn/release/internal/vuln"
 )
@@ -318,7 +319,7 @@ func build(ctx context.Context, opts *Options, src Source, targets []gobuild.Tar
 		if err != nil {
 			return Images{}, err
 		}
-		_, deps, err := sbom.BinaryModules(f)
+		_, deps, err := sbomcheck.BinaryModules(f)
 		f.Close()
 		if err != nil {
 			return Images{}, fmt.Errorf("%s: %w", rel, err)
@@ -336,7 +337,7 @@ func build(ctx context.Context, opts *Options, src Source, targets []gobuild.Tar
 
 	// 3. SBOMs, and their attestations.
 	for _, b := range out.Binaries {
-		s := sbom.Subject{Name: b.Target, Platform: b.Platform, Digest: b.Subject, Created: src.Time}
+		s := sbomcheck.Subject{Name: b.Target, Platform: b.Platform, Digest: b.Subject, Created: src.Time}
 		opts.progress("sbom %s (%s)", strings.TrimPrefix(b.Path, "bin/"), b.Subject)
 		docs, err := sbom.Generate(ctx, filepath.Join(dir, filepath.FromSlash(b.Path)), s)
 		if err != nil {

@@ -17,27 +17,28 @@ import (
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 
 	"github.com/guardyn/guardyn/release/internal/sbom"
+	"github.com/guardyn/guardyn/release/internal/sbomcheck"
 )
 
 // goVersionM returns the modules `go version -m` prints for a binary: the
 // main module and each dependency (a replacement in place of its original).
-func goVersionM(t *testing.T, bin string) (sbom.Module, []sbom.Module) {
+func goVersionM(t *testing.T, bin string) (sbomcheck.Module, []sbomcheck.Module) {
 	t.Helper()
 	out, err := exec.Command("go", "version", "-m", bin).Output()
 	if err != nil {
 		t.Fatalf("go version -m %s: %v", bin, err)
 	}
-	var main sbom.Module
-	var deps []sbom.Module
+	var main sbomcheck.Module
+	var deps []sbomcheck.Module
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
 		switch {
 		case len(f) >= 3 && f[0] == "mod":
-			main = sbom.Module{Path: f[1], Version: f[2]}
+			main = sbomcheck.Module{Path: f[1], Version: f[2]}
 		case len(f) >= 3 && f[0] == "dep":
-			deps = append(deps, sbom.Module{Path: f[1], Version: f[2]})
+			deps = append(deps, sbomcheck.Module{Path: f[1], Version: f[2]})
 		case len(f) >= 3 && f[0] == "=>":
-			deps[len(deps)-1] = sbom.Module{Path: f[1], Version: f[2]}
+			deps[len(deps)-1] = sbomcheck.Module{Path: f[1], Version: f[2]}
 		}
 	}
 	if main.Path == "" || len(deps) < 5 {
@@ -59,7 +60,7 @@ func TestSBOMsListEveryModuleOfGoVersionM(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			missing, err := sbom.Missing(doc, main, deps, testVersion)
+			missing, err := sbomcheck.Missing(doc, main, deps, testVersion)
 			if err != nil {
 				t.Fatalf("%s: %v", file, err)
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/guardyn/guardyn/release/internal/ociimage"
 	"github.com/guardyn/guardyn/release/internal/provenance"
 	"github.com/guardyn/guardyn/release/internal/sbom"
+	"github.com/guardyn/guardyn/release/internal/sbomcheck"
 	"github.com/guardyn/guardyn/release/internal/sign"
 	"github.com/guardyn/guardyn/release/internal/vuln"
 )
@@ -326,13 +327,13 @@ type statement struct {
 func (v *verifier) sboms(ctx context.Context, im Images, m Manifest) {
 	for _, b := range im.Binaries {
 		base := strings.TrimPrefix(b.Path, "bin/")
-		s := sbom.Subject{Name: b.Target, Platform: b.Platform, Digest: b.Subject}
+		s := sbomcheck.Subject{Name: b.Target, Platform: b.Platform, Digest: b.Subject}
 		bin, err := os.Open(filepath.Join(v.dir, filepath.FromSlash(b.Path)))
 		if err != nil {
 			v.fail(b.Path, CheckSBOM, "%v", err)
 			continue
 		}
-		main, deps, err := sbom.BinaryModules(bin)
+		main, deps, err := sbomcheck.BinaryModules(bin)
 		bin.Close()
 		if err != nil {
 			v.fail(b.Path, CheckSBOM, "%v", err)
@@ -348,11 +349,11 @@ func (v *verifier) sboms(ctx context.Context, im Images, m Manifest) {
 			if suffix == sbom.SPDXSuffix {
 				spdx = doc
 			}
-			if !sbom.Describes(doc, s) {
+			if !sbomcheck.Describes(doc, s) {
 				v.fail(file, CheckSBOM, "does not describe %s (%s %s): it belongs to another image", b.Path, b.Platform, b.Subject)
 				continue
 			}
-			missing, err := sbom.Missing(doc, main, deps, m.Version)
+			missing, err := sbomcheck.Missing(doc, main, deps, m.Version)
 			if err != nil {
 				v.fail(file, CheckSBOM, "%v", err)
 			} else if len(missing) > 0 {
