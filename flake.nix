@@ -35,7 +35,7 @@
             top = builtins.head (builtins.split "/" rel);
           in
           builtins.elem rel [ "go.mod" "go.sum" ]
-          || (builtins.elem top [ "cmd" "libs" "services" "proto" "tools" ]
+          || (builtins.elem top [ "apps" "libs" "services" "proto" "tools" ]
             && rel != "tools/buildtools"
             && builtins.substring 0 17 rel != "tools/buildtools/");
       };

@@ -37,5 +37,5 @@ in
   # Every service in one process with embedded storage and NATS.
   guardyn-server = mkBinary { pname = "guardyn-server"; subPackage = "tools/devserver"; binary = "guardyn-server"; };
   # The command-line client.
-  guardyn = mkBinary { pname = "guardyn"; subPackage = "cmd/guardyn"; binary = "guardyn"; };
+  guardyn = mkBinary { pname = "guardyn"; subPackage = "apps/guardyn"; binary = "guardyn"; };
 }

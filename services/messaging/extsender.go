@@ -243,7 +243,7 @@ func mapKeys(m map[uint32][]byte) func(func(uint32) bool) {
 }
 
 // deviceOfCredential reads the account and device a Guardyn client's basic credential
-// names (tools/client/mlscred.go: "GMC1" || u8 len(user id) || user id || u32 device id
+// names (libs/client/mlscred.go: "GMC1" || u8 len(user id) || user id || u32 device id
 // || ...). The service does not verify the credential: members did when the leaf joined,
 // and a wrong guess only proposes a removal the members' validation then applies to the
 // leaf that really claims the device.

@@ -20,6 +20,9 @@ command -v mvn >/dev/null || need+=(maven)
 command -v promtool >/dev/null || need+=(prometheus)
 # etcd for the Kubernetes control plane infra/kubetest applies infra/k8s to.
 command -v etcd >/dev/null || need+=(etcd-server)
+# node runs the client library compiled to WebAssembly (tools/repocheck
+# TestClientLibraryRunsAsWebAssembly, through Go's lib/wasm/go_js_wasm_exec).
+command -v node >/dev/null || need+=(nodejs)
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}"

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/guardyn/guardyn/tools/client/clienttest"
+	"github.com/guardyn/guardyn/tools/clienttest"
 )
 
 // cli runs the real guardyn binary against an in-process platform.
@@ -27,7 +27,7 @@ func buildCLI(t *testing.T) *cli {
 	p := clienttest.Start(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "guardyn")
-	build := exec.Command("go", "build", "-o", bin, "github.com/guardyn/guardyn/cmd/guardyn")
+	build := exec.Command("go", "build", "-o", bin, "github.com/guardyn/guardyn/apps/guardyn")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

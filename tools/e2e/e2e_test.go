@@ -16,9 +16,9 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/guardyn/guardyn/libs/client"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
-	"github.com/guardyn/guardyn/tools/client"
-	"github.com/guardyn/guardyn/tools/client/clienttest"
+	"github.com/guardyn/guardyn/tools/clienttest"
 )
 
 // live runs Listen in the background and hands its events to the test. It returns once

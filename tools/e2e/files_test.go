@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/guardyn/guardyn/tools/client"
-	"github.com/guardyn/guardyn/tools/client/clienttest"
+	"github.com/guardyn/guardyn/libs/client"
+	"github.com/guardyn/guardyn/tools/clienttest"
 )
 
 // sendMarkedFile sends bob a file of marker lines, named after the marker, and checks
@@ -53,7 +53,7 @@ func TestCLISendFileResumesAfterKill9(t *testing.T) {
 	p := clienttest.Start(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "guardyn")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/guardyn/guardyn/cmd/guardyn").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/guardyn/guardyn/apps/guardyn").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	c := &cli{bin: bin, server: p.Addr, dir: dir}

@@ -9,13 +9,13 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/guardyn/guardyn/libs/client"
 	"github.com/guardyn/guardyn/libs/kv"
 	kvbackend "github.com/guardyn/guardyn/libs/kv/backend"
 	kvembedded "github.com/guardyn/guardyn/libs/kv/embedded"
 	"github.com/guardyn/guardyn/libs/kv/tikv"
 	"github.com/guardyn/guardyn/libs/kv/tikv/tikvtest"
-	"github.com/guardyn/guardyn/tools/client"
-	"github.com/guardyn/guardyn/tools/client/clienttest"
+	"github.com/guardyn/guardyn/tools/clienttest"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
 )
 

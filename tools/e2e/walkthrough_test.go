@@ -50,7 +50,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 		retry bool
 	}
 	expect := map[string]expectation{
-		"setup: go install ./cmd/guardyn":                      {},
+		"setup: go install ./apps/guardyn":                     {},
 		"terminal 1: guardyn register --device-name phone bob": {want: []string{`registered bob \(account \S+\) as device 1 "phone"`}},
 		"terminal 1: guardyn listen": {want: []string{`\] alice: hello bob$`, `\] alice: a note from a pipe$`,
 			`\] you joined group trip$`, `\] trip / alice: hello trip$`, `\] alice changed group trip \(epoch \d+, 3 devices\)$`}},
@@ -483,7 +483,7 @@ func TestListenAcrossServerRestart(t *testing.T) {
 	}
 	dir := t.TempDir()
 	serverBin, cliBin := filepath.Join(dir, "guardyn-server"), filepath.Join(dir, "guardyn")
-	for bin, pkg := range map[string]string{serverBin: "./tools/devserver", cliBin: "./cmd/guardyn"} {
+	for bin, pkg := range map[string]string{serverBin: "./tools/devserver", cliBin: "./apps/guardyn"} {
 		build := exec.Command("go", "build", "-o", bin, pkg)
 		build.Dir = root
 		if out, err := build.CombinedOutput(); err != nil {

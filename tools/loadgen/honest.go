@@ -369,7 +369,7 @@ func (p *honestPair) receive(ctx context.Context, ready chan<- struct{}) {
 func (p *honestPair) receiveOnce(ctx context.Context, c messagingv1.MessagingServiceClient, synced func()) error {
 	sctx, cancel := context.WithCancel(p.receiver.Context(ctx))
 	defer cancel()
-	// The receive limit of the client (tools/client): the largest response a server sends.
+	// The receive limit of the client (libs/client): the largest response a server sends.
 	stream, err := c.Receive(sctx, grpc.MaxCallRecvMsgSize(messagingv1.MaxReceiveResponseSize))
 	if err != nil {
 		return err

@@ -435,7 +435,7 @@ func TestFailedBuildLeavesNothing(t *testing.T) {
 	signer, _, _ := testKeys(t, "")
 	src := filepath.Join(t.TempDir(), "guardyn")
 	cloneHEAD(t, src)
-	bad := filepath.Join(src, "cmd", "guardyn", "broken.go")
+	bad := filepath.Join(src, "apps", "guardyn", "broken.go")
 	if err := os.WriteFile(bad, []byte("package main\n\nfunc broken() { undefined() }\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ var targets = []Target{
 	{Name: "presence", Package: "./services/presence/cmd/presence", Image: true},
 	{Name: "notification", Package: "./services/notification/cmd/notification", Image: true},
 	{Name: "guardyn-server", Package: "./tools/devserver", Image: true},
-	{Name: "guardyn", Package: "./cmd/guardyn"},
+	{Name: "guardyn", Package: "./apps/guardyn"},
 }
 
 // Targets returns every release target, in a fixed order.
