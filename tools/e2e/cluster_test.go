@@ -111,7 +111,10 @@ func TestWalkthroughOnClusterBackendsMockTiKV(t *testing.T) {
 		c.Messages = uri
 		c.NATS = natsOpts
 	})
-	ctx := clienttest.Context(t)
+	// One context for the whole walkthrough: on a loaded CI machine it takes minutes, more
+	// than clienttest.Context's one.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 
 	// Register, link, 1:1 both ways.
 	alice, bob, carol := p.Register(t, "alice"), p.Register(t, "bob"), p.Register(t, "carol")
@@ -163,8 +166,8 @@ func TestWalkthroughOnClusterBackendsMockTiKV(t *testing.T) {
 	clienttest.Drain(t, bob2)
 
 	// Every stream and bucket the platform made is on the cluster with three replicas.
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	sctx, cancelStreams := context.WithTimeout(ctx, time.Minute)
+	defer cancelStreams()
 	var streams []string
 	names := admin.JetStream().StreamNames(sctx)
 	for name := range names.Name() {
@@ -206,7 +209,9 @@ func TestWalkthroughOnClusterBackendsMockTiKV(t *testing.T) {
 
 	// Kill the auth stream's leader in the middle of a burst of sends. A send that fails
 	// (its outcome unknown) is retried as a person would send again; only acknowledged
-	// ones are counted, and each must reach bob.
+	// ones are counted, and each must reach bob: his phone from its backlog afterwards, his
+	// laptop live, woken over the cluster while it loses a server.
+	laptop := listenLive(t, bob2)
 	const burst, killAfter = 30, 10
 	acked := make(chan string, burst)
 	sendErr := make(chan error, 1)
@@ -261,6 +266,14 @@ func TestWalkthroughOnClusterBackendsMockTiKV(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	live := map[string]bool{}
+	for len(live) < len(want) {
+		if ev := laptop.next(t, client.EventMessage); slices.Contains(want, ev.Body) {
+			live[ev.Body] = true
+		}
+	}
+	laptop.stop()
+
 	// The two servers left carry on: a new device of carol (an auth event on the stream
 	// that lost its leader, which tells messaging of the device) gets alice's next
 	// message, and the group goes on.

@@ -16,6 +16,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -33,20 +34,23 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "mocktikvserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+// run serves until ctx ends, printing the line tools/loadgen waits for to out.
+func run(ctx context.Context, args []string, out io.Writer) error {
 	var common config.Common
-	fs := flag.NewFlagSet("mocktikvserver", flag.ExitOnError)
+	fs := flag.NewFlagSet("mocktikvserver", flag.ContinueOnError)
 	binder := config.NewBinder(fs, os.LookupEnv)
 	common.Bind(binder)
 	var rateLimits bool
 	binder.Bool(&rateLimits, "rate-limits", true, "rate-limit callers per action (turn off only for load tests on loopback)")
-	if err := binder.Parse(os.Args[1:]); err != nil {
+	if err := binder.Parse(args); err != nil {
 		return err
 	}
 	if err := common.Validate(); err != nil {
@@ -55,8 +59,6 @@ func run() error {
 	if common.KV != "" {
 		return fmt.Errorf("-kv %q: this server's kv store is always the mock TiKV", common.KV)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	obs, err := observe.New(ctx, common.Observe("guardyn", os.Stderr))
 	if err != nil {
 		return err
@@ -86,6 +88,6 @@ func run() error {
 		return err
 	}
 	// The line tools/loadgen waits for, as the devserver prints it.
-	fmt.Printf("guardyn: gRPC on %s, admin on %s, data in %s (kv on mock TiKV)\n", p.GRPCAddr(), p.AdminAddr(), cfg.DataDir)
+	fmt.Fprintf(out, "guardyn: gRPC on %s, admin on %s, data in %s (kv on mock TiKV)\n", p.GRPCAddr(), p.AdminAddr(), cfg.DataDir)
 	return p.Run(ctx)
 }
