@@ -2,154 +2,28 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-)
 
-// childEnv makes the test binary run one nats-server instead of the tests
-// (see TestMain): the cluster test starts three such processes so that it
-// can kill one of them, as an operator's cluster loses a machine.
-const childEnv = "GUARDYN_TEST_NATS_CHILD"
+	"github.com/guardyn/guardyn/libs/bus/natstest"
+)
 
 var heavyCluster = flag.Bool("nats-cluster-heavy", false, "run the NATS cluster failover test with a long burst")
 
+// TestMain lets the cluster tests start their nats-server processes (natstest).
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(childEnv); spec != "" {
-		os.Exit(runChildServer(spec))
-	}
+	natstest.ServeIfChild()
 	os.Exit(m.Run())
-}
-
-// childSpec is one clustered server's configuration, passed as JSON.
-type childSpec struct {
-	Name        string
-	Dir         string
-	Port        int
-	ClusterPort int
-	Routes      string
-	User, Pass  string
-}
-
-func runChildServer(spec string) int {
-	var c childSpec
-	if err := json.Unmarshal([]byte(spec), &c); err != nil {
-		fmt.Fprintln(os.Stderr, "child nats:", err)
-		return 2
-	}
-	so := &server.Options{
-		ServerName: c.Name,
-		Host:       "127.0.0.1",
-		Port:       c.Port,
-		JetStream:  true,
-		StoreDir:   c.Dir,
-		Username:   c.User,
-		Password:   c.Pass,
-		NoSigs:     true,
-		Cluster: server.ClusterOpts{
-			Name: "guardyn-test",
-			Host: "127.0.0.1",
-			Port: c.ClusterPort,
-		},
-		Routes: server.RoutesFromStr(c.Routes),
-	}
-	ns, err := server.NewServer(so)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child nats:", err)
-		return 2
-	}
-	ns.Start()
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	<-stop
-	ns.Shutdown()
-	ns.WaitForShutdown()
-	return 0
-}
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
-// testCluster is three nats-server processes clustered on loopback.
-type testCluster struct {
-	names []string
-	urls  []string
-	procs map[string]*exec.Cmd
-}
-
-func startCluster(t *testing.T, user, pass string) *testCluster {
-	t.Helper()
-	ports := freePorts(t, 6)
-	var routes []string
-	for i := range 3 {
-		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(ports[3+i]))
-	}
-	c := &testCluster{procs: map[string]*exec.Cmd{}}
-	for i := range 3 {
-		spec := childSpec{
-			Name: fmt.Sprintf("n%d", i+1), Dir: t.TempDir(), Port: ports[i], ClusterPort: ports[3+i],
-			Routes: strings.Join(routes, ","), User: user, Pass: pass,
-		}
-		js, _ := json.Marshal(spec)
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+string(js))
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		c.names = append(c.names, spec.Name)
-		c.urls = append(c.urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
-		c.procs[spec.Name] = cmd
-	}
-	t.Cleanup(func() {
-		for _, cmd := range c.procs {
-			cmd.Process.Signal(syscall.SIGTERM)
-		}
-		for _, cmd := range c.procs {
-			cmd.Wait()
-		}
-	})
-	return c
-}
-
-// kill ends a server as a crashed machine would: SIGKILL, nothing flushed.
-func (c *testCluster) kill(t *testing.T, name string) {
-	t.Helper()
-	cmd := c.procs[name]
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
-	delete(c.procs, name)
 }
 
 // dialCluster dials until the cluster has elected its JetStream leader.
@@ -184,9 +58,9 @@ func TestClusterKeepsAckedEventsWhenAServerDies(t *testing.T) {
 		before, after = 5000, 5000
 	}
 	start := time.Now()
-	cl := startCluster(t, "guardyn", "s3cret")
+	cl := natstest.Start(t, "guardyn", "s3cret")
 	b := dialCluster(t, ClusterOptions{
-		URLs: strings.Join(cl.urls, ","), User: "guardyn", Password: "s3cret", Replicas: 3,
+		URLs: strings.Join(cl.URLs, ","), User: "guardyn", Password: "s3cret", Replicas: 3,
 	})
 	t.Logf("cluster ready in %v", time.Since(start))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -287,7 +161,7 @@ func TestClusterKeepsAckedEventsWhenAServerDies(t *testing.T) {
 	}
 	publish(before)
 	burst := time.Now()
-	cl.kill(t, leader)
+	cl.Kill(t, leader)
 	killedAt := nAcked.Load()
 	next.Store(int64(before)) // each publisher claimed one number past the first burst
 	publish(before + after)
@@ -330,7 +204,7 @@ func TestClusterKeepsAckedEventsWhenAServerDies(t *testing.T) {
 }
 
 func TestDialUnreachableNamesNATS(t *testing.T) {
-	port := freePorts(t, 1)[0]
+	port := natstest.FreePorts(t, 1)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, err := Dial(ctx, ClusterOptions{URLs: fmt.Sprintf("nats://guardyn:s3cret@127.0.0.1:%d", port), Timeout: time.Second})

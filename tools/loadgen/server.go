@@ -20,6 +20,8 @@ import (
 type serverFlags struct {
 	addr string // an already running server; empty starts one
 	bin  string // devserver binary to start; empty builds ./tools/devserver
+	// args are extra flags for the started server: its backends (-messages, -nats-url, ...).
+	args string
 	// trace has the started devserver export traces of trace-ratio of its calls to an
 	// OTLP collector inside loadgen, which counts them.
 	trace      bool
@@ -31,7 +33,8 @@ type serverFlags struct {
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "server", "", "gRPC address of a running server, started with -rate-limits=false (default: start the devserver as a child process on a fresh data dir)")
-	fs.StringVar(&f.bin, "server-bin", "", "devserver binary to start (default: go build ./tools/devserver)")
+	fs.StringVar(&f.bin, "server-bin", "", "devserver binary to start (default: go build ./tools/devserver; ./tools/loadgen/mocktikvserver puts its kv on a mock TiKV)")
+	fs.StringVar(&f.args, "server-args", "", "extra flags for the started server, space-separated: its backends, e.g. '-messages cql://127.0.0.1:9042/lg -nats-url nats://a:4222,nats://b:4222 -nats-replicas 3'")
 	fs.BoolVar(&f.trace, "trace", false, "the devserver started traces its calls to an OTLP collector run by loadgen (metrics are always on)")
 	fs.Float64Var(&f.traceRatio, "trace-ratio", 1, "with -trace: the fraction of calls traced")
 	fs.StringVar(&f.profileDir, "profile", "", "write the started server's CPU profile of the measured time (cpu.pprof) and its allocation profile (allocs.pprof) to this directory")
@@ -84,6 +87,7 @@ func (f *serverFlags) start(ctx context.Context) (*child, error) {
 	if f.profileDir != "" {
 		c.args = append(c.args, "-profile-dir", f.profileDir)
 	}
+	c.args = append(c.args, strings.Fields(f.args)...)
 	// Every simulated device connects from 127.0.0.1, so per-peer limits on registration
 	// would throttle the setup, not measure the platform.
 	if err := c.launch(false); err != nil {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +30,9 @@ type throughputFlags struct {
 	size     int
 	warmup   time.Duration
 	duration time.Duration
+	// backendPIDs are processes of the stores and bus the server uses (a Cassandra, NATS
+	// servers), whose CPU over the measured time is reported beside the server's.
+	backendPIDs string
 }
 
 func runThroughput(ctx context.Context, args []string) error {
@@ -40,8 +45,28 @@ func runThroughput(ctx context.Context, args []string) error {
 	fs.IntVar(&f.size, "size", 256, "envelope size in bytes")
 	fs.DurationVar(&f.warmup, "warmup", 3*time.Second, "load before measuring")
 	fs.DurationVar(&f.duration, "duration", 15*time.Second, "measured time")
+	fs.StringVar(&f.backendPIDs, "backend-pids", "", "comma-separated pids of the server's backends (Cassandra, NATS servers): their CPU per message is reported too")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var backends []int
+	for _, s := range strings.FieldsFunc(f.backendPIDs, func(r rune) bool { return r == ',' }) {
+		pid, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("-backend-pids: %q is not a pid", s)
+		}
+		backends = append(backends, pid)
+	}
+	backendCPU := func() (time.Duration, error) {
+		var sum time.Duration
+		for _, pid := range backends {
+			c, err := procCPU(pid)
+			if err != nil {
+				return 0, fmt.Errorf("backend pid %d: %w", pid, err)
+			}
+			sum += c
+		}
+		return sum, nil
 	}
 	if f.size < 16 {
 		return fmt.Errorf("-size must be at least 16 bytes")
@@ -119,6 +144,10 @@ func runThroughput(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	backendStart, err := backendCPU()
+	if err != nil {
+		return err
+	}
 	selfStart := selfCPU()
 	measuring.Store(true)
 	start := time.Now()
@@ -129,6 +158,7 @@ func runThroughput(ctx context.Context, args []string) error {
 	}
 	measuring.Store(false)
 	selfUsed := selfCPU() - selfStart
+	backendEnd, backendErr := backendCPU()
 	elapsed := time.Since(start)
 	stopProfile()
 	// Stop sending, let the receivers take and acknowledge what is in flight, then check
@@ -174,6 +204,10 @@ func runThroughput(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("duplicate deliveries (the client would drop them): %d\n", dups)
 	fmt.Printf("after the run: %d messages sent but not acknowledged, %d left in the receivers' inboxes\n", unacked, left)
+	if len(backends) > 0 && backendErr == nil && acked.Load() > 0 {
+		used := backendEnd - backendStart
+		fmt.Printf("backend CPU (%d processes): %.2f cores, %.0f µs per message\n", len(backends), used.Seconds()/elapsed.Seconds(), float64(used.Microseconds())/float64(acked.Load()))
+	}
 	if srv != nil && cpuErr == nil {
 		if cpu, err := srv.cpu(); err == nil && acked.Load() > 0 {
 			fmt.Printf("server CPU: %.2f cores, %.0f µs per message\n", (cpu-cpuStart).Seconds()/elapsed.Seconds(), float64((cpu-cpuStart).Microseconds())/float64(acked.Load()))
