@@ -333,34 +333,39 @@ func TestIdleStreamsGiveBackTheirGoroutines(t *testing.T) {
 		stacks := string(buf[:runtime.Stack(buf, true)])
 		return strings.Count(stacks, "messaging.(*liveStream).pump("), strings.Count(stacks, "messaging.(*liveStream).readAcks(")
 	}
-	// expect polls the stacks until they show the workers wanted: a pump lingers for a
-	// second after its last work, and a loaded machine may take longer to start or end one.
-	expect := func(when string, pumps, readers int) {
+	// expect polls the stacks until ok accepts the workers they show: a pump lingers for
+	// a second after its last work, and a loaded machine may take longer to start or end one.
+	expect := func(when, want string, ok func(pumps, readers int) bool) {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			p, r := workers()
-			if p == pumps && r == readers {
+			if ok(p, r) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d pumps and %d ack readers, want %d and %d", when, p, r, pumps, readers)
+				t.Fatalf("%s: %d pumps and %d ack readers, want %s", when, p, r, want)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	none := func(p, r int) bool { return p == 0 && r == 0 }
 
-	expect("after the backlogs", 0, 0)
+	expect("after the backlogs", "none", none)
 	got := make([][]byte, n)
 	for i, d := range devices {
 		must(e.send(t, alice, d, []byte("hello")))
 		got[i] = receivers[i].next(t).GetMessageId()
 	}
-	expect(fmt.Sprintf("with a delivery awaiting acknowledgement on each of %d streams", n), n, n)
+	// Every stream awaits an acknowledgement, so each keeps its ack reader. Its pump may
+	// already have lingered out: the 40 sends take more than pumpLinger on a loaded
+	// machine, and an idle pump ending is what this test wants.
+	expect(fmt.Sprintf("with a delivery awaiting acknowledgement on each of %d streams", n),
+		fmt.Sprintf("at most %d and %d", n, n), func(p, r int) bool { return p <= n && r == n })
 	for i, r := range receivers {
 		r.ack(t, got[i])
 	}
-	expect("after the acknowledgements", 0, 0)
+	expect("after the acknowledgements", "none", none)
 }
 
 func TestInboxCap(t *testing.T) {
