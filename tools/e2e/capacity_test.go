@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -147,4 +148,91 @@ func TestKVBytesPerDevice(t *testing.T) {
 	within("auth/kem per key", perKey("auth/kem"), scalingKEMBytesPerKey)
 	within("auth/kp per key", perKey("auth/kp"), scalingKPBytesPerKey)
 	within("group record per member device", perMember, scalingGroupBytesPerMember)
+}
+
+// TestScalingModelArithmetic recomputes the derived figures of docs/scaling.md from its
+// assumptions (section 1) and the measured per-device kv bytes above, and checks that the
+// document states each one, so an assumption changed in one place cannot leave stale
+// arithmetic in another.
+func TestScalingModelArithmetic(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(root, "docs", "scaling.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.Join(strings.Fields(string(raw)), " ") // line breaks as spaces
+
+	const (
+		accounts     = 100e6
+		devicesPer   = 1.5
+		active       = 0.5
+		sendsPer     = 40.0
+		groupShare   = 0.3
+		copies11     = 2.0  // inboxes per 1:1 send
+		peakFactor   = 3.0  // peak over the daily mean
+		online       = 0.10 // devices with a Receive stream at the peak
+		readWithin   = 2.0 / 24
+		dormant      = 0.05
+		ttlDays      = 30.0
+		heartbeatSec = 20.0
+		mediaPerDay  = 250e3
+		rowOverhead  = 120.0 // message-row columns and the id row, bytes
+		envelope     = 1024.0
+		notice       = 90.0
+		logEntry     = 1.2e3 // a group log entry with its row, bytes
+		rf           = 3.0
+	)
+	// Devices per group send: 80 % in groups of mean 6, 18 % of mean 40, 2 % of mean 400.
+	groupDevices := 0.8*6 + 0.18*40 + 0.02*400
+	devices := accounts * devicesPer
+	sends := accounts * active * sendsPer
+	peak := sends / 86400 * peakFactor
+	perSendInboxes := (1-groupShare)*copies11 + groupShare*groupDevices
+	deliveriesDay := sends * perSendInboxes
+	deliveriesPeak := peak * perSendInboxes
+	lwtPeak := peak*(1-groupShare)*copies11 + peak*groupShare*(groupDevices+1)
+	statementsPeak := lwtPeak*6 + deliveriesPeak*3 + peak*groupShare*groupDevices*2
+	rows := deliveriesDay * ((1-dormant)*readWithin + dormant*ttlDays)
+	meanBody := ((1-groupShare)*copies11*envelope + groupShare*groupDevices*notice) / perSendInboxes
+	kvLogical := devices * scalingKVBytesPerDevice
+	logLogical := sends * groupShare * ttlDays * logEntry
+	mediaLogical := accounts * active * mediaPerDay * ttlDays
+	onlineDevices := devices * online
+	// Every group send reads the group record: a fixed part and a share per member device.
+	record := func(n float64) float64 { return 4.5e3 + n*scalingGroupBytesPerMember }
+	groupRead := 0.8*record(6) + 0.18*record(40) + 0.02*record(400)
+
+	k := func(x float64) string { return fmt.Sprintf("%.0f k", x/1e3) }
+	tb := func(x float64, prec int) string { return fmt.Sprintf("%.*f TB", prec, x/1e12) }
+	for _, c := range []struct{ what, want string }{
+		{"devices", "D = 150 M devices"},
+		{"devices per group send", fmt.Sprintf("G = %.0f member devices", groupDevices)},
+		{"mean send rate", k(sends/86400) + " sends/s"},
+		{"peak send rate", k(peak) + "/s at the peak"},
+		{"deliveries a day", fmt.Sprintf("%.1f B a day", deliveriesDay/1e9)},
+		{"deliveries per device a day", fmt.Sprintf("%.0f per device per day", deliveriesDay/devices)},
+		{"peak deliveries", k(deliveriesPeak) + " deliveries/s"},
+		{"peak LWTs", k(lwtPeak) + " LWT/s"},
+		{"peak statements", fmt.Sprintf("%.1f M statements/s", statementsPeak/1e6)},
+		{"kv logical", tb(kvLogical, 1)},
+		{"kv replicated", tb(kvLogical*rf, 1)},
+		{"inbox rows", fmt.Sprintf("%.0f B rows", rows/1e9)},
+		{"inbox mean body", fmt.Sprintf("mean body %.0f B", meanBody)},
+		{"inbox bytes replicated", tb(rows*(meanBody+rowOverhead)*rf, 0)},
+		{"group log replicated", tb(logLogical*rf, 0)},
+		{"media logical", tb(mediaLogical, 0)},
+		{"media replicated", fmt.Sprintf("%.1f PB", mediaLogical*rf/1e15)},
+		{"presence updates", k(onlineDevices/heartbeatSec) + " KV updates/s"},
+		{"stored per account", fmt.Sprintf("%.0f messages stored", rows/accounts)},
+		{"group record read per send", fmt.Sprintf("%.0f KB on average", groupRead/1e3)},
+		{"group record reads", fmt.Sprintf("%.1f GB/s", peak*groupShare*groupRead/1e9)},
+		{"messaging cores", fmt.Sprintf("%.0f–%.0f cores", deliveriesPeak*20e-6, deliveriesPeak*107e-6)},
+	} {
+		if !strings.Contains(doc, c.want) {
+			t.Errorf("%s: docs/scaling.md does not say %q", c.what, c.want)
+		}
+	}
 }
