@@ -229,6 +229,9 @@ func TestScalingModelArithmetic(t *testing.T) {
 		{"stored per account", fmt.Sprintf("%.0f messages stored", rows/accounts)},
 		{"group record read per send", fmt.Sprintf("%.0f KB on average", groupRead/1e3)},
 		{"group record reads", fmt.Sprintf("%.1f GB/s", peak*groupShare*groupRead/1e9)},
+		{"media upload at the peak", fmt.Sprintf("%.0f MB/s at the peak", mediaLogical/ttlDays/86400*peakFactor/1e6)},
+		{"media downloads at the peak", fmt.Sprintf("%.1f GB/s", mediaLogical/ttlDays/86400*peakFactor*perSendInboxes/1e9)},
+		{"group record decoding cores", fmt.Sprintf("%.0f–%.0f cores", peak*groupShare*groupRead/95e6, peak*groupShare*groupRead/55e6)},
 		{"messaging cores", fmt.Sprintf("%.0f–%.0f cores", deliveriesPeak*20e-6, deliveriesPeak*107e-6)},
 	} {
 		if !strings.Contains(doc, c.want) {
