@@ -40,9 +40,9 @@ func kvClass(key []byte) string {
 }
 
 // TestKVBytesPerDevice measures what a device and a group member cost the kv store, by
-// record kind, with the real client and server: 16 accounts, one with a second device, a
+// record kind, with the real client and server: 9 accounts, one with a second device, a
 // 1:1 message (it claims the recipient's one-time prekeys), a group of 2 accounts (3
-// devices) and one of all 16 (17 devices) with a message, every device drained. It logs
+// devices) and one of all 9 (10 devices) with a message, every device drained. It logs
 // the table docs/scaling.md uses and holds the model's inputs to what the code stores.
 func TestKVBytesPerDevice(t *testing.T) {
 	store, err := kvembedded.Open(filepath.Join(t.TempDir(), kvembedded.FileName), kvembedded.Options{})
@@ -52,7 +52,7 @@ func TestKVBytesPerDevice(t *testing.T) {
 	p := clienttest.StartWith(t, func(c *platform.Config) { c.KVStore = kvbackend.Embedded(store) })
 	ctx := clienttest.Context(t)
 
-	const accounts, devices = 16, 17
+	const accounts, devices = 9, 10
 	var users []*client.Client
 	var names []string
 	for i := range accounts {
