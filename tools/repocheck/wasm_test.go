@@ -13,13 +13,11 @@ import (
 // flock, fsync) must stay behind vault.Storage or in a build-tagged file. Then it runs, as
 // WebAssembly under Node (tools/ci/setup.sh installs it), the Storage suite on the in-memory
 // Storage (the vault's scrypt and XChaCha20-Poly1305 included) and the vault's check that a
-// profile directory is refused there. A cold build cache pays about 80 s of CPU for the
+// profile directory is refused there. Without Node only the build runs (under CI=true,
+// which installs Node, its absence fails the test). A cold build cache pays about 80 s of CPU for the
 // standard library and the dependencies once; later runs reuse it.
 func TestClientLibraryRunsAsWebAssembly(t *testing.T) {
 	root := repoRoot(t)
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatal("node is not on PATH: tools/ci/setup.sh installs it (Debian package nodejs)")
-	}
 	env := append(append([]string(nil), productEnv...), "GOOS=js", "GOARCH=wasm", "CGO_ENABLED=0")
 	pkgs := goList(t, root, "./libs/client/...")
 	if len(pkgs) < 4 {
@@ -32,6 +30,15 @@ func TestClientLibraryRunsAsWebAssembly(t *testing.T) {
 	goCmd(t, root, env, append([]string{"build"}, names...)...)
 	t.Logf("built for js/wasm: %s", strings.Join(names, " "))
 
+	// The build needs only Go; running it needs Node. On a machine with Go alone (the
+	// README's promise) the run says it did not happen; CI installs Node and must run it.
+	if _, err := exec.LookPath("node"); err != nil {
+		msg := "the WebAssembly run DID NOT RUN: node is not on PATH (tools/ci/setup.sh installs the Debian package nodejs)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
 	goroot := strings.TrimSpace(string(goCmd(t, root, nil, "env", "GOROOT")))
 	execWasm := filepath.Join(goroot, "lib", "wasm", "go_js_wasm_exec")
 	cmd := exec.Command("go", "test", "-exec", execWasm, "-v",
