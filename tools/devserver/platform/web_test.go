@@ -24,7 +24,7 @@ import (
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/services/auth"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
-	"github.com/guardyn/guardyn/tools/internal/grpcweb"
+	"github.com/guardyn/guardyn/libs/client/grpcweb"
 	"github.com/guardyn/guardyn/tools/internal/rawdevice"
 )
 

@@ -1,4 +1,4 @@
-// Package grpcweb calls a Guardyn web port as a browser does: it is a
+// Package grpcweb calls a Guardyn web port as a browser does (the web app's transport, and the tests'): it is a
 // grpc.ClientConnInterface that sends each call over gRPC-Web (or the Connect protocol)
 // with connectrpc.com/connect, so the generated gRPC clients of proto/ work unchanged over
 // HTTP/1.1. Errors come back as gRPC status errors with their details, so that a test can
