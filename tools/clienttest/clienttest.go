@@ -74,7 +74,7 @@ func StartWith(t testing.TB, tune func(*platform.Config)) *Platform {
 	}
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	conn, err := grpc.NewClient(p.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(p.GRPCAddr().String(), append(client.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		cancel()
 		t.Fatalf("dial platform: %v", err)
@@ -123,7 +123,7 @@ func (p *Platform) Config(name string) client.Config {
 // interceptors; it closes when the test ends.
 func (p *Platform) Dial(t testing.TB, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(p.Addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
+	conn, err := grpc.NewClient(p.Addr, append(append(client.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials())), opts...)...)
 	if err != nil {
 		t.Fatalf("dial platform: %v", err)
 	}
