@@ -20,8 +20,9 @@ import (
 // and hands every request, its written signal, the response and the body's end between
 // them and the caller over channels. For a push of a few hundred bytes that machinery
 // cost about 60 µs of CPU per push, more than half of what the sender spent above the
-// RFC 8291 cryptography (docs/perf-presence.md). The wire format is still net/http's
-// (Request.Write, ReadResponse); what this adds is only the connection pool, with the
+// RFC 8291 cryptography (docs/perf-presence.md). The caller hands over the whole request,
+// built once (WebPush keeps its header lines with the origin's JWT), and responses are
+// read by net/http's ReadResponse; what this adds is only the connection pool, with the
 // Transport's guarantees kept: the SSRF-guarded dialer, a deadline on every exchange,
 // no redirects followed, bounded response reads, idle connections bounded and expired,
 // and a request on a pooled connection the server had closed sent again on a new one.
