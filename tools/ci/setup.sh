@@ -23,6 +23,9 @@ command -v etcd >/dev/null || need+=(etcd-server)
 # node runs the client library compiled to WebAssembly (tools/repocheck
 # TestClientLibraryRunsAsWebAssembly, through Go's lib/wasm/go_js_wasm_exec).
 command -v node >/dev/null || need+=(nodejs)
+# chromium runs the client's browser tests headless (tools/browsertest: the
+# IndexedDB vault in libs/client/vault/idb; the web app's tests).
+command -v chromium >/dev/null || need+=(chromium)
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}"

@@ -4,7 +4,8 @@ package vault
 // the profile's two locks. The vault encrypts and authenticates everything before it reaches
 // a Storage and checks everything it reads back, so a Storage owes it no secrecy, only
 // durability and mutual exclusion. [Dir] keeps a profile in files for the command-line app;
-// a browser keeps one in IndexedDB; package vaulttest keeps one in memory for tests.
+// package idb (libs/client/vault/idb) keeps one in a browser's IndexedDB, locked with Web
+// Locks; package vaulttest keeps one in memory for tests.
 // Every implementation passes the suite of package vaulttest.
 //
 // The Vault calls ReadState, WriteState, ReadHistory, AppendHistory, ReplaceHistory and
