@@ -245,7 +245,7 @@ var encodings = []encoding{
 		}
 		err := w.Close()
 		return buf.Bytes(), err
-	}},
+	}, false},
 	{".br", func(b []byte) ([]byte, error) {
 		var buf bytes.Buffer
 		w := brotli.NewWriterOptions(&buf, brotli.WriterOptions{Quality: brotliQuality, LGWin: 24})
@@ -254,7 +254,7 @@ var encodings = []encoding{
 		}
 		err := w.Close()
 		return buf.Bytes(), err
-	}},
+	}, false},
 }
 
 // compressed returns b compressed by enc, from the cache when it holds it.
