@@ -23,6 +23,8 @@ command -v etcd >/dev/null || need+=(etcd-server)
 # node runs the client library compiled to WebAssembly (tools/repocheck
 # TestClientLibraryRunsAsWebAssembly, through Go's lib/wasm/go_js_wasm_exec).
 command -v node >/dev/null || need+=(nodejs)
+# chromium runs the web app's browser tests (apps/web/webtest, driven by chromedp).
+command -v chromium >/dev/null || need+=(chromium)
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}"

@@ -370,6 +370,7 @@ function onEvent(ev) {
       setConn("online", "Connected");
       break;
     case "disconnected":
+      $("conn").title = ev.message || "";
       setConn("offline", "Connection lost: reconnecting" + (ev.retryMs ? " in " + Math.round(ev.retryMs / 1000) + " s" : "") +
         ". Nothing is lost: messages wait on the server." + (ev.code === "server-garbage" ? " (The server answered garbage.)" : ""));
       break;

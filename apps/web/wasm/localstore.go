@@ -56,15 +56,17 @@ func (s *localStore) set(key, value string) (err error) {
 	return nil
 }
 
+// Init marks the profile as present, so that Lock works before the first state is written
+// (as Dir's directory does).
 func (s *localStore) Init() error {
 	if _, ok := s.get("state"); ok {
 		return fmt.Errorf("localstore: profile %q exists", s.prefix)
 	}
-	return nil
+	return s.set("init", "1")
 }
 
 func (s *localStore) Lock() (func(), error) {
-	if _, ok := s.get("state"); !ok {
+	if _, ok := s.get("init"); !ok {
 		return nil, fmt.Errorf("localstore: lock: %w", vault.ErrNotFound)
 	}
 	s.mu <- struct{}{}
@@ -121,6 +123,7 @@ func (s *localStore) ReplaceHistory(sealed [][]byte) error {
 func (s *localStore) Remove() error {
 	s.ls.Call("removeItem", s.prefix+"state")
 	s.ls.Call("removeItem", s.prefix+"history")
+	s.ls.Call("removeItem", s.prefix+"init")
 	return nil
 }
 

@@ -243,7 +243,7 @@ func (b *browser) describe() string {
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	defer cancel()
 	s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const t = (id) => { const e = document.getElementById(id); return e ? e.textContent.trim() : ""; };
-		return JSON.stringify({conn: t("conn"), fatal: t("fatal-text"), errors: [...document.querySelectorAll(".error")].map(e => e.textContent).filter(Boolean),
+		return JSON.stringify({conn: t("conn"), detail: document.getElementById("conn").title, fatal: t("fatal-text"), errors: [...document.querySelectorAll(".error")].map(e => e.textContent).filter(Boolean),
 			view: document.body.dataset.view, user: document.body.dataset.user}); })()`))
 	return s + " console: " + strings.Join(b.consoleErrors(), " | ")
 }
