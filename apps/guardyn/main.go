@@ -145,7 +145,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if e.useTLS {
 		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13})
 	}
-	conn, err := grpc.NewClient(e.server, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(e.server, append(client.DialOptions(), grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		fmt.Fprintf(stderr, "guardyn %s: server address %q: %v\n", name, e.server, err)
 		return 1

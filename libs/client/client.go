@@ -59,9 +59,12 @@ type Config struct {
 	// Passphrase unlocks the profile's vault.
 	Passphrase []byte
 	// Conn is the transport to the Guardyn server: a *grpc.ClientConn, or anything else
-	// that carries unary and streaming calls with their metadata and status codes. Listen
-	// opens a bidirectional stream (messaging Receive) and SendFile a client stream (media
-	// UploadChunks); every other call is unary or server-streaming.
+	// that carries unary and server-streaming calls with their metadata and status codes.
+	// Over a transport that also streams requests, Listen opens a bidirectional stream
+	// (messaging Receive) and SendFile a client stream (media UploadChunks). A transport
+	// that cannot (a browser's gRPC-Web, package grpcweb) says so by implementing
+	// [RequestStreamer]; the client then uses the browser forms of those calls, with the
+	// same guarantees: Subscribe with AckMessages, and UploadChunk per chunk.
 	Conn grpc.ClientConnInterface
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -74,6 +77,27 @@ type Config struct {
 	RequireVerified bool
 }
 
+// RequestStreamer is implemented by a transport (Config.Conn) that may be unable to carry
+// calls whose requests stream: client-streaming and bidirectional calls. A browser cannot
+// stream a request body over gRPC-Web, so grpcweb.Conn reports false, and the client makes
+// only unary and server-streaming calls over it.
+//
+// The transport says it rather than the app: an app cannot forget to. A wrapper around
+// such a transport must implement RequestStreamer too; one that does not is taken for a
+// streaming transport, and its first streaming call fails (grpcweb refuses it with
+// UNIMPLEMENTED before sending anything), so the mistake shows at once and loses nothing.
+type RequestStreamer interface {
+	// StreamsRequests reports whether the transport carries client-streaming and
+	// bidirectional calls.
+	StreamsRequests() bool
+}
+
+// streamsRequests reports whether conn carries calls whose requests stream.
+func streamsRequests(conn grpc.ClientConnInterface) bool {
+	rs, ok := conn.(RequestStreamer)
+	return !ok || rs.StreamsRequests()
+}
+
 // Client is one local device profile connected to a server.
 type Client struct {
 	vault           *vault.Vault
@@ -84,6 +108,9 @@ type Client struct {
 	now             func() time.Time
 	requireVerified bool
 	typing          typingReplays
+	// unaryOnly: the transport carries no request streams (see RequestStreamer), so
+	// Listen subscribes and SendFile uploads one chunk per call.
+	unaryOnly bool
 
 	// media and home serve file transfers (media.go); afterChunk, set by tests, runs
 	// after each uploaded chunk and aborts the upload when it fails, as a killed process.
@@ -99,7 +126,8 @@ func newClient(cfg Config, v *vault.Vault) *Client {
 	}
 	return &Client{vault: v, auth: authv1.NewAuthServiceClient(cfg.Conn), msg: messagingv1.NewMessagingServiceClient(cfg.Conn), now: now, requireVerified: cfg.RequireVerified,
 		media: mediav1.NewMediaServiceClient(cfg.Conn), home: cfg.Home,
-		presence: presencev1.NewPresenceServiceClient(cfg.Conn), push: notificationv1.NewNotificationServiceClient(cfg.Conn)}
+		presence: presencev1.NewPresenceServiceClient(cfg.Conn), push: notificationv1.NewNotificationServiceClient(cfg.Conn),
+		unaryOnly: !streamsRequests(cfg.Conn)}
 }
 
 // storage is the Storage of the profile.

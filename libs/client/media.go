@@ -340,7 +340,8 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// uploadFrom streams the ciphertext from offset to its end.
+// uploadFrom sends the ciphertext from offset to its end: on one client stream, or with
+// one UploadChunk call per chunk over a transport without request streams.
 func (c *Client) uploadFrom(ctx context.Context, up *pendingUpload, offset int64) error {
 	if offset >= up.CipherSize {
 		return nil
@@ -350,6 +351,9 @@ func (c *Client) uploadFrom(ctx context.Context, up *pendingUpload, offset int64
 		return fmt.Errorf("client: %w", err)
 	}
 	defer f.Close()
+	if c.unaryOnly {
+		return c.uploadChunks(ctx, f, up, offset)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.media.UploadChunks(ctx)
@@ -380,6 +384,81 @@ func (c *Client) uploadFrom(ctx context.Context, up *pendingUpload, offset int64
 		return fmt.Errorf("client: upload: server committed %d of %d bytes", resp.GetCommittedOffset(), up.CipherSize)
 	}
 	return nil
+}
+
+// maxUploadRetries is how many chunk calls in a row may fail without the server's
+// committed offset moving before uploadChunks gives up (a later SendFile resumes).
+const maxUploadRetries = 3
+
+// uploadChunks sends the ciphertext in f from offset to its end, one UploadChunk call per
+// chunk. Each call returns once its chunk is durable, and says how far the upload is
+// committed. When a call fails without a definite refusal (its answer was lost: the
+// connection dropped, the server restarted or was busy, or it timed out), the chunk may or
+// may not have been stored: GetUploadStatus says where the server is, and the upload goes
+// on from there, so a chunk is never sent twice at the wrong offset nor skipped.
+func (c *Client) uploadChunks(ctx context.Context, f *os.File, up *pendingUpload, off int64) error {
+	buf := make([]byte, UploadChunk)
+	failures := 0
+	for off < up.CipherSize {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), up.CipherSize-off)], off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("client: read %s: %w", up.Cipher, err)
+		}
+		resp, err := c.media.UploadChunk(ctx, &mediav1.UploadChunkRequest{UploadId: up.UploadID, Offset: uint64(off), Data: buf[:n]})
+		if err != nil {
+			if !answerLost(err) || ctx.Err() != nil {
+				return fmt.Errorf("client: upload at offset %d: %w", off, err)
+			}
+			if failures++; failures > maxUploadRetries {
+				return fmt.Errorf("client: upload at offset %d: %d attempts failed: %w", off, failures, err)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("client: upload: %w", ctx.Err())
+			case <-time.After(time.Duration(failures) * reconnectMin):
+			}
+			st, serr := c.media.GetUploadStatus(ctx, &mediav1.GetUploadStatusRequest{UploadId: up.UploadID})
+			if serr != nil {
+				return fmt.Errorf("client: upload at offset %d: %w; then upload status: %w", off, err, serr)
+			}
+			committed := int64(st.GetCommittedOffset())
+			if committed < 0 || committed > up.CipherSize {
+				return fmt.Errorf("client: upload: server says %d bytes of %d are committed", committed, up.CipherSize)
+			}
+			if committed > off {
+				failures = 0 // the lost answer's chunk was stored
+			}
+			off = committed
+			continue
+		}
+		committed := int64(resp.GetCommittedOffset())
+		if committed != off+int64(n) {
+			return fmt.Errorf("client: upload: server committed %d bytes after a chunk at %d of %d bytes", committed, off, n)
+		}
+		off, failures = committed, 0
+		if c.afterChunk != nil {
+			if err := c.afterChunk(up.UploadID, off); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// answerLost reports whether a failed call may have been carried out all the same, its
+// answer lost on the way: the connection broke or the server went away (UNAVAILABLE),
+// timed out (DEADLINE_EXCEEDED), failed in a way that says nothing (UNKNOWN, what an HTTP
+// transport reports for a cut response), or asked to slow down (RESOURCE_EXHAUSTED,
+// retried after a pause). A chunk that does not start at the committed offset
+// (OFFSET_MISMATCH) is the retry of one whose answer was lost.
+func answerLost(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Unknown, codes.ResourceExhausted:
+		return true
+	case codes.FailedPrecondition:
+		return Reason(err) == "OFFSET_MISMATCH"
+	}
+	return false
 }
 
 // dropUpload forgets a finished or abandoned upload and deletes its ciphertext.

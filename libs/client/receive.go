@@ -204,7 +204,16 @@ const (
 	reconnectMax = 8 * time.Second
 )
 
-// connected is called once the delivery stream is established.
+// deliveryResponse is a response of either delivery stream: Receive's (native) or
+// Subscribe's (a transport without request streams).
+type deliveryResponse interface {
+	GetDeliveries() []*messagingv1.Delivery
+	GetBacklogComplete() bool
+	GetPrekeysLow() *messagingv1.PreKeysLow
+}
+
+// listenOnce runs one delivery stream until it ends; connected is called once the stream
+// is established.
 func (c *Client) listenOnce(ctx context.Context, once bool, handle func(Event), connected func()) error {
 	actx, err := c.freshBearer(ctx)
 	if err != nil {
@@ -212,46 +221,75 @@ func (c *Client) listenOnce(ctx context.Context, once bool, handle func(Event), 
 	}
 	sctx, cancel := context.WithCancel(actx)
 	defer cancel()
-	// Accept the largest response a server sends, whatever the connection's default.
-	stream, err := c.msg.Receive(sctx, grpc.MaxCallRecvMsgSize(messagingv1.MaxReceiveResponseSize))
-	if err != nil {
-		return fmt.Errorf("client: receive: %w", err)
+	var (
+		recv func() (deliveryResponse, error)
+		ack  func(ids [][]byte) error
+	)
+	if c.unaryOnly || once {
+		// Acknowledge by AckMessages, which returns once the server deleted: a one-shot
+		// fetch ends its stream right after its last batch and wants each acknowledgement
+		// confirmed, and a transport without request streams has no other way.
+		ack = func(ids [][]byte) error { return c.ackMessages(ctx, ids) }
 	}
-	// A listener acknowledges on its stream: no call per batch. An acknowledgement still
-	// queued when the stream ends is lost, and the message comes back and is dropped as a
-	// duplicate; a one-shot fetch, which ends the stream right after its last batch, asks
-	// the server to confirm each acknowledgement instead.
-	ack := func(ids [][]byte) error {
-		for len(ids) > 0 {
-			n := min(len(ids), maxAcksPerRequest)
-			if err := stream.Send(&messagingv1.ReceiveRequest{AckMessageIds: ids[:n]}); err != nil {
-				if errors.Is(err, io.EOF) {
-					// The server ended the stream; Recv says why (a restart is
-					// UNAVAILABLE, on which Listen reconnects).
-					for {
-						if _, rerr := stream.Recv(); rerr != nil {
-							return rerr
-						}
-					}
-				}
-				return err
-			}
-			ids = ids[n:]
+	if c.unaryOnly {
+		// Subscribe is Receive without the request side: the same backlog, windows and
+		// redelivery of whatever is not acknowledged (docs/web.md).
+		stream, err := c.msg.Subscribe(sctx, &messagingv1.SubscribeRequest{}, grpc.MaxCallRecvMsgSize(messagingv1.MaxReceiveResponseSize))
+		if err != nil {
+			return fmt.Errorf("client: subscribe: %w", err)
 		}
-		return nil
-	}
-	if once {
-		ack = func(ids [][]byte) error {
-			actx, err := c.freshBearer(ctx)
+		recv = func() (deliveryResponse, error) {
+			resp, err := stream.Recv()
 			if err != nil {
-				return err
+				if errors.Is(err, io.EOF) {
+					// A server stream ends only with an error; a clean end is the
+					// connection's, so reconnect.
+					err = status.Error(codes.Unavailable, "the server ended the delivery stream")
+				}
+				return nil, err
 			}
-			_, err = c.msg.AckMessages(actx, &messagingv1.AckMessagesRequest{MessageIds: ids})
-			return err
+			return resp, nil
+		}
+	} else {
+		// Accept the largest response a server sends, whatever the connection's default.
+		stream, err := c.msg.Receive(sctx, grpc.MaxCallRecvMsgSize(messagingv1.MaxReceiveResponseSize))
+		if err != nil {
+			return fmt.Errorf("client: receive: %w", err)
+		}
+		recv = func() (deliveryResponse, error) {
+			resp, err := stream.Recv()
+			if err != nil {
+				return nil, err
+			}
+			return resp, nil
+		}
+		if ack == nil {
+			// A listener acknowledges on its stream: no call per batch. An acknowledgement
+			// still queued when the stream ends is lost, and the message comes back and is
+			// dropped as a duplicate.
+			ack = func(ids [][]byte) error {
+				for len(ids) > 0 {
+					n := min(len(ids), maxAcksPerRequest)
+					if err := stream.Send(&messagingv1.ReceiveRequest{AckMessageIds: ids[:n]}); err != nil {
+						if errors.Is(err, io.EOF) {
+							// The server ended the stream; Recv says why (a restart is
+							// UNAVAILABLE, on which Listen reconnects).
+							for {
+								if _, rerr := stream.Recv(); rerr != nil {
+									return rerr
+								}
+							}
+						}
+						return err
+					}
+					ids = ids[n:]
+				}
+				return nil
+			}
 		}
 	}
 	for first := true; ; first = false {
-		resp, err := stream.Recv()
+		resp, err := recv()
 		if err != nil {
 			return fmt.Errorf("client: receive: %w", err)
 		}
@@ -277,6 +315,22 @@ func (c *Client) listenOnce(ctx context.Context, once bool, handle func(Event), 
 			}
 		}
 	}
+}
+
+// ackMessages acknowledges ids with AckMessages calls of at most maxAcksPerRequest ids.
+func (c *Client) ackMessages(ctx context.Context, ids [][]byte) error {
+	for len(ids) > 0 {
+		actx, err := c.freshBearer(ctx)
+		if err != nil {
+			return err
+		}
+		n := min(len(ids), maxAcksPerRequest)
+		if _, err := c.msg.AckMessages(actx, &messagingv1.AckMessagesRequest{MessageIds: ids[:n]}); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
 }
 
 // freshBearer returns ctx with a valid access token, saving the profile only when the

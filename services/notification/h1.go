@@ -2,7 +2,6 @@ package notification
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -21,8 +20,9 @@ import (
 // and hands every request, its written signal, the response and the body's end between
 // them and the caller over channels. For a push of a few hundred bytes that machinery
 // cost about 60 µs of CPU per push, more than half of what the sender spent above the
-// RFC 8291 cryptography (docs/perf-presence.md). The wire format is still net/http's
-// (Request.Write, ReadResponse); what this adds is only the connection pool, with the
+// RFC 8291 cryptography (docs/perf-presence.md). The caller hands over the whole request,
+// built once (WebPush keeps its header lines with the origin's JWT), and responses are
+// read by net/http's ReadResponse; what this adds is only the connection pool, with the
 // Transport's guarantees kept: the SSRF-guarded dialer, a deadline on every exchange,
 // no redirects followed, bounded response reads, idle connections bounded and expired,
 // and a request on a pooled connection the server had closed sent again on a new one.
@@ -74,7 +74,6 @@ func newH1Client(o HTTPOptions) *h1Client {
 type h1Conn struct {
 	tc        net.Conn // a *tls.Conn
 	br        *bufio.Reader
-	bw        *bufio.Writer
 	read      int64
 	idleSince time.Time
 }
@@ -85,23 +84,24 @@ func (c *h1Conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// do sends req, an https request without a body, with body, and returns the response's
-// status. A response's body is read up to h1MaxBody and discarded.
-func (c *h1Client) do(ctx context.Context, req *http.Request, body []byte) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	addr := req.URL.Host
-	if req.URL.Port() == "" {
-		addr = net.JoinHostPort(req.URL.Hostname(), "443")
+// do sends msg, a whole HTTP/1.1 POST (head and body), to addr, an https host:port whose
+// certificate names host, and returns the response's status. A response's body is read up
+// to h1MaxBody and discarded.
+//
+// The exchange's bound is a deadline on the connection, not a context with a timer: the
+// caller's context still interrupts it (context.AfterFunc), at no cost when it has no
+// Done channel.
+func (c *h1Client) do(ctx context.Context, addr, host string, msg []byte) (int, error) {
+	deadline := c.now().Add(c.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
-	req.ContentLength = int64(len(body))
 	for {
-		conn, reused, err := c.get(ctx, addr, req.URL.Hostname())
+		conn, reused, err := c.get(ctx, addr, host, deadline)
 		if err != nil {
 			return 0, err
 		}
-		req.Body = io.NopCloser(bytes.NewReader(body)) // Request.Write closes it
-		status, keep, err := c.exchange(ctx, conn, req)
+		status, keep, err := c.exchange(ctx, conn, msg, deadline)
 		if err == nil {
 			if keep {
 				c.put(addr, conn)
@@ -114,20 +114,23 @@ func (c *h1Client) do(ctx context.Context, req *http.Request, body []byte) (int,
 		// A push is a content-free wake-up with a Topic: sending it again on a new
 		// connection is harmless even if the first one did arrive. Each failed pooled
 		// connection is closed, so this ends.
-		if !reused || !errors.Is(err, errNoAnswer) || ctx.Err() != nil {
+		if !reused || !errors.Is(err, errNoAnswer) || ctx.Err() != nil || !c.now().Before(deadline) {
 			return 0, err
 		}
 	}
 }
 
-// exchange writes req on conn and reads the answer; keep says whether conn can be reused.
-func (c *h1Client) exchange(ctx context.Context, conn *h1Conn, req *http.Request) (status int, keep bool, err error) {
-	deadline, _ := ctx.Deadline()
+// exchange writes msg on conn and reads the answer by deadline, or until ctx ends; keep
+// says whether conn can be reused.
+func (c *h1Client) exchange(ctx context.Context, conn *h1Conn, msg []byte, deadline time.Time) (status int, keep bool, err error) {
 	if err := conn.tc.SetDeadline(deadline); err != nil {
 		return 0, false, err
 	}
+	if ctx.Done() == nil {
+		return exchange(conn, msg)
+	}
 	stop := context.AfterFunc(ctx, func() { conn.tc.SetDeadline(aLongTimeAgo) })
-	status, keep, err = exchange(conn, req)
+	status, keep, err = exchange(conn, msg)
 	if !stop() {
 		// The deadline is being moved to the past: the connection is not reusable.
 		keep = false
@@ -135,15 +138,16 @@ func (c *h1Client) exchange(ctx context.Context, conn *h1Conn, req *http.Request
 	return status, keep, err
 }
 
-func exchange(conn *h1Conn, req *http.Request) (status int, keep bool, err error) {
+// postRequest tells http.ReadResponse what the answer answers: a POST (not a HEAD, so a
+// body is read by its framing).
+var postRequest = &http.Request{Method: http.MethodPost}
+
+func exchange(conn *h1Conn, msg []byte) (status int, keep bool, err error) {
 	read := conn.read
-	if err := req.Write(conn.bw); err != nil {
+	if _, err := conn.tc.Write(msg); err != nil {
 		return 0, false, fmt.Errorf("write request: %w (%w)", err, errNoAnswer)
 	}
-	if err := conn.bw.Flush(); err != nil {
-		return 0, false, fmt.Errorf("write request: %w (%w)", err, errNoAnswer)
-	}
-	resp, err := http.ReadResponse(conn.br, req)
+	resp, err := http.ReadResponse(conn.br, postRequest)
 	if err != nil {
 		if conn.read == read {
 			return 0, false, fmt.Errorf("read response: %w (%w)", err, errNoAnswer)
@@ -162,7 +166,7 @@ func exchange(conn *h1Conn, req *http.Request) (status int, keep bool, err error
 }
 
 // get takes an idle connection to addr or dials one; reused says which.
-func (c *h1Client) get(ctx context.Context, addr, host string) (conn *h1Conn, reused bool, err error) {
+func (c *h1Client) get(ctx context.Context, addr, host string, deadline time.Time) (conn *h1Conn, reused bool, err error) {
 	now := c.now()
 	var stale []*h1Conn
 	c.mu.Lock()
@@ -185,11 +189,13 @@ func (c *h1Client) get(ctx context.Context, addr, host string) (conn *h1Conn, re
 	if conn != nil {
 		return conn, true, nil
 	}
-	conn, err = c.dial(ctx, addr, host)
+	conn, err = c.dial(ctx, addr, host, deadline)
 	return conn, false, err
 }
 
-func (c *h1Client) dial(ctx context.Context, addr, host string) (*h1Conn, error) {
+func (c *h1Client) dial(ctx context.Context, addr, host string, deadline time.Time) (*h1Conn, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	raw, err := c.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -210,7 +216,7 @@ func (c *h1Client) dial(ctx context.Context, addr, host string) (*h1Conn, error)
 }
 
 func newH1Conn(c net.Conn) *h1Conn {
-	conn := &h1Conn{tc: c, bw: bufio.NewWriterSize(c, 4096)}
+	conn := &h1Conn{tc: c}
 	conn.br = bufio.NewReaderSize(conn, 4096)
 	return conn
 }

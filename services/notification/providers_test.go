@@ -9,7 +9,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"net"
+	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	notificationv1 "github.com/guardyn/guardyn/proto/guardyn/notification/v1"
@@ -86,6 +89,39 @@ func TestWebPushRefusesPrivateAddresses(t *testing.T) {
 	}
 	if srv.Hits("/push/a") != 0 {
 		t.Fatal("the request reached the loopback server")
+	}
+}
+
+// TestWebPushRefusesUnsendableEndpoint: an endpoint whose query holds bytes no HTTP/1.1
+// request line carries (a space, non-ASCII) is refused before any connection, not sent
+// as a malformed request. (Web Push writes its requests itself, not through
+// http.Request.Write.)
+func TestWebPushRefusesUnsendableEndpoint(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	vapid := must(ecdh.P256().GenerateKey(rand.Reader))
+	wp := must(notification.NewWebPush(notification.WebPushConfig{VAPIDKey: vapid, Subject: "mailto:ops@guardyn.test", HTTP: trust(srv)}))
+	ua := must(ecdh.P256().GenerateKey(rand.Reader))
+	for _, endpoint := range []string{srv.URL + "/push/a?x y", srv.URL + "/push/a?\u00e9"} {
+		target := &notificationv1.RegisterPushTargetRequest{Target: &notificationv1.RegisterPushTargetRequest_WebPush{WebPush: &notificationv1.WebPushTarget{
+			Endpoint: endpoint, P256Dh: ua.PublicKey().Bytes(), Auth: make([]byte, 16),
+		}}}
+		err := wp.Push(context.Background(), target)
+		if classify(err) != "fail" {
+			t.Errorf("push to %q: %v (%s), want a permanent failure", endpoint, err, classify(err))
+		}
+	}
+	if n := conns.Load(); n != 0 {
+		t.Fatalf("%d connections to the push service, want none", n)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -71,10 +72,11 @@ type WebPush struct {
 	jwts map[string]vapidToken // by origin (audience)
 }
 
-// vapidToken is the signed JWT of one origin, in the whole header set of a push to it:
-// built once per JWT and only read by the pushes that share it.
+// vapidToken is the signed JWT of one origin, kept as the header lines every push to that
+// origin carries (RFC 8030's and its Authorization, RFC 8292): built once per JWT, so a
+// push only appends its request line, Host and body.
 type vapidToken struct {
-	header  http.Header
+	head    []byte // header lines, each ending in CRLF; read-only once stored
 	expires time.Time
 }
 
@@ -109,15 +111,18 @@ func NewWebPush(cfg WebPushConfig) (*WebPush, error) {
 // PublicKey is the VAPID public key (uncompressed point) browsers subscribe with.
 func (w *WebPush) PublicKey() []byte { return w.key.PublicKey().Bytes() }
 
-// headers returns the headers of a push to a push service origin, with its VAPID
-// Authorization; the caller must not modify them.
-func (w *WebPush) headers(origin string) (http.Header, error) {
+// head returns the header lines of a push to the push service at https://host, with its
+// VAPID Authorization; the caller must not modify them.
+func (w *WebPush) head(host string) ([]byte, error) {
 	now := w.now()
+	var buf [128]byte
+	key := append(append(buf[:0], "https://"...), host...) // the origin, the JWT's audience
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if t, ok := w.jwts[origin]; ok && now.Before(t.expires.Add(-vapidReuse)) {
-		return t.header, nil
+	if t, ok := w.jwts[string(key)]; ok && now.Before(t.expires.Add(-vapidReuse)) {
+		return t.head, nil
 	}
+	origin := string(key)
 	exp := now.Add(vapidLifetime)
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"aud": origin, "exp": exp.Unix(), "sub": w.subject}).SignedString(w.signer)
 	if err != nil {
@@ -126,23 +131,26 @@ func (w *WebPush) headers(origin string) (http.Header, error) {
 	if len(w.jwts) >= maxVAPIDOrigins {
 		clear(w.jwts) // push services are a handful of origins; this bounds a flood of others
 	}
-	h := http.Header{
-		"Content-Encoding": {"aes128gcm"},
-		"Content-Type":     {"application/octet-stream"},
-		"Ttl":              {w.ttl},
-		"Urgency":          {"high"},
-		"Topic":            {"wake"}, // RFC 8030 §5.4: a newer push replaces an undelivered one
-		"Authorization":    {"vapid t=" + tok + ", k=" + w.k},
-	}
-	w.jwts[origin] = vapidToken{header: h, expires: exp}
-	return h, nil
+	h := "Content-Type: application/octet-stream\r\n" +
+		"Content-Encoding: aes128gcm\r\n" +
+		"TTL: " + w.ttl + "\r\n" +
+		"Urgency: high\r\n" +
+		"Topic: wake\r\n" + // RFC 8030 §5.4: a newer push replaces an undelivered one
+		"Authorization: vapid t=" + tok + ", k=" + w.k + "\r\n" +
+		"Content-Length: " + strconv.Itoa(webPushBodySize) + "\r\n"
+	w.jwts[origin] = vapidToken{head: []byte(h), expires: exp}
+	return w.jwts[origin].head, nil
 }
 
 const maxVAPIDOrigins = 1024
 
-// encrypt seals payload for a subscription as one aes128gcm record (RFC 8291 §3.4, RFC 8188
-// §2), padded to webPushRecordSize.
-func encrypt(uaPublic, auth, payload []byte) ([]byte, error) {
+// webPushBodySize is the length of every push's body: the aes128gcm header (salt, rs,
+// idlen, the 65-byte key id) and one record of webPushRecordSize.
+const webPushBodySize = 16 + 4 + 1 + 65 + webPushRecordSize
+
+// appendEncrypted appends to out payload sealed for a subscription as one aes128gcm record
+// (RFC 8291 §3.4, RFC 8188 §2), padded to webPushRecordSize: webPushBodySize bytes.
+func appendEncrypted(out, uaPublic, auth, payload []byte) ([]byte, error) {
 	ua, err := ecdh.P256().NewPublicKey(uaPublic)
 	if err != nil {
 		return nil, fmt.Errorf("p256dh: %w", err)
@@ -189,7 +197,6 @@ func encrypt(uaPublic, auth, payload []byte) ([]byte, error) {
 		return nil, err
 	}
 	// Header: salt || rs || idlen || keyid (the application server's public key).
-	out := make([]byte, 0, 16+4+1+65+webPushRecordSize)
 	out = append(out, salt[:]...)
 	out = binary.BigEndian.AppendUint32(out, webPushRecordSize)
 	out = append(out, byte(len(asPublic)))
@@ -214,16 +221,30 @@ func (w *WebPush) Push(ctx context.Context, t *notificationv1.RegisterPushTarget
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return &PushError{Err: errors.New("endpoint is not an https URL")}
 	}
-	header, err := w.headers(u.Scheme + "://" + u.Host)
+	target := u.RequestURI()
+	if !printableASCII(u.Host) || !printableASCII(target) || strings.Contains(u.Host, "%") {
+		// What url.Parse lets through but a request line or Host header must not carry
+		// (spaces in a query, non-ASCII or zoned hosts): refused, never sent.
+		return &PushError{Err: errors.New("endpoint has bytes an HTTP/1.1 request cannot carry")}
+	}
+	head, err := w.head(u.Host)
 	if err != nil {
 		return &PushError{Err: err}
 	}
-	body, err := encrypt(wp.GetP256Dh(), wp.GetAuth(), wakePayload)
+	// The whole request in one buffer, written in one TLS record: request line, Host, the
+	// origin's header lines, then the sealed body appended in place.
+	msg := make([]byte, 0, len("POST  HTTP/1.1\r\nHost: \r\n\r\n")+len(target)+len(u.Host)+len(head)+webPushBodySize)
+	msg = append(append(append(msg, "POST "...), target...), " HTTP/1.1\r\nHost: "...)
+	msg = append(append(append(append(msg, u.Host...), "\r\n"...), head...), "\r\n"...)
+	msg, err = appendEncrypted(msg, wp.GetP256Dh(), wp.GetAuth(), wakePayload)
 	if err != nil {
 		return &PushError{Err: err}
 	}
-	req := &http.Request{Method: http.MethodPost, URL: u, Host: u.Host, Header: header}
-	status, err := w.client.do(ctx, req, body)
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "443")
+	}
+	status, err := w.client.do(ctx, addr, u.Hostname(), msg)
 	if err != nil {
 		return networkError(err)
 	}
@@ -235,6 +256,16 @@ func (w *WebPush) Push(ctx context.Context, t *notificationv1.RegisterPushTarget
 		return fmt.Errorf("%w: HTTP %d", ErrTargetGone, status)
 	}
 	return statusError(status, "")
+}
+
+// printableASCII reports whether s is only bytes from '!' to '~'.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // LoadOrCreateVAPIDKey reads the VAPID key at path (a raw P-256 scalar), creating it on

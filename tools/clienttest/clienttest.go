@@ -6,14 +6,17 @@ package clienttest
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/guardyn/guardyn/libs/client"
+	"github.com/guardyn/guardyn/libs/client/grpcweb"
 	"github.com/guardyn/guardyn/libs/client/vault"
 	"github.com/guardyn/guardyn/libs/ratelimit"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
@@ -28,6 +31,16 @@ type Platform struct {
 	DataDir, Profiles string
 	Addr              string
 	Conn              *grpc.ClientConn
+	// Web is the base URL of the platform's web port (gRPC-Web, as browsers call it), or
+	// empty when the platform has none (StartWeb starts one that has).
+	Web string
+}
+
+// StartWeb starts a platform that also serves browsers on a web port, for tests of the
+// client over gRPC-Web (WebConfig).
+func StartWeb(t testing.TB) *Platform {
+	t.Helper()
+	return StartWith(t, func(c *platform.Config) { c.WebAddr = "127.0.0.1:0" })
 }
 
 // Start starts a platform with the default rate limits that stops when the test ends.
@@ -61,7 +74,7 @@ func StartWith(t testing.TB, tune func(*platform.Config)) *Platform {
 	}
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	conn, err := grpc.NewClient(p.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(p.GRPCAddr().String(), append(client.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		cancel()
 		t.Fatalf("dial platform: %v", err)
@@ -73,7 +86,28 @@ func StartWith(t testing.TB, tune func(*platform.Config)) *Platform {
 			t.Errorf("platform run: %v", err)
 		}
 	})
-	return &Platform{DataDir: filepath.Join(dir, "server"), Profiles: filepath.Join(dir, "profiles"), Addr: p.GRPCAddr().String(), Conn: conn}
+	pl := &Platform{DataDir: filepath.Join(dir, "server"), Profiles: filepath.Join(dir, "profiles"), Addr: p.GRPCAddr().String(), Conn: conn}
+	if a := p.WebAddr(); a != nil {
+		pl.Web = "http://" + a.String()
+	}
+	return pl
+}
+
+// WebConfig is Config for a device that reaches the platform as the browser app does: over
+// gRPC-Web on the web port (through the HTTP client hc; nil means the default), which
+// carries no request streams.
+func (p *Platform) WebConfig(t testing.TB, name string, hc *http.Client) client.Config {
+	t.Helper()
+	if p.Web == "" {
+		t.Fatal("clienttest: the platform has no web port (start it with StartWeb)")
+	}
+	cfg := p.Config(name)
+	var httpc connect.HTTPClient = http.DefaultClient
+	if hc != nil {
+		httpc = hc
+	}
+	cfg.Conn = grpcweb.New(httpc, p.Web, grpcweb.GRPCWeb)
+	return cfg
 }
 
 // Config returns the configuration of the profile called name, with cheap scrypt
@@ -89,7 +123,7 @@ func (p *Platform) Config(name string) client.Config {
 // interceptors; it closes when the test ends.
 func (p *Platform) Dial(t testing.TB, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(p.Addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
+	conn, err := grpc.NewClient(p.Addr, append(append(client.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials())), opts...)...)
 	if err != nil {
 		t.Fatalf("dial platform: %v", err)
 	}

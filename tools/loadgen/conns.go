@@ -7,6 +7,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/guardyn/guardyn/libs/client"
 )
 
 // connPool hands simulated devices their client connections: each device its own
@@ -16,6 +18,10 @@ import (
 type connPool struct {
 	addr   string
 	shared int
+	// probe dials as a default grpc-go client, which PINGs the server whenever data
+	// arrives to estimate the bandwidth; otherwise as Guardyn's apps, with
+	// client.DialOptions.
+	probe bool
 
 	mu    sync.Mutex
 	conns []*grpc.ClientConn
@@ -24,6 +30,10 @@ type connPool struct {
 
 func registerConns(fs *flag.FlagSet, shared *int) {
 	fs.IntVar(shared, "conns", 0, "spread the devices over this many shared connections, as an edge proxy does (0: one connection per device, as phones connect directly)")
+}
+
+func registerProbe(fs *flag.FlagSet, probe *bool) {
+	fs.BoolVar(probe, "bdp-probe", false, "dial as a default grpc-go client, which sends the server a PING whenever data arrives on an idle connection (bandwidth probing); by default devices dial as Guardyn's apps do (client.DialOptions: fixed windows, no probing)")
 }
 
 func newConnPool(addr string, shared int) *connPool {
@@ -39,7 +49,11 @@ func (p *connPool) get() (*grpc.ClientConn, error) {
 		p.next++
 		return c, nil
 	}
-	c, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if !p.probe {
+		opts = append(opts, client.DialOptions()...)
+	}
+	c, err := grpc.NewClient(p.addr, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -50,10 +64,14 @@ func (p *connPool) get() (*grpc.ClientConn, error) {
 
 // describe says how devices reach the server, for the report.
 func (p *connPool) describe() string {
-	if p.shared == 0 {
-		return "one connection per device"
+	how := "one connection per device"
+	if p.shared > 0 {
+		how = fmt.Sprintf("devices multiplexed over %d shared connections", p.shared)
 	}
-	return fmt.Sprintf("devices multiplexed over %d shared connections", p.shared)
+	if p.probe {
+		how += ", probing bandwidth (-bdp-probe)"
+	}
+	return how
 }
 
 func (p *connPool) Close() {

@@ -32,6 +32,7 @@ type openFlags struct {
 	server   serverFlags
 	devices  int
 	conns    int
+	probe    bool      // -bdp-probe
 	rates    []float64 // aggregate msg/s, one phase each: more than one is a sweep
 	contacts int
 	size     int
@@ -49,6 +50,7 @@ func (f *openFlags) register(fs *flag.FlagSet) {
 	f.server.register(fs)
 	fs.IntVar(&f.devices, "devices", 10000, "connected devices, each with a Receive and a SendStream open")
 	registerConns(fs, &f.conns)
+	registerProbe(fs, &f.probe)
 	fs.Func("rate", "aggregate scheduled sends per second, Poisson; a comma-separated list runs a sweep, one phase per rate (default 15000)", func(s string) error {
 		f.rates = nil
 		for _, part := range strings.Split(s, ",") {
@@ -310,6 +312,7 @@ func openLoop(ctx context.Context, f openFlags, out io.Writer) (*openResult, err
 		addr = srv.addr
 	}
 	conns := newConnPool(addr, f.conns)
+	conns.probe = f.probe
 	defer conns.Close()
 	fmt.Fprintf(out, "loadgen: registering and connecting %d devices, %s, server %s…\n", f.devices, conns.describe(), addr)
 	r := &openRun{f: f}

@@ -27,6 +27,7 @@ type throughputFlags struct {
 	senders  int
 	inflight int
 	conns    int
+	probe    bool // -bdp-probe
 	size     int
 	warmup   time.Duration
 	duration time.Duration
@@ -42,6 +43,7 @@ func runThroughput(ctx context.Context, args []string) error {
 	fs.IntVar(&f.senders, "senders", 64, "sending devices, each paired with its own receiving device")
 	fs.IntVar(&f.inflight, "inflight", 4, "messages each sender keeps in flight end to end: a slot frees when the receiver has acked its message")
 	registerConns(fs, &f.conns)
+	registerProbe(fs, &f.probe)
 	fs.IntVar(&f.size, "size", 256, "envelope size in bytes")
 	fs.DurationVar(&f.warmup, "warmup", 3*time.Second, "load before measuring")
 	fs.DurationVar(&f.duration, "duration", 15*time.Second, "measured time")
@@ -83,6 +85,7 @@ func runThroughput(ctx context.Context, args []string) error {
 	}
 
 	conns := newConnPool(addr, f.conns)
+	conns.probe = f.probe
 	defer conns.Close()
 	pairs, err := setupPairs(ctx, conns, f.senders)
 	if err != nil {

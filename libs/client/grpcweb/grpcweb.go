@@ -119,6 +119,11 @@ func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, _ ...
 	return nil
 }
 
+// StreamsRequests reports false: a browser cannot stream a request body, so a Conn carries
+// no client-streaming or bidirectional call. The client library (libs/client's
+// RequestStreamer) reads it to use the calls' browser forms instead.
+func (*Conn) StreamsRequests() bool { return false }
+
 // NewStream opens a server-streaming call; the call starts once the request is sent.
 func (c *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
 	if desc.ClientStreams {

@@ -173,7 +173,7 @@ func (s *Store) writeBatch(batch []*request) error {
 						s.kill(ib, i)
 					}
 				}
-				delete(s.inboxes, o.inbox)
+				s.dropInbox(o.inbox, ib)
 			}
 			continue
 		}
@@ -181,7 +181,7 @@ func (s *Store) writeBatch(batch []*request) error {
 			ib = &inbox{}
 			s.inboxes[o.inbox] = ib
 		}
-		ib.add(o.e)
+		ib.add(s.arena, o.e)
 		active.live += o.e.size()
 	}
 	return nil

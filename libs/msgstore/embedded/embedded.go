@@ -83,6 +83,8 @@ type Store struct {
 	mu       sync.RWMutex
 	inboxes  map[msgstore.Inbox]*inbox
 	segments []*segment
+	// arena holds the inboxes' entries outside the Go heap; released by Close.
+	arena *arena
 	// seed keys the id fingerprints of the index.
 	seed maphash.Seed
 	// filesClosed is set by Close, for readers that passed the closed check before it.
@@ -166,9 +168,11 @@ func expiredAt(m *msgstore.Message, now int64) bool {
 }
 
 // inbox is the index of one device's messages: entries in sequence order, with dead
-// ones removed in bulk once they are half of the slice.
+// ones removed in bulk once they are half of the slice. The entries are a block of the
+// store's arena, in chunk; only the arena allocates, grows or frees them.
 type inbox struct {
 	entries []entry
+	chunk   *chunk
 	live    int
 	dead    int
 	// fps maps the fingerprints of the live entries to their sequence numbers, or to
@@ -209,17 +213,21 @@ func (ib *inbox) find(seq uint64) (int, bool) {
 	return slices.BinarySearchFunc(ib.entries, seq, func(e entry, seq uint64) int { return cmp.Compare(e.seq(), seq) })
 }
 
-// add appends e, which has the highest sequence number of the inbox, growing the slice
-// by an eighth rather than doubling it: the index is most of the store's memory.
-func (ib *inbox) add(e entry) {
-	if len(ib.entries) == cap(ib.entries) {
-		grown := make([]entry, len(ib.entries), len(ib.entries)+len(ib.entries)/8+4)
-		copy(grown, ib.entries)
-		ib.entries = grown
-	}
+// add appends e, which has the highest sequence number of the inbox, growing the block
+// to the next size class of a, an eighth bigger, rather than doubling it: the index is
+// most of the store's memory.
+func (ib *inbox) add(a *arena, e entry) {
+	ib.reserve(a)
 	ib.entries = append(ib.entries, e)
 	ib.live++
 	ib.indexFP(len(ib.entries) - 1)
+}
+
+// reserve makes room in the block for one more entry.
+func (ib *inbox) reserve(a *arena) {
+	if len(ib.entries) == cap(ib.entries) {
+		ib.entries, ib.chunk = a.resize(ib.entries, ib.chunk, len(ib.entries)+1)
+	}
 }
 
 // kill marks entry i dead; the caller holds mu.
@@ -236,12 +244,17 @@ func (s *Store) kill(ib *inbox, i int) {
 	}
 }
 
-func (ib *inbox) sweep() {
+// sweep removes the dead entries once they are half of the inbox and moves the rest
+// to a block of their size, so that a draining inbox gives its memory back.
+func (ib *inbox) sweep(a *arena) {
 	if ib.dead < 32 || 2*ib.dead < len(ib.entries) {
 		return
 	}
-	ib.entries = slices.Clip(slices.DeleteFunc(ib.entries, func(e entry) bool { return e.dead() }))
+	ib.entries = slices.DeleteFunc(ib.entries, func(e entry) bool { return e.dead() })
 	ib.dead = 0
+	if a.capacity(len(ib.entries)) < cap(ib.entries) {
+		ib.entries, ib.chunk = a.resize(ib.entries, ib.chunk, len(ib.entries))
+	}
 }
 
 // segment returns the open segment with id, or nil; the caller holds mu.
@@ -351,6 +364,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		reqs:        make(chan *request, maxBatchRequests),
 		stopped:     make(chan struct{}),
 		inboxes:     map[msgstore.Inbox]*inbox{},
+		arena:       newArena(),
 		seed:        maphash.MakeSeed(),
 		nextSeq:     1,
 	}
@@ -359,6 +373,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if err := s.load(); err != nil {
 		s.closeFiles()
+		s.arena.release()
 		return nil, err
 	}
 	s.tick = time.NewTicker(cmp.Or(opts.ReclaimInterval, defaultReclaimInterval))
@@ -406,11 +421,13 @@ func (s *Store) load() error {
 			e := entry{fp: s.fingerprint(r.Message.ID), seg: uint32(seg.id), off: uint32(off), n: uint32(n), expiry: expirySeconds(r.Message.Expiry)}
 			e.setSeq(r.Seq)
 			if len(ib.entries) == 0 || ib.entries[len(ib.entries)-1].seq() < r.Seq {
-				ib.add(e)
+				ib.add(s.arena, e)
 			} else {
 				// A compaction copy whose original's segment is gone comes after
-				// messages appended later.
+				// messages appended later. With room reserved, Insert moves the
+				// entries within the block.
 				i, _ := ib.find(r.Seq)
+				ib.reserve(s.arena)
 				ib.entries = slices.Insert(ib.entries, i, e)
 				ib.live++
 				ib.indexFP(i)
@@ -434,7 +451,7 @@ func (s *Store) load() error {
 						s.kill(ib, i)
 					}
 				}
-				delete(s.inboxes, r.Inbox)
+				s.dropInbox(r.Inbox, ib)
 			}
 		}
 		return nil
@@ -512,9 +529,6 @@ func (s *Store) load() error {
 			return err
 		}
 		s.segments = append(s.segments, seg)
-	}
-	for _, ib := range s.inboxes {
-		ib.entries = slices.Clip(ib.entries)
 	}
 	return nil
 }
@@ -672,10 +686,17 @@ func (s *Store) findIDs(ib *inbox, ids []msgstore.ID) ([]uint64, error) {
 // dropIfEmpty forgets an inbox without live messages; the caller holds mu.
 func (s *Store) dropIfEmpty(in msgstore.Inbox, ib *inbox) {
 	if ib.live == 0 {
-		delete(s.inboxes, in)
+		s.dropInbox(in, ib)
 		return
 	}
-	ib.sweep()
+	ib.sweep(s.arena)
+}
+
+// dropInbox forgets an inbox and frees its entries; the caller holds mu.
+func (s *Store) dropInbox(in msgstore.Inbox, ib *inbox) {
+	s.arena.free(ib.entries, ib.chunk)
+	ib.entries, ib.chunk = nil, nil
+	delete(s.inboxes, in)
 }
 
 // A record holds a message's body and at most msgstore.ReadOverhead bytes more, so that
@@ -946,6 +967,9 @@ func (s *Store) reclaim() {
 	now := s.now().UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.filesClosed {
+		return // Close released the index
+	}
 	for in, ib := range s.inboxes {
 		for i := range ib.entries {
 			if e := &ib.entries[i]; !e.dead() && e.expired(now) {
@@ -985,6 +1009,8 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.filesClosed = true
+	s.inboxes = nil
+	s.arena.release()
 	return errors.Join(err, s.closeFiles())
 }
 

@@ -9,15 +9,20 @@ import (
 	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -48,6 +53,7 @@ type WebPushServer struct {
 	// service checks a header it has seen only for expiry, as real ones do, rather
 	// than verify the same ECDSA signature again.
 	verified map[string]time.Time
+	now      func() time.Time
 }
 
 // maxVerified bounds the cache of verified Authorization headers.
@@ -71,10 +77,45 @@ func StartWebPushServer(vapid []byte) (*WebPushServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &WebPushServer{UA: ua, Auth: make([]byte, 16), vapid: vapid, status: map[string][]int{}, hits: map[string]int{}, verified: map[string]time.Time{}}
+	s := &WebPushServer{UA: ua, Auth: make([]byte, 16), vapid: vapid, status: map[string][]int{}, hits: map[string]int{}, verified: map[string]time.Time{}, now: time.Now}
 	rand.Read(s.Auth)
-	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	cert, err := p256Certificate()
+	if err != nil {
+		return nil, err
+	}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.Server.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	s.Server.StartTLS()
 	return s, nil
+}
+
+// p256Certificate is a self-signed ECDSA P-256 certificate for the names httptest's own
+// covers (127.0.0.1, ::1, example.com). httptest's is RSA-2048, whose signature in every
+// TLS handshake cost this server as much CPU as about a hundred pushes; push services
+// serve ECDSA certificates too.
+func p256Certificate() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{Organization: []string{"guardyn test push service"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames:              []string{"example.com"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("test push service certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 func (s *WebPushServer) fail(w http.ResponseWriter, err error) {
@@ -117,7 +158,7 @@ func (s *WebPushServer) checkVAPID(h string) error {
 	s.mu.Lock()
 	exp, ok := s.verified[h]
 	s.mu.Unlock()
-	if ok && time.Now().Before(exp) {
+	if ok && s.now().Before(exp) {
 		return nil
 	}
 	exp, err := s.verifyVAPID(h)
@@ -162,12 +203,12 @@ func (s *WebPushServer) verifyVAPID(h string) (time.Time, error) {
 	}
 	claims := jwt.MapClaims{}
 	_, err = jwt.ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return key.(*ecdsa.PublicKey), nil },
-		jwt.WithValidMethods([]string{"ES256"}), jwt.WithExpirationRequired(), jwt.WithAudience(s.URL))
+		jwt.WithValidMethods([]string{"ES256"}), jwt.WithExpirationRequired(), jwt.WithAudience(s.URL), jwt.WithTimeFunc(s.now))
 	if err != nil {
 		return time.Time{}, err
 	}
 	exp, _ := claims.GetExpirationTime()
-	if exp.After(time.Now().Add(24 * time.Hour)) {
+	if exp.After(s.now().Add(24 * time.Hour)) {
 		return time.Time{}, errors.New("exp more than 24 hours ahead")
 	}
 	if sub, _ := claims.GetSubject(); !strings.HasPrefix(sub, "mailto:") && !strings.HasPrefix(sub, "https:") {

@@ -15,10 +15,10 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/guardyn/guardyn/libs/client/grpcweb"
 	mediav1 "github.com/guardyn/guardyn/proto/guardyn/media/v1"
 	messagingv1 "github.com/guardyn/guardyn/proto/guardyn/messaging/v1"
 	"github.com/guardyn/guardyn/tools/devserver/platform"
-	"github.com/guardyn/guardyn/libs/client/grpcweb"
 )
 
 // subscriber reads a device's Subscribe stream over gRPC-Web in the background, as a browser.

@@ -9,10 +9,10 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/guardyn/guardyn/libs/client/grpcweb"
 	"github.com/guardyn/guardyn/libs/server"
 	presencev1 "github.com/guardyn/guardyn/proto/guardyn/presence/v1"
 	"github.com/guardyn/guardyn/tools/devserver/web"
-	"github.com/guardyn/guardyn/libs/client/grpcweb"
 )
 
 // slowPresence answers GetLastSeen once released.
