@@ -281,8 +281,13 @@ function markDelivered(ref) {
 $("composer-text").addEventListener("input", () => {
   const text = $("composer-text").value;
   const why = text.length > 1000 ? guardyn.checkText(text) : "";
-  $("composer-error").textContent = why ? "Too long to send: " + why : "";
-  $("composer-error").dataset.code = why ? "bad-text" : "";
+  if (why) {
+    $("composer-error").textContent = "Too long to send: " + why;
+    $("composer-error").dataset.code = "bad-text";
+  } else if ($("composer-error").dataset.code === "bad-text") {
+    $("composer-error").textContent = "";
+    $("composer-error").dataset.code = "";
+  }
   const now = Date.now();
   if (state.peer && text && now - state.lastTyping > 3000) {
     state.lastTyping = now;
@@ -299,7 +304,8 @@ $("composer-text").addEventListener("keydown", (ev) => {
 
 $("composer").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  const text = $("composer-text").value;
+  // Leading and trailing blank lines are never meant (a key repeat, an Enter that slipped).
+  const text = $("composer-text").value.replace(/^\s*\n|\n\s*$/g, "");
   const peer = state.peer;
   const why = guardyn.checkText(text);
   if (why) {

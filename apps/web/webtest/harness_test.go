@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -188,7 +189,11 @@ func openBrowser(t *testing.T, name, profile string, width, height int) *browser
 	var once sync.Once
 	b.cancel = func() {
 		once.Do(func() {
-			cancel() // closes the browser, which flushes its storage
+			// Browser.close, waited for: the browser writes its storage out on the way.
+			if err := chromedp.Cancel(ctx); err != nil {
+				t.Logf("%s: close chromium: %v", name, err)
+			}
+			cancel()
 			acancel()
 		})
 	}
@@ -243,7 +248,7 @@ func (b *browser) describe() string {
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	defer cancel()
 	s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const t = (id) => { const e = document.getElementById(id); return e ? e.textContent.trim() : ""; };
-		return JSON.stringify({conn: t("conn"), detail: document.getElementById("conn").title, fatal: t("fatal-text"), errors: [...document.querySelectorAll(".error")].map(e => e.textContent).filter(Boolean),
+		return JSON.stringify({conn: t("conn"), detail: document.getElementById("conn").title, msgs: [...document.querySelectorAll("#messages .msg")].map(li => li.className + ":" + li.dataset.id + ":" + li.textContent).slice(-4), composer: document.getElementById("composer-text").value.slice(0, 80), fatal: t("fatal-text"), errors: [...document.querySelectorAll(".error")].map(e => e.textContent).filter(Boolean),
 			view: document.body.dataset.view, user: document.body.dataset.user}); })()`))
 	return s + " console: " + strings.Join(b.consoleErrors(), " | ")
 }
@@ -341,8 +346,9 @@ func (b *browser) shot(name string) {
 
 // cli is a command-line user: libs/client over native gRPC, as apps/guardyn.
 type cli struct {
-	c      *client.Client
-	events chan client.Event
+	c       *client.Client
+	events  chan client.Event
+	deleted atomic.Bool // the account was deleted: its listener ends, as it should
 }
 
 var testVault = vault.Params{LogN: 10, R: 8, P: 1}
@@ -361,7 +367,7 @@ func newCLI(t *testing.T, s *server, user string) *cli {
 	go func() {
 		defer close(done)
 		err := c.Listen(lctx, false, func(e client.Event) { u.events <- e })
-		if err != nil && lctx.Err() == nil {
+		if err != nil && lctx.Err() == nil && !u.deleted.Load() {
 			t.Errorf("cli %s: listen: %v", user, err)
 		}
 	}()
