@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -389,16 +388,6 @@ func (u *cli) await(t *testing.T, what string, ok func(client.Event) bool) clien
 			t.Fatalf("cli: no %s", what)
 		}
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func chromedpNavigate(base string) chromedp.Action[chromedp.Void] {
