@@ -40,7 +40,7 @@ func main() {
 	binder.String(&webAddr, "web-addr", "auto", "web listen address: the web app and the API over gRPC-Web and Connect for browsers (docs/web.md); auto is "+defaultWebAddr+" beside the default gRPC address, else an ephemeral port on the gRPC host; empty turns it off")
 	binder.String(&webOrigins, "web-origins", "", "other origins whose pages may call the API (CORS), comma-separated scheme://host[:port]; the web address's own origin always may")
 	var webApp string
-	binder.String(&webApp, "web-app", "apps/web/dist", "directory of the built web app served on the web address (index.html at its root); missing: the API only")
+	binder.String(&webApp, "web-app", defaultWebApp, "directory of the built web app served on the web address (index.html at its root); missing: the API only")
 	var profileDir string
 	binder.String(&profileDir, "profile-dir", "", "profile for a load generator: SIGUSR1 starts a CPU profile into this directory, SIGUSR2 stops it; the allocation profile is written on exit")
 	if err := binder.Parse(os.Args[1:]); err != nil {
@@ -63,6 +63,9 @@ func main() {
 		DataDir: common.DataDir, KV: common.KV, GRPCAddr: common.GRPCAddr, AdminAddr: common.AdminAddr,
 		NATS: common.NATS(nil), Messages: common.Messages, Reflection: common.Reflection, DrainTimeout: common.DrainTimeout,
 		Observer: obs, WebAddr: autoWebAddr(webAddr, common.GRPCAddr), WebOrigins: splitList(webOrigins),
+	}
+	if cfg.WebAddr != "" {
+		ensureWebApp(ctx, webApp)
 	}
 	// An os.Root, unlike os.DirFS, never follows a link out of the app's directory.
 	if root, err := os.OpenRoot(webApp); err == nil {
