@@ -16,7 +16,7 @@ case "$mode" in print|-write|-check) ;; *) echo "usage: $0 [-write|-check]" >&2;
 
 tmp="$(mktemp -d)"
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
-git ls-files --cached --others --exclude-standard -z -- go.mod go.sum cmd libs services proto tools ':!:tools/buildtools' |
+git ls-files --cached --others --exclude-standard -z -- go.mod go.sum apps cmd libs services proto tools ':!:tools/buildtools' |
   while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
   tar -cf - --null -T - | tar -xf - -C "$tmp"
 
