@@ -171,8 +171,9 @@ func checkBootstrap(data []byte, methods map[string][]string) error {
 	// The security headers: the app's server sets its own; Envoy adds the
 	// same set, unless present, to everything else (the API's responses).
 	for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
-		if vh.GetCors() != nil || len(vh.GetTypedPerFilterConfig()) > 0 {
-			fail("virtual host %s: a CORS or per-filter policy", vh.GetName())
+		// (A virtual host's CORS policy needs the CORS filter, refused above.)
+		if len(vh.GetTypedPerFilterConfig()) > 0 {
+			fail("virtual host %s: a per-filter policy", vh.GetName())
 		}
 		got := http.Header{}
 		for _, h := range vh.GetResponseHeadersToAdd() {
