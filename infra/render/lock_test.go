@@ -15,7 +15,7 @@ func TestParseLockReadsABundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.Repository != "registry.example.org/guardyn" || len(l.Images) != 6 {
+	if l.Repository != "registry.example.org/guardyn" || len(l.Images) != 7 {
 		t.Fatalf("lock %+v", l)
 	}
 }

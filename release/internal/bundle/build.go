@@ -257,9 +257,20 @@ func build(ctx context.Context, opts *Options, src Source, targets []gobuild.Tar
 	for _, p := range gobuild.Platforms {
 		platforms = append(platforms, v1.Platform{OS: p.OS, Architecture: p.Arch})
 	}
+	var assetCmds []gobuild.Command
 	for _, t := range targets {
 		if !t.Image {
 			continue
+		}
+		var extra []ociimage.File
+		if t.Assets != "" {
+			c, files, err := buildAssets(ctx, src.Root, t)
+			if err != nil {
+				return Images{}, err
+			}
+			assetCmds = append(assetCmds, c)
+			extra = files
+			opts.progress("built the %d files %s serves (%s)", len(files), t.Name, t.Assets)
 		}
 		imgs := map[string]v1.Image{}
 		im := Image{Name: t.Name}
@@ -271,7 +282,7 @@ func build(ctx context.Context, opts *Options, src Source, targets []gobuild.Tar
 			if err != nil {
 				return Images{}, err
 			}
-			img, err := ociimage.Image(t.Name, data, v1.Platform{OS: b.Platform.OS, Architecture: b.Platform.Arch}, src.Time, opts.Version, src.Commit)
+			img, err := ociimage.Image(t.Name, data, extra, v1.Platform{OS: b.Platform.OS, Architecture: b.Platform.Arch}, src.Time, opts.Version, src.Commit)
 			if err != nil {
 				return Images{}, err
 			}
@@ -466,6 +477,9 @@ func build(ctx context.Context, opts *Options, src Source, targets []gobuild.Tar
 		c := gobuild.Cmd("", b.Target, b.Platform, stamp, relSlash("bin", b.FileName()))
 		ip.Commands = append(ip.Commands, provenance.Command{Args: c.Args, Env: c.Env})
 	}
+	for _, c := range assetCmds {
+		ip.Commands = append(ip.Commands, provenance.Command{Args: c.Args, Env: c.Env})
+	}
 	st.Predicate.BuildDefinition.InternalParameters = ip
 	st.Predicate.BuildDefinition.ResolvedDependencies = deps
 	st.Predicate.RunDetails.Builder.ID = opts.BuilderID
@@ -499,6 +513,52 @@ func build(ctx context.Context, opts *Options, src Source, targets []gobuild.Tar
 	}
 	opts.progress("manifest signed")
 	return out, nil
+}
+
+// buildAssets runs the product's build of the files t's image serves (the
+// web app) into a temporary directory and returns the command, as the
+// provenance records it (the output directory named as in the image), and
+// the files, named by their path in the image. Only regular files are
+// taken: a link or other special file in the output is an error.
+func buildAssets(ctx context.Context, root string, t gobuild.Target) (gobuild.Command, []ociimage.File, error) {
+	tmp, err := os.MkdirTemp("", "guardyn-assets-")
+	if err != nil {
+		return gobuild.Command{}, nil, err
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "out")
+	if err := gobuild.AssetsCmd(root, t, out).Run(ctx); err != nil {
+		return gobuild.Command{}, nil, fmt.Errorf("building the files %s serves: %w", t.Name, err)
+	}
+	var files []ociimage.File
+	err = filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		rel, err := filepath.Rel(out, p)
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", rel)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files = append(files, ociimage.File{Name: t.AssetsDir + "/" + filepath.ToSlash(rel), Data: b})
+		return nil
+	})
+	if err != nil {
+		return gobuild.Command{}, nil, fmt.Errorf("the files %s serves (%s): %w", t.Name, t.Assets, err)
+	}
+	if len(files) == 0 {
+		return gobuild.Command{}, nil, fmt.Errorf("the files %s serves: %s wrote none", t.Name, t.Assets)
+	}
+	return gobuild.AssetsCmd("", t, "/"+t.AssetsDir), files, nil
 }
 
 // provenanceSubjects are the binaries and images (indexes and platform

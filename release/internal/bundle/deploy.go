@@ -14,7 +14,8 @@ import (
 
 // DeployDir holds the Kubernetes overlays of infra/k8s rendered with the
 // bundle's own images pinned by digest, so an operator applies exactly what
-// was signed: k8s/local.yaml (the seed's k3d cluster, all-in-one server) and,
+// was signed: k8s/local.yaml (the seed's k3d cluster, all-in-one server and
+// the web app's server; rendered when both are among the targets) and,
 // given a domain and a lock of the third-party images, k8s/prod.yaml.
 const DeployDir = "k8s"
 
@@ -45,7 +46,7 @@ func renderOverlays(ctx context.Context, opts *Options, src Source, dir string, 
 		args []string
 	}
 	var overlays []overlay
-	if have["guardyn-server"] {
+	if have["guardyn-server"] && have["guardyn-web"] {
 		overlays = append(overlays, overlay{"local", []string{"-overlay", "local", "-images", imagesJSON}})
 	}
 	if opts.Domain != "" {
@@ -57,7 +58,7 @@ func renderOverlays(ctx context.Context, opts *Options, src Source, dir string, 
 		if err := writeFile(kept, lock); err != nil {
 			return err
 		}
-		for _, s := range []string{"auth", "messaging", "media", "presence", "notification"} {
+		for _, s := range []string{"auth", "messaging", "media", "presence", "notification", "guardyn-web"} {
 			if !have[s] {
 				return fmt.Errorf("deploy manifests: --domain renders the prod overlay, which runs every service; %s is not among the targets", s)
 			}

@@ -45,7 +45,7 @@ func TestCheckDeployImages(t *testing.T) {
 // operator's lock kept beside it.
 func TestRenderOverlays(t *testing.T) {
 	dir := t.TempDir()
-	im := fakeImages("auth", "messaging", "media", "presence", "notification", "guardyn-server")
+	im := fakeImages("auth", "messaging", "media", "presence", "notification", "guardyn-server", "guardyn-web")
 	if err := writeJSON(filepath.Join(dir, ImagesFile), im); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestRenderOverlays(t *testing.T) {
 	}
 
 	// Without every service among the targets, prod cannot be rendered.
-	partial := fakeImages("auth", "guardyn-server")
+	partial := fakeImages("auth", "guardyn-server", "guardyn-web")
 	if err := renderOverlays(context.Background(), opts, Source{Root: repoRoot(t)}, t.TempDir(), partial); err == nil || !strings.Contains(err.Error(), "messaging is not among the targets") {
 		t.Fatalf("prod with two targets: %v", err)
 	}

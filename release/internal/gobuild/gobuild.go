@@ -33,10 +33,15 @@ type Target struct {
 	Name    string // the binary's and image's name, e.g. "auth"
 	Package string // the main package, relative to the product module root
 	Image   bool   // packed into an OCI image (servers); the CLI is not
+	// Assets, when set, is a main package of the product that writes the
+	// files the image serves (`go run Assets -o DIR`, [AssetsCmd]); the
+	// image carries them under AssetsDir. The web app: apps/web/build
+	// writes apps/web/dist, which guardyn-web serves.
+	Assets, AssetsDir string
 }
 
 // Targets are every binary a release ships: the services, the all-in-one
-// server and the command-line client.
+// server, the web app's server (with the app) and the command-line client.
 var targets = []Target{
 	{Name: "auth", Package: "./services/auth/cmd/auth", Image: true},
 	{Name: "messaging", Package: "./services/messaging/cmd/messaging", Image: true},
@@ -44,6 +49,7 @@ var targets = []Target{
 	{Name: "presence", Package: "./services/presence/cmd/presence", Image: true},
 	{Name: "notification", Package: "./services/notification/cmd/notification", Image: true},
 	{Name: "guardyn-server", Package: "./tools/devserver", Image: true},
+	{Name: "guardyn-web", Package: "./apps/guardyn-web", Image: true, Assets: "./apps/web/build", AssetsDir: "usr/local/share/guardyn/web"},
 	{Name: "guardyn", Package: "./apps/guardyn"},
 }
 
@@ -142,6 +148,24 @@ func Cmd(src string, t Target, p Platform, s Stamp, out string) Command {
 			"GOARCH=" + p.Arch,
 			"GOAMD64=v1",
 			"GOARM64=v8.0",
+			"GOEXPERIMENT=",
+			"GOFLAGS=",
+			"GOWORK=off",
+			"GOTOOLCHAIN=" + Toolchain,
+		},
+	}
+}
+
+// AssetsCmd returns the command that writes t's assets into out: the
+// product's own build of them (`go run t.Assets -o out`), with the pinned
+// toolchain and the environment of [Cmd] but for the target platform (the
+// assets are the same for every platform: the web app is WebAssembly).
+func AssetsCmd(src string, t Target, out string) Command {
+	return Command{
+		Dir:  src,
+		Args: []string{"go", "run", "-trimpath", "-mod=readonly", t.Assets, "-o", out},
+		Env: []string{
+			"CGO_ENABLED=0",
 			"GOEXPERIMENT=",
 			"GOFLAGS=",
 			"GOWORK=off",

@@ -1,6 +1,7 @@
 package gobuild
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,6 +69,38 @@ func TestEveryServiceIsATarget(t *testing.T) {
 		pkg := "./" + filepath.ToSlash(strings.TrimPrefix(filepath.Dir(m), "../../../"))
 		if image, ok := have[pkg]; !ok || !image {
 			t.Errorf("%s is not a release target with an image", pkg)
+		}
+	}
+}
+
+// TestWebAppIsATarget: the web app's server ships with the app in its
+// image, built by the product's own build of the app with the pinned
+// toolchain.
+func TestWebAppIsATarget(t *testing.T) {
+	ts, err := Select([]string{"guardyn-web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := ts[0]
+	if !w.Image || w.Package != "./apps/guardyn-web" || w.Assets != "./apps/web/build" || w.AssetsDir != "usr/local/share/guardyn/web" {
+		t.Fatalf("guardyn-web target %+v", w)
+	}
+	if _, err := os.Stat(filepath.Join("../../..", w.Package, "main.go")); err != nil {
+		t.Fatalf("guardyn-web's package: %v", err)
+	}
+	c := AssetsCmd("/src", w, "/out")
+	if got := strings.Join(c.Args, " "); got != "go run -trimpath -mod=readonly ./apps/web/build -o /out" {
+		t.Errorf("assets command %q", got)
+	}
+	env := strings.Join(c.Env, " ")
+	for _, want := range []string{"CGO_ENABLED=0", "GOFLAGS=", "GOTOOLCHAIN=" + Toolchain, "GOWORK=off"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("assets env %q lacks %q", env, want)
+		}
+	}
+	for _, bad := range []string{"GOOS=", "GOARCH="} {
+		if strings.Contains(env, bad) {
+			t.Errorf("assets env %q sets %s: the app's build chooses its own platform (js/wasm)", env, bad)
 		}
 	}
 }

@@ -1,9 +1,9 @@
 // Package ociimage packs static Go binaries into minimal OCI images without
 // a Dockerfile or a base image from a registry: each image is one layer
 // built here from scratch (CA certificates, /etc/passwd and /etc/group
-// with a non-root user, the binary), with every timestamp fixed to the
-// source's commit time, so the same binary always gives the same image
-// digest.
+// with a non-root user, the binary, and the files a server serves, such as
+// the web app's), with every timestamp fixed to the source's commit time,
+// so the same inputs always give the same image digest.
 //
 // No tzdata: the services log and store times in UTC only.
 package ociimage
@@ -15,8 +15,11 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	fspath "io/fs"
 	"os"
+	"path"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -62,8 +65,17 @@ type file struct {
 	dir  bool
 }
 
-// rootFS lists the files of an image, binary included, in tar order.
-func rootFS(binName string, bin []byte) []file {
+// File is a file an image carries besides its binary: Name is its path in
+// the image, relative to the root (usr/local/share/guardyn/web/index.html).
+// Files are read-only to the image's user (root owns them, mode 0644).
+type File struct {
+	Name string
+	Data []byte
+}
+
+// rootFS lists the files of an image, binary and extra files included, in
+// tar order, with every parent directory of an extra file.
+func rootFS(binName string, bin []byte, extra []File) ([]file, error) {
 	passwd := fmt.Sprintf("root:x:0:0:root:/root:/sbin/nologin\n%s:x:%d:%d:%s:/home/%s:/sbin/nologin\n", UserName, UID, UID, UserName, UserName)
 	group := fmt.Sprintf("root:x:0:\n%s:x:%d:\n", UserName, UID)
 	fs := []file{
@@ -81,16 +93,43 @@ func rootFS(binName string, bin []byte) []file {
 		{name: "usr/local/bin/", dir: true, mode: 0o755},
 		{name: "usr/local/bin/" + binName, mode: 0o755, data: bin},
 	}
+	seen := map[string]bool{}
+	for _, f := range fs {
+		seen[f.name] = true
+	}
+	for _, e := range extra {
+		if !fspath.ValidPath(e.Name) || e.Name == "." || strings.HasPrefix(e.Name, "usr/local/bin/") {
+			return nil, fmt.Errorf("extra file %q: want a clean relative path outside usr/local/bin", e.Name)
+		}
+		if seen[e.Name] || seen[e.Name+"/"] {
+			return nil, fmt.Errorf("extra file %q: already in the image", e.Name)
+		}
+		seen[e.Name] = true
+		fs = append(fs, file{name: e.Name, mode: 0o644, data: e.Data})
+		for d := path.Dir(e.Name); d != "."; d = path.Dir(d) {
+			if seen[d] {
+				return nil, fmt.Errorf("extra file %q: %s is a file", e.Name, d)
+			}
+			if !seen[d+"/"] {
+				seen[d+"/"] = true
+				fs = append(fs, file{name: d + "/", dir: true, mode: 0o755})
+			}
+		}
+	}
 	sort.Slice(fs, func(i, j int) bool { return fs[i].name < fs[j].name })
-	return fs
+	return fs, nil
 }
 
 // layerTar writes the image's single layer as an uncompressed tar with
 // fixed owners (root, except the user's home) and times.
-func layerTar(binName string, bin []byte, mtime time.Time) ([]byte, error) {
+func layerTar(binName string, bin []byte, extra []File, mtime time.Time) ([]byte, error) {
+	files, err := rootFS(binName, bin, extra)
+	if err != nil {
+		return nil, err
+	}
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
-	for _, f := range rootFS(binName, bin) {
+	for _, f := range files {
 		h := &tar.Header{Name: f.name, Mode: f.mode, ModTime: mtime, Format: tar.FormatPAX, Typeflag: tar.TypeReg, Size: int64(len(f.data))}
 		if f.dir {
 			h.Typeflag, h.Size = tar.TypeDir, 0
@@ -111,12 +150,13 @@ func layerTar(binName string, bin []byte, mtime time.Time) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Image builds the image for one platform's binary. created is the source's
-// commit time (SOURCE_DATE_EPOCH); version and revision become the
-// standard OCI annotations and labels.
-func Image(binName string, bin []byte, platform v1.Platform, created time.Time, version, revision string) (v1.Image, error) {
+// Image builds the image for one platform's binary and the extra files it
+// serves (none for most). created is the source's commit time
+// (SOURCE_DATE_EPOCH); version and revision become the standard OCI
+// annotations and labels.
+func Image(binName string, bin []byte, extra []File, platform v1.Platform, created time.Time, version, revision string) (v1.Image, error) {
 	created = created.UTC()
-	raw, err := layerTar(binName, bin, created)
+	raw, err := layerTar(binName, bin, extra, created)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: layer: %w", binName, err)
 	}
@@ -130,7 +170,7 @@ func Image(binName string, bin []byte, platform v1.Platform, created time.Time, 
 	base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
 	img, err := mutate.Append(base, mutate.Addendum{
 		Layer:   layer,
-		History: v1.History{Created: v1.Time{Time: created}, CreatedBy: "guardyn release: " + binName, Comment: "scratch + CA certificates + passwd + static binary"},
+		History: v1.History{Created: v1.Time{Time: created}, CreatedBy: "guardyn release: " + binName, Comment: comment(extra)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", binName, err)
@@ -160,6 +200,13 @@ func Image(binName string, bin []byte, platform v1.Platform, created time.Time, 
 		return nil, fmt.Errorf("image %s: config: %w", binName, err)
 	}
 	return mutate.Annotations(img, labels).(v1.Image), nil
+}
+
+func comment(extra []File) string {
+	if len(extra) == 0 {
+		return "scratch + CA certificates + passwd + static binary"
+	}
+	return fmt.Sprintf("scratch + CA certificates + passwd + static binary + %d files", len(extra))
 }
 
 // Index bundles one image per platform into a multi-platform OCI index.

@@ -35,11 +35,11 @@ func digest(t *testing.T, img interface{ Digest() (v1.Hash, error) }) string {
 }
 
 func TestImageIsReproducible(t *testing.T) {
-	a, err := Image("auth", []byte("binary"), amd64, epoch, "v1.0.0", "abc")
+	a, err := Image("auth", []byte("binary"), nil, amd64, epoch, "v1.0.0", "abc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := Image("auth", []byte("binary"), amd64, epoch.In(time.FixedZone("x", 3600)), "v1.0.0", "abc")
+	b, _ := Image("auth", []byte("binary"), nil, amd64, epoch.In(time.FixedZone("x", 3600)), "v1.0.0", "abc")
 	if digest(t, a) != digest(t, b) {
 		t.Fatal("the same inputs gave two image digests")
 	}
@@ -47,11 +47,11 @@ func TestImageIsReproducible(t *testing.T) {
 		what string
 		img  func() (v1.Image, error)
 	}{
-		{"binary", func() (v1.Image, error) { return Image("auth", []byte("binarY"), amd64, epoch, "v1.0.0", "abc") }},
+		{"binary", func() (v1.Image, error) { return Image("auth", []byte("binarY"), nil, amd64, epoch, "v1.0.0", "abc") }},
 		{"time", func() (v1.Image, error) {
-			return Image("auth", []byte("binary"), amd64, epoch.Add(time.Second), "v1.0.0", "abc")
+			return Image("auth", []byte("binary"), nil, amd64, epoch.Add(time.Second), "v1.0.0", "abc")
 		}},
-		{"platform", func() (v1.Image, error) { return Image("auth", []byte("binary"), arm64, epoch, "v1.0.0", "abc") }},
+		{"platform", func() (v1.Image, error) { return Image("auth", []byte("binary"), nil, arm64, epoch, "v1.0.0", "abc") }},
 	} {
 		img, err := c.img()
 		if err != nil {
@@ -64,7 +64,7 @@ func TestImageIsReproducible(t *testing.T) {
 }
 
 func TestImageContents(t *testing.T) {
-	img, err := Image("auth", []byte("binary"), arm64, epoch, "v1.0.0", "abc")
+	img, err := Image("auth", []byte("binary"), nil, arm64, epoch, "v1.0.0", "abc")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestImageContents(t *testing.T) {
 func TestLayoutAndPush(t *testing.T) {
 	imgs := map[string]v1.Image{}
 	for _, p := range []v1.Platform{amd64, arm64} {
-		img, err := Image("auth", []byte("binary for "+p.Architecture), p, epoch, "v1.0.0", "abc")
+		img, err := Image("auth", []byte("binary for "+p.Architecture), nil, p, epoch, "v1.0.0", "abc")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -187,5 +187,67 @@ func TestLayoutAndPush(t *testing.T) {
 	desc, err := remote.Head(tag)
 	if err != nil || desc.Digest.String() != ref.DigestStr() {
 		t.Fatalf("tag resolves to %v (%v), want %s", desc, err, ref.DigestStr())
+	}
+}
+
+// An image that serves files (the web app's) carries them, with their
+// directories, read-only to its user; the same files give the same digest,
+// other files another; a path that is not clean, or that would replace a
+// file of the image, is refused.
+func TestImageExtraFiles(t *testing.T) {
+	app := []File{
+		{Name: "usr/local/share/guardyn/web/index.html", Data: []byte("<!doctype html>")},
+		{Name: "usr/local/share/guardyn/web/app.3f9a2c1d.wasm.gz", Data: []byte("gz")},
+	}
+	img, err := Image("guardyn-web", []byte("binary"), app, amd64, epoch, "v1.0.0", "abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got := map[string]*tar.Header{}
+	data := map[string]string{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		got[h.Name], data[h.Name] = h, string(b)
+	}
+	for _, f := range app {
+		h := got[f.Name]
+		if h == nil || data[f.Name] != string(f.Data) || h.Mode != 0o644 || h.Uid != 0 {
+			t.Errorf("%s: header %+v, data %q", f.Name, h, data[f.Name])
+		}
+	}
+	for _, d := range []string{"usr/local/share/", "usr/local/share/guardyn/", "usr/local/share/guardyn/web/"} {
+		if h := got[d]; h == nil || h.Typeflag != tar.TypeDir || h.Mode != 0o755 {
+			t.Errorf("directory %s: %+v", d, h)
+		}
+	}
+	if data["usr/local/bin/guardyn-web"] != "binary" {
+		t.Error("the binary is missing")
+	}
+	same, _ := Image("guardyn-web", []byte("binary"), []File{app[1], app[0]}, amd64, epoch, "v1.0.0", "abc")
+	if digest(t, same) != digest(t, img) {
+		t.Error("the same files in another order gave another digest")
+	}
+	other, _ := Image("guardyn-web", []byte("binary"), []File{app[0], {Name: app[1].Name, Data: []byte("gZ")}}, amd64, epoch, "v1.0.0", "abc")
+	if digest(t, other) == digest(t, img) {
+		t.Error("another file content gave the same digest")
+	}
+	for _, bad := range []string{"/etc/x", "../x", "a//b", "etc/passwd", "usr/local/bin/guardyn-web", "usr/local/bin/other", "etc/passwd/x", "etc", ""} {
+		if _, err := Image("guardyn-web", []byte("binary"), []File{{Name: bad}}, amd64, epoch, "v1.0.0", "abc"); err == nil {
+			t.Errorf("extra file %q accepted", bad)
+		}
 	}
 }

@@ -17,6 +17,15 @@ const contentSecurityPolicy = "default-src 'none'; script-src 'self' 'wasm-unsaf
 	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'; " +
 	"require-trusted-types-for 'script'"
 
+// SecurityHeaders returns the headers every web response carries (tls: served over TLS,
+// which adds Strict-Transport-Security). In a cluster Envoy adds the same set to the API's
+// responses; infra/envoycheck holds its route table to this function.
+func SecurityHeaders(tls bool) http.Header {
+	h := http.Header{}
+	setSecurityHeaders(h, tls)
+	return h
+}
+
 // setSecurityHeaders sets the headers every web response carries, API and files alike.
 func setSecurityHeaders(h http.Header, tls bool) {
 	h.Set("Content-Security-Policy", contentSecurityPolicy)

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -65,6 +66,23 @@ func NewHandler(g *grpc.Server, cfg Config) (http.Handler, error) {
 		return nil, fmt.Errorf("web: gRPC-Web translator: %w", err)
 	}
 	return &handler{api: api, origins: origins, tls: cfg.TLS, maxBody: int64(cfg.MaxMessageBytes)}, nil
+}
+
+// NewAppHandler returns a handler for the web app's files alone, with the origin policy and
+// security headers of NewHandler: what a cluster runs behind Envoy (apps/guardyn-web), where
+// Envoy routes the API to the services and every other GET or HEAD here. The all-in-one
+// server's web port and the cluster so serve the app from this one handler, headers and all.
+// A path no file answers is a 404; cfg.MaxMessageBytes is not used.
+func NewAppHandler(cfg Config) (http.Handler, error) {
+	if cfg.App == nil {
+		return nil, errors.New("web config: App is required")
+	}
+	origins, err := parseOrigins(cfg.Origins)
+	if err != nil {
+		return nil, err
+	}
+	// No request body is ever read (GET and HEAD only), so no size limit applies.
+	return &handler{api: newStatic(cfg.App), origins: origins, tls: cfg.TLS, maxBody: math.MaxInt64}, nil
 }
 
 // messageSlack lets a message of exactly the gRPC limit through the translator, so that
