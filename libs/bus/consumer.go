@@ -127,6 +127,10 @@ func NakWithBackoff(msg jetstream.Msg, base, limit time.Duration) error {
 	return msg.NakWithDelay(Backoff(n, base, limit))
 }
 
+// ackTimeout bounds waiting for the server to confirm an ack; a message whose ack is not
+// confirmed in time is redelivered after AckWait, as a lost ack would be.
+const ackTimeout = 5 * time.Second
+
 // Consumer is a running durable consumer.
 type Consumer struct {
 	cc jetstream.ConsumeContext
@@ -190,7 +194,14 @@ func Consume[T any](ctx context.Context, b *Bus, cfg ConsumerConfig,
 		}
 		if handle(hctx, v) {
 			done("acked")
-			if err := msg.Ack(); err != nil {
+			// DoubleAck waits until the server has applied the ack. A plain Ack is
+			// queued inside the server even after a flush, so a consumer stopped
+			// and its bus closed right after (a shutdown) could get every message it
+			// had finished again on the next start.
+			actx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+			err := msg.DoubleAck(actx)
+			cancel()
+			if err != nil {
 				log.Warn("ack failed; message will be redelivered", slog.Any("error", err))
 			}
 			return
