@@ -6,8 +6,8 @@
 // the UI only shows what this API returns. Each call returns a Promise; failures reject with
 // {code, message}, where code is a stable word the UI turns into a state (see errCode).
 //
-// Transport is gRPC-Web to the page's own origin (libs/client/grpcweb over fetch); storage
-// is made by newStorage.
+// Transport is gRPC-Web to the page's own origin (libs/client/grpcweb over fetch); each
+// profile lives in its own IndexedDB database (libs/client/vault/idb), sealed by the vault.
 package main
 
 import (
@@ -27,17 +27,45 @@ import (
 	"github.com/guardyn/guardyn/libs/client/content"
 	"github.com/guardyn/guardyn/libs/client/grpcweb"
 	"github.com/guardyn/guardyn/libs/client/vault"
+	"github.com/guardyn/guardyn/libs/client/vault/idb"
 )
 
-// newStorage is where a profile lives in this browser: the one line to change when the
-// IndexedDB storage replaces localStorage.
-func newStorage(profile string) vault.Storage { return newLocalStore(profile) }
+// profileDB prefixes the IndexedDB database of each profile this browser keeps.
+const profileDB = "guardyn-profile:"
+
+// profiles lists the profiles kept in this browser: the databases that hold one (opening a
+// name that holds none leaves an empty database behind, which is not listed).
+func profiles() ([]string, error) {
+	names, err := idb.Names(profileDB)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, n := range names {
+		st, err := idb.Open(n)
+		if err != nil {
+			return nil, err
+		}
+		unlock, err := st.Lock()
+		st.Close()
+		if errors.Is(err, vault.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		unlock()
+		out = append(out, strings.TrimPrefix(n, profileDB))
+	}
+	sort.Strings(out)
+	return out, nil
+}
 
 // app is the state of this tab: at most one open profile.
 type app struct {
 	conn   *grpcweb.Conn
 	c      *client.Client
 	cancel context.CancelFunc // stops the listener
+	store  *idb.Storage       // the open profile's database
 }
 
 // callTimeout bounds each API call but Listen and WaitLink.
@@ -47,7 +75,7 @@ func main() {
 	origin := js.Global().Get("location").Get("origin").String()
 	a := &app{conn: grpcweb.New(nil, origin, grpcweb.GRPCWeb)}
 	api := map[string]any{
-		"profiles":      a.promise(func(context.Context, []js.Value) (any, error) { return toJS(localProfiles()), nil }),
+		"profiles":      a.promise(func(context.Context, []js.Value) (any, error) { return profiles() }),
 		"register":      a.promise(a.register),
 		"open":          a.promise(a.open),
 		"startLink":     a.promise(a.startLink),
@@ -146,12 +174,18 @@ func errCode(err error) string {
 
 var errNotOpen = errors.New("webapp: no profile is open")
 
-func (a *app) config(profile string, passphrase string) client.Config {
-	return client.Config{Home: "/guardyn/" + profile, Storage: newStorage(profile), Passphrase: []byte(passphrase), Conn: a.conn}
+// config opens the profile's database; the caller hands it to replace with the client it
+// made, or closes it.
+func (a *app) config(profile string, passphrase string) (client.Config, *idb.Storage, error) {
+	st, err := idb.Open(profileDB + profile)
+	if err != nil {
+		return client.Config{}, nil, err
+	}
+	return client.Config{Home: "/guardyn/" + profile, Storage: st, Passphrase: []byte(passphrase), Conn: a.conn}, st, nil
 }
 
-// replace makes c the open profile, closing the previous one.
-func (a *app) replace(c *client.Client) {
+// replace makes c, kept in st, the open profile, closing the previous one.
+func (a *app) replace(c *client.Client, st *idb.Storage) {
 	if a.cancel != nil {
 		a.cancel()
 		a.cancel = nil
@@ -159,7 +193,10 @@ func (a *app) replace(c *client.Client) {
 	if a.c != nil {
 		a.c.Close()
 	}
-	a.c = c
+	if a.store != nil && a.store != st {
+		a.store.Close()
+	}
+	a.c, a.store = c, st
 }
 
 func arg(args []js.Value, i int) string {
@@ -173,9 +210,15 @@ func arg(args []js.Value, i int) string {
 // first device.
 func (a *app) register(ctx context.Context, args []js.Value) (any, error) {
 	user := strings.ToLower(arg(args, 0))
-	c, err := client.Register(ctx, a.config(user, arg(args, 2)), user, arg(args, 1))
+	cfg, st, err := a.config(user, arg(args, 2))
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.Register(ctx, cfg, user, arg(args, 1))
 	if c != nil {
-		a.replace(c)
+		a.replace(c, st)
+	} else {
+		st.Close()
 	}
 	if err != nil {
 		return nil, err
@@ -186,11 +229,16 @@ func (a *app) register(ctx context.Context, args []js.Value) (any, error) {
 // open(username, passphrase) unlocks a profile kept in this browser.
 func (a *app) open(ctx context.Context, args []js.Value) (any, error) {
 	user := strings.ToLower(arg(args, 0))
-	c, err := client.Open(a.config(user, arg(args, 1)))
+	cfg, st, err := a.config(user, arg(args, 1))
 	if err != nil {
 		return nil, err
 	}
-	a.replace(c)
+	c, err := client.Open(cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.replace(c, st)
 	return a.whoami(ctx, nil)
 }
 
@@ -198,11 +246,16 @@ func (a *app) open(ctx context.Context, args []js.Value) (any, error) {
 // account; it resolves with the fingerprint to compare on the approving device.
 func (a *app) startLink(ctx context.Context, args []js.Value) (any, error) {
 	user := strings.ToLower(arg(args, 0))
-	c, req, err := client.StartLink(ctx, a.config(user, arg(args, 2)), user, arg(args, 1))
+	cfg, st, err := a.config(user, arg(args, 2))
 	if err != nil {
 		return nil, err
 	}
-	a.replace(c)
+	c, req, err := client.StartLink(ctx, cfg, user, arg(args, 1))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.replace(c, st)
 	return map[string]any{"id": req.ID, "fingerprint": req.Fingerprint, "expires": req.Expires.UnixMilli()}, nil
 }
 
@@ -376,7 +429,7 @@ func (a *app) trust(ctx context.Context, args []js.Value) (any, error) {
 
 // lock() closes the open profile: its key is forgotten until the passphrase is given again.
 func (a *app) lock(context.Context, []js.Value) (any, error) {
-	a.replace(nil)
+	a.replace(nil, nil)
 	return nil, nil
 }
 

@@ -5,6 +5,7 @@ package idb
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"syscall/js"
 
@@ -375,4 +376,56 @@ func (s *Storage) Remove() error {
 		t.Call("objectStore", storeHistory).Call("clear")
 		return nil
 	})
+}
+
+// Names lists the IndexedDB databases of this origin whose names start with prefix: the
+// profiles an app keeps, when it names their databases with a prefix of its own.
+func Names(prefix string) ([]string, error) {
+	factory := js.Global().Get("indexedDB")
+	if factory.IsUndefined() || factory.IsNull() {
+		return nil, errors.New("idb: this browser has no IndexedDB")
+	}
+	dbs, err := awaitPromise(factory.Call("databases"), "list databases")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for i := range dbs.Get("length").Int() {
+		if n := dbs.Index(i).Get("name").String(); strings.HasPrefix(n, prefix) {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+// awaitPromise waits for a JavaScript promise to settle. Like every call of this package it
+// blocks its goroutine, so it must not run inside a js.Func callback.
+func awaitPromise(p js.Value, what string) (js.Value, error) {
+	type result struct {
+		v   js.Value
+		err error
+	}
+	done := make(chan result, 1)
+	var onOK, onErr js.Func
+	onOK = js.FuncOf(func(_ js.Value, args []js.Value) any {
+		v := js.Undefined()
+		if len(args) > 0 {
+			v = args[0]
+		}
+		done <- result{v: v}
+		return nil
+	})
+	onErr = js.FuncOf(func(_ js.Value, args []js.Value) any {
+		err := errors.New("unknown error")
+		if len(args) > 0 {
+			err = domError(args[0])
+		}
+		done <- result{err: fmt.Errorf("idb: %s: %w", what, err)}
+		return nil
+	})
+	defer onOK.Release()
+	defer onErr.Release()
+	p.Call("then", onOK, onErr)
+	r := <-done
+	return r.v, r.err
 }
