@@ -189,6 +189,11 @@ func TestWebListenBacklogLiveReceipts(t *testing.T) {
 	if conn.count(subscribeMethod) == 0 || conn.count(ackMethod) == 0 {
 		t.Fatalf("%d Subscribe and %d AckMessages calls: the browser forms were not used", conn.count(subscribeMethod), conn.count(ackMethod))
 	}
+	// Alice's device answers the reply with its receipt: let it arrive on this stream, so
+	// that nothing is in flight when it stops.
+	if ev := l.next(t, client.EventReceipt); ev.From != "alice" {
+		t.Fatalf("receipt of the reply: %+v", ev)
+	}
 	// Everything was acknowledged: a new stream (a reload of the page) brings nothing back.
 	l.stop()
 	if evs := clienttest.Drain(t, bob); len(evs) != 0 {
