@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/guardyn/guardyn/libs/client"
 	"github.com/guardyn/guardyn/tools/clienttest"
@@ -57,7 +58,13 @@ func TestStatusTextReachesOnlyContacts(t *testing.T) {
 	if err := bob.SetStatus(ctx, "away", "back soon"); err != nil {
 		t.Fatal(err)
 	}
-	if got := show(alice); got.Status != "away" || got.Text != "" || !got.TextLocked {
+	// A change reaches readers within a second, not necessarily by the time SetStatus
+	// returns (a CI run read the previous state once): wait for it, then look at its text.
+	got := show(alice)
+	for deadline := time.Now().Add(5 * time.Second); got.Status != "away" && time.Now().Before(deadline); got = show(alice) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got.Status != "away" || got.Text != "" || !got.TextLocked {
 		t.Fatalf("after the key changed alice sees %+v", got)
 	}
 }
